@@ -1,0 +1,148 @@
+"""Kafka clients made from `Settings`, with backend errors mapped to ours.
+
+kafka-python reports a wrong password or a dead broker in many shapes (NoBrokersAvailable at
+construction, a SaslAuthenticationFailedError in a later poll, a timeout on send). Building every
+client here keeps that knowledge in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import errors as kerr
+
+from .exceptions import AuthenticationFailed, BrokerUnavailable, kafka_errors
+from .settings import Settings
+
+__all__ = ["check_connection", "make_admin", "make_consumer", "make_producer"]
+
+# Pinning the protocol version skips kafka-python's probing round trips at connect time.
+API_VERSION = (4, 0)
+# kafka-python retries a refused login until its bootstrap timeout (30 s by default): keep the
+# wait for a wrong password or an untrusted certificate short.
+_CONNECT_TIMEOUT_MS = 10_000
+
+
+def _base(settings: Settings) -> dict[str, Any]:
+    config = settings.kafka_client_config()
+    config["api_version"] = API_VERSION
+    config["bootstrap_timeout_ms"] = _CONNECT_TIMEOUT_MS
+    return config
+
+
+class _BootstrapFailures(logging.Handler):
+    """Collect the exceptions kafka-python logs (and retries) while bootstrapping."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.errors.extend(a for a in args if isinstance(a, BaseException))
+
+
+@contextmanager
+def _connecting(what: str, settings: Settings) -> Iterator[None]:
+    """Map a failed client construction to its real cause: dead broker, login or TLS."""
+    bootstrap = settings.kafka_bootstrap_servers
+    if not any(_accepts_tcp(address) for address in bootstrap.split(",")):
+        raise BrokerUnavailable(
+            f"{what}: no Kafka broker reachable at {bootstrap} (from {settings.source}); "
+            "is it running? (`streamforge-nb local up` starts a local one)"
+        )
+    watcher = _BootstrapFailures()
+    logger = logging.getLogger("kafka.net.manager")
+    logger.addHandler(watcher)
+    try:
+        with kafka_errors(what, bootstrap):
+            try:
+                yield
+            except kerr.KafkaTimeoutError:
+                _raise_cause(what, settings, watcher.errors)
+                raise
+    finally:
+        logger.removeHandler(watcher)
+
+
+def _raise_cause(what: str, settings: Settings, errors: list[BaseException]) -> None:
+    for error in errors:
+        if isinstance(error, kerr.SaslAuthenticationFailedError):
+            raise AuthenticationFailed(
+                f"{what}: the broker at {settings.kafka_bootstrap_servers} refused user "
+                f"{settings.kafka_user!r} ({settings.kafka_sasl_mechanism}): wrong password "
+                "or unknown user"
+            )
+        if isinstance(error, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(error):
+            raise AuthenticationFailed(
+                f"{what}: the TLS certificate of {settings.kafka_bootstrap_servers} is not "
+                f"trusted (CA_PATH={settings.kafka_ca_path or 'unset'})"
+            )
+
+
+def _accepts_tcp(address: str) -> bool:
+    host, _, port = address.strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=3):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _bootstrapped(manager: Any) -> bool:
+    """Wait for the sender thread's bootstrap (it owns the network loop; we only watch)."""
+    deadline = time.monotonic() + _CONNECT_TIMEOUT_MS / 1000 + 1
+    while time.monotonic() < deadline:
+        future = manager._bootstrap_future
+        if future is not None and future.is_done:
+            return bool(future.succeeded())
+        time.sleep(0.002)
+    return False
+
+
+def make_producer(settings: Settings, **config: Any) -> KafkaProducer:
+    """Return a producer for `settings`; `config` overrides kafka-python defaults."""
+    options = {"max_block_ms": _CONNECT_TIMEOUT_MS, **_base(settings), **config}
+    with _connecting("connecting a producer", settings):
+        producer = KafkaProducer(**options)
+        # The producer connects lazily and has no public bootstrap(); wait on its network
+        # manager so a refused login fails here with its cause, not as a timeout on send.
+        manager = getattr(getattr(producer._sender, "_client", None), "_manager", None)
+        if manager is not None and not _bootstrapped(manager):
+            producer.close(timeout=0)
+            raise kerr.KafkaTimeoutError("producer bootstrap did not complete")
+        return producer
+
+
+def make_consumer(settings: Settings, *topics: str, **config: Any) -> KafkaConsumer:
+    """Return a consumer for `settings`, subscribed to `topics` when any are given."""
+    # Without a pinned api_version the consumer bootstraps in its constructor, bounded by
+    # bootstrap_timeout_ms; pinned, it would bootstrap lazily with no deadline at all.
+    options = {**_base(settings), **config}
+    options.pop("api_version")
+    with _connecting("connecting a consumer", settings):
+        return KafkaConsumer(*topics, **options)
+
+
+def make_admin(settings: Settings, **config: Any) -> KafkaAdminClient:
+    """Return an admin client for `settings`."""
+    options = {"request_timeout_ms": _CONNECT_TIMEOUT_MS, **_base(settings), **config}
+    with _connecting("connecting an admin client", settings):
+        return KafkaAdminClient(**options)
+
+
+def check_connection(settings: Settings) -> list[str]:
+    """Connect and authenticate; return the topic names the user may see."""
+    admin = make_admin(settings)
+    try:
+        with kafka_errors("listing topics", settings.kafka_bootstrap_servers):
+            return sorted(admin.list_topics())
+    finally:
+        admin.close()

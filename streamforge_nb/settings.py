@@ -1,0 +1,153 @@
+"""Settings read from the platform's environment variables, with the local broker as default.
+
+Precedence, highest first: explicit keyword arguments, the process environment, the file that
+`streamforge-nb local up` writes (`$STREAMFORGE_HOME/local.env`), built-in defaults. So a
+notebook on a laptop finds the local broker with no set-up, and a Job in the cluster uses only
+what its Pod spec gives it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+from .exceptions import ConfigError, describe_validation_error
+
+__all__ = ["Settings", "local_home", "read_env_file"]
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+# Environment variable -> Settings field. Names are the platform's (PLATFORM.md).
+_ENV_FIELDS: dict[str, str] = {
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka_bootstrap_servers",
+    "KAFKA_USER": "kafka_user",
+    "KAFKA_PASSWORD": "kafka_password",
+    "KAFKA_SECURITY_PROTOCOL": "kafka_security_protocol",
+    "KAFKA_SASL_MECHANISM": "kafka_sasl_mechanism",
+    "KAFKA_CA_PATH": "kafka_ca_path",
+    "CA_PATH": "kafka_ca_path",
+    "QUEUE_CONTROL_TOPIC": "queue_control_topic",
+    "QUEUE_EVENTS_TOPIC": "queue_events_topic",
+    "ARANGO_URL": "arango_url",
+    "ARANGO_DB": "arango_db",
+    "ARANGO_USER": "arango_user",
+    "ARANGO_PASSWORD": "arango_password",
+}
+
+_URL_USERINFO = re.compile(r"(?<=://)[^/@]*@")
+
+
+def local_home() -> Path:
+    """Return the directory holding the local broker's data, logs and env file."""
+    return Path(os.environ.get("STREAMFORGE_HOME") or Path.home() / ".streamforge-nb")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a `KEY=value` file (comments and blank lines ignored)."""
+    values: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return values
+
+
+class Settings(BaseModel):
+    """Where Kafka (and later ArangoDB) is and how to talk to it. Secrets are masked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_user: str | None = None
+    kafka_password: SecretStr | None = None
+    # None means: SASL_SSL when a user is given (as the platform runs), else PLAINTEXT.
+    kafka_security_protocol: SecurityProtocol | None = None
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_ca_path: str | None = None
+    queue_control_topic: str = "queue-control"
+    queue_events_topic: str = "queue-events"
+    arango_url: str | None = None
+    arango_db: str = "streamforge"
+    arango_user: str | None = None
+    arango_password: SecretStr | None = None
+    # Where these values came from, for error messages ("environment", a file path...).
+    source: str = "defaults"
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        local_file: Path | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Read settings from `env` (default: os.environ), falling back to the local broker."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        source = "defaults"
+        if "KAFKA_BOOTSTRAP_SERVERS" not in env:
+            local_file = local_file or local_home() / "local.env"
+            if local_file.is_file():
+                values.update(_fields_from(read_env_file(local_file)))
+                source = str(local_file)
+        from_process = _fields_from(env)
+        if from_process:
+            source = "environment" if source == "defaults" else f"environment + {source}"
+        values.update(from_process)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["source"] = source
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, what="bad settings")) from None
+
+    @property
+    def security_protocol(self) -> SecurityProtocol:
+        """Return the Kafka security protocol, derived from the credentials when not set."""
+        if self.kafka_security_protocol:
+            return self.kafka_security_protocol
+        return "SASL_SSL" if self.kafka_user else "PLAINTEXT"
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """Return kafka-python connection keyword arguments (holds the password: never log)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            if not self.kafka_user or self.kafka_password is None:
+                raise ConfigError(
+                    f"{self.security_protocol} needs KAFKA_USER and KAFKA_PASSWORD "
+                    f"(from {self.source})"
+                )
+            config["sasl_mechanism"] = self.kafka_sasl_mechanism
+            config["sasl_plain_username"] = self.kafka_user
+            config["sasl_plain_password"] = self.kafka_password.get_secret_value()
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            if self.kafka_ca_path and not Path(self.kafka_ca_path).is_file():
+                raise ConfigError(f"CA_PATH {self.kafka_ca_path!r} is not a readable file")
+            config["ssl_cafile"] = self.kafka_ca_path
+            config["ssl_check_hostname"] = True
+        return config
+
+    def describe(self) -> str:
+        """Return a one-line, secret-free summary for logs and CLI output."""
+        who = f" as {self.kafka_user}" if self.kafka_user else ""
+        return f"kafka {self.kafka_bootstrap_servers} ({self.security_protocol}{who})"
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name == "arango_url" and isinstance(value, str):
+                value = _URL_USERINFO.sub("***@", value)
+            yield name, value
+
+
+def _fields_from(env: Mapping[str, str]) -> dict[str, str]:
+    return {field: env[var] for var, field in _ENV_FIELDS.items() if env.get(var)}
