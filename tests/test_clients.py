@@ -1,0 +1,83 @@
+"""Kafka clients against the real broker: PLAINTEXT, SASL_SSL + SCRAM, ACLs, dead brokers."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from pydantic import SecretStr
+
+from streamforge_nb.clients import check_connection, make_admin, make_consumer, make_producer
+from streamforge_nb.exceptions import (
+    AuthenticationFailed,
+    BrokerUnavailable,
+    NotAuthorized,
+    kafka_errors,
+)
+from streamforge_nb.quickstart import round_trips
+from streamforge_nb.settings import Settings
+from streamforge_nb.testing import unique_name
+from streamforge_nb.topics import TopicSpec, ensure_topics
+
+
+def test_round_trip_over_plaintext(settings: Settings) -> None:
+    rtts = round_trips(settings, 3)
+    assert len(rtts) == 3
+    assert all(0 < rtt < 5 for rtt in rtts)
+
+
+def test_round_trip_over_sasl_ssl_as_platform_user(platform_settings: Settings) -> None:
+    assert platform_settings.security_protocol == "SASL_SSL"
+    assert round_trips(platform_settings, 2)
+
+
+def test_platform_user_may_create_and_use_a_workflow_topic(platform_settings: Settings) -> None:
+    topic = unique_name("wf-acl")
+    admin = make_admin(platform_settings)
+    try:
+        assert ensure_topics(admin, (TopicSpec(topic),)) == [topic]
+    finally:
+        admin.close()
+    producer = make_producer(platform_settings)
+    try:
+        producer.send(topic, b"payload").get(timeout=10)
+    finally:
+        producer.close()
+
+
+def test_wrong_password_is_refused_with_a_clear_error(platform_settings: Settings) -> None:
+    wrong = platform_settings.model_copy(update={"kafka_password": SecretStr("not-the-password")})
+    with pytest.raises(AuthenticationFailed, match="refused user 'user-streamforge'") as info:
+        check_connection(wrong)
+    assert "not-the-password" not in str(info.value)
+    with pytest.raises(AuthenticationFailed):
+        make_consumer(wrong)
+
+
+def test_untrusted_certificate_is_refused(platform_settings: Settings) -> None:
+    no_ca = platform_settings.model_copy(update={"kafka_ca_path": None})
+    with pytest.raises(AuthenticationFailed, match="not trusted"):
+        check_connection(no_ca)
+
+
+def test_user_without_acl_is_refused(viewer_settings: Settings) -> None:
+    # The viewer may read telemetry but has no ACL on queue-control.
+    assert check_connection(viewer_settings) == ["queue-events"]
+    producer = make_producer(viewer_settings)
+    try:
+        with (
+            pytest.raises(NotAuthorized, match="not authorized"),
+            kafka_errors("sending a command"),
+        ):
+            producer.send("queue-control", b"{}").get(timeout=10)
+    finally:
+        producer.close()
+
+
+def test_dead_broker_is_reported_at_once() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}")
+    with pytest.raises(BrokerUnavailable, match=f"no Kafka broker reachable at 127.0.0.1:{port}"):
+        make_producer(dead)
