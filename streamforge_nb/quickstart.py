@@ -59,7 +59,9 @@ def round_trips(settings: Settings, count: int, timeout: float = 10.0) -> list[f
     return rtts
 
 
-def _read_back(consumer: KafkaConsumer, correlation_id: str, started: float, timeout: float) -> float:
+def _read_back(
+    consumer: KafkaConsumer, correlation_id: str, started: float, timeout: float
+) -> float:
     deadline = started + timeout
     while time.perf_counter() < deadline:
         for records in consumer.poll(timeout_ms=100).values():
