@@ -292,12 +292,12 @@ Message: TypeAlias = (
 # --- encoding and decoding --------------------------------------------------------------------
 
 
-def encode(msg: Message) -> bytes:
+def encode(msg: Message | BaseCommand | BaseEvent) -> bytes:
     """Return the JSON bytes of `msg` as sent to Kafka (aliases, no nulls, extras kept)."""
     return orjson.dumps(msg.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
-def message_key(msg: Message) -> bytes:
+def message_key(msg: Message | BaseCommand | BaseEvent) -> bytes:
     """Return the Kafka key of `msg`: its queue id, or `_key` for candles."""
     return (msg.key if isinstance(msg, Candle) else msg.queue_id).encode()
 

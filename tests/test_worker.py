@@ -1,0 +1,111 @@
+"""The control loop every worker shares, against the real broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from streamforge_nb.clients import make_producer
+from streamforge_nb.queue import Queue, QueueTimeout
+from streamforge_nb.settings import Settings
+from streamforge_nb.testing import unique_name
+from streamforge_nb.worker import Worker
+
+
+@pytest.fixture
+def queue_id() -> str:
+    return unique_name("wf-worker")
+
+
+@pytest.fixture
+def worker(settings: Settings, queue_id: str) -> Iterator[Worker]:
+    with Worker(
+        settings,
+        queue_id=queue_id,
+        producer_id="loader-candles__abc123",
+        target="loader-candles",
+        symbol="BTCUSDT",
+        type="api_candles_1m",
+    ) as w:
+        yield w
+
+
+def statuses(settings: Settings, queue_id: str) -> list[str]:
+    with Queue(queue_id, settings) as queue:
+        return [e.status for e in queue.events()]
+
+
+def test_run_sends_started_then_finished(settings: Settings, worker: Worker) -> None:
+    def work(w: Worker) -> str:
+        w.loading(10)
+        return "done"
+
+    assert worker.run(work) == "done"
+    with Queue(worker.queue_id, settings) as queue:
+        events = list(queue.events())
+    assert [e.status for e in events] == ["started", "loading", "finished"]
+    assert events[-1].records_written == 10
+    assert all(e.producer == "loader-candles__abc123" and e.symbol == "BTCUSDT" for e in events)
+
+
+def test_busy_worker_answers_ping_and_stops_on_stop(settings: Settings, worker: Worker) -> None:
+    runner = threading.Thread(target=worker.run, args=(lambda w: w.sleep(60),))
+    runner.start()
+    with Queue(worker.queue_id, settings) as queue:
+        replies = queue.ping(timeout=10)
+        assert [r.producer for r in replies] == ["loader-candles__abc123"]
+        assert replies[0].pong.records_written == 0
+        assert 0 < replies[0].round_trip_s < 5
+        assert queue.stop(timeout=10) == ["loader-candles__abc123"]
+    runner.join(timeout=10)
+    assert not runner.is_alive()
+    assert statuses(settings, worker.queue_id) == ["started", "pong", "interrupted"]
+
+
+def test_target_filters_commands(settings: Settings, worker: Worker) -> None:
+    with Queue(worker.queue_id, settings) as queue:
+        with pytest.raises(QueueTimeout, match="target arango-candles"):
+            queue.ping("arango-candles", timeout=1)
+        assert queue.ping("loader-candles", timeout=10)
+
+
+def test_commands_for_other_queues_and_garbage_are_ignored(
+    settings: Settings, worker: Worker
+) -> None:
+    producer = make_producer(settings)
+    producer.send(settings.queue_control_topic, b"{not json")
+    producer.send(
+        settings.queue_control_topic, b'{"command": "stop", "queue_id": "wf-someone-else"}'
+    )
+    producer.flush()
+    producer.close()
+    with Queue(worker.queue_id, settings) as queue:
+        assert queue.ping(timeout=10)  # the control loop survived the garbage
+    assert not worker.stop_requested
+
+
+def test_exception_sends_error_with_the_reason_then_propagates(
+    settings: Settings, worker: Worker
+) -> None:
+    def work(_w: Worker) -> None:
+        raise ValueError("exchange said no")
+
+    with pytest.raises(ValueError, match="exchange said no"):
+        worker.run(work)
+    with Queue(worker.queue_id, settings) as queue:
+        last = list(queue.events())[-1]
+    assert last.status == "error"
+    assert last.message == "ValueError: exchange said no"
+    assert getattr(last, "error_type", None) == "ValueError"
+
+
+def test_close_ends_the_control_thread(settings: Settings, queue_id: str) -> None:
+    w = Worker(settings, queue_id=queue_id, producer_id="dummy__000001", target="dummy")
+    name = "control-dummy__000001"
+    assert any(t.name == name for t in threading.enumerate())
+    w.close()
+    time.sleep(0.1)
+    assert not any(t.name == name for t in threading.enumerate())
