@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,62 @@ def platform_settings(broker: LocalBroker) -> Settings:
 def viewer_settings(broker: LocalBroker) -> Settings:
     """A SCRAM user whose ACLs allow only reading queue-events."""
     return broker.settings(VIEWER_USER)
+
+
+def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a worker process gets: the broker's address and nothing stale."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ARANGO_"))}
+    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def start_dummy(settings: Settings) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start real dummy services (`python -m streamforge_nb.workers.dummy`); kill leftovers."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(queue_id: str, *args: str, ready: bool = True) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamforge_nb.workers.dummy",
+                "--queue-id",
+                queue_id,
+                "--metrics-port",
+                "0",
+                *args,
+            ],
+            env=subprocess_env(settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(proc)
+        if ready:
+            wait_for_status(settings, queue_id, None)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def wait_for_status(
+    settings: Settings, queue_id: str, status: str | None, timeout: float = 60
+) -> None:
+    """Block until a producer of `queue_id` is in `status` (None: any event), or fail."""
+    from streamforge_nb.queue import Queue
+
+    deadline = time.monotonic() + timeout
+    with Queue(queue_id, settings) as queue:
+        while time.monotonic() < deadline:
+            if any(status in (None, s.status) for s in queue.producers().values()):
+                return
+            time.sleep(0.05)
+    pytest.fail(f"queue {queue_id} sent no {status!r} event within {timeout} s")

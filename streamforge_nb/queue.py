@@ -1,0 +1,391 @@
+"""`Queue`: the handle a notebook holds on a queue id.
+
+One background thread per Queue follows `queue-events` for this queue: it folds telemetry into
+one row per producer, and hands pongs to the pings waiting for them. It starts on first use,
+never blocks the kernel, and `close()` (or leaving a `with` block) ends it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from .clients import make_consumer, make_producer
+from .contract import (
+    TERMINAL_STATUSES,
+    BaseEvent,
+    PingCommand,
+    Pong,
+    StopCommand,
+    decode_event,
+    encode,
+    message_key,
+)
+from .exceptions import MessageError, StreamForgeError, kafka_errors
+from .settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["PongReply", "ProducerState", "Queue", "QueueTimeout", "fold", "rtt_summary"]
+
+log = logging.getLogger(__name__)
+_POLL_MS = 100
+
+
+class QueueTimeout(StreamForgeError, TimeoutError):
+    """The queue did not answer in time."""
+
+
+@dataclass(frozen=True)
+class PongReply:
+    """A pong matched to its ping, with the round trip measured by the sender."""
+
+    producer: str
+    round_trip_s: float
+    pong: Pong
+
+
+@dataclass(frozen=True)
+class ProducerState:
+    """What the telemetry says of one producer (worker) of the queue."""
+
+    producer: str
+    status: str
+    records_written: int
+    last_seen: float
+    message: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+def fold(states: dict[str, ProducerState], event: BaseEvent) -> dict[str, ProducerState]:
+    """Return `states` updated by one event (a pong refreshes liveness, not the status)."""
+    previous = states.get(event.producer)
+    if event.status == "pong":
+        if previous is None:
+            state = ProducerState(event.producer, "alive", event.records_written, event.timestamp)
+        else:
+            state = replace(previous, last_seen=max(previous.last_seen, event.timestamp))
+    else:
+        records = max(event.records_written, previous.records_written if previous else 0)
+        state = ProducerState(event.producer, event.status, records, event.timestamp, event.message)
+    return {**states, event.producer: state}
+
+
+def rtt_summary(seconds: list[float]) -> dict[str, float]:
+    """Return min, p50, p99 and max of round-trip times, in milliseconds (nearest rank)."""
+    if not seconds:
+        raise ValueError("no round trips to summarise")
+    ordered = sorted(seconds)
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] * 1000
+
+    return {
+        "min": ordered[0] * 1000,
+        "p50": rank(0.5),
+        "p99": rank(0.99),
+        "max": ordered[-1] * 1000,
+    }
+
+
+class _PingWaiter:
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
+        self.sent_at = 0.0
+        self.replies: list[PongReply] = []
+        self.done = threading.Event()
+
+
+class Queue:
+    """Ping, stop, watch and wait for the workers of one queue."""
+
+    def __init__(self, queue_id: str, settings: Settings | None = None) -> None:
+        self.queue_id = queue_id
+        self.settings = settings or Settings.from_env()
+        self._lock = threading.Lock()
+        self._states: dict[str, ProducerState] = {}
+        self._waiters: dict[str, _PingWaiter] = {}
+        self._listeners: list[Callable[[BaseEvent], None]] = []
+        self._producer: KafkaProducer | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._thread: threading.Thread | None = None
+        self._caught_up = threading.Event()
+        self._closing = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"Queue({self.queue_id!r}, {self.settings.describe()})"
+
+    # -- commands ----------------------------------------------------------------------------
+    def ping(
+        self, target: str | None = None, *, timeout: float = 5.0, expect: int = 1
+    ) -> list[PongReply]:
+        """Send a ping; return the pongs matched to it once `expect` came (or at `timeout`)."""
+        self._follow()
+        ping = PingCommand.new(self.queue_id, target)
+        waiter = _PingWaiter(expect)
+        with self._lock:
+            self._waiters[ping.correlation_id] = waiter
+        try:
+            waiter.sent_at = time.perf_counter()
+            self._send(ping)
+            waiter.done.wait(timeout)
+        finally:
+            with self._lock:
+                self._waiters.pop(ping.correlation_id, None)
+        if not waiter.replies:
+            who = f" (target {target})" if target else ""
+            raise QueueTimeout(
+                f"no pong from queue {self.queue_id}{who} within {timeout:g} s: "
+                "is a worker serving it?"
+            )
+        return list(waiter.replies)
+
+    def stop(self, target: str | None = None, *, timeout: float = 30.0) -> list[str]:
+        """Send stop; return the producers that acknowledged with `interrupted`."""
+        self._follow()
+        sent = time.time()
+        self._send(StopCommand(queue_id=self.queue_id, target=target, timestamp=sent))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                states = dict(self._states)
+            acked = [
+                s.producer
+                for s in states.values()
+                if s.status == "interrupted" and s.last_seen >= sent - 1
+            ]
+            live = [s for s in states.values() if not s.terminal]
+            if acked and not live:
+                return sorted(acked)
+            time.sleep(0.05)
+        if acked:
+            return sorted(acked)
+        raise QueueTimeout(
+            f"no worker of queue {self.queue_id} acknowledged stop within {timeout:g} s"
+        )
+
+    def _send(self, command: PingCommand | StopCommand) -> None:
+        if self._producer is None:
+            self._producer = make_producer(
+                self.settings, linger_ms=0, acks=1, enable_idempotence=False
+            )
+        with kafka_errors(f"sending {command.command}", self.settings.kafka_bootstrap_servers):
+            self._producer.send(
+                self.settings.queue_control_topic, key=message_key(command), value=encode(command)
+            )
+            self._producer.flush(timeout=10)
+
+    # -- telemetry ---------------------------------------------------------------------------
+    def events(self, follow: bool = False, *, timeout: float | None = None) -> Iterator[BaseEvent]:
+        """Yield this queue's events from the start; with `follow`, keep waiting for more."""
+        consumer, partitions = self._events_consumer()
+        end = consumer.end_offsets(partitions)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=_POLL_MS).values():
+                    for record in records:
+                        event = self._decode(record.value)
+                        if event is not None:
+                            yield event
+                if not follow and all(consumer.position(tp) >= end[tp] for tp in partitions):
+                    return
+        finally:
+            consumer.close()
+
+    def status(self, *, timeout: float = 10.0) -> pd.DataFrame:
+        """Return one row per producer: status, records written, last seen and its age."""
+        import pandas as pd
+
+        self._follow()
+        self._caught_up.wait(timeout)
+        now = time.time()
+        rows = [
+            {
+                "producer": s.producer,
+                "status": s.status,
+                "records_written": s.records_written,
+                "last_seen": pd.Timestamp(s.last_seen, unit="s", tz="UTC"),
+                "age_s": round(now - s.last_seen, 1),
+                "message": s.message,
+            }
+            for s in self.producers().values()
+        ]
+        columns = ["producer", "status", "records_written", "last_seen", "age_s", "message"]
+        return pd.DataFrame(rows, columns=columns).set_index("producer")
+
+    def producers(self) -> dict[str, ProducerState]:
+        """Return the current state of every producer seen (a snapshot)."""
+        self._follow()
+        with self._lock:
+            return dict(self._states)
+
+    def wait(self, timeout: float | None = None, *, progress: bool = True) -> pd.DataFrame:
+        """Block until every producer finished, failed or was interrupted; return status()."""
+        from tqdm.auto import tqdm
+
+        self._follow()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = tqdm(desc=self.queue_id, unit=" records", disable=not progress)
+        try:
+            while True:
+                states = self.producers()
+                bar.n = sum(s.records_written for s in states.values())
+                bar.set_postfix_str(", ".join(f"{p}: {s.status}" for p, s in states.items()))
+                if states and all(s.terminal for s in states.values()):
+                    return self.status()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise QueueTimeout(
+                        f"queue {self.queue_id} still running after {timeout:g} s: "
+                        + (", ".join(f"{p} {s.status}" for p, s in states.items()) or "no events")
+                    )
+                time.sleep(0.2)
+        finally:
+            bar.close()
+
+    def subscribe(self, callback: Callable[[BaseEvent], None]) -> None:
+        """Call `callback(event)` from the follower thread for every event of this queue."""
+        with self._lock:
+            self._listeners.append(callback)
+        self._follow()
+
+    def unsubscribe(self, callback: Callable[[BaseEvent], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+    # -- the follower thread -----------------------------------------------------------------
+    def _events_consumer(self) -> tuple[KafkaConsumer, list[TopicPartition]]:
+        topic = self.settings.queue_events_topic
+        consumer = make_consumer(self.settings, enable_auto_commit=False, fetch_max_wait_ms=100)
+        with kafka_errors("reading " + topic, self.settings.kafka_bootstrap_servers):
+            numbers = consumer.partitions_for_topic(topic)
+            if not numbers:
+                consumer.close()
+                raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
+            partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+        return consumer, partitions
+
+    def _follow(self) -> None:
+        if self._thread is not None:
+            return
+        if self._closing.is_set():
+            raise StreamForgeError(f"{self!r} is closed")
+        self._consumer, partitions = self._events_consumer()
+        end = self._consumer.end_offsets(partitions)
+        self._thread = threading.Thread(
+            target=self._run_follower,
+            args=(self._consumer, partitions, end),
+            name=f"queue-{self.queue_id}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _run_follower(
+        self,
+        consumer: KafkaConsumer,
+        partitions: list[TopicPartition],
+        end: dict[TopicPartition, int],
+    ) -> None:
+        while not self._closing.is_set():
+            try:
+                batches = consumer.poll(timeout_ms=_POLL_MS)
+                received = time.perf_counter()
+                for records in batches.values():
+                    for record in records:
+                        event = self._decode(record.value)
+                        if event is not None:
+                            self._apply(event, received)
+                if not self._caught_up.is_set() and all(
+                    consumer.position(tp) >= end[tp] for tp in partitions
+                ):
+                    self._caught_up.set()
+            except Exception:
+                if self._closing.is_set():
+                    return
+                log.exception("following %s failed; retrying", self.queue_id)
+                time.sleep(0.5)
+
+    def _decode(self, raw: bytes) -> BaseEvent | None:
+        try:
+            event: BaseEvent = decode_event(raw)
+        except MessageError as exc:
+            log.warning("skipping malformed telemetry: %s", exc)
+            return None
+        return event if event.queue_id == self.queue_id else None
+
+    def _apply(self, event: BaseEvent, received: float) -> None:
+        with self._lock:
+            self._states = fold(self._states, event)
+            listeners = list(self._listeners)
+            waiter = self._waiters.get(event.correlation_id) if isinstance(event, Pong) else None
+            if waiter is not None and isinstance(event, Pong):
+                waiter.replies.append(PongReply(event.producer, received - waiter.sent_at, event))
+                if len(waiter.replies) >= waiter.expect:
+                    waiter.done.set()
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("queue listener failed")
+
+    # -- lifecycle and display ---------------------------------------------------------------
+    def close(self) -> None:
+        """End the follower thread and release the Kafka clients."""
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._consumer is not None:
+            self._consumer.close()
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+        self._thread = self._consumer = self._producer = None
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _repr_html_(self) -> str:
+        rows = (
+            "".join(
+                f"<tr><td>{html.escape(s.producer)}</td><td>{html.escape(s.status)}</td>"
+                f"<td style='text-align:right'>{s.records_written:,}</td>"
+                f"<td>{time.time() - s.last_seen:.0f} s ago</td>"
+                f"<td>{html.escape(s.message or '')}</td></tr>"
+                for s in self.producers().values()
+            )
+            or "<tr><td colspan=5><i>no telemetry yet</i></td></tr>"
+        )
+        return (
+            f"<b>Queue</b> <code>{html.escape(self.queue_id)}</code> "
+            f"<small>{html.escape(self.settings.describe())}</small>"
+            "<table><tr><th>producer</th><th>status</th><th>records</th><th>last event</th>"
+            f"<th>message</th></tr>{rows}</table>"
+        )
+
+    def panel(self) -> Any:
+        """Return an ipywidgets panel with Ping and Stop buttons and live telemetry."""
+        from .widgets import QueuePanel
+
+        return QueuePanel(self).widget
