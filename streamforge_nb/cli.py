@@ -147,6 +147,124 @@ def schemas(directory: Path) -> None:
         click.echo(path)
 
 
+# -- queue control --------------------------------------------------------------------------
+def _queue(queue_id: str) -> Any:
+    from .queue import Queue
+
+    return Queue(queue_id, Settings.from_env())
+
+
+@cli.command("ping")
+@click.option("--queue-id", required=True, help="The queue to ping.")
+@click.option("--target", default=None, help="Only workers of this kind answer.")
+@click.option("--count", type=int, default=1, show_default=True)
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds per ping.")
+@click.option("--expect-pong", is_flag=True, help="Exit 1 unless every ping got a pong.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def ping(
+    queue_id: str,
+    target: str | None,
+    count: int,
+    timeout: float,
+    expect_pong: bool,
+    as_json: bool,
+) -> int:
+    """Ping a queue's workers and print each pong's round-trip time."""
+    from .queue import QueueTimeout, rtt_summary
+
+    rtts: list[float] = []
+    missed = 0
+    with _queue(queue_id) as queue:
+        for seq in range(1, count + 1):
+            try:
+                replies = queue.ping(target, timeout=timeout)
+            except QueueTimeout as exc:
+                missed += 1
+                _say(as_json, {"seq": seq, "queue_id": queue_id, "error": str(exc)}, str(exc))
+                continue
+            for reply in replies:
+                rtts.append(reply.round_trip_s)
+                line = (
+                    f"pong from {reply.producer}: seq={seq} rtt={reply.round_trip_s * 1000:.2f} ms"
+                )
+                _say(
+                    as_json,
+                    {
+                        "seq": seq,
+                        "producer": reply.producer,
+                        "rtt_ms": round(reply.round_trip_s * 1000, 3),
+                    },
+                    line,
+                )
+    if rtts:
+        stats = rtt_summary(rtts)
+        text = (
+            f"{len(rtts)} pongs for {count} pings: min {stats['min']:.2f} ms, "
+            f"p50 {stats['p50']:.2f} ms, p99 {stats['p99']:.2f} ms"
+        )
+        _say(
+            as_json,
+            {
+                "summary": {k: round(v, 3) for k, v in stats.items()},
+                "pings": count,
+                "pongs": len(rtts),
+            },
+            text,
+        )
+    return 1 if expect_pong and missed else 0
+
+
+@cli.command("stop")
+@click.option("--queue-id", required=True)
+@click.option("--target", default=None, help="Only workers of this kind stop.")
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def stop(queue_id: str, target: str | None, timeout: float, as_json: bool) -> None:
+    """Stop a queue's workers; exit 0 once they answered `interrupted`."""
+    with _queue(queue_id) as queue:
+        acked = queue.stop(target, timeout=timeout)
+    _say(as_json, {"queue_id": queue_id, "interrupted": acked}, f"interrupted: {', '.join(acked)}")
+
+
+@cli.command("events")
+@click.option("--queue-id", required=True)
+@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new events.")
+@click.option("--timeout", type=float, default=None, help="Stop following after S seconds.")
+@click.option("--json", "as_json", is_flag=True)
+def events(queue_id: str, follow: bool, timeout: float | None, as_json: bool) -> None:
+    """Print a queue's telemetry from the start."""
+    import datetime as dt
+
+    from .contract import encode
+
+    with _queue(queue_id) as queue:
+        for event in queue.events(follow=follow, timeout=timeout):
+            if as_json:
+                click.echo(encode(event).decode())
+                continue
+            when = dt.datetime.fromtimestamp(event.timestamp, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+            click.echo(
+                f"{when} {event.producer:<28} {event.status:<11} "
+                f"{event.records_written:>10,} {event.message or ''}".rstrip()
+            )
+
+
+@cli.command("dummy", context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def dummy(args: tuple[str, ...]) -> int:
+    """Run the dummy test service (`streamforge-nb dummy --help` for its options)."""
+    from .workers.dummy import main as dummy_main
+
+    return dummy_main(list(args))
+
+
+def _say(as_json: bool, obj: dict[str, Any], text: str) -> None:
+    if as_json:
+        _echo_json(obj)
+    else:
+        click.echo(text)
+
+
 # -- the main job ---------------------------------------------------------------------------
 @cli.command("quickstart")
 @click.option("--count", type=int, default=5, show_default=True, help="Round trips to time.")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from streamforge_nb.broker import LocalBroker
 from streamforge_nb.settings import Settings
+from streamforge_nb.testing import unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,3 +130,47 @@ def test_generators_reproduce_the_committed_files(args: list[str], tmp_path: Pat
     committed = ROOT / args[0]
     for path in tmp_path.iterdir():
         assert path.read_text() == (committed / path.name).read_text(), path.name
+
+
+def test_ping_stop_events_against_a_real_dummy(
+    broker: LocalBroker, start_dummy: Callable[..., subprocess.Popen[str]]
+) -> None:
+    queue_id = unique_name("wf-cli")
+    env = {"KAFKA_BOOTSTRAP_SERVERS": broker.settings().kafka_bootstrap_servers}
+    proc = start_dummy(queue_id)
+
+    pinged = run("ping", "--queue-id", queue_id, "--count", "3", "--expect-pong", env=env)
+    assert pinged.returncode == 0, pinged.stderr
+    lines = pinged.stdout.splitlines()
+    assert len([ln for ln in lines if ln.startswith("pong from dummy__")]) == 3
+    assert re.search(r"3 pongs for 3 pings: min [\d.]+ ms, p50 [\d.]+ ms, p99 [\d.]+ ms", lines[-1])
+
+    as_json = run("ping", "--queue-id", queue_id, "--json", env=env)
+    rows = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert rows[0]["rtt_ms"] > 0 and rows[-1]["pongs"] == 1
+
+    stopped = run("stop", "--queue-id", queue_id, "--json", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["interrupted"][0].startswith("dummy__")
+    assert proc.wait(timeout=20) == 0
+
+    listed = run("events", "--queue-id", queue_id, "--json", env=env)
+    statuses = [json.loads(line)["status"] for line in listed.stdout.splitlines()]
+    assert statuses == ["started", "pong", "pong", "pong", "pong", "interrupted"]
+
+
+def test_ping_nobody_exits_1_with_expect_pong(broker: LocalBroker) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": broker.settings().kafka_bootstrap_servers}
+    result = run(
+        "ping", "--queue-id", unique_name("wf-nobody"), "--timeout", "1", "--expect-pong", env=env
+    )
+    assert result.returncode == 1
+    assert "no pong from queue" in result.stdout
+
+
+def test_stop_nobody_is_one_error_line(broker: LocalBroker) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": broker.settings().kafka_bootstrap_servers}
+    result = run("stop", "--queue-id", unique_name("wf-nobody"), "--timeout", "1", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("streamforge-nb: error: no worker of queue")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,173 @@
+"""The platform's test service (`dummy-service`, seed Appendix F).
+
+Answers `ping` with `pong`, turns `stop` into `interrupted`, and can simulate loading, failure
+or a timed exit. Runs the same three ways: `streamforge-nb dummy ...`,
+`python -m streamforge_nb.workers.dummy ...`, and `notebooks/dummy_service.ipynb` under papermill.
+Prometheus metrics on `--metrics-port` (default 8000, 0 turns them off) at `/metrics`.
+
+`--noop` sends `started` and no progress: it idles, still answering ping and stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..contract import BaseEvent, PingCommand
+from ..exceptions import StreamForgeError
+from ..logs import configure_json_logging
+from ..names import new_short_id, producer_id
+from ..settings import Settings
+from ..worker import Worker
+
+__all__ = ["DummyFailure", "DummyOptions", "main", "parse_args", "run_dummy"]
+
+log = logging.getLogger("streamforge_nb.dummy")
+TARGET = "dummy"
+
+
+class DummyFailure(RuntimeError):
+    """The failure `--fail-after` simulates."""
+
+
+@dataclass(frozen=True)
+class DummyOptions:
+    """The dummy service's options; names match the CLI flags and the notebook parameters."""
+
+    queue_id: str
+    producer_id: str | None = None
+    debug: bool = False
+    noop: bool = False
+    exit_on_ping: bool = False
+    exit_after: float | None = None
+    simulate_loading: bool = False
+    loading_interval: float = 10.0
+    fail_after: float | None = None
+    metrics_port: int = 8000
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> DummyOptions:
+        """Build options from a dict (e.g. papermill parameters), ignoring other keys."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+class _Metrics:
+    """The seed's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self, port: int) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+        self.registry = CollectorRegistry()
+        self.events = Counter("dummy_events", "Telemetry events sent", ["event"],
+                              registry=self.registry)
+        self.pings = Counter("dummy_pings", "Pings received", registry=self.registry)
+        self.pongs = Counter("dummy_pongs", "Pongs sent", registry=self.registry)
+        self.status = Gauge("dummy_status_last", "1 for the last status sent", ["status"],
+                            registry=self.registry)
+        self.server: Any = None
+        if port:
+            self.server, _thread = start_http_server(port, registry=self.registry)
+
+    def sent(self, event: BaseEvent) -> None:
+        self.events.labels(event=event.status).inc()
+        if event.status == "pong":
+            self.pongs.inc()
+            return
+        for status in ("started", "loading", "finished", "error", "interrupted"):
+            self.status.labels(status=status).set(1 if status == event.status else 0)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def run_dummy(options: DummyOptions, settings: Settings | None = None) -> int:
+    """Run the dummy service until it finishes, fails or is stopped; return the exit code."""
+    settings = settings or Settings.from_env()
+    metrics = _Metrics(options.metrics_port)
+    pinged = threading.Event()
+
+    def on_ping(_ping: PingCommand) -> None:
+        metrics.pings.inc()
+        pinged.set()
+
+    worker = Worker(
+        settings,
+        queue_id=options.queue_id,
+        producer_id=options.producer_id or producer_id(TARGET, new_short_id()),
+        target=TARGET,
+        on_ping=on_ping,
+        on_sent=metrics.sent,
+    )
+    log.info("dummy service up", extra={"queue_id": options.queue_id,
+                                         "producer": worker.producer_id})
+    try:
+        worker.run(lambda w: _serve(w, options, pinged))
+    except DummyFailure as exc:
+        log.error("dummy service failed: %s", exc)
+        return 1
+    finally:
+        worker.close()
+        metrics.close()
+    log.info("dummy service done", extra={"stop_requested": worker.stop_requested})
+    return 0
+
+
+def _serve(worker: Worker, options: DummyOptions, pinged: threading.Event) -> str:
+    started = time.monotonic()
+    next_loading = started + options.loading_interval
+    while True:
+        elapsed = time.monotonic() - started
+        if options.fail_after is not None and elapsed >= options.fail_after:
+            raise DummyFailure(f"simulated failure after {options.fail_after:g} s (--fail-after)")
+        if options.exit_after is not None and elapsed >= options.exit_after:
+            return "exit-after"
+        if options.exit_on_ping and pinged.is_set():
+            return "exit-on-ping"
+        if options.simulate_loading and not options.noop and time.monotonic() >= next_loading:
+            worker.loading(worker.records_written + 100)
+            next_loading += options.loading_interval
+        worker.sleep(0.02)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> DummyOptions:
+    """Parse the dummy service's command line (environment variables give defaults)."""
+    parser = argparse.ArgumentParser(prog="dummy", description=__doc__.splitlines()[0])
+    parser.add_argument("--queue-id", default=os.environ.get("QUEUE_ID"))
+    parser.add_argument("--producer-id", default=os.environ.get("TELEMETRY_PRODUCER_ID"))
+    parser.add_argument("--debug", action="store_true")
+    parser.add_argument("--noop", action="store_true", help="send `started` only, then idle")
+    parser.add_argument("--exit-on-ping", action="store_true")
+    parser.add_argument("--exit-after", type=float, metavar="N")
+    parser.add_argument("--simulate-loading", action="store_true")
+    parser.add_argument("--loading-interval", type=float, default=10.0, metavar="S")
+    parser.add_argument("--fail-after", type=float, metavar="N")
+    parser.add_argument("--metrics-port", type=int, default=8000, metavar="P")
+    args = parser.parse_args(argv)
+    if not args.queue_id:
+        parser.error("--queue-id (or QUEUE_ID) is required")
+    return DummyOptions(**vars(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the dummy service from a command line; return the exit code."""
+    options = parse_args(argv)
+    configure_json_logging(options.debug)
+    try:
+        return run_dummy(options)
+    except StreamForgeError as exc:
+        log.error("dummy service could not run: %s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
