@@ -1,8 +1,11 @@
-"""The README's main job on the local default: start the broker, prove a round trip through it."""
+"""The README's main job on the local default: start the broker, ping a real worker through it."""
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -13,23 +16,61 @@ from .broker import LocalBroker
 from .clients import make_consumer, make_producer
 from .contract import PingCommand, decode_command, encode, message_key
 from .exceptions import BrokerError, kafka_errors
+from .names import new_short_id
+from .queue import Queue, QueueTimeout
 from .settings import Settings, local_home
 
 __all__ = ["run_quickstart"]
 
 
 def run_quickstart(*, count: int = 5, echo: Callable[[str], None] = print) -> list[float]:
-    """Start the local broker, send `count` pings on queue-control and read each one back."""
+    """Start the local broker and a dummy worker; ping it `count` times, then stop it."""
     broker = LocalBroker(local_home())
     broker.up(progress=echo)
     settings = Settings.from_env()
     echo(f"using {settings.describe()} (settings from {settings.source})")
-    rtts = round_trips(settings, count)
-    for i, rtt in enumerate(rtts, 1):
-        echo(f"round trip {i}: {rtt * 1000:.1f} ms through {settings.queue_control_topic}")
-    echo(f"median {statistics.median(rtts) * 1000:.1f} ms over {len(rtts)} round trips")
+    queue_id = f"wf-quickstart-{new_short_id()}"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    command = [
+        sys.executable,
+        "-m",
+        "streamforge_nb.workers.dummy",
+        "--queue-id",
+        queue_id,
+        "--metrics-port",
+        "0",
+    ]
+    echo(f"starting a dummy worker for queue {queue_id}")
+    worker = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    rtts: list[float] = []
+    try:
+        with Queue(queue_id, settings) as queue:
+            _first_pong(queue, timeout=60)
+            for i in range(1, count + 1):
+                (reply,) = queue.ping(timeout=10)
+                rtts.append(reply.round_trip_s)
+                echo(f"pong {i} from {reply.producer}: {reply.round_trip_s * 1000:.1f} ms")
+            echo(f"median round trip {statistics.median(rtts) * 1000:.1f} ms over {count} pings")
+            echo("stopped: " + ", ".join(queue.stop(timeout=30)))
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
     echo(f"the broker keeps running; `streamforge-nb local down` stops it ({broker.home})")
     return rtts
+
+
+def _first_pong(queue: Queue, timeout: float) -> None:
+    """Ping until the freshly started worker answers (its start-up is not a round trip)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            queue.ping(timeout=1)
+            return
+        except QueueTimeout:
+            if time.monotonic() > deadline:
+                raise
 
 
 def round_trips(settings: Settings, count: int, timeout: float = 10.0) -> list[float]:
