@@ -123,6 +123,8 @@ class Queue:
         self._thread: threading.Thread | None = None
         self._caught_up = threading.Event()
         self._closing = threading.Event()
+        self._follow_lock = threading.Lock()
+        self._panels: list[Any] = []
 
     def __repr__(self) -> str:
         return f"Queue({self.queue_id!r}, {self.settings.describe()})"
@@ -280,11 +282,19 @@ class Queue:
             consumer.seek_to_beginning(*partitions)
         return consumer, partitions
 
+    @property
+    def closed(self) -> bool:
+        """Tell whether `close()` was called."""
+        return self._closing.is_set()
+
     def _follow(self) -> None:
-        if self._thread is not None:
-            return
-        if self._closing.is_set():
-            raise StreamForgeError(f"{self!r} is closed")
+        with self._follow_lock:  # two threads asking at once must not start two followers
+            if self._closing.is_set():
+                raise StreamForgeError(f"{self!r} is closed")
+            if self._thread is None:
+                self._start_follower()
+
+    def _start_follower(self) -> None:
         self._consumer, partitions = self._events_consumer()
         end = self._consumer.end_offsets(partitions)
         self._thread = threading.Thread(
@@ -345,7 +355,10 @@ class Queue:
 
     # -- lifecycle and display ---------------------------------------------------------------
     def close(self) -> None:
-        """End the follower thread and release the Kafka clients."""
+        """Close the panels, end the follower thread and release the Kafka clients."""
+        for panel in self._panels:
+            panel.close()
+        self._panels.clear()
         self._closing.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -384,8 +397,14 @@ class Queue:
             f"<th>message</th></tr>{rows}</table>"
         )
 
-    def panel(self) -> Any:
-        """Return an ipywidgets panel with Ping and Stop buttons and live telemetry."""
+    def panel(self, **options: Any) -> Any:
+        """Return an ipywidgets panel with Ping and Stop buttons and live telemetry.
+
+        `options` go to `QueuePanel` (history, log_lines, ping_timeout, stop_timeout,
+        refresh_s). Closing the queue closes its panels.
+        """
         from .widgets import QueuePanel
 
-        return QueuePanel(self).widget
+        panel = QueuePanel(self, **options)
+        self._panels.append(panel)
+        return panel.widget
