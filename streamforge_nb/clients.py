@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,16 +22,16 @@ from .settings import Settings
 
 __all__ = ["check_connection", "make_admin", "make_consumer", "make_producer"]
 
-# Pinning the protocol version skips kafka-python's probing round trips at connect time.
-API_VERSION = (4, 0)
 # kafka-python retries a refused login until its bootstrap timeout (30 s by default): keep the
 # wait for a wrong password or an untrusted certificate short.
 _CONNECT_TIMEOUT_MS = 10_000
 
 
 def _base(settings: Settings) -> dict[str, Any]:
+    # No pinned api_version: unpinned, every client bootstraps in its constructor, bounded by
+    # bootstrap_timeout_ms, so a refused login fails there with its cause. Pinned, producers
+    # and consumers connect lazily and a wrong password surfaces later as a bare timeout.
     config = settings.kafka_client_config()
-    config["api_version"] = API_VERSION
     config["bootstrap_timeout_ms"] = _CONNECT_TIMEOUT_MS
     return config
 
@@ -96,37 +95,16 @@ def _accepts_tcp(address: str) -> bool:
         return False
 
 
-def _bootstrapped(manager: Any) -> bool:
-    """Wait for the sender thread's bootstrap (it owns the network loop; we only watch)."""
-    deadline = time.monotonic() + _CONNECT_TIMEOUT_MS / 1000 + 1
-    while time.monotonic() < deadline:
-        future = manager._bootstrap_future
-        if future is not None and future.is_done:
-            return bool(future.succeeded())
-        time.sleep(0.002)
-    return False
-
-
 def make_producer(settings: Settings, **config: Any) -> KafkaProducer:
     """Return a producer for `settings`; `config` overrides kafka-python defaults."""
     options = {"max_block_ms": _CONNECT_TIMEOUT_MS, **_base(settings), **config}
     with _connecting("connecting a producer", settings):
-        producer = KafkaProducer(**options)
-        # The producer connects lazily and has no public bootstrap(); wait on its network
-        # manager so a refused login fails here with its cause, not as a timeout on send.
-        manager = getattr(getattr(producer._sender, "_client", None), "_manager", None)
-        if manager is not None and not _bootstrapped(manager):
-            producer.close(timeout=0)
-            raise kerr.KafkaTimeoutError("producer bootstrap did not complete")
-        return producer
+        return KafkaProducer(**options)
 
 
 def make_consumer(settings: Settings, *topics: str, **config: Any) -> KafkaConsumer:
     """Return a consumer for `settings`, subscribed to `topics` when any are given."""
-    # Without a pinned api_version the consumer bootstraps in its constructor, bounded by
-    # bootstrap_timeout_ms; pinned, it would bootstrap lazily with no deadline at all.
     options = {**_base(settings), **config}
-    options.pop("api_version")
     with _connecting("connecting a consumer", settings):
         return KafkaConsumer(*topics, **options)
 

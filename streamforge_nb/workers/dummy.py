@@ -66,12 +66,14 @@ class _Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
         self.registry = CollectorRegistry()
-        self.events = Counter("dummy_events", "Telemetry events sent", ["event"],
-                              registry=self.registry)
+        self.events = Counter(
+            "dummy_events", "Telemetry events sent", ["event"], registry=self.registry
+        )
         self.pings = Counter("dummy_pings", "Pings received", registry=self.registry)
         self.pongs = Counter("dummy_pongs", "Pongs sent", registry=self.registry)
-        self.status = Gauge("dummy_status_last", "1 for the last status sent", ["status"],
-                            registry=self.registry)
+        self.status = Gauge(
+            "dummy_status_last", "1 for the last status sent", ["status"], registry=self.registry
+        )
         self.server: Any = None
         if port:
             self.server, _thread = start_http_server(port, registry=self.registry)
@@ -108,8 +110,9 @@ def run_dummy(options: DummyOptions, settings: Settings | None = None) -> int:
         on_ping=on_ping,
         on_sent=metrics.sent,
     )
-    log.info("dummy service up", extra={"queue_id": options.queue_id,
-                                         "producer": worker.producer_id})
+    log.info(
+        "dummy service up", extra={"queue_id": options.queue_id, "producer": worker.producer_id}
+    )
     try:
         worker.run(lambda w: _serve(w, options, pinged))
     except DummyFailure as exc:
