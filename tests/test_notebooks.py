@@ -1,0 +1,124 @@
+"""Notebook payloads under papermill, against the real broker: no mocks.
+
+The kernel papermill starts inherits this process's environment, so the broker address goes
+in through KAFKA_BOOTSTRAP_SERVERS exactly as a Job's Pod spec would give it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from streamforge_nb.queue import PongReply, Queue, QueueTimeout
+from streamforge_nb.settings import Settings
+from streamforge_nb.testing import unique_name
+
+DUMMY_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "dummy_service.ipynb"
+# Kernel start plus imports is a few seconds on the 2-core CI machine; leave ample room.
+KERNEL_UP_S = 60.0
+CELL_TIMEOUT_S = 120
+
+
+@pytest.fixture
+def broker_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Point the kernels papermill starts at the test broker."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers)
+    return settings
+
+
+def run_notebook(output: Path, **parameters: Any) -> Any:
+    return papermill.execute_notebook(
+        str(DUMMY_NOTEBOOK),
+        str(output),
+        parameters=parameters,
+        kernel_name="python3",
+        progress_bar=False,
+        execution_timeout=CELL_TIMEOUT_S,
+    )
+
+
+def ping_until_answered(queue: Queue, run: Future[Any]) -> list[PongReply]:
+    """Ping until the kernel's dummy answers; fail if papermill ends first or time runs out."""
+    deadline = time.monotonic() + KERNEL_UP_S
+    while time.monotonic() < deadline:
+        if run.done():
+            run.result()  # re-raises papermill's error, if any
+            pytest.fail("papermill finished before the dummy answered a ping")
+        try:
+            return queue.ping(timeout=2.0)
+        except QueueTimeout:
+            continue
+    pytest.fail(f"no pong from the notebook's dummy within {KERNEL_UP_S:g} s")
+
+
+def stop_until_done(queue: Queue, run: Future[Any], timeout: float = 30.0) -> None:
+    """Send `stop` until papermill's run ends (the dummy may not be listening yet)."""
+    deadline = time.monotonic() + timeout
+    while not run.done() and time.monotonic() < deadline:
+        with contextlib.suppress(QueueTimeout):
+            queue.stop(timeout=2.0)
+
+
+def statuses(queue: Queue) -> list[str]:
+    return [event.status for event in queue.events()]
+
+
+def test_dummy_notebook_answers_a_ping_and_finishes(broker_env: Settings, tmp_path: Path) -> None:
+    queue_id = unique_name("wf-test-nb")
+    output = tmp_path / "dummy_out.ipynb"
+    with ThreadPoolExecutor(1) as pool, Queue(queue_id, broker_env) as queue:
+        run = pool.submit(
+            run_notebook, output, queue_id=queue_id, exit_on_ping=True, metrics_port=0
+        )
+        replies: list[PongReply] = []
+        try:
+            replies = ping_until_answered(queue, run)
+        finally:
+            if not replies:  # no pong: end the kernel's dummy too, not just the test
+                stop_until_done(queue, run)
+        run.result(timeout=CELL_TIMEOUT_S)  # raises PapermillExecutionError on a failed cell
+
+        assert len(replies) == 1
+        assert replies[0].producer.startswith("dummy__")
+        assert replies[0].round_trip_s < 5
+        assert output.is_file()
+        executed = nbformat.read(output, as_version=4)
+        assert executed.metadata.papermill.exception is not True
+        assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+        printed = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
+        assert f"the dummy service for {queue_id} ended normally" in printed
+        seen = statuses(queue)
+    assert seen[0] == "started"
+    assert seen[-1] == "finished"
+    assert "pong" in seen
+
+
+def test_dummy_notebook_failure_fails_the_run(broker_env: Settings, tmp_path: Path) -> None:
+    queue_id = unique_name("wf-test-nb")
+    output = tmp_path / "dummy_failed.ipynb"
+    started = time.monotonic()
+    with pytest.raises(PapermillExecutionError) as failed:
+        run_notebook(output, queue_id=queue_id, fail_after=1, metrics_port=0)
+    assert time.monotonic() - started < CELL_TIMEOUT_S
+    assert failed.value.ename == "RuntimeError"
+    assert "exit code 1" in failed.value.evalue
+
+    # papermill writes the notebook, with the failing cell's traceback, before raising
+    assert output.is_file()
+    executed = nbformat.read(output, as_version=4)
+    assert executed.metadata.papermill.exception is True
+
+    with Queue(queue_id, broker_env) as queue:
+        events = list(queue.events())
+    assert [e.status for e in events] == ["started", "error"]
+    error = events[-1]
+    assert error.queue_id == queue_id
+    assert "fail-after" in (error.message or "")
