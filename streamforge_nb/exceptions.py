@@ -12,16 +12,22 @@ from contextlib import contextmanager
 from typing import Any
 
 __all__ = [
+    "ArchiveError",
     "AuthenticationFailed",
     "BrokerError",
     "BrokerUnavailable",
     "ConfigError",
+    "ExchangeBanned",
+    "ExchangeError",
+    "ExchangeUnavailable",
     "InvalidName",
     "LocalBrokerError",
     "MessageError",
     "NotAuthorized",
     "StreamForgeError",
+    "UnknownSymbol",
     "kafka_errors",
+    "map_confluent_error",
     "map_kafka_error",
 ]
 
@@ -100,6 +106,31 @@ def kafka_errors(what: str, bootstrap: str = "") -> Iterator[None]:
         raise map_kafka_error(exc, what=what, bootstrap=bootstrap) from exc
 
 
+def map_confluent_error(exc: BaseException, *, what: str, settings: Any) -> StreamForgeError:
+    """Translate a confluent-kafka (librdkafka) exception into our hierarchy."""
+    from confluent_kafka import KafkaError
+
+    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    code = error.code() if error is not None else None
+    detail = error.str() if error is not None else str(exc)
+    where = f" at {settings.kafka_bootstrap_servers}"
+    if code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+        return AuthenticationFailed(
+            f"{what}: the broker{where} refused user {settings.kafka_user!r} "
+            f"({settings.kafka_sasl_mechanism}): wrong password or unknown user"
+        )
+    if code == KafkaError._SSL or "certificate verify failed" in detail:
+        return AuthenticationFailed(
+            f"{what}: the TLS certificate{where} is not trusted "
+            f"(CA_PATH={settings.kafka_ca_path or 'unset'})"
+        )
+    if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED):
+        return NotAuthorized(f"{what}: not authorized by the broker's ACLs{where} ({detail})")
+    if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT):
+        return BrokerUnavailable(f"{what}: no usable broker{where} ({detail})")
+    return BrokerError(f"{what}: {detail}")
+
+
 def describe_validation_error(exc: Any, *, what: str) -> str:
     """Render a pydantic ValidationError as one line naming each bad field."""
     parts = []
@@ -107,3 +138,133 @@ def describe_validation_error(exc: Any, *, what: str) -> str:
         loc = ".".join(str(p) for p in err.get("loc", ())) or "<message>"
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     return f"{what}: " + "; ".join(parts)
+
+
+class ExchangeError(StreamForgeError):
+    """The exchange (Binance) refused a request; `status` and `code` are its HTTP and API codes."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, code: int | None = None, url: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.url = url
+
+
+class UnknownSymbol(ExchangeError, ValueError):
+    """The exchange does not list the symbol (Binance code -1121)."""
+
+
+class ExchangeUnavailable(ExchangeError):
+    """The exchange did not answer usefully after every retry (network errors, 5xx, 429s)."""
+
+
+class ExchangeBanned(ExchangeError):
+    """The exchange banned this IP (HTTP 418) for longer than we are willing to wait."""
+
+    def __init__(self, message: str, *, retry_after: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ArchiveError(StreamForgeError):
+    """A public-data archive is unusable: checksum mismatch, bad zip, wrong columns, missing."""
+
+
+# --- candle store -----------------------------------------------------------------------------
+
+# Appended, so the Kafka part above stays as it was.
+__all__ += [
+    "StoreAuthError",
+    "StoreError",
+    "StoreUnavailable",
+    "map_store_error",
+    "store_errors",
+]
+
+
+class StoreError(StreamForgeError):
+    """Reading or writing stored candles failed (local files or ArangoDB)."""
+
+
+class StoreUnavailable(StoreError):
+    """No ArangoDB server answered at the configured address."""
+
+
+class StoreAuthError(StoreError):
+    """ArangoDB refused the credentials or the operation (HTTP 401/403)."""
+
+
+# ArangoDB error numbers worth a sentence of their own (arangod's errors.dat).
+_ARANGO_HINTS: dict[int, str] = {
+    11: "the user may not do this (ERROR_FORBIDDEN)",
+    1203: "the collection does not exist",
+    1207: "a collection of that name exists already",
+    1210: "a unique index refused a duplicate value",
+    1228: "the database does not exist",
+}
+
+
+def _store_error_classes() -> tuple[type[BaseException], ...]:
+    # Only backends already imported can have raised: importing python-arango (and requests)
+    # or pyarrow here just to catch their errors would slow every local store call down.
+    import sys
+
+    classes: list[type[BaseException]] = [OSError]
+    arango_exc = sys.modules.get("arango.exceptions")
+    if arango_exc is not None:
+        classes += [arango_exc.ArangoServerError, arango_exc.ArangoClientError]
+    pyarrow_lib = sys.modules.get("pyarrow.lib")
+    if pyarrow_lib is not None:
+        classes.append(pyarrow_lib.ArrowException)
+    return tuple(classes)
+
+
+def map_store_error(exc: BaseException, *, what: str, where: str = "") -> StoreError:
+    """Translate a python-arango, pyarrow or OS error raised while doing `what`.
+
+    `where` names the server (no credentials) or the file; messages never carry passwords.
+    """
+    import sys
+
+    at = f" at {where}" if where else ""
+    name = type(exc).__name__
+    arango_exc = sys.modules.get("arango.exceptions")
+    if arango_exc is not None and isinstance(exc, arango_exc.ArangoServerError):
+        code, http = exc.error_code, exc.http_code
+        detail = exc.error_message or name
+        hint = _ARANGO_HINTS.get(code, "")
+        text = f"{what}: ArangoDB{at} answered HTTP {http}, error {code}: {detail}"
+        text += f" ({hint})" if hint else ""
+        if http in (401, 403) or code == 11:
+            return StoreAuthError(text)
+        return StoreError(text)
+    if arango_exc is not None and isinstance(exc, arango_exc.ArangoClientError):
+        return StoreError(f"{what}: python-arango{at}: {exc.message}")
+    requests_exc = sys.modules.get("requests.exceptions")
+    if isinstance(exc, ConnectionError) or (
+        requests_exc is not None and isinstance(exc, requests_exc.RequestException)
+    ):
+        return StoreUnavailable(
+            f"{what}: no ArangoDB server reachable{at}; is it running and is the URL right? "
+            f"({name})"
+        )
+    if isinstance(exc, OSError):
+        path = exc.filename or where
+        reason = exc.strerror or str(exc) or name
+        return StoreError(f"{what}: {reason}" + (f": {path}" if path else ""))
+    return StoreError(f"{what}{at}: unreadable or invalid data ({name}: {exc})")
+
+
+@contextmanager
+def store_errors(what: str, where: str = "") -> Iterator[None]:
+    """Re-raise backend (python-arango, pyarrow, OS) errors from the block as `StoreError`s."""
+    try:
+        yield
+    except StreamForgeError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, _store_error_classes()):
+            raise map_store_error(exc, what=what, where=where) from exc
+        raise
