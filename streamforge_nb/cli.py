@@ -249,13 +249,35 @@ def events(queue_id: str, follow: bool, timeout: float | None, as_json: bool) ->
             )
 
 
-@cli.command("dummy", context_settings={"ignore_unknown_options": True, "help_option_names": []})
+# Workers parse their own options (argparse, shared with `python -m`), so the CLI hands over.
+_PASSTHROUGH = {"ignore_unknown_options": True, "help_option_names": []}
+
+
+@cli.command("dummy", context_settings=_PASSTHROUGH)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def dummy(args: tuple[str, ...]) -> int:
     """Run the dummy test service (`streamforge-nb dummy --help` for its options)."""
-    from .workers.dummy import main as dummy_main
+    from .workers.dummy import main as worker_main
 
-    return dummy_main(list(args))
+    return worker_main(list(args))
+
+
+@cli.command("loader", context_settings=_PASSTHROUGH)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def loader(args: tuple[str, ...]) -> int:
+    """Load candles from the exchange into a data topic (`loader --help`)."""
+    from .workers.loader import main as worker_main
+
+    return worker_main(list(args))
+
+
+@cli.command("sink", context_settings=_PASSTHROUGH)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def sink(args: tuple[str, ...]) -> int:
+    """Store a data topic's candles in the CandleStore (`sink --help`)."""
+    from .workers.sink import main as worker_main
+
+    return worker_main(list(args))
 
 
 def _say(as_json: bool, obj: dict[str, Any], text: str) -> None:

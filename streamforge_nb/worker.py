@@ -34,7 +34,7 @@ from .contract import (
     encode,
     message_key,
 )
-from .exceptions import MessageError, StreamForgeError, kafka_errors
+from .exceptions import BrokerError, MessageError, StreamForgeError, kafka_errors
 from .settings import Settings
 
 __all__ = ["StopRequested", "Worker"]
@@ -111,8 +111,12 @@ class Worker:
         self.send(Started(**self._fields(message)))
 
     def loading(self, records_written: int, message: str | None = None) -> None:
+        """Report progress; best effort: a broker outage must not stop the work itself."""
         self.records_written = records_written
-        self.send(Loading(**self._fields(message or f"Saved {records_written} records")))
+        try:
+            self.send(Loading(**self._fields(message or f"Saved {records_written} records")))
+        except BrokerError as exc:
+            log.warning("progress report not sent: %s", exc)
 
     def finished(self, message: str | None = None) -> None:
         self.send(Finished(**self._fields(message)))

@@ -1,0 +1,318 @@
+"""The store sink (target `arango-candles`, the platform's name): data topic -> CandleStore.
+
+Consumes the queue's data topic in a consumer group, validates every message, writes batches
+to the CandleStore (idempotent upserts by `_key`) and commits Kafka offsets only after the
+store has the batch: a crash replays at most one batch, and the replay overwrites itself.
+A message that breaks the contract is counted, logged and copied to `<topic>-dlq` with the
+reason in a header; it never stops the pipeline.
+
+It finishes once the loader has reported `finished` and the consumer has reached the end of
+the topic. Runs as `streamforge-nb sink ...`, `python -m streamforge_nb.workers.sink ...` and
+`notebooks/arango_candles.ipynb`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from kafka import KafkaProducer
+
+from ..clients import make_admin, make_bulk_consumer, make_producer
+from ..contract import decode_candles
+from ..exceptions import (
+    InvalidName,
+    StreamForgeError,
+    kafka_errors,
+    map_confluent_error,
+)
+from ..logs import configure_json_logging
+from ..names import data_topic, dlq_topic, new_short_id, parse_queue_id, producer_id
+from ..queue import Queue
+from ..settings import Settings
+from ..store import CandleStore
+from ..topics import TopicSpec, ensure_topics
+from ..worker import Worker
+
+__all__ = ["SinkOptions", "main", "parse_args", "run_sink"]
+
+log = logging.getLogger("streamforge_nb.sink")
+TARGET = "arango-candles"
+LOADER_TARGET = "loader-candles"
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    """Where to read and store; names match the CLI flags and the notebook parameters."""
+
+    queue_id: str
+    kafka_topic: str | None = None
+    producer_id: str | None = None
+    store_url: str | None = None
+    group_id: str | None = None
+    batch_size: int = 10_000
+    batch_seconds: float = 1.0
+    report_every: float = 2.0
+    # Without a loader (a topic filled by other means), finish at the end of the topic.
+    wait_for_loader: bool = True
+    debug: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> SinkOptions:
+        """Build options from a dict (e.g. papermill parameters), ignoring other keys."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names and v is not None})
+
+
+class _Batch:
+    """Messages read since the last commit: values and keys, then decoded and rejected."""
+
+    def __init__(self) -> None:
+        self.keys: list[bytes | None] = []
+        self.values: list[bytes] = []
+        self.started = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+class Sink:
+    """One run of the sink: consume, validate, store, commit."""
+
+    def __init__(self, worker: Worker, options: SinkOptions, store: CandleStore) -> None:
+        self.worker = worker
+        self.options = options
+        self.store = store
+        self.topic = options.kafka_topic or data_topic(options.queue_id)
+        self.dlq = dlq_topic(self.topic)
+        self.rejected = 0
+        settings = worker.settings
+        admin = make_admin(settings)
+        try:
+            ensure_topics(admin, (TopicSpec(self.topic), TopicSpec(self.dlq)))
+        finally:
+            admin.close()
+        self.consumer = make_bulk_consumer(
+            settings,
+            self.topic,
+            **{
+                "group.id": options.group_id or f"{options.queue_id}-sink",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                # librdkafka prefetches up to this much per partition: it bounds the sink's
+                # memory whatever the topic's size.
+                "queued.max.messages.kbytes": 32 * 1024,
+                "fetch.wait.max.ms": 100,
+                # Static membership: a sink restarted after a crash takes its partitions back
+                # at once instead of waiting out the dead member's session.
+                "group.instance.id": worker.producer_id,
+                "session.timeout.ms": 10_000,
+            },
+        )
+        self.dlq_producer: KafkaProducer = make_producer(settings, acks="all")
+        self.loader_watch = Queue(options.queue_id, settings) if options.wait_for_loader else None
+        if self.loader_watch is not None:
+            # Connect now: once following, the watch rides out a broker restart by itself.
+            self.loader_watch.producers()
+
+    def run(self) -> int:
+        """Consume until done or stopped; return the number of candles stored."""
+        last_report = time.monotonic()
+        end: dict[int, int] | None = None
+        while True:
+            batch = self._read_batch()
+            self._store(batch)
+            if time.monotonic() - last_report >= self.options.report_every and len(batch):
+                self.worker.loading(self.worker.records_written, self._progress())
+                last_report = time.monotonic()
+            self.worker.check_stop()
+            if end is None and self._loader_done():
+                end = self._end_offsets()
+            if end is not None and self._reached(end):
+                return self.worker.records_written
+
+    def _read_batch(self) -> _Batch:
+        batch = _Batch()
+        deadline = batch.started + self.options.batch_seconds
+        while len(batch) < self.options.batch_size and time.monotonic() < deadline:
+            if self.worker.stop_requested:
+                break
+            messages = self.consumer.consume(self.options.batch_size - len(batch), timeout=0.1)
+            if not messages and len(batch):
+                break  # caught up: store what we have rather than wait
+            for message in messages:
+                if message.error() is not None:
+                    self._consumer_error(message.error())
+                    continue
+                batch.keys.append(message.key())
+                batch.values.append(message.value() or b"")
+        return batch
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.fatal() or error.code() in (
+            KafkaError.TOPIC_AUTHORIZATION_FAILED,
+            KafkaError.GROUP_AUTHORIZATION_FAILED,
+        ):
+            raise map_confluent_error(
+                KafkaException(error), what=f"reading {self.topic}", settings=self.worker.settings
+            )
+        log.warning("consumer: %s", error.str())  # transient: librdkafka retries by itself
+
+    def _store(self, batch: _Batch) -> None:
+        if not len(batch):
+            return
+        candles, rejected = decode_candles(batch.values)
+        stored = self.store.write_table(candles)
+        if rejected:
+            self._dead_letter([(batch.keys[i], batch.values[i], why) for i, why in rejected])
+        # Only now is the batch safe: the store has it and the DLQ has the rejects.
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            raise map_confluent_error(
+                exc, what="committing offsets", settings=self.worker.settings
+            ) from None
+        self.worker.records_written += stored
+
+    def _dead_letter(self, rejected: list[tuple[bytes | None, bytes, str]]) -> None:
+        for key, value, reason in rejected:
+            log.warning("bad message sent to %s: %s", self.dlq, reason)
+            self.dlq_producer.send(
+                self.dlq,
+                key=key,
+                value=value,
+                headers=[("error", reason.encode()), ("source_topic", self.topic.encode())],
+            )
+        with kafka_errors(f"writing {self.dlq}", self.worker.settings.kafka_bootstrap_servers):
+            self.dlq_producer.flush(timeout=30)
+        self.rejected += len(rejected)
+
+    def _loader_done(self) -> bool:
+        if self.loader_watch is None:
+            return True
+        return any(
+            p.startswith(f"{LOADER_TARGET}__") and s.terminal
+            for p, s in self.loader_watch.producers().items()
+        )
+
+    def _end_offsets(self) -> dict[int, int]:
+        try:
+            metadata = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic]
+            return {
+                p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+                for p in metadata.partitions
+            }
+        except KafkaException as exc:
+            raise map_confluent_error(
+                exc, what=f"reading the end of {self.topic}", settings=self.worker.settings
+            ) from None
+
+    def _reached(self, end: dict[int, int]) -> bool:
+        if all(offset == 0 for offset in end.values()):
+            return True
+        asked = [TopicPartition(self.topic, p) for p in end]
+        try:
+            answer = self.consumer.committed(asked, timeout=10)
+        except KafkaException as exc:  # e.g. the group is still rebalancing: ask again later
+            log.info("committed offsets not available yet: %s", exc)
+            return False
+        committed = {tp.partition: tp.offset for tp in answer}
+        return all(committed.get(p, -1) >= offset for p, offset in end.items())
+
+    def _progress(self) -> str:
+        rejected = f", {self.rejected} rejected to {self.dlq}" if self.rejected else ""
+        return f"Saved {self.worker.records_written} records{rejected}"
+
+    def close(self) -> None:
+        if self.loader_watch is not None:
+            self.loader_watch.close()
+        self.consumer.close()
+        self.dlq_producer.close(timeout=10)
+
+
+def run_sink(options: SinkOptions, settings: Settings | None = None) -> int:
+    """Store the data topic's candles; return the exit code (0 finished or stopped)."""
+    settings = settings or Settings.from_env()
+    symbol: str | None
+    type_: str | None
+    try:
+        parts = parse_queue_id(options.queue_id)
+        symbol, type_, short = parts.symbol, parts.type, parts.short
+    except InvalidName:  # a hand-made queue id: telemetry goes without symbol and type
+        symbol = type_ = None
+        short = new_short_id()
+    store = CandleStore.open(options.store_url or settings.arango_url, settings=settings)
+    with Worker(
+        settings,
+        queue_id=options.queue_id,
+        producer_id=options.producer_id or producer_id(TARGET, short),
+        target=TARGET,
+        symbol=symbol,
+        type=type_,
+    ) as worker:
+        try:
+            sink = Sink(worker, options, store)
+        except StreamForgeError as exc:
+            worker.error(str(exc), error_type=type(exc).__name__)
+            store.close()
+            return 1
+        try:
+            worker.run(lambda _w: sink.run())
+        except StreamForgeError as exc:
+            log.error("sink failed: %s", exc)
+            return 1
+        finally:
+            sink.close()
+            store.close()
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> SinkOptions:
+    """Parse the sink's command line (the platform's environment variables give defaults)."""
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="sink", description=__doc__.splitlines()[0])
+    parser.add_argument("--queue-id", default=env.get("QUEUE_ID"))
+    parser.add_argument("--kafka-topic", default=env.get("KAFKA_TOPIC"))
+    parser.add_argument("--producer-id", default=env.get("TELEMETRY_PRODUCER_ID"))
+    parser.add_argument(
+        "--store-url",
+        default=env.get("STREAMFORGE_STORE_URL"),
+        help="local:///path or an ArangoDB URL (default: ARANGO_URL, else the embedded store)",
+    )
+    parser.add_argument("--group-id")
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--batch-seconds", type=float, default=1.0)
+    parser.add_argument("--report-every", type=float, default=2.0, metavar="S")
+    parser.add_argument(
+        "--no-wait-for-loader",
+        dest="wait_for_loader",
+        action="store_false",
+        help="finish at the end of the topic without waiting for the loader",
+    )
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.queue_id:
+        parser.error("--queue-id (or QUEUE_ID) is required")
+    return SinkOptions(**vars(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sink from a command line; return the exit code."""
+    options = parse_args(argv)
+    configure_json_logging(options.debug)
+    try:
+        return run_sink(options)
+    except StreamForgeError as exc:
+        log.error("sink could not run: %s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The candle loader against a local exchange speaking Binance's wire format and the real broker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from conftest import subprocess_env
+
+from streamforge_nb.archives import SAMPLE_ARCHIVE
+from streamforge_nb.contract import Candle, decode_candle
+from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.exchange_server import ExchangeServer
+from streamforge_nb.names import data_topic, new_short_id, parse_time_range, queue_id
+from streamforge_nb.queue import Queue
+from streamforge_nb.settings import Settings
+from streamforge_nb.testing import read_topic, topic_exists
+from streamforge_nb.workers.loader import LoaderOptions, run_loader
+
+
+@pytest.fixture(scope="module")
+def exchange() -> Iterator[ExchangeServer]:
+    with ExchangeServer() as server:
+        yield server
+
+
+def new_queue(symbol: str = "BTCUSDT", interval: str = "1m") -> str:
+    return queue_id(symbol, f"api_candles_{interval}", dt.date(2024, 8, 1), new_short_id())
+
+
+def events(settings: Settings, qid: str) -> list:
+    with Queue(qid, settings) as queue:
+        return list(queue.events())
+
+
+def test_publishes_exactly_the_exchange_candles(
+    settings: Settings, exchange: ExchangeServer
+) -> None:
+    qid = new_queue()
+    # 2500 one-minute candles: three pages, the boundaries inside the range, and a 429 first.
+    time_range = "2024-08-01T00:00:00Z/2024-08-02T17:40:00Z"
+    exchange.clear_requests()
+    exchange.fail_next(status=429, retry_after=1)
+    options = LoaderOptions(
+        queue_id=qid,
+        symbol="BTCUSDT",
+        interval="1m",
+        time_range=time_range,
+        base_url=exchange.base_url,
+        report_every=0,
+    )
+    assert run_loader(options, settings) == 0
+
+    span = parse_time_range(time_range)
+    expected = [
+        Candle.from_kline("BTCUSDT", "1m", row)
+        for row in exchange.expected_rows("BTCUSDT", "1m", span.start_ms, span.end_ms)
+    ]
+    records = read_topic(settings, data_topic(qid))
+    assert len(expected) == 2500
+    assert [decode_candle(r.value) for r in records] == expected
+    assert [r.key.decode() for r in records] == [c.key for c in expected]
+    assert [r.status for r in exchange.requests].count(429) == 1
+
+    statuses = [(e.status, e.records_written) for e in events(settings, qid)]
+    assert statuses[0] == ("started", 0)
+    assert statuses[-1] == ("finished", 2500)
+    assert any(s == "loading" for s, _ in statuses)
+
+
+def test_unknown_symbol_publishes_nothing(settings: Settings, exchange: ExchangeServer) -> None:
+    qid = new_queue("NOPEUSDT")
+    options = LoaderOptions(
+        queue_id=qid,
+        symbol="NOPEUSDT",
+        interval="1m",
+        time_range="2024-08-01:2024-08-02",
+        base_url=exchange.base_url,
+    )
+    assert run_loader(options, settings) == 1
+    assert not topic_exists(settings, data_topic(qid))
+    last = events(settings, qid)[-1]
+    assert last.status == "error"
+    assert "NOPEUSDT" in (last.message or "")
+
+
+@pytest.mark.parametrize(
+    ("interval", "time_range", "match"),
+    [
+        ("7m", "2024-08-01:2024-08-02", "7m"),
+        ("1m", "2024-08-02:2024-08-01", "2024-08-02"),
+        ("1m", "2024-08-01:2024-08-01", "empty"),
+    ],
+)
+def test_bad_request_fails_before_any_side_effect(
+    settings: Settings, exchange: ExchangeServer, interval: str, time_range: str, match: str
+) -> None:
+    qid = new_queue()
+    exchange.clear_requests()
+    options = LoaderOptions(
+        queue_id=qid,
+        symbol="BTCUSDT",
+        interval=interval,
+        time_range=time_range,
+        base_url=exchange.base_url,
+    )
+    with pytest.raises(InvalidName, match=match):
+        run_loader(options, settings)
+    assert exchange.requests == []
+    assert not topic_exists(settings, data_topic(qid))
+    assert events(settings, qid) == []
+
+
+def test_archive_source_reads_the_shipped_sample(settings: Settings) -> None:
+    qid = new_queue()
+    options = LoaderOptions(
+        queue_id=qid,
+        symbol="BTCUSDT",
+        interval="1m",
+        time_range="2024-08-01:2024-08-02",
+        source="archive",
+        archives=(str(SAMPLE_ARCHIVE),),
+    )
+    assert run_loader(options, settings) == 0
+    records = read_topic(settings, data_topic(qid))
+    assert len(records) == 1440
+    first = decode_candle(records[0].value)
+    assert first.key == "BTCUSDT_1m_1722470400000"
+
+
+def test_stop_between_pages_ends_with_interrupted(
+    settings: Settings, exchange: ExchangeServer
+) -> None:
+    qid = new_queue(interval="1s")
+    options = LoaderOptions(
+        queue_id=qid,
+        symbol="BTCUSDT",
+        interval="1s",
+        time_range="2024-08-01:2024-08-02",
+        base_url=exchange.base_url,
+        report_every=0,
+    )
+    result: list[int] = []
+    runner = threading.Thread(target=lambda: result.append(run_loader(options, settings)))
+    runner.start()
+    with Queue(qid, settings) as queue:
+        deadline = time.monotonic() + 60
+        while not any(s.status == "loading" for s in queue.producers().values()):
+            assert time.monotonic() < deadline, "the loader never reported progress"
+            time.sleep(0.02)
+        assert queue.stop(timeout=30)
+    runner.join(timeout=60)
+    assert result == [0]
+    last = events(settings, qid)[-1]
+    assert last.status == "interrupted"
+    published = len(read_topic(settings, data_topic(qid)))
+    assert 0 < published < 86_400
+
+
+def test_cli_bad_interval_is_one_line(settings: Settings) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamforge_nb.cli",
+            "loader",
+            "--queue-id",
+            new_queue(),
+            "--symbol",
+            "BTCUSDT",
+            "--interval",
+            "7m",
+            "--time-range",
+            "2024-08-01:2024-08-02",
+        ],
+        env=subprocess_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "7m" in proc.stderr and "Traceback" not in proc.stderr
