@@ -46,10 +46,14 @@ def main() -> None:
     med = statistics.median
     print(f"runs: {runs}")
     print(f"anchor: bare JVM + Kafka classpath (StorageTool random-uuid): {med(anchor):.2f} s")
-    print(f"first start (format + start + topics + ACLs): {med(first):.2f} s "
-          f"({med(first) / med(anchor):.1f}x anchor)")
-    print(f"restart of a formatted broker:                {med(restart):.2f} s "
-          f"({med(restart) / med(anchor):.1f}x anchor)")
+    print(
+        f"first start (format + start + topics + ACLs): {med(first):.2f} s "
+        f"({med(first) / med(anchor):.1f}x anchor)"
+    )
+    print(
+        f"restart of a formatted broker:                {med(restart):.2f} s "
+        f"({med(restart) / med(anchor):.1f}x anchor)"
+    )
     print(f"stop:                                         {med(stop):.2f} s")
 
 

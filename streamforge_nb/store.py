@@ -469,38 +469,27 @@ class CandleStore:
         """Return one row per stored series: symbol, interval, first, last, rows."""
         return self._backend.coverage()
 
-    def resample(
-        self, symbol: str, interval: str, rule: str, start: Any = None, end: Any = None
-    ) -> pd.DataFrame:
-        """Load candles and aggregate them to `rule` (`analysis.resample`)."""
+    # The analysis helpers take a frame from `load()`, as the platform's notebooks use them.
+    @staticmethod
+    def resample(df: pd.DataFrame, rule: str) -> pd.DataFrame:
+        """Aggregate a candle frame to `rule` ("1h", "1d", a Binance interval...)."""
         from .analysis import resample
 
-        return resample(self.load(symbol, interval, start, end), rule)
+        return resample(df, rule)
 
-    def plot(
-        self,
-        symbol: str,
-        interval: str,
-        start: Any = None,
-        end: Any = None,
-        *,
-        rule: str | None = None,
-        title: str | None = None,
-    ) -> Any:
-        """Load candles (resampled to `rule` if given) and chart them (`analysis.plot`)."""
-        from .analysis import plot, resample
+    @staticmethod
+    def plot(df: pd.DataFrame, title: str | None = None) -> Any:
+        """Return a plotly figure: candlesticks over a volume panel, UTC axis."""
+        from .analysis import plot
 
-        frame = self.load(symbol, interval, start, end)
-        frame = resample(frame, rule) if rule else frame
-        return plot(frame, title=title or f"{symbol.upper()} {rule or interval}")
+        return plot(df, title=title)
 
-    def volume_volatility(
-        self, symbol: str, interval: str, start: Any = None, end: Any = None, *, window: str = "1d"
-    ) -> pd.DataFrame:
-        """Load candles and relate volume to volatility per window (`analysis`)."""
+    @staticmethod
+    def volume_volatility(df: pd.DataFrame, window: str = "1d") -> pd.DataFrame:
+        """Relate traded volume to volatility per `window` (see `analysis.volume_volatility`)."""
         from .analysis import volume_volatility
 
-        return volume_volatility(self.load(symbol, interval, start, end), window=window)
+        return volume_volatility(df, window=window)
 
     def close(self) -> None:
         """Release the backend's connections and handles."""

@@ -122,3 +122,71 @@ def test_dummy_notebook_failure_fails_the_run(broker_env: Settings, tmp_path: Pa
     error = events[-1]
     assert error.queue_id == queue_id
     assert "fail-after" in (error.message or "")
+
+
+NOTEBOOKS = DUMMY_NOTEBOOK.parent
+
+
+def execute(name: str, output: Path, **parameters: Any) -> Any:
+    return papermill.execute_notebook(
+        str(NOTEBOOKS / name),
+        str(output),
+        parameters=parameters,
+        kernel_name="python3",
+        progress_bar=False,
+        execution_timeout=CELL_TIMEOUT_S,
+    )
+
+
+def outputs_of(path: Path) -> list[dict[str, Any]]:
+    notebook = nbformat.read(str(path), as_version=4)
+    return [out for cell in notebook.cells for out in cell.get("outputs", [])]
+
+
+def test_loader_sink_and_analysis_notebooks(broker_env: Settings, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from streamforge_nb.exchange_server import ExchangeServer
+    from streamforge_nb.names import new_short_id, queue_id
+    from streamforge_nb.store import CandleStore
+
+    qid = queue_id("BTCUSDT", "api_candles_5m", dt.date(2024, 8, 1), new_short_id())
+    store_url = f"local://{tmp_path / 'store'}"
+    with ExchangeServer() as exchange, ThreadPoolExecutor(1) as pool:
+        sink = pool.submit(
+            execute,
+            "arango_candles.ipynb",
+            tmp_path / "sink.ipynb",
+            queue_id=qid,
+            store_url=store_url,
+        )
+        execute(
+            "loader_candles.ipynb",
+            tmp_path / "loader.ipynb",
+            queue_id=qid,
+            symbol="BTCUSDT",
+            interval="5m",
+            time_range="2024-08-01:2024-08-03",
+            base_url=exchange.base_url,
+        )
+        sink.result(timeout=180)
+    with CandleStore.open(store_url) as store:
+        assert len(store.load("BTCUSDT", "5m", "2024-08-01", "2024-08-03")) == 576
+    for name in ("loader.ipynb", "sink.ipynb"):
+        texts = [o.get("text", "") for o in outputs_of(tmp_path / name)]
+        assert any("ended normally" in t for t in texts), name
+
+    execute(
+        "candle_analysis.ipynb",
+        tmp_path / "analysis.ipynb",
+        symbol="BTCUSDT",
+        interval="5m",
+        start="2024-08-01",
+        end="2024-08-03",
+        store_url=store_url,
+        resample_rule="1h",
+    )
+    outputs = outputs_of(tmp_path / "analysis.ipynb")
+    assert any("576 BTCUSDT 5m candles" in o.get("text", "") for o in outputs)
+    assert any("0 gap(s)" in o.get("text", "") for o in outputs)
+    assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
