@@ -289,12 +289,29 @@ def _say(as_json: bool, obj: dict[str, Any], text: str) -> None:
 
 # -- the main job ---------------------------------------------------------------------------
 @cli.command("quickstart")
-@click.option("--count", type=int, default=5, show_default=True, help="Round trips to time.")
-def quickstart(count: int) -> None:
-    """Start the local broker and prove a round trip through queue-control."""
+@click.option("--pings", type=int, default=3, show_default=True, help="Round trips to time.")
+@click.option(
+    "--binance",
+    is_flag=True,
+    help="Load from Binance's REST API (needs internet) instead of the shipped sample.",
+)
+@click.option("--symbol", default="BTCUSDT", show_default=True, help="With --binance.")
+@click.option("--interval", default="1m", show_default=True, help="With --binance.")
+@click.option("--time-range", default=None, help="With --binance (default: yesterday, UTC).")
+def quickstart(
+    pings: int, binance: bool, symbol: str, interval: str, time_range: str | None
+) -> None:
+    """The main job: local broker, a pinged worker, candles loaded, stored and charted."""
     from .quickstart import run_quickstart
 
-    run_quickstart(count=count, echo=click.echo)
+    run_quickstart(
+        pings=pings,
+        binance=binance,
+        symbol=symbol,
+        interval=interval,
+        time_range=time_range,
+        echo=click.echo,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

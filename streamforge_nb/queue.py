@@ -11,7 +11,7 @@ import html
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -234,8 +234,15 @@ class Queue:
         with self._lock:
             return dict(self._states)
 
-    def wait(self, timeout: float | None = None, *, progress: bool = True) -> pd.DataFrame:
-        """Block until every producer finished, failed or was interrupted; return status()."""
+    def wait(
+        self, timeout: float | None = None, *, targets: Iterable[str] = (), progress: bool = True
+    ) -> pd.DataFrame:
+        """Block until every producer finished, failed or was interrupted; return status().
+
+        `targets` (e.g. `["loader-candles", "arango-candles"]`) names workers that must have
+        reported before the queue counts as done: a fast first step must not end the wait
+        before a slower one has even started.
+        """
         from tqdm.auto import tqdm
 
         self._follow()
@@ -244,9 +251,11 @@ class Queue:
         try:
             while True:
                 states = self.producers()
-                bar.n = sum(s.records_written for s in states.values())
+                # Steps pass the same records along: the furthest one is the progress.
+                bar.n = max((s.records_written for s in states.values()), default=0)
                 bar.set_postfix_str(", ".join(f"{p}: {s.status}" for p, s in states.items()))
-                if states and all(s.terminal for s in states.values()):
+                seen = {p.partition("__")[0] for p in states}
+                if states and all(s.terminal for s in states.values()) and seen >= set(targets):
                     return self.status()
                 if deadline is not None and time.monotonic() > deadline:
                     raise QueueTimeout(

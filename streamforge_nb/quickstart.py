@@ -1,64 +1,171 @@
-"""The README's main job on the local default: start the broker, ping a real worker through it."""
+"""The README's main job on the embedded local default.
+
+1. Start the local Kafka broker (idempotent).
+2. Control plane: start a dummy worker, ping it through Kafka, stop it.
+3. Data plane: run the candle loader and the store sink as worker processes: the loader reads
+   the GENERATED sample archive shipped in `streamforge_nb/resources/sample/` (or, with
+   `binance=True`, Binance's REST API), the sink writes the embedded store.
+4. Analysis: load the candles back, count gaps, and save a candlestick chart as HTML.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
-
+from .archives import SAMPLE_ARCHIVE
 from .broker import LocalBroker
-from .clients import make_consumer, make_producer
-from .contract import PingCommand, decode_command, encode, message_key
-from .exceptions import BrokerError, kafka_errors
-from .names import new_short_id
+from .exceptions import StreamForgeError
+from .names import candle_type, data_topic, new_short_id, parse_time_range, queue_id
 from .queue import Queue, QueueTimeout
 from .settings import Settings, local_home
+from .store import CandleStore
 
-__all__ = ["run_quickstart"]
+__all__ = ["QuickstartResult", "run_quickstart"]
+
+SAMPLE_RANGE = "2024-08-01:2024-08-02"
 
 
-def run_quickstart(*, count: int = 5, echo: Callable[[str], None] = print) -> list[float]:
-    """Start the local broker and a dummy worker; ping it `count` times, then stop it."""
-    broker = LocalBroker(local_home())
-    broker.up(progress=echo)
+@dataclass(frozen=True)
+class QuickstartResult:
+    """What the main job did: round trips, the queue it loaded, candles stored, the chart."""
+
+    round_trips_s: list[float]
+    queue_id: str
+    candles: int
+    gaps: int
+    chart: Path
+
+
+def run_quickstart(
+    *,
+    pings: int = 3,
+    binance: bool = False,
+    symbol: str = "BTCUSDT",
+    interval: str = "1m",
+    time_range: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> QuickstartResult:
+    """Run the main job; see the module docstring."""
+    home = local_home()
+    LocalBroker(home).up(progress=echo)
     settings = Settings.from_env()
     echo(f"using {settings.describe()} (settings from {settings.source})")
-    queue_id = f"wf-quickstart-{new_short_id()}"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
-    command = [
-        sys.executable,
-        "-m",
-        "streamforge_nb.workers.dummy",
-        "--queue-id",
-        queue_id,
-        "--metrics-port",
-        "0",
-    ]
-    echo(f"starting a dummy worker for queue {queue_id}")
-    worker = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    rtts = ping_a_dummy(settings, pings, home, echo)
+    if not binance:
+        symbol, interval, time_range = "BTCUSDT", "1m", SAMPLE_RANGE
+    span = parse_time_range(time_range or _yesterday())
+    qid = queue_id(symbol, candle_type(interval), span.start.date(), new_short_id())
+    store_url = f"local://{home / 'store'}"
+    loader = ["--symbol", symbol, "--interval", interval, "--time-range", str(span)]
+    if binance:
+        echo(f"loading {symbol} {interval} {span} from Binance's REST API")
+    else:
+        echo(f"loading the GENERATED sample {SAMPLE_ARCHIVE.name} (not market data)")
+        loader += ["--source", "archive", "--archive", str(SAMPLE_ARCHIVE)]
+    run_workers(
+        settings,
+        qid,
+        home,
+        echo,
+        {
+            "loader-candles": ["streamforge_nb.workers.loader", *loader],
+            "arango-candles": ["streamforge_nb.workers.sink", "--store-url", store_url],
+        },
+    )
+    with CandleStore.open(store_url) as store:
+        candles = store.load(symbol, interval, span.start, span.end)
+        gaps = store.gaps(symbol, interval, span.start, span.end)
+        chart = home / f"quickstart-{symbol}-{interval}.html"
+        store.plot(
+            store.resample(candles, "15min") if interval in ("1s", "1m") else candles,
+            title=f"{symbol} {interval} {span}",
+        ).write_html(chart)
+    echo(f"stored {len(candles):,} candles in {store_url} ({len(gaps)} gaps); chart: {chart}")
+    echo(f"the broker keeps running; `streamforge-nb local down` stops it ({home})")
+    return QuickstartResult(rtts, qid, len(candles), len(gaps), chart)
+
+
+def ping_a_dummy(
+    settings: Settings, count: int, home: Path, echo: Callable[[str], None]
+) -> list[float]:
+    """Start a dummy worker, ping it `count` times through Kafka, stop it."""
+    qid = f"wf-quickstart-{new_short_id()}"
+    echo(f"starting a dummy worker for queue {qid}")
+    worker = _spawn(
+        settings,
+        home,
+        "dummy",
+        ["streamforge_nb.workers.dummy", "--queue-id", qid, "--metrics-port", "0"],
+    )
     rtts: list[float] = []
     try:
-        with Queue(queue_id, settings) as queue:
+        with Queue(qid, settings) as queue:
             _first_pong(queue, timeout=60)
             for i in range(1, count + 1):
                 (reply,) = queue.ping(timeout=10)
                 rtts.append(reply.round_trip_s)
                 echo(f"pong {i} from {reply.producer}: {reply.round_trip_s * 1000:.1f} ms")
-            echo(f"median round trip {statistics.median(rtts) * 1000:.1f} ms over {count} pings")
-            echo("stopped: " + ", ".join(queue.stop(timeout=30)))
+            echo(
+                f"median round trip {statistics.median(rtts) * 1000:.1f} ms; "
+                f"stopped: {', '.join(queue.stop(timeout=30))}"
+            )
         worker.wait(timeout=30)
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-    echo(f"the broker keeps running; `streamforge-nb local down` stops it ({broker.home})")
+        _reap(worker)
     return rtts
+
+
+def run_workers(
+    settings: Settings,
+    qid: str,
+    home: Path,
+    echo: Callable[[str], None],
+    commands: dict[str, list[str]],
+) -> None:
+    """Run one worker process per target for queue `qid`; wait (with progress) for them all."""
+    echo(f"queue {qid}: data topic {data_topic(qid)}")
+    workers = {
+        name: _spawn(settings, home, name, [*cmd, "--queue-id", qid])
+        for name, cmd in commands.items()
+    }
+    try:
+        with Queue(qid, settings) as queue:
+            final = queue.wait(timeout=1800, targets=list(commands))
+        failed = final[final["status"] != "finished"]
+        if len(failed):
+            raise StreamForgeError(
+                f"queue {qid} did not finish: "
+                + "; ".join(f"{p} {r.status}: {r.message}" for p, r in failed.iterrows())
+                + f" (worker logs in {home / 'logs'})"
+            )
+        for worker in workers.values():
+            worker.wait(timeout=60)
+    finally:
+        for worker in workers.values():
+            _reap(worker)
+
+
+def _spawn(settings: Settings, home: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    log = (home / "logs" / f"quickstart-{name}.log").open("ab")
+    with log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", *args], env=env, stderr=log, stdout=subprocess.DEVNULL
+        )
+
+
+def _reap(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.kill()
+    worker.wait()
 
 
 def _first_pong(queue: Queue, timeout: float) -> None:
@@ -73,41 +180,6 @@ def _first_pong(queue: Queue, timeout: float) -> None:
                 raise
 
 
-def round_trips(settings: Settings, count: int, timeout: float = 10.0) -> list[float]:
-    """Produce `count` ping commands and time each until a consumer reads it back."""
-    topic = settings.queue_control_topic
-    partition = TopicPartition(topic, 0)
-    consumer = make_consumer(settings, fetch_max_wait_ms=10, enable_auto_commit=False)
-    producer = make_producer(settings, linger_ms=0)
-    queue_id = f"wf-quickstart-{uuid.uuid4().hex[:6]}"
-    rtts = []
-    try:
-        with kafka_errors("round trip through " + topic, settings.kafka_bootstrap_servers):
-            consumer.assign([partition])
-            consumer.seek_to_end(partition)
-            consumer.position(partition)
-            for _ in range(count):
-                ping = PingCommand(
-                    queue_id=queue_id, correlation_id=uuid.uuid4().hex, timestamp=time.time()
-                )
-                started = time.perf_counter()
-                producer.send(topic, key=message_key(ping), value=encode(ping))
-                producer.flush()
-                rtts.append(_read_back(consumer, ping.correlation_id, started, timeout))
-    finally:
-        producer.close()
-        consumer.close()
-    return rtts
-
-
-def _read_back(
-    consumer: KafkaConsumer, correlation_id: str, started: float, timeout: float
-) -> float:
-    deadline = started + timeout
-    while time.perf_counter() < deadline:
-        for records in consumer.poll(timeout_ms=100).values():
-            for record in records:
-                command = decode_command(record.value)
-                if getattr(command, "correlation_id", None) == correlation_id:
-                    return time.perf_counter() - started
-    raise BrokerError(f"the message did not come back within {timeout:.0f} s")
+def _yesterday() -> str:
+    today = dt.datetime.now(dt.UTC).date()
+    return f"{today - dt.timedelta(days=1)}:{today}"

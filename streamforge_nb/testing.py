@@ -16,13 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from .broker import LocalBroker
-from .clients import make_admin, make_consumer
+from .clients import make_admin, make_consumer, make_producer
+from .contract import PingCommand, decode_command, encode, message_key
+from .exceptions import BrokerError, kafka_errors
 from .settings import Settings
 
-__all__ = ["local_broker", "read_topic", "topic_exists", "unique_name"]
+__all__ = ["local_broker", "read_topic", "round_trips", "topic_exists", "unique_name"]
 
 
 @contextmanager
@@ -74,3 +76,43 @@ def topic_exists(settings: Settings, topic: str) -> bool:
         return topic in admin.list_topics()
     finally:
         admin.close()
+
+
+def round_trips(settings: Settings, count: int, timeout: float = 10.0) -> list[float]:
+    """Produce `count` ping commands and time each until a consumer reads it back."""
+    topic = settings.queue_control_topic
+    partition = TopicPartition(topic, 0)
+    consumer = make_consumer(settings, fetch_max_wait_ms=10, enable_auto_commit=False)
+    producer = make_producer(settings, linger_ms=0)
+    queue_id = f"wf-quickstart-{uuid.uuid4().hex[:6]}"
+    rtts = []
+    try:
+        with kafka_errors("round trip through " + topic, settings.kafka_bootstrap_servers):
+            consumer.assign([partition])
+            consumer.seek_to_end(partition)
+            consumer.position(partition)
+            for _ in range(count):
+                ping = PingCommand(
+                    queue_id=queue_id, correlation_id=uuid.uuid4().hex, timestamp=time.time()
+                )
+                started = time.perf_counter()
+                producer.send(topic, key=message_key(ping), value=encode(ping))
+                producer.flush()
+                rtts.append(_read_back(consumer, ping.correlation_id, started, timeout))
+    finally:
+        producer.close()
+        consumer.close()
+    return rtts
+
+
+def _read_back(
+    consumer: KafkaConsumer, correlation_id: str, started: float, timeout: float
+) -> float:
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        for records in consumer.poll(timeout_ms=100).values():
+            for record in records:
+                command = decode_command(record.value)
+                if getattr(command, "correlation_id", None) == correlation_id:
+                    return time.perf_counter() - started
+    raise BrokerError(f"the message did not come back within {timeout:.0f} s")

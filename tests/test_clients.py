@@ -14,9 +14,8 @@ from streamforge_nb.exceptions import (
     NotAuthorized,
     kafka_errors,
 )
-from streamforge_nb.quickstart import round_trips
 from streamforge_nb.settings import Settings
-from streamforge_nb.testing import unique_name
+from streamforge_nb.testing import round_trips, unique_name
 from streamforge_nb.topics import TopicSpec, ensure_topics
 
 
