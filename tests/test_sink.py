@@ -218,3 +218,19 @@ def test_broker_restart_during_a_load_loses_nothing(tmp_path: Path, store_url: s
             history = [(e.producer, e.status, e.message) for e in queue.events()]
         assert codes == {"loader": 0, "sink": 0}, history
         assert stored(store_url, minutes) == (minutes, minutes)
+
+
+def test_stop_ends_a_waiting_sink_with_interrupted(settings: Settings, store_url: str) -> None:
+    qid = new_queue()  # no loader ever reports: the sink waits until told to stop
+    codes: list[int] = []
+    runner = threading.Thread(
+        target=lambda: codes.append(
+            run_sink(SinkOptions(queue_id=qid, store_url=store_url), settings)
+        )
+    )
+    runner.start()
+    wait_for_status(settings, qid, "started")
+    with Queue(qid, settings) as queue:
+        assert [p.split("__")[0] for p in queue.stop(timeout=30)] == ["arango-candles"]
+    runner.join(timeout=30)
+    assert codes == [0]
