@@ -14,15 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerr
 
-from .exceptions import AuthenticationFailed, BrokerUnavailable, kafka_errors
+from .exceptions import AuthenticationFailed, BrokerUnavailable, StreamForgeError, kafka_errors
 from .settings import Settings
 
 __all__ = [
     "check_connection",
     "make_admin",
+    "make_assigned_consumer",
     "make_bulk_consumer",
     "make_consumer",
     "make_producer",
@@ -113,6 +114,33 @@ def make_consumer(settings: Settings, *topics: str, **config: Any) -> KafkaConsu
     options = {**_base(settings), **config}
     with _connecting("connecting a consumer", settings):
         return KafkaConsumer(*topics, **options)
+
+
+def make_assigned_consumer(
+    settings: Settings, topic: str, *, start: str = "beginning", **config: Any
+) -> tuple[KafkaConsumer, list[TopicPartition]]:
+    """Return a group-less consumer assigned every partition of `topic`, at `start`.
+
+    `start` is "beginning" (replay history) or "end" (only what is sent from now on; the
+    position is resolved here, so a message sent right after this returns is not missed).
+    Reading by assignment skips the group join that would delay the first message.
+    """
+    options = {"enable_auto_commit": False, "fetch_max_wait_ms": 100, **config}
+    consumer = make_consumer(settings, **options)
+    with kafka_errors("reading " + topic, settings.kafka_bootstrap_servers):
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            consumer.close()
+            raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        consumer.assign(partitions)
+        if start == "end":
+            consumer.seek_to_end(*partitions)
+            for tp in partitions:
+                consumer.position(tp)
+        else:
+            consumer.seek_to_beginning(*partitions)
+    return consumer, partitions
 
 
 def make_admin(settings: Settings, **config: Any) -> KafkaAdminClient:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from .clients import make_consumer, make_producer
+from .clients import make_assigned_consumer, make_producer
 from .contract import (
     TERMINAL_STATUSES,
     BaseEvent,
@@ -279,17 +279,7 @@ class Queue:
 
     # -- the follower thread -----------------------------------------------------------------
     def _events_consumer(self) -> tuple[KafkaConsumer, list[TopicPartition]]:
-        topic = self.settings.queue_events_topic
-        consumer = make_consumer(self.settings, enable_auto_commit=False, fetch_max_wait_ms=100)
-        with kafka_errors("reading " + topic, self.settings.kafka_bootstrap_servers):
-            numbers = consumer.partitions_for_topic(topic)
-            if not numbers:
-                consumer.close()
-                raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
-            partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-        return consumer, partitions
+        return make_assigned_consumer(self.settings, self.settings.queue_events_topic)
 
     @property
     def closed(self) -> bool:

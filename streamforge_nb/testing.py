@@ -19,7 +19,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from .broker import LocalBroker
-from .clients import make_admin, make_consumer, make_producer
+from .clients import make_admin, make_assigned_consumer, make_consumer, make_producer
 from .contract import PingCommand, decode_command, encode, message_key
 from .exceptions import BrokerError, kafka_errors
 from .settings import Settings
@@ -81,16 +81,12 @@ def topic_exists(settings: Settings, topic: str) -> bool:
 def round_trips(settings: Settings, count: int, timeout: float = 10.0) -> list[float]:
     """Produce `count` ping commands and time each until a consumer reads it back."""
     topic = settings.queue_control_topic
-    partition = TopicPartition(topic, 0)
-    consumer = make_consumer(settings, fetch_max_wait_ms=10, enable_auto_commit=False)
+    consumer, _ = make_assigned_consumer(settings, topic, start="end")
     producer = make_producer(settings, linger_ms=0)
-    queue_id = f"wf-quickstart-{uuid.uuid4().hex[:6]}"
+    queue_id = f"wf-roundtrip-{uuid.uuid4().hex[:6]}"
     rtts = []
     try:
         with kafka_errors("round trip through " + topic, settings.kafka_bootstrap_servers):
-            consumer.assign([partition])
-            consumer.seek_to_end(partition)
-            consumer.position(partition)
             for _ in range(count):
                 ping = PingCommand(
                     queue_id=queue_id, correlation_id=uuid.uuid4().hex, timestamp=time.time()

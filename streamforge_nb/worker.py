@@ -17,9 +17,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
-from .clients import make_consumer, make_producer
+from .clients import make_assigned_consumer, make_producer
 from .contract import (
     BaseEvent,
     Error,
@@ -160,20 +160,10 @@ class Worker:
         return result
 
     def _control_consumer(self) -> KafkaConsumer:
-        topic = self.settings.queue_control_topic
-        consumer = make_consumer(self.settings, enable_auto_commit=False, fetch_max_wait_ms=100)
-        with kafka_errors("listening on " + topic, self.settings.kafka_bootstrap_servers):
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                consumer.close()
-                raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
-            assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(assigned)
-            # Only commands sent from now on concern this run; resolve the position now so a
-            # command sent right after the constructor returns is not skipped.
-            consumer.seek_to_end(*assigned)
-            for tp in assigned:
-                consumer.position(tp)
+        # Only commands sent from now on concern this run.
+        consumer, _ = make_assigned_consumer(
+            self.settings, self.settings.queue_control_topic, start="end"
+        )
         return consumer
 
     def _listen(self) -> None:

@@ -21,11 +21,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..contract import BaseEvent, PingCommand
-from ..exceptions import StreamForgeError
-from ..logs import configure_json_logging
 from ..names import new_short_id, producer_id
 from ..settings import Settings
 from ..worker import Worker
+from . import run_main
 
 __all__ = ["DummyFailure", "DummyOptions", "main", "parse_args", "run_dummy"]
 
@@ -163,13 +162,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DummyOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the dummy service from a command line; return the exit code."""
-    options = parse_args(argv)
-    configure_json_logging(options.debug)
-    try:
-        return run_dummy(options)
-    except StreamForgeError as exc:
-        log.error("dummy service could not run: %s", exc)
-        return 1
+    return run_main("dummy", parse_args(argv), run_dummy)
 
 
 if __name__ == "__main__":

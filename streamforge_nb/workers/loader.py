@@ -25,7 +25,6 @@ from ..binance import KlinesClient
 from ..clients import make_admin, make_producer
 from ..contract import Candle, encode, message_key
 from ..exceptions import StreamForgeError, kafka_errors
-from ..logs import configure_json_logging
 from ..names import (
     TimeRange,
     candle_type,
@@ -40,6 +39,7 @@ from ..names import (
 from ..settings import Settings
 from ..topics import TopicSpec, ensure_topics
 from ..worker import Worker
+from . import run_main
 
 __all__ = ["LoaderOptions", "main", "parse_args", "run_loader"]
 
@@ -213,13 +213,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LoaderOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the loader from a command line; return the exit code."""
-    options = parse_args(argv)
-    configure_json_logging(options.debug)
-    try:
-        return run_loader(options)
-    except StreamForgeError as exc:
-        log.error("loader could not run: %s", exc)
-        return 1
+    return run_main("loader", parse_args(argv), run_loader)
 
 
 if __name__ == "__main__":

@@ -33,13 +33,13 @@ from ..exceptions import (
     kafka_errors,
     map_confluent_error,
 )
-from ..logs import configure_json_logging
 from ..names import data_topic, dlq_topic, new_short_id, parse_queue_id, producer_id
 from ..queue import Queue
 from ..settings import Settings
 from ..store import CandleStore
 from ..topics import TopicSpec, ensure_topics
 from ..worker import Worker
+from . import run_main
 
 __all__ = ["SinkOptions", "main", "parse_args", "run_sink"]
 
@@ -305,13 +305,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SinkOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sink from a command line; return the exit code."""
-    options = parse_args(argv)
-    configure_json_logging(options.debug)
-    try:
-        return run_sink(options)
-    except StreamForgeError as exc:
-        log.error("sink could not run: %s", exc)
-        return 1
+    return run_main("sink", parse_args(argv), run_sink)
 
 
 if __name__ == "__main__":
