@@ -7,6 +7,7 @@ never blocks the kernel, and `close()` (or leaving a `with` block) ends it.
 
 from __future__ import annotations
 
+import builtins
 import html
 import logging
 import threading
@@ -111,28 +112,83 @@ class _PingWaiter:
 class Queue:
     """Ping, stop, watch and wait for the workers of one queue."""
 
-    def __init__(self, queue_id: str, settings: Settings | None = None) -> None:
+    def __init__(
+        self, queue_id: str, settings: Settings | None = None, *, launcher: Any = None
+    ) -> None:
         self.queue_id = queue_id
         self.settings = settings or Settings.from_env()
+        # The launcher that started this queue's Jobs (a `launchers.Launcher`), if known.
+        self.launcher = launcher
         self._lock = threading.Lock()
         self._states: dict[str, ProducerState] = {}
         self._waiters: dict[str, _PingWaiter] = {}
-        self._listeners: list[Callable[[BaseEvent], None]] = []
+        self._listeners: builtins.list[Callable[[BaseEvent], None]] = []
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._thread: threading.Thread | None = None
         self._caught_up = threading.Event()
         self._closing = threading.Event()
         self._follow_lock = threading.Lock()
-        self._panels: list[Any] = []
+        self._panels: builtins.list[Any] = []
 
     def __repr__(self) -> str:
         return f"Queue({self.queue_id!r}, {self.settings.describe()})"
 
+    @classmethod
+    def list(cls, store: Any = None, settings: Settings | None = None) -> pd.DataFrame:
+        """Return every launched queue (the platform's queue_state), refreshed from telemetry."""
+        import pandas as pd
+
+        from .state import refresh
+        from .store import CandleStore
+
+        settings = settings or Settings.from_env()
+        if store is None or isinstance(store, str):
+            with CandleStore.open(store or settings.arango_url, settings=settings) as opened:
+                records = refresh(opened, settings)
+        else:
+            records = refresh(store, settings)
+        frame = pd.DataFrame(records)
+        if frame.empty:
+            return frame
+        for column in ("created_at", "updated_at"):
+            frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+        return frame.set_index("queue_id").sort_values("created_at")
+
+    def jobs(self) -> pd.DataFrame:
+        """Return the queue's Jobs as its launcher sees them (name, target, state)."""
+        import pandas as pd
+
+        statuses = self._launcher().list(self.queue_id)
+        return pd.DataFrame(
+            [vars(s) for s in statuses], columns=["name", "queue_id", "target", "state", "detail"]
+        ).set_index("name")
+
+    def logs(self, target: str | None = None) -> str:
+        """Return the output of the queue's Jobs (one target's, or all of them)."""
+        runner = self._launcher()
+        return "\n".join(
+            runner.logs(job.name)
+            for job in runner.list(self.queue_id)
+            if target is None or job.target == target
+        )
+
+    def _jobs_running(self) -> bool:
+        if self.launcher is None:
+            return False
+        return any(j.state in ("active", "pending") for j in self.launcher.list(self.queue_id))
+
+    def _launcher(self) -> Any:
+        if self.launcher is None:
+            raise StreamForgeError(
+                f"{self!r} does not know its launcher; pass launcher= (e.g. LocalLauncher())"
+            )
+        return self.launcher
+
     # -- commands ----------------------------------------------------------------------------
     def ping(
         self, target: str | None = None, *, timeout: float = 5.0, expect: int = 1
-    ) -> list[PongReply]:
+    ) -> builtins.list[PongReply]:
         """Send a ping; return the pongs matched to it once `expect` came (or at `timeout`)."""
         self._follow()
         ping = PingCommand.new(self.queue_id, target)
@@ -154,7 +210,7 @@ class Queue:
             )
         return list(waiter.replies)
 
-    def stop(self, target: str | None = None, *, timeout: float = 30.0) -> list[str]:
+    def stop(self, target: str | None = None, *, timeout: float = 30.0) -> builtins.list[str]:
         """Send stop; return the producers that acknowledged with `interrupted`."""
         self._follow()
         sent = time.time()
@@ -255,7 +311,10 @@ class Queue:
                 bar.n = max((s.records_written for s in states.values()), default=0)
                 bar.set_postfix_str(", ".join(f"{p}: {s.status}" for p, s in states.items()))
                 seen = {p.partition("__")[0] for p in states}
-                if states and all(s.terminal for s in states.values()) and seen >= set(targets):
+                done = states and all(s.terminal for s in states.values())
+                # With a launcher, also wait for the Jobs to exit: their executed notebooks
+                # are saved after the worker's last event.
+                if done and seen >= set(targets) and not self._jobs_running():
                     return self.status()
                 if deadline is not None and time.monotonic() > deadline:
                     raise QueueTimeout(
@@ -278,7 +337,7 @@ class Queue:
                 self._listeners.remove(callback)
 
     # -- the follower thread -----------------------------------------------------------------
-    def _events_consumer(self) -> tuple[KafkaConsumer, list[TopicPartition]]:
+    def _events_consumer(self) -> tuple[KafkaConsumer, builtins.list[TopicPartition]]:
         return make_assigned_consumer(self.settings, self.settings.queue_events_topic)
 
     @property
@@ -307,7 +366,7 @@ class Queue:
     def _run_follower(
         self,
         consumer: KafkaConsumer,
-        partitions: list[TopicPartition],
+        partitions: builtins.list[TopicPartition],
         end: dict[TopicPartition, int],
     ) -> None:
         while not self._closing.is_set():

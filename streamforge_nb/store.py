@@ -292,6 +292,14 @@ class CandleBackend(ABC):
         """Return one row per stored series: symbol, interval, first, last, rows."""
 
     @abstractmethod
+    def save_queue_state(self, record: Mapping[str, Any]) -> None:
+        """Insert or replace one queue's state (`record["queue_id"]` is its identity)."""
+
+    @abstractmethod
+    def queue_states(self) -> list[dict[str, Any]]:
+        """Return every stored queue state."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections and handles."""
 
@@ -464,6 +472,14 @@ class CandleStore:
         if end is None:
             end_ms = int(times[-1]) + 1 if len(times) else start_ms
         return find_gaps(times, interval, start_ms, end_ms)
+
+    def save_queue_state(self, record: Mapping[str, Any]) -> None:
+        """Insert or replace one queue's state record (the platform's `queue_state`)."""
+        self._backend.save_queue_state(record)
+
+    def queue_states(self) -> list[dict[str, Any]]:
+        """Return every stored queue state record."""
+        return self._backend.queue_states()
 
     def coverage(self) -> pd.DataFrame:
         """Return one row per stored series: symbol, interval, first, last, rows."""

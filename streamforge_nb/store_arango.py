@@ -18,8 +18,10 @@ Queries take values and collection names only as bind parameters (`@@col`).
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -56,6 +58,8 @@ _COVERAGE_QUERY = (
     "last: FIRST(FOR d IN @@col SORT d.open_time DESC LIMIT 1 RETURN d.open_time)}"
 )
 _ERR_DUPLICATE_NAME = 1207
+QUEUE_STATE = "queue_state"
+"""The platform's collection of queue records."""
 
 
 class ArangoTarget:
@@ -292,6 +296,33 @@ class ArangoBackend(CandleBackend):
                 "rows": np.array([series[k][2] for k in keys], dtype=np.int64),
             }
         )
+
+    def save_queue_state(self, record: Mapping[str, Any]) -> None:
+        with store_errors("cannot save queue state", self.url):
+            collection = self._ensure_state()
+            document = {**json.loads(json.dumps(record, default=str)), "_key": record["queue_id"]}
+            collection.insert(document, overwrite=True, overwrite_mode="replace", sync=True)
+
+    def queue_states(self) -> list[dict[str, Any]]:
+        with store_errors("cannot read queue state", self.url):
+            if not self._db.has_collection(QUEUE_STATE):
+                return []
+            cursor = self._db.aql.execute(
+                "FOR s IN @@col SORT s._key RETURN UNSET(s, '_id', '_rev', '_key')",
+                bind_vars={"@col": QUEUE_STATE},
+            )
+            return list(cursor)
+
+    def _ensure_state(self) -> Any:
+        from arango.exceptions import ArangoServerError
+
+        if not self._db.has_collection(QUEUE_STATE):
+            try:
+                self._db.create_collection(QUEUE_STATE)
+            except ArangoServerError as exc:
+                if exc.error_code != _ERR_DUPLICATE_NAME:  # created meanwhile elsewhere
+                    raise
+        return self._db.collection(QUEUE_STATE)
 
     def close(self) -> None:
         """Close the HTTP sessions."""

@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -278,6 +280,35 @@ class LocalBackend(CandleBackend):
         if first is None:
             return None
         return {"symbol": symbol, "interval": interval, "first": first, "last": last, "rows": total}
+
+    # Queue state is a handful of small mutable records: SQLite (WAL) in the store root, so
+    # notebooks and Jobs on this machine see each other's updates.
+    def _state_db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / "queue_state.sqlite", timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS queue_state (queue_id TEXT PRIMARY KEY, record TEXT)"
+        )
+        return db
+
+    def save_queue_state(self, record: Mapping[str, Any]) -> None:
+        with (
+            store_errors("cannot save queue state", str(self.root)),
+            closing(self._state_db()) as db,
+            db,
+        ):
+            db.execute(
+                "INSERT OR REPLACE INTO queue_state VALUES (?, ?)",
+                (record["queue_id"], json.dumps(record, default=str)),
+            )
+
+    def queue_states(self) -> list[dict[str, Any]]:
+        with (
+            store_errors("cannot read queue state", str(self.root)),
+            closing(self._state_db()) as db,
+        ):
+            rows = db.execute("SELECT record FROM queue_state ORDER BY queue_id").fetchall()
+        return [json.loads(row[0]) for row in rows]
 
     def close(self) -> None:
         """Nothing to release: every call opens and closes its own files."""

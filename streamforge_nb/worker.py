@@ -21,6 +21,7 @@ from kafka import KafkaConsumer
 
 from .clients import make_assigned_consumer, make_producer
 from .contract import (
+    BaseCommand,
     BaseEvent,
     Error,
     Finished,
@@ -37,7 +38,7 @@ from .contract import (
 from .exceptions import BrokerError, MessageError, StreamForgeError, kafka_errors
 from .settings import Settings
 
-__all__ = ["StopRequested", "Worker"]
+__all__ = ["StopRequested", "Worker", "send_command", "send_event"]
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +238,25 @@ class Worker:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def send_event(settings: Settings, event: BaseEvent) -> None:
+    """Send one telemetry event from outside a Worker (e.g. a Job runner's last word)."""
+    _send_once(settings, settings.queue_events_topic, event)
+
+
+def send_command(settings: Settings, command: BaseCommand) -> None:
+    """Send one command on queue-control (start, stop or ping)."""
+    _send_once(settings, settings.queue_control_topic, command)
+
+
+def _send_once(settings: Settings, topic: str, message: BaseEvent | BaseCommand) -> None:
+    producer = make_producer(settings, acks=1, enable_idempotence=False)
+    try:
+        with kafka_errors(f"sending to {topic}", settings.kafka_bootstrap_servers):
+            producer.send(topic, key=message_key(message), value=encode(message)).get(timeout=10)
+    finally:
+        producer.close(timeout=5)
 
 
 def _optional(symbol: str | None, type_: str | None) -> dict[str, str]:
