@@ -249,6 +249,87 @@ def events(queue_id: str, follow: bool, timeout: float | None, as_json: bool) ->
             )
 
 
+# -- workflows ------------------------------------------------------------------------------
+@cli.command("candles")
+@click.option("--symbol", required=True)
+@click.option("--interval", required=True, help="Binance interval: 1s 1m 5m 1h 1d ...")
+@click.option("--time-range", required=True, help="YYYY-MM-DD:YYYY-MM-DD (UTC, end exclusive)")
+@click.option("--source", type=click.Choice(["api", "archive"]), default="api", show_default=True)
+@click.option("--base-url", default=None, help="Exchange URL (default: Binance's).")
+@click.option("--archive", "archives", multiple=True, help="Archive zip URL or path (repeat).")
+@click.option("--store", default=None, help="Store URL (default: ARANGO_URL, else embedded).")
+@click.option(
+    "--launcher", type=click.Choice(["local", "kubernetes"]), default="local", show_default=True
+)
+@click.option("--namespace", default="stf", show_default=True)
+@click.option("--image", default=None, help="Job image (default: the single-user image).")
+@click.option("--plan", "plan_only", is_flag=True, help="Print the plan as JSON; launch nothing.")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+def candles(
+    symbol: str,
+    interval: str,
+    time_range: str,
+    source: str,
+    base_url: str | None,
+    archives: tuple[str, ...],
+    store: str | None,
+    launcher: str,
+    namespace: str,
+    image: str | None,
+    plan_only: bool,
+    wait: bool,
+) -> int:
+    """Launch the candle workflow (loader -> sink) as notebook Jobs."""
+    from .workflow import DEFAULT_IMAGE, Workflow
+
+    workflow = Workflow.candles(
+        symbol,
+        interval,
+        time_range,
+        source=source,
+        base_url=base_url,
+        archives=archives,
+        store=store,
+        namespace=namespace,
+        image=image or DEFAULT_IMAGE,
+    )
+    plan = workflow.plan()
+    if plan_only:
+        _echo_json(
+            {
+                "names": plan.names(),
+                "start": [s.start.model_dump() for s in plan.steps],
+                "jobs": [s.job for s in plan.steps],
+            }
+        )
+        return 0
+    options = {"namespace": namespace} if launcher == "kubernetes" else {}
+    with workflow.launch(launcher, **options) as queue:
+        click.echo(f"launched {plan.queue_id} ({launcher})")
+        if not wait:
+            return 0
+        final = queue.wait(targets=[s.target for s in plan.steps])
+    click.echo(final[["status", "records_written", "message"]].to_string())
+    return 0 if set(final["status"]) == {"finished"} else 1
+
+
+@cli.command("queues")
+@click.option("--store", default=None, help="Store URL (default: ARANGO_URL, else embedded).")
+@click.option("--json", "as_json", is_flag=True)
+def queues(store: str | None, as_json: bool) -> None:
+    """List launched queues (the platform's queue_state), refreshed from telemetry."""
+    from .queue import Queue
+
+    table = Queue.list(store)
+    if as_json:
+        for queue_id, row in table.iterrows():
+            _echo_json({"queue_id": queue_id, **row.to_dict()})
+    elif table.empty:
+        click.echo("no queues launched yet")
+    else:
+        click.echo(table[["symbol", "type", "status", "records_written", "created_at"]].to_string())
+
+
 # Workers parse their own options (argparse, shared with `python -m`), so the CLI hands over.
 _PASSTHROUGH = {"ignore_unknown_options": True, "help_option_names": []}
 

@@ -2,9 +2,10 @@
 
 1. Start the local Kafka broker (idempotent).
 2. Control plane: start a dummy worker, ping it through Kafka, stop it.
-3. Data plane: run the candle loader and the store sink as worker processes: the loader reads
-   the GENERATED sample archive shipped in `streamforge_nb/resources/sample/` (or, with
-   `binance=True`, Binance's REST API), the sink writes the embedded store.
+3. Data plane: `Workflow.candles(...).launch("local")`: the loader and the store sink run as
+   local notebook Jobs (papermill); the loader reads the GENERATED sample archive shipped in
+   `streamforge_nb/resources/sample/` (or, with `binance=True`, Binance's REST API), the sink
+   writes the embedded store.
 4. Analysis: load the candles back, count gaps, and save a candlestick chart as HTML.
 """
 
@@ -19,14 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .archives import SAMPLE_ARCHIVE
 from .broker import LocalBroker
 from .exceptions import StreamForgeError
-from .names import candle_type, data_topic, new_short_id, parse_time_range, queue_id
+from .names import new_short_id
 from .queue import Queue, QueueTimeout
 from .settings import Settings, local_home
 from .store import CandleStore
+from .workflow import Workflow
 
 __all__ = ["QuickstartResult", "run_quickstart"]
 
@@ -61,25 +64,32 @@ def run_quickstart(
     rtts = ping_a_dummy(settings, pings, home, echo)
     if not binance:
         symbol, interval, time_range = "BTCUSDT", "1m", SAMPLE_RANGE
-    span = parse_time_range(time_range or _yesterday())
-    qid = queue_id(symbol, candle_type(interval), span.start.date(), new_short_id())
+        echo(f"loading the GENERATED sample {SAMPLE_ARCHIVE.name} (not market data)")
+        source: dict[str, Any] = {"source": "archive", "archives": [str(SAMPLE_ARCHIVE)]}
+    else:
+        source = {"source": "api"}
     store_url = f"local://{home / 'store'}"
-    loader = ["--symbol", symbol, "--interval", interval, "--time-range", str(span)]
+    workflow = Workflow.candles(
+        symbol, interval, time_range or _yesterday(), store=store_url, settings=settings, **source
+    )
+    plan = workflow.plan()
+    span, qid = plan.time_range, plan.queue_id
     if binance:
         echo(f"loading {symbol} {interval} {span} from Binance's REST API")
-    else:
-        echo(f"loading the GENERATED sample {SAMPLE_ARCHIVE.name} (not market data)")
-        loader += ["--source", "archive", "--archive", str(SAMPLE_ARCHIVE)]
-    run_workers(
-        settings,
-        qid,
-        home,
-        echo,
-        {
-            "loader-candles": ["streamforge_nb.workers.loader", *loader],
-            "arango-candles": ["streamforge_nb.workers.sink", "--store-url", store_url],
-        },
+    echo(
+        f"launching queue {qid} (loader-candles -> {plan.data_topic} -> arango-candles) "
+        "as local notebook Jobs"
     )
+    with workflow.launch("local", settings=settings) as queue:
+        final = queue.wait(timeout=1800, targets=[s.target for s in plan.steps])
+    failed = final[final["status"] != "finished"]
+    if len(failed):
+        raise StreamForgeError(
+            f"queue {qid} did not finish: "
+            + "; ".join(f"{p} {r.status}: {r.message}" for p, r in failed.iterrows())
+        )
+    for step in plan.steps:
+        echo(f"executed notebook of {step.target}: {step.output}")
     with CandleStore.open(store_url) as store:
         candles = store.load(symbol, interval, span.start, span.end)
         gaps = store.gaps(symbol, interval, span.start, span.end)
@@ -121,36 +131,6 @@ def ping_a_dummy(
     finally:
         _reap(worker)
     return rtts
-
-
-def run_workers(
-    settings: Settings,
-    qid: str,
-    home: Path,
-    echo: Callable[[str], None],
-    commands: dict[str, list[str]],
-) -> None:
-    """Run one worker process per target for queue `qid`; wait (with progress) for them all."""
-    echo(f"queue {qid}: data topic {data_topic(qid)}")
-    workers = {
-        name: _spawn(settings, home, name, [*cmd, "--queue-id", qid])
-        for name, cmd in commands.items()
-    }
-    try:
-        with Queue(qid, settings) as queue:
-            final = queue.wait(timeout=1800, targets=list(commands))
-        failed = final[final["status"] != "finished"]
-        if len(failed):
-            raise StreamForgeError(
-                f"queue {qid} did not finish: "
-                + "; ".join(f"{p} {r.status}: {r.message}" for p, r in failed.iterrows())
-                + f" (worker logs in {home / 'logs'})"
-            )
-        for worker in workers.values():
-            worker.wait(timeout=60)
-    finally:
-        for worker in workers.values():
-            _reap(worker)
 
 
 def _spawn(settings: Settings, home: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:

@@ -24,3 +24,6 @@ def test_quickstart_loads_the_sample_into_the_embedded_store(
     assert result.chart.is_file() and "plotly" in result.chart.read_text()[:5000].lower()
     assert any("GENERATED sample" in line for line in lines)
     assert (tmp_path / "store" / "candles" / "BTCUSDT").is_dir()
+    # The data plane ran as local notebook Jobs: their executed notebooks are the record.
+    executed = sorted(p.name for p in (tmp_path / "runs" / result.queue_id).iterdir())
+    assert executed == ["arango-candles.ipynb", "loader-candles.ipynb"]
