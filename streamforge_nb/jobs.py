@@ -44,6 +44,8 @@ log = logging.getLogger("streamforge_nb.jobs")
 
 CONFIG_MAP = "streamforge-config"
 SECRET = "streamforge-secrets"
+KAFKA_CA_SECRET = "kafka-cluster-ca"
+KAFKA_CA_DIR = "/etc/kafka-ca"
 PARAMETERS_ENV = "STREAMFORGE_PARAMETERS"
 OUTPUT_ENV = "STREAMFORGE_OUTPUT"
 
@@ -131,7 +133,14 @@ def job_spec(
                             {"configMapRef": {"name": CONFIG_MAP}},
                             {"secretRef": {"name": SECRET}},
                         ],
+                        "volumeMounts": [
+                            {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True},
+                        ],
                     }],
+                    # The cluster CA that CA_PATH (ConfigMap) points into; optional so a
+                    # PLAINTEXT cluster needs no such Secret.
+                    "volumes": [{"name": "kafka-ca", "secret": {
+                        "secretName": KAFKA_CA_SECRET, "optional": True}}],
                     "nodeSelector": dict(node_selector or {"streamforge-worker": "true"}),
                 },
             },

@@ -1,0 +1,411 @@
+"""The cluster manifests (manifests/) against a real kube-apiserver with RBAC.
+
+The API server and etcd come from `scripts/build-kube`; without them the `kube` tests fail
+(never skip) with a message naming that script. Select them with `-m kube`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from streamforge_nb import names
+from streamforge_nb.kube_testing import (
+    KubeTestError,
+    LocalApiServer,
+    find_kube_binaries,
+    local_apiserver,
+)
+
+MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
+NAMESPACE = "stf"
+NOTEBOOK_SA = "streamforge-notebook"
+CORE_FILES = [
+    "namespace.yaml",
+    "notebook-rbac.yaml",
+    "worker-config.yaml",
+    "worker-secret.template.yaml",
+    "worker-job.template.yaml",
+]
+CRD_FILES = ["kafka-topics.yaml", "kafka-users.yaml"]
+HELM_VALUES = ["jupyterhub-values.yaml", "kafka-ui-values.yaml"]
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    with open(MANIFESTS / name, encoding="utf-8") as handle:
+        return [d for d in yaml.safe_load_all(handle) if d is not None]
+
+
+def job_template() -> dict[str, Any]:
+    (job,) = load("worker-job.template.yaml")
+    return job
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalApiServer]:
+    """A real API server with namespace `stf` and the notebook RBAC applied for real."""
+    manager = local_apiserver(tmp_path_factory.mktemp("kube"))
+    try:
+        server = manager.__enter__()
+    except KubeTestError as exc:
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(f"no local Kubernetes API server: {problem}", pytrace=False)
+    try:
+        server.apply(MANIFESTS / "namespace.yaml")
+        server.apply(MANIFESTS / "notebook-rbac.yaml")
+        server.apply(MANIFESTS / "worker-config.yaml")
+        # Placeholder values only; there so that "may not read it" is about a real Secret.
+        server.apply(MANIFESTS / "worker-secret.template.yaml")
+        yield server
+    finally:
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def notebook(kube: LocalApiServer) -> Any:
+    """An ApiClient authenticated as the notebook ServiceAccount with a real SA token."""
+    return kube.service_account_client(NAMESPACE, NOTEBOOK_SA)
+
+
+def forbidden(call: Any, *args: Any, **kwargs: Any) -> ApiException:
+    with pytest.raises(ApiException) as info:
+        call(*args, **kwargs)
+    assert info.value.status == 403, info.value
+    return info.value
+
+
+def a_job(namespace: str = NAMESPACE) -> dict[str, Any]:
+    """The Job template with a unique name, in `namespace`."""
+    job = job_template()
+    job["metadata"]["name"] = f"job-dummy-btcusdt-{uuid.uuid4().hex[:6]}"
+    job["metadata"]["namespace"] = namespace
+    return job
+
+
+# --- the API server accepts the core manifests ---------------------------------------------
+
+
+@pytest.mark.kube
+@pytest.mark.parametrize("name", CORE_FILES)
+def test_core_manifest_passes_server_side_dry_run(kube: LocalApiServer, name: str) -> None:
+    documents = load(name)
+    # Server-side apply with dry run (kubectl apply --server-side --dry-run=server):
+    # schema with strict field validation, defaulting, admission, RBAC; nothing stored.
+    results = kube.apply(documents, dry_run=True)
+    assert [(r["kind"], r["metadata"]["name"]) for r in results] == [
+        (d["kind"], d["metadata"]["name"]) for d in documents
+    ]
+
+
+@pytest.mark.kube
+def test_job_template_creates_in_a_dry_run_as_given(kube: LocalApiServer) -> None:
+    (created,) = kube.create([a_job()], dry_run=True)
+    pod = created["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["nodeSelector"] == {"streamforge-worker": "true"}
+    assert created["spec"]["backoffLimit"] == 2
+    assert created["spec"]["ttlSecondsAfterFinished"] == 3600
+
+
+@pytest.mark.kube
+def test_a_typo_in_a_manifest_is_refused(kube: LocalApiServer) -> None:
+    """The dry run is strict: an unknown field fails, so the checks above mean something."""
+    job = a_job()
+    job["spec"]["ttlSecondAfterFinished"] = 3600
+    with pytest.raises(ApiException) as created:
+        kube.create([job], dry_run=True)
+    assert created.value.status == 400
+    assert "ttlSecondAfterFinished" in str(created.value.body)
+    # Server-side apply refuses it too (kube-apiserver answers 500 "field not declared in
+    # schema" for an apply patch, where a create gets 400).
+    with pytest.raises(ApiException) as applied:
+        kube.apply([job], dry_run=True)
+    assert "ttlSecondAfterFinished" in str(applied.value.body)
+
+
+# --- RBAC: what the notebook ServiceAccount may do -------------------------------------------
+
+
+@pytest.mark.kube
+def test_token_is_the_notebook_service_account(kube: LocalApiServer, notebook: Any) -> None:
+    review = client.AuthenticationV1Api(notebook).create_self_subject_review(
+        client.V1SelfSubjectReview()
+    )
+    assert review.status.user_info.username == f"system:serviceaccount:{NAMESPACE}:{NOTEBOOK_SA}"
+    assert f"system:serviceaccounts:{NAMESPACE}" in review.status.user_info.groups
+
+
+@pytest.mark.kube
+def test_notebook_may_create_list_and_delete_jobs_in_stf(notebook: Any) -> None:
+    batch = client.BatchV1Api(notebook)
+    job = a_job()
+    name = job["metadata"]["name"]
+    batch.create_namespaced_job(NAMESPACE, job)
+    assert batch.read_namespaced_job(name, NAMESPACE).metadata.labels["app"] == "streamforge"
+    listed = batch.list_namespaced_job(NAMESPACE, label_selector="app=streamforge")
+    assert name in [j.metadata.name for j in listed.items]
+    batch.delete_namespaced_job(name, NAMESPACE, propagation_policy="Background")
+    listed = batch.list_namespaced_job(NAMESPACE, label_selector="app=streamforge")
+    assert name not in [j.metadata.name for j in listed.items]
+
+
+@pytest.mark.kube
+def test_notebook_may_watch_pods_read_logs_and_its_config(notebook: Any) -> None:
+    core = client.CoreV1Api(notebook)
+    core.list_namespaced_pod(NAMESPACE)
+    config = core.read_namespaced_config_map("streamforge-config", NAMESPACE)
+    assert config.data["KAFKA_BOOTSTRAP_SERVERS"] == "k3-kafka-bootstrap.kafka:9093"
+    # pods/log is granted: asking for a missing pod's log is a 404, not a 403.
+    with pytest.raises(ApiException) as info:
+        core.read_namespaced_pod_log("no-such-pod", NAMESPACE)
+    assert info.value.status == 404
+
+
+@pytest.mark.kube
+def test_notebook_may_not_read_secrets(notebook: Any) -> None:
+    core = client.CoreV1Api(notebook)
+    forbidden(core.read_namespaced_secret, "streamforge-secrets", NAMESPACE)
+    forbidden(core.list_namespaced_secret, NAMESPACE)
+
+
+@pytest.mark.kube
+def test_notebook_may_not_create_jobs_in_another_namespace(notebook: Any) -> None:
+    forbidden(client.BatchV1Api(notebook).create_namespaced_job, "default", a_job("default"))
+
+
+@pytest.mark.kube
+def test_notebook_has_nothing_cluster_wide_nor_more_in_stf(notebook: Any) -> None:
+    core = client.CoreV1Api(notebook)
+    forbidden(core.list_namespace)
+    forbidden(client.BatchV1Api(notebook).list_job_for_all_namespaces)
+    forbidden(core.create_namespaced_config_map, NAMESPACE, {"metadata": {"name": "x"}})
+    forbidden(
+        client.RbacAuthorizationV1Api(notebook).create_namespaced_role_binding,
+        NAMESPACE,
+        {
+            "metadata": {"name": "escalate"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": NOTEBOOK_SA, "namespace": NAMESPACE}],
+        },
+    )
+
+
+@pytest.mark.kube
+def test_impersonation_sees_the_same_rules(kube: LocalApiServer) -> None:
+    """The helper's other way to act as the ServiceAccount agrees with its token."""
+    api = kube.api_client(impersonate=f"system:serviceaccount:{NAMESPACE}:{NOTEBOOK_SA}")
+    client.BatchV1Api(api).list_namespaced_job(NAMESPACE)
+    forbidden(client.CoreV1Api(api).list_namespaced_secret, NAMESPACE)
+
+
+@pytest.mark.kube
+def test_kubeconfig_works_with_the_kubernetes_client(kube: LocalApiServer) -> None:
+    from kubernetes import config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kube.kubeconfig), client_configuration=configuration)
+    with client.ApiClient(configuration) as api:
+        namespaces = client.CoreV1Api(api).list_namespace()
+    assert NAMESPACE in [n.metadata.name for n in namespaces.items]
+
+
+# --- without a server --------------------------------------------------------------------------
+
+
+def test_missing_binaries_name_the_build_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAMFORGE_KUBE_CACHE", str(tmp_path))
+    monkeypatch.delenv("STREAMFORGE_KUBE_APISERVER", raising=False)
+    monkeypatch.delenv("STREAMFORGE_ETCD", raising=False)
+    with pytest.raises(KubeTestError, match="scripts/build-kube"):
+        find_kube_binaries()
+
+
+@pytest.mark.parametrize("name", CRD_FILES)
+def test_strimzi_manifests_are_valid_yaml(name: str) -> None:
+    documents = load(name)
+    assert documents
+    for document in documents:
+        assert document["apiVersion"].startswith("kafka.strimzi.io/")
+        assert document["kind"] in ("KafkaTopic", "KafkaUser")
+        assert document["metadata"]["labels"]["strimzi.io/cluster"] == "k3"
+
+
+@pytest.mark.parametrize("name", HELM_VALUES)
+def test_helm_values_are_one_mapping(name: str) -> None:
+    (values,) = load(name)
+    assert isinstance(values, dict) and values
+
+
+def test_jupyterhub_values_say_what_the_platform_says() -> None:
+    (values,) = load("jupyterhub-values.yaml")
+    assert values["cull"] == {
+        "enabled": True, "users": False, "adminUsers": True, "timeout": 7200, "every": 600,
+    }  # fmt: skip
+    assert values["hub"]["config"]["JupyterHub"]["authenticator_class"] == "dummy"
+    assert values["hub"]["db"]["type"] == "sqlite-memory"
+    assert values["hub"]["extraVolumes"][0]["hostPath"]["path"] == "/data/home/jovyan/hub-db"
+    node = {"kubernetes.io/hostname": "k2w-8"}
+    assert values["hub"]["nodeSelector"] == values["singleuser"]["nodeSelector"] == node
+    assert values["ingress"]["hosts"] == ["jupyterhub.dmz.home"]
+    assert values["ingress"]["tls"][0]["secretName"] == "jupyterhub-tls"
+    assert values["ingress"]["ingressClassName"] == "traefik"
+    single = values["singleuser"]
+    image = f"{single['image']['name']}:{single['image']['tag']}"
+    assert image == "registry.dmz.home/streamforge/core-modules/jupyter-python311:v0.0.2"
+    assert single["memory"]["guarantee"] == "1G"
+    assert (single["uid"], single["fsGid"]) == (1001, 100)
+    assert single["serviceAccountName"] == NOTEBOOK_SA
+    assert values["imagePullSecrets"] == ["regcred"]
+    mounts = {m["name"]: m["mountPath"] for m in single["storage"]["extraVolumeMounts"]}
+    assert mounts["gf-home"] == "/home"
+    assert mounts["gf-projects"] == "/data/project"
+    assert mounts["gf-venv"] == "/data/venv"
+
+
+def test_kafka_ui_values_say_what_the_platform_says() -> None:
+    (values,) = load("kafka-ui-values.yaml")
+    assert values["image"]["repository"] == "provectuslabs/kafka-ui"
+    assert values["image"]["tag"] == "v0.7.2"
+    assert values["replicaCount"] == 1
+    assert values["nodeSelector"] == {"kubernetes.io/hostname": "k2w-7"}
+    assert values["ingress"]["host"] == "kafka-ui.dmz.home"
+    assert values["ingress"]["ingressClassName"] == "nginx"
+    assert values["ingress"]["tls"] == {"enabled": True, "secretName": "kafka-ui-tls"}
+    env = {e["name"]: e for e in values["env"]}
+    assert env["KAFKA_CLUSTERS_0_NAME"]["value"] == "k3"
+    assert env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"]["value"] == "k3-kafka-bootstrap.kafka:9093"
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_MECHANISM"]["value"] == "SCRAM-SHA-512"
+    jaas = env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]
+    assert "value" not in jaas
+    assert jaas["valueFrom"]["secretKeyRef"]["name"] == "user-streamforge"
+
+
+def test_job_template_is_what_the_library_generates() -> None:
+    """The documented shape and streamforge_nb.jobs.job_spec must not drift apart."""
+    from streamforge_nb.jobs import job_spec
+
+    template = job_template()
+    container = template["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    generated = job_spec(
+        job_name=template["metadata"]["name"],
+        namespace=template["metadata"]["namespace"],
+        queue_id=template["metadata"]["labels"]["queue_id"],
+        target=container["name"],
+        image=container["image"],
+        env=env,
+    )
+    assert generated == template
+
+
+def test_job_template_uses_the_platform_names() -> None:
+    template = job_template()
+    env = {
+        e["name"]: e["value"] for e in template["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    qid = names.queue_id("BTCUSDT", "api_candles_1m", date(2024, 8, 1), "abc123")
+    assert template["metadata"]["name"] == names.job_name("arango-candles", "BTCUSDT", "abc123")
+    assert template["metadata"]["labels"]["queue_id"] == env["QUEUE_ID"] == qid
+    assert env["KAFKA_TOPIC"] == names.data_topic(qid)
+    assert env["COLLECTION_NAME"] == names.collection_name(
+        "BTCUSDT", "api_candles_1m", date(2024, 8, 1)
+    )
+    assert env["TELEMETRY_PRODUCER_ID"] == names.producer_id("arango-candles", "abc123")
+    assert set(env) == {
+        "QUEUE_ID", "SYMBOL", "TYPE", "TIME_RANGE", "KAFKA_TOPIC", "COLLECTION_NAME",
+        "TELEMETRY_PRODUCER_ID",
+    }  # fmt: skip
+
+
+# --- no secret in git ----------------------------------------------------------------------------
+
+PLACEHOLDERS = {"changeme", ""}
+_SECRET_KEY = re.compile(
+    r"pass(word|wd)?$|token$|api[_-]?key$|credentials?$|private[_-]?key$", re.I
+)
+_BASE64ISH = re.compile(r"^[A-Za-z0-9+/]{32,}={0,2}$")
+_INLINE_PASSWORD = re.compile(r"""password\s*=\s*["']([^"']*)["']""", re.I)
+
+
+def secret_findings(documents: list[Any]) -> list[str]:
+    """Return every value in `documents` that looks like a real secret."""
+    findings: list[str] = []
+
+    def placeholder(value: str) -> bool:
+        return value.lower() in PLACEHOLDERS or bool(re.fullmatch(r"<[^<>]+>|\$\{?\w+\}?", value))
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                where = f"{path}.{key}"
+                if isinstance(value, str):
+                    if _SECRET_KEY.search(str(key)) and not placeholder(value):
+                        findings.append(f"{where}: a literal value for a secret key")
+                    elif _BASE64ISH.match(value):
+                        findings.append(f"{where}: looks like a key or token")
+                walk(value, where)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{path}[{index}]")
+        elif isinstance(node, str):
+            if "-----BEGIN" in node:
+                findings.append(f"{path}: a PEM block")
+            for match in _INLINE_PASSWORD.finditer(node):
+                if not placeholder(match.group(1)):
+                    findings.append(f"{path}: an inline password")
+
+    for index, document in enumerate(documents):
+        if isinstance(document, dict) and document.get("kind") == "Secret":
+            if document.get("data"):
+                findings.append(f"[{index}] Secret {document['metadata']['name']}: data: (base64)")
+            for key, value in (document.get("stringData") or {}).items():
+                if re.search(r"PASSWORD|TOKEN|SECRET|KEY", key) and not placeholder(str(value)):
+                    findings.append(f"[{index}] Secret stringData.{key}: not a placeholder")
+        walk(document, f"[{index}]")
+    return findings
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MANIFESTS.glob("*.yaml")))
+def test_no_manifest_holds_a_real_secret(name: str) -> None:
+    text = (MANIFESTS / name).read_text(encoding="utf-8")
+    assert "-----BEGIN" not in text
+    assert secret_findings(load(name)) == []
+
+
+def test_the_secret_check_finds_real_looking_secrets() -> None:
+    """The check above is not vacuous: it catches what it is meant to."""
+    leaked = [
+        {
+            "kind": "Secret",
+            "metadata": {"name": "s"},
+            "stringData": {"KAFKA_PASSWORD": "p4ssw0rd-real"},
+        },
+        {"kind": "Secret", "metadata": {"name": "t"}, "data": {"KAFKA_PASSWORD": "cGFzcw=="}},
+        {"hub": {"config": {"DummyAuthenticator": {"password": "hunter2"}}}},
+        {"env": [{"name": "JAAS", "value": 'ScramLoginModule required password="s3cret";'}]},
+        {"token": "changeme", "apiKey": "aGVsbG8gd29ybGQgdGhpcyBpcyBhIGxvbmcga2V5IQ=="},
+    ]
+    found = "\n".join(secret_findings(leaked))
+    for expected in ("stringData.KAFKA_PASSWORD", "data: (base64)", "password: a literal",
+                     "inline password", "apiKey"):  # fmt: skip
+        assert expected in found
+    assert "token" not in found.replace("or token", "")
