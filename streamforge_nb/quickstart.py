@@ -12,10 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +22,6 @@ from typing import Any
 from .archives import SAMPLE_ARCHIVE
 from .broker import LocalBroker
 from .exceptions import StreamForgeError
-from .names import new_short_id
 from .queue import Queue, QueueTimeout
 from .settings import Settings, local_home
 from .store import CandleStore
@@ -61,14 +57,14 @@ def run_quickstart(
     LocalBroker(home).up(progress=echo)
     settings = Settings.from_env()
     echo(f"using {settings.describe()} (settings from {settings.source})")
-    rtts = ping_a_dummy(settings, pings, home, echo)
+    store_url = f"local://{home / 'store'}"
+    rtts = ping_a_dummy(settings, pings, store_url, echo)
     if not binance:
         symbol, interval, time_range = "BTCUSDT", "1m", SAMPLE_RANGE
         echo(f"loading the GENERATED sample {SAMPLE_ARCHIVE.name} (not market data)")
         source: dict[str, Any] = {"source": "archive", "archives": [str(SAMPLE_ARCHIVE)]}
     else:
         source = {"source": "api"}
-    store_url = f"local://{home / 'store'}"
     workflow = Workflow.candles(
         symbol, interval, time_range or _yesterday(), store=store_url, settings=settings, **source
     )
@@ -104,20 +100,22 @@ def run_quickstart(
 
 
 def ping_a_dummy(
-    settings: Settings, count: int, home: Path, echo: Callable[[str], None]
+    settings: Settings, count: int, store_url: str, echo: Callable[[str], None]
 ) -> list[float]:
-    """Start a dummy worker, ping it `count` times through Kafka, stop it."""
-    qid = f"wf-quickstart-{new_short_id()}"
-    echo(f"starting a dummy worker for queue {qid}")
-    worker = _spawn(
-        settings,
-        home,
-        "dummy",
-        ["streamforge_nb.workers.dummy", "--queue-id", qid, "--metrics-port", "0"],
+    """Launch a dummy worker as a local notebook Job, ping it `count` times, stop it."""
+    workflow = Workflow(
+        "BTCUSDT",
+        "1m",
+        SAMPLE_RANGE,
+        ["dummy"],
+        store=store_url,
+        settings=settings,
+        parameters={"dummy": {"metrics_port": 0}},
     )
+    echo(f"starting a dummy worker (a notebook Job) for queue {workflow.plan().queue_id}")
     rtts: list[float] = []
-    try:
-        with Queue(qid, settings) as queue:
+    with workflow.launch("local", settings=settings) as queue:
+        try:
             _first_pong(queue, timeout=60)
             for i in range(1, count + 1):
                 (reply,) = queue.ping(timeout=10)
@@ -127,25 +125,10 @@ def ping_a_dummy(
                 f"median round trip {statistics.median(rtts) * 1000:.1f} ms; "
                 f"stopped: {', '.join(queue.stop(timeout=30))}"
             )
-        worker.wait(timeout=30)
-    finally:
-        _reap(worker)
+            queue.wait(timeout=60, progress=False)
+        finally:
+            queue.launcher.delete(queue.queue_id)  # no-op once it exited
     return rtts
-
-
-def _spawn(settings: Settings, home: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
-    log = (home / "logs" / f"quickstart-{name}.log").open("ab")
-    with log:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", *args], env=env, stderr=log, stdout=subprocess.DEVNULL
-        )
-
-
-def _reap(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.kill()
-    worker.wait()
 
 
 def _first_pong(queue: Queue, timeout: float) -> None:

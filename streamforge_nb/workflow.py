@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,8 +126,11 @@ class Workflow:
         output_dir: str | None = None,
         settings: Settings | None = None,
         short_id: str | None = None,
+        parameters: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        # Extra notebook parameters per target, e.g. {"dummy": {"metrics_port": 0}}.
+        self.extra_parameters = {t: dict(p) for t, p in (parameters or {}).items()}
         self.store_url = store or self.settings.arango_url
         self.output_dir = output_dir or str(local_home() / "runs")
         self.source, self.base_url, self.archives = source, base_url, list(archives)
@@ -257,11 +260,12 @@ class Workflow:
         return Step(target, producer, name, TARGETS[target].notebook, output, start, job)
 
     def _parameters(self, target: str, interval: str) -> dict[str, Any]:
+        base: dict[str, Any] = {}
         if target == "loader-candles":
-            return {"interval": interval, **self._loader_options()}
-        if target == "arango-candles":
-            return {"store_url": self.store_url} if self.store_url else {}
-        return {}
+            base = {"interval": interval, **self._loader_options()}
+        elif target == "arango-candles" and self.store_url:
+            base = {"store_url": self.store_url}
+        return {**base, **self.extra_parameters.get(target, {})}
 
     def _loader_options(self) -> dict[str, Any]:
         options = {"source": self.source, "base_url": self.base_url, "archives": self.archives}
