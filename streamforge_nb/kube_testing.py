@@ -22,7 +22,6 @@ TokenRequest API, signed by a key generated at start; authorization is RBAC.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 import secrets
 import shutil
@@ -40,12 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .exceptions import StreamForgeError
+from .tls import make_server_certificate, pkcs8_pem
 
 __all__ = [
     "KubeBinaries",
@@ -460,21 +458,6 @@ def _start_apiserver(
 # --- files -------------------------------------------------------------------------------------
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "streamforge-nb kube test"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def _write_private(path: Path, data: bytes) -> None:
     path.write_bytes(data)
     path.chmod(0o600)
@@ -483,66 +466,20 @@ def _write_private(path: Path, data: bytes) -> None:
 def _write_pki(directory: Path) -> Path:
     """CA, serving certificate and ServiceAccount signing key; return the CA's path."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    until = now + dt.timedelta(days=7)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("streamforge-nb kube test CA"))
-        .issuer_name(_name("streamforge-nb kube test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(until)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address(_LOOPBACK)),
-        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-        x509.DNSName("localhost"),
-        x509.DNSName("kubernetes"),
-        x509.DNSName("kubernetes.default"),
-        x509.DNSName("kubernetes.default.svc"),
-    ]
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("kube-apiserver"))
-        .issuer_name(ca_cert.subject)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(until)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
+    made = make_server_certificate(
+        organization="streamforge-nb kube test",
+        common_name="kube-apiserver",
+        ip_addresses=[_LOOPBACK, "10.0.0.1"],
+        dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+        validity=dt.timedelta(days=7),
     )
     ca_path = directory / "ca.crt"
-    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "apiserver.crt").write_bytes(
-        server_cert.public_bytes(serialization.Encoding.PEM)
-        + ca_cert.public_bytes(serialization.Encoding.PEM)
-    )
-    _write_private(directory / "apiserver.key", _pem_key(server_key))
+    ca_path.write_bytes(made.ca_pem)
+    (directory / "apiserver.crt").write_bytes(made.cert_pem + made.ca_pem)
+    _write_private(directory / "apiserver.key", made.key_pem)
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write_private(directory / "sa.key", _pem_key(sa_key))
+    _write_private(directory / "sa.key", pkcs8_pem(sa_key))
     (directory / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -14,10 +14,16 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-__all__ = ["BrokerCertificates", "make_certificates"]
+__all__ = [
+    "BrokerCertificates",
+    "ServerCertificate",
+    "make_certificates",
+    "make_server_certificate",
+    "pkcs8_pem",
+]
 
 _VALIDITY = dt.timedelta(days=365)
 
@@ -30,16 +36,26 @@ class BrokerCertificates:
     keystore_path: Path
 
 
-def _name(common_name: str) -> x509.Name:
+@dataclass(frozen=True)
+class ServerCertificate:
+    """A CA and a serving certificate it signed, as PEM bytes (the key is PKCS#8)."""
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def _name(organization: str, common_name: str) -> x509.Name:
     return x509.Name(
         [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "streamforge-nb local"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
 
 
-def _pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
+def pkcs8_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    """Return `key` as unencrypted PKCS#8 PEM (what Kafka and kube-apiserver read)."""
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -47,67 +63,72 @@ def _pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_certificates(directory: Path, host: str = "127.0.0.1") -> BrokerCertificates:
-    """Write `ca.crt` and `broker.pem` (PKCS#8 key + chain) into `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
+def make_server_certificate(
+    *,
+    organization: str,
+    common_name: str,
+    ip_addresses: list[str],
+    dns_names: list[str],
+    validity: dt.timedelta = _VALIDITY,
+) -> ServerCertificate:
+    """Make a throwaway CA and a server certificate for the given SANs, signed by it."""
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-
+    until = now + validity
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name(organization, f"{organization} CA")
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("streamforge-nb local CA"))
-        .issuer_name(_name("streamforge-nb local CA"))
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
             ),
             critical=True,
         )
         .sign(ca_key, hashes.SHA256())
-    )
-
-    broker_key = ec.generate_private_key(ec.SECP256R1())
-    broker_cert = (
+    )  # fmt: skip
+    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+    sans += [x509.DNSName(name) for name in dns_names]
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(host))
+        .subject_name(_name(organization, common_name))
         .issuer_name(ca_cert.subject)
-        .public_key(broker_key.public_key())
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
+        .not_valid_after(until)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )
         .sign(ca_key, hashes.SHA256())
     )
+    pem = serialization.Encoding.PEM
+    return ServerCertificate(ca_cert.public_bytes(pem), cert.public_bytes(pem), pkcs8_pem(key))
 
+
+def make_certificates(directory: Path, host: str = "127.0.0.1") -> BrokerCertificates:
+    """Write `ca.crt` and `broker.pem` (PKCS#8 key + chain) into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    made = make_server_certificate(
+        organization="streamforge-nb local",
+        common_name=host,
+        ip_addresses=[host],
+        dns_names=["localhost"],
+    )
     ca_path = directory / "ca.crt"
     keystore_path = directory / "broker.pem"
-    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    keystore_path.write_bytes(
-        _pkcs8(broker_key)
-        + broker_cert.public_bytes(serialization.Encoding.PEM)
-        + ca_cert.public_bytes(serialization.Encoding.PEM)
-    )
+    ca_path.write_bytes(made.ca_pem)
+    keystore_path.write_bytes(made.key_pem + made.cert_pem + made.ca_pem)
     keystore_path.chmod(0o600)
     return BrokerCertificates(ca_path=ca_path, keystore_path=keystore_path)

@@ -40,7 +40,7 @@ def test_sasl_env_file_is_private_and_complete(broker: LocalBroker) -> None:
     values = read_env_file(broker.sasl_env_file)
     settings = Settings.from_env(values)
     assert settings.security_protocol == "SASL_SSL"
-    assert check_connection(settings) == ["queue-control", "queue-events"]
+    assert {"queue-control", "queue-events"} <= set(check_connection(settings))
 
 
 def test_everything_lives_under_home(broker: LocalBroker) -> None:
