@@ -276,6 +276,9 @@ class Workflow:
         from .worker import send_command
 
         plan = self._plan
+        if launcher == "local":
+            # Local Jobs get the ConfigMap/Secret values from settings: this workflow's.
+            launcher_options.setdefault("settings", self.settings)
         runner = get_launcher(launcher, **launcher_options)
         with CandleStore.open(self.store_url, settings=self.settings) as store:
             store.save_queue_state(
