@@ -330,6 +330,44 @@ def queues(store: str | None, as_json: bool) -> None:
         click.echo(table[["symbol", "type", "status", "records_written", "created_at"]].to_string())
 
 
+@cli.command("dashboard")
+@click.option("--port", type=int, default=8866, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--notebooks",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="Notebooks to serve (default: $STREAMFORGE_NOTEBOOKS, else the repo's notebooks/).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def dashboard(port: int, notebooks: Path | None, host: str) -> None:
+    """Serve the control and launch panels (Voila) until Ctrl-C."""
+    import signal
+
+    from .dashboard import start_dashboard
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, interrupt)
+    settings = Settings.from_env()
+    board = start_dashboard(
+        notebooks, port=port, host=host, log_path=local_home() / "logs" / "dashboard.log"
+    )
+    with board:
+        click.echo(f"dashboards of {board.notebooks} at {board.tree_url}")
+        for name, url in board.pages().items():
+            query = "?queue_id=QUEUE_ID" if name == "control_panel" else ""
+            click.echo(f"  {name}: {url}{query}")
+        click.echo(f"kernels use {settings.describe()} (settings from {settings.source})")
+        click.echo(f"log: {board.log_path}; Ctrl-C stops")
+        try:
+            code = board.wait()
+        except KeyboardInterrupt:
+            click.echo("stopping", err=True)
+            return
+    raise StreamForgeError(f"the dashboard server exited with code {code}; log {board.log_path}")
+
+
 # Workers parse their own options (argparse, shared with `python -m`), so the CLI hands over.
 _PASSTHROUGH = {"ignore_unknown_options": True, "help_option_names": []}
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -16,6 +19,11 @@ from streamforge_nb.exceptions import LocalBrokerError
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import local_broker
 from streamforge_nb.topics import PLATFORM_USER, VIEWER_USER
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, Route
+
+    from streamforge_nb.dashboard import Dashboard
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -117,3 +125,81 @@ def wait_for_status(
                 return
             time.sleep(0.05)
     pytest.fail(f"queue {queue_id} sent no {status!r} event within {timeout} s")
+
+
+# -- browser tests (`-m browser`): the Voila dashboards in Debian's Chromium -----------------
+# Playwright's bundled driver runs the system browser: `playwright install` is never needed.
+CHROMIUM = os.environ.get("STREAMFORGE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@pytest.fixture(scope="session")
+def dashboard(settings: Settings) -> Iterator[Dashboard]:
+    """Voila serving notebooks/ on a free port; every page's kernel talks to the test broker."""
+    from streamforge_nb.dashboard import DashboardError, start_dashboard
+
+    try:
+        board = start_dashboard(env=subprocess_env(settings))
+    except DashboardError as exc:
+        pytest.fail(f"the dashboard did not start: {exc}", pytrace=False)
+    with board:
+        yield board
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """Headless Chromium (the Debian package) under Playwright; missing, the tests fail."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: the browser tests need Debian's Chromium "
+            "(`sudo apt-get install chromium`, which scripts/setup does; or set "
+            "STREAMFORGE_CHROMIUM to a Chromium binary)",
+            pytrace=False,
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -e '.[test]'", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium: Browser) -> Iterator[Page]:
+    """A page in a fresh context, offline: every request off the loopback is aborted.
+
+    Closing it (after the test) runs the page's `beforeunload`, where Voila asks the server to
+    shut the page's kernel down.
+    """
+    context = chromium.new_context(viewport={"width": 1100, "height": 800})
+
+    def offline(route: Route) -> None:
+        url = urlsplit(route.request.url)
+        if url.scheme in ("data", "blob") or url.hostname in _LOOPBACK:
+            route.continue_()
+        else:
+            route.abort()
+
+    context.route("**/*", offline)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        with contextlib.suppress(Exception):
+            page.close(run_before_unload=True)
+        context.close()
