@@ -52,7 +52,15 @@ class _BootstrapFailures(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args if isinstance(record.args, tuple) else ()
-        self.errors.extend(a for a in args if isinstance(a, BaseException))
+        found = [a for a in args if isinstance(a, BaseException)]
+        if not found:
+            # Some of kafka-python's messages are f-strings: only their text tells the cause.
+            text = record.getMessage()
+            if "SaslAuthenticationFailed" in text or "Authentication failed" in text:
+                found.append(kerr.SaslAuthenticationFailedError(text))
+            elif "disconnected" in text:
+                found.append(kerr.KafkaConnectionError(text))
+        self.errors.extend(found)
 
 
 @contextmanager
@@ -79,6 +87,17 @@ def _connecting(what: str, settings: Settings) -> Iterator[None]:
 
 
 def _raise_cause(what: str, settings: Settings, errors: list[BaseException]) -> None:
+    if settings.security_protocol.startswith("SASL") and errors and all(
+        isinstance(e, kerr.KafkaConnectionError) and "disconnected" in str(e) for e in errors
+    ):
+        # The TCP probe passed, yet every attempt was cut during the login. A broker that
+        # rejects SCRAM credentials closes the connection after a delay; when the close wins
+        # the race against its error response, this is all kafka-python sees.
+        raise AuthenticationFailed(
+            f"{what}: the broker at {settings.kafka_bootstrap_servers} refused user "
+            f"{settings.kafka_user!r} ({settings.kafka_sasl_mechanism}): it closed every "
+            "login attempt (wrong password or unknown user?)"
+        )
     for error in errors:
         if isinstance(error, kerr.SaslAuthenticationFailedError):
             raise AuthenticationFailed(
