@@ -60,7 +60,8 @@ class _BootstrapFailures(logging.Handler):
                 found.append(kerr.SaslAuthenticationFailedError(text))
             elif "disconnected" in text:
                 found.append(kerr.KafkaConnectionError(text))
-        self.errors.extend(found)
+        # The final "bootstrap timed out" is the symptom we are explaining, not a cause.
+        self.errors.extend(e for e in found if not isinstance(e, kerr.KafkaTimeoutError))
 
 
 @contextmanager
