@@ -88,8 +88,12 @@ def _connecting(what: str, settings: Settings) -> Iterator[None]:
 
 
 def _raise_cause(what: str, settings: Settings, errors: list[BaseException]) -> None:
-    if settings.security_protocol.startswith("SASL") and errors and all(
-        isinstance(e, kerr.KafkaConnectionError) and "disconnected" in str(e) for e in errors
+    if (
+        settings.security_protocol.startswith("SASL")
+        and errors
+        and all(
+            isinstance(e, kerr.KafkaConnectionError) and "disconnected" in str(e) for e in errors
+        )
     ):
         # The TCP probe passed, yet every attempt was cut during the login. A broker that
         # rejects SCRAM credentials closes the connection after a delay; when the close wins

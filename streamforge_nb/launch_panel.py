@@ -24,7 +24,7 @@ import ipywidgets as widgets
 from .analysis import interval_ms, plot, resample
 from .exceptions import StreamForgeError
 from .names import INTERVALS
-from .queue import Queue
+from .queue import Queue, ended
 from .settings import Settings
 from .store import CandleStore
 from .workflow import Workflow
@@ -160,9 +160,7 @@ class LaunchPanel:
             shown = resample(frame, "15min") if plan.interval in ("1s", "1m") else frame
             figure = plot(shown, title=f"{plan.symbol} {plan.interval}: {len(frame):,} candles")
             self.chart.outputs = (chart_bundle(figure, f"{len(frame)} candles"),)
-        targets = {s.target for s in plan.steps}
-        seen = {p.split("__")[0] for p in states}
-        return bool(states) and seen >= targets and all(s.terminal for s in states.values())
+        return ended(states, [s.target for s in plan.steps])
 
     def _refresh_loop(self) -> None:
         while not self._closed.wait(self.refresh_s):

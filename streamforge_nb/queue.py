@@ -12,7 +12,7 @@ import html
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,15 @@ from .settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PongReply", "ProducerState", "Queue", "QueueTimeout", "fold", "rtt_summary"]
+__all__ = [
+    "PongReply",
+    "ProducerState",
+    "Queue",
+    "QueueTimeout",
+    "ended",
+    "fold",
+    "rtt_summary",
+]
 
 log = logging.getLogger(__name__)
 _POLL_MS = 100
@@ -99,6 +107,15 @@ def rtt_summary(seconds: list[float]) -> dict[str, float]:
         "p99": rank(0.99),
         "max": ordered[-1] * 1000,
     }
+
+
+def ended(states: Mapping[str, ProducerState], targets: Iterable[str] = ()) -> bool:
+    """Tell whether every producer has ended and each of `targets` (worker kinds) reported.
+
+    The targets matter: a fast first step must not end a queue before a slower one started.
+    """
+    seen = {producer.partition("__")[0] for producer in states}
+    return bool(states) and all(s.terminal for s in states.values()) and seen >= set(targets)
 
 
 class _PingWaiter:
@@ -310,11 +327,9 @@ class Queue:
                 # Steps pass the same records along: the furthest one is the progress.
                 bar.n = max((s.records_written for s in states.values()), default=0)
                 bar.set_postfix_str(", ".join(f"{p}: {s.status}" for p, s in states.items()))
-                seen = {p.partition("__")[0] for p in states}
-                done = states and all(s.terminal for s in states.values())
                 # With a launcher, also wait for the Jobs to exit: their executed notebooks
                 # are saved after the worker's last event.
-                if done and seen >= set(targets) and not self._jobs_running():
+                if ended(states, targets) and not self._jobs_running():
                     return self.status()
                 if deadline is not None and time.monotonic() > deadline:
                     raise QueueTimeout(

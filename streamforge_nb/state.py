@@ -16,7 +16,7 @@ from typing import Any
 from .clients import make_assigned_consumer
 from .contract import BaseEvent, decode_event
 from .exceptions import MessageError, kafka_errors
-from .queue import ProducerState, fold
+from .queue import ProducerState, ended, fold
 from .settings import Settings
 from .store import CandleStore
 
@@ -55,8 +55,7 @@ def queue_status(states: Mapping[str, ProducerState], targets: Iterable[str]) ->
     values = [s.status for s in states.values()]
     if "error" in values:
         return "error"
-    seen = {p.partition("__")[0] for p in states}
-    if all(s.terminal for s in states.values()) and seen >= set(targets):
+    if ended(states, targets):
         return "interrupted" if "interrupted" in values else "finished"
     return "running"
 
