@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from streamforge_nb.broker import LocalBroker
-from streamforge_nb.maven import fetch_jars
+from streamforge_nb.local.broker import LocalBroker
+from streamforge_nb.local.maven import fetch_jars
 
 
 def timed(action: object) -> float:

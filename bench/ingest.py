@@ -24,12 +24,12 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
-from streamforge_nb.clients import make_admin
-from streamforge_nb.contract import Candle, decode_candle, encode
-from streamforge_nb.exchange_server import CandleGenerator
-from streamforge_nb.store import CandleStore
+from streamforge_nb.kafka.clients import make_admin
+from streamforge_nb.platform.contract import Candle, decode_candle, encode
+from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.testing import local_broker
-from streamforge_nb.topics import TopicSpec, ensure_topics
+from streamforge_nb.testing.exchange import CandleGenerator
 
 QUEUE_ID = "wf-btcusdt-api_candles_1m-20200101-bench01"
 TOPIC = f"{QUEUE_ID}-data"

@@ -25,11 +25,11 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from streamforge_nb.contract import BaseEvent
-from streamforge_nb.queue import Queue
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.platform.contract import BaseEvent
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import local_broker
-from streamforge_nb.workflow import Workflow
+from streamforge_nb.workflow.plan import Workflow
 
 
 @contextlib.contextmanager

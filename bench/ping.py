@@ -38,8 +38,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from streamforge_nb.contract import PingCommand, Pong, decode_event, encode, message_key
-from streamforge_nb.queue import Queue
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.platform.contract import PingCommand, Pong, decode_event, encode, message_key
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import local_broker, unique_name
 

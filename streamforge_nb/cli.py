@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from .exceptions import StreamForgeError
-from .settings import Settings, local_home
+from streamforge_nb.exceptions import StreamForgeError
+from streamforge_nb.settings import Settings, local_home
 
 __all__ = ["cli", "main"]
 
@@ -46,7 +46,7 @@ def _home_option(func: Any) -> Any:
 
 
 def _broker(home: Path | None) -> Any:
-    from .broker import LocalBroker
+    from streamforge_nb.local.broker import LocalBroker
 
     return LocalBroker(home or local_home())
 
@@ -93,7 +93,7 @@ def local_status(home: Path | None, as_json: bool) -> int:
 @local.command("fetch")
 def local_fetch() -> None:
     """Resolve Kafka's jars from Maven Central into the cache."""
-    from .maven import KAFKA_VERSION, fetch_jars
+    from streamforge_nb.local.maven import KAFKA_VERSION, fetch_jars
 
     click.echo(f"Kafka {KAFKA_VERSION} jars in {fetch_jars(quiet=False)}")
 
@@ -102,7 +102,7 @@ def local_fetch() -> None:
 @cli.command("check")
 def check() -> None:
     """Connect to Kafka with the current settings and list the visible topics."""
-    from .clients import check_connection
+    from streamforge_nb.kafka.clients import check_connection
 
     settings = Settings.from_env()
     topics = check_connection(settings)
@@ -113,8 +113,8 @@ def check() -> None:
 @cli.command("topics")
 def topics_ensure() -> None:
     """Create the service topics (queue-control, queue-events) if missing."""
-    from .clients import make_admin
-    from .topics import ensure_topics
+    from streamforge_nb.kafka.clients import make_admin
+    from streamforge_nb.platform.topics import ensure_topics
 
     settings = Settings.from_env()
     admin = make_admin(settings)
@@ -129,7 +129,7 @@ def topics_ensure() -> None:
 @click.argument("directory", type=click.Path(path_type=Path), default=Path("manifests"))
 def manifests(directory: Path) -> None:
     """Write the Strimzi KafkaTopic/KafkaUser manifests rendered from the topic definitions."""
-    from .topics import render_manifest, strimzi_manifests
+    from streamforge_nb.platform.topics import render_manifest, strimzi_manifests
 
     directory.mkdir(parents=True, exist_ok=True)
     for name, resources in strimzi_manifests().items():
@@ -141,7 +141,7 @@ def manifests(directory: Path) -> None:
 @click.argument("directory", type=click.Path(path_type=Path), default=Path("schemas"))
 def schemas(directory: Path) -> None:
     """Write the JSON Schema of every platform message."""
-    from .contract import write_schemas
+    from streamforge_nb.platform.schemas import write_schemas
 
     for path in write_schemas(directory):
         click.echo(path)
@@ -149,7 +149,7 @@ def schemas(directory: Path) -> None:
 
 # -- queue control --------------------------------------------------------------------------
 def _queue(queue_id: str) -> Any:
-    from .queue import Queue
+    from streamforge_nb.control.queue import Queue
 
     return Queue(queue_id, Settings.from_env())
 
@@ -170,7 +170,8 @@ def ping(
     as_json: bool,
 ) -> int:
     """Ping a queue's workers and print each pong's round-trip time."""
-    from .queue import QueueTimeout, rtt_summary
+    from streamforge_nb.control.telemetry import rtt_summary
+    from streamforge_nb.exceptions import QueueTimeout
 
     rtts: list[float] = []
     missed = 0
@@ -235,7 +236,7 @@ def events(queue_id: str, follow: bool, timeout: float | None, as_json: bool) ->
     """Print a queue's telemetry from the start."""
     import datetime as dt
 
-    from .contract import encode
+    from streamforge_nb.platform.contract import encode
 
     with _queue(queue_id) as queue:
         for event in queue.events(follow=follow, timeout=timeout):
@@ -280,7 +281,7 @@ def candles(
     wait: bool,
 ) -> int:
     """Launch the candle workflow (loader -> sink) as notebook Jobs."""
-    from .workflow import DEFAULT_IMAGE, Workflow
+    from streamforge_nb.workflow.plan import DEFAULT_IMAGE, Workflow
 
     workflow = Workflow.candles(
         symbol,
@@ -318,7 +319,7 @@ def candles(
 @click.option("--json", "as_json", is_flag=True)
 def queues(store: str | None, as_json: bool) -> None:
     """List launched queues (the platform's queue_state), refreshed from telemetry."""
-    from .queue import Queue
+    from streamforge_nb.control.queue import Queue
 
     table = Queue.list(store)
     if as_json:
@@ -343,7 +344,7 @@ def dashboard(port: int, notebooks: Path | None, host: str) -> None:
     """Serve the control and launch panels (Voila) until Ctrl-C."""
     import signal
 
-    from .dashboard import start_dashboard
+    from streamforge_nb.ui.dashboard import start_dashboard
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
@@ -376,7 +377,7 @@ _PASSTHROUGH = {"ignore_unknown_options": True, "help_option_names": []}
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def dummy(args: tuple[str, ...]) -> int:
     """Run the dummy test service (`streamforge-nb dummy --help` for its options)."""
-    from .workers.dummy import main as worker_main
+    from streamforge_nb.workers.dummy import main as worker_main
 
     return worker_main(list(args))
 
@@ -385,7 +386,7 @@ def dummy(args: tuple[str, ...]) -> int:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def loader(args: tuple[str, ...]) -> int:
     """Load candles from the exchange into a data topic (`loader --help`)."""
-    from .workers.loader import main as worker_main
+    from streamforge_nb.workers.loader import main as worker_main
 
     return worker_main(list(args))
 
@@ -394,7 +395,7 @@ def loader(args: tuple[str, ...]) -> int:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def sink(args: tuple[str, ...]) -> int:
     """Store a data topic's candles in the CandleStore (`sink --help`)."""
-    from .workers.sink import main as worker_main
+    from streamforge_nb.workers.sink import main as worker_main
 
     return worker_main(list(args))
 
@@ -421,7 +422,7 @@ def quickstart(
     pings: int, binance: bool, symbol: str, interval: str, time_range: str | None
 ) -> None:
     """The main job: local broker, a pinged worker, candles loaded, stored and charted."""
-    from .quickstart import run_quickstart
+    from streamforge_nb.quickstart import run_quickstart
 
     run_quickstart(
         pings=pings,

@@ -17,18 +17,28 @@ __all__ = [
     "BrokerError",
     "BrokerUnavailable",
     "ConfigError",
+    "DashboardError",
     "ExchangeBanned",
     "ExchangeError",
     "ExchangeUnavailable",
     "InvalidName",
+    "KubeTestError",
     "LocalBrokerError",
     "MessageError",
     "NotAuthorized",
+    "QueueTimeout",
+    "StopRequested",
+    "StoreAuthError",
+    "StoreError",
+    "StoreUnavailable",
     "StreamForgeError",
     "UnknownSymbol",
+    "describe_validation_error",
     "kafka_errors",
     "map_confluent_error",
     "map_kafka_error",
+    "map_store_error",
+    "store_errors",
 ]
 
 
@@ -66,6 +76,26 @@ class NotAuthorized(BrokerError):
 
 class LocalBrokerError(StreamForgeError):
     """The local Kafka broker could not be fetched, formatted, started or stopped."""
+
+
+class QueueTimeout(StreamForgeError, TimeoutError):
+    """The queue did not answer in time."""
+
+
+class DashboardError(StreamForgeError):
+    """The Voila server did not start, or a page's parameters are wrong."""
+
+
+class KubeTestError(StreamForgeError):
+    """The local API server or etcd is missing, did not start, or did not become ready."""
+
+
+class StopRequested(Exception):  # a request, not an error
+    """A `stop` command arrived: raised by `Worker.check_stop()` to unwind the work.
+
+    Control flow, not a failure: it is deliberately not a `StreamForgeError`, so an
+    `except StreamForgeError` around the work never swallows a stop.
+    """
 
 
 def map_kafka_error(exc: BaseException, *, what: str, bootstrap: str = "") -> StreamForgeError:
@@ -173,16 +203,6 @@ class ArchiveError(StreamForgeError):
 
 
 # --- candle store -----------------------------------------------------------------------------
-
-# Appended, so the Kafka part above stays as it was.
-__all__ += [
-    "StoreAuthError",
-    "StoreError",
-    "StoreUnavailable",
-    "map_store_error",
-    "store_errors",
-]
-
 
 class StoreError(StreamForgeError):
     """Reading or writing stored candles failed (local files or ArangoDB)."""

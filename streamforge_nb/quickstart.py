@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .archives import SAMPLE_ARCHIVE
-from .broker import LocalBroker
-from .exceptions import StreamForgeError
-from .queue import Queue, QueueTimeout
-from .settings import Settings, local_home
-from .store import CandleStore
-from .workflow import Workflow
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.exceptions import QueueTimeout, StreamForgeError
+from streamforge_nb.exchange.archives import SAMPLE_ARCHIVE
+from streamforge_nb.local.broker import LocalBroker
+from streamforge_nb.settings import Settings, local_home
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.workflow.plan import Workflow
 
 __all__ = ["QuickstartResult", "run_quickstart"]
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from .exceptions import ConfigError, describe_validation_error
+from streamforge_nb.exceptions import ConfigError, describe_validation_error
 
 __all__ = ["Settings", "local_home", "read_env_file"]
 

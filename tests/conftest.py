@@ -14,16 +14,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from streamforge_nb.broker import LocalBroker
 from streamforge_nb.exceptions import LocalBrokerError
+from streamforge_nb.local.broker import LocalBroker
+from streamforge_nb.platform.topics import PLATFORM_USER, VIEWER_USER
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import local_broker
-from streamforge_nb.topics import PLATFORM_USER, VIEWER_USER
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route
 
-    from streamforge_nb.dashboard import Dashboard
+    from streamforge_nb.ui.dashboard import Dashboard
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -116,7 +116,7 @@ def wait_for_status(
     settings: Settings, queue_id: str, status: str | None, timeout: float = 60
 ) -> None:
     """Block until a producer of `queue_id` is in `status` (None: any event), or fail."""
-    from streamforge_nb.queue import Queue
+    from streamforge_nb.control.queue import Queue
 
     deadline = time.monotonic() + timeout
     with Queue(queue_id, settings) as queue:
@@ -145,7 +145,8 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 @pytest.fixture(scope="session")
 def dashboard(settings: Settings) -> Iterator[Dashboard]:
     """Voila serving notebooks/ on a free port; every page's kernel talks to the test broker."""
-    from streamforge_nb.dashboard import DashboardError, start_dashboard
+    from streamforge_nb.exceptions import DashboardError
+    from streamforge_nb.ui.dashboard import start_dashboard
 
     try:
         board = start_dashboard(env=subprocess_env(settings))

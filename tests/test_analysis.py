@@ -9,7 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from streamforge_nb.analysis import (
+from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.store.analysis import (
     find_gaps,
     interval_ms,
     plot,
@@ -17,8 +18,7 @@ from streamforge_nb.analysis import (
     resample,
     volume_volatility,
 )
-from streamforge_nb.exceptions import InvalidName
-from streamforge_nb.store import frame_from_arrays
+from streamforge_nb.store.candles import frame_from_arrays
 
 MIN = 60_000
 HOUR = 60 * MIN

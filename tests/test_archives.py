@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from streamforge_nb.archives import (
+from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName
+from streamforge_nb.exchange.archives import (
     SAMPLE_ARCHIVE,
     archive_candles,
     archive_path,
@@ -23,10 +24,9 @@ from streamforge_nb.archives import (
     parse_archive_name,
     read_archive,
 )
-from streamforge_nb.binance import KlinesClient
-from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName
-from streamforge_nb.exchange_server import DEFAULT_SEED, ExchangeServer
-from streamforge_nb.names import TimeRange
+from streamforge_nb.exchange.binance import KlinesClient
+from streamforge_nb.platform.names import TimeRange
+from streamforge_nb.testing.exchange import DEFAULT_SEED, ExchangeServer
 
 DAY = "data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-08-01.zip"
 DAY_START = 1722470400000  # 2024-08-01 00:00 UTC
@@ -162,7 +162,7 @@ def test_missing_checksum_is_allowed_and_logged(
     server: ExchangeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     local = download(server, DAY, tmp_path, checksum=False)
-    with caplog.at_level(logging.INFO, logger="streamforge_nb.archives"):
+    with caplog.at_level(logging.INFO, logger="streamforge_nb.exchange.archives"):
         assert len(read_archive(local)) == 1440
     assert "BTCUSDT-1m-2024-08-01.zip.CHECKSUM" in caplog.text
     assert "not verified" in caplog.text

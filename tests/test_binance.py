@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from streamforge_nb.binance import KlinesClient, close_time, open_times
-from streamforge_nb.contract import Candle
 from streamforge_nb.exceptions import (
     ExchangeBanned,
     ExchangeError,
@@ -17,7 +15,9 @@ from streamforge_nb.exceptions import (
     InvalidName,
     UnknownSymbol,
 )
-from streamforge_nb.exchange_server import DROP, ExchangeServer
+from streamforge_nb.exchange.binance import KlinesClient, close_time, open_times
+from streamforge_nb.platform.contract import Candle
+from streamforge_nb.testing.exchange import DROP, ExchangeServer
 
 START = 1722470400000  # 2024-08-01 00:00 UTC
 MINUTE = 60_000
@@ -237,7 +237,7 @@ def test_used_weight_above_headroom_waits_for_the_next_minute(
         client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock)
         server.preload_weight(5500)  # above 90% of 6000 after the first request
         end = START + 2500 * MINUTE
-        with caplog.at_level(logging.WARNING, logger="streamforge_nb.binance"):
+        with caplog.at_level(logging.WARNING, logger="streamforge_nb.exchange.binance"):
             rows = client.klines("BTCUSDT", "1m", START, end)
         assert rows == server.expected_rows("BTCUSDT", "1m", START, end)
     # One wait before page 2, to the minute boundary (+0.5 s); the new minute starts afresh.

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from streamforge_nb.broker import LocalBroker
-from streamforge_nb.clients import check_connection
 from streamforge_nb.exceptions import LocalBrokerError
+from streamforge_nb.kafka.clients import check_connection
+from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.settings import Settings, read_env_file
 
 

@@ -29,11 +29,11 @@ from conftest import subprocess_env, wait_for_status
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from streamforge_nb.contract import Pong
-from streamforge_nb.dashboard import Dashboard, start_dashboard
-from streamforge_nb.queue import Queue
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.platform.contract import Pong
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
+from streamforge_nb.ui.dashboard import Dashboard, start_dashboard
 
 StartDummy = Callable[..., subprocess.Popen[str]]
 
@@ -327,8 +327,8 @@ def test_invalid_input_shows_an_inline_error_and_launches_nothing(
 def test_launching_a_small_workflow_shows_finished_and_the_chart(
     dashboard: Dashboard, browser_page: Page, settings: Settings, tmp_path: Path
 ) -> None:
-    from streamforge_nb.exchange_server import ExchangeServer
-    from streamforge_nb.store import CandleStore
+    from streamforge_nb.store.candles import CandleStore
+    from streamforge_nb.testing.exchange import ExchangeServer
 
     store_url = f"local://{tmp_path / 'store'}"
     with ExchangeServer() as exchange:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streamforge_nb.broker import LocalBroker
+from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
 

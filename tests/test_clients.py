@@ -7,16 +7,16 @@ import socket
 import pytest
 from pydantic import SecretStr
 
-from streamforge_nb.clients import check_connection, make_admin, make_consumer, make_producer
 from streamforge_nb.exceptions import (
     AuthenticationFailed,
     BrokerUnavailable,
     NotAuthorized,
     kafka_errors,
 )
+from streamforge_nb.kafka.clients import check_connection, make_admin, make_consumer, make_producer
+from streamforge_nb.platform.topics import TopicSpec, ensure_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import round_trips, unique_name
-from streamforge_nb.topics import TopicSpec, ensure_topics
 
 
 def test_round_trip_over_plaintext(settings: Settings) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streamforge_nb.contract import (
+from streamforge_nb.exceptions import InvalidName, MessageError
+from streamforge_nb.platform.contract import (
     COMMANDS,
     STATUSES,
     TERMINAL_STATUSES,
@@ -29,15 +30,11 @@ from streamforge_nb.contract import (
     decode_command,
     decode_event,
     encode,
-    json_schemas,
-    main,
     message_key,
-    render_schema,
-    write_schemas,
 )
-from streamforge_nb.exceptions import InvalidName, MessageError
+from streamforge_nb.platform.schemas import json_schemas, main, render_schema, write_schemas
 
-SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "streamforge_nb" / "schemas"
 
 # Verbatim from PLATFORM.md, which annotates its JSON with `//` comments.
 PLATFORM_COMMAND = """
@@ -380,10 +377,10 @@ def test_candle_by_field_name_or_alias() -> None:
 
 
 def test_committed_schemas_match_the_models() -> None:
-    """Fails when a model changed without `python -m streamforge_nb.contract`."""
+    """Fails when a model changed without `python -m streamforge_nb.platform.contract`."""
     expected = json_schemas()
     committed = {p.name.removesuffix(".schema.json") for p in SCHEMAS_DIR.glob("*.schema.json")}
-    assert committed == set(expected), "regenerate: python -m streamforge_nb.contract"
+    assert committed == set(expected), "regenerate: python -m streamforge_nb.platform.contract"
     for name, schema in expected.items():
         path = SCHEMAS_DIR / f"{name}.schema.json"
         assert json.loads(path.read_text()) == schema, f"{path} is stale; regenerate it"

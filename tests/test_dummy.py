@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from conftest import subprocess_env, wait_for_status
 
-from streamforge_nb.queue import Queue
+from streamforge_nb.control.queue import Queue
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
 

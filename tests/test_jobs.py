@@ -9,11 +9,11 @@ import nbformat
 import pytest
 from conftest import wait_for_status
 
-from streamforge_nb.jobs import OUTPUT_ENV, PARAMETERS_ENV, job_spec, notebook_path
-from streamforge_nb.launchers import LocalLauncher
-from streamforge_nb.queue import Queue
+from streamforge_nb.control.queue import Queue
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
+from streamforge_nb.workflow.launchers import LocalLauncher
+from streamforge_nb.workflow.targets import OUTPUT_ENV, PARAMETERS_ENV, job_spec, notebook_path
 
 
 def dummy_job(tmp_path: Path, queue_id: str, **parameters: object) -> tuple[dict, Path]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from streamforge_nb.exchange_server import ExchangeServer
-from streamforge_nb.launch_panel import LaunchPanel
 from streamforge_nb.settings import Settings
+from streamforge_nb.testing.exchange import ExchangeServer
+from streamforge_nb.ui.launch_panel import LaunchPanel
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from streamforge_nb.control.queue import Queue
 from streamforge_nb.exceptions import ConfigError, StreamForgeError
-from streamforge_nb.kube_testing import LocalApiServer, local_apiserver
-from streamforge_nb.launchers import KubernetesLauncher, get_launcher
-from streamforge_nb.queue import Queue
 from streamforge_nb.settings import Settings
-from streamforge_nb.workflow import Workflow
+from streamforge_nb.testing.kube import LocalApiServer, local_apiserver
+from streamforge_nb.workflow.launchers import KubernetesLauncher, get_launcher
+from streamforge_nb.workflow.plan import Workflow
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 import pytest
 from conftest import subprocess_env
 
-from streamforge_nb.archives import SAMPLE_ARCHIVE
-from streamforge_nb.contract import Candle, decode_candle
+from streamforge_nb.control.queue import Queue
 from streamforge_nb.exceptions import InvalidName
-from streamforge_nb.exchange_server import ExchangeServer
-from streamforge_nb.names import data_topic, new_short_id, parse_time_range, queue_id
-from streamforge_nb.queue import Queue
+from streamforge_nb.exchange.archives import SAMPLE_ARCHIVE
+from streamforge_nb.platform.contract import Candle, decode_candle
+from streamforge_nb.platform.names import data_topic, new_short_id, parse_time_range, queue_id
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import read_topic, topic_exists
+from streamforge_nb.testing.exchange import ExchangeServer
 from streamforge_nb.workers.loader import LoaderOptions, run_loader
 
 

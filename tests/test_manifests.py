@@ -19,12 +19,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from streamforge_nb import names
-from streamforge_nb.kube_testing import (
-    KubeTestError,
-    LocalApiServer,
-    find_kube_binaries,
-    local_apiserver,
-)
+from streamforge_nb.exceptions import KubeTestError
+from streamforge_nb.testing.kube import LocalApiServer, find_kube_binaries, local_apiserver
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 NAMESPACE = "stf"
@@ -300,8 +296,8 @@ def test_kafka_ui_values_say_what_the_platform_says() -> None:
 
 
 def test_job_template_is_what_the_library_generates() -> None:
-    """The documented shape and streamforge_nb.jobs.job_spec must not drift apart."""
-    from streamforge_nb.jobs import job_spec
+    """The documented shape and streamforge_nb.workflow.targets.job_spec must not drift apart."""
+    from streamforge_nb.workflow.targets import job_spec
 
     template = job_template()
     container = template["spec"]["template"]["spec"]["containers"][0]

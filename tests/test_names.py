@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from streamforge_nb.exceptions import InvalidName
-from streamforge_nb.names import (
+from streamforge_nb.platform.names import (
     INTERVALS,
     QueueIdParts,
     TimeRange,

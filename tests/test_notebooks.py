@@ -17,11 +17,13 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from streamforge_nb.queue import PongReply, Queue, QueueTimeout
+from streamforge_nb.control.queue import PongReply, Queue
+from streamforge_nb.exceptions import QueueTimeout
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
+from streamforge_nb.workflow.targets import notebook_path
 
-DUMMY_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "dummy_service.ipynb"
+DUMMY_NOTEBOOK = notebook_path("dummy_service.ipynb")
 # Kernel start plus imports is a few seconds on the 2-core CI machine; leave ample room.
 KERNEL_UP_S = 60.0
 CELL_TIMEOUT_S = 120
@@ -146,9 +148,9 @@ def outputs_of(path: Path) -> list[dict[str, Any]]:
 def test_loader_sink_and_analysis_notebooks(broker_env: Settings, tmp_path: Path) -> None:
     import datetime as dt
 
-    from streamforge_nb.exchange_server import ExchangeServer
-    from streamforge_nb.names import new_short_id, queue_id
-    from streamforge_nb.store import CandleStore
+    from streamforge_nb.platform.names import new_short_id, queue_id
+    from streamforge_nb.store.candles import CandleStore
+    from streamforge_nb.testing.exchange import ExchangeServer
 
     qid = queue_id("BTCUSDT", "api_candles_5m", dt.date(2024, 8, 1), new_short_id())
     store_url = f"local://{tmp_path / 'store'}"

@@ -8,12 +8,14 @@ import time
 import pytest
 from conftest import wait_for_status
 
-from streamforge_nb.clients import make_producer
-from streamforge_nb.contract import Finished, Loading, Pong, Started
-from streamforge_nb.queue import ProducerState, Queue, QueueTimeout, fold, rtt_summary
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.control.telemetry import ProducerState, fold, rtt_summary
+from streamforge_nb.control.worker import Worker
+from streamforge_nb.exceptions import QueueTimeout
+from streamforge_nb.kafka.clients import make_producer
+from streamforge_nb.platform.contract import Finished, Loading, Pong, Started
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
-from streamforge_nb.worker import Worker
 
 
 def test_fold_keeps_status_on_pong_and_never_loses_records() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streamforge_nb.broker import LocalBroker
+from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.quickstart import run_quickstart
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from conftest import subprocess_env, wait_for_status
 
-from streamforge_nb.clients import make_admin, make_producer
-from streamforge_nb.contract import Candle, encode, message_key
-from streamforge_nb.exchange_server import CandleGenerator, ExchangeServer
-from streamforge_nb.names import data_topic, dlq_topic, new_short_id, queue_id
-from streamforge_nb.queue import Queue
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.kafka.clients import make_admin, make_producer
+from streamforge_nb.platform.contract import Candle, encode, message_key
+from streamforge_nb.platform.names import data_topic, dlq_topic, new_short_id, queue_id
+from streamforge_nb.platform.topics import TopicSpec, ensure_topics
 from streamforge_nb.settings import Settings
-from streamforge_nb.store import CandleStore
+from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.testing import local_broker, read_topic
-from streamforge_nb.topics import TopicSpec, ensure_topics
+from streamforge_nb.testing.exchange import CandleGenerator, ExchangeServer
 from streamforge_nb.workers.loader import LoaderOptions, run_loader
 from streamforge_nb.workers.sink import SinkOptions, run_sink
 

@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 
 from streamforge_nb import store as store_module
-from streamforge_nb.contract import Candle
 from streamforge_nb.exceptions import (
     ConfigError,
     InvalidName,
@@ -29,9 +28,10 @@ from streamforge_nb.exceptions import (
     StoreError,
     StoreUnavailable,
 )
+from streamforge_nb.platform.contract import Candle
 from streamforge_nb.settings import Settings
-from streamforge_nb.store import CandleStore, candles_to_frame, empty_frame, to_ms
-from streamforge_nb.store_local import LocalBackend
+from streamforge_nb.store.candles import CandleStore, candles_to_frame, empty_frame, to_ms
+from streamforge_nb.store.local import LocalBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN = 60_000
@@ -88,7 +88,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CandleStor
         return
     from arango.client import ArangoClient
 
-    from streamforge_nb.store_arango import parse_arango_url
+    from streamforge_nb.store.arango import parse_arango_url
 
     env = arango_env()
     settings = Settings(arango_user=env["ARANGO_USER"], arango_password=env["ARANGO_PASSWORD"])
@@ -253,7 +253,7 @@ def test_coverage_lists_each_series(store: CandleStore) -> None:
 WRITER = r"""
 import sys, time
 import numpy as np
-from streamforge_nb.store import CandleStore, frame_from_arrays
+from streamforge_nb.store.candles import CandleStore, frame_from_arrays
 
 url, symbol, start, first, stop, batch, stride, tag, pause = sys.argv[1:]
 start, first, stop, batch, stride, tag = map(int, (start, first, stop, batch, stride, tag))
@@ -377,7 +377,7 @@ def test_arango_urls_come_from_settings_and_repr_masks_secrets() -> None:
     assert "http://127.0.0.1:8529/_db/candles" in text and "bob" in text
     assert "urlsecret" not in text and "settingsecret" not in text
     assert "secret" not in opened.url
-    from streamforge_nb.store_arango import parse_arango_url
+    from streamforge_nb.store.arango import parse_arango_url
 
     target = parse_arango_url("https://h.example:8530/_db/x", settings)
     expected = dict(hosts="https://h.example:8530", database="x", user="root")
@@ -388,7 +388,7 @@ def test_arango_urls_come_from_settings_and_repr_masks_secrets() -> None:
 
 
 def test_arango_documents_are_the_platforms_candle_messages() -> None:
-    from streamforge_nb.store_arango import ArangoBackend
+    from streamforge_nb.store.arango import ArangoBackend
 
     candles = make_candles("BTCUSDT", "1m", AUG1, 12)
     docs = ArangoBackend.to_documents("BTCUSDT", "1m", candles_to_frame(candles))

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamforge_nb.clients import make_admin
-from streamforge_nb.settings import Settings
-from streamforge_nb.testing import unique_name
-from streamforge_nb.topics import (
+from streamforge_nb.kafka.clients import make_admin
+from streamforge_nb.platform.topics import (
     SERVICE_TOPICS,
     TopicSpec,
     ensure_topics,
     render_manifest,
     strimzi_manifests,
 )
+from streamforge_nb.settings import Settings
+from streamforge_nb.testing import unique_name
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 

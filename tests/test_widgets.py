@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
-from streamforge_nb.queue import Queue, QueueTimeout
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.exceptions import QueueTimeout
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
-from streamforge_nb.widgets import QueuePanel
+from streamforge_nb.ui.panel import QueuePanel
+from streamforge_nb.workflow.targets import notebook_path
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "control_panel.ipynb"
+NOTEBOOK = notebook_path("control_panel.ipynb")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 

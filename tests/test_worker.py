@@ -8,11 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from streamforge_nb.clients import make_producer
-from streamforge_nb.queue import Queue, QueueTimeout
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.control.worker import Worker
+from streamforge_nb.exceptions import QueueTimeout
+from streamforge_nb.kafka.clients import make_producer
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
-from streamforge_nb.worker import Worker
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from streamforge_nb.control.queue import Queue
 from streamforge_nb.exceptions import InvalidName
-from streamforge_nb.exchange_server import ExchangeServer
-from streamforge_nb.queue import Queue
 from streamforge_nb.settings import Settings
-from streamforge_nb.store import CandleStore
+from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.testing import topic_exists
-from streamforge_nb.workflow import Workflow
+from streamforge_nb.testing.exchange import ExchangeServer
+from streamforge_nb.workflow.plan import Workflow
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +147,10 @@ def test_backfill_loads_exactly_the_gaps(
     )
     with CandleStore.open(store_url) as store:
         # Store the first and last 12 hours by hand: the gap is the middle day.
-        from streamforge_nb.binance import KlinesClient
+        from streamforge_nb.exchange.binance import KlinesClient
 
         rows = KlinesClient(exchange.base_url).klines("ETHUSDT", "1h", 1722470400000, 1722643200000)
-        from streamforge_nb.contract import Candle
+        from streamforge_nb.platform.contract import Candle
 
         candles = [Candle.from_kline("ETHUSDT", "1h", r) for r in rows]
         store.write(candles[:12] + candles[36:])

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from ..exceptions import StreamForgeError
-from ..logs import configure_json_logging
+from streamforge_nb.exceptions import StreamForgeError
+from streamforge_nb.logs import configure_json_logging
 
 __all__ = ["run_main"]
 

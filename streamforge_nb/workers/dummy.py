@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..contract import BaseEvent, PingCommand
-from ..names import new_short_id, producer_id
-from ..settings import Settings
-from ..worker import Worker
-from . import run_main
+from streamforge_nb.control.worker import Worker
+from streamforge_nb.platform.contract import BaseEvent, PingCommand
+from streamforge_nb.platform.names import new_short_id, producer_id
+from streamforge_nb.settings import Settings
+from streamforge_nb.workers import run_main
 
 __all__ = ["DummyFailure", "DummyOptions", "main", "parse_args", "run_dummy"]
 

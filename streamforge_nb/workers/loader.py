@@ -20,12 +20,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..archives import archive_candles, archive_paths
-from ..binance import KlinesClient
-from ..clients import make_admin, make_producer
-from ..contract import Candle, encode, message_key
-from ..exceptions import StreamForgeError, kafka_errors
-from ..names import (
+from streamforge_nb.control.worker import Worker
+from streamforge_nb.exceptions import StreamForgeError, kafka_errors
+from streamforge_nb.exchange.archives import archive_candles, archive_paths
+from streamforge_nb.exchange.binance import KlinesClient
+from streamforge_nb.kafka.clients import make_admin, make_producer
+from streamforge_nb.platform.contract import Candle, encode, message_key
+from streamforge_nb.platform.names import (
     TimeRange,
     candle_type,
     check_interval,
@@ -36,10 +37,9 @@ from ..names import (
     parse_time_range,
     producer_id,
 )
-from ..settings import Settings
-from ..topics import TopicSpec, ensure_topics
-from ..worker import Worker
-from . import run_main
+from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+from streamforge_nb.settings import Settings
+from streamforge_nb.workers import run_main
 
 __all__ = ["LoaderOptions", "main", "parse_args", "run_loader"]
 

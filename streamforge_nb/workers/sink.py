@@ -25,21 +25,27 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from kafka import KafkaProducer
 
-from ..clients import make_admin, make_bulk_consumer, make_producer
-from ..contract import decode_candles
-from ..exceptions import (
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.control.worker import Worker
+from streamforge_nb.exceptions import (
     InvalidName,
     StreamForgeError,
     kafka_errors,
     map_confluent_error,
 )
-from ..names import data_topic, dlq_topic, new_short_id, parse_queue_id, producer_id
-from ..queue import Queue
-from ..settings import Settings
-from ..store import CandleStore
-from ..topics import TopicSpec, ensure_topics
-from ..worker import Worker
-from . import run_main
+from streamforge_nb.kafka.clients import make_admin, make_bulk_consumer, make_producer
+from streamforge_nb.platform.batch import decode_candles
+from streamforge_nb.platform.names import (
+    data_topic,
+    dlq_topic,
+    new_short_id,
+    parse_queue_id,
+    producer_id,
+)
+from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+from streamforge_nb.settings import Settings
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.workers import run_main
 
 __all__ = ["SinkOptions", "main", "parse_args", "run_sink"]
 

@@ -1,0 +1,245 @@
+"""The control loop every worker shares: commands in, telemetry out.
+
+A `Worker` listens on `queue-control` in a background thread for commands addressed to its
+queue id (and its target, when a command names one). It answers `ping` with `pong` at once,
+from that thread, so a busy worker still answers; it turns `stop` into a flag the work checks
+between steps. Its `run` wraps the work: `started` first, then `finished`, `interrupted` on a
+stop, or `error` with the reason before the exception propagates (and the process exits
+non-zero).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from kafka import KafkaConsumer
+
+from streamforge_nb.exceptions import (
+    BrokerError,
+    MessageError,
+    StopRequested,
+    kafka_errors,
+)
+from streamforge_nb.kafka.clients import make_assigned_consumer, make_producer
+from streamforge_nb.platform.contract import (
+    BaseEvent,
+    Error,
+    Finished,
+    Interrupted,
+    Loading,
+    PingCommand,
+    Pong,
+    Started,
+    StopCommand,
+    decode_command,
+    encode,
+    message_key,
+)
+from streamforge_nb.settings import Settings
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+# How long a control poll may block; bounds how late `close()` notices it should end.
+_POLL_MS = 100
+
+
+
+class Worker:
+    """A worker's link to the platform: telemetry sender and control listener."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        queue_id: str,
+        producer_id: str,
+        target: str,
+        symbol: str | None = None,
+        type: str | None = None,
+        on_ping: Callable[[PingCommand], None] | None = None,
+        on_sent: Callable[[BaseEvent], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.queue_id = queue_id
+        self.producer_id = producer_id
+        self.target = target
+        self.symbol = symbol
+        self.type = type
+        self.on_ping = on_ping
+        self.on_sent = on_sent
+        self.records_written = 0
+        self.stop_event = threading.Event()
+        self._closed = threading.Event()
+        self._producer = make_producer(settings, linger_ms=0, acks=1, enable_idempotence=False)
+        self._consumer = self._control_consumer()
+        self._thread = threading.Thread(
+            target=self._listen, name=f"control-{producer_id}", daemon=True
+        )
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"Worker(queue_id={self.queue_id!r}, producer={self.producer_id!r})"
+
+    # -- telemetry ---------------------------------------------------------------------------
+    def send(self, event: BaseEvent) -> None:
+        """Send a telemetry event on queue-events and wait until the broker has it."""
+        with kafka_errors("sending telemetry", self.settings.kafka_bootstrap_servers):
+            future = self._producer.send(
+                self.settings.queue_events_topic, key=message_key(event), value=encode(event)
+            )
+            future.get(timeout=10)
+        log.debug("sent %s", event.status, extra={"event": event.status})
+        if self.on_sent is not None:
+            self.on_sent(event)
+
+    def _fields(self, message: str | None) -> dict[str, Any]:
+        return {
+            "queue_id": self.queue_id,
+            "producer": self.producer_id,
+            "symbol": self.symbol,
+            "type": self.type,
+            "message": message,
+            "records_written": self.records_written,
+        }
+
+    def started(self, message: str | None = None) -> None:
+        self.send(Started(**self._fields(message)))
+
+    def loading(self, records_written: int, message: str | None = None) -> None:
+        """Report progress; best effort: a broker outage must not stop the work itself."""
+        self.records_written = records_written
+        try:
+            self.send(Loading(**self._fields(message or f"Saved {records_written} records")))
+        except BrokerError as exc:
+            log.warning("progress report not sent: %s", exc)
+
+    def finished(self, message: str | None = None) -> None:
+        self.send(Finished(**self._fields(message)))
+
+    def interrupted(self, message: str | None = "stopped by a stop command") -> None:
+        self.send(Interrupted(**self._fields(message)))
+
+    def error(self, reason: str, *, error_type: str | None = None, cell: int | None = None) -> None:
+        self.send(Error(**self._fields(reason), error_type=error_type, cell=cell))
+
+    # -- control -----------------------------------------------------------------------------
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop_event.is_set()
+
+    def check_stop(self) -> None:
+        """Raise `StopRequested` if a stop command arrived (call between units of work)."""
+        if self.stop_event.is_set():
+            raise StopRequested(f"queue {self.queue_id} was asked to stop")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking early and raising `StopRequested` when a stop arrives."""
+        if self.stop_event.wait(seconds):
+            self.check_stop()
+
+    def run(self, work: Callable[[Worker], Any]) -> Any:
+        """Run `work(self)` between `started` and `finished` / `interrupted` / `error`."""
+        self.started()
+        try:
+            result = work(self)
+        except StopRequested:
+            self.interrupted()
+            return None
+        except BaseException as exc:
+            self.error(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+            raise
+        if self.stop_requested:
+            self.interrupted()
+        else:
+            self.finished()
+        return result
+
+    def _control_consumer(self) -> KafkaConsumer:
+        # Only commands sent from now on concern this run.
+        consumer, _ = make_assigned_consumer(
+            self.settings, self.settings.queue_control_topic, start="end"
+        )
+        return consumer
+
+    def _listen(self) -> None:
+        while not self._closed.is_set():
+            try:
+                batches = self._consumer.poll(timeout_ms=_POLL_MS)
+            except Exception:  # the consumer was closed under us, or the broker went away
+                if self._closed.is_set():
+                    return
+                log.exception("control poll failed; retrying")
+                time.sleep(0.5)
+                continue
+            for records in batches.values():
+                for record in records:
+                    self._handle(record.value)
+
+    def _handle(self, raw: bytes) -> None:
+        try:
+            command = decode_command(raw)
+        except MessageError as exc:
+            log.warning("ignoring malformed command: %s", exc)
+            return
+        if command.queue_id != self.queue_id:
+            return
+        if command.target is not None and command.target != self.target:
+            return
+        if isinstance(command, PingCommand):
+            self._answer(command)
+        elif isinstance(command, StopCommand):
+            log.info("stop requested", extra={"queue_id": self.queue_id})
+            self.stop_event.set()
+
+    def _answer(self, ping: PingCommand) -> None:
+        pong = Pong.answer(
+            ping,
+            self.producer_id,
+            **_optional(self.symbol, self.type),
+            records_written=self.records_written,
+        )
+        try:
+            # No wait for the ack: the pong is on its way, and the sender measures the trip.
+            self._producer.send(
+                self.settings.queue_events_topic, key=message_key(pong), value=encode(pong)
+            )
+        except Exception:
+            log.exception("could not send pong")
+            return
+        if self.on_sent is not None:
+            self.on_sent(pong)
+        if self.on_ping is not None:
+            self.on_ping(ping)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop listening and release the Kafka clients (sent telemetry is flushed first)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+        self._producer.flush(timeout=10)
+        self._producer.close(timeout=10)
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _optional(symbol: str | None, type_: str | None) -> dict[str, str]:
+    return {k: v for k, v in (("symbol", symbol), ("type", type_)) if v is not None}

@@ -1,0 +1,379 @@
+"""Binance public-data kline archives: where they are, and how to read them safely.
+
+Binance publishes klines as zips holding one CSV (FACTS.md, Binance):
+
+    data/spot/monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2024-08.zip        whole months
+    data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-08-01.zip       single days
+    <same>.zip.CHECKSUM                                               "<sha256>  <file name>"
+
+The CSV has the 12 columns of a REST kline row, usually without a header (some newer files
+have one; it is skipped). Spot files from 2025-01-01 carry MICROSECOND timestamps; rows read
+here are always normalised to milliseconds, with prices and volumes kept as Binance's strings,
+so `Candle.from_kline` builds the same candle from an archive row as from a REST row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import re
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import requests
+
+from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName
+from streamforge_nb.platform.contract import Candle
+from streamforge_nb.platform.names import TimeRange, check_interval, check_symbol, parse_time_range
+
+__all__ = [
+    "ARCHIVE_BASE_URL",
+    "KLINE_CSV_HEADER",
+    "SAMPLE_ARCHIVE",
+    "ArchiveName",
+    "archive_candles",
+    "archive_interval",
+    "archive_path",
+    "archive_paths",
+    "archive_url",
+    "checksum_line",
+    "iter_archive",
+    "pack_archive",
+    "parse_archive_name",
+    "read_archive",
+]
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_BASE_URL = "https://data.binance.vision"
+KLINE_CSV_HEADER: tuple[str, ...] = (
+    "open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
+    "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore",
+)  # fmt: skip
+"""The header line some newer archive files start with."""
+
+SAMPLE_ARCHIVE = Path(__file__).parent.parent / "resources" / "sample" / "BTCUSDT-1m-2024-08-01.zip"
+"""A GENERATED (not market data) day of BTCUSDT 1m candles for the offline quickstart."""
+
+# Binance publishes no daily files for these intervals: their candles live in monthly files.
+_MONTHLY_ONLY = frozenset({"3d", "1w", "1M"})
+_MICROS = 10**15  # Any timestamp this large is in microseconds (ms reach it in year 33658).
+_NAME_RE = re.compile(
+    r"(?P<symbol>[A-Z0-9]+)-(?P<interval>[0-9a-z]+)-(?P<period>\d{4}-\d{2}(?:-\d{2})?)\.zip"
+)
+_ONE_DAY = timedelta(days=1)
+_SPOOL_BYTES = 32 * 2**20
+
+
+def archive_interval(interval: str) -> str:
+    """Return `interval` as spelled in archive paths (`1M`, a month, is `1mo` there)."""
+    return "1mo" if check_interval(interval) == "1M" else interval
+
+
+def archive_path(symbol: str, interval: str, day: date, *, monthly: bool) -> str:
+    """Return the relative path of the monthly (or daily) archive holding `day`."""
+    sym, iv = check_symbol(symbol), archive_interval(interval)
+    kind, stamp = ("monthly", f"{day:%Y-%m}") if monthly else ("daily", f"{day:%Y-%m-%d}")
+    return f"data/spot/{kind}/klines/{sym}/{iv}/{sym}-{iv}-{stamp}.zip"
+
+
+class ArchiveName(NamedTuple):
+    """What an archive's file name says: symbol, interval (Binance spelling) and period."""
+
+    symbol: str
+    interval: str
+    first_day: date
+    monthly: bool
+
+    @property
+    def start_ms(self) -> int:
+        """Start of the period, Unix ms."""
+        return _ms(self.first_day)
+
+    @property
+    def end_ms(self) -> int:
+        """End of the period (exclusive), Unix ms."""
+        return _ms(_next_month(self.first_day) if self.monthly else self.first_day + _ONE_DAY)
+
+    @property
+    def path(self) -> str:
+        """The archive's relative path, as `archive_path` makes it."""
+        return archive_path(self.symbol, self.interval, self.first_day, monthly=self.monthly)
+
+
+def parse_archive_name(name: str) -> ArchiveName | None:
+    """Parse `<SYM>-<iv>-YYYY-MM[-DD].zip` (a file name or a path ending in one), else None."""
+    m = _NAME_RE.fullmatch(name.rsplit("/", 1)[-1])
+    if m is None:
+        return None
+    interval = "1M" if m["interval"] == "1mo" else m["interval"]
+    monthly = len(m["period"]) == 7
+    try:
+        first = date.fromisoformat(m["period"] + ("-01" if monthly else ""))
+        return ArchiveName(check_symbol(m["symbol"]), check_interval(interval), first, monthly)
+    except (ValueError, InvalidName):
+        return None
+
+
+def archive_paths(symbol: str, interval: str, time_range: TimeRange | str) -> list[str]:
+    """Return the archives covering `time_range`: monthly files for whole months, else daily.
+
+    Days only partly in the range are included whole: filter rows by open time afterwards.
+    Intervals 3d, 1w and 1M are published in monthly files only.
+    """
+    tr = parse_time_range(time_range) if isinstance(time_range, str) else time_range
+    check_symbol(symbol)
+    check_interval(interval)
+    first = tr.start.date()
+    last = (tr.end - timedelta(microseconds=1)).date()
+    paths: list[str] = []
+    month = first.replace(day=1)
+    while month <= last:
+        following = _next_month(month)
+        month_start = datetime.combine(month, datetime.min.time(), UTC)
+        month_end = datetime.combine(following, datetime.min.time(), UTC)
+        whole = tr.start <= month_start and month_end <= tr.end
+        if whole or interval in _MONTHLY_ONLY:
+            paths.append(archive_path(symbol, interval, month, monthly=True))
+        else:
+            day = max(first, month)
+            while day < following and day <= last:
+                paths.append(archive_path(symbol, interval, day, monthly=False))
+                day += timedelta(days=1)
+        month = following
+    return paths
+
+
+def archive_url(path: str, base_url: str = ARCHIVE_BASE_URL) -> str:
+    """Return the URL of archive `path` (from `archive_paths`) under `base_url`."""
+    return f"{base_url.rstrip('/')}/{path.lstrip('/')}"
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_archive(
+    source: str | Path, *, verify: bool = True, session: requests.Session | None = None
+) -> list[list[Any]]:
+    """Return the kline rows of one archive (URL or local path), checked and in milliseconds."""
+    return list(iter_archive(source, verify=verify, session=session))
+
+
+def iter_archive(
+    source: str | Path, *, verify: bool = True, session: requests.Session | None = None
+) -> Iterator[list[Any]]:
+    """Fetch and verify one archive now; return an iterator over its rows (lazy parsing).
+
+    `source` is an http(s) or file URL, or a local path. With `verify`, a sibling
+    `<name>.CHECKSUM` is compared with the zip's sha256 (`ArchiveError` on mismatch); a missing
+    CHECKSUM is logged and allowed.
+    """
+    name = _source_name(source)
+    data, digest, checksum = _fetch(source, verify=verify, session=session)
+    try:
+        if verify:
+            _verify(name, digest, checksum)
+        try:
+            archive = zipfile.ZipFile(data)
+        except zipfile.BadZipFile as exc:
+            raise ArchiveError(f"{name} is not a valid zip file: {exc}") from None
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        if len(members) != 1:
+            archive.close()
+            raise ArchiveError(f"{name} holds {len(members)} files, expected one CSV")
+    except BaseException:
+        data.close()
+        raise
+    return _rows(name, archive, members[0], data)
+
+
+def archive_candles(
+    symbol: str,
+    interval: str,
+    sources: Iterable[str | Path],
+    *,
+    verify: bool = True,
+    session: requests.Session | None = None,
+) -> Iterator[list[Candle]]:
+    """Yield the `Candle`s of each archive in `sources`, one list per file."""
+    check_symbol(symbol)
+    check_interval(interval)
+    for source in sources:
+        name = _source_name(source)
+        named = parse_archive_name(name)
+        if named is not None and (named.symbol, named.interval) != (symbol, interval):
+            raise ArchiveError(f"{name} does not hold {symbol} {interval} klines")
+        rows = iter_archive(source, verify=verify, session=session)
+        yield [Candle.from_kline(symbol, interval, row) for row in rows]
+
+
+def _source_name(source: str | Path) -> str:
+    if isinstance(source, str) and _is_url(source):
+        return urlsplit(source).path.rsplit("/", 1)[-1]
+    return Path(source).name
+
+
+def _is_url(text: str) -> bool:
+    return urlsplit(text).scheme in ("http", "https", "file")
+
+
+def _fetch(
+    source: str | Path, *, verify: bool, session: requests.Session | None
+) -> tuple[IO[bytes], str, str | None]:
+    """Return the zip as an open binary file, its sha256 and the CHECKSUM text (or None)."""
+    if isinstance(source, str) and urlsplit(source).scheme in ("http", "https"):
+        return _download(source, verify=verify, session=session)
+    if isinstance(source, str) and urlsplit(source).scheme == "file":
+        source = url2pathname(urlsplit(source).path)
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArchiveError(f"cannot read archive {path}: {exc.strerror or exc}") from None
+    sibling = path.with_name(path.name + ".CHECKSUM")
+    checksum = sibling.read_text() if verify and sibling.is_file() else None
+    return io.BytesIO(data), hashlib.sha256(data).hexdigest(), checksum
+
+
+def _download(
+    url: str, *, verify: bool, session: requests.Session | None
+) -> tuple[IO[bytes], str, str | None]:
+    http = session or requests.Session()
+    try:
+        # Spool big monthly files to disk instead of holding them in memory; the caller
+        # closes the spool when it has read the rows.
+        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
+        sha = hashlib.sha256()
+        with http.get(url, stream=True, timeout=60) as resp:
+            if resp.status_code != 200:
+                spool.close()
+                raise ArchiveError(f"no archive at {url} (HTTP {resp.status_code})")
+            for chunk in resp.iter_content(chunk_size=2**16):
+                sha.update(chunk)
+                spool.write(chunk)
+        spool.seek(0)
+        checksum = _download_checksum(http, url + ".CHECKSUM") if verify else None
+    except requests.RequestException as exc:
+        raise ExchangeUnavailable(f"GET {url} failed: {exc}", url=url) from None
+    finally:
+        if session is None:
+            http.close()
+    return spool, sha.hexdigest(), checksum
+
+
+def _download_checksum(http: requests.Session, url: str) -> str | None:
+    resp = http.get(url, timeout=30)
+    if resp.status_code == 404:
+        return None
+    if resp.status_code != 200:
+        raise ArchiveError(f"cannot fetch checksum {url} (HTTP {resp.status_code})")
+    return str(resp.text)
+
+
+def _verify(name: str, digest: str, checksum: str | None) -> None:
+    if checksum is None:
+        log.info("no %s.CHECKSUM next to the archive; its integrity is not verified", name)
+        return
+    expected = (checksum.split() or [""])[0].lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise ArchiveError(f"{name}.CHECKSUM is malformed: {checksum[:100]!r}")
+    if expected != digest:
+        raise ArchiveError(
+            f"checksum mismatch for {name}: sha256 is {digest}, its CHECKSUM says {expected} "
+            "(a truncated or corrupted download; fetch it again)"
+        )
+
+
+def _rows(
+    name: str, archive: zipfile.ZipFile, member: zipfile.ZipInfo, data: IO[bytes]
+) -> Iterator[list[Any]]:
+    try:
+        with archive.open(member) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            for lineno, fields in enumerate(csv.reader(text), start=1):
+                if not fields:
+                    continue
+                if lineno == 1 and not fields[0].strip().isdigit():
+                    continue  # The header line some newer files have.
+                yield _normalise(fields, name, lineno)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, csv.Error, UnicodeError) as exc:
+        raise ArchiveError(f"{name}: cannot read the zip's CSV: {exc}") from None
+    finally:
+        archive.close()
+        data.close()
+
+
+def _normalise(fields: Sequence[str], name: str, lineno: int) -> list[Any]:
+    """Return a CSV row as a REST kline row: int times (ms) and trade count, strings otherwise."""
+    if len(fields) != 12:
+        raise ArchiveError(f"{name} line {lineno}: {len(fields)} columns, expected 12")
+    row: list[Any] = [field.strip() for field in fields]
+    try:
+        open_time, close_time, trades = int(row[0]), int(row[6]), int(row[8])
+    except ValueError:
+        raise ArchiveError(
+            f"{name} line {lineno}: open_time, close_time and count must be integers: "
+            f"{','.join(fields)[:120]!r}"
+        ) from None
+    if open_time >= _MICROS:
+        open_time //= 1000
+    if close_time >= _MICROS:
+        # x...999999 us ends the same millisecond as x...999 ms: round up, then step back.
+        close_time = (close_time + 1) // 1000 - 1
+    row[0], row[6], row[8] = open_time, close_time, trades
+    return row
+
+
+# --- writing (the inverse, for the test server and the shipped sample) ------------------------
+
+
+def pack_archive(
+    rows: Iterable[Sequence[Any]],
+    csv_name: str,
+    *,
+    microseconds: bool = False,
+    header: bool = False,
+) -> bytes:
+    """Return a Binance-style archive zip of REST kline `rows` (times in ms) as `csv_name`.
+
+    `microseconds` writes times like spot files from 2025; `header` adds a header line.
+    The zip is byte-for-byte reproducible (fixed member time).
+    """
+    out = io.StringIO()
+    if header:
+        out.write(",".join(KLINE_CSV_HEADER) + "\n")
+    for row in rows:
+        fields = [str(value) for value in row]
+        if microseconds:
+            fields[0] = str(int(row[0]) * 1000)
+            fields[6] = str((int(row[6]) + 1) * 1000 - 1)
+        out.write(",".join(fields) + "\n")
+    buf = io.BytesIO()
+    info = zipfile.ZipInfo(csv_name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr(info, out.getvalue())
+    return buf.getvalue()
+
+
+def checksum_line(data: bytes, filename: str) -> str:
+    """Return the `.CHECKSUM` text for `data` named `filename`: `<sha256>  <filename>`."""
+    return f"{hashlib.sha256(data).hexdigest()}  {filename}\n"
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _ms(day: date) -> int:
+    return int(datetime.combine(day, datetime.min.time(), UTC).timestamp()) * 1000

@@ -1,0 +1,369 @@
+"""Binance REST klines client: paging, rate-limit manners, retries and error mapping.
+
+The same code talks to the real Binance (`https://api.binance.com`) and to the local
+`streamforge_nb.testing.exchange` in tests, so everything here follows Binance's wire format:
+
+    client = KlinesClient()
+    for page in client.candles("BTCUSDT", "1m", tr.start_ms, tr.end_ms):
+        ...  # list[Candle], at most 1000 per page
+
+Our ranges are half-open, `[start_ms, end_ms)`; Binance's `endTime` is inclusive, so the client
+sends `endTime=end_ms-1`. Pages follow each other with `startTime = last open_time + 1`, which
+leaves neither a gap nor an overlap because klines are identified by their open time.
+
+Manners (FACTS.md, Binance): every answer carries `X-MBX-USED-WEIGHT-1M`; above
+`weight_headroom * weight_limit` the client waits for the next minute. HTTP 429 and 418 are
+honoured by sleeping `Retry-After` seconds; a ban longer than `max_ban_wait` raises
+`ExchangeBanned` instead of sleeping for days. Network errors and 5xx are retried with
+exponential backoff and jitter, then raise `ExchangeUnavailable` naming the URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from streamforge_nb.exceptions import (
+    ExchangeBanned,
+    ExchangeError,
+    ExchangeUnavailable,
+    InvalidName,
+    UnknownSymbol,
+)
+from streamforge_nb.platform.contract import Candle
+from streamforge_nb.platform.names import check_interval, check_symbol
+
+__all__ = [
+    "BINANCE_API_URL",
+    "KLINES_LIMIT",
+    "KLINES_PATH",
+    "KlinesClient",
+    "check_range",
+    "close_time",
+    "interval_ms",
+    "open_times",
+]
+
+log = logging.getLogger(__name__)
+
+BINANCE_API_URL = "https://api.binance.com"
+KLINES_PATH = "/api/v3/klines"
+KLINES_LIMIT = 1000
+"""Binance's maximum `limit` for klines; a shorter page means the range is exhausted."""
+
+_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+_UNKNOWN_SYMBOL = -1121
+# Backoff for network errors and 5xx: 0.5 s, 1 s, 2 s, ... capped, with jitter.
+_BACKOFF_BASE = 0.5
+_BACKOFF_CAP = 30.0
+# A 418 without Retry-After: Binance's shortest ban is 2 minutes.
+_DEFAULT_BAN_SECONDS = 120.0
+_DAY = 86_400_000
+_STEP = {
+    "1s": 1000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
+    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
+    "12h": 43_200_000, "1d": _DAY, "3d": 3 * _DAY, "1w": 7 * _DAY, "1M": 31 * _DAY,
+}  # fmt: skip
+_WEEK_OFFSET = 4 * _DAY  # 1970-01-05 was a Monday, and Binance weeks open on Mondays.
+
+
+def interval_ms(interval: str) -> int:
+    """Return the length of `interval` in ms (`1M`: 31 days, the longest month)."""
+    return _STEP[check_interval(interval)]
+
+
+def open_times(interval: str, start_ms: int, end_ms: int) -> Iterator[int]:
+    """Yield the open times of `interval` klines in `[start_ms, end_ms)`, ascending (UTC)."""
+    if interval == "1M":
+        day = datetime.fromtimestamp(max(start_ms, 0) / 1000, UTC).date()
+        t = _month_ms(day.year, day.month)
+        while t < end_ms:
+            if t >= start_ms:
+                yield t
+            t = close_time("1M", t) + 1
+        return
+    step = interval_ms(interval)
+    offset = _WEEK_OFFSET if interval == "1w" else 0
+    # Round start_ms up onto the interval's grid.
+    yield from range(offset - ((offset - start_ms) // step) * step, end_ms, step)
+
+
+def close_time(interval: str, open_ms: int) -> int:
+    """Return the close time of the `interval` kline opening at `open_ms` (its last ms)."""
+    if interval == "1M":
+        day = datetime.fromtimestamp(open_ms / 1000, UTC).date()
+        return _month_ms(day.year + day.month // 12, day.month % 12 + 1) - 1
+    return open_ms + interval_ms(interval) - 1
+
+
+def _month_ms(year: int, month: int) -> int:
+    return int(datetime(year, month, 1, tzinfo=UTC).timestamp()) * 1000
+
+
+def check_range(start_ms: int, end_ms: int) -> None:
+    """Raise `InvalidName` unless `[start_ms, end_ms)` is a non-empty range of int milliseconds."""
+    for what, value in (("start_ms", start_ms), ("end_ms", end_ms)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidName(f"{what} must be non-negative Unix milliseconds, got {value!r}")
+    if end_ms < start_ms:
+        raise InvalidName(f"time range [{start_ms}, {end_ms}) ends before it starts")
+    if end_ms == start_ms:
+        raise InvalidName(f"time range [{start_ms}, {end_ms}) is empty (the end is exclusive)")
+
+
+class KlinesClient:
+    """Fetch klines from Binance's REST API (or anything speaking its wire format)."""
+
+    def __init__(
+        self,
+        base_url: str = BINANCE_API_URL,
+        *,
+        session: requests.Session | None = None,
+        max_retries: int = 5,
+        timeout: float = 10.0,
+        weight_limit: int = 6000,
+        weight_headroom: float = 0.9,
+        max_ban_wait: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._own_session = session is None
+        self.session = requests.Session() if session is None else session
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.weight_limit = weight_limit
+        self.weight_headroom = weight_headroom
+        self.max_ban_wait = max_ban_wait
+        self._sleep = sleep
+        self._rng = rng
+        self._clock = clock
+        self.used_weight: int | None = None
+        """The last `X-MBX-USED-WEIGHT-1M` the exchange reported."""
+
+    def __enter__(self) -> KlinesClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP session if the client created it."""
+        if self._own_session:
+            self.session.close()
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def pages(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int
+    ) -> Iterator[list[list[Any]]]:
+        """Yield raw kline rows with open_time in `[start_ms, end_ms)`, one list per request.
+
+        Arguments are checked now, before any request: a bad one raises `InvalidName` here.
+        """
+        check_symbol(symbol)
+        check_interval(interval)
+        check_range(start_ms, end_ms)
+        return self._pages(symbol, interval, start_ms, end_ms)
+
+    def candles(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int
+    ) -> Iterator[list[Candle]]:
+        """Yield `Candle`s with open_time in `[start_ms, end_ms)`, one list per request."""
+        pages = self.pages(symbol, interval, start_ms, end_ms)
+        return ([Candle.from_kline(symbol, interval, row) for row in page] for page in pages)
+
+    def klines(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[list[Any]]:
+        """Return every raw kline row with open_time in `[start_ms, end_ms)`."""
+        return [row for page in self.pages(symbol, interval, start_ms, end_ms) for row in page]
+
+    # --- paging -------------------------------------------------------------------------------
+
+    def _pages(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int
+    ) -> Iterator[list[list[Any]]]:
+        cursor = start_ms
+        while True:
+            params = {
+                "symbol": symbol,
+                "interval": interval,
+                "startTime": cursor,
+                "endTime": end_ms - 1,  # Binance's endTime is inclusive.
+                "limit": KLINES_LIMIT,
+            }
+            raw = self._get_json(KLINES_PATH, params, symbol=symbol)
+            if not isinstance(raw, list):
+                raise ExchangeError(f"unexpected klines answer (not a list): {str(raw)[:200]}")
+            # Never hand out a row outside the range, whatever the server sent.
+            rows = [row for row in raw if start_ms <= row[0] < end_ms]
+            if rows:
+                yield rows
+            if len(raw) < KLINES_LIMIT:
+                return
+            last = int(raw[-1][0])
+            if last < cursor:
+                # Going backwards would loop forever; a real Binance never does this.
+                raise ExchangeError(f"klines page ends at {last}, before its startTime {cursor}")
+            # The next kline opens when this one closes: if that is past the end, we are done
+            # (and spare a request that would come back empty).
+            if close_time(interval, last) + 1 >= end_ms:
+                return
+            cursor = last + 1
+
+    # --- one request, with manners and retries ------------------------------------------------
+
+    def _get_json(self, path: str, params: dict[str, Any], *, symbol: str) -> Any:
+        url = f"{self.base_url}{path}?{urlencode(params)}"
+        failures = 0
+        while True:
+            self._respect_weight()
+            try:
+                resp = self.session.get(url, timeout=self.timeout)
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                failures = self._backoff(url, failures, f"{type(exc).__name__}: {exc}")
+                continue
+            self._note_weight(resp)
+            status = int(resp.status_code)
+            if status in (418, 429):
+                failures = self._rate_limited(url, resp, failures)
+                continue
+            if status >= 500:
+                failures = self._backoff(url, failures, f"HTTP {status}")
+                continue
+            if status >= 400:
+                raise self._client_error(url, resp, symbol)
+            try:
+                return resp.json()
+            except ValueError:
+                # A 200 with a truncated body: the connection broke mid-answer.
+                failures = self._backoff(url, failures, "HTTP 200 with a body that is not JSON")
+
+    def _respect_weight(self) -> None:
+        used = self.used_weight
+        if used is None or used <= self.weight_headroom * self.weight_limit:
+            return
+        wait = self._until_next_minute()
+        log.warning(
+            "Binance used weight %d exceeds %.0f%% of %d per minute; waiting %.1f s for the "
+            "next minute",
+            used,
+            self.weight_headroom * 100,
+            self.weight_limit,
+            wait,
+        )
+        self._sleep(wait)
+        # The window has reset; the next answer tells the new figure.
+        self.used_weight = None
+
+    def _note_weight(self, resp: requests.Response) -> None:
+        value = resp.headers.get(_WEIGHT_HEADER)
+        if value is not None:
+            try:
+                self.used_weight = int(value)
+            except ValueError:
+                log.debug("ignoring malformed %s header %r", _WEIGHT_HEADER, value)
+
+    def _until_next_minute(self) -> float:
+        now = self._clock()
+        # A small margin so the request lands in the new window, not at its edge.
+        return 60.0 - (now % 60.0) + 0.5
+
+    def _backoff(self, url: str, failures: int, why: str) -> int:
+        failures += 1
+        if failures > self.max_retries:
+            raise ExchangeUnavailable(
+                f"GET {url} failed {failures} times; giving up after {self.max_retries} "
+                f"retries (last: {why})",
+                url=url,
+            )
+        delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (failures - 1))
+        # Equal jitter: keep half the delay, randomise the rest, so clients spread out.
+        delay = delay / 2 + self._rng() * delay / 2
+        log.warning(
+            "GET %s: %s; retry %d/%d in %.2f s", url, why, failures, self.max_retries, delay
+        )
+        self._sleep(delay)
+        return failures
+
+    def _rate_limited(self, url: str, resp: requests.Response, failures: int) -> int:
+        status = int(resp.status_code)
+        code, msg = _error_body(resp)
+        header = resp.headers.get("Retry-After")
+        try:
+            wait = float(header) if header is not None else None
+        except ValueError:
+            wait = None
+        if wait is None:
+            wait = _DEFAULT_BAN_SECONDS if status == 418 else self._until_next_minute()
+        if wait > self.max_ban_wait:
+            what = "banned this IP" if status == 418 else "rate-limited this IP"
+            raise ExchangeBanned(
+                f"Binance {what} for {wait:.0f} s (HTTP {status}, code {code}: {msg}); "
+                f"not waiting longer than {self.max_ban_wait:.0f} s",
+                status=status,
+                code=code,
+                url=url,
+                retry_after=wait,
+            )
+        failures += 1
+        if failures > self.max_retries:
+            raise ExchangeUnavailable(
+                f"GET {url} still rate-limited (HTTP {status}) after {self.max_retries} retries",
+                status=status,
+                code=code,
+                url=url,
+            )
+        log.warning(
+            "GET %s: HTTP %d (%s); sleeping Retry-After %.1f s before retry %d/%d",
+            url,
+            status,
+            msg,
+            wait,
+            failures,
+            self.max_retries,
+        )
+        self._sleep(wait)
+        # The weight the refusal reported belongs to the window we just waited out.
+        self.used_weight = None
+        return failures
+
+    def _client_error(self, url: str, resp: requests.Response, symbol: str) -> ExchangeError:
+        status = int(resp.status_code)
+        code, msg = _error_body(resp)
+        if status == 400 and code == _UNKNOWN_SYMBOL:
+            return UnknownSymbol(
+                f"the exchange does not know symbol {symbol!r} (Binance code {code}: {msg})",
+                status=status,
+                code=code,
+                url=url,
+            )
+        return ExchangeError(
+            f"Binance refused GET {url}: HTTP {status}, code {code}: {msg}",
+            status=status,
+            code=code,
+            url=url,
+        )
+
+
+def _error_body(resp: requests.Response) -> tuple[int | None, str]:
+    """Return Binance's `(code, msg)` from an error answer, or the start of a non-JSON body."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None, (resp.text or resp.reason or "").strip()[:200]
+    if isinstance(body, dict):
+        code = body.get("code")
+        return (code if isinstance(code, int) else None), str(body.get("msg", ""))
+    return None, str(body)[:200]

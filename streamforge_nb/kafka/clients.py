@@ -1,0 +1,242 @@
+"""Kafka clients made from `Settings`, with backend errors mapped to ours.
+
+kafka-python reports a wrong password or a dead broker in many shapes (NoBrokersAvailable at
+construction, a SaslAuthenticationFailedError in a later poll, a timeout on send). Building every
+client here keeps that knowledge in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kerr
+
+from streamforge_nb.exceptions import (
+    AuthenticationFailed,
+    BrokerUnavailable,
+    StreamForgeError,
+    kafka_errors,
+)
+from streamforge_nb.settings import Settings
+
+__all__ = [
+    "check_connection",
+    "make_admin",
+    "make_assigned_consumer",
+    "make_bulk_consumer",
+    "make_consumer",
+    "make_producer",
+]
+
+# kafka-python retries a refused login until its bootstrap timeout (30 s by default): keep the
+# wait for a wrong password or an untrusted certificate short.
+_CONNECT_TIMEOUT_MS = 10_000
+
+
+def _base(settings: Settings) -> dict[str, Any]:
+    # No pinned api_version: unpinned, every client bootstraps in its constructor, bounded by
+    # bootstrap_timeout_ms, so a refused login fails there with its cause. Pinned, producers
+    # and consumers connect lazily and a wrong password surfaces later as a bare timeout.
+    config = settings.kafka_client_config()
+    config["bootstrap_timeout_ms"] = _CONNECT_TIMEOUT_MS
+    return config
+
+
+class _BootstrapFailures(logging.Handler):
+    """Collect the exceptions kafka-python logs (and retries) while bootstrapping."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        found = [a for a in args if isinstance(a, BaseException)]
+        if not found:
+            # Some of kafka-python's messages are f-strings: only their text tells the cause.
+            text = record.getMessage()
+            if "SaslAuthenticationFailed" in text or "Authentication failed" in text:
+                found.append(kerr.SaslAuthenticationFailedError(text))
+            elif "disconnected" in text:
+                found.append(kerr.KafkaConnectionError(text))
+        # The final "bootstrap timed out" is the symptom we are explaining, not a cause.
+        self.errors.extend(e for e in found if not isinstance(e, kerr.KafkaTimeoutError))
+
+
+@contextmanager
+def _connecting(what: str, settings: Settings) -> Iterator[None]:
+    """Map a failed client construction to its real cause: dead broker, login or TLS."""
+    bootstrap = settings.kafka_bootstrap_servers
+    if not any(_accepts_tcp(address) for address in bootstrap.split(",")):
+        raise BrokerUnavailable(
+            f"{what}: no Kafka broker reachable at {bootstrap} (from {settings.source}); "
+            "is it running? (`streamforge-nb local up` starts a local one)"
+        )
+    watcher = _BootstrapFailures()
+    logger = logging.getLogger("kafka.net.manager")
+    logger.addHandler(watcher)
+    try:
+        with kafka_errors(what, bootstrap):
+            try:
+                yield
+            except kerr.KafkaTimeoutError:
+                _raise_cause(what, settings, watcher.errors)
+                raise
+    finally:
+        logger.removeHandler(watcher)
+
+
+def _raise_cause(what: str, settings: Settings, errors: list[BaseException]) -> None:
+    if (
+        settings.security_protocol.startswith("SASL")
+        and errors
+        and all(
+            isinstance(e, kerr.KafkaConnectionError) and "disconnected" in str(e) for e in errors
+        )
+    ):
+        # The TCP probe passed, yet every attempt was cut during the login. A broker that
+        # rejects SCRAM credentials closes the connection after a delay; when the close wins
+        # the race against its error response, this is all kafka-python sees.
+        raise AuthenticationFailed(
+            f"{what}: the broker at {settings.kafka_bootstrap_servers} refused user "
+            f"{settings.kafka_user!r} ({settings.kafka_sasl_mechanism}): it closed every "
+            "login attempt (wrong password or unknown user?)"
+        )
+    for error in errors:
+        if isinstance(error, kerr.SaslAuthenticationFailedError):
+            raise AuthenticationFailed(
+                f"{what}: the broker at {settings.kafka_bootstrap_servers} refused user "
+                f"{settings.kafka_user!r} ({settings.kafka_sasl_mechanism}): wrong password "
+                "or unknown user"
+            )
+        if isinstance(error, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(error):
+            raise AuthenticationFailed(
+                f"{what}: the TLS certificate of {settings.kafka_bootstrap_servers} is not "
+                f"trusted (CA_PATH={settings.kafka_ca_path or 'unset'})"
+            )
+
+
+def _accepts_tcp(address: str) -> bool:
+    host, _, port = address.strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=3):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def make_producer(settings: Settings, **config: Any) -> KafkaProducer:
+    """Return a producer for `settings`; `config` overrides kafka-python defaults."""
+    options = {"max_block_ms": _CONNECT_TIMEOUT_MS, **_base(settings), **config}
+    with _connecting("connecting a producer", settings):
+        return KafkaProducer(**options)
+
+
+def make_consumer(settings: Settings, *topics: str, **config: Any) -> KafkaConsumer:
+    """Return a consumer for `settings`, subscribed to `topics` when any are given."""
+    options = {**_base(settings), **config}
+    with _connecting("connecting a consumer", settings):
+        return KafkaConsumer(*topics, **options)
+
+
+def make_assigned_consumer(
+    settings: Settings, topic: str, *, start: str = "beginning", **config: Any
+) -> tuple[KafkaConsumer, list[TopicPartition]]:
+    """Return a group-less consumer assigned every partition of `topic`, at `start`.
+
+    `start` is "beginning" (replay history) or "end" (only what is sent from now on; the
+    position is resolved here, so a message sent right after this returns is not missed).
+    Reading by assignment skips the group join that would delay the first message.
+    """
+    options = {"enable_auto_commit": False, "fetch_max_wait_ms": 100, **config}
+    consumer = make_consumer(settings, **options)
+    with kafka_errors("reading " + topic, settings.kafka_bootstrap_servers):
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            consumer.close()
+            raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        consumer.assign(partitions)
+        if start == "end":
+            consumer.seek_to_end(*partitions)
+            for tp in partitions:
+                consumer.position(tp)
+        else:
+            consumer.seek_to_beginning(*partitions)
+    return consumer, partitions
+
+
+def make_admin(settings: Settings, **config: Any) -> KafkaAdminClient:
+    """Return an admin client for `settings`."""
+    options = {"request_timeout_ms": _CONNECT_TIMEOUT_MS, **_base(settings), **config}
+    with _connecting("connecting an admin client", settings):
+        return KafkaAdminClient(**options)
+
+
+def check_connection(settings: Settings) -> list[str]:
+    """Connect and authenticate; return the topic names the user may see."""
+    admin = make_admin(settings)
+    try:
+        with kafka_errors("listing topics", settings.kafka_bootstrap_servers):
+            return sorted(admin.list_topics())
+    finally:
+        admin.close()
+
+
+def make_bulk_consumer(settings: Settings, topic: str, **config: Any) -> Any:
+    """Return a librdkafka (confluent-kafka) consumer subscribed to `topic`, for bulk reads.
+
+    The data plane reads millions of candles: librdkafka fetches an order of magnitude faster
+    than kafka-python (bench/ingest.py), so the sink's data-topic consumer is this one. The
+    control plane stays on kafka-python. `config` uses librdkafka's property names.
+    """
+    from confluent_kafka import Consumer, KafkaException
+
+    from streamforge_nb.exceptions import map_confluent_error
+
+    errors: list[Any] = []
+    options = {
+        **_librdkafka_config(settings),
+        # librdkafka retries a refused login in the background; collect what it reports so
+        # the failure names its cause, and route its log lines through `logging`.
+        "error_cb": errors.append,
+        "logger": logging.getLogger("streamforge_nb.librdkafka"),
+        **config,
+    }
+    what = f"connecting a bulk consumer to {topic}"
+    with _connecting(what, settings):
+        pass  # the TCP probe: a dead broker fails at once, not after librdkafka's retries
+    consumer = Consumer(options)
+    try:
+        # Metadata for the topic proves the login and TLS trust before the first batch.
+        consumer.list_topics(topic, timeout=_CONNECT_TIMEOUT_MS / 1000)
+    except KafkaException as exc:
+        consumer.close()
+        cause = next((e for e in errors if e.code() == exc.args[0].code()), None)
+        cause = next((e for e in errors if "SSL" in e.str() or "SASL" in e.str()), cause)
+        raise map_confluent_error(
+            KafkaException(cause) if cause is not None else exc, what=what, settings=settings
+        ) from None
+    consumer.subscribe([topic])
+    return consumer
+
+
+def _librdkafka_config(settings: Settings) -> dict[str, Any]:
+    python = settings.kafka_client_config()
+    config: dict[str, Any] = {
+        "bootstrap.servers": ",".join(python["bootstrap_servers"]),
+        "security.protocol": python["security_protocol"].lower(),
+    }
+    if "sasl_mechanism" in python:
+        config["sasl.mechanisms"] = python["sasl_mechanism"]
+        config["sasl.username"] = python["sasl_plain_username"]
+        config["sasl.password"] = python["sasl_plain_password"]
+    if python.get("ssl_cafile"):
+        config["ssl.ca.location"] = python["ssl_cafile"]
+    return config

@@ -1,0 +1,490 @@
+"""A real single-node Apache Kafka broker (KRaft) for laptops and tests.
+
+Everything lives under one home directory the user can see and delete: config, TLS material,
+SCRAM credentials, data, logs, and the env files that point every other command at the broker.
+Two client listeners on 127.0.0.1: PLAINTEXT (anonymous, a super user: the local default) and
+SASL_SSL with SCRAM-SHA-512, the platform's production setup, where ACLs are enforced.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from streamforge_nb.exceptions import LocalBrokerError, StreamForgeError
+from streamforge_nb.local import maven
+from streamforge_nb.local.tls import make_certificates
+from streamforge_nb.platform.topics import PLATFORM_ACLS, PLATFORM_USER, VIEWER_ACLS, VIEWER_USER
+from streamforge_nb.settings import Settings
+
+__all__ = ["BrokerStatus", "LocalBroker"]
+
+ADMIN_USER = "admin"
+DEFAULT_PORT = 9092
+_READY_LINE = "Kafka Server started"
+_JVM_OPTIONS = (
+    "-Xms128m",
+    "-Xmx512m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-Djava.awt.headless=true",
+)
+
+_LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.coordinator.name = org.apache.kafka.coordinator
+logger.coordinator.level = WARN
+"""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What `local status` reports. Holds no secret."""
+
+    home: Path
+    running: bool
+    pid: int | None = None
+    plaintext: str | None = None
+    sasl_ssl: str | None = None
+    ca_path: Path | None = None
+    env_file: Path | None = None
+    kafka_version: str = maven.KAFKA_VERSION
+    uptime_s: float | None = None
+
+    def lines(self) -> list[str]:
+        """Render as `key: value` lines for the CLI."""
+        state = f"running (pid {self.pid})" if self.running else "stopped"
+        rows = [("state", state), ("home", str(self.home)), ("kafka", self.kafka_version)]
+        if self.running:
+            rows += [
+                ("PLAINTEXT", self.plaintext or "-"),
+                ("SASL_SSL", f"{self.sasl_ssl} (SCRAM-SHA-512, CA {self.ca_path})"),
+                ("env file", str(self.env_file)),
+                ("uptime", f"{self.uptime_s:.0f} s" if self.uptime_s is not None else "-"),
+            ]
+        return [f"{k:>9}: {v}" for k, v in rows]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _kafka_uuid() -> str:
+    while True:  # Kafka refuses ids whose text starts with '-'
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+class LocalBroker:
+    """Start, stop and describe the local broker living in `home`."""
+
+    def __init__(self, home: Path, *, java: str | None = None) -> None:
+        self.home = Path(home).expanduser().resolve()
+        self.java = java or shutil.which("java") or "java"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def log_path(self) -> Path:
+        return self.home / "logs" / "broker.log"
+
+    @property
+    def env_file(self) -> Path:
+        return self.home / "local.env"
+
+    @property
+    def sasl_env_file(self) -> Path:
+        return self.home / "local-sasl.env"
+
+    @property
+    def _state_path(self) -> Path:
+        return self.home / "broker.json"
+
+    @property
+    def _credentials_path(self) -> Path:
+        return self.home / "credentials.json"
+
+    def __repr__(self) -> str:
+        return f"LocalBroker(home={str(self.home)!r})"
+
+    # -- public API --------------------------------------------------------------------------
+    def up(
+        self,
+        *,
+        port: int | None = None,
+        timeout: float = 90.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> BrokerStatus:
+        """Start the broker unless it runs already; return its status.
+
+        `port` is the PLAINTEXT port (SASL_SSL and the controller take the next two); 0 picks
+        free ports; None reuses the previous ports, or 9092 on a first start.
+        """
+        say = progress or (lambda _msg: None)
+        with self._lock():
+            status = self.status()
+            if status.running:
+                say(f"already running (pid {status.pid})")
+                return status
+            state = self._read_state()
+            if state is None or (port is not None and port != state["ports"]["plaintext"]):
+                shutil.rmtree(self.home / "data", ignore_errors=True)
+                state = self._prepare(port, say)
+            jars = maven.fetch_jars()
+            self._start(state, jars, timeout, say)
+            self._grant(state)
+            return self.status()
+
+    def down(self, *, timeout: float = 30.0) -> bool:
+        """Stop the broker; return whether one was running. Leaves data in place."""
+        with self._lock():
+            state = self._read_state()
+            pid = state.get("pid") if state else None
+            if not pid or not self._is_broker(pid):
+                return False
+            self._stop_process(pid, timeout)
+            if state is not None:
+                state["pid"] = None
+                self._write_state(state)
+            return True
+
+    def status(self) -> BrokerStatus:
+        """Describe the broker without changing anything."""
+        state = self._read_state()
+        if not state or not state.get("pid") or not self._is_broker(state["pid"]):
+            return BrokerStatus(home=self.home, running=False)
+        ports = state["ports"]
+        return BrokerStatus(
+            home=self.home,
+            running=True,
+            pid=state["pid"],
+            plaintext=f"127.0.0.1:{ports['plaintext']}",
+            sasl_ssl=f"127.0.0.1:{ports['sasl_ssl']}",
+            ca_path=self.home / "tls" / "ca.crt",
+            env_file=self.env_file,
+            kafka_version=state.get("kafka_version", maven.KAFKA_VERSION),
+            uptime_s=time.time() - state["started_at"] if state.get("started_at") else None,
+        )
+
+    def settings(self, user: str | None = None) -> Settings:
+        """Return Settings for the PLAINTEXT listener, or for `user` over SASL_SSL."""
+        state = self._read_state()
+        if state is None:
+            raise LocalBrokerError(f"no local broker in {self.home}; run `streamforge-nb local up`")
+        if user is None:
+            return Settings(
+                kafka_bootstrap_servers=f"127.0.0.1:{state['ports']['plaintext']}",
+                source=str(self.env_file),
+            )
+        return Settings(
+            kafka_bootstrap_servers=f"127.0.0.1:{state['ports']['sasl_ssl']}",
+            kafka_user=user,
+            kafka_password=SecretStr(self.password(user)),
+            kafka_ca_path=str(self.home / "tls" / "ca.crt"),
+            source=str(self.sasl_env_file),
+        )
+
+    def password(self, user: str) -> str:
+        """Return the SCRAM password created for `user` at format time."""
+        credentials: dict[str, str] = json.loads(self._credentials_path.read_text())
+        if user not in credentials:
+            raise LocalBrokerError(f"the local broker has no SCRAM user {user!r}")
+        return credentials[user]
+
+    def log_tail(self, lines: int = 25) -> str:
+        """Return the last `lines` lines of the broker's log, Java stack frames left out."""
+        if not self.log_path.is_file():
+            return "(no broker log)"
+        recent = self.log_path.read_text(errors="replace").splitlines()[-400:]
+        # Stack frames bury the one line that says what went wrong.
+        kept = [ln for ln in recent if not ln.lstrip().startswith(("at ", "... "))]
+        return "\n".join(kept[-lines:])
+
+    # -- preparation -------------------------------------------------------------------------
+    def _prepare(self, port: int | None, say: Callable[[str], None]) -> dict[str, Any]:
+        """Choose ports, write config, certificates and credentials, format storage."""
+        for sub in ("config", "data", "logs", "tls"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+        ports = self._choose_ports(port)
+        certs = make_certificates(self.home / "tls")
+        credentials = {
+            u: secrets.token_urlsafe(18) for u in (ADMIN_USER, PLATFORM_USER, VIEWER_USER)
+        }
+        self._credentials_path.touch(mode=0o600)
+        self._credentials_path.write_text(json.dumps(credentials, indent=2))
+        props = self.home / "config" / "server.properties"
+        props.write_text(self._server_properties(ports, certs.keystore_path))
+        (self.home / "config" / "log4j2.properties").write_text(_LOG4J2)
+        state: dict[str, Any] = {
+            "ports": ports,
+            "cluster_id": _kafka_uuid(),
+            "kafka_version": maven.KAFKA_VERSION,
+            "pid": None,
+            "started_at": None,
+        }
+        say(f"fetching Kafka {maven.KAFKA_VERSION} jars (Maven Central, cached)")
+        jars = maven.fetch_jars()
+        say("formatting storage with SCRAM users " + ", ".join(credentials))
+        self._format(jars, props, state["cluster_id"], credentials)
+        self._write_env_files(ports, certs.ca_path, credentials[PLATFORM_USER])
+        self._write_state(state)
+        return state
+
+    def _choose_ports(self, port: int | None) -> dict[str, int]:
+        if port == 0 or (
+            port is None
+            and not all(not _port_open(p) for p in range(DEFAULT_PORT, DEFAULT_PORT + 3))
+        ):
+            return {"plaintext": _free_port(), "sasl_ssl": _free_port(), "controller": _free_port()}
+        base = port or DEFAULT_PORT
+        return {"plaintext": base, "sasl_ssl": base + 1, "controller": base + 2}
+
+    def _server_properties(self, ports: dict[str, int], keystore: Path) -> str:
+        p, s, c = ports["plaintext"], ports["sasl_ssl"], ports["controller"]
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{c}",
+                f"listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},CONTROLLER://127.0.0.1:{c}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s}",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                f"log.dirs={self.home / 'data'}",
+                "num.partitions=1",
+                "auto.create.topics.enable=false",
+                # One node: every internal topic has one replica, and a small offsets topic keeps
+                # the first consumer-group join fast.
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                # A restart must wait out the previous incarnation's session before it registers
+                # again (9 s by default); one node has no one to fail over to, so keep it short.
+                "broker.session.timeout.ms=2000",
+                "broker.heartbeat.interval.ms=500",
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "ssl.keystore.type=PEM",
+                f"ssl.keystore.location={keystore}",
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                # Controller and inter-broker traffic is ANONYMOUS over PLAINTEXT: it must be super.
+                f"super.users=User:ANONYMOUS;User:{ADMIN_USER}",
+                "allow.everyone.if.no.acl.found=false",
+                "",
+            ]
+        )
+
+    def _format(self, jars: Path, props: Path, cluster_id: str, creds: dict[str, str]) -> None:
+        scram = []
+        for user, password in creds.items():
+            scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+        command = [
+            self.java,
+            "-cp",
+            f"{jars}/*",
+            f"-Dlog4j2.configurationFile={props.parent / 'log4j2.properties'}",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(props),
+            *scram,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            output = result.stdout + result.stderr
+            for password in creds.values():
+                output = output.replace(password, "***")
+            raise LocalBrokerError(f"formatting Kafka storage failed:\n{output.strip()[-2000:]}")
+
+    def _write_env_files(self, ports: dict[str, int], ca: Path, password: str) -> None:
+        header = "# Written by `streamforge-nb local up`; read by every streamforge-nb command.\n"
+        self.env_file.write_text(
+            header + f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{ports['plaintext']}\n"
+        )
+        self.sasl_env_file.touch(mode=0o600)
+        self.sasl_env_file.write_text(
+            header
+            + "# The platform's own setup: SASL_SSL, SCRAM-SHA-512, ACLs enforced.\n"
+            + f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{ports['sasl_ssl']}\n"
+            + f"KAFKA_USER={PLATFORM_USER}\nKAFKA_PASSWORD={password}\nCA_PATH={ca}\n"
+        )
+
+    # -- process -----------------------------------------------------------------------------
+    def _start(
+        self, state: dict[str, Any], jars: Path, timeout: float, say: Callable[[str], None]
+    ) -> None:
+        ports = state["ports"]
+        busy = [f"{name} {port}" for name, port in ports.items() if _port_open(port)]
+        if busy:
+            raise LocalBrokerError(
+                f"cannot start the local broker: port(s) {', '.join(busy)} already in use; "
+                f"`streamforge-nb local up --port 0` picks free ports"
+            )
+        config = self.home / "config"
+        command = [
+            self.java,
+            *_JVM_OPTIONS,
+            f"-Dlog4j2.configurationFile={config / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.home / 'logs'}",
+            "-cp",
+            f"{jars}/*",
+            "kafka.Kafka",
+            str(config / "server.properties"),
+        ]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        say(f"starting Kafka {maven.KAFKA_VERSION} (KRaft) in {self.home}")
+        started = time.monotonic()
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        state["pid"] = self._process.pid
+        state["started_at"] = time.time()
+        self._write_state(state)
+        self._wait_ready(offset, ports["plaintext"], timeout)
+        say(
+            f"ready in {time.monotonic() - started:.1f} s: "
+            f"PLAINTEXT 127.0.0.1:{ports['plaintext']}, "
+            f"SASL_SSL 127.0.0.1:{ports['sasl_ssl']}"
+        )
+
+    def _wait_ready(self, offset: int, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        assert self._process is not None
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise LocalBrokerError(
+                    f"the Kafka broker exited with code {self._process.returncode} while starting; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                if _READY_LINE.encode() in log.read() and _port_open(port):
+                    return
+            time.sleep(0.1)
+        self._stop_process(self._process.pid, 10)
+        raise LocalBrokerError(
+            f"the Kafka broker did not start within {timeout:.0f} s; log {self.log_path}:\n"
+            f"{self.log_tail()}"
+        )
+
+    def _grant(self, state: dict[str, Any]) -> None:
+        """Create the service topics and the platform users' ACLs (idempotent)."""
+        from streamforge_nb.kafka.clients import make_admin
+        from streamforge_nb.platform.topics import ensure_acls, ensure_topics
+
+        try:
+            admin = make_admin(self.settings())
+        except StreamForgeError as exc:
+            raise LocalBrokerError(
+                f"broker started but refused an admin connection: {exc}"
+            ) from exc
+        try:
+            ensure_topics(admin)
+            ensure_acls(admin, PLATFORM_USER, PLATFORM_ACLS)
+            ensure_acls(admin, VIEWER_USER, VIEWER_ACLS)
+        finally:
+            admin.close()
+
+    def _is_broker(self, pid: int) -> bool:
+        if (
+            self._process is not None
+            and self._process.pid == pid
+            and self._process.poll() is not None
+        ):
+            return False
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return b"kafka.Kafka" in cmdline and str(self.home).encode() in cmdline
+
+    def _stop_process(self, pid: int, timeout: float) -> None:
+        """SIGTERM the broker's process group (a clean shutdown), SIGKILL if it lingers."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        if not self._wait_gone(pid, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            self._wait_gone(pid, 10)
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.pid == pid:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=0.1)
+            if not self._is_broker(pid):
+                return True
+            time.sleep(0.1)
+        return False
+
+    # -- state -------------------------------------------------------------------------------
+    def _read_state(self) -> dict[str, Any] | None:
+        try:
+            state: dict[str, Any] = json.loads(self._state_path.read_text())
+        except FileNotFoundError:
+            return None
+        return state
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self._state_path)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with (self.home / ".lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,390 @@
+"""Make, parse and check the platform's names.
+
+Every name the platform uses is built here from its parts and checked against the rules of the
+system that stores it: Kafka for topics, Kubernetes for Job names and label values, ArangoDB
+for collections. A name that breaks a rule raises `InvalidName` naming the value and the rule,
+so a bad symbol fails in the notebook instead of deep inside a worker.
+
+Platform names (PLATFORM.md, "Names"):
+
+    queue id     wf-btcusdt-api_candles_1m-20240801-abc123
+    data topic   <queue_id>-data
+    collection   btcusdt_api_candles_1m_2024_08_01
+    producer id  arango-candles__abc123
+    Job name     job-arango-candles-btcusdt-abc123
+
+Makers accept a symbol in any case (they lower- or upper-case it as the name needs);
+`check_symbol` itself wants the Binance spelling (upper case).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
+
+from streamforge_nb.exceptions import InvalidName
+
+__all__ = [
+    "INTERVALS",
+    "QueueIdParts",
+    "TimeRange",
+    "candle_type",
+    "check_collection_name",
+    "check_dns1123_label",
+    "check_interval",
+    "check_kafka_topic",
+    "check_label_value",
+    "check_queue_id",
+    "check_short_id",
+    "check_symbol",
+    "check_target",
+    "check_type",
+    "collection_name",
+    "data_topic",
+    "dlq_topic",
+    "job_name",
+    "new_short_id",
+    "parse_queue_id",
+    "parse_time_range",
+    "producer_id",
+    "queue_id",
+]
+
+INTERVALS: tuple[str, ...] = (
+    "1s", "1m", "3m", "5m", "15m", "30m",
+    "1h", "2h", "4h", "6h", "8h", "12h",
+    "1d", "3d", "1w", "1M",
+)  # fmt: skip
+"""Binance kline intervals; `1M` is a month, `1m` a minute."""
+
+_SYMBOL_RE = re.compile(r"[A-Z0-9]{2,20}")
+# A type is lowercase snake case; only a trailing interval segment may be `1M` (months).
+_TYPE_RE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*(?:_1M)?")
+_CANDLES_TYPE_RE = re.compile(r"[a-z][a-z0-9]*_candles_(?P<interval>[0-9A-Za-z]+)")
+_SHORT_RE = re.compile(r"[a-z0-9]{1,12}")
+_KAFKA_TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+_DNS1123_LABEL_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+_LABEL_VALUE_RE = re.compile(r"(?:(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_COLLECTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_QUEUE_ID_RE = re.compile(
+    r"wf-(?P<symbol>[a-z0-9]+)-(?P<type>[a-z0-9_]+?(?:_1M)?)-(?P<day>\d{8})-(?P<short>[a-z0-9]+)"
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def _require_str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidName(f"{what} must be a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+# --- system rules -----------------------------------------------------------------------------
+
+
+def check_kafka_topic(name: str) -> str:
+    """Return `name` if Kafka accepts it as a topic name, else raise `InvalidName`."""
+    _require_str(name, "Kafka topic name")
+    if name in (".", ".."):
+        raise InvalidName(f"invalid Kafka topic name {name!r}: '.' and '..' are reserved")
+    if not _KAFKA_TOPIC_RE.fullmatch(name):
+        raise InvalidName(
+            f"invalid Kafka topic name {name!r} ({len(name)} chars): "
+            "Kafka allows 1..249 characters of a-z A-Z 0-9 . _ -"
+        )
+    return name
+
+
+def check_dns1123_label(name: str) -> str:
+    """Return `name` if it is a Kubernetes DNS-1123 label (Job names), else raise."""
+    _require_str(name, "DNS-1123 label")
+    if len(name) > 63 or not _DNS1123_LABEL_RE.fullmatch(name):
+        raise InvalidName(
+            f"invalid Kubernetes name {name!r} ({len(name)} chars): a DNS-1123 label is at most "
+            "63 characters of lowercase a-z 0-9 and '-', starting and ending with a letter or digit"
+        )
+    return name
+
+
+def check_label_value(value: str) -> str:
+    """Return `value` if Kubernetes accepts it as a label value, else raise."""
+    _require_str(value, "Kubernetes label value")
+    if len(value) > 63 or not _LABEL_VALUE_RE.fullmatch(value):
+        raise InvalidName(
+            f"invalid Kubernetes label value {value!r} ({len(value)} chars): at most 63 "
+            "characters of A-Z a-z 0-9 - _ ., starting and ending with a letter or digit"
+        )
+    return value
+
+
+def check_collection_name(name: str) -> str:
+    """Return `name` if ArangoDB's traditional naming accepts it as a collection, else raise."""
+    _require_str(name, "ArangoDB collection name")
+    size = len(name.encode())
+    # ArangoDB reserves names starting with '_' for system collections.
+    if size > 256 or not _COLLECTION_RE.fullmatch(name):
+        raise InvalidName(
+            f"invalid ArangoDB collection name {name!r} ({size} bytes): it must start with a "
+            "letter, then letters, digits, '_' or '-', at most 256 bytes"
+        )
+    return name
+
+
+# --- platform parts ---------------------------------------------------------------------------
+
+
+def check_symbol(symbol: str) -> str:
+    """Return `symbol` if it is a Binance-style symbol (e.g. `BTCUSDT`), else raise."""
+    _require_str(symbol, "symbol")
+    if not _SYMBOL_RE.fullmatch(symbol):
+        hint = (
+            f" (did you mean {symbol.upper()!r}?)" if _SYMBOL_RE.fullmatch(symbol.upper()) else ""
+        )
+        raise InvalidName(
+            f"invalid symbol {symbol!r}: a symbol is 2..20 uppercase letters or digits{hint}"
+        )
+    return symbol
+
+
+def check_interval(interval: str) -> str:
+    """Return `interval` if it is a Binance kline interval, else raise."""
+    _require_str(interval, "interval")
+    if interval not in INTERVALS:
+        raise InvalidName(f"invalid interval {interval!r}: expected one of {', '.join(INTERVALS)}")
+    return interval
+
+
+def check_type(type_: str) -> str:
+    """Return `type_` if it is a data type like `api_candles_1m`, else raise."""
+    _require_str(type_, "type")
+    if not _TYPE_RE.fullmatch(type_):
+        raise InvalidName(
+            f"invalid type {type_!r}: a type is lowercase snake case like 'api_candles_1m' "
+            "(only a trailing '_1M' month interval may be uppercase)"
+        )
+    m = _CANDLES_TYPE_RE.fullmatch(type_)
+    if m and m["interval"] not in INTERVALS:
+        raise InvalidName(
+            f"invalid type {type_!r}: {m['interval']!r} is not a Binance interval "
+            f"(expected one of {', '.join(INTERVALS)})"
+        )
+    return type_
+
+
+def check_target(target: str) -> str:
+    """Return `target` if it is a worker kind like `arango-candles` (a DNS-1123 label)."""
+    _require_str(target, "target")
+    try:
+        return check_dns1123_label(target)
+    except InvalidName as exc:
+        raise InvalidName(f"invalid target (worker kind) {target!r}: {exc}") from None
+
+
+def check_short_id(short: str) -> str:
+    """Return `short` if it is a short id (1..12 lowercase letters or digits), else raise."""
+    _require_str(short, "short id")
+    if not _SHORT_RE.fullmatch(short):
+        raise InvalidName(f"invalid short id {short!r}: expected 1..12 lowercase letters or digits")
+    return short
+
+
+def candle_type(interval: str, source: str = "api") -> str:
+    """Return the type of candles at `interval` from `source`, e.g. `api_candles_1m`."""
+    return check_type(f"{source}_candles_{check_interval(interval)}")
+
+
+def new_short_id() -> str:
+    """Return a fresh random short id: 6 lowercase hex characters."""
+    return secrets.token_hex(3)
+
+
+# --- queue ids and derived names --------------------------------------------------------------
+
+
+class QueueIdParts(NamedTuple):
+    """The parts a queue id is made of."""
+
+    symbol: str
+    type: str
+    day: date
+    short: str
+
+    def __str__(self) -> str:
+        return queue_id(self.symbol, self.type, self.day, self.short)
+
+
+def queue_id(symbol: str, type_: str, day: date, short: str) -> str:
+    """Return the queue id `wf-<symbol>-<type>-<YYYYMMDD>-<short>`, checked."""
+    _require_str(symbol, "symbol")
+    sym = check_symbol(symbol.upper()).lower()
+    qid = f"wf-{sym}-{check_type(type_)}-{_day(day):%Y%m%d}-{check_short_id(short)}"
+    # The id is used as a label value on Jobs and, with '-data', as a topic name.
+    try:
+        check_label_value(qid)
+        check_kafka_topic(qid + "-data")
+    except InvalidName as exc:
+        raise InvalidName(
+            f"queue id {qid!r} cannot be used as a label value and topic name: {exc}"
+        ) from None
+    return qid
+
+
+def parse_queue_id(qid: str) -> QueueIdParts:
+    """Split a queue id into its parts (symbol upper case), raising `InvalidName` if malformed."""
+    _require_str(qid, "queue id")
+    m = _QUEUE_ID_RE.fullmatch(qid)
+    if not m:
+        raise InvalidName(
+            f"invalid queue id {qid!r}: expected 'wf-<symbol>-<type>-<YYYYMMDD>-<short>', "
+            "e.g. 'wf-btcusdt-api_candles_1m-20240801-abc123'"
+        )
+    try:
+        day = datetime.strptime(m["day"], "%Y%m%d").date()
+    except ValueError:
+        raise InvalidName(f"invalid queue id {qid!r}: {m['day']!r} is not a date") from None
+    parts = QueueIdParts(m["symbol"].upper(), m["type"], day, m["short"])
+    # Rebuilding runs every rule (part shapes, length limits) in one place.
+    try:
+        queue_id(*parts)
+    except InvalidName as exc:
+        raise InvalidName(f"invalid queue id {qid!r}: {exc}") from None
+    return parts
+
+
+def check_queue_id(qid: str) -> str:
+    """Return `qid` if it is a well-formed queue id, else raise `InvalidName`."""
+    parse_queue_id(qid)
+    return qid
+
+
+def data_topic(qid: str) -> str:
+    """Return the data topic of queue `qid`: `<qid>-data`."""
+    return check_kafka_topic(_require_str(qid, "queue id") + "-data")
+
+
+def dlq_topic(topic: str) -> str:
+    """Return the dead-letter topic of `topic`: `<topic>-dlq`."""
+    return check_kafka_topic(_require_str(topic, "topic") + "-dlq")
+
+
+def collection_name(symbol: str, type_: str, day: date) -> str:
+    """Return the ArangoDB collection `<symbol>_<type>_<YYYY>_<MM>_<DD>`, checked."""
+    _require_str(symbol, "symbol")
+    sym = check_symbol(symbol.upper()).lower()
+    return check_collection_name(f"{sym}_{check_type(type_)}_{_day(day):%Y_%m_%d}")
+
+
+def producer_id(target: str, short: str) -> str:
+    """Return the telemetry producer id `<target>__<short>`."""
+    return f"{check_target(target)}__{check_short_id(short)}"
+
+
+def job_name(target: str, symbol: str, short: str) -> str:
+    """Return the Kubernetes Job name `job-<target>-<symbol>-<short>`, checked."""
+    _require_str(symbol, "symbol")
+    sym = check_symbol(symbol.upper()).lower()
+    return check_dns1123_label(f"job-{check_target(target)}-{sym}-{check_short_id(short)}")
+
+
+def _day(day: date) -> date:
+    if not isinstance(day, date):
+        raise InvalidName(f"day must be a date, got {type(day).__name__} {day!r}")
+    return day
+
+
+# --- time ranges ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """A half-open UTC time range [start, end): `2024-08-01:2024-08-02` is one day."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        for field in ("start", "end"):
+            value = getattr(self, field)
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise InvalidName(
+                    f"time range {field} must be a timezone-aware datetime: {value!r}"
+                )
+            # Frozen: normalise to UTC through object.__setattr__.
+            object.__setattr__(self, field, value.astimezone(UTC))
+        if self.end < self.start:
+            raise InvalidName(f"time range {self} ends before it starts")
+        if self.end == self.start:
+            raise InvalidName(f"time range {self} is empty (the end is exclusive)")
+
+    @property
+    def start_ms(self) -> int:
+        """Start as Unix milliseconds (Binance `startTime`)."""
+        return (self.start - _EPOCH) // _MS
+
+    @property
+    def end_ms(self) -> int:
+        """End as Unix milliseconds, exclusive (Binance's `endTime` is inclusive: pass end_ms-1)."""
+        return (self.end - _EPOCH) // _MS
+
+    @property
+    def day(self) -> date:
+        """The UTC day the range starts on (the day in queue ids and collection names)."""
+        return self.start.date()
+
+    def __str__(self) -> str:
+        if _is_midnight(self.start) and _is_midnight(self.end):
+            return f"{self.start:%Y-%m-%d}:{self.end:%Y-%m-%d}"
+        return f"{_iso(self.start)}/{_iso(self.end)}"
+
+
+def parse_time_range(text: str) -> TimeRange:
+    """Parse `2024-08-01:2024-08-02` or `<ISO datetime>/<ISO datetime>` (naive means UTC)."""
+    _require_str(text, "time range")
+    sides = _split_range(text.strip())
+    if sides is None:
+        raise InvalidName(
+            f"invalid time range {text!r}: expected 'YYYY-MM-DD:YYYY-MM-DD' or "
+            "'<ISO datetime>/<ISO datetime>'"
+        )
+    start, end = (_parse_instant(side, text) for side in sides)
+    return TimeRange(start, end)
+
+
+def _split_range(text: str) -> tuple[str, str] | None:
+    if "/" in text:
+        left, _, right = text.partition("/")
+        return (left, right) if "/" not in right else None
+    # ISO times contain ':' too; the separator is the ':' followed by a date.
+    for i, ch in enumerate(text):
+        if ch == ":" and _DATE_RE.match(text, i + 1):
+            return text[:i], text[i + 1 :]
+    return None
+
+
+def _parse_instant(side: str, text: str) -> datetime:
+    side = side.strip()
+    try:
+        if _DATE_RE.fullmatch(side):
+            return datetime.combine(date.fromisoformat(side), datetime.min.time(), UTC)
+        if not _DATE_RE.match(side):
+            raise ValueError(side)
+        value = datetime.fromisoformat(side)
+    except ValueError:
+        raise InvalidName(
+            f"invalid time range {text!r}: {side!r} is not a date (YYYY-MM-DD) "
+            "or an ISO 8601 datetime"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _is_midnight(value: datetime) -> bool:
+    return value.time() == datetime.min.time()
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,250 @@
+"""Candle analysis for notebooks: resampling, gaps, charts, volume against volatility.
+
+Every function takes a candle frame as `CandleStore.load` returns it (UTC `DatetimeIndex`
+named `open_time`, float64 prices and volumes) and never changes it. Rules and windows are
+Binance intervals (`1m`, `1h`, `1d`, `1w`, `1M`...) or any pandas offset alias.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.platform.names import INTERVALS
+
+__all__ = [
+    "find_gaps",
+    "interval_ms",
+    "plot",
+    "plot_volume_volatility",
+    "resample",
+    "volume_volatility",
+]
+
+_SECOND = 1000
+_UNIT_MS = {"s": _SECOND, "m": 60 * _SECOND, "h": 3600 * _SECOND, "d": 86400 * _SECOND}
+_UNIT_MS["w"] = 7 * _UNIT_MS["d"]
+# Binance's weekly candles open on Monday 00:00 UTC; 1970-01-01 was a Thursday.
+_WEEK_PHASE = 4 * _UNIT_MS["d"]
+
+# Binance interval -> pandas rule. Weeks start on Monday; months on the 1st (calendar).
+_RULES = {iv: f"{iv[:-1]}{'min' if iv[-1] == 'm' else iv[-1]}" for iv in INTERVALS}
+_RULES.update({"1d": "1D", "3d": "3D", "1w": "W-MON", "1M": "MS"})
+
+# How each column aggregates when candles merge into longer ones.
+_AGG = {
+    "open": "first",
+    "high": "max",
+    "low": "min",
+    "close": "last",
+    "volume": "sum",
+    "close_time": "last",
+    "quote_asset_volume": "sum",
+    "number_of_trades": "sum",
+    "taker_buy_base_asset_volume": "sum",
+    "taker_buy_quote_asset_volume": "sum",
+}
+
+
+def interval_ms(interval: str) -> int | None:
+    """Return the length of a Binance interval in ms; None for `1M` (calendar months)."""
+    if interval not in INTERVALS:
+        raise InvalidName(f"invalid interval {interval!r}: expected one of {', '.join(INTERVALS)}")
+    if interval == "1M":
+        return None
+    return int(interval[:-1]) * _UNIT_MS[interval[-1]]
+
+
+def _aggregate(obj: pd.DataFrame | pd.Series, rule: str, how: Any) -> Any:
+    """Resample `obj` to `rule` in UTC bins and aggregate with `how`."""
+    pandas_rule = _RULES.get(rule, rule)
+    # Left-closed, left-labelled bins, as candles are labelled by their open time; fixed
+    # lengths count from the epoch, so bins do not move with the frame's first row.
+    kwargs: dict[str, Any] = {"closed": "left", "label": "left"}
+    if pandas_rule not in ("W-MON", "MS"):
+        kwargs["origin"] = "epoch"
+    index = pd.DatetimeIndex(obj.index)
+    # Naive UTC: pandas ignores `origin` for day multiples on tz-aware indexes.
+    naive = obj.set_axis(index.tz_convert(UTC).tz_localize(None) if index.tz else index)
+    try:
+        out = naive.resample(pandas_rule, **kwargs).agg(how)
+    except (ValueError, TypeError) as exc:
+        raise InvalidName(f"invalid resample rule {rule!r}: {exc}") from None
+    out.index = pd.DatetimeIndex(out.index).tz_localize(UTC)
+    return out
+
+
+def resample(df: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """Aggregate candles to `rule`: open first, high max, low min, close last, volumes sum.
+
+    Bins without candles are dropped (a gap stays a gap); columns other than the candle
+    fields are dropped too.
+    """
+    agg = {col: how for col, how in _AGG.items() if col in df.columns}
+    if not agg:
+        raise InvalidName(f"resample needs candle columns ({', '.join(_AGG)})")
+    out = _aggregate(df[list(agg)], rule, agg)
+    counts = _aggregate(df[next(iter(agg))], rule, "count")
+    out = out[counts.to_numpy() > 0]
+    if "number_of_trades" in out.columns:
+        out["number_of_trades"] = out["number_of_trades"].astype(np.int64)
+    out.index.name = "open_time"
+    return out
+
+
+def _slots(times: np.ndarray[Any, Any], interval: str) -> tuple[np.ndarray[Any, Any], Any]:
+    """Map ms open times to slot numbers; return (slots, slot -> ms function)."""
+    step = interval_ms(interval)
+    if step is None:  # months: slot = months since 1970-01
+        months = times.view("M8[ms]").astype("M8[M]")
+        on_grid = months.astype("M8[ms]").astype(np.int64) == times
+        slots = months.astype(np.int64)[on_grid]
+
+        def month_ms(s: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            return np.asarray(s, dtype=np.int64).astype("M8[M]").astype("M8[ms]").astype(np.int64)
+
+        return slots, month_ms
+    phase = int(times[0] % step) if len(times) else (_WEEK_PHASE if interval == "1w" else 0)
+    on_grid = (times - phase) % step == 0
+    slots = (times[on_grid] - phase) // step
+
+    def fixed_ms(s: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return np.asarray(s, dtype=np.int64) * step + phase
+
+    return slots, fixed_ms
+
+
+def _first_slot_at_or_after(ms: int, interval: str, to_ms: Any) -> int:
+    step = interval_ms(interval)
+    if step is None:
+        month = int(np.datetime64(ms, "ms").astype("M8[M]").astype(np.int64))
+        return month if int(to_ms(np.array([month]))[0]) >= ms else month + 1
+    phase = int(to_ms(np.array([0]))[0])
+    return -((phase - ms) // step)  # ceil((ms - phase) / step)
+
+
+def find_gaps(
+    times_ms: np.ndarray[Any, Any], interval: str, start_ms: int, end_ms: int
+) -> pd.DataFrame:
+    """Return the missing candles in `[start_ms, end_ms)` as ranges.
+
+    Columns: `start` (first missing open time), `end` (exclusive: the open time after the
+    last missing one), `missing` (candles). The grid is the interval's length (calendar
+    months for `1M`), in phase with the stored candles (Monday for `1w` when none are).
+    """
+    times = np.asarray(times_ms, dtype=np.int64)
+    times = times[(times >= start_ms) & (times < end_ms)]
+    slots, to_ms = _slots(times, interval)
+    first = _first_slot_at_or_after(start_ms, interval, to_ms)
+    stop = _first_slot_at_or_after(end_ms, interval, to_ms)  # exclusive
+    present = np.unique(slots)
+    bounds = np.concatenate([[first - 1], present, [max(stop, first)]])
+    holes = np.flatnonzero(np.diff(bounds) > 1)
+    gap_start = bounds[holes] + 1
+    gap_end = bounds[holes + 1]
+    return pd.DataFrame(
+        {
+            "start": _utc(to_ms(gap_start)),
+            "end": _utc(to_ms(gap_end)),
+            "missing": (gap_end - gap_start).astype(np.int64),
+        }
+    )
+
+
+def _utc(ms: np.ndarray[Any, Any]) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(np.asarray(ms, dtype=np.int64).view("M8[ms]")).tz_localize("UTC")
+
+
+def plot(df: pd.DataFrame, title: str | None = None) -> Any:
+    """Return a plotly Figure: candlesticks above, volume bars below, one shared UTC time axis.
+
+    Resample long ranges first (`resample(df, "1h")`): a browser draws ~100k candles at most.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    # plotly draws wall-clock times and drops offsets: hand it naive UTC and say so.
+    x = pd.DatetimeIndex(df.index).tz_convert("UTC").tz_localize(None)
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.03, row_heights=[0.75, 0.25]
+    )
+    fig.add_trace(
+        go.Candlestick(
+            x=x,
+            open=df["open"],
+            high=df["high"],
+            low=df["low"],
+            close=df["close"],
+            name="price",
+        ),
+        row=1,
+        col=1,
+    )
+    rising = (df["close"] >= df["open"]).to_numpy()
+    colors = np.where(rising, "#26a69a", "#ef5350")
+    fig.add_trace(go.Bar(x=x, y=df["volume"], marker_color=colors, name="volume"), row=2, col=1)
+    fig.update_layout(title=title, showlegend=False, xaxis_rangeslider_visible=False)
+    fig.update_xaxes(type="date")
+    fig.update_xaxes(title_text="open time (UTC)", row=2, col=1)
+    fig.update_yaxes(title_text="price", row=1, col=1)
+    fig.update_yaxes(title_text="volume", row=2, col=1)
+    return fig
+
+
+def volume_volatility(df: pd.DataFrame, window: str = "1d") -> pd.DataFrame:
+    """Relate traded volume to price volatility, one row per `window` (default a day).
+
+    Per window: `volatility` is the standard deviation (ddof 1, not annualised) of the
+    candles' log returns ln(close/open) (within-candle, so a gap between candles adds no
+    spurious jump); `volume`, `quote_volume` and `trades` are sums; `candles` counts them.
+    Windows with fewer than two candles have no volatility (NaN).
+    `result.attrs` holds `pearson` and `spearman`: the correlation of volume and volatility
+    over the windows that have both (NaN with fewer than three).
+    """
+    log_ret = np.log(df["close"] / df["open"])
+    parts = {
+        "volatility": _aggregate(log_ret, window, "std"),  # ddof=1
+        "volume": _aggregate(df["volume"], window, "sum"),
+        "candles": _aggregate(df["close"], window, "count"),
+    }
+    if "quote_asset_volume" in df.columns:
+        parts["quote_volume"] = _aggregate(df["quote_asset_volume"], window, "sum")
+    if "number_of_trades" in df.columns:
+        parts["trades"] = _aggregate(df["number_of_trades"], window, "sum").astype(np.int64)
+    out = pd.DataFrame(parts)
+    out = out[out["candles"] > 0]
+    out.index.name = "open_time"
+    both = out[["volume", "volatility"]].dropna()
+    enough = len(both) >= 3
+    ranks = both.rank()  # Spearman is Pearson on ranks; pandas would need scipy for it
+    for method, data in (("pearson", both), ("spearman", ranks)):
+        value = data["volume"].corr(data["volatility"]) if enough else np.nan
+        out.attrs[method] = float(value)
+    out.attrs["window"] = window
+    return out
+
+
+def plot_volume_volatility(result: pd.DataFrame, title: str | None = None) -> Any:
+    """Return a scatter of volume against volatility per window, correlations in the title."""
+    import plotly.graph_objects as go
+
+    x = pd.DatetimeIndex(result.index).tz_convert("UTC").tz_localize(None)
+    fig = go.Figure(
+        go.Scatter(
+            x=result["volume"],
+            y=result["volatility"],
+            mode="markers",
+            text=[f"{t:%Y-%m-%d %H:%M} UTC" for t in x],
+            name="windows",
+        )
+    )
+    pearson, spearman = result.attrs.get("pearson"), result.attrs.get("spearman")
+    heading = title or f"volume vs volatility per {result.attrs.get('window', 'window')}"
+    if pearson is not None:
+        heading += f" (pearson {pearson:.2f}, spearman {spearman:.2f})"
+    fig.update_layout(title=heading, xaxis_title="volume", yaxis_title="volatility (log returns)")
+    return fig

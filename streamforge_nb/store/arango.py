@@ -1,0 +1,337 @@
+"""The ArangoDB candle backend: the platform's own collections, through python-arango.
+
+Collections follow the platform's naming (PLATFORM.md): one per workflow, named for its
+start day, e.g. `btcusdt_api_candles_1m_2024_08_01`. Writes go to the collection of each
+candle's UTC day (as a day-long workflow would write it; `1d` and longer candles to the
+collection of January 1st, else each would get its own). Reads find every collection of the
+series by name, so collections the platform's workers wrote are read too, whatever days they
+span; when two hold the same open time, the later-named collection wins.
+
+Documents are the platform's candle messages: `_key` `SYMBOL_interval_opentime`, decimal
+strings for prices and volumes, integers for times and trades. Writes are
+`insert_many(overwrite_mode="replace", sync=True)` in chunks: one request per chunk,
+idempotent, durable on return (waitForSync; the sink commits Kafka offsets next), and never
+`import_bulk(overwrite=True)`, which would first delete the collection's documents.
+Queries take values and collection names only as bind parameters (`@@col`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+
+from streamforge_nb.exceptions import ConfigError, StoreError, store_errors
+from streamforge_nb.platform.names import INTERVALS, candle_type, collection_name
+from streamforge_nb.settings import Settings
+from streamforge_nb.store.candles import (
+    COLUMNS,
+    FLOAT_COLUMNS,
+    CandleBackend,
+    empty_coverage,
+    empty_frame,
+    frame_from_arrays,
+    utc_index,
+)
+
+__all__ = ["ArangoBackend", "ArangoTarget", "parse_arango_url"]
+
+log = logging.getLogger(__name__)
+
+_FIELDS = ("open_time", *COLUMNS)
+_READ_QUERY = (
+    "FOR d IN @@col FILTER d.open_time >= @start AND d.open_time < @end SORT d.open_time "
+    "RETURN [" + ", ".join(f"d.{f}" for f in _FIELDS) + "]"
+)
+# first/last walk the open_time index from either end; the count needs no documents.
+_COVERAGE_QUERY = (
+    "RETURN {rows: FIRST(FOR d IN @@col COLLECT WITH COUNT INTO n RETURN n), "
+    "first: FIRST(FOR d IN @@col SORT d.open_time ASC LIMIT 1 RETURN d.open_time), "
+    "last: FIRST(FOR d IN @@col SORT d.open_time DESC LIMIT 1 RETURN d.open_time)}"
+)
+_ERR_DUPLICATE_NAME = 1207
+QUEUE_STATE = "queue_state"
+"""The platform's collection of queue records."""
+
+
+class ArangoTarget:
+    """Where an ArangoDB URL points: hosts (no credentials), database, user, password."""
+
+    def __init__(self, hosts: str, database: str, user: str, password: str) -> None:
+        self.hosts, self.database, self.user, self.password = hosts, database, user, password
+
+    def __repr__(self) -> str:
+        return f"ArangoTarget({self.hosts!r}, database={self.database!r}, user={self.user!r})"
+
+
+def parse_arango_url(url: str, settings: Settings | None = None) -> ArangoTarget:
+    """Split `arango[s]://` or `http[s]://[user[:password]@]host:port[/db | /_db/db]`.
+
+    The database defaults to `settings.arango_db`, the user and password to the settings'
+    `arango_user` (else `root`) and `arango_password`.
+    """
+    settings = settings or Settings()
+    parts = urlsplit(url)
+    scheme = {"arango": "http", "arangos": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            "invalid ArangoDB URL: expected arango://host:port or http(s)://host:port "
+            f"(got scheme {parts.scheme!r})"
+        )
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    hosts = f"{scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    path = parts.path.strip("/").removeprefix("_db/").strip("/")
+    password = None if parts.password is None else unquote(parts.password)
+    if password is None and settings.arango_password is not None:
+        password = settings.arango_password.get_secret_value()
+    return ArangoTarget(
+        hosts=hosts,
+        database=path or settings.arango_db,
+        user=unquote(parts.username or "") or settings.arango_user or "root",
+        password=password or "",
+    )
+
+
+def _format_decimals(values: np.ndarray[Any, Any]) -> list[str]:
+    """Render floats as the shortest decimal strings that read back exactly, no exponent."""
+    text = values.astype(str)
+    out: list[str] = text.tolist()
+    # numpy writes 1e-05 for tiny volumes; Binance (and so the platform) never uses exponents.
+    for i in np.flatnonzero(np.char.find(text, "e") >= 0):
+        out[i] = np.format_float_positional(values[i], trim="-")
+    return out
+
+
+class ArangoBackend(CandleBackend):
+    """Candles in the platform's ArangoDB collections (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: Settings | None = None,
+        *,
+        source: str = "api",
+        chunk: int = 10_000,
+    ) -> None:
+        from arango.client import ArangoClient
+        from arango.http import DefaultHTTPClient
+
+        self._target = parse_arango_url(url, settings)
+        self.url = f"{self._target.hosts}/_db/{self._target.database}"
+        self.source = source
+        self.chunk = chunk
+        # Fewer, shorter retries than python-arango's default (3, backoff 1 s): a notebook
+        # should hear about a dead server in seconds.
+        http = DefaultHTTPClient(request_timeout=60, retry_attempts=1, backoff_factor=0.2)
+        self._client = ArangoClient(hosts=self._target.hosts, http_client=http)
+        # No request yet (verify=False): the first operation reports an unreachable server.
+        # Typed Any: python-arango types every result as a union with async and batch jobs,
+        # which a standard database never returns.
+        self._db: Any = self._client.db(
+            self._target.database, username=self._target.user, password=self._target.password
+        )
+        self._ready: set[str] = set()
+
+    # --- names ---------------------------------------------------------------------------
+
+    def _type(self, interval: str) -> str:
+        return candle_type(interval, self.source)
+
+    def collection_for(self, symbol: str, interval: str, open_ms: int) -> str:
+        """Return the collection a candle opening at `open_ms` is written to."""
+        day = datetime.fromtimestamp(open_ms / 1000, UTC).date()
+        if interval in ("1d", "3d", "1w", "1M"):
+            day = day.replace(month=1, day=1)
+        return collection_name(symbol, self._type(interval), day)
+
+    def collections(self, symbol: str, interval: str) -> list[str]:
+        """Return the names of every collection of the series, oldest day first."""
+        pattern = re.compile(
+            re.escape(f"{symbol.lower()}_{self._type(interval)}_") + r"\d{4}_\d{2}_\d{2}"
+        )
+        with store_errors("cannot list ArangoDB collections", self.url):
+            names = [c["name"] for c in self._db.collections()]
+        return sorted(n for n in names if pattern.fullmatch(n))
+
+    def _ensure(self, name: str) -> Any:
+        if name in self._ready:
+            return self._db.collection(name)
+        from arango.exceptions import ArangoServerError
+
+        try:
+            col = self._db.create_collection(name)
+        except ArangoServerError as exc:
+            if exc.error_code != _ERR_DUPLICATE_NAME:  # another writer created it first
+                raise
+            col = self._db.collection(name)
+        try:
+            # Idempotent: an existing equal index is returned, not duplicated.
+            col.add_index({"type": "persistent", "fields": ["open_time"], "sparse": False})
+        except ArangoServerError as exc:
+            # The index only speeds range reads up: a user without index rights on a
+            # platform collection, or a race with another writer, must not fail the write.
+            log.warning("no open_time index on %s: %s", name, exc.error_message or exc)
+        self._ready.add(name)
+        return col
+
+    # --- writing -------------------------------------------------------------------------
+
+    def write_frame(self, symbol: str, interval: str, frame: pd.DataFrame) -> int:
+        """Replace-insert the candles into their day collections, `chunk` per request."""
+        open_ms = np.asarray(frame.index.as_unit("ms").asi8, dtype=np.int64)
+        docs = self.to_documents(symbol, interval, frame)
+        unit = "Y" if interval in ("1d", "3d", "1w", "1M") else "D"
+        parts = open_ms.view("M8[ms]").astype(f"M8[{unit}]")
+        cuts = [0, *(np.flatnonzero(parts[1:] != parts[:-1]) + 1).tolist(), len(open_ms)]
+        with store_errors(f"cannot write {symbol} {interval} candles", self.url):
+            for lo, hi in itertools.pairwise(cuts):
+                col = self._ensure(self.collection_for(symbol, interval, int(open_ms[lo])))
+                for at in range(lo, hi, self.chunk):
+                    col.insert_many(
+                        docs[at : min(at + self.chunk, hi)],
+                        overwrite_mode="replace",
+                        # Durable on return (waitForSync): the sink commits offsets next.
+                        sync=True,
+                        raise_on_document_error=True,
+                    )
+        return len(docs)
+
+    @staticmethod
+    def to_documents(symbol: str, interval: str, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Return a candle frame as the platform's candle messages (decimal strings, `_key`)."""
+        prefix = f"{symbol}_{interval}_"
+        cols: dict[str, list[Any]] = {"open_time": frame.index.as_unit("ms").asi8.tolist()}
+        for name in COLUMNS:
+            if name == "close_time":
+                cols[name] = pd.DatetimeIndex(frame[name]).as_unit("ms").asi8.tolist()
+            elif name == "number_of_trades":
+                cols[name] = frame[name].to_numpy(np.int64).tolist()
+            else:
+                cols[name] = _format_decimals(frame[name].to_numpy(np.float64))
+        keys = [f"{prefix}{t}" for t in cols["open_time"]]
+        names = list(cols)
+        return [
+            {"_key": key, **dict(zip(names, row, strict=True))}
+            for key, row in zip(keys, zip(*cols.values(), strict=True), strict=True)
+        ]
+
+    # --- reading -------------------------------------------------------------------------
+
+    def read(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+        """Union the range read of every collection of the series; later collections win."""
+        rows: list[list[Any]] = []
+        with store_errors(f"cannot read {symbol} {interval} candles", self.url):
+            for name in self.collections(symbol, interval):
+                if _day_ms(name) >= end_ms:
+                    continue  # a workflow holds nothing before its start day
+                cursor = self._db.aql.execute(
+                    _READ_QUERY,
+                    bind_vars={"@col": name, "start": start_ms, "end": end_ms},
+                    batch_size=10_000,
+                    stream=True,
+                )
+                rows.extend(cursor)
+        if not rows:
+            return empty_frame()
+        table = list(zip(*rows, strict=True))
+        open_ms = np.asarray(table[0], dtype=np.int64)
+        columns = {}
+        try:
+            for name, values in zip(COLUMNS, table[1:], strict=True):
+                if name in FLOAT_COLUMNS:
+                    # Strings as Binance sends them, or numbers if a writer stored numbers.
+                    columns[name] = np.asarray(values, dtype=object).astype(np.float64)
+                else:
+                    columns[name] = np.asarray(values, dtype=np.int64)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"{symbol} {interval} candles at {self.url}: field {name!r} is not a number "
+                f"in every document ({exc})"
+            ) from None
+        # Stable sort then keep the last of each open time: the later collection wins.
+        order = np.argsort(open_ms, kind="stable")
+        open_ms = open_ms[order]
+        keep = np.append(open_ms[1:] != open_ms[:-1], True)
+        take = order[keep]
+        return frame_from_arrays(open_ms[keep], {k: v[take] for k, v in columns.items()})
+
+    def coverage(self) -> pd.DataFrame:
+        """Return symbol, interval, first, last, rows per series (rows summed over collections)."""
+        types = "|".join(re.escape(self._type(iv)) for iv in INTERVALS)
+        pattern = re.compile(rf"([a-z0-9]+)_({types})_(\d{{4}}_\d{{2}}_\d{{2}})")
+        series: dict[tuple[str, str], list[int]] = {}
+        with store_errors("cannot read the ArangoDB coverage", self.url):
+            names = sorted(c["name"] for c in self._db.collections())
+            for name in names:
+                m = pattern.fullmatch(name)
+                if m is None:
+                    continue
+                interval = m[2].rsplit("_", 1)[1]
+                stats = next(iter(self._db.aql.execute(_COVERAGE_QUERY, bind_vars={"@col": name})))
+                if not stats["rows"] or stats["first"] is None:
+                    continue
+                acc = series.setdefault(
+                    (m[1].upper(), interval), [stats["first"], stats["last"], 0]
+                )
+                acc[0], acc[1] = min(acc[0], stats["first"]), max(acc[1], stats["last"])
+                acc[2] += stats["rows"]
+        if not series:
+            return empty_coverage()
+        order = {iv: i for i, iv in enumerate(INTERVALS)}
+        keys = sorted(series, key=lambda k: (k[0], order[k[1]]))
+        return pd.DataFrame(
+            {
+                "symbol": [k[0] for k in keys],
+                "interval": [k[1] for k in keys],
+                "first": utc_index(np.array([series[k][0] for k in keys]), None),
+                "last": utc_index(np.array([series[k][1] for k in keys]), None),
+                "rows": np.array([series[k][2] for k in keys], dtype=np.int64),
+            }
+        )
+
+    def save_queue_state(self, record: Mapping[str, Any]) -> None:
+        with store_errors("cannot save queue state", self.url):
+            collection = self._ensure_state()
+            document = {**json.loads(json.dumps(record, default=str)), "_key": record["queue_id"]}
+            collection.insert(document, overwrite=True, overwrite_mode="replace", sync=True)
+
+    def queue_states(self) -> list[dict[str, Any]]:
+        with store_errors("cannot read queue state", self.url):
+            if not self._db.has_collection(QUEUE_STATE):
+                return []
+            cursor = self._db.aql.execute(
+                "FOR s IN @@col SORT s._key RETURN UNSET(s, '_id', '_rev', '_key')",
+                bind_vars={"@col": QUEUE_STATE},
+            )
+            return list(cursor)
+
+    def _ensure_state(self) -> Any:
+        from arango.exceptions import ArangoServerError
+
+        if not self._db.has_collection(QUEUE_STATE):
+            try:
+                self._db.create_collection(QUEUE_STATE)
+            except ArangoServerError as exc:
+                if exc.error_code != _ERR_DUPLICATE_NAME:  # created meanwhile elsewhere
+                    raise
+        return self._db.collection(QUEUE_STATE)
+
+    def close(self) -> None:
+        """Close the HTTP sessions."""
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"ArangoBackend({self.url!r}, user={self._target.user!r})"
+
+
+def _day_ms(name: str) -> int:
+    y, m, d = (int(p) for p in name.rsplit("_", 3)[1:])
+    return int(datetime(y, m, d, tzinfo=UTC).timestamp() * 1000)

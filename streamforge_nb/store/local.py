@@ -1,0 +1,333 @@
+"""The embedded candle store: partitioned Parquet files, one writer per partition at a time.
+
+Layout under the store root (Binance spells the month interval `1mo` in its archives; we do
+the same so `1m` and `1M` cannot collide on case-insensitive file systems):
+
+    candles/<SYMBOL>/<interval>/<YYYY-MM-DD>.parquet   1s          (86,400 rows a day)
+    candles/<SYMBOL>/<interval>/<YYYY-MM>.parquet      1m .. 12h   (44,640 1m rows a month)
+    candles/<SYMBOL>/<interval>/<YYYY>.parquet         1d .. 1M    (365 1d rows a year)
+
+Why Parquet partitions, not DuckDB or SQLite (DuckDB and SQLite figures: measured for this
+project on a 2-vCPU VM; ours: `bench/read.py` on a 2-vCPU VM):
+
+- A notebook must read while a sink process writes (live charts). DuckDB allows one
+  read-write process or many read-only ones, never both. Here readers take no lock: every
+  partition is replaced atomically (`os.replace` of a fully written, fsynced temporary), so
+  a reader sees the old file or the new one, never half of one.
+- Reads are the hot path: a year of 1m candles (525,600 rows) loads in 0.05-0.09 s (target
+  0.3 s), 1.3-1.8x `pandas.read_parquet` of the same rows in one file (0.03-0.08 s).
+  SQLite needs ~2.9 s for 1M rows.
+- Writes merge a batch into the partitions it touches: read the partition, drop the rows the
+  batch replaces, append, sort, write a temporary, fsync, rename, fsync the directory.
+  Idempotent (the open time is a candle's identity; the later write wins) and durable when
+  `write_frame` returns, so a sink may commit its Kafka offsets then. An exclusive `flock`
+  per partition serialises writers (processes and threads alike; on one host, or a network
+  file system with working flock), so concurrent writers never lose each other's rows.
+  A batch costs more as its partition fills; the partition sizes above bound that. A 10k
+  batch (quiet VM) takes ~11-14 ms into an empty month of 1m candles, ~32-36 ms into a full
+  one (44,640 rows), ~36-42 ms into a full day of 1s candles (86,400 rows): 250-420k rows/s.
+
+A read spanning partitions is consistent per partition, not across them: a batch crossing a
+month boundary may show in one month before the other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from streamforge_nb.exceptions import store_errors
+from streamforge_nb.platform.names import INTERVALS
+from streamforge_nb.store.candles import (
+    COLUMNS,
+    CandleBackend,
+    empty_coverage,
+    empty_frame,
+    frame_from_arrays,
+)
+
+__all__ = ["LocalBackend", "partition_unit"]
+
+_TS = pa.timestamp("ms", tz="UTC")
+
+
+def _field(name: str) -> pa.Field:
+    if name == "close_time":
+        return pa.field(name, _TS)
+    return pa.field(name, pa.int64() if name == "number_of_trades" else pa.float64())
+
+
+_SCHEMA = pa.schema([pa.field("open_time", _TS), *map(_field, COLUMNS)])
+_DIRNAMES = {iv: ("1mo" if iv == "1M" else iv) for iv in INTERVALS}
+_INTERVAL_OF_DIR = {d: iv for iv, d in _DIRNAMES.items()}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# zstd level 1: half the bytes of uncompressed on market data (a network home directory
+# reads fewer bytes) for ~0.01 s more per year read; dictionaries only slow float columns.
+_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "use_dictionary": False,
+    "write_statistics": ["open_time"],
+}
+
+
+def partition_unit(interval: str) -> Literal["D", "M", "Y"]:
+    """Return the numpy datetime unit of one partition file: `D`, `M` or `Y`."""
+    if interval == "1s":
+        return "D"
+    return "Y" if interval in ("1d", "3d", "1w", "1M") else "M"
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing) for the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        # flock, not lockf: flock excludes threads of one process too (each open() is its
+        # own lock owner), and Linux maps it onto POSIX locks on NFS.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_file(path: Path) -> pa.Table:
+    # One handle opened here: a file replaced meanwhile stays readable through it (POSIX
+    # keeps the old inode), and size and data come from the same file.
+    with pa.OSFile(str(path), "rb") as source:
+        return pq.read_table(source)
+
+
+def _times(table: pa.Table) -> np.ndarray[Any, Any]:
+    return np.asarray(table.column("open_time").cast(pa.int64()).to_numpy(), dtype=np.int64)
+
+
+class LocalBackend(CandleBackend):
+    """Candles in partitioned Parquet files under `root` (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.url = f"local://{self.root}"
+        with store_errors("cannot create the candle store", str(self.root)):
+            self.root.mkdir(parents=True, exist_ok=True)
+
+    def series_dir(self, symbol: str, interval: str) -> Path:
+        """Return the directory holding the partitions of one series."""
+        return self.root / "candles" / symbol / _DIRNAMES[interval]
+
+    # --- writing -------------------------------------------------------------------------
+
+    def write_frame(self, symbol: str, interval: str, frame: pd.DataFrame) -> int:
+        """Merge `frame` into its partitions, one partition lock at a time; return its rows."""
+        table = self._to_table(frame)
+        times = _times(table)
+        unit = partition_unit(interval)
+        parts = times.view("M8[ms]").astype(f"M8[{unit}]")
+        # Rows come sorted, so each partition is one contiguous slice.
+        cuts = [0, *(np.flatnonzero(parts[1:] != parts[:-1]) + 1).tolist(), len(times)]
+        directory = self.series_dir(symbol, interval)
+        with store_errors(f"cannot write {symbol} {interval} candles", str(directory)):
+            self._makedirs(directory)
+            for lo, hi in itertools.pairwise(cuts):
+                path = directory / f"{parts[lo]}.parquet"
+                self._merge(path, table.slice(lo, hi - lo))
+        return len(times)
+
+    def _makedirs(self, directory: Path) -> None:
+        if directory.is_dir():
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        # New directory entries are durable only once their parents are synced.
+        for parent in (directory, *directory.parents):
+            _fsync_dir(parent)
+            if parent == self.root:
+                break
+
+    @staticmethod
+    def _to_table(frame: pd.DataFrame) -> pa.Table:
+        arrays = [pa.array(frame.index.as_unit("ms").asi8, pa.int64()).cast(_TS)]
+        for name in COLUMNS:
+            col = frame[name]
+            if name == "close_time":
+                arrays.append(pa.array(pd.DatetimeIndex(col).as_unit("ms").asi8).cast(_TS))
+            else:
+                arrays.append(pa.array(col.to_numpy(), _SCHEMA.field(name).type))
+        return pa.Table.from_arrays(arrays, schema=_SCHEMA)
+
+    def _merge(self, path: Path, batch: pa.Table) -> None:
+        """Replace `path` by its rows plus `batch` (batch wins), atomically and durably."""
+        with _locked(path.with_name(f".{path.name}.lock")):
+            if path.exists():
+                old = _read_file(path).select(_SCHEMA.names).cast(_SCHEMA)
+                old_t, new_t = _times(old), _times(batch)
+                pos = np.searchsorted(new_t, old_t).clip(max=len(new_t) - 1)
+                keep = new_t[pos] != old_t
+                merged = pa.concat_tables([old.filter(pa.array(keep)), batch])
+                merged_t = _times(merged)
+                if np.any(np.diff(merged_t) < 0):
+                    merged = merged.take(pa.array(np.argsort(merged_t, kind="stable")))
+            else:
+                merged = batch
+            # Only the lock holder writes this temporary, so a leftover from a crashed writer
+            # is simply overwritten; readers list `*.parquet` and never see it.
+            tmp = path.with_name(f".{path.name}.tmp")
+            pq.write_table(merged, str(tmp), **_WRITE_OPTIONS)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _partitions(self, symbol: str, interval: str) -> list[tuple[int, int, Path]]:
+        """Return (start ms, end ms, path) of each partition file, sorted by time."""
+        unit = partition_unit(interval)
+        found = []
+        directory = self.series_dir(symbol, interval)
+        if not directory.is_dir():
+            return []
+        for path in directory.glob("[0-9]*.parquet"):
+            try:
+                start = np.datetime64(path.stem, unit)
+            except ValueError:
+                continue  # not one of ours
+            end = start + np.timedelta64(1, unit)
+            found.append((_ms(start), _ms(end), path))
+        return sorted(found, key=lambda p: p[0])
+
+    def read(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+        """Return candles with `start_ms <= open time < end_ms` from the partitions they span."""
+        directory = self.series_dir(symbol, interval)
+        with store_errors(f"cannot read {symbol} {interval} candles", str(directory)):
+            tables = []
+            for lo, hi, path in self._partitions(symbol, interval):
+                if hi <= start_ms or lo >= end_ms:
+                    continue
+                table = _read_file(path).select(_SCHEMA.names).cast(_SCHEMA)
+                if lo < start_ms or hi > end_ms:
+                    t = _times(table)
+                    first, last = np.searchsorted(t, [start_ms, end_ms])
+                    table = table.slice(int(first), int(last - first))
+                tables.append(table)
+        if not tables:
+            return empty_frame()
+        table = pa.concat_tables(tables)
+        columns = {}
+        for name in COLUMNS:
+            col = table.column(name)
+            columns[name] = (
+                col.cast(pa.int64()).to_numpy() if name == "close_time" else col.to_numpy()
+            )
+        return frame_from_arrays(_times(table), columns)
+
+    def coverage(self) -> pd.DataFrame:
+        """Return symbol, interval, first, last, rows per series, from the files' footers."""
+        rows: list[dict[str, Any]] = []
+        base = self.root / "candles"
+        with store_errors("cannot read the candle store's coverage", str(base)):
+            if not base.is_dir():
+                return empty_coverage()
+            for sym_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+                for iv_dir in sorted(p for p in sym_dir.iterdir() if p.is_dir()):
+                    interval = _INTERVAL_OF_DIR.get(iv_dir.name)
+                    if interval is None:
+                        continue
+                    row = self._series_coverage(sym_dir.name, interval)
+                    if row is not None:
+                        rows.append(row)
+        if not rows:
+            return empty_coverage()
+        out = pd.DataFrame(rows)
+        for col in ("first", "last"):
+            out[col] = pd.DatetimeIndex(out[col].to_numpy(np.int64).view("M8[ms]")).tz_localize(UTC)
+        order = {iv: i for i, iv in enumerate(INTERVALS)}
+        out["_order"] = out["interval"].map(order)
+        return out.sort_values(["symbol", "_order"]).drop(columns="_order").reset_index(drop=True)
+
+    def _series_coverage(self, symbol: str, interval: str) -> dict[str, Any] | None:
+        first = last = None
+        total = 0
+        for _, _, path in self._partitions(symbol, interval):
+            with pa.OSFile(str(path), "rb") as source:
+                meta = pq.ParquetFile(source).metadata
+            for i in range(meta.num_row_groups):
+                group = meta.row_group(i)
+                stats = group.column(0).statistics
+                if group.num_rows == 0 or stats is None or not stats.has_min_max:
+                    continue
+                lo, hi = _stat_ms(stats.min), _stat_ms(stats.max)
+                first = lo if first is None else min(first, lo)
+                last = hi if last is None else max(last, hi)
+                total += group.num_rows
+        if first is None:
+            return None
+        return {"symbol": symbol, "interval": interval, "first": first, "last": last, "rows": total}
+
+    # Queue state is a handful of small mutable records: SQLite (WAL) in the store root, so
+    # notebooks and Jobs on this machine see each other's updates.
+    def _state_db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / "queue_state.sqlite", timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS queue_state (queue_id TEXT PRIMARY KEY, record TEXT)"
+        )
+        return db
+
+    def save_queue_state(self, record: Mapping[str, Any]) -> None:
+        with (
+            store_errors("cannot save queue state", str(self.root)),
+            closing(self._state_db()) as db,
+            db,
+        ):
+            db.execute(
+                "INSERT OR REPLACE INTO queue_state VALUES (?, ?)",
+                (record["queue_id"], json.dumps(record, default=str)),
+            )
+
+    def queue_states(self) -> list[dict[str, Any]]:
+        with (
+            store_errors("cannot read queue state", str(self.root)),
+            closing(self._state_db()) as db,
+        ):
+            rows = db.execute("SELECT record FROM queue_state ORDER BY queue_id").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes its own files."""
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({str(self.root)!r})"
+
+
+def _ms(value: np.datetime64) -> int:
+    return int(value.astype("M8[ms]").astype(np.int64))
+
+
+def _stat_ms(value: Any) -> int:
+    if isinstance(value, datetime):
+        return (value - _EPOCH) // timedelta(milliseconds=1)
+    return int(value)
