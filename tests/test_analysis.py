@@ -10,15 +10,15 @@ import plotly.graph_objects as go
 import pytest
 
 from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.platform.intervals import interval_ms
 from streamforge_nb.store.analysis import (
     find_gaps,
-    interval_ms,
     plot,
     plot_volume_volatility,
     resample,
     volume_volatility,
 )
-from streamforge_nb.store.candles import frame_from_arrays
+from streamforge_nb.store.frames import frame_from_arrays
 
 MIN = 60_000
 HOUR = 60 * MIN

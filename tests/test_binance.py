@@ -15,8 +15,9 @@ from streamforge_nb.exceptions import (
     InvalidName,
     UnknownSymbol,
 )
-from streamforge_nb.exchange.binance import KlinesClient, close_time, open_times
+from streamforge_nb.exchange.binance import KlinesClient
 from streamforge_nb.platform.contract import Candle
+from streamforge_nb.platform.intervals import close_time, open_times
 from streamforge_nb.testing.exchange import DROP, ExchangeServer
 
 START = 1722470400000  # 2024-08-01 00:00 UTC

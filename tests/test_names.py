@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 
 from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.platform.intervals import INTERVALS, check_interval
 from streamforge_nb.platform.names import (
-    INTERVALS,
     QueueIdParts,
     TimeRange,
     candle_type,
     check_collection_name,
     check_dns1123_label,
-    check_interval,
     check_kafka_topic,
     check_label_value,
     check_queue_id,

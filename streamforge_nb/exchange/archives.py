@@ -33,7 +33,8 @@ import requests
 
 from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName
 from streamforge_nb.platform.contract import Candle
-from streamforge_nb.platform.names import TimeRange, check_interval, check_symbol, parse_time_range
+from streamforge_nb.platform.intervals import check_interval
+from streamforge_nb.platform.names import TimeRange, check_symbol, parse_time_range
 
 __all__ = [
     "ARCHIVE_BASE_URL",

@@ -24,7 +24,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -38,7 +37,8 @@ from streamforge_nb.exceptions import (
     UnknownSymbol,
 )
 from streamforge_nb.platform.contract import Candle
-from streamforge_nb.platform.names import check_interval, check_symbol
+from streamforge_nb.platform.intervals import check_interval, close_time
+from streamforge_nb.platform.names import check_symbol
 
 __all__ = [
     "BINANCE_API_URL",
@@ -46,9 +46,6 @@ __all__ = [
     "KLINES_PATH",
     "KlinesClient",
     "check_range",
-    "close_time",
-    "interval_ms",
-    "open_times",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,48 +62,6 @@ _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 30.0
 # A 418 without Retry-After: Binance's shortest ban is 2 minutes.
 _DEFAULT_BAN_SECONDS = 120.0
-_DAY = 86_400_000
-_STEP = {
-    "1s": 1000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
-    "12h": 43_200_000, "1d": _DAY, "3d": 3 * _DAY, "1w": 7 * _DAY, "1M": 31 * _DAY,
-}  # fmt: skip
-_WEEK_OFFSET = 4 * _DAY  # 1970-01-05 was a Monday, and Binance weeks open on Mondays.
-
-
-def interval_ms(interval: str) -> int:
-    """Return the length of `interval` in ms (`1M`: 31 days, the longest month)."""
-    return _STEP[check_interval(interval)]
-
-
-def open_times(interval: str, start_ms: int, end_ms: int) -> Iterator[int]:
-    """Yield the open times of `interval` klines in `[start_ms, end_ms)`, ascending (UTC)."""
-    if interval == "1M":
-        day = datetime.fromtimestamp(max(start_ms, 0) / 1000, UTC).date()
-        t = _month_ms(day.year, day.month)
-        while t < end_ms:
-            if t >= start_ms:
-                yield t
-            t = close_time("1M", t) + 1
-        return
-    step = interval_ms(interval)
-    offset = _WEEK_OFFSET if interval == "1w" else 0
-    # Round start_ms up onto the interval's grid.
-    yield from range(offset - ((offset - start_ms) // step) * step, end_ms, step)
-
-
-def close_time(interval: str, open_ms: int) -> int:
-    """Return the close time of the `interval` kline opening at `open_ms` (its last ms)."""
-    if interval == "1M":
-        day = datetime.fromtimestamp(open_ms / 1000, UTC).date()
-        return _month_ms(day.year + day.month // 12, day.month % 12 + 1) - 1
-    return open_ms + interval_ms(interval) - 1
-
-
-def _month_ms(year: int, month: int) -> int:
-    return int(datetime(year, month, 1, tzinfo=UTC).timestamp()) * 1000
-
-
 def check_range(start_ms: int, end_ms: int) -> None:
     """Raise `InvalidName` unless `[start_ms, end_ms)` is a non-empty range of int milliseconds."""
     for what, value in (("start_ms", start_ms), ("end_ms", end_ms)):

@@ -26,15 +26,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.platform.intervals import INTERVALS, check_interval
 
 __all__ = [
-    "INTERVALS",
     "QueueIdParts",
     "TimeRange",
     "candle_type",
     "check_collection_name",
     "check_dns1123_label",
-    "check_interval",
     "check_kafka_topic",
     "check_label_value",
     "check_queue_id",
@@ -53,12 +52,6 @@ __all__ = [
     "queue_id",
 ]
 
-INTERVALS: tuple[str, ...] = (
-    "1s", "1m", "3m", "5m", "15m", "30m",
-    "1h", "2h", "4h", "6h", "8h", "12h",
-    "1d", "3d", "1w", "1M",
-)  # fmt: skip
-"""Binance kline intervals; `1M` is a month, `1m` a minute."""
 
 _SYMBOL_RE = re.compile(r"[A-Z0-9]{2,20}")
 # A type is lowercase snake case; only a trailing interval segment may be `1M` (months).
@@ -149,14 +142,6 @@ def check_symbol(symbol: str) -> str:
             f"invalid symbol {symbol!r}: a symbol is 2..20 uppercase letters or digits{hint}"
         )
     return symbol
-
-
-def check_interval(interval: str) -> str:
-    """Return `interval` if it is a Binance kline interval, else raise."""
-    _require_str(interval, "interval")
-    if interval not in INTERVALS:
-        raise InvalidName(f"invalid interval {interval!r}: expected one of {', '.join(INTERVALS)}")
-    return interval
 
 
 def check_type(type_: str) -> str:

@@ -14,22 +14,16 @@ import numpy as np
 import pandas as pd
 
 from streamforge_nb.exceptions import InvalidName
-from streamforge_nb.platform.names import INTERVALS
+from streamforge_nb.platform.intervals import INTERVALS, WEEK_OFFSET_MS, interval_ms
 
 __all__ = [
     "find_gaps",
-    "interval_ms",
     "plot",
     "plot_volume_volatility",
     "resample",
     "volume_volatility",
 ]
 
-_SECOND = 1000
-_UNIT_MS = {"s": _SECOND, "m": 60 * _SECOND, "h": 3600 * _SECOND, "d": 86400 * _SECOND}
-_UNIT_MS["w"] = 7 * _UNIT_MS["d"]
-# Binance's weekly candles open on Monday 00:00 UTC; 1970-01-01 was a Thursday.
-_WEEK_PHASE = 4 * _UNIT_MS["d"]
 
 # Binance interval -> pandas rule. Weeks start on Monday; months on the 1st (calendar).
 _RULES = {iv: f"{iv[:-1]}{'min' if iv[-1] == 'm' else iv[-1]}" for iv in INTERVALS}
@@ -48,15 +42,6 @@ _AGG = {
     "taker_buy_base_asset_volume": "sum",
     "taker_buy_quote_asset_volume": "sum",
 }
-
-
-def interval_ms(interval: str) -> int | None:
-    """Return the length of a Binance interval in ms; None for `1M` (calendar months)."""
-    if interval not in INTERVALS:
-        raise InvalidName(f"invalid interval {interval!r}: expected one of {', '.join(INTERVALS)}")
-    if interval == "1M":
-        return None
-    return int(interval[:-1]) * _UNIT_MS[interval[-1]]
 
 
 def _aggregate(obj: pd.DataFrame | pd.Series, rule: str, how: Any) -> Any:
@@ -108,7 +93,7 @@ def _slots(times: np.ndarray[Any, Any], interval: str) -> tuple[np.ndarray[Any, 
             return np.asarray(s, dtype=np.int64).astype("M8[M]").astype("M8[ms]").astype(np.int64)
 
         return slots, month_ms
-    phase = int(times[0] % step) if len(times) else (_WEEK_PHASE if interval == "1w" else 0)
+    phase = int(times[0] % step) if len(times) else (WEEK_OFFSET_MS if interval == "1w" else 0)
     on_grid = (times - phase) % step == 0
     slots = (times[on_grid] - phase) // step
 

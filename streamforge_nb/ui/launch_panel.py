@@ -24,9 +24,9 @@ import ipywidgets as widgets
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.telemetry import ended
 from streamforge_nb.exceptions import StreamForgeError
-from streamforge_nb.platform.names import INTERVALS
+from streamforge_nb.platform.intervals import INTERVALS, interval_ms
 from streamforge_nb.settings import Settings
-from streamforge_nb.store.analysis import interval_ms, plot, resample
+from streamforge_nb.store.analysis import plot, resample
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.workflow.plan import Workflow
 
