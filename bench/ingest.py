@@ -28,8 +28,7 @@ from streamforge_nb.kafka.clients import make_admin
 from streamforge_nb.platform.contract import Candle, decode_candle, encode
 from streamforge_nb.platform.topics import TopicSpec, ensure_topics
 from streamforge_nb.store.candles import CandleStore
-from streamforge_nb.testing import local_broker
-from streamforge_nb.testing.exchange import CandleGenerator
+from streamforge_nb.testing import CandleGenerator, local_broker
 
 QUEUE_ID = "wf-btcusdt-api_candles_1m-20200101-bench01"
 TOPIC = f"{QUEUE_ID}-data"

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from streamforge_nb.platform.contract import Candle
-from streamforge_nb.store.candles import CandleStore, candles_to_frame, frame_from_arrays
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.store.frames import candles_to_frame, frame_from_arrays
 
 START_MS = 1_672_531_200_000  # 2023-01-01 00:00 UTC
 TARGET_S = 0.3

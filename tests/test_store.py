@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ from streamforge_nb.exceptions import (
 )
 from streamforge_nb.platform.contract import Candle
 from streamforge_nb.settings import Settings
-from streamforge_nb.store.candles import CandleStore, candles_to_frame, empty_frame, to_ms
+from streamforge_nb.store.base import _BACKENDS
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.store.frames import candles_to_frame, empty_frame, to_ms
 from streamforge_nb.store.local import LocalBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,7 +256,8 @@ def test_coverage_lists_each_series(store: CandleStore) -> None:
 WRITER = r"""
 import sys, time
 import numpy as np
-from streamforge_nb.store.candles import CandleStore, frame_from_arrays
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.store.frames import frame_from_arrays
 
 url, symbol, start, first, stop, batch, stride, tag, pause = sys.argv[1:]
 start, first, stop, batch, stride, tag = map(int, (start, first, stop, batch, stride, tag))
@@ -422,7 +426,112 @@ def test_register_backend_adds_a_scheme(tmp_path: Path) -> None:
         opened = CandleStore.open("mirror://m1")
         assert seen == ["mirror://m1"] and opened.backend.root == tmp_path / "m1"  # type: ignore[attr-defined]
     finally:
-        store_module._BACKENDS.pop("mirror")
+        _BACKENDS.pop("mirror")
+
+
+def test_backends_and_the_store_do_not_import_each_other() -> None:
+    """Backends import only base and frames; the store reaches them through the registry."""
+    for imported, absent in (
+        ("streamforge_nb.store.local, streamforge_nb.store.arango", "streamforge_nb.store.candles"),
+        ("streamforge_nb.store.candles", "streamforge_nb.store.local"),
+        ("streamforge_nb.store.candles", "streamforge_nb.store.arango"),
+    ):
+        check = f"import sys, {imported}; assert {absent!r} not in sys.modules, sys.modules"
+        subprocess.run([sys.executable, "-c", check], check=True, cwd=ROOT, timeout=120)
+
+
+class _Cells(HTMLParser):
+    """The text of every table cell, row by row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table_rows(markup: str) -> list[list[str]]:
+    parser = _Cells()
+    parser.feed(markup)
+    return parser.rows
+
+
+def test_html_repr_shows_backend_location_and_series(tmp_path: Path) -> None:
+    root = tmp_path / "a&b<c>"  # a real directory whose name needs escaping
+    opened = CandleStore.open(root)
+    empty = opened._repr_html_()
+    assert empty.startswith("<b>CandleStore</b>") and "LocalBackend" in empty
+    assert table_rows(empty)[1:] == [["no candles stored yet"]]
+    assert "0 series, 0 candles" in empty
+    opened.write(make_candles("BTCUSDT", "1m", JUL31_23H, 120))
+    opened.write(make_candles("ETHUSDT", "1h", AUG1, 10, step=3_600_000))
+    markup = opened._repr_html_()
+    assert f"<code>local://{tmp_path}/a&amp;b&lt;c&gt;</code>" in markup
+    assert "<c>" not in markup
+    assert "2 series, 130 candles" in markup
+    assert table_rows(markup) == [
+        ["symbol", "interval", "first (UTC)", "last (UTC)", "candles"],
+        ["BTCUSDT", "1m", "2024-07-31 23:00", "2024-08-01 00:59", "120"],
+        ["ETHUSDT", "1h", "2024-08-01 00:00", "2024-08-01 09:00", "10"],
+    ]
+    # 1s candles: times to the second.
+    opened.write(make_candles("BTCUSDT", "1s", AUG1 - 5_000, 10, step=1_000))
+    rows = table_rows(opened._repr_html_())
+    assert rows[1] == ["BTCUSDT", "1s", "2024-07-31 23:59:55", "2024-08-01 00:00:04", "10"]
+    assert rows[2][2:4] == ["2024-07-31 23:00:00", "2024-08-01 00:59:00"]
+
+
+def test_html_repr_is_bounded(tmp_path: Path) -> None:
+    opened = CandleStore.open(tmp_path)
+    for i in range(23):
+        opened.write(make_candles(f"C{i:02d}USDT", "1m", AUG1, 1 + i))
+    markup = opened._repr_html_()
+    rows = table_rows(markup)
+    assert len(rows) == 1 + 20 + 1
+    assert [r[0] for r in rows[1:4]] == ["C00USDT", "C01USDT", "C02USDT"]
+    assert rows[-1] == ["\u2026 and 3 more series"]
+    assert "23 series, 276 candles" in markup
+    assert table_rows(opened._repr_html_(limit=2))[-1] == ["\u2026 and 21 more series"]
+
+
+def test_html_repr_never_shows_credentials(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(arango_password="settingsecret")
+    opened = CandleStore.open(f"arango://bob:url%40secret@127.0.0.1:{port}/candles", settings)
+    markup = opened._repr_html_()  # the server is down: where it points, and why no table
+    assert f"<code>http://127.0.0.1:{port}/_db/candles</code>" in markup
+    assert "ArangoBackend" in markup and "no coverage" in markup
+    for secret in ("bob", "secret"):
+        assert secret not in markup
+    opened.close()
+
+    class Leaky(LocalBackend):  # a backend that forgot to drop the user info of its URL
+        def __repr__(self) -> str:
+            return f"Leaky({self.url!r})"
+
+    leaky = Leaky(tmp_path)
+    leaky.url = "mirror://bob:hunter2@mirror.example/candles"
+    store = CandleStore(leaky)
+    store.write(make_candles("BTCUSDT", "1m", AUG1, 3))
+    for text in (store._repr_html_(), repr(store)):
+        assert "mirror://mirror.example/candles" in text
+        assert "hunter2" not in text and "bob" not in text
 
 
 def test_local_layout_is_partitioned_and_leaves_no_temporaries(tmp_path: Path) -> None:

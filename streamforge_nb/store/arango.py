@@ -30,12 +30,13 @@ import numpy as np
 import pandas as pd
 
 from streamforge_nb.exceptions import ConfigError, StoreError, store_errors
-from streamforge_nb.platform.names import INTERVALS, candle_type, collection_name
+from streamforge_nb.platform.intervals import INTERVALS
+from streamforge_nb.platform.names import candle_type, collection_name
 from streamforge_nb.settings import Settings
-from streamforge_nb.store.candles import (
+from streamforge_nb.store.base import CandleBackend
+from streamforge_nb.store.frames import (
     COLUMNS,
     FLOAT_COLUMNS,
-    CandleBackend,
     empty_coverage,
     empty_frame,
     frame_from_arrays,

@@ -50,10 +50,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamforge_nb.exceptions import store_errors
-from streamforge_nb.platform.names import INTERVALS
-from streamforge_nb.store.candles import (
+from streamforge_nb.platform.intervals import INTERVALS
+from streamforge_nb.store.base import CandleBackend
+from streamforge_nb.store.frames import (
     COLUMNS,
-    CandleBackend,
     empty_coverage,
     empty_frame,
     frame_from_arrays,

@@ -1,0 +1,101 @@
+"""What a candle backend is, and the registry `CandleStore.open` builds backends from.
+
+A backend implements the six methods of `CandleBackend`; `CandleStore` does the checking,
+conversion and de-duplication once, so a backend only ever sees valid, sorted frames without
+duplicate open times. A URL scheme maps to a factory: `register_backend("mirror", factory)`
+makes `CandleStore.open("mirror://...")` call `factory(url, settings)`.
+
+The built-in factories import their backend module when first called, never here: the
+backends import this module (and `frames`), so nothing in the store imports in a circle, and
+python-arango loads only for an ArangoDB store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from streamforge_nb.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from streamforge_nb.settings import Settings
+
+__all__ = ["BackendFactory", "CandleBackend", "backend_for", "register_backend"]
+
+
+class CandleBackend(ABC):
+    """Where candles live. Gets checked arguments and sorted, duplicate-free frames only."""
+
+    url: str = ""
+    """Where the backend points, without credentials."""
+
+    @abstractmethod
+    def write_frame(self, symbol: str, interval: str, frame: pd.DataFrame) -> int:
+        """Store `frame` (replacing candles of the same open time); return rows written."""
+
+    @abstractmethod
+    def read(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+        """Return candles with `start_ms <= open time < end_ms`, sorted, canonical layout."""
+
+    @abstractmethod
+    def coverage(self) -> pd.DataFrame:
+        """Return one row per stored series: symbol, interval, first, last, rows."""
+
+    @abstractmethod
+    def save_queue_state(self, record: Mapping[str, Any]) -> None:
+        """Insert or replace one queue's state (`record["queue_id"]` is its identity)."""
+
+    @abstractmethod
+    def queue_states(self) -> list[dict[str, Any]]:
+        """Return every stored queue state."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and handles."""
+
+
+BackendFactory = Callable[[str, "Settings"], CandleBackend]
+"""Builds a backend from the store URL and the settings (credentials live in the settings)."""
+
+_BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register_backend(scheme: str, factory: BackendFactory) -> None:
+    """Make `CandleStore.open` build URLs `<scheme>://...` with `factory(url, settings)`."""
+    _BACKENDS[scheme.lower()] = factory
+
+
+def backend_for(url: str, settings: Settings) -> CandleBackend:
+    """Build the backend of `url` (a path without `scheme://` is the embedded store)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "local"
+    factory = _BACKENDS.get(scheme)
+    if factory is None:
+        known = ", ".join(sorted(_BACKENDS))
+        raise ConfigError(f"no candle store backend for scheme {scheme!r} (known: {known})")
+    return factory(url, settings)
+
+
+def _local(url: str, settings: Settings) -> CandleBackend:
+    from streamforge_nb.store.local import LocalBackend
+
+    return LocalBackend(Path(url.removeprefix("local://")) if "://" in url else Path(url))
+
+
+def _arango(url: str, settings: Settings) -> CandleBackend:
+    from streamforge_nb.store.arango import ArangoBackend
+
+    return ArangoBackend(url, settings)
+
+
+for _scheme, _factory in (
+    ("local", _local),
+    ("arango", _arango),
+    ("arangos", _arango),
+    ("http", _arango),
+    ("https", _arango),
+):
+    register_backend(_scheme, _factory)
