@@ -1,11 +1,11 @@
 """The runner inside every Job: execute the target's notebook with papermill.
 
 Every step runs `python -m streamforge_nb.workflow.runner run <notebook>`: papermill executes the
-target's notebook from `notebooks/` with the Job's parameters, and the executed notebook is
-the run's record. The parameters come from the platform's environment variables (QUEUE_ID,
-SYMBOL, TIME_RANGE, KAFKA_TOPIC, TELEMETRY_PRODUCER_ID, ...) plus `STREAMFORGE_PARAMETERS`
-(JSON) for the rest; the output goes to `STREAMFORGE_OUTPUT` (any papermill URL: a mounted
-path, `s3://`, ...).
+target's notebook (package data; `STREAMFORGE_NOTEBOOKS` overrides) with the Job's parameters,
+and the executed notebook is the run's record. The parameters come from the platform's
+environment variables (QUEUE_ID, SYMBOL, TIME_RANGE, KAFKA_TOPIC, TELEMETRY_PRODUCER_ID, ...)
+plus `STREAMFORGE_PARAMETERS` (JSON) for the rest; the output goes to `STREAMFORGE_OUTPUT`
+(any papermill URL: a mounted path, `s3://`, ...).
 
 When a cell fails, papermill has already saved the output notebook; the runner sends an
 `error` event naming the cell and the exception and exits non-zero. On SIGTERM (a deleted Job
