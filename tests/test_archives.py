@@ -26,7 +26,7 @@ from streamforge_nb.exchange.archives import (
 )
 from streamforge_nb.exchange.binance import KlinesClient
 from streamforge_nb.platform.names import TimeRange
-from streamforge_nb.testing.exchange import DEFAULT_SEED, ExchangeServer
+from streamforge_nb.testing import DEFAULT_SEED, ExchangeServer
 
 DAY = "data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-08-01.zip"
 DAY_START = 1722470400000  # 2024-08-01 00:00 UTC

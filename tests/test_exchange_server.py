@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from streamforge_nb.testing.exchange import CandleGenerator, ExchangeServer
+from streamforge_nb.testing import CandleGenerator, ExchangeServer
 
 START = 1722470400000  # 2024-08-01 00:00 UTC
 MINUTE = 60_000

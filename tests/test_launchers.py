@@ -16,7 +16,7 @@ import pytest
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.exceptions import ConfigError, StreamForgeError
 from streamforge_nb.settings import Settings
-from streamforge_nb.testing.kube import LocalApiServer, local_apiserver
+from streamforge_nb.testing import LocalApiServer, local_apiserver
 from streamforge_nb.workflow.launchers import KubernetesLauncher, get_launcher
 from streamforge_nb.workflow.plan import Workflow
 

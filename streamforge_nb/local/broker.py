@@ -8,18 +8,14 @@ SASL_SSL with SCRAM-SHA-512, the platform's production setup, where ACLs are enf
 
 from __future__ import annotations
 
-import base64
 import contextlib
+import dataclasses
 import fcntl
 import json
-import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +25,33 @@ from pydantic import SecretStr
 
 from streamforge_nb.exceptions import LocalBrokerError, StreamForgeError
 from streamforge_nb.local import maven
+from streamforge_nb.local.broker_config import (
+    ADMIN_USER,
+    LOG4J2,
+    format_storage,
+    kafka_uuid,
+    server_properties,
+    write_env_files,
+)
+from streamforge_nb.local.process import (
+    LogFile,
+    ProcessExited,
+    StartTimeout,
+    free_port,
+    port_open,
+    spawn,
+    terminate_group,
+    wait_ready,
+)
 from streamforge_nb.local.tls import make_certificates
 from streamforge_nb.platform.topics import PLATFORM_ACLS, PLATFORM_USER, VIEWER_ACLS, VIEWER_USER
 from streamforge_nb.settings import Settings
 
 __all__ = ["BrokerStatus", "LocalBroker"]
 
-ADMIN_USER = "admin"
 DEFAULT_PORT = 9092
 _READY_LINE = "Kafka Server started"
+_JAVA_FRAMES = ("at ", "... ")  # stack frames bury the one line that says what went wrong
 _JVM_OPTIONS = (
     "-Xms128m",
     "-Xmx512m",
@@ -45,20 +59,6 @@ _JVM_OPTIONS = (
     "-XX:MaxGCPauseMillis=20",
     "-Djava.awt.headless=true",
 )
-
-_LOG4J2 = """\
-status = warn
-appender.out.type = Console
-appender.out.name = STDOUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = STDOUT
-logger.state.name = state.change.logger
-logger.state.level = WARN
-logger.coordinator.name = org.apache.kafka.coordinator
-logger.coordinator.level = WARN
-"""
 
 
 @dataclass(frozen=True)
@@ -89,25 +89,6 @@ class BrokerStatus:
         return [f"{k:>9}: {v}" for k, v in rows]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _kafka_uuid() -> str:
-    while True:  # Kafka refuses ids whose text starts with '-'
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):
-            return text
-
-
 class LocalBroker:
     """Start, stop and describe the local broker living in `home`."""
 
@@ -115,27 +96,11 @@ class LocalBroker:
         self.home = Path(home).expanduser().resolve()
         self.java = java or shutil.which("java") or "java"
         self._process: subprocess.Popen[bytes] | None = None
-
-    # -- paths -------------------------------------------------------------------------------
-    @property
-    def log_path(self) -> Path:
-        return self.home / "logs" / "broker.log"
-
-    @property
-    def env_file(self) -> Path:
-        return self.home / "local.env"
-
-    @property
-    def sasl_env_file(self) -> Path:
-        return self.home / "local-sasl.env"
-
-    @property
-    def _state_path(self) -> Path:
-        return self.home / "broker.json"
-
-    @property
-    def _credentials_path(self) -> Path:
-        return self.home / "credentials.json"
+        self.log_path = self.home / "logs" / "broker.log"
+        self.env_file = self.home / "local.env"
+        self.sasl_env_file = self.home / "local-sasl.env"
+        self._state_path = self.home / "broker.json"
+        self._credentials_path = self.home / "credentials.json"
 
     def __repr__(self) -> str:
         return f"LocalBroker(home={str(self.home)!r})"
@@ -226,12 +191,7 @@ class LocalBroker:
 
     def log_tail(self, lines: int = 25) -> str:
         """Return the last `lines` lines of the broker's log, Java stack frames left out."""
-        if not self.log_path.is_file():
-            return "(no broker log)"
-        recent = self.log_path.read_text(errors="replace").splitlines()[-400:]
-        # Stack frames bury the one line that says what went wrong.
-        kept = [ln for ln in recent if not ln.lstrip().startswith(("at ", "... "))]
-        return "\n".join(kept[-lines:])
+        return LogFile(self.log_path, skip=_JAVA_FRAMES).tail(lines, missing="(no broker log)")
 
     # -- preparation -------------------------------------------------------------------------
     def _prepare(self, port: int | None, say: Callable[[str], None]) -> dict[str, Any]:
@@ -246,11 +206,11 @@ class LocalBroker:
         self._credentials_path.touch(mode=0o600)
         self._credentials_path.write_text(json.dumps(credentials, indent=2))
         props = self.home / "config" / "server.properties"
-        props.write_text(self._server_properties(ports, certs.keystore_path))
-        (self.home / "config" / "log4j2.properties").write_text(_LOG4J2)
+        props.write_text(server_properties(self.home, ports, certs.keystore_path))
+        (self.home / "config" / "log4j2.properties").write_text(LOG4J2)
         state: dict[str, Any] = {
             "ports": ports,
-            "cluster_id": _kafka_uuid(),
+            "cluster_id": kafka_uuid(),
             "kafka_version": maven.KAFKA_VERSION,
             "pid": None,
             "started_at": None,
@@ -258,104 +218,28 @@ class LocalBroker:
         say(f"fetching Kafka {maven.KAFKA_VERSION} jars (Maven Central, cached)")
         jars = maven.fetch_jars()
         say("formatting storage with SCRAM users " + ", ".join(credentials))
-        self._format(jars, props, state["cluster_id"], credentials)
-        self._write_env_files(ports, certs.ca_path, credentials[PLATFORM_USER])
+        format_storage(self.java, jars, props, state["cluster_id"], credentials)
+        write_env_files(
+            self.env_file, self.sasl_env_file, ports, certs.ca_path, credentials[PLATFORM_USER]
+        )
         self._write_state(state)
         return state
 
     def _choose_ports(self, port: int | None) -> dict[str, int]:
         if port == 0 or (
             port is None
-            and not all(not _port_open(p) for p in range(DEFAULT_PORT, DEFAULT_PORT + 3))
+            and not all(not port_open(p) for p in range(DEFAULT_PORT, DEFAULT_PORT + 3))
         ):
-            return {"plaintext": _free_port(), "sasl_ssl": _free_port(), "controller": _free_port()}
+            return {"plaintext": free_port(), "sasl_ssl": free_port(), "controller": free_port()}
         base = port or DEFAULT_PORT
         return {"plaintext": base, "sasl_ssl": base + 1, "controller": base + 2}
-
-    def _server_properties(self, ports: dict[str, int], keystore: Path) -> str:
-        p, s, c = ports["plaintext"], ports["sasl_ssl"], ports["controller"]
-        return "\n".join(
-            [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{c}",
-                f"listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},CONTROLLER://127.0.0.1:{c}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s}",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                f"log.dirs={self.home / 'data'}",
-                "num.partitions=1",
-                "auto.create.topics.enable=false",
-                # One node: every internal topic has one replica, and a small offsets topic keeps
-                # the first consumer-group join fast.
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=4",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                # A restart must wait out the previous incarnation's session before it registers
-                # again (9 s by default); one node has no one to fail over to, so keep it short.
-                "broker.session.timeout.ms=2000",
-                "broker.heartbeat.interval.ms=500",
-                "sasl.enabled.mechanisms=SCRAM-SHA-512",
-                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-                "ssl.keystore.type=PEM",
-                f"ssl.keystore.location={keystore}",
-                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                # Controller and inter-broker traffic is ANONYMOUS over PLAINTEXT: it must be super.
-                f"super.users=User:ANONYMOUS;User:{ADMIN_USER}",
-                "allow.everyone.if.no.acl.found=false",
-                "",
-            ]
-        )
-
-    def _format(self, jars: Path, props: Path, cluster_id: str, creds: dict[str, str]) -> None:
-        scram = []
-        for user, password in creds.items():
-            scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
-        command = [
-            self.java,
-            "-cp",
-            f"{jars}/*",
-            f"-Dlog4j2.configurationFile={props.parent / 'log4j2.properties'}",
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cluster_id,
-            "-c",
-            str(props),
-            *scram,
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            output = result.stdout + result.stderr
-            for password in creds.values():
-                output = output.replace(password, "***")
-            raise LocalBrokerError(f"formatting Kafka storage failed:\n{output.strip()[-2000:]}")
-
-    def _write_env_files(self, ports: dict[str, int], ca: Path, password: str) -> None:
-        header = "# Written by `streamforge-nb local up`; read by every streamforge-nb command.\n"
-        self.env_file.write_text(
-            header + f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{ports['plaintext']}\n"
-        )
-        self.sasl_env_file.touch(mode=0o600)
-        self.sasl_env_file.write_text(
-            header
-            + "# The platform's own setup: SASL_SSL, SCRAM-SHA-512, ACLs enforced.\n"
-            + f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{ports['sasl_ssl']}\n"
-            + f"KAFKA_USER={PLATFORM_USER}\nKAFKA_PASSWORD={password}\nCA_PATH={ca}\n"
-        )
 
     # -- process -----------------------------------------------------------------------------
     def _start(
         self, state: dict[str, Any], jars: Path, timeout: float, say: Callable[[str], None]
     ) -> None:
         ports = state["ports"]
-        busy = [f"{name} {port}" for name, port in ports.items() if _port_open(port)]
+        busy = [f"{name} {port}" for name, port in ports.items() if port_open(port)]
         if busy:
             raise LocalBrokerError(
                 f"cannot start the local broker: port(s) {', '.join(busy)} already in use; "
@@ -372,47 +256,36 @@ class LocalBroker:
             "kafka.Kafka",
             str(config / "server.properties"),
         ]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         say(f"starting Kafka {maven.KAFKA_VERSION} (KRaft) in {self.home}")
         started = time.monotonic()
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._process, log = spawn(command, self.log_path)
         state["pid"] = self._process.pid
         state["started_at"] = time.time()
         self._write_state(state)
-        self._wait_ready(offset, ports["plaintext"], timeout)
+        self._wait_ready(self._process, log, ports["plaintext"], timeout)
         say(
             f"ready in {time.monotonic() - started:.1f} s: "
             f"PLAINTEXT 127.0.0.1:{ports['plaintext']}, "
             f"SASL_SSL 127.0.0.1:{ports['sasl_ssl']}"
         )
 
-    def _wait_ready(self, offset: int, port: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        assert self._process is not None
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise LocalBrokerError(
-                    f"the Kafka broker exited with code {self._process.returncode} while starting; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-            with self.log_path.open("rb") as log:
-                log.seek(offset)
-                if _READY_LINE.encode() in log.read() and _port_open(port):
-                    return
-            time.sleep(0.1)
-        self._stop_process(self._process.pid, 10)
-        raise LocalBrokerError(
-            f"the Kafka broker did not start within {timeout:.0f} s; log {self.log_path}:\n"
-            f"{self.log_tail()}"
-        )
+    def _wait_ready(
+        self, process: subprocess.Popen[bytes], log: LogFile, port: int, timeout: float
+    ) -> None:
+        log = dataclasses.replace(log, skip=_JAVA_FRAMES)
+        try:
+            wait_ready(
+                process,
+                lambda: log.contains(_READY_LINE) and port_open(port),
+                log=log,
+                timeout=timeout,
+                what="the Kafka broker",
+            )
+        except ProcessExited as exc:
+            raise LocalBrokerError(str(exc)) from None
+        except StartTimeout as exc:
+            self._stop_process(process.pid, 10)
+            raise LocalBrokerError(str(exc)) from None
 
     def _grant(self, state: dict[str, Any]) -> None:
         """Create the service topics and the platform users' ACLs (idempotent)."""
@@ -447,23 +320,8 @@ class LocalBroker:
 
     def _stop_process(self, pid: int, timeout: float) -> None:
         """SIGTERM the broker's process group (a clean shutdown), SIGKILL if it lingers."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        if not self._wait_gone(pid, timeout):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            self._wait_gone(pid, 10)
-
-    def _wait_gone(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.pid == pid:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._process.wait(timeout=0.1)
-            if not self._is_broker(pid):
-                return True
-            time.sleep(0.1)
-        return False
+        own = self._process if self._process is not None and self._process.pid == pid else None
+        terminate_group(own or pid, grace=timeout, gone=lambda: not self._is_broker(pid))
 
     # -- state -------------------------------------------------------------------------------
     def _read_state(self) -> dict[str, Any] | None:

@@ -11,15 +11,17 @@ if TYPE_CHECKING:
         PAGES,
         Dashboard,
         DashboardError,
-        declared_parameters,
         default_notebooks_dir,
-        parameterize,
-        prelaunch_hook,
         start_dashboard,
     )
     from streamforge_nb.ui.launch_panel import (
         LaunchPanel,
         chart_bundle,
+    )
+    from streamforge_nb.ui.page_parameters import (
+        declared_parameters,
+        parameterize,
+        prelaunch_hook,
     )
     from streamforge_nb.ui.panel import (
         QueuePanel,
@@ -32,10 +34,10 @@ _EXPORTS = {
     "PAGES": "streamforge_nb.ui.dashboard",
     "QueuePanel": "streamforge_nb.ui.panel",
     "chart_bundle": "streamforge_nb.ui.launch_panel",
-    "declared_parameters": "streamforge_nb.ui.dashboard",
+    "declared_parameters": "streamforge_nb.ui.page_parameters",
     "default_notebooks_dir": "streamforge_nb.ui.dashboard",
-    "parameterize": "streamforge_nb.ui.dashboard",
-    "prelaunch_hook": "streamforge_nb.ui.dashboard",
+    "parameterize": "streamforge_nb.ui.page_parameters",
+    "prelaunch_hook": "streamforge_nb.ui.page_parameters",
     "start_dashboard": "streamforge_nb.ui.dashboard",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)

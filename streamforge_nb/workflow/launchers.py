@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from streamforge_nb.exceptions import ConfigError, StreamForgeError
+from streamforge_nb.local.process import signal_group, spawn, terminate_group
 from streamforge_nb.settings import Settings, local_home
 
 __all__ = [
@@ -112,17 +113,8 @@ class LocalLauncher(Launcher):
             command[0] = sys.executable
         env = {**os.environ, **self._from_config_and_secret()}
         env.update({e["name"]: e["value"] for e in container.get("env", [])})
-        self.home.mkdir(parents=True, exist_ok=True)
         log_path = self.home / f"{name}.log"
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        process, _ = spawn(command, log_path, env=env)
         self._processes[name] = process
         record = {"name": name, "pid": process.pid, "labels": _labels(job), "log": str(log_path)}
         (self.home / f"{name}.json").write_text(json.dumps(record))
@@ -188,14 +180,10 @@ class LocalLauncher(Launcher):
             # SIGTERM to the runner only, as the kubelet does to a Pod's main process: it asks
             # its worker to stop and lets papermill save the notebook. The group (the kernel
             # too) is killed only if that takes too long.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(record["pid"], signal.SIGTERM)
             if process is not None:
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(record["pid"], signal.SIGKILL)
-                    process.wait()
+                terminate_group(process, grace=30, leader_only=True)
+            else:  # started by another Python process: ask, as a Pod is asked
+                signal_group(record["pid"], signal.SIGTERM, leader_only=True)
             (self.home / f"{record['name']}.json").unlink(missing_ok=True)
             names.append(record["name"])
         return names

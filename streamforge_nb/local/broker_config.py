@@ -1,0 +1,131 @@
+"""What the local broker's home holds before the broker starts: its configuration (KRaft,
+listeners, SCRAM, ACL authorizer), its logging setup, its formatted storage with the SCRAM
+users, and the env files that point every other command at it.
+
+`LocalBroker` (in `broker.py`) decides when to write these; this module only says what.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import uuid
+from pathlib import Path
+
+from streamforge_nb.exceptions import LocalBrokerError
+from streamforge_nb.platform.topics import PLATFORM_USER
+
+__all__: list[str] = []  # the broker's own business: nothing for the `local` face
+
+ADMIN_USER = "admin"
+
+LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.coordinator.name = org.apache.kafka.coordinator
+logger.coordinator.level = WARN
+"""
+
+
+def kafka_uuid() -> str:
+    """A new cluster id, as `kafka-storage random-uuid` makes them."""
+    while True:  # Kafka refuses ids whose text starts with '-'
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def server_properties(home: Path, ports: dict[str, int], keystore: Path) -> str:
+    """The broker's `server.properties`: one KRaft node, PLAINTEXT and SASL_SSL listeners."""
+    p, s, c = ports["plaintext"], ports["sasl_ssl"], ports["controller"]
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{c}",
+            f"listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},CONTROLLER://127.0.0.1:{c}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s}",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={home / 'data'}",
+            "num.partitions=1",
+            "auto.create.topics.enable=false",
+            # One node: every internal topic has one replica, and a small offsets topic keeps
+            # the first consumer-group join fast.
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            # A restart must wait out the previous incarnation's session before it registers
+            # again (9 s by default); one node has no one to fail over to, so keep it short.
+            "broker.session.timeout.ms=2000",
+            "broker.heartbeat.interval.ms=500",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={keystore}",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # Controller and inter-broker traffic is ANONYMOUS over PLAINTEXT: it must be super.
+            f"super.users=User:ANONYMOUS;User:{ADMIN_USER}",
+            "allow.everyone.if.no.acl.found=false",
+            "",
+        ]
+    )
+
+
+def format_storage(
+    java: str, jars: Path, props: Path, cluster_id: str, creds: dict[str, str]
+) -> None:
+    """Format the data directory (`kafka-storage format`) with a SCRAM user per credential.
+
+    A failure raises `LocalBrokerError` with the tool's output, passwords masked.
+    """
+    scram = []
+    for user, password in creds.items():
+        scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+    command = [
+        java,
+        "-cp",
+        f"{jars}/*",
+        f"-Dlog4j2.configurationFile={props.parent / 'log4j2.properties'}",
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(props),
+        *scram,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        output = result.stdout + result.stderr
+        for password in creds.values():
+            output = output.replace(password, "***")
+        raise LocalBrokerError(f"formatting Kafka storage failed:\n{output.strip()[-2000:]}")
+
+
+def write_env_files(
+    env_file: Path, sasl_env_file: Path, ports: dict[str, int], ca: Path, password: str
+) -> None:
+    """Write the PLAINTEXT env file and the private SASL_SSL one (the platform user's)."""
+    header = "# Written by `streamforge-nb local up`; read by every streamforge-nb command.\n"
+    env_file.write_text(header + f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{ports['plaintext']}\n")
+    sasl_env_file.touch(mode=0o600)
+    sasl_env_file.write_text(
+        header
+        + "# The platform's own setup: SASL_SSL, SCRAM-SHA-512, ACLs enforced.\n"
+        + f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{ports['sasl_ssl']}\n"
+        + f"KAFKA_USER={PLATFORM_USER}\nKAFKA_PASSWORD={password}\nCA_PATH={ca}\n"
+    )
