@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -9,10 +10,22 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from streamforge_nb.control.telemetry import (
+    ProducerState,
+    event_line,
+    fold,
+    queue_status,
+    safe_count,
+    safe_timestamp,
+)
 from streamforge_nb.exceptions import InvalidName, MessageError
 from streamforge_nb.platform.contract import (
     COMMANDS,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
     STATUSES,
     TERMINAL_STATUSES,
     Candle,
@@ -144,8 +157,8 @@ def test_every_message_round_trips(msg: Message) -> None:
 
 
 def test_encode_omits_nulls_and_uses_aliases() -> None:
-    stop = orjson.loads(encode(StopCommand(queue_id=QID, timestamp=1.5)))
-    assert stop == {"command": "stop", "queue_id": QID, "timestamp": 1.5}
+    stop = orjson.loads(encode(StopCommand(queue_id=QID, timestamp=1e9 + 0.5)))
+    assert stop == {"command": "stop", "queue_id": QID, "timestamp": 1e9 + 0.5}
     candle = orjson.loads(encode(Candle.from_kline("BTCUSDT", "1m", BINANCE_ROW)))
     assert "_key" in candle and "key" not in candle
 
@@ -201,7 +214,7 @@ def test_statuses_and_terminal_statuses() -> None:
     assert TERMINAL_STATUSES == ("finished", "error", "interrupted")
     assert Finished(queue_id=QID, producer="p").finished is True
     assert Error(queue_id=QID, producer="p").is_terminal
-    assert not Pong(queue_id=QID, producer="p", correlation_id="c", ping_timestamp=1.0).is_terminal
+    assert not Pong(queue_id=QID, producer="p", correlation_id="c", ping_timestamp=1e9).is_terminal
 
 
 # --- ping / pong ------------------------------------------------------------------------------
@@ -416,3 +429,107 @@ def test_main_writes_into_the_given_directory(
     assert len(list((tmp_path / "out").glob("*.schema.json"))) == len(json_schemas())
     assert "candle.schema.json" in capsys.readouterr().out
     assert main(["a", "b"]) == 2
+
+
+# --- telemetry bounds: no value the broker can hold breaks a reader (issue 10) ----------------
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_NUMBER = st.integers() | st.floats() | st.sampled_from([1e20, -1e20, 1e308, 2**63, 2**64, -1])
+_TEXT = st.text() | st.sampled_from(["\x1b[2J", "a\nb", "\u202e", "x" * 70_000, ""])
+_FIELDS = {
+    "status": st.sampled_from(["started", "loading", "finished", "error", "interrupted", "pong"]),
+    "queue_id": _TEXT,
+    "producer": _TEXT,
+    "timestamp": _NUMBER,
+    "records_written": _NUMBER,
+    "message": _TEXT | st.none(),
+    "correlation_id": _TEXT,
+    "ping_timestamp": _NUMBER,
+    "cell": _NUMBER,
+    "extra": _JSON | _NUMBER,
+}
+_EVENTS = st.fixed_dictionaries(
+    {"status": _FIELDS["status"], "queue_id": _FIELDS["queue_id"], "producer": _FIELDS["producer"]},
+    optional={k: v for k, v in _FIELDS.items() if k not in ("status", "queue_id", "producer")},
+)
+
+
+def _dumps(value: Any) -> bytes:
+    # Python's json writes what orjson refuses (integers beyond 64 bits, inf): the broker can
+    # hold those bytes too.
+    return json.dumps(value).encode()
+
+
+def _read_everything(raw: bytes) -> None:
+    """What every reader does with one message: decode, fold, status, print, panel."""
+    from streamforge_nb.ui.panel import _log_line, _table
+
+    try:
+        event = decode_event(raw)
+    except MessageError:
+        return
+    assert MIN_TIMESTAMP <= event.timestamp <= MAX_TIMESTAMP  # the contract's window
+    assert 0 <= event.records_written <= 2**63 - 1
+    states = fold(fold({}, event), event)
+    state = states[event.producer]
+    assert safe_timestamp(state.last_seen) is not None
+    assert safe_count(state.records_written) == state.records_written
+    queue_status(states, ["loader"])
+    for as_json in (False, True):
+        line = event_line(event, as_json=as_json)
+        assert "\n" not in line and "\x1b" not in line
+    _log_line(event)
+    _table(list(states.values()), 0.0)
+    import pandas as pd
+
+    pd.Timestamp(state.last_seen, unit="s", tz="UTC")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_JSON)
+def test_any_json_value_decodes_or_is_malformed(value: Any) -> None:
+    _read_everything(_dumps(value))
+    with contextlib.suppress(MessageError):
+        decode_command(_dumps(value))
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_EVENTS)
+def test_schema_shaped_extremes_never_break_a_reader(fields: dict[str, Any]) -> None:
+    _read_everything(_dumps(fields))
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_are_malformed_or_an_event(raw: bytes) -> None:
+    _read_everything(raw)
+
+
+def test_the_issue_10_event_is_malformed() -> None:
+    raw = b'{"status":"loading","queue_id":"Q","producer":"x","timestamp":1e20}'
+    with pytest.raises(MessageError, match="timestamp"):
+        decode_event(raw)
+    for bad in (
+        b'{"status":"loading","queue_id":"Q","producer":"x","records_written":-1}',
+        b'{"status":"loading","queue_id":"Q","producer":"x","records_written":9223372036854775808}',
+        b'{"status":"loading","queue_id":"Q","producer":"' + b"p" * 256 + b'"}',
+        b'{"status":"loading","queue_id":"Q","producer":"x","x":123456789012345678901234567}',
+        b'{"status":"pong","queue_id":"Q","producer":"x","correlation_id":"c",'
+        b'"ping_timestamp":-5}',
+    ):
+        with pytest.raises(MessageError):
+            decode_event(bad)
+
+
+def test_fold_clamps_what_validation_never_saw() -> None:
+    event = Loading.model_construct(
+        queue_id="q", producer="p", status="loading", timestamp=1e20, records_written=-5,
+        message=None,
+    )  # fmt: skip
+    state = fold({}, event)["p"]
+    assert isinstance(state, ProducerState)
+    assert safe_timestamp(state.last_seen) is not None and state.records_written == 0

@@ -4,31 +4,36 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import wait_for_status
 
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.telemetry import ProducerState, fold, rtt_summary
 from streamforge_nb.control.worker import Worker
-from streamforge_nb.exceptions import QueueTimeout
+from streamforge_nb.exceptions import NotAuthorized, QueueTimeout
 from streamforge_nb.kafka.clients import make_producer
 from streamforge_nb.platform.contract import Finished, Loading, Pong, Started
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
 
+T0 = 1_700_000_000.0  # a time within the contract's window
+
 
 def test_fold_keeps_status_on_pong_and_never_loses_records() -> None:
     states: dict[str, ProducerState] = {}
-    states = fold(states, Loading(queue_id="q", producer="p", records_written=500, timestamp=10))
+    states = fold(states, Loading(queue_id="q", producer="p", records_written=500, timestamp=T0))
     states = fold(
         states,
-        Pong(queue_id="q", producer="p", correlation_id="c", ping_timestamp=11, timestamp=12),
+        Pong(queue_id="q", producer="p", correlation_id="c", ping_timestamp=T0, timestamp=T0 + 2),
     )
     assert states["p"].status == "loading"
-    assert states["p"].last_seen == 12
-    states = fold(states, Finished(queue_id="q", producer="p", records_written=900, timestamp=13))
-    assert states["p"] == ProducerState("p", "finished", 900, 13, None)
+    assert states["p"].last_seen == T0 + 2
+    finished = Finished(queue_id="q", producer="p", records_written=900, timestamp=T0 + 3)
+    states = fold(states, finished)
+    assert states["p"] == ProducerState("p", "finished", 900, T0 + 3, None)
     assert states["p"].terminal
 
 
@@ -90,14 +95,33 @@ def test_events_skip_malformed_telemetry(settings: Settings) -> None:
     queue_id = unique_name("wf-events")
     producer = make_producer(settings)
     topic = settings.queue_events_topic
-    producer.send(topic, Started(queue_id=queue_id, producer="p").model_dump_json().encode())
-    producer.send(topic, b'{"queue_id": "' + queue_id.encode() + b'", "status": "loading"}')
-    producer.send(topic, b"garbage")
-    producer.send(topic, Finished(queue_id=queue_id, producer="p").model_dump_json().encode())
+    key = queue_id.encode()  # keyed by queue id, as the contract says: the queue's partition
+    producer.send(topic, Started(queue_id=queue_id, producer="p").model_dump_json().encode(), key)
+    producer.send(topic, b'{"queue_id": "' + key + b'", "status": "loading"}', key)
+    producer.send(topic, b"garbage", key)
+    producer.send(topic, b"garbage " + key, key)
+    producer.send(topic, Finished(queue_id=queue_id, producer="p").model_dump_json().encode(), key)
     producer.flush()
     producer.close()
     with Queue(queue_id, settings) as queue:
         assert [e.status for e in queue.events()] == ["started", "finished"]
+
+
+def test_unkeyed_events_are_seen_from_the_queue_start(settings: Settings) -> None:
+    """A service that does not key by queue id: its events land on any partition."""
+    queue_id = unique_name("wf-unkeyed")
+    since = time.time()
+    producer = make_producer(settings)
+    for status in (Started, Finished):
+        producer.send(
+            settings.queue_events_topic,
+            status(queue_id=queue_id, producer="p").model_dump_json().encode(),
+        )
+    producer.flush()
+    producer.close()
+    with Queue(queue_id, settings, since=since) as queue:
+        assert [e.status for e in queue.events()] == ["started", "finished"]
+        assert queue.status().loc["p", "status"] == "finished"
 
 
 def test_events_follow_sees_new_events(settings: Settings) -> None:
@@ -150,3 +174,107 @@ def test_many_producers_are_folded_separately(settings: Settings) -> None:
     finally:
         for w in workers:
             w.close()
+
+
+# -- hostile telemetry and refusals ------------------------------------------------------------
+def test_an_extreme_event_leaves_every_reader_working(settings: Settings, tmp_path: Path) -> None:
+    """Issue 10: one schema-valid 1e20 timestamp once broke events, status and queues."""
+    from streamforge_nb.control.state import new_record
+    from streamforge_nb.control.telemetry import event_line
+    from streamforge_nb.store.candles import CandleStore
+    from streamforge_nb.ui.panel import QueuePanel
+
+    queue_id = unique_name("wf-extreme")
+    since = time.time()
+    producer = make_producer(settings)
+    topic, key = settings.queue_events_topic, queue_id.encode()
+    extreme = b'{"status":"loading","queue_id":"%s","producer":"x","timestamp":1e20}' % key
+    for raw in (
+        Started(queue_id=queue_id, producer="p").model_dump_json().encode(),
+        extreme,
+        b'{"status":"loading","queue_id":"%s","producer":"x","records_written":-1}' % key,
+        b'{"status":"loading","queue_id":"%s","producer":"x","records_written":1e30}' % key,
+        b'{"status":"loading","queue_id":"%s","producer":"x","big":123456789012345678901234}'
+        % key,
+        b'{"status":"loading","queue_id":"%s","producer":"%s"}' % (key, b"y" * 100_000),
+        Loading(queue_id=queue_id, producer="p", message="a\x1b[2Jb\nc").model_dump_json().encode(),
+    ):
+        producer.send(topic, raw, key)
+    producer.flush()
+    producer.close()
+    store_dir = tmp_path / "store"
+    with CandleStore.open(store_dir) as store:
+        record = new_record(
+            queue_id=queue_id, symbol="BTCUSDT", type_="api_candles_1m", targets=["p"],
+            parameters={}, data_topic=queue_id + "-data", outputs={}, launcher="local", jobs=[],
+        )  # fmt: skip
+        store.save_queue_state(record)
+        # A record saved before the contract bounded times (the value stays in queue state).
+        store.save_queue_state({**record, "queue_id": queue_id + "-old", "status": "finished",
+                                "updated_at": 1e20, "created_at": 1e20})  # fmt: skip
+    with Queue(queue_id, settings) as queue:
+        events = list(queue.events())
+        assert [e.status for e in events] == ["started", "loading"]
+        lines = [event_line(e) for e in events]
+        assert "\x1b" not in lines[1] and "\n" not in lines[1] and "\\x1b[2Jb\\nc" in lines[1]
+        status = queue.status()
+        assert status.loc["p", "status"] == "loading"
+        assert "x" not in status.index
+        panel = QueuePanel(queue, refresh_s=0.05)
+        try:
+            for event in events:
+                panel._on_event(event)
+            panel.refresh()
+            assert "\\x1b[2Jb" in panel.log.value
+        finally:
+            panel.close()
+    listed = Queue.list(str(store_dir), settings=settings)
+    assert listed.loc[queue_id, "status"] == "running"
+    assert listed.loc[queue_id + "-old", "updated_at"] is pd.NaT or pd.isna(
+        listed.loc[queue_id + "-old", "updated_at"]
+    )
+    del since
+
+
+def test_a_viewer_stop_is_refused_naming_the_acl(viewer_settings: Settings) -> None:
+    with (
+        Queue(unique_name("wf-viewer"), viewer_settings) as queue,
+        pytest.raises(NotAuthorized, match="user-streamforge-viewer may not write queue-control"),
+    ):
+        queue.stop(timeout=5)
+
+
+def test_a_ping_to_a_missing_topic_is_refused(settings: Settings) -> None:
+    from streamforge_nb.exceptions import BrokerError
+    from streamforge_nb.kafka.send import send_command
+    from streamforge_nb.platform.contract import StopCommand
+
+    missing = settings.model_copy(update={"queue_control_topic": unique_name("no-such-topic")})
+    started = time.monotonic()
+    with pytest.raises(BrokerError, match="no-such-topic"):
+        send_command(missing, StopCommand(queue_id="q"))
+    assert time.monotonic() - started < 30
+
+
+def test_a_too_large_command_is_refused(settings: Settings) -> None:
+    from streamforge_nb.exceptions import BrokerError
+    from streamforge_nb.kafka.send import send_command
+    from streamforge_nb.platform.contract import StopCommand
+
+    with pytest.raises(BrokerError, match="too large"):
+        send_command(settings, StopCommand(queue_id="q", padding="x" * 3_000_000))
+
+
+def test_malformed_telemetry_is_counted_and_summarised_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from streamforge_nb.control.telemetry import MalformedCounter
+
+    counter = MalformedCounter(every_s=60)
+    with caplog.at_level("WARNING"):
+        for i in range(1000):
+            counter.note(f"bad event {i}\x1b[31m")
+    assert counter.total == 1000
+    lines = [r for r in caplog.records if "malformed telemetry" in r.getMessage()]
+    assert len(lines) == 1
+    assert "\x1b" not in lines[0].getMessage()

@@ -110,3 +110,31 @@ def test_close_ends_the_control_thread(settings: Settings, queue_id: str) -> Non
     w.close()
     time.sleep(0.1)
     assert not any(t.name == name for t in threading.enumerate())
+
+
+def test_other_partition_counts_still_work(settings: Settings) -> None:
+    """A cluster whose service topics have other partition counts: the partition is computed
+    from the real count, by senders and readers alike; old commands are not replayed."""
+    from streamforge_nb.kafka.clients import make_admin
+    from streamforge_nb.kafka.send import send_command
+    from streamforge_nb.platform.contract import StopCommand
+    from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+
+    control, events = unique_name("control"), unique_name("events")
+    admin = make_admin(settings)
+    try:
+        ensure_topics(admin, (TopicSpec(control, partitions=3), TopicSpec(events, partitions=5)))
+    finally:
+        admin.close()
+    odd = settings.model_copy(update={"queue_control_topic": control, "queue_events_topic": events})
+    queue_id = unique_name("wf-odd")
+    sent = send_command(odd, StopCommand(queue_id=queue_id))  # before the worker: not for it
+    with Worker(odd, queue_id=queue_id, producer_id="dummy__odd", target="dummy") as w:
+        assert not w.stop_requested
+        with Queue(queue_id, odd) as queue:
+            [reply] = queue.ping(timeout=10)
+            assert reply.producer == "dummy__odd"
+        assert not w.stop_requested
+    from streamforge_nb.kafka.partitions import partition_for
+
+    assert sent.partition == partition_for(queue_id, 3)

@@ -1,8 +1,18 @@
 """`Queue`: the handle a notebook holds on a queue id.
 
-One background thread per Queue follows `queue-events` for this queue: it folds telemetry into
-one row per producer, and hands pongs to the pings waiting for them. It starts on first use,
-never blocks the kernel, and `close()` (or leaving a `with` block) ends it.
+A Queue follows `queue-events` for its queue with two consumers, started on first use:
+
+- the live one, positioned at the end of every partition FIRST, hands each pong to the ping
+  waiting for it the moment it arrives, whatever the topic's history;
+- the history one, in its own thread, reads only what precedes that end since the queue's
+  start: the queue's own partition (murmur2 of the queue id over the real partition count)
+  from the queue's start time (`since`, or the day in the queue id; `offsets_for_times`),
+  and, when `since` is known, the other partitions from it too (events of services that do
+  not key by queue id). Live events wait behind the history so the fold stays in order.
+
+Neither ever reads from offset 0 when a start is known, so opening a Queue, pinging,
+`status()`, `events()` and `wait()` cost the same with 1k or 1M events of other queues on the
+topic. `close()` (or leaving a `with` block) ends both threads.
 """
 
 from __future__ import annotations
@@ -14,22 +24,35 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
-from streamforge_nb.control.telemetry import ProducerState, ended, fold
+from streamforge_nb.control.telemetry import (
+    MALFORMED,
+    ProducerState,
+    ended,
+    fold,
+    safe_timestamp,
+)
 from streamforge_nb.exceptions import MessageError, QueueTimeout, StreamForgeError, kafka_errors
-from streamforge_nb.kafka.clients import make_assigned_consumer, make_producer
+from streamforge_nb.kafka.clients import make_consumer, make_producer
+from streamforge_nb.kafka.partitions import (
+    START_SLACK_S,
+    offsets_at,
+    partition_for,
+    queue_start_time,
+)
+from streamforge_nb.kafka.send import SendResult, refusal, send_checked
 from streamforge_nb.platform.contract import (
     BaseEvent,
     PingCommand,
     Pong,
     StopCommand,
     decode_event,
-    encode,
-    message_key,
 )
 from streamforge_nb.settings import Settings
 
@@ -40,6 +63,41 @@ __all__ = ["PongReply", "Queue"]
 
 log = logging.getLogger(__name__)
 _POLL_MS = 100
+_CONSUMER = {"enable_auto_commit": False, "fetch_max_wait_ms": 100}
+# History readers fetch in small responses: kafka-python parses a response in the network
+# thread every client of the process shares, and a big one delays the live consumers' pongs.
+_HISTORY = {"max_partition_fetch_bytes": 256 * 1024, "fetch_max_bytes": 1024 * 1024}
+
+
+@dataclass(frozen=True)
+class _ReadPlan:
+    """Which offsets of queue-events hold a queue's history: [start, end) per partition."""
+
+    partitions: builtins.list[TopicPartition]
+    start: dict[TopicPartition, int]
+    end: dict[TopicPartition, int]
+
+    @property
+    def remaining(self) -> builtins.list[TopicPartition]:
+        return [tp for tp in self.partitions if self.start[tp] < self.end[tp]]
+
+
+def _in_order(events: builtins.list[BaseEvent], plan: _ReadPlan) -> builtins.list[BaseEvent]:
+    """Return `events` in time order when read from several partitions (else as read)."""
+    if len(plan.remaining) > 1:
+        return sorted(events, key=lambda e: e.timestamp)
+    return events
+
+
+def _epoch(value: float | datetime | Any | None) -> float | None:
+    """Return `value` (Unix seconds, a datetime or a pandas Timestamp) as Unix seconds."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    raise TypeError(f"since must be Unix seconds or a datetime, got {value!r}")
 
 
 
@@ -64,9 +122,21 @@ class Queue:
     """Ping, stop, watch and wait for the workers of one queue."""
 
     def __init__(
-        self, queue_id: str, settings: Settings | None = None, *, launcher: Any = None
+        self,
+        queue_id: str,
+        settings: Settings | None = None,
+        *,
+        launcher: Any = None,
+        since: float | datetime | None = None,
     ) -> None:
+        """`since`: when the queue started (its queue-state `created_at`), if known.
+
+        With it, history is read from then on every partition; without it, from the day
+        before the day in the queue id, on the queue's own partition only.
+        """
         self.queue_id = queue_id
+        self.since = _epoch(since)
+        self._needle = queue_id.encode()
         self.settings = settings or Settings.from_env()
         # The launcher that started this queue's Jobs (a `launchers.Launcher`), if known.
         self.launcher = launcher
@@ -77,9 +147,13 @@ class Queue:
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._thread: threading.Thread | None = None
+        self._history_thread: threading.Thread | None = None
+        self._live_start: dict[TopicPartition, int] = {}
+        self._pending: builtins.list[BaseEvent] | None = []  # live events behind the history
         self._caught_up = threading.Event()
         self._closing = threading.Event()
         self._follow_lock = threading.Lock()
+        self._producer_lock = threading.Lock()
         self._panels: builtins.list[Any] = []
 
     def __repr__(self) -> str:
@@ -103,7 +177,10 @@ class Queue:
         if frame.empty:
             return frame
         for column in ("created_at", "updated_at"):
-            frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+            # A record saved before the contract bounded timestamps may hold any number.
+            frame[column] = pd.to_datetime(
+                frame[column].map(safe_timestamp), unit="s", utc=True, errors="coerce"
+            )
         return frame.set_index("queue_id").sort_values("created_at")
 
     def jobs(self) -> pd.DataFrame:
@@ -140,25 +217,32 @@ class Queue:
     def ping(
         self, target: str | None = None, *, timeout: float = 5.0, expect: int = 1
     ) -> builtins.list[PongReply]:
-        """Send a ping; return the pongs matched to it once `expect` came (or at `timeout`)."""
-        self._follow()
+        """Send a ping; return the pongs matched to it once `expect` came (or at `timeout`).
+
+        A ping needs only the live end of queue-events: it never waits for (or starts) the
+        reading of the queue's history.
+        """
+        self._connect_while(lambda: self._follow(history=False))
         ping = PingCommand.new(self.queue_id, target)
         waiter = _PingWaiter(expect)
         with self._lock:
             self._waiters[ping.correlation_id] = waiter
         try:
             waiter.sent_at = time.perf_counter()
-            self._send(ping)
-            waiter.done.wait(timeout)
+            sent = self._send(ping)
+            waiter.done.wait(max(0.0, timeout - (time.perf_counter() - waiter.sent_at)))
         finally:
             with self._lock:
                 self._waiters.pop(ping.correlation_id, None)
         if not waiter.replies:
             who = f" (target {target})" if target else ""
-            raise QueueTimeout(
+            error = QueueTimeout(
                 f"no pong from queue {self.queue_id}{who} within {timeout:g} s: "
-                "is a worker serving it?"
+                f"the ping was delivered ({sent.topic} partition {sent.partition}, "
+                f"offset {sent.offset}); is a worker serving it?"
             )
+            error.sent = sent  # type: ignore[attr-defined]  # the CLI's JSON says where
+            raise error
         return list(waiter.replies)
 
     def stop(self, target: str | None = None, *, timeout: float = 30.0) -> builtins.list[str]:
@@ -185,32 +269,84 @@ class Queue:
             f"no worker of queue {self.queue_id} acknowledged stop within {timeout:g} s"
         )
 
-    def _send(self, command: PingCommand | StopCommand) -> None:
-        if self._producer is None:
-            self._producer = make_producer(
-                self.settings, linger_ms=0, acks=1, enable_idempotence=False
-            )
-        with kafka_errors(f"sending {command.command}", self.settings.kafka_bootstrap_servers):
-            self._producer.send(
-                self.settings.queue_control_topic, key=message_key(command), value=encode(command)
-            )
-            self._producer.flush(timeout=10)
+    def _connect_while(self, other: Callable[[], None]) -> None:
+        """Connect the command producer while `other` runs (both wait on the broker)."""
+        if self._producer is not None:
+            other()
+            return
+        failure: builtins.list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                self._make_producer()
+            except BaseException as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=connect, name=f"queue-{self.queue_id}-connect")
+        thread.start()
+        try:
+            other()
+        finally:
+            thread.join()
+        if failure:
+            raise failure[0]
+
+    def _make_producer(self) -> KafkaProducer:
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = make_producer(
+                    self.settings, linger_ms=0, acks=1, enable_idempotence=False
+                )
+                # Learn queue-control's partitions now, not on the first send; a refusal
+                # (ACLs, unknown topic) is the one the send would name.
+                topic = self.settings.queue_control_topic
+                try:
+                    self._producer.partitions_for(topic)
+                except KafkaError as exc:
+                    raise refusal(exc, self.settings, topic, f"sending to {topic}") from exc
+            return self._producer
+
+    def _send(self, command: PingCommand | StopCommand) -> SendResult:
+        """Send `command` to the queue's partition of queue-control; wait for the broker."""
+        producer = self._make_producer()
+        result = send_checked(producer, self.settings, self.settings.queue_control_topic, command)
+        assert result is not None  # waited for
+        return result
 
     # -- telemetry ---------------------------------------------------------------------------
     def events(self, follow: bool = False, *, timeout: float | None = None) -> Iterator[BaseEvent]:
-        """Yield this queue's events from the start; with `follow`, keep waiting for more."""
-        consumer, partitions = self._events_consumer()
-        end = consumer.end_offsets(partitions)
+        """Yield this queue's events from its start; with `follow`, keep waiting for more."""
+        consumer = make_consumer(self.settings, **_CONSUMER, **_HISTORY)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
+            with kafka_errors("reading queue-events", self.settings.kafka_bootstrap_servers):
+                plan = self._plan(consumer, None)
+                consumer.assign(plan.partitions)
+                for tp in plan.partitions:
+                    consumer.seek(tp, plan.start[tp])
+            # The history (up to the end offsets at open) is one queue's events: gather it and
+            # yield it in time order, since partitions (unkeyed senders) interleave only by time.
+            history: builtins.list[BaseEvent] = []
+            in_history = True
             while deadline is None or time.monotonic() < deadline:
-                for records in consumer.poll(timeout_ms=_POLL_MS).values():
+                for records in consumer.poll(timeout_ms=_POLL_MS, max_records=5000).values():
                     for record in records:
                         event = self._decode(record.value)
-                        if event is not None:
+                        if event is None:
+                            continue
+                        if in_history:
+                            history.append(event)
+                        else:
                             yield event
-                if not follow and all(consumer.position(tp) >= end[tp] for tp in partitions):
-                    return
+                if in_history and all(
+                    consumer.position(tp) >= plan.end[tp] for tp in plan.partitions
+                ):
+                    in_history = False
+                    yield from _in_order(history, plan)
+                    if not follow:
+                        return
+            if in_history:
+                yield from _in_order(history, plan)
         finally:
             consumer.close()
 
@@ -226,7 +362,9 @@ class Queue:
                 "producer": s.producer,
                 "status": s.status,
                 "records_written": s.records_written,
-                "last_seen": pd.Timestamp(s.last_seen, unit="s", tz="UTC"),
+                "last_seen": pd.to_datetime(
+                    safe_timestamp(s.last_seen), unit="s", utc=True, errors="coerce"
+                ),
                 "age_s": round(now - s.last_seen, 1),
                 "message": s.message,
             }
@@ -285,39 +423,75 @@ class Queue:
             if callback in self._listeners:
                 self._listeners.remove(callback)
 
-    # -- the follower thread -----------------------------------------------------------------
-    def _events_consumer(self) -> tuple[KafkaConsumer, builtins.list[TopicPartition]]:
-        return make_assigned_consumer(self.settings, self.settings.queue_events_topic)
-
+    # -- the follower threads ----------------------------------------------------------------
     @property
     def closed(self) -> bool:
         """Tell whether `close()` was called."""
         return self._closing.is_set()
 
-    def _follow(self) -> None:
+    def _follow(self, *, history: bool = True) -> None:
+        """Start following the live end (once); with `history`, also read the history (once)."""
         with self._follow_lock:  # two threads asking at once must not start two followers
             if self._closing.is_set():
                 raise StreamForgeError(f"{self!r} is closed")
             if self._thread is None:
                 self._start_follower()
+            if history and self._history_thread is None:
+                self._history_thread = threading.Thread(
+                    target=self._run_history, args=(self._live_start,),
+                    name=f"queue-{self.queue_id}-history", daemon=True,
+                )  # fmt: skip
+                self._history_thread.start()
+
+    def _plan(self, consumer: KafkaConsumer, end: dict[TopicPartition, int] | None) -> _ReadPlan:
+        """Return where this queue's history is: its partition(s) from its start, up to `end`.
+
+        `end` (default: the current end offsets) is where the live consumer starts, so
+        history and live meet without a gap or an overlap.
+        """
+        topic = self.settings.queue_events_topic
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        if end is None:
+            end = dict(consumer.end_offsets(partitions))
+        own = TopicPartition(topic, partition_for(self.queue_id, len(partitions)))
+        if self.since is not None:
+            # Every partition from the start: services that do not key by queue id count too.
+            start = offsets_at(consumer, partitions, self.since - START_SLACK_S)
+        else:
+            start = dict(end)
+            start.update(offsets_at(consumer, [own], queue_start_time(self.queue_id)))
+        start = {tp: min(start[tp], end[tp]) for tp in partitions}
+        return _ReadPlan(partitions, start, end)
 
     def _start_follower(self) -> None:
-        self._consumer, partitions = self._events_consumer()
-        end = self._consumer.end_offsets(partitions)
+        consumer = make_consumer(self.settings, **_CONSUMER)
+        try:
+            with kafka_errors("following queue-events", self.settings.kafka_bootstrap_servers):
+                topic = self.settings.queue_events_topic
+                numbers = consumer.partitions_for_topic(topic)
+                if not numbers:
+                    raise StreamForgeError(
+                        f"topic {topic} does not exist (`streamforge-nb topics`)"
+                    )
+                partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+                consumer.assign(partitions)
+                # The live end first: a pong sent from now on is seen the moment it arrives.
+                consumer.seek_to_end(*partitions)
+                end = {tp: consumer.position(tp) for tp in partitions}
+        except BaseException:
+            consumer.close()
+            raise
+        self._consumer = consumer
+        self._live_start = end
         self._thread = threading.Thread(
-            target=self._run_follower,
-            args=(self._consumer, partitions, end),
-            name=f"queue-{self.queue_id}",
-            daemon=True,
+            target=self._run_live, args=(consumer,), name=f"queue-{self.queue_id}", daemon=True
         )
         self._thread.start()
 
-    def _run_follower(
-        self,
-        consumer: KafkaConsumer,
-        partitions: builtins.list[TopicPartition],
-        end: dict[TopicPartition, int],
-    ) -> None:
+    def _run_live(self, consumer: KafkaConsumer) -> None:
         while not self._closing.is_set():
             try:
                 batches = consumer.poll(timeout_ms=_POLL_MS)
@@ -326,34 +500,90 @@ class Queue:
                     for record in records:
                         event = self._decode(record.value)
                         if event is not None:
-                            self._apply(event, received)
-                if not self._caught_up.is_set() and all(
-                    consumer.position(tp) >= end[tp] for tp in partitions
-                ):
-                    self._caught_up.set()
+                            self._live(event, received)
             except Exception:
                 if self._closing.is_set():
                     return
                 log.exception("following %s failed; retrying", self.queue_id)
                 time.sleep(0.5)
 
-    def _decode(self, raw: bytes) -> BaseEvent | None:
+    def _run_history(self, end: dict[TopicPartition, int]) -> None:
+        """Read the history up to where the live consumer started, then let live events in."""
+        events: builtins.list[BaseEvent] = []
+        plan = _ReadPlan([], {}, {})
+        while not self._closing.is_set():
+            consumer: KafkaConsumer | None = None
+            try:
+                events = []
+                consumer = make_consumer(self.settings, **_CONSUMER, **_HISTORY)
+                plan = self._plan(consumer, end)
+                remaining = plan.remaining
+                if remaining:
+                    consumer.assign(remaining)
+                    for tp in remaining:
+                        consumer.seek(tp, plan.start[tp])
+                while remaining and not self._closing.is_set():
+                    for records in consumer.poll(timeout_ms=_POLL_MS, max_records=5000).values():
+                        for record in records:
+                            tp = TopicPartition(record.topic, record.partition)
+                            if record.offset < plan.end[tp]:
+                                event = self._decode(record.value)
+                                if event is not None:
+                                    events.append(event)
+                    remaining = [tp for tp in remaining if consumer.position(tp) < plan.end[tp]]
+                break
+            except Exception:
+                if self._closing.is_set():
+                    return
+                log.exception("reading the history of %s failed; retrying", self.queue_id)
+                time.sleep(0.5)
+            finally:
+                if consumer is not None:
+                    consumer.close()
+        if self._closing.is_set():
+            return
+        events = _in_order(events, plan)
+        with self._lock:
+            pending = self._pending or []
+            self._pending = None
+        for event in [*events, *pending]:
+            self._apply(event)
+        self._caught_up.set()
+
+    def _decode(self, raw: bytes | None) -> BaseEvent | None:
+        # Most of the topic is other queues' telemetry: skip it without parsing it.
+        if raw is None or self._needle not in raw:
+            return None
         try:
             event: BaseEvent = decode_event(raw)
         except MessageError as exc:
-            log.warning("skipping malformed telemetry: %s", exc)
+            MALFORMED.note(exc)
             return None
         return event if event.queue_id == self.queue_id else None
 
-    def _apply(self, event: BaseEvent, received: float) -> None:
+    def _live(self, event: BaseEvent, received: float) -> None:
+        """Match a pong at once; fold the event now, or after the history if it is not read."""
         with self._lock:
-            self._states = fold(self._states, event)
+            if isinstance(event, Pong):
+                waiter = self._waiters.get(event.correlation_id)
+                if waiter is not None:
+                    waiter.replies.append(
+                        PongReply(event.producer, received - waiter.sent_at, event)
+                    )
+                    if len(waiter.replies) >= waiter.expect:
+                        waiter.done.set()
+            if self._pending is not None:
+                self._pending.append(event)
+                return
+        self._apply(event)
+
+    def _apply(self, event: BaseEvent) -> None:
+        with self._lock:
+            try:
+                self._states = fold(self._states, event)
+            except Exception:  # fold never raises on a decoded event; never lose the thread
+                log.exception("could not fold an event of %s", self.queue_id)
             listeners = list(self._listeners)
-            waiter = self._waiters.get(event.correlation_id) if isinstance(event, Pong) else None
-            if waiter is not None and isinstance(event, Pong):
-                waiter.replies.append(PongReply(event.producer, received - waiter.sent_at, event))
-                if len(waiter.replies) >= waiter.expect:
-                    waiter.done.set()
         for listener in listeners:
             try:
                 listener(event)
@@ -367,13 +597,14 @@ class Queue:
             panel.close()
         self._panels.clear()
         self._closing.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in (self._thread, self._history_thread):
+            if thread is not None:
+                thread.join(timeout=5)
         if self._consumer is not None:
             self._consumer.close()
         if self._producer is not None:
             self._producer.close(timeout=5)
-        self._thread = self._consumer = self._producer = None
+        self._thread = self._history_thread = self._consumer = self._producer = None
 
     def __enter__(self) -> Queue:
         return self

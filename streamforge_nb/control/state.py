@@ -3,8 +3,11 @@
 A launch writes the record (id, symbol, type, targets, parameters, data topic, output notebook
 locations, times). `refresh` folds the `queue-events` history into the records that are not
 finished yet (status, records written, error message) and saves them back, so the state is
-right whoever looks, in whichever kernel. Records live in the CandleStore's backend: the
-`queue_state` collection in ArangoDB, a SQLite table next to the embedded store's files.
+right whoever looks, in whichever kernel. Each unfinished record is read from its own
+partition (murmur2 of its queue id) from its `created_at`, never from offset 0, so the cost
+follows the unfinished queues, not the topic's history. Records live in the CandleStore's
+backend: the `queue_state` collection in ArangoDB, a SQLite table next to the embedded store's
+files.
 """
 
 from __future__ import annotations
@@ -13,9 +16,18 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from streamforge_nb.control.telemetry import ProducerState, fold, queue_status
+from kafka import TopicPartition
+
+from streamforge_nb.control.telemetry import (
+    MALFORMED,
+    ProducerState,
+    fold,
+    queue_status,
+    safe_timestamp,
+)
 from streamforge_nb.exceptions import MessageError, kafka_errors
-from streamforge_nb.kafka.clients import make_assigned_consumer
+from streamforge_nb.kafka.clients import make_consumer
+from streamforge_nb.kafka.partitions import START_SLACK_S, offsets_at, partition_for
 from streamforge_nb.platform.contract import TERMINAL_STATUSES, BaseEvent, decode_event
 from streamforge_nb.settings import Settings
 
@@ -50,7 +62,11 @@ def new_record(
 def refresh(store: CandleStore, settings: Settings) -> list[dict[str, Any]]:
     """Update unfinished records from the telemetry history; return every record."""
     records = store.queue_states()
-    open_ids = {r["queue_id"] for r in records if r["status"] not in TERMINAL_STATUSES}
+    open_ids = {
+        r["queue_id"]: safe_timestamp(r.get("created_at"))
+        for r in records
+        if r.get("status") not in TERMINAL_STATUSES and isinstance(r.get("queue_id"), str)
+    }
     if not open_ids:
         return records
     folded = _fold_history(settings, open_ids)
@@ -58,7 +74,7 @@ def refresh(store: CandleStore, settings: Settings) -> list[dict[str, Any]]:
         states = folded.get(record["queue_id"])
         if not states:
             continue
-        status = queue_status(states, record["targets"])
+        status = queue_status(states, record.get("targets") or ())
         errors = [s.message for s in states.values() if s.status == "error" and s.message]
         updated = {
             **record,
@@ -73,27 +89,68 @@ def refresh(store: CandleStore, settings: Settings) -> list[dict[str, Any]]:
     return records
 
 
-def _fold_history(settings: Settings, queue_ids: set[str]) -> dict[str, dict[str, ProducerState]]:
+def _fold_history(
+    settings: Settings, queue_ids: Mapping[str, float | None]
+) -> dict[str, dict[str, ProducerState]]:
+    """Fold the events of `queue_ids` (queue id -> start time, if known), each read from its
+    own partition from its start time; a partition is read once, from its earliest start."""
     topic = settings.queue_events_topic
-    consumer, partitions = make_assigned_consumer(settings, topic)
+    consumer = make_consumer(settings, enable_auto_commit=False, fetch_max_wait_ms=100)
     folded: dict[str, dict[str, ProducerState]] = {}
     try:
         with kafka_errors("reading " + topic, settings.kafka_bootstrap_servers):
+            numbers = consumer.partitions_for_topic(topic)
+            if not numbers:
+                return folded
+            count = len(numbers)
+            starts: dict[TopicPartition, float | None] = {}
+            for qid, created in queue_ids.items():
+                tp = TopicPartition(topic, partition_for(qid, count))
+                since = None if created is None else created - START_SLACK_S
+                if tp not in starts:
+                    starts[tp] = since
+                else:
+                    known = starts[tp]
+                    starts[tp] = None if known is None or since is None else min(known, since)
+            partitions = sorted(starts, key=lambda tp: tp.partition)
             end = consumer.end_offsets(partitions)
-            while any(consumer.position(tp) < end[tp] for tp in partitions):
+            start: dict[TopicPartition, int] = {}
+            for tp in partitions:
+                start.update(offsets_at(consumer, [tp], starts[tp]))
+            remaining = [tp for tp in partitions if start[tp] < end[tp]]
+            if not remaining:
+                return folded
+            consumer.assign(remaining)
+            for tp in remaining:
+                consumer.seek(tp, start[tp])
+            needles = {qid.encode(): qid for qid in queue_ids}
+            while remaining:
                 for batch in consumer.poll(timeout_ms=200, max_records=10_000).values():
                     for record in batch:
-                        event = _event(record.value)
+                        event = _event(record.value, record.key, needles)
                         if event is not None and event.queue_id in queue_ids:
                             folded[event.queue_id] = fold(folded.get(event.queue_id, {}), event)
+                remaining = [tp for tp in remaining if consumer.position(tp) < end[tp]]
     finally:
         consumer.close()
     return folded
 
 
-def _event(raw: bytes) -> BaseEvent | None:
+def _event(raw: bytes | None, key: bytes | None, needles: Mapping[bytes, str]) -> BaseEvent | None:
+    if raw is None:
+        return None
+    # Skip other queues' telemetry unparsed: a record keyed by another id that names none of
+    # ours (a text search, while there are few enough ids for it to be cheaper than parsing).
+    if (
+        key is not None
+        and key not in needles
+        and len(needles) <= 32
+        and not any(n in raw for n in needles)
+    ):
+        return None
     try:
         event: BaseEvent = decode_event(raw)
-    except MessageError:
-        return None  # Queue's follower logs malformed telemetry; the state just skips it
+    except MessageError as exc:
+        MALFORMED.note(exc)
+        return None
     return event

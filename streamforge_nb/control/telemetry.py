@@ -6,12 +6,39 @@ The only definitions of what a producer's events add up to and of when a queue h
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
-from streamforge_nb.platform.contract import TERMINAL_STATUSES, BaseEvent
+import orjson
 
-__all__ = ["ProducerState", "ended", "fold", "queue_status", "rtt_summary"]
+from streamforge_nb.platform.contract import (
+    MAX_COUNT,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    TERMINAL_STATUSES,
+    BaseEvent,
+)
+
+__all__ = [
+    "MALFORMED",
+    "MalformedCounter",
+    "ProducerState",
+    "ended",
+    "event_line",
+    "fold",
+    "printable",
+    "queue_status",
+    "rtt_summary",
+    "safe_count",
+    "safe_timestamp",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,17 +57,125 @@ class ProducerState:
 
 
 def fold(states: dict[str, ProducerState], event: BaseEvent) -> dict[str, ProducerState]:
-    """Return `states` updated by one event (a pong refreshes liveness, not the status)."""
+    """Return `states` updated by one event (a pong refreshes liveness, not the status).
+
+    Never raises: times and counts are clamped into the contract's bounds, so even a model
+    built without validation cannot put a value no reader can show into the state.
+    """
     previous = states.get(event.producer)
+    seen = safe_timestamp(event.timestamp) or time.time()
+    written = safe_count(event.records_written)
     if event.status == "pong":
         if previous is None:
-            state = ProducerState(event.producer, "alive", event.records_written, event.timestamp)
+            state = ProducerState(event.producer, "alive", written, seen)
         else:
-            state = replace(previous, last_seen=max(previous.last_seen, event.timestamp))
+            state = replace(previous, last_seen=max(previous.last_seen, seen))
     else:
-        records = max(event.records_written, previous.records_written if previous else 0)
-        state = ProducerState(event.producer, event.status, records, event.timestamp, event.message)
+        records = max(written, previous.records_written if previous else 0)
+        state = ProducerState(event.producer, str(event.status), records, seen, event.message)
     return {**states, event.producer: state}
+
+
+def safe_timestamp(value: Any) -> float | None:
+    """Return `value` as Unix seconds if it is a number within the contract's window, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    if math.isnan(number) or not MIN_TIMESTAMP <= number <= MAX_TIMESTAMP:
+        return None
+    return number
+
+
+def safe_count(value: Any) -> int:
+    """Return `value` as a count within 0..int64 max (anything else counts as 0)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return min(max(value, 0), MAX_COUNT)
+
+
+# C0 and C1 control characters, DEL, and the Unicode line/paragraph separators and bidi
+# overrides: a terminal or log line must show them, not obey them.
+_UNSAFE = {
+    **{c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]},
+    0x09: "\\t",
+    0x0A: "\\n",
+    0x0D: "\\r",
+    **{c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+}
+
+
+def printable(text: Any, limit: int = 500) -> str:
+    """Return `text` safe for a terminal: control characters escaped, at most `limit` chars."""
+    value = text if isinstance(text, str) else str(text)
+    escaped = value.translate(_UNSAFE)
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "\u2026"
+
+
+def event_line(event: BaseEvent, *, as_json: bool = False) -> str:
+    """Return one printable line for `event` (what `streamforge-nb events` prints).
+
+    Plain: `HH:MM:SS.mmm producer status records message`, every text field with its control
+    characters escaped (`printable`), so a message can neither break the line nor drive the
+    terminal. JSON: the event as sent; orjson escapes control characters inside strings.
+    Never raises.
+    """
+    if as_json:
+        try:
+            return orjson.dumps(event.model_dump(mode="json", exclude_none=True)).decode()
+        except (TypeError, ValueError, orjson.JSONEncodeError):
+            fields = {"queue_id": event.queue_id, "producer": event.producer}
+            fields = {k: printable(v) for k, v in {**fields, "status": event.status}.items()}
+            return orjson.dumps({**fields, "unprintable": True}).decode()
+    seen = safe_timestamp(event.timestamp)
+    when = "??:??:??.???"
+    if seen is not None:
+        when = time.strftime("%H:%M:%S", time.gmtime(seen)) + f".{int(seen * 1000) % 1000:03d}"
+    line = (
+        f"{when} {printable(event.producer, 100):<28} {printable(event.status, 20):<11} "
+        f"{safe_count(event.records_written):>10,} {printable(event.message or '')}"
+    )
+    return line.rstrip()
+
+
+class MalformedCounter:
+    """Count malformed telemetry; log one summary line per `every_s` at most.
+
+    A busy platform's topic may hold thousands of malformed events of other queues for a week:
+    logging each, in every process that reads the topic, would drown the logs.
+    """
+
+    def __init__(self, every_s: float = 60.0, logger: logging.Logger = log) -> None:
+        self.every_s = every_s
+        self.logger = logger
+        self.total = 0
+        self._since_log = 0
+        self._last_log = -math.inf
+        self._latest = ""
+        self._lock = threading.Lock()
+
+    def note(self, error: BaseException | str) -> None:
+        """Count one malformed message; maybe log the summary."""
+        now = time.monotonic()
+        with self._lock:
+            self.total += 1
+            self._since_log += 1
+            self._latest = printable(error, 300)
+            if now - self._last_log < self.every_s:
+                return
+            count, latest = self._since_log, self._latest
+            self._since_log = 0
+            self._last_log = now
+        self.logger.warning(
+            "skipped %d malformed telemetry message(s) since the last report (%d in all); "
+            "latest: %s",
+            count,
+            self.total,
+            latest,
+        )
+
+
+MALFORMED = MalformedCounter()
+"""The process's one counter of malformed telemetry (Queue, queue state, workers)."""
 
 
 def rtt_summary(seconds: list[float]) -> dict[str, float]:

@@ -1,11 +1,13 @@
 """The control loop every worker shares: commands in, telemetry out.
 
 A `Worker` listens on `queue-control` in a background thread for commands addressed to its
-queue id (and its target, when a command names one). It answers `ping` with `pong` at once,
-from that thread, so a busy worker still answers; it turns `stop` into a flag the work checks
-between steps. Its `run` wraps the work: `started` first, then `finished`, `interrupted` on a
-stop, or `error` with the reason before the exception propagates (and the process exits
-non-zero).
+queue id (and its target, when a command names one). It reads only the live end of its
+queue's partition (murmur2 of the queue id over the topic's real partition count): commands
+sent before it started, and other queues' commands, cost it nothing. It answers `ping` with
+`pong` at once, from that thread, so a busy worker still answers; it turns `stop` into a flag
+the work checks between steps. Its `run` wraps the work: `started` first, then `finished`,
+`interrupted` on a stop, or `error` with the reason before the exception propagates (and the
+process exits non-zero).
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
+from streamforge_nb.control.telemetry import MalformedCounter
 from streamforge_nb.exceptions import (
     BrokerError,
     MessageError,
     StopRequested,
     kafka_errors,
 )
-from streamforge_nb.kafka.clients import make_assigned_consumer, make_producer
+from streamforge_nb.kafka.clients import make_consumer, make_producer
+from streamforge_nb.kafka.partitions import queue_partition
+from streamforge_nb.kafka.send import send_checked
 from streamforge_nb.platform.contract import (
     BaseEvent,
     Error,
@@ -36,9 +41,8 @@ from streamforge_nb.platform.contract import (
     Pong,
     Started,
     StopCommand,
+    clip_message,
     decode_command,
-    encode,
-    message_key,
 )
 from streamforge_nb.settings import Settings
 
@@ -48,7 +52,7 @@ log = logging.getLogger(__name__)
 
 # How long a control poll may block; bounds how late `close()` notices it should end.
 _POLL_MS = 100
-
+_MALFORMED_COMMANDS = MalformedCounter(logger=log)
 
 
 class Worker:
@@ -90,11 +94,7 @@ class Worker:
     # -- telemetry ---------------------------------------------------------------------------
     def send(self, event: BaseEvent) -> None:
         """Send a telemetry event on queue-events and wait until the broker has it."""
-        with kafka_errors("sending telemetry", self.settings.kafka_bootstrap_servers):
-            future = self._producer.send(
-                self.settings.queue_events_topic, key=message_key(event), value=encode(event)
-            )
-            future.get(timeout=10)
+        send_checked(self._producer, self.settings, self.settings.queue_events_topic, event)
         log.debug("sent %s", event.status, extra={"event": event.status})
         if self.on_sent is not None:
             self.on_sent(event)
@@ -105,7 +105,7 @@ class Worker:
             "producer": self.producer_id,
             "symbol": self.symbol,
             "type": self.type,
-            "message": message,
+            "message": clip_message(message),
             "records_written": self.records_written,
         }
 
@@ -162,10 +162,19 @@ class Worker:
         return result
 
     def _control_consumer(self) -> KafkaConsumer:
-        # Only commands sent from now on concern this run.
-        consumer, _ = make_assigned_consumer(
-            self.settings, self.settings.queue_control_topic, start="end"
-        )
+        # Only commands sent from now on concern this run, and only its queue's partition holds
+        # them. The position is resolved here: a command sent once this returns is seen.
+        topic = self.settings.queue_control_topic
+        consumer = make_consumer(self.settings, enable_auto_commit=False, fetch_max_wait_ms=100)
+        try:
+            with kafka_errors("reading " + topic, self.settings.kafka_bootstrap_servers):
+                tp = queue_partition(consumer, topic, self.queue_id, self.settings)
+                consumer.assign([tp])
+                consumer.seek_to_end(tp)
+                consumer.position(tp)
+        except BaseException:
+            consumer.close()
+            raise
         return consumer
 
     def _listen(self) -> None:
@@ -182,11 +191,13 @@ class Worker:
                 for record in records:
                     self._handle(record.value)
 
-    def _handle(self, raw: bytes) -> None:
+    def _handle(self, raw: bytes | None) -> None:
+        if raw is None or self.queue_id.encode() not in raw:
+            return  # another queue's command (or garbage): not ours to parse
         try:
             command = decode_command(raw)
         except MessageError as exc:
-            log.warning("ignoring malformed command: %s", exc)
+            _MALFORMED_COMMANDS.note(exc)
             return
         if command.queue_id != self.queue_id:
             return
@@ -207,8 +218,8 @@ class Worker:
         )
         try:
             # No wait for the ack: the pong is on its way, and the sender measures the trip.
-            self._producer.send(
-                self.settings.queue_events_topic, key=message_key(pong), value=encode(pong)
+            send_checked(
+                self._producer, self.settings, self.settings.queue_events_topic, pong, wait=False
             )
         except Exception:
             log.exception("could not send pong")

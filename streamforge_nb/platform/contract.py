@@ -28,10 +28,16 @@ from pydantic import (
 )
 
 from streamforge_nb.exceptions import MessageError, describe_validation_error
-from streamforge_nb.platform.names import check_interval, check_symbol
+from streamforge_nb.platform.intervals import check_interval
+from streamforge_nb.platform.names import check_symbol
 
 __all__ = [
     "COMMANDS",
+    "MAX_COUNT",
+    "MAX_ID_CHARS",
+    "MAX_MESSAGE_CHARS",
+    "MAX_TIMESTAMP",
+    "MIN_TIMESTAMP",
     "STATUSES",
     "TERMINAL_STATUSES",
     "BaseCommand",
@@ -49,6 +55,7 @@ __all__ = [
     "StartCommand",
     "Started",
     "StopCommand",
+    "clip_message",
     "decode_candle",
     "decode_command",
     "decode_event",
@@ -60,7 +67,31 @@ COMMANDS: tuple[str, ...] = ("start", "stop", "ping")
 STATUSES: tuple[str, ...] = ("started", "loading", "finished", "error", "interrupted", "pong")
 TERMINAL_STATUSES: tuple[str, ...] = ("finished", "error", "interrupted")
 
-_CONFIG = ConfigDict(strict=True, extra="allow", use_attribute_docstrings=True)
+_CONFIG = ConfigDict(
+    strict=True, extra="allow", use_attribute_docstrings=True, allow_inf_nan=False
+)
+
+# Bounds on what a reader accepts: a value outside them is malformed, so no reader (fold,
+# status, queue state, panels, the CLI) ever meets a time pandas cannot hold or a count that
+# overflows an int64. Timestamps: 2000-01-01 .. 2100-01-01 UTC, in Unix seconds.
+MIN_TIMESTAMP = 946_684_800.0
+MAX_TIMESTAMP = 4_102_444_800.0
+MAX_COUNT = 2**63 - 1
+MAX_ID_CHARS = 255
+MAX_MESSAGE_CHARS = 65_536
+Timestamp = Annotated[float, Field(ge=MIN_TIMESTAMP, le=MAX_TIMESTAMP)]
+"""Unix seconds within the sane window."""
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+Text = Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+Short = Annotated[str, Field(max_length=MAX_ID_CHARS)]
+
+
+def clip_message(text: str | None) -> str | None:
+    """Return `text` cut to the length a telemetry message may have (None stays None)."""
+    if text is None or len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return text[: MAX_MESSAGE_CHARS - 1] + "\u2026"
 
 
 class _Message(BaseModel):
@@ -74,7 +105,7 @@ class BaseCommand(_Message):
     """Fields every command on `queue-control` carries."""
 
     command: str
-    queue_id: str = Field(min_length=1)
+    queue_id: Id
     """The queue (workflow step) the command is addressed to."""
 
 
@@ -94,7 +125,7 @@ class StartCommand(BaseCommand):
     image: str | None = None
     parameters: dict[str, Any] | None = None
     """Worker-specific options."""
-    timestamp: float = Field(default_factory=time.time)
+    timestamp: Timestamp = Field(default_factory=time.time)
     """Send time, Unix seconds."""
 
 
@@ -102,8 +133,8 @@ class StopCommand(BaseCommand):
     """Stop a queue's worker; it answers with a final `interrupted` event."""
 
     command: Literal["stop"] = "stop"
-    target: str | None = None
-    timestamp: float = Field(default_factory=time.time)
+    target: Short | None = None
+    timestamp: Timestamp = Field(default_factory=time.time)
     """Send time, Unix seconds."""
 
 
@@ -111,9 +142,9 @@ class PingCommand(BaseCommand):
     """Ask a queue's worker for a `pong` carrying the same correlation id."""
 
     command: Literal["ping"] = "ping"
-    target: str | None = None
-    correlation_id: str = Field(min_length=1)
-    timestamp: float
+    target: Short | None = None
+    correlation_id: Id
+    timestamp: Timestamp
     """Send time, Unix seconds; echoed back as the pong's `ping_timestamp`."""
 
     @classmethod
@@ -136,15 +167,15 @@ class BaseEvent(_Message):
     """Fields every telemetry event on `queue-events` carries."""
 
     status: str
-    queue_id: str = Field(min_length=1)
-    producer: str = Field(min_length=1)
+    queue_id: Id
+    producer: Id
     """Telemetry id of the sending worker, e.g. `arango-candles__abc123`."""
-    symbol: str | None = None
-    type: str | None = None
-    message: str | None = None
-    records_written: int = Field(default=0, ge=0)
+    symbol: Short | None = None
+    type: Short | None = None
+    message: Text | None = None
+    records_written: Count = 0
     finished: bool = False
-    timestamp: float = Field(default_factory=time.time)
+    timestamp: Timestamp = Field(default_factory=time.time)
     """Send time, Unix seconds."""
 
     @property
@@ -176,9 +207,9 @@ class Error(BaseEvent):
     """The worker failed."""
 
     status: Literal["error"] = "error"
-    error_type: str | None = None
+    error_type: Short | None = None
     """Exception class name, when known."""
-    cell: int | None = None
+    cell: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     """Index of the failed notebook cell, for notebook workers."""
 
 
@@ -192,9 +223,9 @@ class Pong(BaseEvent):
     """Answer to a `ping`."""
 
     status: Literal["pong"] = "pong"
-    correlation_id: str = Field(min_length=1)
+    correlation_id: Id
     """The ping's correlation id."""
-    ping_timestamp: float
+    ping_timestamp: Timestamp
     """The ping's `timestamp`, echoed back."""
 
     @classmethod
@@ -312,17 +343,36 @@ _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 def decode_command(data: bytes | bytearray | str) -> Command:
     """Parse a `queue-control` message, raising `MessageError` if it breaks the contract."""
     try:
-        return _COMMAND_ADAPTER.validate_json(data)
+        command = _COMMAND_ADAPTER.validate_json(data)
     except ValidationError as exc:
         raise MessageError(_explain(exc, "command", "command", COMMANDS)) from None
+    _check_extras(command, "command")
+    return command
 
 
 def decode_event(data: bytes | bytearray | str) -> Event:
     """Parse a `queue-events` message, raising `MessageError` if it breaks the contract."""
     try:
-        return _EVENT_ADAPTER.validate_json(data)
+        event = _EVENT_ADAPTER.validate_json(data)
     except ValidationError as exc:
         raise MessageError(_explain(exc, "event", "status", STATUSES)) from None
+    _check_extras(event, "event")
+    return event
+
+
+def _check_extras(msg: BaseModel, kind: str) -> None:
+    """Reject extra fields a reader could not re-encode (integers beyond 64 bits, huge text)."""
+    extra = msg.model_extra
+    if not extra:
+        return
+    try:
+        size = len(orjson.dumps(extra))
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise MessageError(f"invalid {kind}: an extra field cannot be encoded ({exc})") from None
+    if size > MAX_MESSAGE_CHARS:
+        raise MessageError(
+            f"invalid {kind}: extra fields take {size} bytes (at most {MAX_MESSAGE_CHARS})"
+        )
 
 
 def decode_candle(data: bytes | bytearray | str) -> Candle:

@@ -1,7 +1,7 @@
 """The service topics and the platform user's ACLs, defined once for laptop and cluster.
 
 `SERVICE_TOPICS` and `PLATFORM_ACLS` are what the local broker creates at start and what
-`manifests/kafka-topics.yaml` / `manifests/kafka-user.yaml` (Strimzi KafkaTopic, KafkaUser)
+`manifests/kafka-topics.yaml` / `manifests/kafka-users.yaml` (Strimzi KafkaTopic, KafkaUser)
 are rendered from; a test keeps the committed manifests equal to this module's output.
 """
 
@@ -22,12 +22,14 @@ from kafka.admin import (
     ResourceType,
 )
 
-from streamforge_nb.exceptions import kafka_errors
+from streamforge_nb.exceptions import ConfigError, kafka_errors
+from streamforge_nb.platform.names import check_dns1123_label
 
 __all__ = [
     "PLATFORM_ACLS",
     "PLATFORM_USER",
     "SERVICE_TOPICS",
+    "STRIMZI_API_VERSIONS",
     "VIEWER_ACLS",
     "VIEWER_USER",
     "AclRule",
@@ -42,6 +44,9 @@ PLATFORM_USER = "user-streamforge"
 VIEWER_USER = "user-streamforge-viewer"
 STRIMZI_CLUSTER = "k3"
 NAMESPACE_KAFKA = "kafka"
+STRIMZI_API_VERSIONS = ("v1", "v1beta2")
+"""`kafka.strimzi.io` versions `strimzi_manifests` renders: v1 for Strimzi 0.49 and later (1.x
+serves nothing else), v1beta2 for Strimzi 0.32 to 0.48 (0.49 to 0.51 serve both and warn)."""
 
 
 @dataclass(frozen=True)
@@ -62,11 +67,14 @@ class TopicSpec:
         }
 
 
-# One partition each: commands and telemetry for a queue must stay in order, and the volume is
-# tiny. Telemetry is kept a week so a reopened Queue can replay a finished run.
+# Keyed by queue id, 12 partitions each: one queue's commands and telemetry stay in order in
+# one partition (murmur2 of the id), and a reader of one queue reads only its partition from
+# the queue's start time, never the other queues' week of history. Readers compute the
+# partition from the topic's real count, so a cluster with another count still works.
+# Telemetry is kept a week so a reopened Queue can replay a finished run.
 SERVICE_TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("queue-control", config={"retention.ms": str(24 * 3600 * 1000)}),
-    TopicSpec("queue-events", config={"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    TopicSpec("queue-control", partitions=12, config={"retention.ms": str(24 * 3600 * 1000)}),
+    TopicSpec("queue-events", partitions=12, config={"retention.ms": str(7 * 24 * 3600 * 1000)}),
 )
 
 
@@ -156,26 +164,52 @@ def ensure_acls(admin: KafkaAdminClient, user: str, rules: tuple[AclRule, ...]) 
             raise error
 
 
-def strimzi_manifests() -> dict[str, list[dict[str, Any]]]:
-    """Return Strimzi KafkaTopic and KafkaUser resources, keyed by manifest file name."""
-    labels = {"strimzi.io/cluster": STRIMZI_CLUSTER}
+# v1 against v1beta2, from Strimzi's CRDs (0.50 serves both, 1.2 only v1), for what is
+# rendered here: KafkaUser v1 drops `spec.authorization.acls[].operation` (one operation per
+# rule, deprecated since Strimzi 0.32) and requires the list `operations`, which v1beta2 has
+# accepted since 0.32 (Strimzi's upgrade notes ask every KafkaUser to use it before 0.49).
+# KafkaTopic's spec (partitions, replicas, config, topicName) is the same in both. v1 makes
+# `.spec` required in both kinds. So both renderings carry `operations`, never `operation`,
+# and differ only in `apiVersion`.
+def strimzi_manifests(
+    *, cluster: str = STRIMZI_CLUSTER, namespace: str = NAMESPACE_KAFKA, api_version: str = "v1"
+) -> dict[str, list[dict[str, Any]]]:
+    """Return Strimzi KafkaTopic and KafkaUser resources, keyed by manifest file name.
+
+    `cluster` is the Strimzi Kafka cluster (label `strimzi.io/cluster`), `namespace` where
+    its operators watch; `api_version` one of `STRIMZI_API_VERSIONS`.
+    """
+    if api_version not in STRIMZI_API_VERSIONS:
+        raise ConfigError(
+            f"unknown Strimzi API version {api_version!r}: expected one of "
+            f"{', '.join(STRIMZI_API_VERSIONS)} (v1 for Strimzi 0.49 and later)"
+        )
+    check_dns1123_label(cluster)
+    check_dns1123_label(namespace)
+    group = f"kafka.strimzi.io/{api_version}"
     topics = [
         {
-            "apiVersion": "kafka.strimzi.io/v1beta2",
+            "apiVersion": group,
             "kind": "KafkaTopic",
-            "metadata": {"name": t.name, "namespace": NAMESPACE_KAFKA, "labels": labels},
+            "metadata": _metadata(t.name, cluster, namespace),
             "spec": {"partitions": t.partitions, "replicas": 3, "config": dict(t.config)},
         }
         for t in SERVICE_TOPICS
     ]
     users = [
-        _kafka_user(PLATFORM_USER, PLATFORM_ACLS, labels),
-        _kafka_user(VIEWER_USER, VIEWER_ACLS, labels),
+        _kafka_user(group, user, rules, cluster, namespace)
+        for user, rules in ((PLATFORM_USER, PLATFORM_ACLS), (VIEWER_USER, VIEWER_ACLS))
     ]
     return {"kafka-topics.yaml": topics, "kafka-users.yaml": users}
 
 
-def _kafka_user(user: str, rules: tuple[AclRule, ...], labels: dict[str, str]) -> dict[str, Any]:
+def _metadata(name: str, cluster: str, namespace: str) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": {"strimzi.io/cluster": cluster}}
+
+
+def _kafka_user(
+    group: str, user: str, rules: tuple[AclRule, ...], cluster: str, namespace: str
+) -> dict[str, Any]:
     acls = [
         {
             "resource": {"type": r.resource, "name": r.name, "patternType": r.pattern},
@@ -184,9 +218,9 @@ def _kafka_user(user: str, rules: tuple[AclRule, ...], labels: dict[str, str]) -
         for r in rules
     ]
     return {
-        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "apiVersion": group,
         "kind": "KafkaUser",
-        "metadata": {"name": user, "namespace": NAMESPACE_KAFKA, "labels": labels},
+        "metadata": _metadata(user, cluster, namespace),
         "spec": {
             "authentication": {"type": "scram-sha-512"},
             "authorization": {"type": "simple", "acls": acls},
@@ -197,6 +231,7 @@ def _kafka_user(user: str, rules: tuple[AclRule, ...], labels: dict[str, str]) -
 def render_manifest(resources: list[dict[str, Any]]) -> str:
     """Render resources as one multi-document YAML file."""
     header = (
-        "# Generated by `streamforge-nb manifests` from streamforge_nb/topics.py; do not edit.\n"
+        "# Generated by `streamforge-nb manifests` from streamforge_nb/platform/topics.py; "
+        "do not edit.\n"
     )
     return header + str(yaml.safe_dump_all(resources, sort_keys=False))

@@ -15,6 +15,7 @@ widgets.
 from __future__ import annotations
 
 import html
+import math
 import threading
 import time
 from collections import deque
@@ -24,7 +25,12 @@ from typing import Any
 import ipywidgets as widgets
 
 from streamforge_nb.control.queue import Queue
-from streamforge_nb.control.telemetry import ProducerState
+from streamforge_nb.control.telemetry import (
+    ProducerState,
+    printable,
+    safe_count,
+    safe_timestamp,
+)
 from streamforge_nb.exceptions import QueueTimeout, StreamForgeError
 from streamforge_nb.platform.contract import BaseEvent
 
@@ -213,12 +219,10 @@ class QueuePanel:
                 self.table.value = text
 
     def _on_event(self, event: BaseEvent) -> None:
-        clock = time.strftime("%H:%M:%S", time.localtime(event.timestamp))
-        line = f"{clock} {event.producer} {event.status}"
-        if event.records_written:
-            line += f" ({event.records_written:,} records)"
-        if event.message:
-            line += f": {event.message}"
+        try:
+            line = _log_line(event)
+        except Exception:  # never: but an odd event must not end the follower's listener
+            line = "(an event that cannot be shown)"
         with self._lock:
             if self._closed.is_set():
                 return
@@ -281,7 +285,22 @@ def _sparkline(values: list[float]) -> str:
     return f"{bars}  " + " ".join(f"{v:.1f}" for v in values) + " ms"
 
 
+def _log_line(event: BaseEvent) -> str:
+    """Return the event log's line for `event`, with control characters escaped."""
+    seen = safe_timestamp(event.timestamp)
+    clock = time.strftime("%H:%M:%S", time.localtime(seen)) if seen is not None else "??:??:??"
+    line = f"{clock} {printable(event.producer, 100)} {printable(event.status, 20)}"
+    records = safe_count(event.records_written)
+    if records:
+        line += f" ({records:,} records)"
+    if event.message:
+        line += f": {printable(event.message)}"
+    return line
+
+
 def _age(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
     if seconds < 120:
         return f"{max(seconds, 0):.0f} s ago"
     if seconds < 7200:
@@ -299,9 +318,9 @@ def _table(states: list[ProducerState], now: float) -> str:
         f"<tr><td style='padding:0 8px'><code>{html.escape(s.producer)}</code></td>"
         f"<td style='padding:0 8px;color:{_STATUS_COLOURS.get(s.status, 'inherit')}'>"
         f"{html.escape(s.status)}</td>"
-        f"<td style='padding:0 8px;text-align:right'>{s.records_written:,}</td>"
+        f"<td style='padding:0 8px;text-align:right'>{safe_count(s.records_written):,}</td>"
         f"<td style='padding:0 8px'>{_age(now - s.last_seen)}</td>"
-        f"<td style='padding:0 8px'>{html.escape(s.message or '')}</td></tr>"
+        f"<td style='padding:0 8px'>{html.escape(printable(s.message or ''))}</td></tr>"
         for s in sorted(states, key=lambda s: s.producer)
     )
     rows = rows or "<tr><td colspan=5 style='padding:0 8px'><i>no telemetry yet</i></td></tr>"

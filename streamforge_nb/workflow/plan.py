@@ -23,11 +23,11 @@ from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.state import new_record
 from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.platform.contract import StartCommand
+from streamforge_nb.platform.intervals import check_interval
 from streamforge_nb.platform.names import (
     TimeRange,
     candle_type,
     check_dns1123_label,
-    check_interval,
     check_symbol,
     collection_name,
     data_topic,
@@ -273,9 +273,12 @@ class Workflow:
 
     def launch(self, launcher: str | Launcher = "local", **launcher_options: Any) -> Queue:
         """Record the queue, send the `start` commands, start one Job per target."""
+        import time
+
         from streamforge_nb.kafka.send import send_command
 
         plan = self._plan
+        launched = time.time()  # the Queue reads telemetry from here (its queue-state record's)
         if launcher == "local":
             # Local Jobs get the ConfigMap/Secret values from settings: this workflow's.
             launcher_options.setdefault("settings", self.settings)
@@ -298,7 +301,7 @@ class Workflow:
             send_command(self.settings, step.start)
         for step in plan.steps:
             runner.submit(step.job)
-        return Queue(plan.queue_id, self.settings, launcher=runner)
+        return Queue(plan.queue_id, self.settings, launcher=runner, since=launched)
 
     def backfill(self, store: CandleStore, **launch_options: Any) -> list[Queue]:
         """Launch loads for exactly the gaps `store` has in this workflow's range."""

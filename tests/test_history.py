@@ -1,0 +1,176 @@
+"""Reading cost independent of history: a queue-events topic pre-filled with other queues'.
+
+Issue 10: with 132k events of other queues on the topic, a cold ping timed out and 20 Queues
+lost pongs, because every Queue replayed the topic from offset 0. Here the shared test broker's
+queue-events gets 200k events of other queues (keyed and unkeyed, some malformed), filled fast
+with librdkafka, and the same operations must stay quick and lose nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.control.worker import Worker
+from streamforge_nb.kafka.clients import make_consumer
+from streamforge_nb.kafka.partitions import START_SLACK_S, partition_for
+from streamforge_nb.settings import Settings
+
+FILL = 200_000
+
+
+def platform_queue_id(day: datetime | None = None) -> str:
+    """A queue id of the platform's shape, dated today (what a live launch gets)."""
+    day = day or datetime.now(UTC)
+    return f"wf-btcusdt-api_candles_1m-{day:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+
+
+def fill_events(settings: Settings, count: int, *, queues: int = 2000) -> float:
+    """Produce `count` telemetry events of `queues` other queues; return the seconds it took.
+
+    librdkafka in big batches (about 1 s for 200k here): 90% keyed by queue id with Kafka's
+    murmur2 partitioner, 9% unkeyed, 1% malformed.
+    """
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "partitioner": "murmur2_random",
+            "acks": 1,
+        }
+    )
+    ids = [platform_queue_id() for _ in range(queues)]
+    keys = [qid.encode() for qid in ids]
+    now = time.time()
+    values = [
+        orjson.dumps({"status": "loading", "queue_id": qid, "producer": f"loader__{qid[-8:]}",
+                      "message": "Saved 15000 records", "records_written": 15000,
+                      "timestamp": now})
+        for qid in ids
+    ]  # fmt: skip
+    started = time.perf_counter()
+    topic = settings.queue_events_topic
+    for i in range(count):
+        n = i % queues
+        value = values[n]
+        if i % 100 == 99:
+            value = b'{"status":"loading","queue_id":"' + keys[n] + b'","timestamp":1e20}'
+        key = None if i % 10 == 9 else keys[n]
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    return time.perf_counter() - started
+
+
+@pytest.fixture(scope="module")
+def filled(settings: Settings) -> int:
+    """queue-events holding at least FILL events of other queues, all older than the slack
+    a reader allows before a queue's recorded start."""
+    took = fill_events(settings, FILL)
+    time.sleep(START_SLACK_S)
+    consumer = make_consumer(settings)
+    try:
+        from kafka import TopicPartition
+
+        topic = settings.queue_events_topic
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        total = sum(consumer.end_offsets(parts).values()) - sum(
+            consumer.beginning_offsets(parts).values()
+        )
+    finally:
+        consumer.close()
+    assert total >= FILL
+    print(f"filled {FILL} events in {took:.1f} s; topic holds {total}")
+    return total
+
+
+def test_partition_is_kafkas_murmur2() -> None:
+    # Kafka's own test vectors (UtilsTest.testMurmur2): Java's murmur2 of these keys.
+    vectors = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
+    for key, java in vectors.items():
+        for count in (1, 3, 12, 50):
+            assert partition_for(key, count) == (java & 0x7FFFFFFF) % count
+    assert partition_for("abc", 12) == partition_for(b"abc", 12)
+
+
+def test_cold_ping_is_answered_within_the_default_timeout(
+    filled: int, settings: Settings, start_dummy: Callable[..., subprocess.Popen[str]]
+) -> None:
+    queue_id = platform_queue_id()
+    start_dummy(queue_id)
+    started = time.perf_counter()
+    with Queue(queue_id, settings) as queue:
+        replies = queue.ping()  # the default timeout, 5 s
+        first = time.perf_counter() - started
+    assert replies and first < 5
+    print(f"cold first pong with {filled} events on the topic: {first * 1000:.0f} ms")
+
+
+def test_no_pong_lost_across_20_concurrent_queues(
+    filled: int, settings: Settings, start_dummy: Callable[..., subprocess.Popen[str]]
+) -> None:
+    queue_id = platform_queue_id()
+    start_dummy(queue_id)
+    pings = 20
+    lost: list[str] = []
+    answered: list[int] = []
+
+    def client() -> None:
+        with Queue(queue_id, settings) as queue:
+            got = 0
+            for _ in range(pings):
+                try:
+                    got += len(queue.ping(timeout=10))
+                except TimeoutError as exc:
+                    lost.append(str(exc))
+            answered.append(got)
+
+    threads = [threading.Thread(target=client) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not lost, lost[:3]
+    assert answered == [pings] * 20
+
+
+def test_status_of_a_finished_queue_reads_only_its_own_history(
+    filled: int, settings: Settings
+) -> None:
+    queue_id = platform_queue_id()
+    since = time.time()
+    with Worker(settings, queue_id=queue_id, producer_id="loader__x1", target="loader") as w:
+        w.run(lambda w: w.loading(42))
+    started = time.perf_counter()
+    with Queue(queue_id, settings, since=since) as queue:
+        status = queue.status()
+        events = [e.status for e in queue.events()]
+    took = time.perf_counter() - started
+    assert status.loc["loader__x1", "status"] == "finished"
+    assert status.loc["loader__x1", "records_written"] == 42
+    assert events == ["started", "loading", "finished"]
+    assert took < 5, f"status() and events() took {took:.1f} s"
