@@ -1,4 +1,4 @@
-"""The command line end to end: local up/status/down, check, and one-line errors."""
+"""The command line: local up/status/down, check, one-line errors, one style, a light --help."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 
+from streamforge_nb import workers
+from streamforge_nb.cli import cli, main
 from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
@@ -122,14 +125,71 @@ def test_check_over_sasl_ssl(broker: LocalBroker) -> None:
     assert result.returncode == 0, result.stderr
     assert "SASL_SSL as user-streamforge" in result.stdout
 
+    as_json = run("check", "--json", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)  # one object
+    assert report["ok"] is True
+    assert report["bootstrap_servers"] == good.kafka_bootstrap_servers
+    assert report["security_protocol"] == "SASL_SSL"
+    assert report["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert report["user"] == "user-streamforge"
+    assert {"queue-control", "queue-events"} <= set(report["topics"])
+    assert good.kafka_password.get_secret_value() not in as_json.stdout
 
-@pytest.mark.parametrize("args", [["manifests"], ["schemas"]])
-def test_generators_reproduce_the_committed_files(args: list[str], tmp_path: Path) -> None:
-    result = run(*args, str(tmp_path))
+
+def test_check_json_on_a_dead_broker_is_one_object_and_one_error_line(tmp_path: Path) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "STREAMFORGE_HOME": str(tmp_path)}
+    result = run("check", "--json", env=env)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["bootstrap_servers"] == "127.0.0.1:1"
+    assert "no Kafka broker reachable" in report["error"]
+    assert result.stderr.startswith("streamforge-nb: error:")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "committed"),
+    [("manifests", ROOT / "manifests"), ("schemas", ROOT / "streamforge_nb" / "schemas")],
+)
+def test_generators_reproduce_the_committed_files(
+    command: str, committed: Path, tmp_path: Path
+) -> None:
+    result = run(command, str(tmp_path))
     assert result.returncode == 0, result.stderr
-    committed = ROOT / args[0]
-    for path in tmp_path.iterdir():
+    written = sorted(tmp_path.iterdir())
+    assert written
+    for path in written:
         assert path.read_text() == (committed / path.name).read_text(), path.name
+
+
+def test_schemas_default_to_the_package_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamforge_nb.platform import schemas
+
+    assert schemas.schemas_dir() == ROOT / "streamforge_nb" / "schemas"
+    monkeypatch.setattr(schemas, "schemas_dir", lambda: tmp_path)
+    assert main(["schemas"]) == 0
+    assert {p.name for p in tmp_path.iterdir()} >= {"ping.schema.json", "candle.schema.json"}
+    assert str(tmp_path) in capsys.readouterr().out
+
+
+def test_manifests_cluster_namespace_and_api_version(tmp_path: Path) -> None:
+    from streamforge_nb.platform.topics import STRIMZI_API_VERSIONS
+
+    option = next(p for p in cli.commands["manifests"].params if p.name == "api_version")
+    assert isinstance(option.type, click.Choice)
+    assert set(option.type.choices) == set(STRIMZI_API_VERSIONS)
+    args = ["--cluster", "c9", "--namespace", "strimzi", "--api-version", "v1beta2"]
+    result = run("manifests", str(tmp_path), *args)
+    assert result.returncode == 0, result.stderr
+    topics = (tmp_path / "kafka-topics.yaml").read_text()
+    assert "apiVersion: kafka.strimzi.io/v1beta2" in topics
+    assert "strimzi.io/cluster: c9" in topics and "namespace: strimzi" in topics
+    assert "kafka.strimzi.io/v1\n" not in topics
+    bad = run("manifests", str(tmp_path), "--api-version", "v1alpha1")
+    assert bad.returncode == 2 and "v1alpha1" in bad.stderr
 
 
 def test_ping_stop_events_against_a_real_dummy(
@@ -174,3 +234,135 @@ def test_stop_nobody_is_one_error_line(broker: LocalBroker) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("streamforge-nb: error: no worker of queue")
     assert "Traceback" not in result.stderr
+
+
+# -- one style for every command ------------------------------------------------------------
+def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = []
+    for name, command in group.commands.items():
+        paths.append((*prefix, name))
+        if isinstance(command, click.Group):
+            paths.extend(command_paths(command, (*prefix, name)))
+    return paths
+
+
+def test_every_command_has_click_help(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = command_paths(cli)
+    assert {("dummy",), ("loader",), ("sink",), ("check",), ("local", "up")} <= set(paths)
+    for path in paths:
+        for flag in ("--help", "-h"):
+            assert main([*path, flag]) == 0, path
+            out = capsys.readouterr().out
+            assert out.startswith(f"Usage: streamforge-nb {' '.join(path)} "), out
+            assert "-h, --help  " in out and "Show this message and exit." in out
+
+
+@pytest.mark.parametrize(
+    ("command", "envvars"),
+    [
+        ("dummy", ["QUEUE_ID", "TELEMETRY_PRODUCER_ID", "STREAMFORGE_DEBUG"]),
+        ("loader", ["QUEUE_ID", "SYMBOL", "TYPE", "TIME_RANGE", "KAFKA_TOPIC",
+                    "TELEMETRY_PRODUCER_ID"]),
+        ("sink", ["QUEUE_ID", "KAFKA_TOPIC", "TELEMETRY_PRODUCER_ID", "STREAMFORGE_STORE_URL"]),
+        ("ping", ["QUEUE_ID"]),
+        ("stop", ["QUEUE_ID"]),
+        ("events", ["QUEUE_ID"]),
+    ],
+)  # fmt: skip
+def test_platform_variables_are_bound_and_shown(
+    command: str, envvars: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bound = {p.envvar for p in cli.commands[command].params if isinstance(p, click.Option)}
+    assert set(envvars) <= bound
+    assert main([command, "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # undo the wrapping
+    for envvar in envvars:
+        assert f"env var: {envvar}" in out
+
+
+def test_a_worker_takes_the_same_options_from_argv_env_and_a_mapping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("QUEUE_ID", "SYMBOL", "INTERVAL", "TYPE", "TIME_RANGE", "STREAMFORGE_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    argv = ["--queue-id", "wf-a", "--symbol", "ETHUSDT", "--interval", "5m",
+            "--time-range", "2024-08-01:2024-08-02", "--archive", "x.zip", "--archive", "y.zip",
+            "--report-every", "0.5"]  # fmt: skip
+    mapping = {
+        "queue_id": "wf-a", "symbol": "ETHUSDT", "interval": "5m",
+        "time_range": "2024-08-01:2024-08-02", "archives": ["x.zip", "y.zip"],
+        "report_every": 0.5, "debug": None, "unrelated": object(),
+    }  # fmt: skip
+    from_argv = workers.from_argv("loader", argv)
+    assert from_argv == workers.from_mapping("loader", mapping)
+    assert from_argv.archives == ("x.zip", "y.zip") and from_argv.report_every == 0.5
+
+    # The platform's variables, and TYPE gives the interval.
+    monkeypatch.setenv("QUEUE_ID", "wf-a")
+    monkeypatch.setenv("SYMBOL", "ETHUSDT")
+    monkeypatch.setenv("TYPE", "api_candles_5m")
+    monkeypatch.setenv("TIME_RANGE", "2024-08-01:2024-08-02")
+    rest = ["--archive", "x.zip", "--archive", "y.zip", "--report-every", "0.5"]
+    assert workers.from_argv("loader", rest) == from_argv
+    assert workers.from_mapping("loader", {**mapping, "queue_id": None, "symbol": ""}) == (
+        from_argv
+    )
+    # Given values beat the environment, on both paths.
+    assert workers.from_argv("loader", [*rest, "--symbol", "SOLUSDT"]).symbol == "SOLUSDT"
+    assert workers.from_mapping("loader", {**mapping, "symbol": "SOLUSDT"}).symbol == "SOLUSDT"
+
+
+def test_worker_definitions_match_their_options_classes() -> None:
+    import dataclasses
+
+    for entry in workers.WORKERS.values():
+        options_class, _run = entry.load()
+        fields = {f.name: f.default for f in dataclasses.fields(options_class)}
+        names = {o.name for o in entry.options} - {"type"}  # TYPE only derives the interval
+        assert names == set(fields), entry.name
+        for option in entry.options:
+            if option.default is not None and option.name in fields:
+                assert option.default == fields[option.name], (entry.name, option.name)
+
+
+def test_a_missing_option_names_every_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QUEUE_ID", raising=False)
+    message = "--queue-id (QUEUE_ID, or the notebook parameter queue_id) is required"
+    with pytest.raises(workers.MissingOption, match=re.escape(message)):
+        workers.from_mapping("sink", {"queue_id": ""})
+    with pytest.raises(click.UsageError, match=re.escape(message)):
+        workers.from_argv("sink", [])
+
+
+def test_debug_is_an_option_of_the_group(capsys: pytest.CaptureFixture[str]) -> None:
+    debug = next(p for p in cli.params if p.name == "debug")
+    assert isinstance(debug, click.Option) and debug.is_flag
+    assert main(["--help"]) == 0
+    assert "--debug" in capsys.readouterr().out
+    # Not a scan of argv: after a command name it is that command's business.
+    assert main(["check", "--debug"]) == 2
+    assert "No such option '--debug'" in capsys.readouterr().err
+
+
+# -- a light --help -------------------------------------------------------------------------
+HEAVY = ("kafka", "confluent_kafka", "pandas", "numpy", "pydantic", "cryptography", "pyarrow")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["loader", "--help"], ["check", "--help"]])
+def test_help_imports_no_heavy_library(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "streamforge_nb.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+    assert "streamforge_nb.cli" in imported and "click" in imported
+    heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
+    assert heavy == [], heavy

@@ -140,14 +140,40 @@ def test_cli_entry_point_behaves_the_same(settings: Settings) -> None:
     assert '"msg": "dummy service up"' in proc.stderr  # structured JSON logs
 
 
+def test_platform_variables_configure_the_worker(settings: Settings) -> None:
+    queue_id = unique_name("wf-dummy-env")
+    env = subprocess_env(
+        settings, QUEUE_ID=queue_id, TELEMETRY_PRODUCER_ID="dummy__fromenv"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamforge_nb.workers.dummy", "--metrics-port", "0",
+         "--exit-after", "0.5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with Queue(queue_id, settings) as queue:
+        events = list(queue.events())
+    assert [(e.producer, e.status) for e in events] == [
+        ("dummy__fromenv", "started"),
+        ("dummy__fromenv", "finished"),
+    ]
+
+
 def test_missing_queue_id_is_a_usage_error(settings: Settings) -> None:
+    env = subprocess_env(settings)
+    env.pop("QUEUE_ID", None)
     proc = subprocess.run(
         [sys.executable, "-m", "streamforge_nb.workers.dummy"],
-        env=subprocess_env(settings),
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert proc.returncode == 2
-    assert "--queue-id (or QUEUE_ID) is required" in proc.stderr
+    assert "Usage: python -m streamforge_nb.workers.dummy [OPTIONS]" in proc.stderr
+    assert "--queue-id (QUEUE_ID, or the notebook parameter queue_id) is required" in proc.stderr

@@ -73,6 +73,34 @@ def statuses(queue: Queue) -> list[str]:
     return [event.status for event in queue.events()]
 
 
+@pytest.mark.parametrize(
+    ("notebook", "worker"),
+    [("dummy_service.ipynb", "dummy"), ("loader_candles.ipynb", "loader"),
+     ("arango_candles.ipynb", "sink")],
+)  # fmt: skip
+def test_payload_parameters_are_the_worker_options(notebook: str, worker: str) -> None:
+    """A payload's parameters cell lists its worker's options, with their defaults or None."""
+    import ast
+
+    from streamforge_nb import workers
+
+    cells = nbformat.read(DUMMY_NOTEBOOK.parent / notebook, as_version=4).cells
+    (parameters,) = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    values = {
+        target.id: ast.literal_eval(node.value)
+        for node in ast.parse(parameters.source).body
+        if isinstance(node, ast.Assign) and isinstance(target := node.targets[0], ast.Name)
+    }
+    options = {o.name: o for o in workers.WORKERS[worker].options}
+    assert list(values) == list(options)
+    for name, value in values.items():
+        default = options[name].default
+        assert value is None or value == default or (value == [] and options[name].multiple), name
+    code = [c.source for c in cells if c.cell_type == "code" and c is not parameters]
+    body = f'from streamforge_nb.workers import run_notebook\n\nrun_notebook("{worker}", globals())'
+    assert code == [body]  # thin: the worker's one entry does the rest
+
+
 def test_dummy_notebook_answers_a_ping_and_finishes(broker_env: Settings, tmp_path: Path) -> None:
     queue_id = unique_name("wf-test-nb")
     output = tmp_path / "dummy_out.ipynb"

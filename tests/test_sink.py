@@ -21,8 +21,7 @@ from streamforge_nb.platform.names import data_topic, dlq_topic, new_short_id, q
 from streamforge_nb.platform.topics import TopicSpec, ensure_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
-from streamforge_nb.testing import local_broker, read_topic
-from streamforge_nb.testing.exchange import CandleGenerator, ExchangeServer
+from streamforge_nb.testing import CandleGenerator, ExchangeServer, local_broker, read_topic
 from streamforge_nb.workers.loader import LoaderOptions, run_loader
 from streamforge_nb.workers.sink import SinkOptions, run_sink
 

@@ -10,23 +10,21 @@ Prometheus metrics on `--metrics-port` (default 8000, 0 turns them off) at `/met
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from streamforge_nb import workers
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.platform.contract import BaseEvent, PingCommand
 from streamforge_nb.platform.names import new_short_id, producer_id
 from streamforge_nb.settings import Settings
-from streamforge_nb.workers import run_main
 
-__all__ = ["DummyFailure", "DummyOptions", "main", "parse_args", "run_dummy"]
+__all__ = ["DummyFailure", "DummyOptions", "main", "run_dummy"]
 
 log = logging.getLogger("streamforge_nb.dummy")
 TARGET = "dummy"
@@ -38,7 +36,10 @@ class DummyFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class DummyOptions:
-    """The dummy service's options; names match the CLI flags and the notebook parameters."""
+    """The dummy service's options; names match the CLI flags and the notebook parameters.
+
+    Read from a command line, the environment or a mapping by `streamforge_nb.workers`.
+    """
 
     queue_id: str
     producer_id: str | None = None
@@ -50,12 +51,6 @@ class DummyOptions:
     loading_interval: float = 10.0
     fail_after: float | None = None
     metrics_port: int = 8000
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> DummyOptions:
-        """Build options from a dict (e.g. papermill parameters), ignoring other keys."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 class _Metrics:
@@ -141,28 +136,9 @@ def _serve(worker: Worker, options: DummyOptions, pinged: threading.Event) -> st
         worker.sleep(0.02)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> DummyOptions:
-    """Parse the dummy service's command line (environment variables give defaults)."""
-    parser = argparse.ArgumentParser(prog="dummy", description=__doc__.splitlines()[0])
-    parser.add_argument("--queue-id", default=os.environ.get("QUEUE_ID"))
-    parser.add_argument("--producer-id", default=os.environ.get("TELEMETRY_PRODUCER_ID"))
-    parser.add_argument("--debug", action="store_true")
-    parser.add_argument("--noop", action="store_true", help="send `started` only, then idle")
-    parser.add_argument("--exit-on-ping", action="store_true")
-    parser.add_argument("--exit-after", type=float, metavar="N")
-    parser.add_argument("--simulate-loading", action="store_true")
-    parser.add_argument("--loading-interval", type=float, default=10.0, metavar="S")
-    parser.add_argument("--fail-after", type=float, metavar="N")
-    parser.add_argument("--metrics-port", type=int, default=8000, metavar="P")
-    args = parser.parse_args(argv)
-    if not args.queue_id:
-        parser.error("--queue-id (or QUEUE_ID) is required")
-    return DummyOptions(**vars(args))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the dummy service from a command line; return the exit code."""
-    return run_main("dummy", parse_args(argv), run_dummy)
+    return workers.main("dummy", argv)
 
 
 if __name__ == "__main__":

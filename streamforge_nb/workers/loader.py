@@ -11,25 +11,24 @@ Runs as `streamforge-nb loader ...`, `python -m streamforge_nb.workers.loader ..
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from streamforge_nb import workers
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import StreamForgeError, kafka_errors
 from streamforge_nb.exchange.archives import archive_candles, archive_paths
 from streamforge_nb.exchange.binance import KlinesClient
 from streamforge_nb.kafka.clients import make_admin, make_producer
 from streamforge_nb.platform.contract import Candle, encode, message_key
+from streamforge_nb.platform.intervals import check_interval
 from streamforge_nb.platform.names import (
     TimeRange,
     candle_type,
-    check_interval,
     check_kafka_topic,
     check_symbol,
     data_topic,
@@ -39,9 +38,8 @@ from streamforge_nb.platform.names import (
 )
 from streamforge_nb.platform.topics import TopicSpec, ensure_topics
 from streamforge_nb.settings import Settings
-from streamforge_nb.workers import run_main
 
-__all__ = ["LoaderOptions", "main", "parse_args", "run_loader"]
+__all__ = ["LoaderOptions", "main", "run_loader"]
 
 log = logging.getLogger("streamforge_nb.loader")
 TARGET = "loader-candles"
@@ -76,15 +74,6 @@ class LoaderOptions:
     report_every: float = 2.0
     partitions: int = 1
     debug: bool = False
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> LoaderOptions:
-        """Build options from a dict (e.g. papermill parameters), ignoring other keys."""
-        names = {f.name for f in fields(cls)}
-        picked = {k: v for k, v in values.items() if k in names and v is not None}
-        if "archives" in picked:
-            picked["archives"] = tuple(picked["archives"])
-        return cls(**picked)
 
     def validated(self) -> tuple[TimeRange, str]:
         """Check every option; return the parsed range and the data topic."""
@@ -172,48 +161,9 @@ def _chain(first: list[Candle], rest: Iterator[list[Candle]]) -> Iterator[list[C
     yield from rest
 
 
-def parse_args(argv: Sequence[str] | None = None) -> LoaderOptions:
-    """Parse the loader's command line (the platform's environment variables give defaults)."""
-    env = os.environ
-    parser = argparse.ArgumentParser(prog="loader", description=__doc__.splitlines()[0])
-    parser.add_argument("--queue-id", default=env.get("QUEUE_ID"))
-    parser.add_argument("--symbol", default=env.get("SYMBOL"))
-    parser.add_argument("--interval", default=env.get("INTERVAL"))
-    parser.add_argument(
-        "--time-range",
-        default=env.get("TIME_RANGE"),
-        help="YYYY-MM-DD:YYYY-MM-DD (end exclusive) or ISO/ISO",
-    )
-    parser.add_argument("--kafka-topic", default=env.get("KAFKA_TOPIC"))
-    parser.add_argument("--producer-id", default=env.get("TELEMETRY_PRODUCER_ID"))
-    parser.add_argument("--source", choices=SOURCES, default="api")
-    parser.add_argument(
-        "--base-url",
-        help=f"exchange URL (default {BINANCE_API} for api, {BINANCE_DATA} for archive)",
-    )
-    parser.add_argument(
-        "--archive",
-        dest="archives",
-        action="append",
-        default=[],
-        help="archive zip URL or path (repeat); default: derived from the range",
-    )
-    parser.add_argument("--report-every", type=float, default=2.0, metavar="S")
-    parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    if args.interval is None and env.get("TYPE"):
-        args.interval = env["TYPE"].rsplit("_", 1)[-1]
-    for name in ("queue_id", "symbol", "interval", "time_range"):
-        if not getattr(args, name):
-            parser.error(f"--{name.replace('_', '-')} is required")
-    args.archives = tuple(args.archives)
-    return LoaderOptions(**vars(args))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the loader from a command line; return the exit code."""
-    return run_main("loader", parse_args(argv), run_loader)
+    return workers.main("loader", argv)
 
 
 if __name__ == "__main__":

@@ -13,18 +13,16 @@ the topic. Runs as `streamforge-nb sink ...`, `python -m streamforge_nb.workers.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from kafka import KafkaProducer
 
+from streamforge_nb import workers
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import (
@@ -45,9 +43,8 @@ from streamforge_nb.platform.names import (
 from streamforge_nb.platform.topics import TopicSpec, ensure_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
-from streamforge_nb.workers import run_main
 
-__all__ = ["SinkOptions", "main", "parse_args", "run_sink"]
+__all__ = ["SinkOptions", "main", "run_sink"]
 
 log = logging.getLogger("streamforge_nb.sink")
 TARGET = "arango-candles"
@@ -69,12 +66,6 @@ class SinkOptions:
     # Without a loader (a topic filled by other means), finish at the end of the topic.
     wait_for_loader: bool = True
     debug: bool = False
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> SinkOptions:
-        """Build options from a dict (e.g. papermill parameters), ignoring other keys."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names and v is not None})
 
 
 class _Batch:
@@ -280,38 +271,9 @@ def run_sink(options: SinkOptions, settings: Settings | None = None) -> int:
     return 0
 
 
-def parse_args(argv: Sequence[str] | None = None) -> SinkOptions:
-    """Parse the sink's command line (the platform's environment variables give defaults)."""
-    env = os.environ
-    parser = argparse.ArgumentParser(prog="sink", description=__doc__.splitlines()[0])
-    parser.add_argument("--queue-id", default=env.get("QUEUE_ID"))
-    parser.add_argument("--kafka-topic", default=env.get("KAFKA_TOPIC"))
-    parser.add_argument("--producer-id", default=env.get("TELEMETRY_PRODUCER_ID"))
-    parser.add_argument(
-        "--store-url",
-        default=env.get("STREAMFORGE_STORE_URL"),
-        help="local:///path or an ArangoDB URL (default: ARANGO_URL, else the embedded store)",
-    )
-    parser.add_argument("--group-id")
-    parser.add_argument("--batch-size", type=int, default=10_000)
-    parser.add_argument("--batch-seconds", type=float, default=1.0)
-    parser.add_argument("--report-every", type=float, default=2.0, metavar="S")
-    parser.add_argument(
-        "--no-wait-for-loader",
-        dest="wait_for_loader",
-        action="store_false",
-        help="finish at the end of the topic without waiting for the loader",
-    )
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    if not args.queue_id:
-        parser.error("--queue-id (or QUEUE_ID) is required")
-    return SinkOptions(**vars(args))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sink from a command line; return the exit code."""
-    return run_main("sink", parse_args(argv), run_sink)
+    return workers.main("sink", argv)
 
 
 if __name__ == "__main__":

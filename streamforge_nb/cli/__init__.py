@@ -1,0 +1,104 @@
+"""The `streamforge-nb` command line.
+
+Every command reads `Settings.from_env()`, so after `streamforge-nb local up` nothing needs a
+flag. Our errors print one line, `streamforge-nb: error: ...`, and exit 1; `--debug` turns on
+debug logs and shows the traceback instead.
+
+Commands import what they use when they run: `streamforge-nb --help` loads click and this
+package only (no Kafka, pandas, pydantic or cryptography).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from streamforge_nb import workers
+from streamforge_nb.cli.broker import check, local, topics_ensure
+from streamforge_nb.cli.generate import manifests, schemas
+from streamforge_nb.cli.queue import events, ping, queues, stop
+from streamforge_nb.cli.workflow import candles, dashboard, quickstart
+from streamforge_nb.exceptions import StreamForgeError
+
+__all__ = ["CONTEXT_SETTINGS", "CliState", "cli", "main", "run_command"]
+
+# One style for every command, `python -m streamforge_nb.workers.<name>` included.
+CONTEXT_SETTINGS: dict[str, Any] = {
+    "help_option_names": ["-h", "--help"],
+    "show_default": True,
+    "max_content_width": 100,
+}
+
+
+@dataclass
+class CliState:
+    """What the group's options tell the commands and `run_command` (the context's `obj`)."""
+
+    debug: bool = False
+
+
+@click.group()
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="STREAMFORGE_DEBUG",
+    show_envvar=True,
+    help="Debug logs on stderr, and tracebacks instead of one-line errors.",
+)
+@click.version_option(package_name="streamforge-nb")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Control and analyse StreamForge workflows from a shell."""
+    if not isinstance(ctx.obj, CliState):
+        ctx.obj = CliState()
+    ctx.obj.debug = debug
+    if debug:
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+for _command in (
+    local, check, topics_ensure, manifests, schemas, ping, stop, events, candles, queues,
+    dashboard, quickstart,
+):  # fmt: skip
+    cli.add_command(_command)
+for _name in workers.WORKERS:
+    cli.add_command(workers.command(_name))
+
+
+def run_command(command: click.Command, argv: Sequence[str] | None, prog_name: str) -> int:
+    """Run a click command as a program; return its exit code (errors handled as above)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    state = CliState()
+    try:
+        result = command.main(
+            args=args, prog_name=prog_name, standalone_mode=False, obj=state, **CONTEXT_SETTINGS
+        )
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except StreamForgeError as exc:
+        if state.debug:
+            raise
+        click.echo(f"{prog_name}: error: {exc}", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    return run_command(cli, argv, "streamforge-nb")

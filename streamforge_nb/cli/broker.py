@@ -1,0 +1,118 @@
+"""Broker commands: the local broker (`local up|down|status|fetch`), `check` and `topics`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streamforge_nb.cli._output import echo_json, home_option, json_option
+from streamforge_nb.exceptions import StreamForgeError
+
+__all__ = ["check", "local", "topics_ensure"]
+
+
+def _broker(home: Path | None) -> Any:
+    from streamforge_nb.local.broker import LocalBroker
+    from streamforge_nb.settings import local_home
+
+    return LocalBroker(home or local_home())
+
+
+@click.group()
+def local() -> None:
+    """Run a real Kafka broker (KRaft) on this machine."""
+
+
+@local.command("up")
+@home_option
+@click.option(
+    "--port",
+    type=int,
+    default=None,
+    help="PLAINTEXT port; SASL_SSL and controller use the next two. 0 = free ports.",
+)
+@click.option("--timeout", type=float, default=90.0, help="Seconds to wait for the broker.")
+def local_up(home: Path | None, port: int | None, timeout: float) -> None:
+    """Start the local broker (idempotent) and write its env file."""
+    broker = _broker(home)
+    status = broker.up(port=port, timeout=timeout, progress=lambda m: click.echo(m, err=True))
+    click.echo(f"KAFKA_BOOTSTRAP_SERVERS={status.plaintext}")
+    click.echo(f"# SASL_SSL (SCRAM-SHA-512) {status.sasl_ssl}: see {broker.sasl_env_file}")
+    click.echo(f"# environment written to {status.env_file}")
+
+
+@local.command("down")
+@home_option
+def local_down(home: Path | None) -> None:
+    """Stop the local broker (data stays until you delete the home directory)."""
+    broker = _broker(home)
+    click.echo("stopped" if broker.down() else f"not running ({broker.home})")
+
+
+@local.command("status")
+@home_option
+@json_option("One JSON object.")
+def local_status(home: Path | None, as_json: bool) -> int:
+    """Report the local broker; exit 0 when it runs, 3 when it does not."""
+    status = _broker(home).status()
+    if as_json:
+        echo_json(status.__dict__)
+    else:
+        click.echo("\n".join(status.lines()))
+    return 0 if status.running else 3
+
+
+@local.command("fetch")
+def local_fetch() -> None:
+    """Resolve Kafka's jars from Maven Central into the cache."""
+    from streamforge_nb.local.maven import KAFKA_VERSION, fetch_jars
+
+    click.echo(f"Kafka {KAFKA_VERSION} jars in {fetch_jars(quiet=False)}")
+
+
+@click.command("check")
+@json_option("One JSON object: the connection (no secrets) and the visible topics.")
+def check(as_json: bool) -> None:
+    """Connect to Kafka with the current settings and list the visible topics."""
+    from streamforge_nb.kafka.clients import check_connection
+    from streamforge_nb.settings import Settings
+
+    settings = Settings.from_env()
+    described: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+        "sasl_mechanism": (
+            settings.kafka_sasl_mechanism if settings.security_protocol.startswith("SASL") else None
+        ),
+        "user": settings.kafka_user,
+        "ca_path": settings.kafka_ca_path,
+        "settings_source": settings.source,
+    }
+    try:
+        topics = check_connection(settings)
+    except StreamForgeError as exc:
+        if as_json:
+            echo_json({"ok": False, **described, "error": str(exc)})
+        raise
+    if as_json:
+        echo_json({"ok": True, **described, "topics": topics})
+        return
+    click.echo(f"ok: {settings.describe()}, settings from {settings.source}")
+    click.echo("topics: " + (", ".join(topics) or "(none visible)"))
+
+
+@click.command("topics")
+def topics_ensure() -> None:
+    """Create the service topics (queue-control, queue-events) if missing."""
+    from streamforge_nb.kafka.clients import make_admin
+    from streamforge_nb.platform.topics import ensure_topics
+    from streamforge_nb.settings import Settings
+
+    admin = make_admin(Settings.from_env())
+    try:
+        created = ensure_topics(admin)
+    finally:
+        admin.close()
+    click.echo("created: " + ", ".join(created) if created else "all service topics exist")

@@ -1,0 +1,133 @@
+"""Queue commands: `ping`, `stop` and `events` (the platform's debug_producer), `queues`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from streamforge_nb.cli._output import F, echo_json, json_option, say
+
+__all__ = ["events", "ping", "queues", "stop"]
+
+
+def _queue(queue_id: str) -> Any:
+    from streamforge_nb.control.queue import Queue
+    from streamforge_nb.settings import Settings
+
+    return Queue(queue_id, Settings.from_env())
+
+
+def _queue_id_option(what: str) -> Callable[[F], F]:
+    return click.option(
+        "--queue-id", required=True, envvar="QUEUE_ID", show_envvar=True, help=f"The queue {what}."
+    )
+
+
+def _target_option(what: str) -> Callable[[F], F]:
+    return click.option("--target", default=None, help=f"Only workers of this kind {what}.")
+
+
+@click.command("ping")
+@_queue_id_option("to ping")
+@_target_option("answer")
+@click.option("--count", type=int, default=1, help="Pings to send, one after the other.")
+@click.option("--timeout", type=float, default=5.0, help="Seconds to wait for each pong.")
+@click.option("--expect-pong", is_flag=True, help="Exit 1 unless every ping got a pong.")
+@json_option()
+def ping(
+    queue_id: str,
+    target: str | None,
+    count: int,
+    timeout: float,
+    expect_pong: bool,
+    as_json: bool,
+) -> int:
+    """Ping a queue's workers and print each pong's round-trip time."""
+    from streamforge_nb.control.telemetry import rtt_summary
+    from streamforge_nb.exceptions import QueueTimeout
+
+    rtts: list[float] = []
+    missed = 0
+    with _queue(queue_id) as queue:
+        for seq in range(1, count + 1):
+            try:
+                replies = queue.ping(target, timeout=timeout)
+            except QueueTimeout as exc:
+                missed += 1
+                say(as_json, {"seq": seq, "queue_id": queue_id, "error": str(exc)}, str(exc))
+                continue
+            for reply in replies:
+                rtts.append(reply.round_trip_s)
+                rtt_ms = reply.round_trip_s * 1000
+                say(
+                    as_json,
+                    {"seq": seq, "producer": reply.producer, "rtt_ms": round(rtt_ms, 3)},
+                    f"pong from {reply.producer}: seq={seq} rtt={rtt_ms:.2f} ms",
+                )
+    if rtts:
+        stats = rtt_summary(rtts)
+        say(
+            as_json,
+            {
+                "summary": {k: round(v, 3) for k, v in stats.items()},
+                "pings": count,
+                "pongs": len(rtts),
+            },
+            f"{len(rtts)} pongs for {count} pings: min {stats['min']:.2f} ms, "
+            f"p50 {stats['p50']:.2f} ms, p99 {stats['p99']:.2f} ms",
+        )
+    return 1 if expect_pong and missed else 0
+
+
+@click.command("stop")
+@_queue_id_option("to stop")
+@_target_option("stop")
+@click.option("--timeout", type=float, default=30.0, help="Seconds to wait for `interrupted`.")
+@json_option("One JSON object.")
+def stop(queue_id: str, target: str | None, timeout: float, as_json: bool) -> None:
+    """Stop a queue's workers; exit 0 once they answered `interrupted`."""
+    with _queue(queue_id) as queue:
+        acked = queue.stop(target, timeout=timeout)
+    say(as_json, {"queue_id": queue_id, "interrupted": acked}, f"interrupted: {', '.join(acked)}")
+
+
+@click.command("events")
+@_queue_id_option("to read")
+@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new events.")
+@click.option("--timeout", type=float, default=None, help="Stop following after S seconds.")
+@json_option()
+def events(queue_id: str, follow: bool, timeout: float | None, as_json: bool) -> None:
+    """Print a queue's telemetry from the start."""
+    import datetime as dt
+
+    from streamforge_nb.platform.contract import encode
+
+    with _queue(queue_id) as queue:
+        for event in queue.events(follow=follow, timeout=timeout):
+            if as_json:
+                click.echo(encode(event).decode())
+                continue
+            when = dt.datetime.fromtimestamp(event.timestamp, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+            click.echo(
+                f"{when} {event.producer:<28} {event.status:<11} "
+                f"{event.records_written:>10,} {event.message or ''}".rstrip()
+            )
+
+
+@click.command("queues")
+@click.option("--store", default=None, help="Store URL (default: ARANGO_URL, else embedded).")
+@json_option()
+def queues(store: str | None, as_json: bool) -> None:
+    """List launched queues (the platform's queue_state), refreshed from telemetry."""
+    from streamforge_nb.control.queue import Queue
+
+    table = Queue.list(store)
+    if as_json:
+        for queue_id, row in table.iterrows():
+            echo_json({"queue_id": queue_id, **row.to_dict()})
+    elif table.empty:
+        click.echo("no queues launched yet")
+    else:
+        click.echo(table[["symbol", "type", "status", "records_written", "created_at"]].to_string())

@@ -1,0 +1,146 @@
+"""Workflow commands: `candles` (launch), `dashboard` (Voila) and `quickstart` (the main job)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streamforge_nb.cli._output import echo_json
+from streamforge_nb.exceptions import StreamForgeError
+
+__all__ = ["candles", "dashboard", "quickstart"]
+
+
+@click.command("candles")
+@click.option("--symbol", required=True, help="Exchange symbol, e.g. BTCUSDT.")
+@click.option("--interval", required=True, help="Binance interval: 1s 1m 5m 1h 1d ...")
+@click.option("--time-range", required=True, help="YYYY-MM-DD:YYYY-MM-DD (UTC, end exclusive).")
+@click.option(
+    "--source", type=click.Choice(["api", "archive"]), default="api", help="Candles from."
+)
+@click.option("--base-url", default=None, help="Exchange URL (default: Binance's).")
+@click.option("--archive", "archives", multiple=True, help="Archive zip URL or path (repeat).")
+@click.option("--store", default=None, help="Store URL (default: ARANGO_URL, else embedded).")
+@click.option(
+    "--launcher",
+    type=click.Choice(["local", "kubernetes"]),
+    default="local",
+    help="Run the Jobs as local processes or in Kubernetes.",
+)
+@click.option("--namespace", default="stf", help="Kubernetes namespace of the Jobs.")
+@click.option("--image", default=None, help="Job image (default: the single-user image).")
+@click.option("--plan", "plan_only", is_flag=True, help="Print the plan as JSON; launch nothing.")
+@click.option("--wait/--no-wait", default=True, help="Wait until every step has ended.")
+def candles(
+    symbol: str,
+    interval: str,
+    time_range: str,
+    source: str,
+    base_url: str | None,
+    archives: tuple[str, ...],
+    store: str | None,
+    launcher: str,
+    namespace: str,
+    image: str | None,
+    plan_only: bool,
+    wait: bool,
+) -> int:
+    """Launch the candle workflow (loader -> sink) as notebook Jobs."""
+    from streamforge_nb.workflow.plan import DEFAULT_IMAGE, Workflow
+
+    workflow = Workflow.candles(
+        symbol,
+        interval,
+        time_range,
+        source=source,
+        base_url=base_url,
+        archives=archives,
+        store=store,
+        namespace=namespace,
+        image=image or DEFAULT_IMAGE,
+    )
+    plan = workflow.plan()
+    if plan_only:
+        echo_json(
+            {
+                "names": plan.names(),
+                "start": [s.start.model_dump() for s in plan.steps],
+                "jobs": [s.job for s in plan.steps],
+            }
+        )
+        return 0
+    options = {"namespace": namespace} if launcher == "kubernetes" else {}
+    with workflow.launch(launcher, **options) as queue:
+        click.echo(f"launched {plan.queue_id} ({launcher})")
+        if not wait:
+            return 0
+        final = queue.wait(targets=[s.target for s in plan.steps])
+    click.echo(final[["status", "records_written", "message"]].to_string())
+    return 0 if set(final["status"]) == {"finished"} else 1
+
+
+@click.command("dashboard")
+@click.option("--port", type=int, default=8866, help="0 picks a free port.")
+@click.option(
+    "--notebooks",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="Notebooks to serve (default: $STREAMFORGE_NOTEBOOKS, else the package's).",
+)
+@click.option("--host", default="127.0.0.1", help="Address to listen on.")
+def dashboard(port: int, notebooks: Path | None, host: str) -> None:
+    """Serve the control and launch panels (Voila) until Ctrl-C."""
+    import signal
+
+    from streamforge_nb.settings import Settings, local_home
+    from streamforge_nb.ui.dashboard import start_dashboard
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, interrupt)
+    settings = Settings.from_env()
+    board = start_dashboard(
+        notebooks, port=port, host=host, log_path=local_home() / "logs" / "dashboard.log"
+    )
+    with board:
+        click.echo(f"dashboards of {board.notebooks} at {board.tree_url}")
+        for name, url in board.pages().items():
+            query = "?queue_id=QUEUE_ID" if name == "control_panel" else ""
+            click.echo(f"  {name}: {url}{query}")
+        click.echo(f"kernels use {settings.describe()} (settings from {settings.source})")
+        click.echo(f"log: {board.log_path}; Ctrl-C stops")
+        try:
+            code = board.wait()
+        except KeyboardInterrupt:
+            click.echo("stopping", err=True)
+            return
+    raise StreamForgeError(f"the dashboard server exited with code {code}; log {board.log_path}")
+
+
+@click.command("quickstart")
+@click.option("--pings", type=int, default=3, help="Round trips to time.")
+@click.option(
+    "--binance",
+    is_flag=True,
+    help="Load from Binance's REST API (needs internet) instead of the shipped sample.",
+)
+@click.option("--symbol", default="BTCUSDT", help="With --binance.")
+@click.option("--interval", default="1m", help="With --binance.")
+@click.option("--time-range", default=None, help="With --binance (default: yesterday, UTC).")
+def quickstart(
+    pings: int, binance: bool, symbol: str, interval: str, time_range: str | None
+) -> None:
+    """The main job: local broker, a pinged worker, candles loaded, stored and charted."""
+    from streamforge_nb.quickstart import run_quickstart
+
+    run_quickstart(
+        pings=pings,
+        binance=binance,
+        symbol=symbol,
+        interval=interval,
+        time_range=time_range,
+        echo=click.echo,
+    )
