@@ -12,46 +12,55 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.control.queue import PongReply, Queue
-    from streamforge_nb.control.telemetry import ProducerState
-    from streamforge_nb.control.worker import Worker
-    from streamforge_nb.exceptions import (
-        ArchiveError,
-        AuthenticationFailed,
-        BrokerError,
-        BrokerUnavailable,
-        ConfigError,
-        DashboardError,
-        ExchangeBanned,
-        ExchangeError,
-        ExchangeUnavailable,
-        InvalidName,
-        KubeTestError,
-        LocalBrokerError,
-        MessageError,
-        NotAuthorized,
-        QueueTimeout,
-        StopRequested,
-        StoreAuthError,
-        StoreError,
-        StoreUnavailable,
-        StreamForgeError,
-        UnknownSymbol,
-    )
-    from streamforge_nb.local.broker import BrokerStatus, LocalBroker
-    from streamforge_nb.settings import Settings
-    from streamforge_nb.store.candles import CandleStore
-    from streamforge_nb.ui.launch_panel import LaunchPanel
-    from streamforge_nb.ui.panel import QueuePanel
-    from streamforge_nb.workflow.launchers import KubernetesLauncher, Launcher, LocalLauncher
-    from streamforge_nb.workflow.plan import Plan, Workflow
+    from streamforge_nb.control.queue import PongReply as PongReply
+    from streamforge_nb.control.queue import Queue as Queue
+    from streamforge_nb.control.telemetry import ProducerState as ProducerState
+    from streamforge_nb.control.worker import Worker as Worker
+    from streamforge_nb.exceptions import ArchiveError as ArchiveError
+    from streamforge_nb.exceptions import AuthenticationFailed as AuthenticationFailed
+    from streamforge_nb.exceptions import BrokerError as BrokerError
+    from streamforge_nb.exceptions import BrokerUnavailable as BrokerUnavailable
+    from streamforge_nb.exceptions import ConfigError as ConfigError
+    from streamforge_nb.exceptions import DashboardError as DashboardError
+    from streamforge_nb.exceptions import DummyFailure as DummyFailure
+    from streamforge_nb.exceptions import ExchangeBanned as ExchangeBanned
+    from streamforge_nb.exceptions import ExchangeError as ExchangeError
+    from streamforge_nb.exceptions import ExchangeUnavailable as ExchangeUnavailable
+    from streamforge_nb.exceptions import InvalidName as InvalidName
+    from streamforge_nb.exceptions import KubeTestError as KubeTestError
+    from streamforge_nb.exceptions import LocalBrokerError as LocalBrokerError
+    from streamforge_nb.exceptions import MessageError as MessageError
+    from streamforge_nb.exceptions import MissingOption as MissingOption
+    from streamforge_nb.exceptions import NotAuthorized as NotAuthorized
+    from streamforge_nb.exceptions import NotReady as NotReady
+    from streamforge_nb.exceptions import ProcessExited as ProcessExited
+    from streamforge_nb.exceptions import QueueTimeout as QueueTimeout
+    from streamforge_nb.exceptions import StartTimeout as StartTimeout
+    from streamforge_nb.exceptions import StopRequested as StopRequested
+    from streamforge_nb.exceptions import StoreAuthError as StoreAuthError
+    from streamforge_nb.exceptions import StoreError as StoreError
+    from streamforge_nb.exceptions import StoreUnavailable as StoreUnavailable
+    from streamforge_nb.exceptions import StreamForgeError as StreamForgeError
+    from streamforge_nb.exceptions import UnknownSymbol as UnknownSymbol
+    from streamforge_nb.local.broker import BrokerStatus as BrokerStatus
+    from streamforge_nb.local.broker import LocalBroker as LocalBroker
+    from streamforge_nb.settings import Settings as Settings
+    from streamforge_nb.store.candles import CandleStore as CandleStore
+    from streamforge_nb.ui.launch_panel import LaunchPanel as LaunchPanel
+    from streamforge_nb.ui.panel import QueuePanel as QueuePanel
+    from streamforge_nb.workflow.launchers import KubernetesLauncher as KubernetesLauncher
+    from streamforge_nb.workflow.launchers import Launcher as Launcher
+    from streamforge_nb.workflow.launchers import LocalLauncher as LocalLauncher
+    from streamforge_nb.workflow.plan import Plan as Plan
+    from streamforge_nb.workflow.plan import Workflow as Workflow
 
 __version__ = "0.1.0"
 
 _ERRORS = (
     "ArchiveError", "AuthenticationFailed", "BrokerError", "BrokerUnavailable", "ConfigError",
-    "DashboardError", "ExchangeBanned", "ExchangeError", "ExchangeUnavailable", "InvalidName",
-    "KubeTestError", "LocalBrokerError", "MessageError", "NotAuthorized", "QueueTimeout",
+    "DashboardError", "DummyFailure", "ExchangeBanned", "ExchangeError", "ExchangeUnavailable",
+    "InvalidName", "KubeTestError", "LocalBrokerError", "MessageError", "MissingOption",
+    "NotAuthorized", "NotReady", "ProcessExited", "QueueTimeout", "StartTimeout",
     "StopRequested", "StoreAuthError", "StoreError", "StoreUnavailable", "StreamForgeError",
     "UnknownSymbol",
 )  # fmt: skip
@@ -76,42 +85,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
 
-__all__ = [
-    "ArchiveError",
-    "AuthenticationFailed",
-    "BrokerError",
-    "BrokerStatus",
-    "BrokerUnavailable",
-    "CandleStore",
-    "ConfigError",
-    "DashboardError",
-    "ExchangeBanned",
-    "ExchangeError",
-    "ExchangeUnavailable",
-    "InvalidName",
-    "KubeTestError",
-    "KubernetesLauncher",
-    "LaunchPanel",
-    "Launcher",
-    "LocalBroker",
-    "LocalBrokerError",
-    "LocalLauncher",
-    "MessageError",
-    "NotAuthorized",
-    "Plan",
-    "PongReply",
-    "ProducerState",
-    "Queue",
-    "QueuePanel",
-    "QueueTimeout",
-    "Settings",
-    "StopRequested",
-    "StoreAuthError",
-    "StoreError",
-    "StoreUnavailable",
-    "StreamForgeError",
-    "UnknownSymbol",
-    "Worker",
-    "Workflow",
-    "__version__",
-]
+__all__ = [*_EXPORTS, "__version__"]

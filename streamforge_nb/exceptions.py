@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamforge_nb.local.process import LogFile
 
 __all__ = [
     "ArchiveError",
@@ -18,6 +21,7 @@ __all__ = [
     "BrokerUnavailable",
     "ConfigError",
     "DashboardError",
+    "DummyFailure",
     "ExchangeBanned",
     "ExchangeError",
     "ExchangeUnavailable",
@@ -25,8 +29,12 @@ __all__ = [
     "KubeTestError",
     "LocalBrokerError",
     "MessageError",
+    "MissingOption",
     "NotAuthorized",
+    "NotReady",
+    "ProcessExited",
     "QueueTimeout",
+    "StartTimeout",
     "StopRequested",
     "StoreAuthError",
     "StoreError",
@@ -76,6 +84,35 @@ class NotAuthorized(BrokerError):
 
 class LocalBrokerError(StreamForgeError):
     """The local Kafka broker could not be fetched, formatted, started or stopped."""
+
+
+class NotReady(StreamForgeError):
+    """A started process did not become ready; `tail` is the end of its log at that moment."""
+
+    def __init__(
+        self, message: str, *, what: str, log: LogFile, tail: str, returncode: int | None
+    ) -> None:
+        super().__init__(message)
+        self.what = what
+        self.log = log
+        self.tail = tail
+        self.returncode = returncode
+
+
+class ProcessExited(NotReady):
+    """The process ended while starting (`returncode` says how)."""
+
+
+class StartTimeout(NotReady):
+    """The process still runs but was not ready in time (it is left running)."""
+
+
+class MissingOption(ConfigError):
+    """A required worker option was given by none of its sources."""
+
+
+class DummyFailure(RuntimeError):
+    """The failure the dummy service's `--fail-after` simulates (a crash, not our error)."""
 
 
 class QueueTimeout(StreamForgeError, TimeoutError):

@@ -15,6 +15,7 @@ import pytest
 
 from streamforge_nb import workers
 from streamforge_nb.cli import cli, main
+from streamforge_nb.exceptions import MissingOption
 from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
@@ -328,7 +329,7 @@ def test_worker_definitions_match_their_options_classes() -> None:
 def test_a_missing_option_names_every_source(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QUEUE_ID", raising=False)
     message = "--queue-id (QUEUE_ID, or the notebook parameter queue_id) is required"
-    with pytest.raises(workers.MissingOption, match=re.escape(message)):
+    with pytest.raises(MissingOption, match=re.escape(message)):
         workers.from_mapping("sink", {"queue_id": ""})
     with pytest.raises(click.UsageError, match=re.escape(message)):
         workers.from_argv("sink", [])

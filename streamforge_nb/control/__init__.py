@@ -7,41 +7,45 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.control.queue import (
-        PongReply,
-        Queue,
-    )
-    from streamforge_nb.control.state import (
-        new_record,
-        refresh,
-    )
-    from streamforge_nb.control.telemetry import (
-        MALFORMED,
-        MalformedCounter,
-        ProducerState,
-        ended,
-        event_line,
-        fold,
-        printable,
-        queue_status,
-        rtt_summary,
-        safe_count,
-        safe_timestamp,
-    )
-    from streamforge_nb.control.worker import (
-        Worker,
-    )
+    from streamforge_nb.control.queue import DEFAULT_WAIT_S as DEFAULT_WAIT_S
+    from streamforge_nb.control.queue import PongReply as PongReply
+    from streamforge_nb.control.queue import Queue as Queue
+    from streamforge_nb.control.state import launcher_jobs as launcher_jobs
+    from streamforge_nb.control.state import new_record as new_record
+    from streamforge_nb.control.state import refresh as refresh
+    from streamforge_nb.control.telemetry import ENDED_STATUSES as ENDED_STATUSES
+    from streamforge_nb.control.telemetry import MALFORMED as MALFORMED
+    from streamforge_nb.control.telemetry import SETTLE_S as SETTLE_S
+    from streamforge_nb.control.telemetry import JobView as JobView
+    from streamforge_nb.control.telemetry import MalformedCounter as MalformedCounter
+    from streamforge_nb.control.telemetry import ProducerState as ProducerState
+    from streamforge_nb.control.telemetry import ended as ended
+    from streamforge_nb.control.telemetry import event_line as event_line
+    from streamforge_nb.control.telemetry import fold as fold
+    from streamforge_nb.control.telemetry import merge_jobs as merge_jobs
+    from streamforge_nb.control.telemetry import printable as printable
+    from streamforge_nb.control.telemetry import queue_status as queue_status
+    from streamforge_nb.control.telemetry import rtt_summary as rtt_summary
+    from streamforge_nb.control.telemetry import safe_count as safe_count
+    from streamforge_nb.control.telemetry import safe_timestamp as safe_timestamp
+    from streamforge_nb.control.worker import Worker as Worker
 
 _EXPORTS = {
+    "DEFAULT_WAIT_S": "streamforge_nb.control.queue",
+    "ENDED_STATUSES": "streamforge_nb.control.telemetry",
+    "JobView": "streamforge_nb.control.telemetry",
     "MALFORMED": "streamforge_nb.control.telemetry",
     "MalformedCounter": "streamforge_nb.control.telemetry",
     "PongReply": "streamforge_nb.control.queue",
     "ProducerState": "streamforge_nb.control.telemetry",
     "Queue": "streamforge_nb.control.queue",
+    "SETTLE_S": "streamforge_nb.control.telemetry",
     "Worker": "streamforge_nb.control.worker",
     "ended": "streamforge_nb.control.telemetry",
     "event_line": "streamforge_nb.control.telemetry",
     "fold": "streamforge_nb.control.telemetry",
+    "launcher_jobs": "streamforge_nb.control.state",
+    "merge_jobs": "streamforge_nb.control.telemetry",
     "new_record": "streamforge_nb.control.state",
     "printable": "streamforge_nb.control.telemetry",
     "queue_status": "streamforge_nb.control.telemetry",
@@ -51,23 +55,5 @@ _EXPORTS = {
     "safe_timestamp": "streamforge_nb.control.telemetry",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-
-__all__ = [
-    "MALFORMED",
-    "MalformedCounter",
-    "PongReply",
-    "ProducerState",
-    "Queue",
-    "Worker",
-    "ended",
-    "event_line",
-    "fold",
-    "new_record",
-    "printable",
-    "queue_status",
-    "refresh",
-    "rtt_summary",
-    "safe_count",
-    "safe_timestamp",
-]
+__all__ = [*_EXPORTS]
 

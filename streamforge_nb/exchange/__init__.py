@@ -7,32 +7,25 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.exchange.archives import (
-        ARCHIVE_BASE_URL,
-        KLINE_CSV_HEADER,
-        SAMPLE_ARCHIVE,
-        ArchiveName,
-        archive_candles,
-        archive_interval,
-        archive_path,
-        archive_paths,
-        archive_url,
-        checksum_line,
-        iter_archive,
-        pack_archive,
-        parse_archive_name,
-        read_archive,
-    )
-    from streamforge_nb.exchange.binance import (
-        BINANCE_API_URL,
-        KLINES_LIMIT,
-        KLINES_PATH,
-        KlinesClient,
-        check_range,
-        close_time,
-        interval_ms,
-        open_times,
-    )
+    from streamforge_nb.exchange.archives import ARCHIVE_BASE_URL as ARCHIVE_BASE_URL
+    from streamforge_nb.exchange.archives import KLINE_CSV_HEADER as KLINE_CSV_HEADER
+    from streamforge_nb.exchange.archives import SAMPLE_ARCHIVE as SAMPLE_ARCHIVE
+    from streamforge_nb.exchange.archives import ArchiveName as ArchiveName
+    from streamforge_nb.exchange.archives import archive_candles as archive_candles
+    from streamforge_nb.exchange.archives import archive_interval as archive_interval
+    from streamforge_nb.exchange.archives import archive_path as archive_path
+    from streamforge_nb.exchange.archives import archive_paths as archive_paths
+    from streamforge_nb.exchange.archives import archive_url as archive_url
+    from streamforge_nb.exchange.archives import checksum_line as checksum_line
+    from streamforge_nb.exchange.archives import iter_archive as iter_archive
+    from streamforge_nb.exchange.archives import pack_archive as pack_archive
+    from streamforge_nb.exchange.archives import parse_archive_name as parse_archive_name
+    from streamforge_nb.exchange.archives import read_archive as read_archive
+    from streamforge_nb.exchange.binance import BINANCE_API_URL as BINANCE_API_URL
+    from streamforge_nb.exchange.binance import KLINES_LIMIT as KLINES_LIMIT
+    from streamforge_nb.exchange.binance import KLINES_PATH as KLINES_PATH
+    from streamforge_nb.exchange.binance import KlinesClient as KlinesClient
+    from streamforge_nb.exchange.binance import check_range as check_range
 
 _EXPORTS = {
     "ARCHIVE_BASE_URL": "streamforge_nb.exchange.archives",
@@ -50,38 +43,11 @@ _EXPORTS = {
     "archive_url": "streamforge_nb.exchange.archives",
     "check_range": "streamforge_nb.exchange.binance",
     "checksum_line": "streamforge_nb.exchange.archives",
-    "close_time": "streamforge_nb.exchange.binance",
-    "interval_ms": "streamforge_nb.exchange.binance",
     "iter_archive": "streamforge_nb.exchange.archives",
-    "open_times": "streamforge_nb.exchange.binance",
     "pack_archive": "streamforge_nb.exchange.archives",
     "parse_archive_name": "streamforge_nb.exchange.archives",
     "read_archive": "streamforge_nb.exchange.archives",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-
-__all__ = [
-    "ARCHIVE_BASE_URL",
-    "BINANCE_API_URL",
-    "KLINES_LIMIT",
-    "KLINES_PATH",
-    "KLINE_CSV_HEADER",
-    "SAMPLE_ARCHIVE",
-    "ArchiveName",
-    "KlinesClient",
-    "archive_candles",
-    "archive_interval",
-    "archive_path",
-    "archive_paths",
-    "archive_url",
-    "check_range",
-    "checksum_line",
-    "close_time",
-    "interval_ms",
-    "iter_archive",
-    "open_times",
-    "pack_archive",
-    "parse_archive_name",
-    "read_archive",
-]
+__all__ = [*_EXPORTS]
 

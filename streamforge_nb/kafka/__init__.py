@@ -7,30 +7,24 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.kafka.clients import (
-        check_connection,
-        make_admin,
-        make_assigned_consumer,
-        make_bulk_consumer,
-        make_consumer,
-        make_producer,
-    )
-    from streamforge_nb.kafka.partitions import (
-        START_SLACK_S,
-        offsets_at,
-        partition_count,
-        partition_for,
-        queue_partition,
-        queue_start_time,
-    )
-    from streamforge_nb.kafka.send import (
-        SEND_TIMEOUT_S,
-        SendResult,
-        refusal,
-        send_checked,
-        send_command,
-        send_event,
-    )
+    from streamforge_nb.kafka.clients import check_connection as check_connection
+    from streamforge_nb.kafka.clients import make_admin as make_admin
+    from streamforge_nb.kafka.clients import make_assigned_consumer as make_assigned_consumer
+    from streamforge_nb.kafka.clients import make_bulk_consumer as make_bulk_consumer
+    from streamforge_nb.kafka.clients import make_consumer as make_consumer
+    from streamforge_nb.kafka.clients import make_producer as make_producer
+    from streamforge_nb.kafka.partitions import START_SLACK_S as START_SLACK_S
+    from streamforge_nb.kafka.partitions import offsets_at as offsets_at
+    from streamforge_nb.kafka.partitions import partition_count as partition_count
+    from streamforge_nb.kafka.partitions import partition_for as partition_for
+    from streamforge_nb.kafka.partitions import queue_partition as queue_partition
+    from streamforge_nb.kafka.partitions import queue_start_time as queue_start_time
+    from streamforge_nb.kafka.send import SEND_TIMEOUT_S as SEND_TIMEOUT_S
+    from streamforge_nb.kafka.send import SendResult as SendResult
+    from streamforge_nb.kafka.send import refusal as refusal
+    from streamforge_nb.kafka.send import send_checked as send_checked
+    from streamforge_nb.kafka.send import send_command as send_command
+    from streamforge_nb.kafka.send import send_event as send_event
 
 _EXPORTS = {
     "SEND_TIMEOUT_S": "streamforge_nb.kafka.send",
@@ -53,25 +47,5 @@ _EXPORTS = {
     "send_event": "streamforge_nb.kafka.send",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-
-__all__ = [
-    "SEND_TIMEOUT_S",
-    "START_SLACK_S",
-    "SendResult",
-    "check_connection",
-    "make_admin",
-    "make_assigned_consumer",
-    "make_bulk_consumer",
-    "make_consumer",
-    "make_producer",
-    "offsets_at",
-    "partition_count",
-    "partition_for",
-    "queue_partition",
-    "queue_start_time",
-    "refusal",
-    "send_checked",
-    "send_command",
-    "send_event",
-]
+__all__ = [*_EXPORTS]
 

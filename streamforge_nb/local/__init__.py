@@ -7,39 +7,28 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.local.broker import (
-        BrokerStatus,
-        LocalBroker,
-    )
-    from streamforge_nb.local.maven import (
-        KAFKA_VERSION,
-        fetch_jars,
-        jars_dir,
-        pom_path,
-    )
-    from streamforge_nb.local.process import (
-        HttpProbe,
-        LogFile,
-        NotReady,
-        ProcessExited,
-        StartTimeout,
-        free_port,
-        pid_alive,
-        pids_mentioning,
-        port_open,
-        signal_group,
-        spawn,
-        terminate_group,
-        wait_pids_gone,
-        wait_ready,
-    )
-    from streamforge_nb.local.tls import (
-        BrokerCertificates,
-        ServerCertificate,
-        make_certificates,
-        make_server_certificate,
-        pkcs8_pem,
-    )
+    from streamforge_nb.local.broker import BrokerStatus as BrokerStatus
+    from streamforge_nb.local.broker import LocalBroker as LocalBroker
+    from streamforge_nb.local.maven import KAFKA_VERSION as KAFKA_VERSION
+    from streamforge_nb.local.maven import fetch_jars as fetch_jars
+    from streamforge_nb.local.maven import jars_dir as jars_dir
+    from streamforge_nb.local.maven import pom_path as pom_path
+    from streamforge_nb.local.process import HttpProbe as HttpProbe
+    from streamforge_nb.local.process import LogFile as LogFile
+    from streamforge_nb.local.process import free_port as free_port
+    from streamforge_nb.local.process import pid_alive as pid_alive
+    from streamforge_nb.local.process import pids_mentioning as pids_mentioning
+    from streamforge_nb.local.process import port_open as port_open
+    from streamforge_nb.local.process import signal_group as signal_group
+    from streamforge_nb.local.process import spawn as spawn
+    from streamforge_nb.local.process import terminate_group as terminate_group
+    from streamforge_nb.local.process import wait_pids_gone as wait_pids_gone
+    from streamforge_nb.local.process import wait_ready as wait_ready
+    from streamforge_nb.local.tls import BrokerCertificates as BrokerCertificates
+    from streamforge_nb.local.tls import ServerCertificate as ServerCertificate
+    from streamforge_nb.local.tls import make_certificates as make_certificates
+    from streamforge_nb.local.tls import make_server_certificate as make_server_certificate
+    from streamforge_nb.local.tls import pkcs8_pem as pkcs8_pem
 
 _EXPORTS = {
     "BrokerCertificates": "streamforge_nb.local.tls",
@@ -48,10 +37,7 @@ _EXPORTS = {
     "KAFKA_VERSION": "streamforge_nb.local.maven",
     "LocalBroker": "streamforge_nb.local.broker",
     "LogFile": "streamforge_nb.local.process",
-    "NotReady": "streamforge_nb.local.process",
-    "ProcessExited": "streamforge_nb.local.process",
     "ServerCertificate": "streamforge_nb.local.tls",
-    "StartTimeout": "streamforge_nb.local.process",
     "fetch_jars": "streamforge_nb.local.maven",
     "free_port": "streamforge_nb.local.process",
     "jars_dir": "streamforge_nb.local.maven",
@@ -69,32 +55,5 @@ _EXPORTS = {
     "wait_ready": "streamforge_nb.local.process",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-
-__all__ = [
-    "KAFKA_VERSION",
-    "BrokerCertificates",
-    "BrokerStatus",
-    "HttpProbe",
-    "LocalBroker",
-    "LogFile",
-    "NotReady",
-    "ProcessExited",
-    "ServerCertificate",
-    "StartTimeout",
-    "fetch_jars",
-    "free_port",
-    "jars_dir",
-    "make_certificates",
-    "make_server_certificate",
-    "pid_alive",
-    "pids_mentioning",
-    "pkcs8_pem",
-    "pom_path",
-    "port_open",
-    "signal_group",
-    "spawn",
-    "terminate_group",
-    "wait_pids_gone",
-    "wait_ready",
-]
+__all__ = [*_EXPORTS]
 

@@ -23,7 +23,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from streamforge_nb.exceptions import LocalBrokerError, StreamForgeError
+from streamforge_nb.exceptions import (
+    LocalBrokerError,
+    ProcessExited,
+    StartTimeout,
+    StreamForgeError,
+)
 from streamforge_nb.local import maven
 from streamforge_nb.local.broker_config import (
     ADMIN_USER,
@@ -35,8 +40,6 @@ from streamforge_nb.local.broker_config import (
 )
 from streamforge_nb.local.process import (
     LogFile,
-    ProcessExited,
-    StartTimeout,
     free_port,
     port_open,
     spawn,

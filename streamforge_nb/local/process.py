@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # urllib.request loads http.client, email and ssl: only HttpProbe needs them
     import ssl
 
+from streamforge_nb.exceptions import ProcessExited, StartTimeout
+
 __all__ = [
     "HttpProbe",
     "LogFile",
-    "NotReady",
-    "ProcessExited",
-    "StartTimeout",
     "free_port",
     "pid_alive",
     "pids_mentioning",
@@ -139,27 +138,6 @@ def spawn(
             start_new_session=True,
         )
     return process, LogFile(log_path, offset)
-
-
-class NotReady(Exception):
-    """A started process did not become ready; `tail` is the end of its log at that moment."""
-
-    def __init__(
-        self, message: str, *, what: str, log: LogFile, tail: str, returncode: int | None
-    ) -> None:
-        super().__init__(message)
-        self.what = what
-        self.log = log
-        self.tail = tail
-        self.returncode = returncode
-
-
-class ProcessExited(NotReady):
-    """The process ended while starting (`returncode` says how)."""
-
-
-class StartTimeout(NotReady):
-    """The process still runs but was not ready in time (it is left running)."""
 
 
 def wait_ready(

@@ -7,93 +7,86 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.platform.batch import (
-        decode_candles,
-    )
-    from streamforge_nb.platform.contract import (
-        COMMANDS,
-        MAX_COUNT,
-        MAX_ID_CHARS,
-        MAX_MESSAGE_CHARS,
-        MAX_TIMESTAMP,
-        MIN_TIMESTAMP,
-        STATUSES,
-        TERMINAL_STATUSES,
-        BaseCommand,
-        BaseEvent,
-        Candle,
-        Command,
-        Error,
-        Event,
-        Finished,
-        Interrupted,
-        Loading,
-        Message,
-        PingCommand,
-        Pong,
-        StartCommand,
-        Started,
-        StopCommand,
-        clip_message,
-        decode_candle,
-        decode_command,
-        decode_event,
-        encode,
-        message_key,
-    )
-    from streamforge_nb.platform.intervals import (
-        DAY_MS,
-        INTERVALS,
-        WEEK_OFFSET_MS,
-        check_interval,
-        close_time,
-        interval_ms,
-        longest_ms,
-        open_times,
-    )
-    from streamforge_nb.platform.names import (
-        QueueIdParts,
-        TimeRange,
-        candle_type,
-        check_collection_name,
-        check_dns1123_label,
-        check_kafka_topic,
-        check_label_value,
-        check_queue_id,
-        check_short_id,
-        check_symbol,
-        check_target,
-        check_type,
-        collection_name,
-        data_topic,
-        dlq_topic,
-        job_name,
-        new_short_id,
-        parse_queue_id,
-        parse_time_range,
-        producer_id,
-        queue_id,
-    )
-    from streamforge_nb.platform.schemas import (
-        json_schemas,
-        main,
-        render_schema,
-        schemas_dir,
-        write_schemas,
-    )
-    from streamforge_nb.platform.topics import (
-        PLATFORM_ACLS,
-        PLATFORM_USER,
-        SERVICE_TOPICS,
-        STRIMZI_API_VERSIONS,
-        VIEWER_ACLS,
-        VIEWER_USER,
-        AclRule,
-        TopicSpec,
-        ensure_acls,
-        ensure_topics,
-        strimzi_manifests,
-    )
+    from streamforge_nb.platform.batch import ERA_START_MS as ERA_START_MS
+    from streamforge_nb.platform.batch import check_candles as check_candles
+    from streamforge_nb.platform.batch import decode_and_check as decode_and_check
+    from streamforge_nb.platform.batch import decode_candles as decode_candles
+    from streamforge_nb.platform.contract import COMMANDS as COMMANDS
+    from streamforge_nb.platform.contract import MAX_COUNT as MAX_COUNT
+    from streamforge_nb.platform.contract import MAX_ID_CHARS as MAX_ID_CHARS
+    from streamforge_nb.platform.contract import MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS
+    from streamforge_nb.platform.contract import MAX_TIMESTAMP as MAX_TIMESTAMP
+    from streamforge_nb.platform.contract import MIN_TIMESTAMP as MIN_TIMESTAMP
+    from streamforge_nb.platform.contract import STATUSES as STATUSES
+    from streamforge_nb.platform.contract import TERMINAL_STATUSES as TERMINAL_STATUSES
+    from streamforge_nb.platform.contract import BaseCommand as BaseCommand
+    from streamforge_nb.platform.contract import BaseEvent as BaseEvent
+    from streamforge_nb.platform.contract import Candle as Candle
+    from streamforge_nb.platform.contract import Command as Command
+    from streamforge_nb.platform.contract import Error as Error
+    from streamforge_nb.platform.contract import Event as Event
+    from streamforge_nb.platform.contract import Finished as Finished
+    from streamforge_nb.platform.contract import Interrupted as Interrupted
+    from streamforge_nb.platform.contract import Loading as Loading
+    from streamforge_nb.platform.contract import Message as Message
+    from streamforge_nb.platform.contract import PingCommand as PingCommand
+    from streamforge_nb.platform.contract import Pong as Pong
+    from streamforge_nb.platform.contract import StartCommand as StartCommand
+    from streamforge_nb.platform.contract import Started as Started
+    from streamforge_nb.platform.contract import StopCommand as StopCommand
+    from streamforge_nb.platform.contract import clip_message as clip_message
+    from streamforge_nb.platform.contract import decode_candle as decode_candle
+    from streamforge_nb.platform.contract import decode_command as decode_command
+    from streamforge_nb.platform.contract import decode_event as decode_event
+    from streamforge_nb.platform.contract import encode as encode
+    from streamforge_nb.platform.contract import message_key as message_key
+    from streamforge_nb.platform.intervals import DAY_MS as DAY_MS
+    from streamforge_nb.platform.intervals import INTERVALS as INTERVALS
+    from streamforge_nb.platform.intervals import WEEK_OFFSET_MS as WEEK_OFFSET_MS
+    from streamforge_nb.platform.intervals import check_interval as check_interval
+    from streamforge_nb.platform.intervals import close_time as close_time
+    from streamforge_nb.platform.intervals import interval_ms as interval_ms
+    from streamforge_nb.platform.intervals import longest_ms as longest_ms
+    from streamforge_nb.platform.intervals import open_times as open_times
+    from streamforge_nb.platform.names import DIGIT_SYMBOL_PREFIX as DIGIT_SYMBOL_PREFIX
+    from streamforge_nb.platform.names import QueueIdParts as QueueIdParts
+    from streamforge_nb.platform.names import TimeRange as TimeRange
+    from streamforge_nb.platform.names import candle_type as candle_type
+    from streamforge_nb.platform.names import check_collection_name as check_collection_name
+    from streamforge_nb.platform.names import check_dns1123_label as check_dns1123_label
+    from streamforge_nb.platform.names import check_kafka_topic as check_kafka_topic
+    from streamforge_nb.platform.names import check_label_value as check_label_value
+    from streamforge_nb.platform.names import check_queue_id as check_queue_id
+    from streamforge_nb.platform.names import check_short_id as check_short_id
+    from streamforge_nb.platform.names import check_symbol as check_symbol
+    from streamforge_nb.platform.names import check_target as check_target
+    from streamforge_nb.platform.names import check_type as check_type
+    from streamforge_nb.platform.names import collection_name as collection_name
+    from streamforge_nb.platform.names import data_topic as data_topic
+    from streamforge_nb.platform.names import dlq_topic as dlq_topic
+    from streamforge_nb.platform.names import job_name as job_name
+    from streamforge_nb.platform.names import new_short_id as new_short_id
+    from streamforge_nb.platform.names import parse_collection_name as parse_collection_name
+    from streamforge_nb.platform.names import parse_queue_id as parse_queue_id
+    from streamforge_nb.platform.names import parse_time_range as parse_time_range
+    from streamforge_nb.platform.names import producer_id as producer_id
+    from streamforge_nb.platform.names import queue_id as queue_id
+    from streamforge_nb.platform.schemas import json_schemas as json_schemas
+    from streamforge_nb.platform.schemas import main as main
+    from streamforge_nb.platform.schemas import render_schema as render_schema
+    from streamforge_nb.platform.schemas import schemas_dir as schemas_dir
+    from streamforge_nb.platform.schemas import write_schemas as write_schemas
+    from streamforge_nb.platform.topics import PLATFORM_ACLS as PLATFORM_ACLS
+    from streamforge_nb.platform.topics import PLATFORM_USER as PLATFORM_USER
+    from streamforge_nb.platform.topics import SERVICE_TOPICS as SERVICE_TOPICS
+    from streamforge_nb.platform.topics import STRIMZI_API_VERSIONS as STRIMZI_API_VERSIONS
+    from streamforge_nb.platform.topics import VIEWER_ACLS as VIEWER_ACLS
+    from streamforge_nb.platform.topics import VIEWER_USER as VIEWER_USER
+    from streamforge_nb.platform.topics import AclRule as AclRule
+    from streamforge_nb.platform.topics import TopicSpec as TopicSpec
+    from streamforge_nb.platform.topics import ensure_acls as ensure_acls
+    from streamforge_nb.platform.topics import ensure_topics as ensure_topics
+    from streamforge_nb.platform.topics import strimzi_manifests as strimzi_manifests
 
 _EXPORTS = {
     "AclRule": "streamforge_nb.platform.topics",
@@ -103,6 +96,8 @@ _EXPORTS = {
     "Candle": "streamforge_nb.platform.contract",
     "Command": "streamforge_nb.platform.contract",
     "DAY_MS": "streamforge_nb.platform.intervals",
+    "DIGIT_SYMBOL_PREFIX": "streamforge_nb.platform.names",
+    "ERA_START_MS": "streamforge_nb.platform.batch",
     "Error": "streamforge_nb.platform.contract",
     "Event": "streamforge_nb.platform.contract",
     "Finished": "streamforge_nb.platform.contract",
@@ -133,6 +128,7 @@ _EXPORTS = {
     "VIEWER_USER": "streamforge_nb.platform.topics",
     "WEEK_OFFSET_MS": "streamforge_nb.platform.intervals",
     "candle_type": "streamforge_nb.platform.names",
+    "check_candles": "streamforge_nb.platform.batch",
     "check_collection_name": "streamforge_nb.platform.names",
     "check_dns1123_label": "streamforge_nb.platform.names",
     "check_interval": "streamforge_nb.platform.intervals",
@@ -147,6 +143,7 @@ _EXPORTS = {
     "close_time": "streamforge_nb.platform.intervals",
     "collection_name": "streamforge_nb.platform.names",
     "data_topic": "streamforge_nb.platform.names",
+    "decode_and_check": "streamforge_nb.platform.batch",
     "decode_candle": "streamforge_nb.platform.contract",
     "decode_candles": "streamforge_nb.platform.batch",
     "decode_command": "streamforge_nb.platform.contract",
@@ -163,6 +160,7 @@ _EXPORTS = {
     "message_key": "streamforge_nb.platform.contract",
     "new_short_id": "streamforge_nb.platform.names",
     "open_times": "streamforge_nb.platform.intervals",
+    "parse_collection_name": "streamforge_nb.platform.names",
     "parse_queue_id": "streamforge_nb.platform.names",
     "parse_time_range": "streamforge_nb.platform.names",
     "producer_id": "streamforge_nb.platform.names",
@@ -173,82 +171,5 @@ _EXPORTS = {
     "write_schemas": "streamforge_nb.platform.schemas",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-
-__all__ = [
-    "COMMANDS",
-    "DAY_MS",
-    "INTERVALS",
-    "MAX_COUNT",
-    "MAX_ID_CHARS",
-    "MAX_MESSAGE_CHARS",
-    "MAX_TIMESTAMP",
-    "MIN_TIMESTAMP",
-    "PLATFORM_ACLS",
-    "PLATFORM_USER",
-    "SERVICE_TOPICS",
-    "STATUSES",
-    "STRIMZI_API_VERSIONS",
-    "TERMINAL_STATUSES",
-    "VIEWER_ACLS",
-    "VIEWER_USER",
-    "WEEK_OFFSET_MS",
-    "AclRule",
-    "BaseCommand",
-    "BaseEvent",
-    "Candle",
-    "Command",
-    "Error",
-    "Event",
-    "Finished",
-    "Interrupted",
-    "Loading",
-    "Message",
-    "PingCommand",
-    "Pong",
-    "QueueIdParts",
-    "StartCommand",
-    "Started",
-    "StopCommand",
-    "TimeRange",
-    "TopicSpec",
-    "candle_type",
-    "check_collection_name",
-    "check_dns1123_label",
-    "check_interval",
-    "check_kafka_topic",
-    "check_label_value",
-    "check_queue_id",
-    "check_short_id",
-    "check_symbol",
-    "check_target",
-    "check_type",
-    "clip_message",
-    "close_time",
-    "collection_name",
-    "data_topic",
-    "decode_candle",
-    "decode_candles",
-    "decode_command",
-    "decode_event",
-    "dlq_topic",
-    "encode",
-    "ensure_acls",
-    "ensure_topics",
-    "interval_ms",
-    "job_name",
-    "json_schemas",
-    "longest_ms",
-    "main",
-    "message_key",
-    "new_short_id",
-    "open_times",
-    "parse_queue_id",
-    "parse_time_range",
-    "producer_id",
-    "queue_id",
-    "render_schema",
-    "schemas_dir",
-    "strimzi_manifests",
-    "write_schemas",
-]
+__all__ = [*_EXPORTS]
 

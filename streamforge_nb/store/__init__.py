@@ -7,43 +7,31 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.store.analysis import (
-        find_gaps,
-        plot,
-        plot_volume_volatility,
-        resample,
-        volume_volatility,
-    )
-    from streamforge_nb.store.arango import (
-        ArangoBackend,
-        ArangoTarget,
-        parse_arango_url,
-    )
-    from streamforge_nb.store.base import (
-        BackendFactory,
-        CandleBackend,
-        backend_for,
-        register_backend,
-    )
-    from streamforge_nb.store.candles import (
-        CandleStore,
-    )
-    from streamforge_nb.store.frames import (
-        COLUMNS,
-        FLOAT_COLUMNS,
-        MAX_MS,
-        candles_to_frame,
-        empty_coverage,
-        empty_frame,
-        frame_from_arrays,
-        normalize_frame,
-        to_ms,
-        utc_index,
-    )
-    from streamforge_nb.store.local import (
-        LocalBackend,
-        partition_unit,
-    )
+    from streamforge_nb.store.analysis import find_gaps as find_gaps
+    from streamforge_nb.store.analysis import plot as plot
+    from streamforge_nb.store.analysis import plot_volume_volatility as plot_volume_volatility
+    from streamforge_nb.store.analysis import resample as resample
+    from streamforge_nb.store.analysis import volume_volatility as volume_volatility
+    from streamforge_nb.store.arango import ArangoBackend as ArangoBackend
+    from streamforge_nb.store.arango import ArangoTarget as ArangoTarget
+    from streamforge_nb.store.arango import parse_arango_url as parse_arango_url
+    from streamforge_nb.store.base import BackendFactory as BackendFactory
+    from streamforge_nb.store.base import CandleBackend as CandleBackend
+    from streamforge_nb.store.base import backend_for as backend_for
+    from streamforge_nb.store.base import register_backend as register_backend
+    from streamforge_nb.store.candles import CandleStore as CandleStore
+    from streamforge_nb.store.frames import COLUMNS as COLUMNS
+    from streamforge_nb.store.frames import FLOAT_COLUMNS as FLOAT_COLUMNS
+    from streamforge_nb.store.frames import MAX_MS as MAX_MS
+    from streamforge_nb.store.frames import candles_to_frame as candles_to_frame
+    from streamforge_nb.store.frames import empty_coverage as empty_coverage
+    from streamforge_nb.store.frames import empty_frame as empty_frame
+    from streamforge_nb.store.frames import frame_from_arrays as frame_from_arrays
+    from streamforge_nb.store.frames import normalize_frame as normalize_frame
+    from streamforge_nb.store.frames import to_ms as to_ms
+    from streamforge_nb.store.frames import utc_index as utc_index
+    from streamforge_nb.store.local import LocalBackend as LocalBackend
+    from streamforge_nb.store.local import partition_unit as partition_unit
 
 _EXPORTS = {
     "ArangoBackend": "streamforge_nb.store.arango",
@@ -73,31 +61,5 @@ _EXPORTS = {
     "volume_volatility": "streamforge_nb.store.analysis",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
+__all__ = [*_EXPORTS]
 
-__all__ = [
-    "COLUMNS",
-    "FLOAT_COLUMNS",
-    "MAX_MS",
-    "ArangoBackend",
-    "ArangoTarget",
-    "BackendFactory",
-    "CandleBackend",
-    "CandleStore",
-    "LocalBackend",
-    "backend_for",
-    "candles_to_frame",
-    "empty_coverage",
-    "empty_frame",
-    "find_gaps",
-    "frame_from_arrays",
-    "normalize_frame",
-    "parse_arango_url",
-    "partition_unit",
-    "plot",
-    "plot_volume_volatility",
-    "register_backend",
-    "resample",
-    "to_ms",
-    "utc_index",
-    "volume_volatility",
-]

@@ -8,36 +8,24 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.testing.archives import (
-        write_archive,
-    )
-    from streamforge_nb.testing.broker import (
-        local_broker,
-        read_topic,
-        round_trips,
-        topic_exists,
-        unique_name,
-    )
-    from streamforge_nb.testing.candles import (
-        DEFAULT_SEED,
-        CandleGenerator,
-    )
-    from streamforge_nb.testing.exchange import (
-        DROP,
-        LISTED_MS,
-        ExchangeServer,
-        RequestRecord,
-    )
-    from streamforge_nb.testing.kube import (
-        KubeBinaries,
-        KubeTestError,
-        find_kube_binaries,
-        kube_cache_dir,
-        local_apiserver,
-    )
-    from streamforge_nb.testing.kube_api import (
-        LocalApiServer,
-    )
+    from streamforge_nb.testing.archives import write_archive as write_archive
+    from streamforge_nb.testing.broker import local_broker as local_broker
+    from streamforge_nb.testing.broker import read_topic as read_topic
+    from streamforge_nb.testing.broker import round_trips as round_trips
+    from streamforge_nb.testing.broker import topic_exists as topic_exists
+    from streamforge_nb.testing.broker import unique_name as unique_name
+    from streamforge_nb.testing.candles import DEFAULT_SEED as DEFAULT_SEED
+    from streamforge_nb.testing.candles import CandleGenerator as CandleGenerator
+    from streamforge_nb.testing.exchange import DROP as DROP
+    from streamforge_nb.testing.exchange import LISTED_MS as LISTED_MS
+    from streamforge_nb.testing.exchange import ExchangeServer as ExchangeServer
+    from streamforge_nb.testing.exchange import RequestRecord as RequestRecord
+    from streamforge_nb.testing.kube import KubeBinaries as KubeBinaries
+    from streamforge_nb.testing.kube import KubeTestError as KubeTestError
+    from streamforge_nb.testing.kube import find_kube_binaries as find_kube_binaries
+    from streamforge_nb.testing.kube import kube_cache_dir as kube_cache_dir
+    from streamforge_nb.testing.kube import local_apiserver as local_apiserver
+    from streamforge_nb.testing.kube_api import LocalApiServer as LocalApiServer
 
 _EXPORTS = {
     "CandleGenerator": "streamforge_nb.testing.candles",
@@ -60,25 +48,5 @@ _EXPORTS = {
     "write_archive": "streamforge_nb.testing.archives",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-
-__all__ = [
-    "DEFAULT_SEED",
-    "DROP",
-    "LISTED_MS",
-    "CandleGenerator",
-    "ExchangeServer",
-    "KubeBinaries",
-    "KubeTestError",
-    "LocalApiServer",
-    "RequestRecord",
-    "find_kube_binaries",
-    "kube_cache_dir",
-    "local_apiserver",
-    "local_broker",
-    "read_topic",
-    "round_trips",
-    "topic_exists",
-    "unique_name",
-    "write_archive",
-]
+__all__ = [*_EXPORTS]
 

@@ -33,12 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from streamforge_nb.exceptions import KubeTestError
+from streamforge_nb.exceptions import KubeTestError, ProcessExited, StartTimeout
 from streamforge_nb.local.process import (
     LOOPBACK,
     HttpProbe,
-    ProcessExited,
-    StartTimeout,
     free_port,
     spawn,
     terminate_group,

@@ -7,25 +7,17 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.ui.dashboard import (
-        PAGES,
-        Dashboard,
-        DashboardError,
-        default_notebooks_dir,
-        start_dashboard,
-    )
-    from streamforge_nb.ui.launch_panel import (
-        LaunchPanel,
-        chart_bundle,
-    )
-    from streamforge_nb.ui.page_parameters import (
-        declared_parameters,
-        parameterize,
-        prelaunch_hook,
-    )
-    from streamforge_nb.ui.panel import (
-        QueuePanel,
-    )
+    from streamforge_nb.ui.dashboard import PAGES as PAGES
+    from streamforge_nb.ui.dashboard import Dashboard as Dashboard
+    from streamforge_nb.ui.dashboard import DashboardError as DashboardError
+    from streamforge_nb.ui.dashboard import default_notebooks_dir as default_notebooks_dir
+    from streamforge_nb.ui.dashboard import start_dashboard as start_dashboard
+    from streamforge_nb.ui.launch_panel import LaunchPanel as LaunchPanel
+    from streamforge_nb.ui.launch_panel import chart_bundle as chart_bundle
+    from streamforge_nb.ui.page_parameters import declared_parameters as declared_parameters
+    from streamforge_nb.ui.page_parameters import parameterize as parameterize
+    from streamforge_nb.ui.page_parameters import prelaunch_hook as prelaunch_hook
+    from streamforge_nb.ui.panel import QueuePanel as QueuePanel
 
 _EXPORTS = {
     "Dashboard": "streamforge_nb.ui.dashboard",
@@ -41,18 +33,5 @@ _EXPORTS = {
     "start_dashboard": "streamforge_nb.ui.dashboard",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-
-__all__ = [
-    "PAGES",
-    "Dashboard",
-    "DashboardError",
-    "LaunchPanel",
-    "QueuePanel",
-    "chart_bundle",
-    "declared_parameters",
-    "default_notebooks_dir",
-    "parameterize",
-    "prelaunch_hook",
-    "start_dashboard",
-]
+__all__ = [*_EXPORTS]
 

@@ -7,42 +7,38 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.workflow.launchers import (
-        JobStatus,
-        KubernetesLauncher,
-        Launcher,
-        LocalLauncher,
-        get_launcher,
-        register_launcher,
-    )
-    from streamforge_nb.workflow.plan import (
-        DEFAULT_IMAGE,
-        Plan,
-        Step,
-        Workflow,
-    )
-    from streamforge_nb.workflow.runner import (
-        main,
-        run_job,
-    )
-    from streamforge_nb.workflow.targets import (
-        CONFIG_MAP,
-        OUTPUT_ENV,
-        PARAMETERS_ENV,
-        SECRET,
-        TARGETS,
-        JobTarget,
-        default_output,
-        job_parameters,
-        job_spec,
-        notebook_path,
-        notebooks_dir,
-        register_target,
-    )
+    from streamforge_nb.workflow.launchers import JobStatus as JobStatus
+    from streamforge_nb.workflow.launchers import KubernetesLauncher as KubernetesLauncher
+    from streamforge_nb.workflow.launchers import Launcher as Launcher
+    from streamforge_nb.workflow.launchers import LocalLauncher as LocalLauncher
+    from streamforge_nb.workflow.launchers import get_launcher as get_launcher
+    from streamforge_nb.workflow.launchers import launcher_for as launcher_for
+    from streamforge_nb.workflow.launchers import register_launcher as register_launcher
+    from streamforge_nb.workflow.plan import DEFAULT_IMAGE as DEFAULT_IMAGE
+    from streamforge_nb.workflow.plan import EXCHANGE_START as EXCHANGE_START
+    from streamforge_nb.workflow.plan import Plan as Plan
+    from streamforge_nb.workflow.plan import Step as Step
+    from streamforge_nb.workflow.plan import Workflow as Workflow
+    from streamforge_nb.workflow.plan import check_time_range as check_time_range
+    from streamforge_nb.workflow.runner import main as main
+    from streamforge_nb.workflow.runner import run_job as run_job
+    from streamforge_nb.workflow.targets import CONFIG_MAP as CONFIG_MAP
+    from streamforge_nb.workflow.targets import OUTPUT_ENV as OUTPUT_ENV
+    from streamforge_nb.workflow.targets import PARAMETERS_ENV as PARAMETERS_ENV
+    from streamforge_nb.workflow.targets import SECRET as SECRET
+    from streamforge_nb.workflow.targets import TARGETS as TARGETS
+    from streamforge_nb.workflow.targets import JobTarget as JobTarget
+    from streamforge_nb.workflow.targets import default_output as default_output
+    from streamforge_nb.workflow.targets import job_parameters as job_parameters
+    from streamforge_nb.workflow.targets import job_spec as job_spec
+    from streamforge_nb.workflow.targets import notebook_path as notebook_path
+    from streamforge_nb.workflow.targets import notebooks_dir as notebooks_dir
+    from streamforge_nb.workflow.targets import register_target as register_target
 
 _EXPORTS = {
     "CONFIG_MAP": "streamforge_nb.workflow.targets",
     "DEFAULT_IMAGE": "streamforge_nb.workflow.plan",
+    "EXCHANGE_START": "streamforge_nb.workflow.plan",
     "JobStatus": "streamforge_nb.workflow.launchers",
     "JobTarget": "streamforge_nb.workflow.targets",
     "KubernetesLauncher": "streamforge_nb.workflow.launchers",
@@ -55,10 +51,12 @@ _EXPORTS = {
     "Step": "streamforge_nb.workflow.plan",
     "TARGETS": "streamforge_nb.workflow.targets",
     "Workflow": "streamforge_nb.workflow.plan",
+    "check_time_range": "streamforge_nb.workflow.plan",
     "default_output": "streamforge_nb.workflow.targets",
     "get_launcher": "streamforge_nb.workflow.launchers",
     "job_parameters": "streamforge_nb.workflow.targets",
     "job_spec": "streamforge_nb.workflow.targets",
+    "launcher_for": "streamforge_nb.workflow.launchers",
     "main": "streamforge_nb.workflow.runner",
     "notebook_path": "streamforge_nb.workflow.targets",
     "notebooks_dir": "streamforge_nb.workflow.targets",
@@ -67,31 +65,5 @@ _EXPORTS = {
     "run_job": "streamforge_nb.workflow.runner",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-
-__all__ = [
-    "CONFIG_MAP",
-    "DEFAULT_IMAGE",
-    "OUTPUT_ENV",
-    "PARAMETERS_ENV",
-    "SECRET",
-    "TARGETS",
-    "JobStatus",
-    "JobTarget",
-    "KubernetesLauncher",
-    "Launcher",
-    "LocalLauncher",
-    "Plan",
-    "Step",
-    "Workflow",
-    "default_output",
-    "get_launcher",
-    "job_parameters",
-    "job_spec",
-    "main",
-    "notebook_path",
-    "notebooks_dir",
-    "register_launcher",
-    "register_target",
-    "run_job",
-]
+__all__ = [*_EXPORTS]
 
