@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from streamforge_nb.exceptions import ConfigError, describe_validation_error
 
-__all__ = ["Settings", "local_home", "read_env_file"]
+__all__ = ["Settings", "local_home", "read_env_file", "split_url_credentials"]
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
@@ -37,9 +37,27 @@ _ENV_FIELDS: dict[str, str] = {
     "ARANGO_DB": "arango_db",
     "ARANGO_USER": "arango_user",
     "ARANGO_PASSWORD": "arango_password",
+    "STREAMFORGE_MAX_CANDLES_PER_QUEUE": "max_candles_per_queue",
 }
 
 _URL_USERINFO = re.compile(r"(?<=://)[^/@]*@")
+
+
+def split_url_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """Split `scheme://user:password@host...` into (URL without user info, user, password).
+
+    User and password are percent-decoded; either is None when the URL does not give it.
+    A URL without user info comes back unchanged with (None, None).
+    """
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    clean = urlunsplit(parts._replace(netloc=hostport))
+    return clean, unquote(user) or None, unquote(password) if colon else None
 
 
 def local_home() -> Path:
@@ -77,8 +95,28 @@ class Settings(BaseModel):
     arango_db: str = "streamforge"
     arango_user: str | None = None
     arango_password: SecretStr | None = None
+    # The most candles one queue may load; a larger range is refused (split it). 10 million:
+    # every 1m candle since 2017 in one queue, or about 115 days of 1s.
+    max_candles_per_queue: int = Field(default=10_000_000, ge=1)
     # Where these values came from, for error messages ("environment", a file path...).
     source: str = "defaults"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_arango_url(cls, values: Any) -> Any:
+        # `http://user:password@host:8529` is a supported ARANGO_URL. The password must not
+        # travel with the URL (into plans, queue state, commands, Job parameters), so it is
+        # split off here, at the boundary: arango_url keeps host and path only. An
+        # ARANGO_USER or ARANGO_PASSWORD given as well wins over the URL's.
+        if isinstance(values, dict) and isinstance(values.get("arango_url"), str):
+            url, user, password = split_url_credentials(values["arango_url"])
+            if url != values["arango_url"]:
+                values = {**values, "arango_url": url}
+                if user is not None and not values.get("arango_user"):
+                    values["arango_user"] = user
+                if password is not None and values.get("arango_password") is None:
+                    values["arango_password"] = password
+        return values
 
     @classmethod
     def from_env(

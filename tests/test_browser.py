@@ -226,6 +226,16 @@ def test_query_arguments_become_typed_parameters_and_stop_leaves_no_process(
         status, page = _get(board.page_url("hello"))
         assert status == 200
         assert "got ('world', 1, 0.5, False, ['a'])" in html.unescape(page)
+        # Every page needs the server's token (issue 11): none, or a wrong one, gets nothing.
+        assert board.token and f"token={board.token}" in board.page_url("hello")
+        for url in (
+            board.page_url("hello").replace(f"token={board.token}", "token=wrong"),
+            board.page_url("hello").split("?")[0],
+            board.tree_url.split("?")[0],
+        ):
+            status, page = _get(url)
+            assert status in (401, 403, 404) or "got (" not in page, (url, status)
+            assert "got (" not in page
 
         url = board.page_url(
             "hello", name="Ada & co", count=3, ratio=0.25, loud=True, tags=["x", "y"]
@@ -268,7 +278,10 @@ def test_cli_serves_the_panels_until_interrupted(settings: Settings) -> None:
         lines = [proc.stdout.readline() for _ in range(3)]
         assert lines[0].startswith("dashboards of "), lines
         (control,) = [ln.split(": ", 1)[1].strip() for ln in lines if "control_panel:" in ln]
-        assert control.endswith("/voila/render/control_panel.ipynb?queue_id=QUEUE_ID")
+        assert re.search(
+            r"/voila/render/control_panel\.ipynb\?token=\w+&queue_id=QUEUE_ID$", control
+        )
+        assert re.search(r"/voila/tree\?token=\w+$", lines[0].strip()), lines[0]  # as Jupyter's
         status, page = _get(control.replace("QUEUE_ID", queue_id))
         assert status == 200 and queue_id in page
         voila = [p for p in _children(proc.pid) if b"voila" in _cmdline(p)]

@@ -15,7 +15,7 @@ import pytest
 
 from streamforge_nb import workers
 from streamforge_nb.cli import cli, main
-from streamforge_nb.exceptions import MissingOption
+from streamforge_nb.exceptions import ConfigError, MissingOption
 from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
@@ -367,3 +367,180 @@ def test_help_imports_no_heavy_library(args: list[str]) -> None:
     assert "streamforge_nb.cli" in imported and "click" in imported
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
     assert heavy == [], heavy
+
+
+# -- issue 11: input refused before any side effect, one line naming the value and the rule --
+QID = "wf-btcusdt-api_candles_1m-20240801-abc123"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sink", "--queue-id", QID, "--batch-size", "0"],
+         "Invalid value for '--batch-size': 0 is not in the range x>=1."),
+        (["dummy", "--queue-id", QID, "--metrics-port", "70000"],
+         "Invalid value for '--metrics-port': 70000 is not in the range 0<=x<=65535."),
+        (["ping", "--queue-id", QID, "--count", "-5"],
+         "Invalid value for '--count': -5 is not in the range x>=1."),
+        (["ping", "--queue-id", QID, "--timeout", "nan"],
+         "Invalid value for '--timeout': 'nan' is not a finite number of seconds"),
+        (["ping", "--queue-id", QID, "--timeout", "0"],
+         "Invalid value for '--timeout': 0.0 is not in the range x>0."),
+        (["dashboard", "--port", "70000"],
+         "Invalid value for '--port': 70000 is not in the range 0<=x<=65535."),
+        (["dashboard", "--host", "256.0.0.1"],
+         "Invalid value for '--host': '256.0.0.1' is not an IP address or host name "
+         "(IPv4 parts are 0..255)"),
+        (["local", "up", "--port", "65535"],
+         "Invalid value for '--port': 65535 is not in the range 0<=x<=65533."),
+        (["quickstart", "--pings", "0"], "Invalid value for '--pings': 0 is not in the range"),
+        (["ping", "--queue-id", ""], "Invalid value for '--queue-id' (env var: 'QUEUE_ID'): "
+         "invalid queue id '': 1..63 characters of A-Z a-z 0-9 . _ -"),
+        (["sink", "--queue-id", "bad id"], "invalid queue id 'bad id': 1..63 characters"),
+    ],
+)  # fmt: skip
+def test_cli_numbers_hosts_and_queue_ids_are_checked(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    errors = [ln for ln in captured.err.splitlines() if ln.startswith("Error: ")]
+    assert len(errors) == 1 and message in errors[0], captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_worker_option_ranges_hold_for_mappings_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ConfigError, match=r"batch_size: 0 is not in the range x>=1"):
+        workers.from_mapping("sink", {"queue_id": QID, "batch_size": 0})
+    with pytest.raises(ConfigError, match=r"metrics_port: 70000 is not in the range"):
+        workers.from_mapping("dummy", {"queue_id": QID, "metrics_port": 70000})
+    with pytest.raises(ConfigError, match=r"batch_seconds: 'inf' is not a finite number"):
+        workers.from_mapping("sink", {"queue_id": QID, "batch_seconds": "inf"})
+    monkeypatch.setenv("QUEUE_ID", "bad id")
+    with pytest.raises(ConfigError, match=r"queue_id: invalid queue id 'bad id'"):
+        workers.from_mapping("sink", {})
+
+
+def test_a_taken_metrics_port_is_one_line(broker: LocalBroker) -> None:
+    import socket
+
+    # A second dummy on the default metrics port (8000): hold it as the first dummy would.
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        holder.bind(("", 8000))
+        holder.listen()
+    except OSError:
+        pass  # something else holds it already: the same situation
+    try:
+        env = {"KAFKA_BOOTSTRAP_SERVERS": broker.settings().kafka_bootstrap_servers}
+        result = run("dummy", "--queue-id", unique_name("wf-port"), env=env, timeout=60)
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    record = json.loads(lines[0])
+    assert record["level"] == "error"
+    assert "metrics port 8000 cannot be used (Address already in use)" in record["msg"]
+
+
+def test_dashboard_without_a_token_only_on_loopback(tmp_path: Path) -> None:
+    from streamforge_nb.exceptions import DashboardError
+    from streamforge_nb.ui.dashboard import start_dashboard
+
+    with pytest.raises(DashboardError, match=r"refusing to serve on 0\.0\.0\.0 without a token"):
+        start_dashboard(tmp_path, host="0.0.0.0", token="")
+    result = run(
+        "dashboard", "--no-token", "--host", "0.0.0.0", env={"STREAMFORGE_HOME": str(tmp_path)}
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "streamforge-nb: error: refusing to serve on 0.0.0.0 without a token: any machine that "
+        "reaches it could launch and stop workflows (without a token only 127.0.0.1 or ::1)"
+    ]
+    both = run("dashboard", "--no-token", "--token", "abc")
+    assert both.returncode == 2 and "--token and --no-token exclude each other" in both.stderr
+
+
+def test_a_future_range_is_refused_before_any_side_effect(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    from streamforge_nb.kafka.clients import make_admin
+
+    settings = broker.settings()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "STREAMFORGE_HOME": str(tmp_path),
+    }
+    for time_range, rule in [
+        ("2030-01-01:2030-01-02", "after the last closed 1m candle"),
+        ("1990-01-01:1990-01-02", "before the exchange's first candles (2017-07-14)"),
+    ]:
+        result = run(
+            "candles", "--symbol", "BTCUSDT", "--interval", "1m", "--time-range", time_range,
+            "--no-wait", env=env,
+        )  # fmt: skip
+        assert result.returncode == 1
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"streamforge-nb: error: time range '{time_range}' ")
+        assert rule in line
+    # No queue state (store), no Job, no runs folder, no topic.
+    assert list(tmp_path.iterdir()) == []
+    admin = make_admin(settings)
+    try:
+        topics = admin.list_topics()
+    finally:
+        admin.close()
+    assert not [
+        t
+        for t in topics
+        if t.startswith(("wf-btcusdt-api_candles_1m-2030", "wf-btcusdt-api_candles_1m-1990"))
+    ]
+
+
+def test_candles_plan_holds_no_arango_password(tmp_path: Path) -> None:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "ARANGO_URL": "http://root:pw-Vb64tY@arangodb.example:8529",
+        "STREAMFORGE_HOME": str(tmp_path),
+    }
+    result = run(
+        "candles", "--symbol", "BTCUSDT", "--interval", "1m",
+        "--time-range", "2024-08-01:2024-08-02", "--plan", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "pw-Vb64tY" not in result.stdout + result.stderr
+    plan = json.loads(result.stdout)
+    sink = plan["jobs"][1]["spec"]["template"]["spec"]["containers"][0]
+    params = {e["name"]: e["value"] for e in sink["env"]}["STREAMFORGE_PARAMETERS"]
+    assert json.loads(params) == {"store_url": "http://arangodb.example:8529"}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_viewer_stop_names_the_acl(broker: LocalBroker) -> None:
+    viewer = broker.settings("user-streamforge-viewer")
+    assert viewer.kafka_password is not None
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": viewer.kafka_bootstrap_servers,
+        "KAFKA_USER": "user-streamforge-viewer",
+        "KAFKA_PASSWORD": viewer.kafka_password.get_secret_value(),
+        "CA_PATH": str(viewer.kafka_ca_path),
+    }
+    result = run("stop", "--queue-id", unique_name("wf-viewer"), "--timeout", "5", env=env)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("streamforge-nb: error: NotAuthorized: "), line
+    assert "user-streamforge-viewer" in line and "queue-control" in line
+
+
+def test_an_unanswered_ping_says_where_it_was_delivered(broker: LocalBroker) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": broker.settings().kafka_bootstrap_servers}
+    queue_id = unique_name("wf-nobody")
+    result = run("ping", "--queue-id", queue_id, "--timeout", "1", "--json", env=env)
+    assert result.returncode == 0, result.stderr  # delivered, unanswered, no --expect-pong
+    (row,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert row["sent"] is True and row["queue_id"] == queue_id
+    assert isinstance(row["partition"], int) and isinstance(row["offset"], int)

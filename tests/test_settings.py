@@ -85,3 +85,28 @@ def test_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:
     env = {**CLUSTER_ENV, "CA_PATH": str(tmp_path / "nope.crt")}
     with pytest.raises(ConfigError, match=r"nope\.crt"):
         Settings.from_env(env).kafka_client_config()
+
+
+# -- issue 11: a URL with user info is split into URL + secret at the boundary ---------------
+def test_arango_url_user_info_is_split_into_url_and_secret() -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "ARANGO_URL": "http://root:P%40W@host:8529/_db/x"}
+    settings = Settings.from_env(env)
+    assert settings.arango_url == "http://host:8529/_db/x"
+    assert settings.arango_user == "root"
+    assert settings.arango_password is not None
+    assert settings.arango_password.get_secret_value() == "P@W"
+    assert "P@W" not in repr(settings) and "P%40W" not in repr(settings)
+    assert "P@W" not in settings.model_dump_json()
+    # ARANGO_USER / ARANGO_PASSWORD given as well win over the URL's user info.
+    both = Settings.from_env({**env, "ARANGO_USER": "alice", "ARANGO_PASSWORD": "other"})
+    assert both.arango_url == "http://host:8529/_db/x" and both.arango_user == "alice"
+    assert both.arango_password is not None and both.arango_password.get_secret_value() == "other"
+    plain = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "ARANGO_URL": "http://h:1"})
+    assert plain.arango_url == "http://h:1" and plain.arango_password is None
+
+
+def test_max_candles_per_queue_comes_from_the_environment() -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "STREAMFORGE_MAX_CANDLES_PER_QUEUE": "500"}
+    assert Settings.from_env(env).max_candles_per_queue == 500
+    with pytest.raises(ConfigError, match="max_candles_per_queue"):
+        Settings.from_env({**env, "STREAMFORGE_MAX_CANDLES_PER_QUEUE": "0"})

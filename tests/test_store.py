@@ -251,6 +251,26 @@ def test_coverage_lists_each_series(store: CandleStore) -> None:
     ]
 
 
+def test_symbols_starting_with_a_digit_are_stored_and_listed(store: CandleStore) -> None:
+    # ArangoDB collections get the reversible `sym-` prefix (names.collection_name).
+    store.write(make_candles("1INCHUSDT", "1m", JUL31_23H, 120))
+    store.write(make_candles("1000SATSUSDT", "1h", AUG1, 3, step=3_600_000))
+    assert len(store.load("1INCHUSDT", "1m", JUL31_23H, JUL31_23H + 120 * MIN)) == 120
+    assert list(store.coverage().itertuples(index=False, name=None)) == [
+        ("1000SATSUSDT", "1h", utc(AUG1), utc(AUG1 + 2 * 3_600_000), 3),
+        ("1INCHUSDT", "1m", utc(JUL31_23H), utc(JUL31_23H + 119 * MIN), 120),
+    ]
+
+
+def test_coverage_survives_a_far_future_candle(tmp_path: Path) -> None:
+    # The sink refuses such a candle; the embedded store's coverage must not break on one.
+    with CandleStore.open(tmp_path) as store:
+        store.write(make_candles("BTCUSDT", "1m", 9 * 10**15, 1))
+        cov = store.coverage()
+    assert cov["rows"].tolist() == [1]
+    assert cov["first"].iloc[0].year > 9999
+
+
 # A writer process: deterministic candles whose columns agree with each other, so a reader can
 # tell a torn or mixed read. `volume` records the batch (or writer) that wrote the row.
 WRITER = r"""
@@ -384,7 +404,10 @@ def test_arango_urls_come_from_settings_and_repr_masks_secrets() -> None:
     from streamforge_nb.store.arango import parse_arango_url
 
     target = parse_arango_url("https://h.example:8530/_db/x", settings)
-    expected = dict(hosts="https://h.example:8530", database="x", user="root")
+    # ARANGO_URL's user info is split into the settings (issue 11): its user is the settings'
+    # user now; an explicit arango_password wins over the URL's.
+    assert settings.arango_url == "arango://127.0.0.1:8529/candles"
+    expected = dict(hosts="https://h.example:8530", database="x", user="bob")
     assert vars(target) == {**expected, "password": "settingsecret"}
     assert "settingsecret" not in repr(target)
     plain = vars(parse_arango_url("arango://h:8529", Settings()))
@@ -605,5 +628,24 @@ def test_to_ms_reads_every_time_spelling() -> None:
     assert to_ms(date(2024, 8, 1)) == to_ms("2024-08-01") == to_ms("2024-08-01T00:00Z") == AUG1
     assert to_ms(pd.Timestamp("2024-08-01 00:00:00.123", tz="UTC")) == AUG1 + 123
     for bad in (True, "yesterday", None, [1]):
+        with pytest.raises(InvalidName):
+            to_ms(bad)
+
+
+def test_times_are_iso_8601_or_milliseconds_only(tmp_path: Path) -> None:
+    opened = CandleStore.open(tmp_path)
+    opened.write(make_candles("BTCUSDT", "1m", AUG1, 3))
+    # Day-first or month-first: ambiguous, so an error (it used to read as January 3rd).
+    with pytest.raises(InvalidName, match=r"start '01/03/2024' is not an ISO 8601 date"):
+        opened.load("BTCUSDT", "1m", "01/03/2024", "02/03/2024")
+    # A seconds epoch would silently select 1970 and return 0 rows: refused, unit named.
+    with pytest.raises(
+        InvalidName, match=r"start 1722470400 looks like Unix seconds.*1722470400000"
+    ):
+        opened.load("BTCUSDT", "1m", AUG1 // 1000, AUG1 // 1000 + 180)
+    assert len(opened.load("BTCUSDT", "1m", AUG1, AUG1 + 180_000)) == 3  # ms, as on the wire
+    assert len(opened.load("BTCUSDT", "1m", pd.Timestamp(AUG1 // 1000, unit="s"))) == 3
+    assert len(opened.load("BTCUSDT", "1m", "2024-08-01T00:00:00+00:00", "2024-08-01 00:03")) == 3
+    for bad in ("1722470400000", "2024/08/01", "Aug 1 2024", float(AUG1 // 1000)):
         with pytest.raises(InvalidName):
             to_ms(bad)

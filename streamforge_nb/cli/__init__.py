@@ -22,7 +22,7 @@ from streamforge_nb.cli.broker import check, local, topics_ensure
 from streamforge_nb.cli.generate import manifests, schemas
 from streamforge_nb.cli.queue import events, ping, queues, stop
 from streamforge_nb.cli.workflow import candles, dashboard, quickstart
-from streamforge_nb.exceptions import StreamForgeError
+from streamforge_nb.exceptions import BrokerError, StreamForgeError
 
 __all__ = ["CONTEXT_SETTINGS", "CliState", "cli", "main", "run_command"]
 
@@ -94,7 +94,10 @@ def run_command(command: click.Command, argv: Sequence[str] | None, prog_name: s
     except StreamForgeError as exc:
         if state.debug:
             raise
-        click.echo(f"{prog_name}: error: {exc}", err=True)
+        # A broker refusal says which (NotAuthorized, AuthenticationFailed, ...): the class
+        # is what tells a viewer's ACL from a wrong password.
+        kind = f"{type(exc).__name__}: " if isinstance(exc, BrokerError) else ""
+        click.echo(f"{prog_name}: error: {kind}{exc}", err=True)
         return 1
     return result if isinstance(result, int) else 0
 

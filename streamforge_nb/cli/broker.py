@@ -9,6 +9,7 @@ import click
 
 from streamforge_nb.cli._output import echo_json, home_option, json_option
 from streamforge_nb.exceptions import StreamForgeError
+from streamforge_nb.workers import SECONDS
 
 __all__ = ["check", "local", "topics_ensure"]
 
@@ -29,11 +30,11 @@ def local() -> None:
 @home_option
 @click.option(
     "--port",
-    type=int,
+    type=click.IntRange(0, 65533),
     default=None,
     help="PLAINTEXT port; SASL_SSL and controller use the next two. 0 = free ports.",
 )
-@click.option("--timeout", type=float, default=90.0, help="Seconds to wait for the broker.")
+@click.option("--timeout", type=SECONDS, default=90.0, help="Seconds to wait for the broker.")
 def local_up(home: Path | None, port: int | None, timeout: float) -> None:
     """Start the local broker (idempotent) and write its env file."""
     broker = _broker(home)

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from streamforge_nb.cli._output import F, echo_json, json_option, say
+from streamforge_nb.workers import COUNT, QUEUE_ID, SECONDS
 
 __all__ = ["events", "ping", "queues", "stop"]
 
@@ -21,7 +22,13 @@ def _queue(queue_id: str) -> Any:
 
 def _queue_id_option(what: str) -> Callable[[F], F]:
     return click.option(
-        "--queue-id", required=True, envvar="QUEUE_ID", show_envvar=True, help=f"The queue {what}."
+        "--queue-id",
+        type=QUEUE_ID,
+        metavar="TEXT",
+        required=True,
+        envvar="QUEUE_ID",
+        show_envvar=True,
+        help=f"The queue {what}.",
     )
 
 
@@ -32,8 +39,8 @@ def _target_option(what: str) -> Callable[[F], F]:
 @click.command("ping")
 @_queue_id_option("to ping")
 @_target_option("answer")
-@click.option("--count", type=int, default=1, help="Pings to send, one after the other.")
-@click.option("--timeout", type=float, default=5.0, help="Seconds to wait for each pong.")
+@click.option("--count", type=COUNT, default=1, help="Pings to send, one after the other.")
+@click.option("--timeout", type=SECONDS, default=5.0, help="Seconds to wait for each pong.")
 @click.option("--expect-pong", is_flag=True, help="Exit 1 unless every ping got a pong.")
 @json_option()
 def ping(
@@ -50,13 +57,25 @@ def ping(
 
     rtts: list[float] = []
     missed = 0
+    refused = False
     with _queue(queue_id) as queue:
         for seq in range(1, count + 1):
             try:
                 replies = queue.ping(target, timeout=timeout)
             except QueueTimeout as exc:
                 missed += 1
-                say(as_json, {"seq": seq, "queue_id": queue_id, "error": str(exc)}, str(exc))
+                sent = getattr(exc, "sent", None)
+                where = (
+                    {"sent": True, "partition": sent.partition, "offset": sent.offset}
+                    if sent is not None
+                    else {"sent": False}
+                )
+                refused = refused or sent is None
+                say(
+                    as_json,
+                    {"seq": seq, "queue_id": queue_id, "error": str(exc), **where},
+                    str(exc),
+                )
                 continue
             for reply in replies:
                 rtts.append(reply.round_trip_s)
@@ -78,13 +97,14 @@ def ping(
             f"{len(rtts)} pongs for {count} pings: min {stats['min']:.2f} ms, "
             f"p50 {stats['p50']:.2f} ms, p99 {stats['p99']:.2f} ms",
         )
-    return 1 if expect_pong and missed else 0
+    # A ping the broker did not take is a failure whether or not pongs were expected.
+    return 1 if refused or (expect_pong and missed) else 0
 
 
 @click.command("stop")
 @_queue_id_option("to stop")
 @_target_option("stop")
-@click.option("--timeout", type=float, default=30.0, help="Seconds to wait for `interrupted`.")
+@click.option("--timeout", type=SECONDS, default=30.0, help="Seconds to wait for `interrupted`.")
 @json_option("One JSON object.")
 def stop(queue_id: str, target: str | None, timeout: float, as_json: bool) -> None:
     """Stop a queue's workers; exit 0 once they answered `interrupted`."""
@@ -96,24 +116,16 @@ def stop(queue_id: str, target: str | None, timeout: float, as_json: bool) -> No
 @click.command("events")
 @_queue_id_option("to read")
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for new events.")
-@click.option("--timeout", type=float, default=None, help="Stop following after S seconds.")
+@click.option("--timeout", type=SECONDS, default=None, help="Stop following after S seconds.")
 @json_option()
 def events(queue_id: str, follow: bool, timeout: float | None, as_json: bool) -> None:
     """Print a queue's telemetry from the start."""
-    import datetime as dt
-
-    from streamforge_nb.platform.contract import encode
+    from streamforge_nb.control.telemetry import event_line
 
     with _queue(queue_id) as queue:
         for event in queue.events(follow=follow, timeout=timeout):
-            if as_json:
-                click.echo(encode(event).decode())
-                continue
-            when = dt.datetime.fromtimestamp(event.timestamp, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
-            click.echo(
-                f"{when} {event.producer:<28} {event.status:<11} "
-                f"{event.records_written:>10,} {event.message or ''}".rstrip()
-            )
+            # Control characters in an event's text are escaped, never sent to the terminal.
+            click.echo(event_line(event, as_json=as_json))
 
 
 @click.command("queues")

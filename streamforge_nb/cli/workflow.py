@@ -9,6 +9,7 @@ import click
 
 from streamforge_nb.cli._output import echo_json
 from streamforge_nb.exceptions import StreamForgeError
+from streamforge_nb.workers import COUNT, HOST, PORT_OR_ZERO
 
 __all__ = ["candles", "dashboard", "quickstart"]
 
@@ -16,7 +17,12 @@ __all__ = ["candles", "dashboard", "quickstart"]
 @click.command("candles")
 @click.option("--symbol", required=True, help="Exchange symbol, e.g. BTCUSDT.")
 @click.option("--interval", required=True, help="Binance interval: 1s 1m 5m 1h 1d ...")
-@click.option("--time-range", required=True, help="YYYY-MM-DD:YYYY-MM-DD (UTC, end exclusive).")
+@click.option(
+    "--time-range",
+    required=True,
+    help="YYYY-MM-DD:YYYY-MM-DD (UTC, end exclusive), or YYYY-MM-DD:now (to the last closed "
+    "candle). From 2017-07-14 on; at most STREAMFORGE_MAX_CANDLES_PER_QUEUE candles.",
+)
 @click.option(
     "--source", type=click.Choice(["api", "archive"]), default="api", help="Candles from."
 )
@@ -82,15 +88,29 @@ def candles(
 
 
 @click.command("dashboard")
-@click.option("--port", type=int, default=8866, help="0 picks a free port.")
+@click.option("--port", type=PORT_OR_ZERO, default=8866, help="0 picks a free port.")
 @click.option(
     "--notebooks",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     default=None,
     help="Notebooks to serve (default: $STREAMFORGE_NOTEBOOKS, else the package's).",
 )
-@click.option("--host", default="127.0.0.1", help="Address to listen on.")
-def dashboard(port: int, notebooks: Path | None, host: str) -> None:
+@click.option("--host", type=HOST, default="127.0.0.1", help="Address to listen on.")
+@click.option(
+    "--token",
+    default=None,
+    envvar="STREAMFORGE_DASHBOARD_TOKEN",
+    show_envvar=True,
+    help="What every page URL must carry (default: a random one, printed in the URLs).",
+)
+@click.option(
+    "--no-token",
+    is_flag=True,
+    help="Serve without a token: any local user can then launch and stop (127.0.0.1 only).",
+)
+def dashboard(
+    port: int, notebooks: Path | None, host: str, token: str | None, no_token: bool
+) -> None:
     """Serve the control and launch panels (Voila) until Ctrl-C."""
     import signal
 
@@ -100,17 +120,28 @@ def dashboard(port: int, notebooks: Path | None, host: str) -> None:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
 
+    if no_token and token:
+        raise click.UsageError("--token and --no-token exclude each other")
+    if token is not None and not token.strip():
+        raise click.BadParameter("the token is empty (use --no-token to serve without)")
     signal.signal(signal.SIGTERM, interrupt)
     settings = Settings.from_env()
     board = start_dashboard(
-        notebooks, port=port, host=host, log_path=local_home() / "logs" / "dashboard.log"
+        notebooks,
+        port=port,
+        host=host,
+        log_path=local_home() / "logs" / "dashboard.log",
+        token="" if no_token else token,
     )
     with board:
         click.echo(f"dashboards of {board.notebooks} at {board.tree_url}")
-        for name, url in board.pages().items():
-            query = "?queue_id=QUEUE_ID" if name == "control_panel" else ""
-            click.echo(f"  {name}: {url}{query}")
+        for name in board.pages():
+            # Like Jupyter's, the URLs carry the token: open them as printed.
+            query = {"queue_id": "QUEUE_ID"} if name == "control_panel" else {}
+            click.echo(f"  {name}: {board.page_url(name, **query)}")
         click.echo(f"kernels use {settings.describe()} (settings from {settings.source})")
+        if not board.token:
+            click.echo("no token: any local user can open these pages", err=True)
         click.echo(f"log: {board.log_path}; Ctrl-C stops")
         try:
             code = board.wait()
@@ -121,7 +152,7 @@ def dashboard(port: int, notebooks: Path | None, host: str) -> None:
 
 
 @click.command("quickstart")
-@click.option("--pings", type=int, default=3, help="Round trips to time.")
+@click.option("--pings", type=COUNT, default=3, help="Round trips to time.")
 @click.option(
     "--binance",
     is_flag=True,

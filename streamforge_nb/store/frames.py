@@ -216,17 +216,41 @@ def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame_from_arrays(open_ms, columns)
 
 
+# ISO 8601 (RFC 3339 style): a date, optionally a time, optionally an offset or Z.
+_ISO_8601 = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
+    r"(?:Z|[+-]\d{2}(?::?\d{2})?)?)?",
+    re.IGNORECASE,
+)
+# Unix milliseconds below 1e11 are 1970-01-01..1973-03-03, when no exchange had candles;
+# from 1e9 on, such a number is plainly Unix seconds (2001-09-09 onwards) given by mistake.
+_SECONDS_LOOKALIKE = (10**9, 10**11)
+
+
 def to_ms(value: Any, what: str = "time") -> int:
-    """Return Unix ms for a datetime/date/Timestamp (naive means UTC), ISO string or ms int."""
+    """Return Unix ms for a datetime/date/Timestamp (naive means UTC), ISO string or ms int.
+
+    Strings must be ISO 8601 (`2024-03-01`, `2024-03-01T12:00:00Z`): `01/03/2024` is
+    ambiguous and refused. Numbers are Unix milliseconds, as on the wire; one that is plainly
+    Unix seconds is refused (pass `pd.Timestamp(s, unit="s")` or multiply by 1000).
+    """
     if isinstance(value, bool):
         raise InvalidName(f"{what} must be a time, got {value!r}")
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
+    if isinstance(value, int | np.integer | float | np.floating):
         # pandas would read a float as nanoseconds; here every number is milliseconds.
         if not np.isfinite(value):
             raise InvalidName(f"{what} {value!r} is not a time")
+        if _SECONDS_LOOKALIKE[0] <= abs(float(value)) < _SECONDS_LOOKALIKE[1]:
+            raise InvalidName(
+                f"{what} {value!r} looks like Unix seconds; numbers are Unix milliseconds "
+                f"(pass {int(value) * 1000} or pd.Timestamp({value!r}, unit='s'))"
+            )
         return int(value)
+    if isinstance(value, str) and not _ISO_8601.fullmatch(value.strip()):
+        raise InvalidName(
+            f"{what} {value!r} is not an ISO 8601 date or datetime "
+            "(YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[Z|+HH:MM]); other spellings are ambiguous"
+        )
     if isinstance(value, date) and not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day, tzinfo=UTC)
     try:

@@ -22,6 +22,11 @@ without unloading, a crashed browser, keeps such a kernel until `stop()`). `stop
 Voila, its kernels and nothing else (Jobs a launch panel started run detached, as they would
 in the cluster).
 
+Every page needs the server's token (`?token=...`, as Jupyter's): `start_dashboard` makes a
+random one unless given one, and `page_url`/`tree_url` carry it. `token=""` serves without
+one, and only on a loopback address (127.0.0.1, ::1): any local user could otherwise launch
+and stop workflows.
+
 How a page's query string becomes the notebook's papermill parameters, and why that
 way: see `streamforge_nb.ui.page_parameters`.
 """
@@ -29,6 +34,8 @@ way: see `streamforge_nb.ui.page_parameters`.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import secrets
 import shutil
 import signal
 import subprocess
@@ -39,12 +46,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from streamforge_nb.exceptions import DashboardError
+from streamforge_nb.exceptions import DashboardError, ProcessExited, StartTimeout
 from streamforge_nb.local.process import (
     HttpProbe,
     LogFile,
-    ProcessExited,
-    StartTimeout,
     free_port,
     pids_mentioning,
     signal_group,
@@ -99,8 +104,10 @@ class Dashboard:
         port: int,
         workdir: Path,
         log: LogFile,
+        token: str = "",
     ) -> None:
         self.process = process
+        self.token = token
         self.notebooks = notebooks
         self.host = host
         self.port = port
@@ -113,6 +120,7 @@ class Dashboard:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
+        # Never the token: a repr ends up in logs.
         return f"Dashboard({self.url!r}, notebooks={str(self.notebooks)!r}, {state})"
 
     def __enter__(self) -> Dashboard:
@@ -127,8 +135,10 @@ class Dashboard:
 
     @property
     def tree_url(self) -> str:
-        """The page listing every notebook of the directory."""
-        return f"{self.url}voila/tree"
+        """The page listing every notebook of the directory (with the token, if any)."""
+        return f"{self.url}voila/tree" + (
+            f"?{urlencode({'token': self.token})}" if self.token else ""
+        )
 
     def page_url(self, notebook: str, **parameters: Any) -> str:
         """The URL of `notebook` (name, `.ipynb` optional) run with papermill `parameters`.
@@ -140,7 +150,8 @@ class Dashboard:
         if not (self.notebooks / name).is_file():
             raise DashboardError(f"no notebook {name} in {self.notebooks}")
         url = f"{self.url}voila/render/{quote(name)}"
-        query = {k: _query_value(v) for k, v in parameters.items() if v is not None}
+        query = {"token": self.token} if self.token else {}
+        query.update({k: _query_value(v) for k, v in parameters.items() if v is not None})
         return f"{url}?{urlencode(query)}" if query else url
 
     def pages(self) -> dict[str, str]:
@@ -188,6 +199,7 @@ def start_dashboard(
     log_path: Path | None = None,
     timeout: float = 60.0,
     cull_idle_timeout: int = CULL_IDLE_TIMEOUT_S,
+    token: str | None = None,
 ) -> Dashboard:
     """Start Voila on the notebooks directory; return once its pages answer.
 
@@ -196,7 +208,16 @@ def start_dashboard(
     Voila's output goes to `log_path` (default: a file in the dashboard's temp directory,
     removed by `stop()`). A server that does not come up raises `DashboardError` with the
     log's tail.
+
+    `token`: what every request must carry (`?token=` or `Authorization: token ...`); None
+    makes a random one (`Dashboard.token`); "" serves without one, on a loopback host only.
     """
+    token = secrets.token_hex(24) if token is None else token
+    if not token and not _is_loopback(host):
+        raise DashboardError(
+            f"refusing to serve on {host} without a token: any machine that reaches it could "
+            "launch and stop workflows (without a token only 127.0.0.1 or ::1)"
+        )
     folder = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
     folder = folder.resolve()
     if not folder.is_dir():
@@ -213,6 +234,7 @@ def start_dashboard(
                 env=env,
                 log_path=log_path or workdir / "voila.log",
                 cull_idle_timeout=cull_idle_timeout,
+                token=token,
             )
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -244,10 +266,14 @@ def _launch(
     env: Mapping[str, str] | None,
     log_path: Path,
     cull_idle_timeout: int,
+    token: str = "",
 ) -> Dashboard:
     # Not in the working directory: a ./voila.py would shadow the voila package for `-m`.
     (workdir / "config").mkdir()
-    (workdir / "config" / "voila.py").write_text(_CONFIG)
+    # The token goes in the config file (the directory is the user's alone), not in argv,
+    # where any local user's `ps` would read it.
+    config = _CONFIG + (f"c.Voila.token = {token!r}\n" if token else "")
+    (workdir / "config" / "voila.py").write_text(config)
     (workdir / "connections").mkdir()
     command = [
         sys.executable,
@@ -271,7 +297,9 @@ def _launch(
         f"--MappingKernelManager.cull_interval={min(CULL_INTERVAL_S, max(cull_idle_timeout, 1))}",
     ]
     process, log = spawn(command, log_path, env=env, cwd=workdir)
-    return Dashboard(process, notebooks=folder, host=host, port=port, workdir=workdir, log=log)
+    return Dashboard(
+        process, notebooks=folder, host=host, port=port, workdir=workdir, log=log, token=token
+    )
 
 
 def _wait_ready(board: Dashboard, timeout: float) -> None:
@@ -292,6 +320,13 @@ def _wait_ready(board: Dashboard, timeout: float) -> None:
             f"Voila did not answer at {board.tree_url} within {timeout:g} s; "
             f"{_log_name(board)}:\n{exc.tail}"
         ) from None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _log_name(board: Dashboard) -> str:

@@ -14,17 +14,24 @@ with Kafka and the rest, is imported only when the worker runs.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import click
 
-from streamforge_nb.exceptions import ConfigError, StreamForgeError
+from streamforge_nb.exceptions import ConfigError, MissingOption, StreamForgeError
 
 __all__ = [
+    "COUNT",
+    "HOST",
+    "NON_NEGATIVE_SECONDS",
+    "PORT",
+    "PORT_OR_ZERO",
+    "QUEUE_ID",
+    "SECONDS",
     "WORKERS",
-    "MissingOption",
     "Option",
     "WorkerEntry",
     "command",
@@ -36,8 +43,80 @@ __all__ = [
 ]
 
 
-class MissingOption(ConfigError):
-    """A required worker option was given by none of its sources."""
+# -- option types: each checks its range wherever the value comes from -------------------------
+class _FiniteSeconds(click.FloatRange):
+    """Seconds: a finite float in the range (nan and inf are refused)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return rv
+
+
+class _QueueIdType(click.ParamType[str]):
+    """A queue id: it names the topic `<queue id>-data` and labels Kubernetes Jobs.
+
+    So 1..63 characters of A-Z a-z 0-9 . _ -, starting and ending with a letter or digit
+    (the rule both share). Workflows make `wf-<symbol>-<type>-<YYYYMMDD>-<short>`.
+    """
+
+    name = "queue id"
+    _RULE = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import re
+
+        if not isinstance(value, str) or not re.fullmatch(self._RULE, value):
+            self.fail(
+                f"invalid queue id {value!r}: 1..63 characters of A-Z a-z 0-9 . _ -, "
+                "starting and ending with a letter or digit "
+                "(e.g. wf-btcusdt-api_candles_1m-20240801-abc123)",
+                param,
+                ctx,
+            )
+        return value
+
+
+class _HostType(click.ParamType[str]):
+    """An IP address or a DNS host name (RFC 1123), e.g. 127.0.0.1, ::1, localhost."""
+
+    name = "host"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import ipaddress
+        import re
+
+        text = str(value).strip()
+        try:
+            return str(ipaddress.ip_address(text.strip("[]")))
+        except ValueError:
+            pass
+        labels = text.rstrip(".").split(".")
+        label = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+        numeric = all(part.isdigit() for part in labels)
+        if numeric or len(text) > 253 or not all(label.fullmatch(part) for part in labels):
+            hint = " (IPv4 parts are 0..255)" if numeric else ""
+            self.fail(f"{value!r} is not an IP address or host name{hint}", param, ctx)
+        return text
+
+
+PORT = click.IntRange(1, 65535)
+"""A TCP port, 1..65535."""
+PORT_OR_ZERO = click.IntRange(0, 65535)
+"""A TCP port, 0..65535 (0: a free port, or off, as the option says)."""
+COUNT = click.IntRange(min=1)
+"""A count or size, at least 1."""
+SECONDS = _FiniteSeconds(min=0, min_open=True)
+"""A duration in seconds: finite and > 0."""
+NON_NEGATIVE_SECONDS = _FiniteSeconds(min=0)
+"""A duration in seconds: finite and >= 0."""
+QUEUE_ID = _QueueIdType()
+"""A queue id: 1..63 characters usable in a topic name and a Kubernetes label value."""
+HOST = _HostType()
+"""An IP address or host name to listen on or connect to."""
 
 
 @dataclass(frozen=True)
@@ -120,15 +199,16 @@ class WorkerEntry:
 
 
 _QUEUE_ID = Option(
-    "queue_id", "The queue whose step this worker runs.", envvar="QUEUE_ID", required=True
-)
+    "queue_id", "The queue whose step this worker runs.", QUEUE_ID, envvar="QUEUE_ID",
+    required=True, metavar="TEXT",
+)  # fmt: skip
 _DEBUG = Option(
     "debug", "Debug-level JSON logs; tracebacks in error logs.", is_flag=True, default=False,
     envvar="STREAMFORGE_DEBUG",
 )  # fmt: skip
 _KAFKA_TOPIC = Option("kafka_topic", "Data topic (default: <queue id>-data).", envvar="KAFKA_TOPIC")
 _REPORT_EVERY = Option(
-    "report_every", "Seconds between `loading` events.", click.FLOAT, 2.0, metavar="S"
+    "report_every", "Seconds between `loading` events.", NON_NEGATIVE_SECONDS, 2.0, metavar="S"
 )
 
 
@@ -159,14 +239,14 @@ DUMMY = WorkerEntry(
         Option("noop", "Send `started` only, then idle (still answers ping and stop).",
                is_flag=True, default=False),
         Option("exit_on_ping", "End after answering one ping.", is_flag=True, default=False),
-        Option("exit_after", "End after N seconds.", click.FLOAT, metavar="N"),
+        Option("exit_after", "End after N seconds.", SECONDS, metavar="N"),
         Option("simulate_loading", "Send `loading` every --loading-interval seconds.",
                is_flag=True, default=False),
-        Option("loading_interval", "Seconds between simulated `loading` events.", click.FLOAT,
+        Option("loading_interval", "Seconds between simulated `loading` events.", SECONDS,
                10.0, metavar="S"),
-        Option("fail_after", "Send `error` and exit 1 after N seconds.", click.FLOAT,
+        Option("fail_after", "Send `error` and exit 1 after N seconds.", NON_NEGATIVE_SECONDS,
                metavar="N"),
-        Option("metrics_port", "Port of Prometheus /metrics; 0 turns them off.", click.INT,
+        Option("metrics_port", "Port of Prometheus /metrics; 0 turns them off.", PORT_OR_ZERO,
                8000, metavar="P"),
         _DEBUG,
     ),
@@ -197,7 +277,7 @@ LOADER = WorkerEntry(
         Option("archives", "Archive zip URL or path (repeat; default: derived from the range).",
                multiple=True, flag="--archive", metavar="URL"),
         _REPORT_EVERY,
-        Option("partitions", "Partitions of the data topic when it is created.", click.INT, 1),
+        Option("partitions", "Partitions of the data topic when it is created.", COUNT, 1),
         _DEBUG,
     ),
     derive=_interval_from_type,
@@ -218,8 +298,8 @@ SINK = WorkerEntry(
         Option("store_url", "local:///path or an ArangoDB URL (default: ARANGO_URL, else the "
                "embedded store).", envvar="STREAMFORGE_STORE_URL"),
         Option("group_id", "Consumer group (default: <queue id>-sink)."),
-        Option("batch_size", "Most candles stored per batch.", click.INT, 10_000),
-        Option("batch_seconds", "Longest wait to fill a batch.", click.FLOAT, 1.0, metavar="S"),
+        Option("batch_size", "Most candles stored per batch.", COUNT, 10_000),
+        Option("batch_seconds", "Longest wait to fill a batch.", SECONDS, 1.0, metavar="S"),
         _REPORT_EVERY,
         Option("wait_for_loader", "Finish once the loader finished and the topic is read; "
                "without: at the end of the topic.", is_flag=True, default=True,
@@ -278,7 +358,7 @@ def from_mapping(name: str, values: Mapping[str, Any]) -> Any:
         try:
             resolved[param.name] = param.type_cast_value(ctx, raw)
         except click.BadParameter as exc:
-            raise ConfigError(f"{param.name}: {exc.format_message()}") from None
+            raise ConfigError(f"{param.name}: {exc.message}") from None
     return _build(entry, resolved)
 
 

@@ -20,18 +20,15 @@ from typing import Any
 
 from streamforge_nb import workers
 from streamforge_nb.control.worker import Worker
+from streamforge_nb.exceptions import DummyFailure
 from streamforge_nb.platform.contract import BaseEvent, PingCommand
 from streamforge_nb.platform.names import new_short_id, producer_id
 from streamforge_nb.settings import Settings
 
-__all__ = ["DummyFailure", "DummyOptions", "main", "run_dummy"]
+__all__ = ["DummyOptions", "main", "run_dummy"]
 
 log = logging.getLogger("streamforge_nb.dummy")
 TARGET = "dummy"
-
-
-class DummyFailure(RuntimeError):
-    """The failure `--fail-after` simulates."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,15 @@ class _Metrics:
         )
         self.server: Any = None
         if port:
-            self.server, _thread = start_http_server(port, registry=self.registry)
+            try:
+                self.server, _thread = start_http_server(port, registry=self.registry)
+            except OSError as exc:
+                from streamforge_nb.exceptions import ConfigError
+
+                raise ConfigError(
+                    f"metrics port {port} cannot be used ({exc.strerror or exc}): another "
+                    "process listens there? choose one with --metrics-port (0 turns metrics off)"
+                ) from None
 
     def sent(self, event: BaseEvent) -> None:
         self.events.labels(event=event.status).inc()
