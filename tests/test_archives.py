@@ -14,6 +14,7 @@ import requests
 
 from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName
 from streamforge_nb.exchange.archives import (
+    KLINE_CSV_HEADER,
     SAMPLE_ARCHIVE,
     archive_candles,
     archive_path,
@@ -306,3 +307,52 @@ def test_shipped_sample_reads_and_verifies() -> None:
     (candles,) = archive_candles("BTCUSDT", "1m", [SAMPLE_ARCHIVE])
     assert candles[0].key == "BTCUSDT_1m_1722470400000"
     assert (SAMPLE_ARCHIVE.parent / "README.md").read_text().count("GENERATED") >= 1
+
+
+# --- first lines: BOM, header, and no silent drop ---------------------------------------------
+
+_ROW = "1722470400000,1.0,2.0,0.5,1.5,10,1722470459999,15,3,4,6,0"
+_ROW2 = "1722470460000,1.5,2.0,0.5,1.0,10,1722470519999,15,3,4,6,0"
+_HEADER = ",".join(KLINE_CSV_HEADER)
+
+
+def zip_text(tmp_path: Path, text: bytes) -> Path:
+    path = tmp_path / "BTCUSDT-1m-2024-08-01.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("BTCUSDT-1m-2024-08-01.csv", text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"\ufeff{_ROW}\n{_ROW2}\n",  # a byte order mark before the first candle
+        f"\ufeff{_HEADER}\n{_ROW}\n{_ROW2}\n",  # ... before the header
+        f"{_HEADER}\r\n{_ROW}\r\n{_ROW2}\r\n",  # the header, CRLF line ends
+        f"{_ROW}\n\n{_ROW2}",  # a blank line, no final newline
+    ],
+)
+def test_bom_and_header_are_dropped_and_every_candle_kept(tmp_path: Path, text: str) -> None:
+    rows = read_archive(zip_text(tmp_path, text.encode()), verify=False)
+    assert [row[0] for row in rows] == [1722470400000, 1722470460000]
+    assert rows[0][1:6] == ["1.0", "2.0", "0.5", "1.5", "10"]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        # A malformed first row used to be skipped as a "header".
+        (f"x{_ROW}\n{_ROW2}\n", r"BTCUSDT-1m-2024-08-01\.zip line 1: open_time"),
+        (f"Open_Time,open\n{_ROW}\n", r"\.zip line 1: 2 columns, expected 12"),
+        (f"{_HEADER.replace('count', 'trades')}\n{_ROW}\n", r"\.zip line 1: open_time"),
+        (f"{_ROW}\n{_HEADER}\n", r"\.zip line 2: open_time"),  # a header is first or nothing
+        (f"{_ROW}\n{_ROW2.replace(',1.5,', ',1,5,', 1)}\n", r"\.zip line 2: 13 columns"),
+        (f"{_ROW}\n{_ROW2.replace(',2.0,', ',2.0x,', 1)}\n", r"line 2: column 3 \(high\)"),
+        (f"{_ROW}\n{_ROW2.replace(',10,', ',,', 1)}\n", r"line 2: column 6 \(volume\)"),
+    ],
+)
+def test_a_line_that_does_not_parse_is_an_error_naming_file_and_line(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    with pytest.raises(ArchiveError, match=match):
+        read_archive(zip_text(tmp_path, text.encode()), verify=False)

@@ -27,6 +27,7 @@ from streamforge_nb.platform.names import (
     dlq_topic,
     job_name,
     new_short_id,
+    parse_collection_name,
     parse_queue_id,
     parse_time_range,
     producer_id,
@@ -154,12 +155,40 @@ def test_producer_id_rules() -> None:
         producer_id("loader", "")
 
 
-def test_collection_name_must_start_with_a_letter() -> None:
-    # Binance has symbols starting with a digit; ArangoDB collections may not.
-    with pytest.raises(
-        InvalidName, match=r"'1inchusdt_api_candles_1m_2024_08_01'.*start with a letter"
-    ):
-        collection_name("1INCHUSDT", "api_candles_1m", DAY)
+def test_symbols_starting_with_a_digit_get_a_prefixed_collection() -> None:
+    # Binance has symbols starting with a digit; ArangoDB's traditional names may not.
+    assert collection_name("1INCHUSDT", "api_candles_1m", DAY) == (
+        "sym-1inchusdt_api_candles_1m_2024_08_01"
+    )
+    assert collection_name("1000satsusdt", "api_candles_1M", DAY) == (
+        "sym-1000satsusdt_api_candles_1M_2024_08_01"
+    )
+    with pytest.raises(InvalidName, match="start with a letter"):
+        check_collection_name("1inchusdt_api_candles_1m_2024_08_01")
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "1INCHUSDT", "1000SATSUSDT", "USDT1", "A1", "99"])
+@pytest.mark.parametrize("type_", ["api_candles_1m", "api_candles_1M", "archive_candles_1w"])
+def test_collection_names_round_trip(symbol: str, type_: str) -> None:
+    name = collection_name(symbol, type_, DAY)
+    assert check_collection_name(name) == name
+    assert parse_collection_name(name) == (symbol, type_, DAY)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sym-btcusdt_api_candles_1m_2024_08_01",  # the prefix only ever precedes a digit
+        "1inchusdt_api_candles_1m_2024_08_01",  # a digit first needs the prefix
+        "btcusdt_api_candles_1m_2024_02_30",
+        "btcusdt_api_candles_7m_2024_08_01",
+        "queue_state",
+        "",
+    ],
+)
+def test_parse_collection_name_refuses_other_names(name: str) -> None:
+    with pytest.raises(InvalidName, match="invalid collection name"):
+        parse_collection_name(name)
 
 
 # --- parts ------------------------------------------------------------------------------------
@@ -308,3 +337,14 @@ def test_time_range_needs_aware_datetimes() -> None:
 def test_invalid_name_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse_time_range("2024-08-02:2024-08-01")
+
+
+@pytest.mark.parametrize("symbol", ["1INCHUSDT", "1000SATSUSDT"])
+def test_workflows_accept_symbols_starting_with_a_digit(symbol: str) -> None:
+    from streamforge_nb.settings import Settings
+    from streamforge_nb.workflow import Workflow
+
+    plan = Workflow.candles(symbol, "1m", "2024-08-01:2024-08-02", settings=Settings()).plan()
+    assert plan.collection == f"sym-{symbol.lower()}_api_candles_1m_2024_08_01"
+    assert parse_collection_name(plan.collection) == (symbol, "api_candles_1m", DAY)
+    assert parse_queue_id(plan.queue_id).symbol == symbol

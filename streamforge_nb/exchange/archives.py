@@ -7,9 +7,12 @@ Binance publishes klines as zips holding one CSV (FACTS.md, Binance):
     <same>.zip.CHECKSUM                                               "<sha256>  <file name>"
 
 The CSV has the 12 columns of a REST kline row, usually without a header (some newer files
-have one; it is skipped). Spot files from 2025-01-01 carry MICROSECOND timestamps; rows read
-here are always normalised to milliseconds, with prices and volumes kept as Binance's strings,
-so `Candle.from_kline` builds the same candle from an archive row as from a REST row.
+have one: a first line equal to Binance's header is skipped; a UTF-8 byte order mark is
+dropped). Any other line that does not parse is an `ArchiveError` naming the file and line:
+no candle is ever dropped silently. Spot files from 2025-01-01 carry MICROSECOND timestamps;
+rows read here are always normalised to milliseconds, with prices and volumes kept as
+Binance's strings, so `Candle.from_kline` builds the same candle from an archive row as from a
+REST row.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from urllib.request import url2pathname
 import requests
 
 from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName
-from streamforge_nb.platform.contract import Candle
+from streamforge_nb.platform.contract import DECIMAL_PATTERN, Candle
 from streamforge_nb.platform.intervals import check_interval
 from streamforge_nb.platform.names import TimeRange, check_symbol, parse_time_range
 
@@ -72,6 +75,8 @@ _NAME_RE = re.compile(
     r"(?P<symbol>[A-Z0-9]+)-(?P<interval>[0-9a-z]+)-(?P<period>\d{4}-\d{2}(?:-\d{2})?)\.zip"
 )
 _ONE_DAY = timedelta(days=1)
+_DECIMAL_RE = re.compile(DECIMAL_PATTERN)
+_DECIMAL_COLUMNS = (1, 2, 3, 4, 5, 7, 9, 10)
 _SPOOL_BYTES = 32 * 2**20
 
 
@@ -299,18 +304,25 @@ def _rows(
 ) -> Iterator[list[Any]]:
     try:
         with archive.open(member) as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-            for lineno, fields in enumerate(csv.reader(text), start=1):
+            # utf-8-sig: a byte order mark at the start is dropped, not read as data.
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            reader = csv.reader(text)
+            for fields in reader:
+                lineno = reader.line_num
                 if not fields:
-                    continue
-                if lineno == 1 and not fields[0].strip().isdigit():
-                    continue  # The header line some newer files have.
+                    continue  # a blank line holds no candle
+                if lineno == 1 and _is_header(fields):
+                    continue  # Binance's header line, which some newer files have
                 yield _normalise(fields, name, lineno)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, csv.Error, UnicodeError) as exc:
         raise ArchiveError(f"{name}: cannot read the zip's CSV: {exc}") from None
     finally:
         archive.close()
         data.close()
+
+
+def _is_header(fields: Sequence[str]) -> bool:
+    return tuple(field.strip().lower() for field in fields) == KLINE_CSV_HEADER
 
 
 def _normalise(fields: Sequence[str], name: str, lineno: int) -> list[Any]:
@@ -325,6 +337,12 @@ def _normalise(fields: Sequence[str], name: str, lineno: int) -> list[Any]:
             f"{name} line {lineno}: open_time, close_time and count must be integers: "
             f"{','.join(fields)[:120]!r}"
         ) from None
+    for index in _DECIMAL_COLUMNS:
+        if not _DECIMAL_RE.fullmatch(row[index]):
+            raise ArchiveError(
+                f"{name} line {lineno}: column {index + 1} ({KLINE_CSV_HEADER[index]}) is not a "
+                f"decimal number: {row[index][:40]!r}"
+            )
     if open_time >= _MICROS:
         open_time //= 1000
     if close_time >= _MICROS:

@@ -6,7 +6,10 @@ work happens only around the bad messages, so each reject still gets its own rea
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,8 +22,11 @@ from streamforge_nb.platform.contract import (
     Candle,
     decode_candle,
 )
+from streamforge_nb.platform.intervals import INTERVALS, WEEK_OFFSET_MS, interval_ms, longest_ms
 
-__all__ = ["decode_candles"]
+__all__ = ["ERA_START_MS", "check_candles", "decode_and_check", "decode_candles"]
+
+_SYMBOL_RE = re.compile(r"[A-Z0-9]{2,20}")
 
 
 def decode_candles(values: Sequence[bytes]) -> tuple[Any, list[tuple[int, str]]]:
@@ -112,8 +118,10 @@ def _decode_candles_fast(values: Sequence[bytes]) -> Any:
     import pyarrow.json as pj
 
     # One message per line: a message with a newline of its own (or none at all) would
-    # shift the rows, so such a batch takes the careful path.
-    if not values or any(not v or b"\n" in v for v in values):
+    # shift the rows, so such a batch takes the careful path. So does one that does not start
+    # with '{': pyarrow 26's JSON reader crashes the process (SIGSEGV) on a buffer starting
+    # with a top-level `null` (found by tests/test_sink.py's property test).
+    if not values or any(v[:1] != b"{" or b"\n" in v for v in values):
         return None
     schema = _candle_arrow_schema()
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
@@ -133,3 +141,228 @@ def _decode_candles_fast(values: Sequence[bytes]) -> Any:
     if not all(pc.all(check).as_py() for check in checks):
         return None
     return table
+
+
+# --- checks against the queue -----------------------------------------------------------------
+
+ERA_START_MS = 1_483_228_800_000
+"""2017-01-01T00:00:00Z: no Binance candle opens earlier (the exchange opened in July 2017)."""
+_PRICE_FIELDS = ("open", "high", "low", "close")
+_VOLUME_FIELDS = tuple(f for f in DECIMAL_FIELDS if f not in _PRICE_FIELDS)
+
+
+def check_candles(
+    table: Any,
+    keys: Sequence[bytes | None] | None,
+    symbol: str | None,
+    interval: str | None,
+    now_ms: int | None = None,
+) -> tuple[Any, list[tuple[int, str]]]:
+    """Check decoded candles against their queue: (table of the sane rows, [(row, why)]).
+
+    `symbol` and `interval` are the queue's (None: each row's own, which must then be a valid
+    symbol and interval); `keys` are the Kafka keys (None: not checked). Rules: `_key` is
+    `SYMBOL_INTERVAL_open_time`, the Kafka key equals `_key`, the open time is on the
+    interval's grid between 2017 and now + one interval, `close_time` is the interval's last
+    millisecond (Binance's rule), prices are finite and > 0, volumes and trades >= 0, and
+    low <= open, close <= high. Column-wise (Arrow and numpy); Python only for bad rows.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = table.num_rows
+    if rows == 0:
+        return table, []
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    failed: dict[int, list[str]] = {}
+
+    def flag(ok: Any, why: Any) -> None:
+        bad = np.flatnonzero(~np.asarray(ok, dtype=bool))
+        for row in bad.tolist():
+            failed.setdefault(row, []).append(why(row))
+
+    key_col = table["_key"]
+    key_list: list[str] | None = None
+
+    def key_of(row: int) -> str:
+        nonlocal key_list
+        if key_list is None:
+            key_list = key_col.to_pylist()
+        return _clip(key_list[row])
+
+    open_ms = table["open_time"].to_numpy()
+    close_ms = table["close_time"].to_numpy()
+    # The series: the queue's, or each row's own (hand-made queues).
+    parts = pc.extract_regex(key_col, r"^(?P<symbol>[^_]*)_(?P<interval>[^_]*)_")
+    row_symbols = pc.struct_field(parts, "symbol")
+    row_intervals = pc.struct_field(parts, "interval")
+    if symbol is not None and interval is not None:
+        expected = pc.binary_join_element_wise(
+            f"{symbol}_{interval}_", pc.cast(table["open_time"], pa.string()), ""
+        )
+        same = pc.fill_null(pc.equal(key_col, expected), False).to_numpy(zero_copy_only=False)
+
+        def wrong_key(row: int) -> str:
+            got = key_of(row)
+            sym, iv = row_symbols[row].as_py(), row_intervals[row].as_py()
+            if sym != symbol:
+                return f"symbol {_clip(sym)!r} in _key {got!r} is not the queue's {symbol}"
+            if iv != interval:
+                return f"interval {_clip(iv)!r} in _key {got!r} is not the queue's {interval}"
+            return f"_key {got!r} is not {symbol}_{interval}_<open_time>"
+
+        flag(same, wrong_key)
+        series = {(symbol, interval): same}
+    else:
+        series = {}
+        pairs = pc.binary_join_element_wise(row_symbols, row_intervals, "_")
+        for name in pc.unique(pairs).to_pylist():
+            sym, _, iv = (name or "").partition("_")
+            mask = pc.fill_null(pc.equal(pairs, name), False).to_numpy(zero_copy_only=False)
+            if _SYMBOL_RE.fullmatch(sym) and iv in INTERVALS:
+                series[(sym, iv)] = mask
+            else:
+                flag(~mask, lambda r: f"_key {key_of(r)!r} names no valid symbol and interval")
+    if keys is not None:
+        kafka = pa.array(keys, type=pa.binary())
+        same = pc.fill_null(pc.equal(kafka, pc.cast(key_col, pa.binary())), False)
+        flag(
+            same.to_numpy(zero_copy_only=False),
+            lambda r: f"Kafka key {_clip(keys[r])} differs from _key {key_of(r)!r}",
+        )
+    # Times: the era, the grid, the close time; per series (one, on a queue's topic).
+    for (_sym, iv), mask in series.items():
+        step = interval_ms(iv)
+        longest = longest_ms(iv)
+        latest = now + longest
+        era = (open_ms >= ERA_START_MS) & (open_ms <= latest)
+        flag(
+            era | ~mask,
+            lambda r, latest=latest: (
+                f"open_time {open_ms[r]} ({_when(int(open_ms[r]))}) is outside the exchange's "
+                f"era (2017-01-01 .. now + one interval, {_when(latest)})"
+            ),
+        )
+        safe = np.clip(open_ms, ERA_START_MS, latest)
+        if step is None:  # months: the first ms of a month, closing at the last ms of it
+            month = safe.astype("M8[ms]").astype("M8[M]")
+            grid = month.astype("M8[ms]").astype(np.int64) == safe
+            closes = (month + 1).astype("M8[ms]").astype(np.int64) - 1
+        else:
+            offset = WEEK_OFFSET_MS if iv == "1w" else 0
+            grid = (safe - offset) % step == 0
+            closes = safe + (step - 1)
+        ok_time = ~mask | ~era
+        flag(
+            grid | ok_time,
+            lambda r, iv=iv: (
+                f"open_time {open_ms[r]} ({_when(int(open_ms[r]))}) is not on the {iv} grid"
+            ),
+        )
+        flag(
+            (close_ms == closes) | ok_time | ~grid,
+            lambda r, iv=iv, closes=closes: (
+                f"close_time {close_ms[r]} is not {int(closes[r])}, the last ms of the {iv} "
+                f"candle opening at {open_ms[r]}"
+            ),
+        )
+    # Values: finite, prices > 0, volumes and trades >= 0, low <= open, close <= high.
+    values = {name: pc.cast(table[name], pa.float64()).to_numpy() for name in DECIMAL_FIELDS}
+    with np.errstate(invalid="ignore"):
+        for name in _PRICE_FIELDS:
+            v = values[name]
+            flag(np.isfinite(v) & (v > 0), lambda r, n=name: _value_why(table, n, r, "> 0"))
+        for name in _VOLUME_FIELDS:
+            v = values[name]
+            flag(np.isfinite(v) & (v >= 0), lambda r, n=name: _value_why(table, n, r, ">= 0"))
+        trades = table["number_of_trades"].to_numpy()
+        flag(trades >= 0, lambda r: f"number_of_trades {trades[r]} is negative")
+        low, high = values["low"], values["high"]
+        for name in ("open", "close"):
+            v = values[name]
+            flag(
+                (low <= v) & (v <= high),
+                lambda r, n=name: (
+                    f"{n} {_clip(table[n][r].as_py())} is not within low "
+                    f"{_clip(table['low'][r].as_py())} .. high {_clip(table['high'][r].as_py())}"
+                ),
+            )
+    if not failed:
+        return table, []
+    bad = sorted(failed)
+    keep = np.ones(rows, dtype=bool)
+    keep[bad] = False
+    reasons = [(row, f"invalid candle {key_of(row)!r}: " + "; ".join(failed[row])) for row in bad]
+    return table.filter(pa.array(keep)), reasons
+
+
+def decode_and_check(
+    values: Sequence[bytes],
+    keys: Sequence[bytes | None] | None,
+    symbol: str | None,
+    interval: str | None,
+    now_ms: int | None = None,
+) -> tuple[Any, list[tuple[int, str]]]:
+    """Decode and check a sink's batch: (table of the sane candles, [(index, why)]).
+
+    Every message is in exactly one of the two. Never raises on any input: an unexpected
+    error in the column-wise path is retried message by message, and a message that still
+    breaks something is rejected with that error as its reason.
+    """
+    try:
+        return _decode_and_check(values, keys, symbol, interval, now_ms)
+    except Exception:  # a bug here must not stall a sink: go message by message
+        tables: list[Any] = []
+        bad: list[tuple[int, str]] = []
+        for index, value in enumerate(values):
+            key = None if keys is None else [keys[index]]
+            try:
+                table, rejected = _decode_and_check([value], key, symbol, interval, now_ms)
+            except Exception as exc:
+                bad.append((index, _clip(f"invalid candle: cannot be checked ({exc!r})", 1000)))
+                continue
+            if rejected:
+                bad.append((index, rejected[0][1]))
+            else:
+                tables.append(table)
+        import pyarrow as pa
+
+        table = pa.concat_tables(tables) if tables else _candle_table_from_rows([])
+        return table, bad
+
+
+def _decode_and_check(
+    values: Sequence[bytes],
+    keys: Sequence[bytes | None] | None,
+    symbol: str | None,
+    interval: str | None,
+    now_ms: int | None,
+) -> tuple[Any, list[tuple[int, str]]]:
+    table, bad = decode_candles(values)
+    if bad:
+        rejected = {index for index, _ in bad}
+        rows = [i for i in range(len(values)) if i not in rejected]
+    else:
+        rows = list(range(len(values)))
+    row_keys = None if keys is None else (keys if not bad else [keys[i] for i in rows])
+    table, unsound = check_candles(table, row_keys, symbol, interval, now_ms)
+    if unsound:
+        bad = sorted(bad + [(rows[row], why) for row, why in unsound])
+    return table, bad
+
+
+def _value_why(table: Any, name: str, row: int, rule: str) -> str:
+    return f"{name} {_clip(table[name][row].as_py())} is not a finite number {rule}"
+
+
+def _when(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except (OverflowError, OSError, ValueError):
+        return "beyond any calendar"
+
+
+def _clip(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -82,6 +82,7 @@ MAX_MESSAGE_CHARS = 65_536
 Timestamp = Annotated[float, Field(ge=MIN_TIMESTAMP, le=MAX_TIMESTAMP)]
 """Unix seconds within the sane window."""
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+"""A non-negative int64: counts, and the times of candles (Unix ms)."""
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 Text = Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
 Short = Annotated[str, Field(max_length=MAX_ID_CHARS)]
@@ -272,17 +273,17 @@ class Candle(_Message):
 
     key: str = Field(alias="_key", pattern=KEY_PATTERN)
     """`<SYMBOL>_<interval>_<open_time>`, e.g. `BTCUSDT_1m_1672531200000`."""
-    open_time: int
+    open_time: Count
     """Unix milliseconds."""
     open: DecimalString
     high: DecimalString
     low: DecimalString
     close: DecimalString
     volume: DecimalString
-    close_time: int
+    close_time: Count
     """Unix milliseconds."""
     quote_asset_volume: DecimalString
-    number_of_trades: int
+    number_of_trades: Count
     taker_buy_base_asset_volume: DecimalString
     taker_buy_quote_asset_volume: DecimalString
 

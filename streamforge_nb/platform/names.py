@@ -29,6 +29,7 @@ from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.platform.intervals import INTERVALS, check_interval
 
 __all__ = [
+    "DIGIT_SYMBOL_PREFIX",
     "QueueIdParts",
     "TimeRange",
     "candle_type",
@@ -46,6 +47,7 @@ __all__ = [
     "dlq_topic",
     "job_name",
     "new_short_id",
+    "parse_collection_name",
     "parse_queue_id",
     "parse_time_range",
     "producer_id",
@@ -63,6 +65,9 @@ _DNS1123_LABEL_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE_RE = re.compile(r"(?:(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _COLLECTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_COLLECTION_NAME_RE = re.compile(
+    r"(?:sym-)?(?P<symbol>[a-z0-9]+)_(?P<type>[a-z0-9_]+?(?:_1M)?)_(?P<day>\d{4}_\d{2}_\d{2})"
+)
 _QUEUE_ID_RE = re.compile(
     r"wf-(?P<symbol>[a-z0-9]+)-(?P<type>[a-z0-9_]+?(?:_1M)?)-(?P<day>\d{8})-(?P<short>[a-z0-9]+)"
 )
@@ -257,11 +262,41 @@ def dlq_topic(topic: str) -> str:
     return check_kafka_topic(_require_str(topic, "topic") + "-dlq")
 
 
+DIGIT_SYMBOL_PREFIX = "sym-"
+"""Prefix of the collections of symbols that start with a digit (`sym-1inchusdt_...`)."""
+
+
 def collection_name(symbol: str, type_: str, day: date) -> str:
-    """Return the ArangoDB collection `<symbol>_<type>_<YYYY>_<MM>_<DD>`, checked."""
+    """Return the ArangoDB collection `<symbol>_<type>_<YYYY>_<MM>_<DD>`, checked.
+
+    ArangoDB's traditional names (the only ones before 3.12, and still what a server started
+    without `--database.extended-names` accepts) must start with a letter, so a symbol that
+    starts with a digit (1INCHUSDT, 1000SATSUSDT) gets the prefix `sym-`:
+    `sym-1inchusdt_api_candles_1m_2024_08_01`. No other platform name holds a `-`, so the
+    prefix is unambiguous and `parse_collection_name` reverses every name made here.
+    """
     _require_str(symbol, "symbol")
     sym = check_symbol(symbol.upper()).lower()
-    return check_collection_name(f"{sym}_{check_type(type_)}_{_day(day):%Y_%m_%d}")
+    prefix = DIGIT_SYMBOL_PREFIX if sym[0].isdigit() else ""
+    return check_collection_name(f"{prefix}{sym}_{check_type(type_)}_{_day(day):%Y_%m_%d}")
+
+
+def parse_collection_name(name: str) -> tuple[str, str, date]:
+    """Return (SYMBOL, type, day) of a collection made by `collection_name`, else raise."""
+    _require_str(name, "collection name")
+    m = _COLLECTION_NAME_RE.fullmatch(name)
+    if m is not None:
+        try:
+            day = datetime.strptime(m["day"], "%Y_%m_%d").date()
+            parts = (m["symbol"].upper(), m["type"], day)
+            if collection_name(*parts) == name:
+                return parts
+        except (ValueError, InvalidName):
+            pass
+    raise InvalidName(
+        f"invalid collection name {name!r}: expected '<symbol>_<type>_<YYYY>_<MM>_<DD>', e.g. "
+        "'btcusdt_api_candles_1m_2024_08_01' (a symbol starting with a digit: 'sym-1inchusdt_...')"
+    )
 
 
 def producer_id(target: str, short: str) -> str:

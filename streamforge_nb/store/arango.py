@@ -22,16 +22,16 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
 
-from streamforge_nb.exceptions import ConfigError, StoreError, store_errors
+from streamforge_nb.exceptions import ConfigError, InvalidName, StoreError, store_errors
 from streamforge_nb.platform.intervals import INTERVALS
-from streamforge_nb.platform.names import candle_type, collection_name
+from streamforge_nb.platform.names import candle_type, collection_name, parse_collection_name
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.base import CandleBackend
 from streamforge_nb.store.frames import (
@@ -155,9 +155,9 @@ class ArangoBackend(CandleBackend):
 
     def collections(self, symbol: str, interval: str) -> list[str]:
         """Return the names of every collection of the series, oldest day first."""
-        pattern = re.compile(
-            re.escape(f"{symbol.lower()}_{self._type(interval)}_") + r"\d{4}_\d{2}_\d{2}"
-        )
+        # The name without its date: `sym-` prefixed for a symbol starting with a digit.
+        head = collection_name(symbol, self._type(interval), date(2000, 1, 1))[: -len("2000_01_01")]
+        pattern = re.compile(re.escape(head) + r"\d{4}_\d{2}_\d{2}")
         with store_errors("cannot list ArangoDB collections", self.url):
             names = [c["name"] for c in self._db.collections()]
         return sorted(n for n in names if pattern.fullmatch(n))
@@ -266,22 +266,22 @@ class ArangoBackend(CandleBackend):
 
     def coverage(self) -> pd.DataFrame:
         """Return symbol, interval, first, last, rows per series (rows summed over collections)."""
-        types = "|".join(re.escape(self._type(iv)) for iv in INTERVALS)
-        pattern = re.compile(rf"([a-z0-9]+)_({types})_(\d{{4}}_\d{{2}}_\d{{2}})")
+        types = {self._type(iv): iv for iv in INTERVALS}
         series: dict[tuple[str, str], list[int]] = {}
         with store_errors("cannot read the ArangoDB coverage", self.url):
             names = sorted(c["name"] for c in self._db.collections())
             for name in names:
-                m = pattern.fullmatch(name)
-                if m is None:
+                try:
+                    symbol, type_, _day = parse_collection_name(name)
+                except InvalidName:
                     continue
-                interval = m[2].rsplit("_", 1)[1]
+                interval = types.get(type_)
+                if interval is None:
+                    continue
                 stats = next(iter(self._db.aql.execute(_COVERAGE_QUERY, bind_vars={"@col": name})))
                 if not stats["rows"] or stats["first"] is None:
                     continue
-                acc = series.setdefault(
-                    (m[1].upper(), interval), [stats["first"], stats["last"], 0]
-                )
+                acc = series.setdefault((symbol, interval), [stats["first"], stats["last"], 0])
                 acc[0], acc[1] = min(acc[0], stats["first"]), max(acc[1], stats["last"])
                 acc[2] += stats["rows"]
         if not series:

@@ -279,7 +279,8 @@ class LocalBackend(CandleBackend):
                 stats = group.column(0).statistics
                 if group.num_rows == 0 or stats is None or not stats.has_min_max:
                     continue
-                lo, hi = _stat_ms(stats.min), _stat_ms(stats.max)
+                # Raw int64 ms: a far-future time would overflow a Python datetime.
+                lo, hi = _stat_ms(stats.min_raw), _stat_ms(stats.max_raw)
                 first = lo if first is None else min(first, lo)
                 last = hi if last is None else max(last, hi)
                 total += group.num_rows

@@ -14,10 +14,12 @@ the topic. Runs as `streamforge-nb sink ...`, `python -m streamforge_nb.workers.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from kafka import KafkaProducer
@@ -27,12 +29,14 @@ from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import (
     InvalidName,
+    StoreError,
     StreamForgeError,
     kafka_errors,
     map_confluent_error,
 )
 from streamforge_nb.kafka.clients import make_admin, make_bulk_consumer, make_producer
-from streamforge_nb.platform.batch import decode_candles
+from streamforge_nb.platform.batch import decode_and_check
+from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.platform.names import (
     data_topic,
     dlq_topic,
@@ -74,6 +78,7 @@ class _Batch:
     def __init__(self) -> None:
         self.keys: list[bytes | None] = []
         self.values: list[bytes] = []
+        self.offsets: list[tuple[int, int]] = []  # (partition, offset), for the DLQ
         self.started = time.monotonic()
 
     def __len__(self) -> int:
@@ -90,6 +95,8 @@ class Sink:
         self.topic = options.kafka_topic or data_topic(options.queue_id)
         self.dlq = dlq_topic(self.topic)
         self.rejected = 0
+        # Candles are checked against the queue the topic belongs to.
+        self.symbol, self.interval = queue_series(self.topic, options.queue_id)
         settings = worker.settings
         admin = make_admin(settings)
         try:
@@ -150,6 +157,7 @@ class Sink:
                     continue
                 batch.keys.append(message.key())
                 batch.values.append(message.value() or b"")
+                batch.offsets.append((message.partition() or 0, message.offset() or 0))
         return batch
 
     def _consumer_error(self, error: KafkaError) -> None:
@@ -165,10 +173,17 @@ class Sink:
     def _store(self, batch: _Batch) -> None:
         if not len(batch):
             return
-        candles, rejected = decode_candles(batch.values)
-        stored = self.store.write_table(candles)
+        # Never raises on any message: each one is either in `candles` or in `rejected`.
+        candles, rejected = decode_and_check(batch.values, batch.keys, self.symbol, self.interval)
+        stored, refused = self._write(candles)
+        if refused:
+            taken = {i for i, _ in rejected}
+            rows = [i for i in range(len(batch)) if i not in taken]
+            rejected = sorted(rejected + [(rows[row], why) for row, why in refused])
         if rejected:
-            self._dead_letter([(batch.keys[i], batch.values[i], why) for i, why in rejected])
+            self._dead_letter(
+                [(batch.keys[i], batch.values[i], why, batch.offsets[i]) for i, why in rejected]
+            )
         # Only now is the batch safe: the store has it and the DLQ has the rejects.
         try:
             self.consumer.commit(asynchronous=False)
@@ -178,17 +193,50 @@ class Sink:
             ) from None
         self.worker.records_written += stored
 
-    def _dead_letter(self, rejected: list[tuple[bytes | None, bytes, str]]) -> None:
-        for key, value, reason in rejected:
-            log.warning("bad message sent to %s: %s", self.dlq, reason)
-            self.dlq_producer.send(
-                self.dlq,
-                key=key,
-                value=value,
-                headers=[("error", reason.encode()), ("source_topic", self.topic.encode())],
-            )
+    def _write(self, table: Any) -> tuple[int, list[tuple[int, str]]]:
+        """Store `table`: (rows stored, [(row, why)] the store refused), halving around refusals.
+
+        A `StoreError` (disk full, ArangoDB down or refusing) is an outage: it propagates, the
+        sink stops with an `error` event and the batch's offsets stay uncommitted. Any other
+        error is the data's: the candles causing it are cornered and go to the DLQ.
+        """
+        try:
+            return self.store.write_table(table), []
+        except StoreError:
+            raise
+        except Exception as exc:
+            if table.num_rows <= 1:
+                why = f"invalid candle: the store refused it ({type(exc).__name__}: {exc})"
+                return 0, [(0, why[:MAX_REASON_CHARS])]
+        middle = table.num_rows // 2
+        first, first_refused = self._write(table.slice(0, middle))
+        second, second_refused = self._write(table.slice(middle))
+        return first + second, first_refused + [(middle + r, w) for r, w in second_refused]
+
+    def _dead_letter(
+        self, rejected: list[tuple[bytes | None, bytes, str, tuple[int, int]]]
+    ) -> None:
+        sent = []
+        for key, value, reason, (partition, offset) in rejected:
+            log.warning(
+                "bad message at %s [%d] offset %d sent to %s: %s",
+                self.topic, partition, offset, self.dlq, reason,
+            )  # fmt: skip
+            headers = [
+                ("error", reason[:MAX_REASON_CHARS].encode()),
+                ("source_topic", self.topic.encode()),
+                ("source_partition", str(partition).encode()),
+                ("source_offset", str(offset).encode()),
+            ]
+            key, value, cut = dlq_copy(key, value)
+            if cut:
+                headers.append(("truncated", cut.encode()))
+            with kafka_errors(f"writing {self.dlq}", self.worker.settings.kafka_bootstrap_servers):
+                sent.append(self.dlq_producer.send(self.dlq, key=key, value=value, headers=headers))
         with kafka_errors(f"writing {self.dlq}", self.worker.settings.kafka_bootstrap_servers):
             self.dlq_producer.flush(timeout=30)
+            for future in sent:
+                future.get(timeout=30)  # a copy the DLQ refused: stop, offsets uncommitted
         self.rejected += len(rejected)
 
     def _loader_done(self) -> bool:
@@ -232,6 +280,40 @@ class Sink:
             self.loader_watch.close()
         self.consumer.close()
         self.dlq_producer.close(timeout=10)
+
+
+MAX_REASON_CHARS = 2000
+DLQ_MAX_VALUE = 256 * 1024
+"""Bytes of a bad message the DLQ keeps; a longer one is cut, with a `truncated` header."""
+DLQ_MAX_KEY = 1024
+
+
+def dlq_copy(key: bytes | None, value: bytes) -> tuple[bytes | None, bytes, str]:
+    """Return (key, value, note) to send to the DLQ: cut to a size any broker takes."""
+    notes = []
+    if key is not None and len(key) > DLQ_MAX_KEY:
+        notes.append(f"key cut from {len(key)} to {DLQ_MAX_KEY} bytes")
+        key = key[:DLQ_MAX_KEY]
+    if len(value) > DLQ_MAX_VALUE:
+        notes.append(f"value cut from {len(value)} to {DLQ_MAX_VALUE} bytes")
+        value = value[:DLQ_MAX_VALUE]
+    return key, value, "; ".join(notes)
+
+
+def queue_series(topic: str, queue_id: str) -> tuple[str | None, str | None]:
+    """Return (symbol, interval) of the queue owning `topic` (None, None: a hand-made queue)."""
+    qid = topic.removesuffix("-data") if topic.endswith("-data") else queue_id
+    try:
+        parts = parse_queue_id(qid)
+    except InvalidName:
+        return None, None
+    m = _CANDLES_TYPE.fullmatch(parts.type)
+    if m is None or m["interval"] not in INTERVALS:
+        return None, None
+    return parts.symbol, m["interval"]
+
+
+_CANDLES_TYPE = re.compile(r"[a-z][a-z0-9]*_candles_(?P<interval>[0-9A-Za-z]+)")
 
 
 def run_sink(options: SinkOptions, settings: Settings | None = None) -> int:
