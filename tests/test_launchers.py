@@ -104,3 +104,88 @@ def _subset(expected: Any, actual: Any) -> bool:
             and all(_subset(e, a) for e, a in zip(expected, actual, strict=True))
         )
     return bool(expected == actual)
+
+
+# -- issue 13: a Job's reasons from its conditions and Pods (the client's own models) -----------
+def _job(status: Any, name: str = "job-loader-candles-btcusdt-abc123") -> Any:
+    from kubernetes import client
+
+    container = client.V1Container(
+        name="loader-candles",
+        env=[client.V1EnvVar(name="TELEMETRY_PRODUCER_ID", value="loader-candles__abc123")],
+    )
+    return client.V1Job(
+        metadata=client.V1ObjectMeta(name=name, labels={"target": "loader-candles"}),
+        spec=client.V1JobSpec(
+            template=client.V1PodTemplateSpec(spec=client.V1PodSpec(containers=[container]))
+        ),
+        status=status,
+    )
+
+
+def _pod(waiting: Any = None, terminated: Any = None, conditions: Any = None) -> Any:
+    from kubernetes import client
+
+    state = client.V1ContainerState(waiting=waiting, terminated=terminated)
+    statuses = [
+        client.V1ContainerStatus(
+            name="loader-candles", image="x", image_id="", ready=False, restart_count=0,
+            state=state,
+        )
+    ]  # fmt: skip
+    return client.V1Pod(
+        status=client.V1PodStatus(container_statuses=statuses, conditions=conditions)
+    )
+
+
+def test_kubernetes_reasons_map_to_job_states() -> None:
+    import datetime as dt
+
+    from kubernetes import client
+
+    from streamforge_nb.workflow.launchers import _job_status
+
+    pulling = _job_status(
+        _job(client.V1JobStatus(active=1)),
+        "q",
+        [_pod(waiting=client.V1ContainerStateWaiting(
+            reason="ImagePullBackOff", message='Back-off pulling image "nope:1"'))],
+    )  # fmt: skip
+    assert (pulling.state, pulling.producer) == ("active", "loader-candles__abc123")
+    assert pulling.detail == 'ImagePullBackOff: Back-off pulling image "nope:1"'
+
+    unschedulable = _job_status(
+        _job(client.V1JobStatus()),
+        "q",
+        [_pod(conditions=[client.V1PodCondition(
+            type="PodScheduled", status="False", reason="Unschedulable",
+            message="0/1 nodes are available")])],
+    )  # fmt: skip
+    assert unschedulable.state == "pending"
+    assert unschedulable.detail == "Unschedulable: 0/1 nodes are available"
+
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    failed = client.V1JobCondition(
+        type="Failed", status="True", reason="BackoffLimitExceeded",
+        message="Job has reached the specified backoff limit", last_transition_time=when,
+    )  # fmt: skip
+    oom = _job_status(
+        _job(client.V1JobStatus(failed=3, conditions=[failed])),
+        "q",
+        [_pod(terminated=client.V1ContainerStateTerminated(exit_code=137, reason="OOMKilled"))],
+    )
+    assert oom.state == "failed"
+    assert oom.ended_at == when.timestamp()
+    assert oom.detail == (
+        "BackoffLimitExceeded: Job has reached the specified backoff limit; "
+        "OOMKilled (exit code 137)"
+    )
+
+    deadline = client.V1JobCondition(
+        type="Failed", status="True", reason="DeadlineExceeded",
+        message="Job was active longer than specified deadline",
+    )  # fmt: skip
+    late = _job_status(_job(client.V1JobStatus(failed=1, conditions=[deadline])), "q")
+    assert (late.state, late.detail) == (
+        "failed", "DeadlineExceeded: Job was active longer than specified deadline"
+    )  # fmt: skip

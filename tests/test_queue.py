@@ -278,3 +278,38 @@ def test_malformed_telemetry_is_counted_and_summarised_once(
     lines = [r for r in caplog.records if "malformed telemetry" in r.getMessage()]
     assert len(lines) == 1
     assert "\x1b" not in lines[0].getMessage()
+
+
+# -- issue 13: one status from telemetry and the launcher ------------------------------------
+def test_merge_jobs_fails_a_producer_whose_job_ended_first() -> None:
+    from streamforge_nb.control.telemetry import merge_jobs, queue_status
+    from streamforge_nb.workflow.launchers import JobStatus
+
+    def job(state: str, detail: str = "", ended: float | None = T0) -> JobStatus:
+        return JobStatus("job-x", "q", "loader-candles", state, detail, "loader-candles__a", ended)
+
+    assert merge_jobs({}, [job("active", ended=None)], now=T0)["loader-candles__a"].status == (
+        "active"
+    )
+    # Ended a moment ago: its last events may still be on their way.
+    assert merge_jobs({}, [job("failed", "exit code 1")], now=T0 + 1) == {}
+    merged = merge_jobs({}, [job("failed", "exit code 1")], now=T0 + 10)
+    assert merged["loader-candles__a"].status == "failed"
+    assert merged["loader-candles__a"].message == (
+        "exit code 1 before any telemetry (the Job ended without a terminal event)"
+    )
+    assert queue_status(merged, ["loader-candles"]) == "failed"
+    loading = fold({}, Loading(queue_id="q", producer="loader-candles__a", timestamp=T0))
+    killed = merge_jobs(loading, [job("failed", "killed by SIGKILL")], now=T0 + 10)
+    assert killed["loader-candles__a"].message.startswith("killed by SIGKILL after loading")
+    # A terminal event wins over the launcher.
+    done = fold(loading, Finished(queue_id="q", producer="loader-candles__a", timestamp=T0))
+    assert merge_jobs(done, [job("failed", "exit code 1")], now=T0 + 10) == done
+
+
+def test_the_first_error_of_a_producer_is_kept() -> None:
+    from streamforge_nb.platform.contract import Error
+
+    states = fold({}, Error(queue_id="q", producer="p", message="the loader's reason"))
+    states = fold(states, Error(queue_id="q", producer="p", message="cell 3 failed", cell=3))
+    assert (states["p"].status, states["p"].message) == ("error", "the loader's reason")

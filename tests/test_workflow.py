@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
 import pytest
+from pydantic import SecretStr
 
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.exceptions import InvalidName
@@ -160,3 +163,140 @@ def test_backfill_loads_exactly_the_gaps(
             queue.wait(timeout=180, targets=["loader-candles", "arango-candles"], progress=False)
         assert store.gaps("ETHUSDT", "1h", "2024-08-01", "2024-08-03").empty
         assert len(store.load("ETHUSDT", "1h", "2024-08-01", "2024-08-03")) == 48
+
+
+# -- issue 11: ranges refused before any side effect; secrets stay out of plans ------------
+NOW = datetime(2026, 12, 2, 3, 17, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("interval", "time_range", "match"),
+    [
+        ("1m", "2030-01-01:2030-01-02", "starts 2030-01-01 00:00:00 UTC, after the last closed"),
+        ("1m", "2024-08-01:2030-01-02", "ends 2030-01-02 00:00:00 UTC, after the last closed 1m"),
+        ("1m", "2026-12-01:2026-12-02T03:18:00", "after the last closed 1m candle (it ends "
+         "2026-12-02 03:17:00 UTC): a range must end by then; '2026-12-01:now' loads until it"),
+        ("1d", "2026-12-01:2026-12-02T00:00:01", "it ends 2026-12-02 00:00:00 UTC"),
+        ("1m", "9999-01-01:9999-01-02", "after the last closed 1m candle"),
+        ("1m", "1990-01-01:1990-01-02",
+         "starts 1990-01-01, before the exchange's first candles (2017-07-14)"),
+        ("1d", "2017-07-13:2017-07-15", "before the exchange's first candles (2017-07-14)"),
+        ("1s", "2005-01-01:2025-01-01", "before the exchange's first candles"),
+        ("1s", "2018-01-01:2019-01-01",
+         "is 31,536,000 1s candles, more than the 10,000,000 one queue may load "
+         "(STREAMFORGE_MAX_CANDLES_PER_QUEUE): split it into 4 or more ranges"),
+    ],
+)  # fmt: skip
+def test_ranges_no_queue_should_load_are_refused_before_any_side_effect(
+    settings: Settings, home: Path, interval: str, time_range: str, match: str
+) -> None:
+    with pytest.raises(InvalidName, match=re.escape(match)) as caught:
+        Workflow.candles("BTCUSDT", interval, time_range, settings=settings, now=NOW)
+    assert "\n" not in str(caught.value) and repr(time_range) in str(caught.value)
+    assert list(home.iterdir()) == []
+
+
+def test_the_candle_limit_per_queue_is_configurable(settings: Settings, home: Path) -> None:
+    day = "2024-08-01:2024-08-02"  # 1,440 1m candles
+    with pytest.raises(InvalidName, match=r"1,440 1m candles, more than the 1,000 .* into 2 or"):
+        Workflow.candles("BTCUSDT", "1m", day, settings=settings, max_candles=1000)
+    limited = settings.model_copy(update={"max_candles_per_queue": 100})
+    with pytest.raises(InvalidName, match="more than the 100 one queue may load"):
+        Workflow.candles("BTCUSDT", "1m", day, settings=limited)
+    assert Workflow.candles("BTCUSDT", "1m", day, settings=settings, max_candles=1440).plan()
+    assert list(home.iterdir()) == []
+
+
+def test_until_now_ends_at_the_last_closed_candle(settings: Settings) -> None:
+    def span(interval: str, text: str) -> str:
+        wf = Workflow.candles("BTCUSDT", interval, text, settings=settings, now=NOW)
+        return str(wf.plan().time_range)
+
+    assert span("1m", "2024-08-01:now") == "2024-08-01T00:00:00Z/2026-12-02T03:17:00Z"
+    assert span("5m", "2024-08-01T12:00:00/now") == "2024-08-01T12:00:00Z/2026-12-02T03:15:00Z"
+    assert span("1d", "2026-11-01:now") == "2026-11-01:2026-12-02"
+    assert span("1w", "2026-11-02:NOW") == "2026-11-02:2026-11-30"  # weeks open on Mondays
+    assert span("1M", "2026-01-01:now") == "2026-01-01:2026-12-01"
+    with pytest.raises(InvalidName, match="is empty"):
+        span("1d", "2026-12-02:now")
+
+
+def test_arango_credentials_stay_out_of_the_plan(settings: Settings) -> None:
+    secret = "pw-Zq81xK"
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ARANGO_URL": f"http://root:{secret}@arangodb.example:8529",
+    }
+    with_url = Settings.from_env(env)
+    wf = Workflow.candles("BTCUSDT", "1m", "2024-08-01:2024-08-02", settings=with_url)
+    plan = wf.plan()
+    assert plan.parameters["store"] == "http://arangodb.example:8529"
+    dumped = json.dumps(
+        [plan.parameters, [s.start.model_dump() for s in plan.steps], [s.job for s in plan.steps]],
+        default=str,
+    )
+    assert secret not in dumped and "root:" not in dumped
+    sink = plan.steps[1].job["spec"]["template"]["spec"]["containers"][0]
+    env_vars = {e["name"]: e["value"] for e in sink["env"]}
+    assert json.loads(env_vars["STREAMFORGE_PARAMETERS"]) == {
+        "store_url": "http://arangodb.example:8529"
+    }
+    assert {"secretRef": {"name": "streamforge-secrets"}} in sink["envFrom"]
+    # A store URL given to the workflow is split the same way; its secret stays in settings.
+    explicit = Workflow.candles(
+        "BTCUSDT", "1m", "2024-08-01:2024-08-02", settings=settings,
+        store=f"http://bob:{secret}@other.example:8529/_db/x",
+    )  # fmt: skip
+    assert explicit.plan().parameters["store"] == "http://other.example:8529/_db/x"
+    assert secret not in json.dumps([s.job for s in explicit.plan().steps])
+    assert explicit.settings.arango_user == "bob"
+    assert explicit.settings.arango_password is not None
+    assert explicit.settings.arango_password.get_secret_value() == secret
+
+
+def test_a_launch_writes_and_sends_no_credentials(
+    settings: Settings, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamforge_nb.testing import read_topic
+    from streamforge_nb.workflow.launchers import get_launcher
+
+    secret = "pw-Lk27wQ"
+    with_url = settings.model_copy(
+        update={"arango_url": "http://arangodb.example:8529", "arango_user": "root",
+                "arango_password": SecretStr(secret)}
+    )  # fmt: skip
+    local_store = f"local://{home / 'store'}"
+    real_open = CandleStore.open
+    opened: list[object] = []
+
+    def open_local(url: object = None, settings: object = None) -> CandleStore:
+        opened.append(url)  # the queue state goes to the embedded store instead
+        return real_open(local_store)
+
+    monkeypatch.setattr(CandleStore, "open", open_local)
+    wf = Workflow(
+        "BTCUSDT", "1m", "2024-08-01:2024-08-02", ["dummy"], settings=with_url,
+        parameters={"dummy": {"metrics_port": 0, "exit_after": 1}},
+    )  # fmt: skip
+    plan = wf.plan()
+    runner = get_launcher("local", settings=with_url)
+    # The local Job gets the Secret's values from the current settings, not from a plan.
+    assert runner._from_config_and_secret()["ARANGO_PASSWORD"] == secret  # type: ignore[attr-defined]
+    try:
+        with wf.launch(runner):
+            pass
+    finally:
+        runner.delete(plan.queue_id, grace=5)
+    monkeypatch.undo()
+    assert opened == ["http://arangodb.example:8529"]
+    row = Queue.list(local_store, settings=settings).loc[plan.queue_id]
+    assert row["parameters"]["store"] == "http://arangodb.example:8529"
+    commands = [
+        r.value for r in read_topic(settings, settings.queue_control_topic)
+        if plan.queue_id.encode() in (r.value or b"")
+    ]  # fmt: skip
+    assert commands and all(secret.encode() not in c for c in commands)
+    files = [p for p in home.rglob("*") if p.is_file()]
+    assert any("jobs" in p.parts for p in files)  # the Job's log (its record is deleted)
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path

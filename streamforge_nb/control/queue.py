@@ -33,9 +33,11 @@ from kafka.errors import KafkaError
 
 from streamforge_nb.control.telemetry import (
     MALFORMED,
+    JobView,
     ProducerState,
     ended,
     fold,
+    merge_jobs,
     safe_timestamp,
 )
 from streamforge_nb.exceptions import MessageError, QueueTimeout, StreamForgeError, kafka_errors
@@ -49,6 +51,7 @@ from streamforge_nb.kafka.partitions import (
 from streamforge_nb.kafka.send import SendResult, refusal, send_checked
 from streamforge_nb.platform.contract import (
     BaseEvent,
+    Interrupted,
     PingCommand,
     Pong,
     StopCommand,
@@ -59,9 +62,12 @@ from streamforge_nb.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PongReply", "Queue"]
+__all__ = ["DEFAULT_WAIT_S", "PongReply", "Queue"]
 
 log = logging.getLogger(__name__)
+DEFAULT_WAIT_S = 3600.0
+"""`Queue.wait()`'s default timeout: it always ends, even when nothing can tell it to."""
+_JOBS_TTL_S = 1.0  # how long the launcher's answer is reused (the API server is not polled)
 _POLL_MS = 100
 _CONSUMER = {"enable_auto_commit": False, "fetch_max_wait_ms": 100}
 # History readers fetch in small responses: kafka-python parses a response in the network
@@ -101,6 +107,22 @@ def _epoch(value: float | datetime | Any | None) -> float | None:
 
 
 
+def _chosen(name: str, target: str | None) -> bool:
+    """Tell whether a producer id or target name belongs to `target` (None: all)."""
+    return target is None or name.partition("__")[0] == target
+
+
+def _delete_jobs(launcher: Any, queue_id: str, jobs: Iterable[Any], grace: float) -> list[str]:
+    """Delete some Jobs of a queue (a launcher that can only delete per queue: all)."""
+    delete_job = getattr(launcher, "delete_job", None)
+    if delete_job is None:
+        return list(launcher.delete(queue_id, grace=grace))
+    return [delete_job(job.name, grace=grace) for job in jobs]
+
+
+_NOTHING = ProducerState("", "", 0, 0.0)
+
+
 @dataclass(frozen=True)
 class PongReply:
     """A pong matched to its ping, with the round trip measured by the sender."""
@@ -128,11 +150,17 @@ class Queue:
         *,
         launcher: Any = None,
         since: float | datetime | None = None,
+        store: str | None = None,
     ) -> None:
         """`since`: when the queue started (its queue-state `created_at`), if known.
 
         With it, history is read from then on every partition; without it, from the day
         before the day in the queue id, on the queue's own partition only.
+
+        `launcher`: the launcher that started the queue's Jobs. Without it, the one recorded
+        in the queue's state (kind, namespace, context; in `store`, default the settings')
+        is reattached on first need, so `jobs()`, `logs()`, `cancel()` and a status merged
+        with the Jobs' own work in any process.
         """
         self.queue_id = queue_id
         self.since = _epoch(since)
@@ -140,6 +168,10 @@ class Queue:
         self.settings = settings or Settings.from_env()
         # The launcher that started this queue's Jobs (a `launchers.Launcher`), if known.
         self.launcher = launcher
+        self.store = store
+        self._looked_up = launcher is not None
+        self._reattach_lock = threading.Lock()
+        self._jobs_cache: tuple[float, builtins.list[JobView]] | None = None
         self._lock = threading.Lock()
         self._states: dict[str, ProducerState] = {}
         self._waiters: dict[str, _PingWaiter] = {}
@@ -202,14 +234,59 @@ class Queue:
         )
 
     def _jobs_running(self) -> bool:
-        if self.launcher is None:
-            return False
-        return any(j.state in ("active", "pending") for j in self.launcher.list(self.queue_id))
+        return any(j.state in ("active", "pending") for j in self._job_views())
+
+    def _job_views(self, *, fresh: bool = False) -> builtins.list[Any]:
+        # launchers.JobStatus, a telemetry.JobView with a name
+        """The launcher's Jobs of this queue ([] without one), reused for a second."""
+        launcher = self._reattach()
+        if launcher is None:
+            return []
+        now = time.monotonic()
+        cached = self._jobs_cache
+        if cached is not None and not fresh and now - cached[0] < _JOBS_TTL_S:
+            return cached[1]
+        try:
+            jobs = builtins.list(launcher.list(self.queue_id))
+        except StreamForgeError as exc:  # telemetry alone, rather than no status
+            log.warning("could not list the Jobs of %s: %s", self.queue_id, exc)
+            jobs = cached[1] if cached is not None else []
+        self._jobs_cache = (now, jobs)
+        return jobs
+
+    def _reattach(self) -> Any:
+        """Return the launcher, reattaching the one queue state records (once); or None."""
+        with self._reattach_lock:
+            if not self._looked_up:
+                self._lookup()
+                self._looked_up = True
+        return self.launcher
+
+    def _lookup(self) -> None:
+        from streamforge_nb.store.candles import CandleStore
+        from streamforge_nb.workflow.launchers import launcher_for
+
+        try:
+            with CandleStore.open(
+                self.store or self.settings.arango_url, settings=self.settings
+            ) as store:
+                record = next(
+                    (r for r in store.queue_states() if r.get("queue_id") == self.queue_id), None
+                )
+            if record is not None and record.get("launcher"):
+                self.launcher = launcher_for(
+                    record["launcher"], record.get("launcher_options") or {}
+                )
+                if self.since is None:
+                    self.since = safe_timestamp(record.get("created_at"))
+        except Exception as exc:  # no store, no kubeconfig: telemetry alone
+            log.warning("could not reattach the launcher of %s: %s", self.queue_id, exc)
 
     def _launcher(self) -> Any:
-        if self.launcher is None:
+        if self._reattach() is None:
             raise StreamForgeError(
-                f"{self!r} does not know its launcher; pass launcher= (e.g. LocalLauncher())"
+                f"{self!r} does not know its launcher and its queue state records none; "
+                "pass launcher= (e.g. LocalLauncher()) or store= (where it was launched)"
             )
         return self.launcher
 
@@ -374,15 +451,28 @@ class Queue:
         return pd.DataFrame(rows, columns=columns).set_index("producer")
 
     def producers(self) -> dict[str, ProducerState]:
-        """Return the current state of every producer seen (a snapshot)."""
+        """Return the current state of every producer (a snapshot): the telemetry merged
+        with the launcher's Jobs (`telemetry.merge_jobs`), so a Job that ended without a
+        terminal event shows its producer `failed` with the reason ("exit code 1 before any
+        telemetry", "killed by SIGKILL after loading")."""
         self._follow()
         with self._lock:
-            return dict(self._states)
+            states = dict(self._states)
+        return merge_jobs(states, self._job_views())
 
     def wait(
-        self, timeout: float | None = None, *, targets: Iterable[str] = (), progress: bool = True
+        self,
+        timeout: float | None = DEFAULT_WAIT_S,
+        *,
+        targets: Iterable[str] = (),
+        progress: bool = True,
     ) -> pd.DataFrame:
         """Block until every producer finished, failed or was interrupted; return status().
+
+        Always ends: when the workers report their end; when the queue's Jobs end without a
+        terminal event (the producer is then `failed` with the launcher's reason, a few
+        seconds after the Job ended); or at `timeout` (default `DEFAULT_WAIT_S`, one hour;
+        None waits for as long as it takes) with `QueueTimeout` naming every state.
 
         `targets` (e.g. `["loader-candles", "arango-candles"]`) names workers that must have
         reported before the queue counts as done: a fast first step must not end the wait
@@ -411,6 +501,93 @@ class Queue:
                 time.sleep(0.2)
         finally:
             bar.close()
+
+    def cancel(
+        self, grace: float = 30.0, *, kill_grace: float = 10.0, target: str | None = None
+    ) -> pd.DataFrame:
+        """Stop the queue for sure: `stop`, up to `grace` s for `interrupted`, then delete.
+
+        Sends `stop` (as `stop()` does); waits up to `grace` s for every producer to end;
+        then deletes the queue's Jobs through its launcher (reattached from queue state if
+        need be), so a Job that never started (Pending, pulling, hung) goes too; a Job's
+        process gets `kill_grace` s between SIGTERM and SIGKILL. A producer still running
+        when its Job is deleted is recorded on `queue-events` as `interrupted` with the
+        message "deleted by cancel ...", so every reader (any process, `Queue.list()`, the
+        panels) sees the same end.
+
+        Returns `status()` with a `cancel` column per producer: `stopped` (it answered
+        `interrupted` within the grace), `deleted` (its Job was deleted first), or its own
+        earlier end (`finished`, `error`, `failed`, `interrupted`).
+        """
+        import pandas as pd
+
+        from streamforge_nb.kafka.send import send_event
+
+        self._follow()
+        self._caught_up.wait(10)
+        launcher = self._reattach()
+        before = {p: s.status for p, s in self.producers().items() if s.terminal}
+        sent = time.time()
+        try:
+            self._send(StopCommand(queue_id=self.queue_id, target=target, timestamp=sent))
+        except StreamForgeError as exc:  # deleting is still possible
+            log.warning("could not send stop to %s: %s", self.queue_id, exc)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            states = self.producers()
+            live = [s for p, s in states.items() if not s.terminal and _chosen(p, target)]
+            running = [
+                j for j in self._job_views(fresh=True)
+                if j.state in ("active", "pending") and _chosen(j.target, target)
+            ]  # fmt: skip
+            if not live and not running:
+                break
+            time.sleep(0.2)
+        states = self.producers()
+        outcome = {p: before.get(p) or states[p].status for p in states}
+        deleted: builtins.list[str] = []
+        if launcher is not None:
+            jobs = {j.name: j for j in self._job_views(fresh=True)}
+            chosen = [j for j in jobs.values() if _chosen(j.target, target)]
+            if target is None:
+                deleted = launcher.delete(self.queue_id, grace=kill_grace)
+            elif chosen:  # one target: only its Jobs (a launcher deletes per queue)
+                deleted = _delete_jobs(launcher, self.queue_id, chosen, kill_grace)
+            for name in deleted:
+                job = jobs.get(name)
+                if job is None:
+                    continue
+                producer = job.producer or job.target
+                state = states.get(producer)
+                if state is None or not state.terminal:
+                    outcome[producer] = "deleted"
+                    event = Interrupted(
+                        queue_id=self.queue_id,
+                        producer=producer,
+                        records_written=state.records_written if state else 0,
+                        message=f"deleted by cancel: no `interrupted` within the {grace:g} s "
+                        f"grace (was {state.status if state else 'without telemetry'})",
+                    )
+                    try:
+                        send_event(self.settings, event)
+                    except StreamForgeError as exc:
+                        log.warning("could not record the deletion of %s: %s", producer, exc)
+            self._jobs_cache = None
+        for producer in self.producers():
+            if producer not in outcome:
+                continue
+            if outcome[producer] == "interrupted" and producer not in before:
+                outcome[producer] = "stopped"
+        # The deletions' own events: wait (briefly) until this handle has read them.
+        settle = time.monotonic() + 10
+        while time.monotonic() < settle and any(
+            v == "deleted" and not self.producers().get(p, _NOTHING).terminal
+            for p, v in outcome.items()
+        ):
+            time.sleep(0.1)
+        frame = self.status()
+        frame["cancel"] = pd.Series(outcome, dtype=object).reindex(frame.index)
+        return frame
 
     def subscribe(self, callback: Callable[[BaseEvent], None]) -> None:
         """Call `callback(event)` from the follower thread for every event of this queue."""

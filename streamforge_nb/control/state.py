@@ -12,6 +12,8 @@ files.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,22 +21,28 @@ from typing import TYPE_CHECKING, Any
 from kafka import TopicPartition
 
 from streamforge_nb.control.telemetry import (
+    ENDED_STATUSES,
     MALFORMED,
+    JobView,
     ProducerState,
     fold,
+    merge_jobs,
     queue_status,
     safe_timestamp,
 )
 from streamforge_nb.exceptions import MessageError, kafka_errors
 from streamforge_nb.kafka.clients import make_consumer
 from streamforge_nb.kafka.partitions import START_SLACK_S, offsets_at, partition_for
-from streamforge_nb.platform.contract import TERMINAL_STATUSES, BaseEvent, decode_event
+from streamforge_nb.platform.contract import BaseEvent, decode_event
 from streamforge_nb.settings import Settings
 
 if TYPE_CHECKING:
     from streamforge_nb.store.candles import CandleStore
 
-__all__ = ["new_record", "refresh"]
+__all__ = ["launcher_jobs", "new_record", "refresh"]
+
+log = logging.getLogger(__name__)
+
 
 def new_record(
     *,
@@ -47,6 +55,7 @@ def new_record(
     outputs: Mapping[str, str],
     launcher: str,
     jobs: Iterable[str],
+    launcher_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the state record of a launch that has not reported yet."""
     now = time.time()
@@ -55,7 +64,7 @@ def new_record(
         "parameters": dict(parameters), "status": "launched", "created_at": now,
         "updated_at": now, "records_written": 0, "error_message": None,
         "data_topic": data_topic, "outputs": dict(outputs), "launcher": launcher,
-        "jobs": list(jobs),
+        "launcher_options": dict(launcher_options or {}), "jobs": list(jobs),
     }  # fmt: skip
 
 
@@ -65,13 +74,17 @@ def refresh(store: CandleStore, settings: Settings) -> list[dict[str, Any]]:
     open_ids = {
         r["queue_id"]: safe_timestamp(r.get("created_at"))
         for r in records
-        if r.get("status") not in TERMINAL_STATUSES and isinstance(r.get("queue_id"), str)
+        if r.get("status") not in ENDED_STATUSES and isinstance(r.get("queue_id"), str)
     }
     if not open_ids:
         return records
     folded = _fold_history(settings, open_ids)
+    launchers: dict[str, Any] = {}
     for record in records:
-        states = folded.get(record["queue_id"])
+        if record.get("queue_id") not in open_ids:
+            continue
+        jobs = launcher_jobs(record, launchers)
+        states = merge_jobs(folded.get(record["queue_id"], {}), jobs)
         if not states:
             continue
         status = queue_status(states, record.get("targets") or ())
@@ -87,6 +100,33 @@ def refresh(store: CandleStore, settings: Settings) -> list[dict[str, Any]]:
             store.save_queue_state(updated)
             record.update(updated)
     return records
+
+
+def launcher_jobs(record: Mapping[str, Any], cache: dict[str, Any] | None = None) -> list[JobView]:
+    """What the launcher recorded in `record` knows of the queue's Jobs ([] if unreachable)."""
+    from streamforge_nb.workflow.launchers import launcher_for
+
+    kind = record.get("launcher")
+    if not isinstance(kind, str) or not kind:
+        return []
+    options = record.get("launcher_options") or {}
+    key = kind + json.dumps(options, sort_keys=True, default=str)
+    cache = {} if cache is None else cache
+    try:
+        if key not in cache:
+            cache[key] = launcher_for(kind, dict(options))
+        return list(cache[key].list(record["queue_id"]))
+    except Exception as exc:  # a status without the launcher's half beats no status
+        log.warning("the %s launcher of %s is not reachable: %s", kind, record["queue_id"], exc)
+        cache[key] = _Unreachable()
+        return []
+
+
+class _Unreachable:
+    """A launcher that could not be reached once: not asked again in the same refresh."""
+
+    def list(self, queue_id: str) -> list[JobView]:
+        return []
 
 
 def _fold_history(

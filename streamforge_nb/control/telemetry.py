@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -25,12 +25,16 @@ from streamforge_nb.platform.contract import (
 )
 
 __all__ = [
+    "ENDED_STATUSES",
     "MALFORMED",
+    "SETTLE_S",
+    "JobView",
     "MalformedCounter",
     "ProducerState",
     "ended",
     "event_line",
     "fold",
+    "merge_jobs",
     "printable",
     "queue_status",
     "rtt_summary",
@@ -39,6 +43,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+ENDED_STATUSES: tuple[str, ...] = (*TERMINAL_STATUSES, "failed")
+"""A producer's terminal statuses: the contract's, and `failed` (its Job ended first)."""
+SETTLE_S = 3.0
+"""How long after a Job ended its last events may still be on their way to a reader."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class ProducerState:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.status in ENDED_STATUSES
 
 
 def fold(states: dict[str, ProducerState], event: BaseEvent) -> dict[str, ProducerState]:
@@ -72,7 +81,12 @@ def fold(states: dict[str, ProducerState], event: BaseEvent) -> dict[str, Produc
             state = replace(previous, last_seen=max(previous.last_seen, seen))
     else:
         records = max(written, previous.records_written if previous else 0)
-        state = ProducerState(event.producer, str(event.status), records, seen, event.message)
+        message = event.message
+        if event.status == "error" and previous is not None and previous.status == "error":
+            # The first error is the worker's own reason; a later one (the Job runner's
+            # generic "cell N failed ...") never overwrites it.
+            message = previous.message or message
+        state = ProducerState(event.producer, str(event.status), records, seen, message)
     return {**states, event.producer: state}
 
 
@@ -204,13 +218,85 @@ def ended(states: Mapping[str, ProducerState], targets: Iterable[str] = ()) -> b
     return bool(states) and all(s.terminal for s in states.values()) and seen >= set(targets)
 
 
+class JobView(Protocol):
+    """What a launcher knows of one Job, as `merge_jobs` reads it (`launchers.JobStatus`).
+
+    `state`: pending, active, succeeded, failed (or unknown: ended, how is not known here);
+    `detail`: why it is where it is ("exit code 1", "killed by SIGKILL", "OOMKilled ...");
+    `ended_at`: when it ended (Unix seconds), if known.
+    """
+
+    @property
+    def producer(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def ended_at(self) -> float | None: ...
+
+
+def merge_jobs(
+    states: Mapping[str, ProducerState],
+    jobs: Iterable[JobView],
+    *,
+    now: float | None = None,
+    settle_s: float = SETTLE_S,
+) -> dict[str, ProducerState]:
+    """Return `states` merged with what the launcher knows of the queue's Jobs.
+
+    The one definition of a queue's status from both sources (`Queue.status/wait/producers`,
+    `Queue.list()`, the panels). A Job that ended (more than `settle_s` ago, so its last
+    events had time to arrive) while its producer has no terminal event makes the producer
+    `failed`, with the launcher's reason and what the telemetry last said: "exit code 1
+    before any telemetry", "killed by SIGKILL after loading". A Job still pending or running
+    that has sent nothing yet shows as `pending`/`active` (the launcher's word). A terminal
+    event always wins: the worker's own reason is never replaced.
+    """
+    now = time.time() if now is None else now
+    merged = dict(states)
+    for job in jobs:
+        producer = job.producer or next(
+            (p for p in merged if p.partition("__")[0] == job.target), job.target
+        )
+        state = merged.get(producer)
+        if state is not None and state.terminal:
+            continue
+        if job.state in ("pending", "active"):
+            if state is None:
+                merged[producer] = ProducerState(producer, job.state, 0, now, job.detail or None)
+            elif job.detail:  # e.g. a Pod waiting in ImagePullBackOff after it reported
+                merged[producer] = replace(state, message=job.detail)
+            continue
+        if job.ended_at is not None and now - job.ended_at < settle_s:
+            continue  # its last events may still be on their way
+        how = job.detail or f"Job {job.state}"
+        when = "before any telemetry" if state is None else f"after {state.status}"
+        merged[producer] = ProducerState(
+            producer,
+            "failed",
+            state.records_written if state else 0,
+            job.ended_at or (state.last_seen if state else now),
+            f"{how} {when} (the Job ended without a terminal event)",
+        )
+    return merged
+
+
 def queue_status(states: Mapping[str, ProducerState], targets: Iterable[str]) -> str:
-    """Fold producer states into one queue status, as `Queue.list()` shows it."""
+    """Fold producer states into one queue status, as `Queue.list()` shows it.
+
+    launched (nothing known yet), running, error (a worker reported one), failed (a Job
+    ended without a terminal event), interrupted, finished.
+    """
     if not states:
         return "launched"
     values = [s.status for s in states.values()]
     if "error" in values:
         return "error"
+    if "failed" in values:
+        return "failed"
     if ended(states, targets):
         return "interrupted" if "interrupted" in values else "finished"
     return "running"

@@ -187,7 +187,22 @@ class QueuePanel:
         self._start("stop", self._stop)
 
     def _stop(self) -> None:
-        acked = self.queue.stop(timeout=self.stop_timeout)
+        """Stop; after `stop_timeout` without `interrupted`, cancel (delete the queue's Jobs)
+        when its launcher is known."""
+        try:
+            acked = self.queue.stop(timeout=self.stop_timeout)
+        except QueueTimeout:
+            if self.queue._reattach() is None:
+                raise
+            frame = self.queue.cancel(grace=0)
+            gone = sorted(p for p, how in frame["cancel"].items() if how == "deleted")
+            self.acknowledged = sorted(p for p, how in frame["cancel"].items() if how == "stopped")
+            self._say(
+                f"no `interrupted` within {self.stop_timeout:g} s: cancelled; Jobs deleted for "
+                + (", ".join(gone) or "nobody")
+            )
+            self.refresh()
+            return
         self.acknowledged = acked
         self._say("stop acknowledged by " + ", ".join(acked))
         self.refresh()

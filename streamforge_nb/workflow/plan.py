@@ -17,13 +17,16 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import SecretStr
 
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.state import new_record
 from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.platform.contract import StartCommand
-from streamforge_nb.platform.intervals import check_interval
+from streamforge_nb.platform.intervals import WEEK_OFFSET_MS, check_interval, interval_ms
 from streamforge_nb.platform.names import (
     TimeRange,
     candle_type,
@@ -37,12 +40,12 @@ from streamforge_nb.platform.names import (
     producer_id,
     queue_id,
 )
-from streamforge_nb.settings import Settings, local_home
+from streamforge_nb.settings import Settings, local_home, split_url_credentials
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.workflow.launchers import Launcher, get_launcher
 from streamforge_nb.workflow.targets import OUTPUT_ENV, PARAMETERS_ENV, TARGETS, job_spec
 
-__all__ = ["DEFAULT_IMAGE", "Plan", "Step", "Workflow"]
+__all__ = ["DEFAULT_IMAGE", "EXCHANGE_START", "Plan", "Step", "Workflow", "check_time_range"]
 
 # The single-user image (jupyter-image/) also runs the Jobs: same library, same notebooks.
 DEFAULT_IMAGE = "registry.dmz.home/streamforge/core-modules/jupyter-python311:v0.0.2"
@@ -50,6 +53,66 @@ _IMAGE = re.compile(
     r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
 )
+
+# Binance's first klines (BTCUSDT, ETHBTC, ...) open on 2017-07-14. When a symbol itself was
+# listed is unknown offline, so no range may start before the exchange's era.
+EXCHANGE_START = datetime(2017, 7, 14, tzinfo=UTC)
+_UNTIL_NOW = re.compile(r"(?P<start>.+?)[:/]now", re.IGNORECASE)
+
+
+def _last_closed_end(interval: str, now: datetime) -> datetime:
+    """The end (exclusive) of the last closed `interval` candle at `now`: the open one's start."""
+    step = interval_ms(interval)
+    if step is None:  # 1M: months open on the 1st
+        return datetime(now.year, now.month, 1, tzinfo=UTC)
+    now_ms = int(now.timestamp() * 1000)
+    offset = WEEK_OFFSET_MS if interval == "1w" else 0
+    return datetime.fromtimestamp((now_ms - (now_ms - offset) % step) / 1000, UTC)
+
+
+def check_time_range(
+    text: str, interval: str, *, max_candles: int, now: datetime | None = None
+) -> TimeRange:
+    """Parse a workflow's range and refuse what no queue should load, naming the rule.
+
+    `<start>:now` ends at the last closed candle. A range must end by then, start on or
+    after `EXCHANGE_START` and hold at most `max_candles` candles of `interval`.
+    """
+    check_interval(interval)
+    now = now or datetime.now(UTC)
+    closed = _last_closed_end(interval, now)
+    until_now = _UNTIL_NOW.fullmatch(text.strip()) if isinstance(text, str) else None
+    if until_now:
+        start = until_now["start"].strip()
+        span = parse_time_range(f"{start}/{closed.isoformat()}")
+    else:
+        span = parse_time_range(text)
+    if span.start >= closed:
+        raise InvalidName(
+            f"time range {text!r} starts {span.start:%Y-%m-%d %H:%M:%S} UTC, after the last "
+            f"closed {interval} candle (it ends {closed:%Y-%m-%d %H:%M:%S} UTC): nothing to load"
+        )
+    if span.end > closed:
+        raise InvalidName(
+            f"time range {text!r} ends {span.end:%Y-%m-%d %H:%M:%S} UTC, after the last closed "
+            f"{interval} candle (it ends {closed:%Y-%m-%d %H:%M:%S} UTC): a range must end by "
+            f"then; '{span.start:%Y-%m-%d}:now' loads until it"
+        )
+    if span.start < EXCHANGE_START:
+        raise InvalidName(
+            f"time range {text!r} starts {span.start:%Y-%m-%d}, before the exchange's first "
+            f"candles ({EXCHANGE_START:%Y-%m-%d}): start on or after it"
+        )
+    step = interval_ms(interval) or 28 * 86_400_000  # 1M: at most one a 28 days
+    count = -(-(span.end_ms - span.start_ms) // step)
+    if count > max_candles:
+        pieces = -(-count // max_candles)
+        raise InvalidName(
+            f"time range {text!r} is {count:,} {interval} candles, more than the "
+            f"{max_candles:,} one queue may load (STREAMFORGE_MAX_CANDLES_PER_QUEUE): "
+            f"split it into {pieces} or more ranges, one queue each"
+        )
+    return span
 
 
 @dataclass(frozen=True)
@@ -127,17 +190,33 @@ class Workflow:
         settings: Settings | None = None,
         short_id: str | None = None,
         parameters: Mapping[str, Mapping[str, Any]] | None = None,
+        max_candles: int | None = None,
+        now: datetime | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         # Extra notebook parameters per target, e.g. {"dummy": {"metrics_port": 0}}.
         self.extra_parameters = {t: dict(p) for t, p in (parameters or {}).items()}
+        if store:
+            # Credentials in a store URL stay in this workflow's settings (the local
+            # launcher's Secret), never in the plan, the queue state or a command.
+            store, user, password = split_url_credentials(str(store))
+            if user is not None or password is not None:
+                self.settings = self.settings.model_copy(
+                    update={"arango_user": user or self.settings.arango_user}
+                    | ({"arango_password": SecretStr(password)} if password is not None else {})
+                )
         self.store_url = store or self.settings.arango_url
         self.output_dir = output_dir or str(local_home() / "runs")
         self.source, self.base_url, self.archives = source, base_url, list(archives)
         self._plan = self._make_plan(
             check_symbol(symbol),
             check_interval(interval),
-            parse_time_range(time_range),
+            check_time_range(
+                time_range,
+                interval,
+                max_candles=max_candles or self.settings.max_candles_per_queue,
+                now=now,
+            ),
             list(targets),
             image,
             namespace,
@@ -294,6 +373,7 @@ class Workflow:
                     data_topic=plan.data_topic,
                     outputs={s.target: s.output for s in plan.steps},
                     launcher=runner.name,
+                    launcher_options=runner.options(),
                     jobs=[s.job_name for s in plan.steps],
                 )
             )

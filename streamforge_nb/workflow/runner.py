@@ -7,10 +7,15 @@ environment variables (QUEUE_ID, SYMBOL, TIME_RANGE, KAFKA_TOPIC, TELEMETRY_PROD
 plus `STREAMFORGE_PARAMETERS` (JSON) for the rest; the output goes to `STREAMFORGE_OUTPUT`
 (any papermill URL: a mounted path, `s3://`, ...).
 
-When a cell fails, papermill has already saved the output notebook; the runner sends an
-`error` event naming the cell and the exception and exits non-zero. On SIGTERM (a deleted Job
-or Pod) it asks its own worker to stop through `queue-control`, because papermill passes no
-signal to the kernel: the worker ends with `interrupted` and the notebook is saved.
+Every failure is reported before the runner exits 1: an `error` event with the reason (a
+failed cell names the cell; a notebook that cannot be found, parameters that are not JSON,
+a kernel that died, any papermill error name themselves) and, whenever execution got that
+far, where the saved notebook is. A worker that already sent its own `error` keeps it: the
+queue's status shows the first error of a producer, never the runner's wrapper of it.
+
+On SIGTERM (a deleted Job or Pod) it asks its own worker to stop through `queue-control`,
+because papermill passes no signal to the kernel: the worker ends with `interrupted` and the
+notebook is saved.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 from streamforge_nb.settings import Settings
 from streamforge_nb.workflow.targets import (
     OUTPUT_ENV,
+    PARAMETERS_ENV,
     TARGETS,
     default_output,
     job_parameters,
@@ -39,50 +45,84 @@ log = logging.getLogger(__name__)
 
 
 def run_job(notebook: str, env: Mapping[str, str] | None = None) -> int:
-    """Execute a payload notebook with the Job's parameters; return the exit code."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    """Execute a payload notebook with the Job's parameters; return the exit code.
 
+    Never raises (but for KeyboardInterrupt/SystemExit): any failure is sent as an `error`
+    event with its reason, then 1 is returned.
+    """
     env = os.environ if env is None else env
-    target = next((t for t in TARGETS.values() if t.notebook == Path(notebook).name), None)
-    if target is None:
-        raise SystemExit(f"no target runs {notebook}; known: {', '.join(sorted(TARGETS))}")
-    parameters = job_parameters(target, env)
-    queue_id = parameters.get("queue_id", "")
-    output = env.get(OUTPUT_ENV) or default_output(queue_id, target.name)
-    if "://" not in output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm(queue_id, target.name))
-    log.info("running %s", notebook, extra={"queue_id": queue_id, "output": output})
+    # Who to report as, even when nothing else can be read.
+    parameters: dict[str, Any] = {
+        "queue_id": env.get("QUEUE_ID") or "",
+        "producer_id": env.get("TELEMETRY_PRODUCER_ID") or "",
+    }
+    name = Path(notebook).stem.replace("_", "-")
+    output: str | None = None
     try:
-        papermill.execute_notebook(
-            str(notebook_path(Path(notebook).name)),
-            output,
-            parameters=parameters,
-            kernel_name="python3",
-            progress_bar=False,
-            log_output=False,
-        )
-    except PapermillExecutionError as exc:
-        _report_cell_failure(parameters, target.name, exc, output)
+        import papermill
+
+        target = next((t for t in TARGETS.values() if t.notebook == Path(notebook).name), None)
+        if target is None:
+            raise LookupError(f"no target runs {notebook}; known: {', '.join(sorted(TARGETS))}")
+        name = target.name
+        try:
+            parameters.update(job_parameters(target, env))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bad parameters in {PARAMETERS_ENV}: {exc}") from None
+        queue_id = parameters.get("queue_id", "")
+        source = str(notebook_path(Path(notebook).name))
+        destination = env.get(OUTPUT_ENV) or default_output(queue_id, target.name)
+        if "://" not in destination:
+            Path(destination).parent.mkdir(parents=True, exist_ok=True)
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm(queue_id, target.name))
+        log.info("running %s", notebook, extra={"queue_id": queue_id, "output": destination})
+        try:
+            output = destination  # from here on papermill saves what it executed
+            papermill.execute_notebook(
+                source,
+                destination,
+                parameters=parameters,
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=False,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    except Exception as exc:
+        cell = None
+        if type(exc).__name__ == "PapermillExecutionError":
+            cell = exc.cell_index  # type: ignore[attr-defined]
+            ename, evalue = exc.ename, exc.evalue  # type: ignore[attr-defined]
+            reason = f"cell {cell} failed: {ename}: {evalue}"
+        else:
+            ename, reason = type(exc).__name__, f"{type(exc).__name__}: {exc}"
+        _report_failure(parameters, name, reason + _saved(output), ename, cell)
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
-def _report_cell_failure(parameters: Mapping[str, Any], target: str, exc: Any, output: str) -> None:
+def _saved(output: str | None) -> str:
+    """Where the executed notebook is, when execution got that far."""
+    if output is None:
+        return " (no notebook executed)"
+    if "://" in output or Path(output).is_file():
+        return f" (notebook saved: {output})"
+    return " (no notebook saved)"
+
+
+def _report_failure(
+    parameters: Mapping[str, Any], target: str, reason: str, ename: str, cell: int | None
+) -> None:
     from streamforge_nb.kafka.send import send_event
     from streamforge_nb.platform.contract import Error
 
-    reason = f"cell {exc.cell_index} failed: {exc.ename}: {exc.evalue} (notebook saved: {output})"
     log.error(reason)
     event = Error(
         queue_id=parameters.get("queue_id") or "unknown",
         producer=parameters.get("producer_id") or target,
-        message=reason,
-        error_type=exc.ename,
-        cell=exc.cell_index,
+        message=reason[:4000],
+        error_type=ename[:100],
+        cell=cell,
     )
     try:
         send_event(Settings.from_env(), event)
