@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.control.queue import PongReply as PongReply
+    from streamforge_nb.control.follower import PongReply as PongReply
     from streamforge_nb.control.queue import Queue as Queue
     from streamforge_nb.control.telemetry import ProducerState as ProducerState
     from streamforge_nb.control.worker import Worker as Worker
@@ -48,11 +48,11 @@ if TYPE_CHECKING:
     from streamforge_nb.store.candles import CandleStore as CandleStore
     from streamforge_nb.ui.launch_panel import LaunchPanel as LaunchPanel
     from streamforge_nb.ui.panel import QueuePanel as QueuePanel
-    from streamforge_nb.workflow.launchers import KubernetesLauncher as KubernetesLauncher
+    from streamforge_nb.workflow.kubernetes import KubernetesLauncher as KubernetesLauncher
     from streamforge_nb.workflow.launchers import Launcher as Launcher
-    from streamforge_nb.workflow.launchers import LocalLauncher as LocalLauncher
     from streamforge_nb.workflow.plan import Plan as Plan
     from streamforge_nb.workflow.plan import Workflow as Workflow
+    from streamforge_nb.workflow.processes import LocalLauncher as LocalLauncher
 
 __version__ = "0.1.0"
 
@@ -69,13 +69,13 @@ _EXPORTS = {
     **dict.fromkeys(_ERRORS, "streamforge_nb.exceptions"),
     "BrokerStatus": "streamforge_nb.local.broker",
     "CandleStore": "streamforge_nb.store.candles",
-    "KubernetesLauncher": "streamforge_nb.workflow.launchers",
+    "KubernetesLauncher": "streamforge_nb.workflow.kubernetes",
     "LaunchPanel": "streamforge_nb.ui.launch_panel",
     "Launcher": "streamforge_nb.workflow.launchers",
     "LocalBroker": "streamforge_nb.local.broker",
-    "LocalLauncher": "streamforge_nb.workflow.launchers",
+    "LocalLauncher": "streamforge_nb.workflow.processes",
     "Plan": "streamforge_nb.workflow.plan",
-    "PongReply": "streamforge_nb.control.queue",
+    "PongReply": "streamforge_nb.control.follower",
     "ProducerState": "streamforge_nb.control.telemetry",
     "Queue": "streamforge_nb.control.queue",
     "QueuePanel": "streamforge_nb.ui.panel",

@@ -18,7 +18,7 @@ from conftest import subprocess_env, wait_for_status
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
-from streamforge_nb.workflow.launchers import LocalLauncher
+from streamforge_nb.workflow.processes import LocalLauncher
 from streamforge_nb.workflow.targets import OUTPUT_ENV, PARAMETERS_ENV, job_spec, notebook_path
 
 
@@ -274,23 +274,31 @@ def test_reattach_and_cancel_from_a_new_process(
     wait_for_status(settings, queue_id, "started", timeout=120)
     script = (
         "import json, sys\n"
-        "from streamforge_nb.control.queue import Queue\n"
+        "from streamforge_nb import Queue\n"
         "with Queue(sys.argv[1], store=sys.argv[2]) as q:\n"
         "    print(json.dumps(sorted(q.jobs()['state'].items())))\n"
-        "    frame = q.cancel(grace=20, kill_grace=5)\n"
-        "    print(json.dumps({p: [r['status'], r['cancel'], r['message']]\n"
-        "                      for p, r in frame.iterrows()}))\n"
     )
     env = subprocess_env(settings)
+    listed = subprocess.run(
+        [sys.executable, "-c", script, queue_id, store],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert json.loads(listed.stdout.strip().splitlines()[-1]) == [
+        [names[0], "active"], [names[1], "active"]
+    ]  # fmt: skip
+    # The shell's way, from yet another process: `streamforge-nb cancel`.
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", script, queue_id, store],
+        [sys.executable, "-m", "streamforge_nb.cli", "cancel", "--queue-id", queue_id,
+         "--store", store, "--grace", "20", "--kill-grace", "5", "--json"],
         env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    jobs_line, result_line = done.stdout.strip().splitlines()[-2:]
-    assert json.loads(jobs_line) == [[names[0], "active"], [names[1], "active"]]
-    result = json.loads(result_line)
+    result = {
+        row["producer"]: [row["status"], row["cancel"], row["message"]]
+        for row in map(json.loads, done.stdout.strip().splitlines())
+    }
     assert result["dummy__job001"][:2] == ["interrupted", "stopped"]
     assert result["dummy__sleep1"][:2] == ["interrupted", "deleted"]
     assert result["dummy__sleep1"][2].startswith("deleted by cancel: no `interrupted` within")

@@ -17,7 +17,8 @@ from streamforge_nb.control.queue import Queue
 from streamforge_nb.exceptions import ConfigError, StreamForgeError
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import LocalApiServer, local_apiserver
-from streamforge_nb.workflow.launchers import KubernetesLauncher, get_launcher
+from streamforge_nb.workflow.kubernetes import KubernetesLauncher
+from streamforge_nb.workflow.launchers import get_launcher
 from streamforge_nb.workflow.plan import Workflow
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
@@ -143,7 +144,7 @@ def test_kubernetes_reasons_map_to_job_states() -> None:
 
     from kubernetes import client
 
-    from streamforge_nb.workflow.launchers import _job_status
+    from streamforge_nb.workflow.kubernetes import _job_status
 
     pulling = _job_status(
         _job(client.V1JobStatus(active=1)),

@@ -17,7 +17,7 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from streamforge_nb.control.queue import PongReply, Queue
+from streamforge_nb import PongReply, Queue
 from streamforge_nb.exceptions import QueueTimeout
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name

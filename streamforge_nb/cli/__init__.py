@@ -20,7 +20,7 @@ import click
 from streamforge_nb import workers
 from streamforge_nb.cli.broker import check, local, topics_ensure
 from streamforge_nb.cli.generate import manifests, schemas
-from streamforge_nb.cli.queue import events, ping, queues, stop
+from streamforge_nb.cli.queue import cancel, events, ping, queues, stop
 from streamforge_nb.cli.workflow import candles, dashboard, quickstart
 from streamforge_nb.exceptions import BrokerError, StreamForgeError
 
@@ -67,7 +67,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 for _command in (
-    local, check, topics_ensure, manifests, schemas, ping, stop, events, candles, queues,
+    local, check, topics_ensure, manifests, schemas, ping, stop, cancel, events, candles, queues,
     dashboard, quickstart,
 ):  # fmt: skip
     cli.add_command(_command)

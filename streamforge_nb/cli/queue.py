@@ -1,4 +1,5 @@
-"""Queue commands: `ping`, `stop` and `events` (the platform's debug_producer), `queues`."""
+"""Queue commands: `ping`, `stop`, `cancel` and `events` (the platform's debug_producer),
+`queues`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 import click
 
 from streamforge_nb.cli._output import F, echo_json, json_option, say
-from streamforge_nb.workers import COUNT, QUEUE_ID, SECONDS
+from streamforge_nb.workers import COUNT, NON_NEGATIVE_SECONDS, QUEUE_ID, SECONDS
 
-__all__ = ["events", "ping", "queues", "stop"]
+__all__ = ["cancel", "events", "ping", "queues", "stop"]
 
 
 def _queue(queue_id: str) -> Any:
@@ -111,6 +112,41 @@ def stop(queue_id: str, target: str | None, timeout: float, as_json: bool) -> No
     with _queue(queue_id) as queue:
         acked = queue.stop(target, timeout=timeout)
     say(as_json, {"queue_id": queue_id, "interrupted": acked}, f"interrupted: {', '.join(acked)}")
+
+
+@click.command("cancel")
+@_queue_id_option("to cancel")
+@_target_option("to cancel")
+@click.option(
+    "--grace", type=NON_NEGATIVE_SECONDS, default=30.0,
+    help="Seconds to wait for `interrupted` before deleting the Jobs.",
+)  # fmt: skip
+@click.option(
+    "--kill-grace", type=NON_NEGATIVE_SECONDS, default=10.0,
+    help="Seconds a deleted Job's process gets between SIGTERM and SIGKILL.",
+)  # fmt: skip
+@click.option(
+    "--store", default=None,
+    help="Store URL holding the queue state (default: ARANGO_URL, else embedded).",
+)  # fmt: skip
+@json_option("One JSON object per producer.")
+def cancel(
+    queue_id: str, target: str | None, grace: float, kill_grace: float, store: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Stop a queue for sure: stop, wait GRACE for `interrupted`, then delete its Jobs."""
+    from streamforge_nb.control.queue import Queue
+    from streamforge_nb.settings import Settings
+
+    with Queue(queue_id, Settings.from_env(), store=store) as queue:
+        frame = queue.cancel(grace=grace, kill_grace=kill_grace, target=target)
+    for producer, row in frame.iterrows():
+        record = {
+            "queue_id": queue_id, "producer": producer, "status": row["status"],
+            "cancel": row["cancel"], "message": row["message"],
+        }  # fmt: skip
+        text = f"{producer}: {row['cancel']} ({row['status']}) {row['message'] or ''}"
+        say(as_json, record, text.rstrip())
 
 
 @click.command("events")

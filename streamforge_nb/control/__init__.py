@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
+    from streamforge_nb.control.cancel import cancel as cancel
+    from streamforge_nb.control.follower import Follower as Follower
+    from streamforge_nb.control.follower import PongReply as PongReply
     from streamforge_nb.control.queue import DEFAULT_WAIT_S as DEFAULT_WAIT_S
-    from streamforge_nb.control.queue import PongReply as PongReply
     from streamforge_nb.control.queue import Queue as Queue
     from streamforge_nb.control.state import launcher_jobs as launcher_jobs
     from streamforge_nb.control.state import new_record as new_record
@@ -33,14 +35,16 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "DEFAULT_WAIT_S": "streamforge_nb.control.queue",
     "ENDED_STATUSES": "streamforge_nb.control.telemetry",
+    "Follower": "streamforge_nb.control.follower",
     "JobView": "streamforge_nb.control.telemetry",
     "MALFORMED": "streamforge_nb.control.telemetry",
     "MalformedCounter": "streamforge_nb.control.telemetry",
-    "PongReply": "streamforge_nb.control.queue",
+    "PongReply": "streamforge_nb.control.follower",
     "ProducerState": "streamforge_nb.control.telemetry",
     "Queue": "streamforge_nb.control.queue",
     "SETTLE_S": "streamforge_nb.control.telemetry",
     "Worker": "streamforge_nb.control.worker",
+    "cancel": "streamforge_nb.control.cancel",
     "ended": "streamforge_nb.control.telemetry",
     "event_line": "streamforge_nb.control.telemetry",
     "fold": "streamforge_nb.control.telemetry",

@@ -1,18 +1,11 @@
 """`Queue`: the handle a notebook holds on a queue id.
 
-A Queue follows `queue-events` for its queue with two consumers, started on first use:
-
-- the live one, positioned at the end of every partition FIRST, hands each pong to the ping
-  waiting for it the moment it arrives, whatever the topic's history;
-- the history one, in its own thread, reads only what precedes that end since the queue's
-  start: the queue's own partition (murmur2 of the queue id over the real partition count)
-  from the queue's start time (`since`, or the day in the queue id; `offsets_for_times`),
-  and, when `since` is known, the other partitions from it too (events of services that do
-  not key by queue id). Live events wait behind the history so the fold stays in order.
-
-Neither ever reads from offset 0 when a start is known, so opening a Queue, pinging,
-`status()`, `events()` and `wait()` cost the same with 1k or 1M events of other queues on the
-topic. `close()` (or leaving a `with` block) ends both threads.
+Commands (ping, stop, cancel) go to the queue's partition of `queue-control`; telemetry comes
+from a `Follower` (control/follower.py), which never reads `queue-events` from offset 0 when
+the queue's start is known, so opening a Queue, pinging, `status()`, `events()` and `wait()`
+cost the same with 1k or 1M events of other queues on the topic. The launcher that started
+the queue's Jobs (given, or reattached from queue state) adds what telemetry cannot say: a
+Job that died without a word. `close()` (or leaving a `with` block) ends the threads.
 """
 
 from __future__ import annotations
@@ -23,76 +16,40 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from streamforge_nb.control.follower import Follower, PongReply
 from streamforge_nb.control.telemetry import (
-    MALFORMED,
     JobView,
     ProducerState,
     ended,
-    fold,
     merge_jobs,
     safe_timestamp,
 )
-from streamforge_nb.exceptions import MessageError, QueueTimeout, StreamForgeError, kafka_errors
-from streamforge_nb.kafka.clients import make_consumer, make_producer
-from streamforge_nb.kafka.partitions import (
-    START_SLACK_S,
-    offsets_at,
-    partition_for,
-    queue_start_time,
-)
+from streamforge_nb.exceptions import QueueTimeout, StreamForgeError
+from streamforge_nb.kafka.clients import make_producer
 from streamforge_nb.kafka.send import SendResult, refusal, send_checked
 from streamforge_nb.platform.contract import (
     BaseEvent,
-    Interrupted,
     PingCommand,
-    Pong,
     StopCommand,
-    decode_event,
 )
 from streamforge_nb.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_WAIT_S", "PongReply", "Queue"]
+__all__ = ["DEFAULT_WAIT_S", "Queue"]
 
 log = logging.getLogger(__name__)
 DEFAULT_WAIT_S = 3600.0
 """`Queue.wait()`'s default timeout: it always ends, even when nothing can tell it to."""
 _JOBS_TTL_S = 1.0  # how long the launcher's answer is reused (the API server is not polled)
-_POLL_MS = 100
-_CONSUMER = {"enable_auto_commit": False, "fetch_max_wait_ms": 100}
-# History readers fetch in small responses: kafka-python parses a response in the network
-# thread every client of the process shares, and a big one delays the live consumers' pongs.
-_HISTORY = {"max_partition_fetch_bytes": 256 * 1024, "fetch_max_bytes": 1024 * 1024}
-
-
-@dataclass(frozen=True)
-class _ReadPlan:
-    """Which offsets of queue-events hold a queue's history: [start, end) per partition."""
-
-    partitions: builtins.list[TopicPartition]
-    start: dict[TopicPartition, int]
-    end: dict[TopicPartition, int]
-
-    @property
-    def remaining(self) -> builtins.list[TopicPartition]:
-        return [tp for tp in self.partitions if self.start[tp] < self.end[tp]]
-
-
-def _in_order(events: builtins.list[BaseEvent], plan: _ReadPlan) -> builtins.list[BaseEvent]:
-    """Return `events` in time order when read from several partitions (else as read)."""
-    if len(plan.remaining) > 1:
-        return sorted(events, key=lambda e: e.timestamp)
-    return events
 
 
 def _epoch(value: float | datetime | Any | None) -> float | None:
@@ -105,39 +62,6 @@ def _epoch(value: float | datetime | Any | None) -> float | None:
         return float(value.timestamp())
     raise TypeError(f"since must be Unix seconds or a datetime, got {value!r}")
 
-
-
-def _chosen(name: str, target: str | None) -> bool:
-    """Tell whether a producer id or target name belongs to `target` (None: all)."""
-    return target is None or name.partition("__")[0] == target
-
-
-def _delete_jobs(launcher: Any, queue_id: str, jobs: Iterable[Any], grace: float) -> list[str]:
-    """Delete some Jobs of a queue (a launcher that can only delete per queue: all)."""
-    delete_job = getattr(launcher, "delete_job", None)
-    if delete_job is None:
-        return list(launcher.delete(queue_id, grace=grace))
-    return [delete_job(job.name, grace=grace) for job in jobs]
-
-
-_NOTHING = ProducerState("", "", 0, 0.0)
-
-
-@dataclass(frozen=True)
-class PongReply:
-    """A pong matched to its ping, with the round trip measured by the sender."""
-
-    producer: str
-    round_trip_s: float
-    pong: Pong
-
-
-class _PingWaiter:
-    def __init__(self, expect: int) -> None:
-        self.expect = expect
-        self.sent_at = 0.0
-        self.replies: list[PongReply] = []
-        self.done = threading.Event()
 
 
 class Queue:
@@ -163,33 +87,34 @@ class Queue:
         with the Jobs' own work in any process.
         """
         self.queue_id = queue_id
-        self.since = _epoch(since)
-        self._needle = queue_id.encode()
         self.settings = settings or Settings.from_env()
+        self._telemetry = Follower(queue_id, self.settings, _epoch(since))
         # The launcher that started this queue's Jobs (a `launchers.Launcher`), if known.
         self.launcher = launcher
         self.store = store
         self._looked_up = launcher is not None
         self._reattach_lock = threading.Lock()
         self._jobs_cache: tuple[float, builtins.list[JobView]] | None = None
-        self._lock = threading.Lock()
-        self._states: dict[str, ProducerState] = {}
-        self._waiters: dict[str, _PingWaiter] = {}
-        self._listeners: builtins.list[Callable[[BaseEvent], None]] = []
         self._producer: KafkaProducer | None = None
-        self._consumer: KafkaConsumer | None = None
-        self._thread: threading.Thread | None = None
-        self._history_thread: threading.Thread | None = None
-        self._live_start: dict[TopicPartition, int] = {}
-        self._pending: builtins.list[BaseEvent] | None = []  # live events behind the history
-        self._caught_up = threading.Event()
-        self._closing = threading.Event()
-        self._follow_lock = threading.Lock()
         self._producer_lock = threading.Lock()
         self._panels: builtins.list[Any] = []
 
     def __repr__(self) -> str:
         return f"Queue({self.queue_id!r}, {self.settings.describe()})"
+
+    @property
+    def since(self) -> float | None:
+        """When the queue started (Unix seconds), if known: where its history is read from."""
+        return self._telemetry.since
+
+    @since.setter
+    def since(self, value: float | None) -> None:
+        self._telemetry.since = value
+
+    @property
+    def closed(self) -> bool:
+        """Tell whether `close()` was called."""
+        return self._telemetry.closed
 
     @classmethod
     def list(cls, store: Any = None, settings: Settings | None = None) -> pd.DataFrame:
@@ -299,18 +224,15 @@ class Queue:
         A ping needs only the live end of queue-events: it never waits for (or starts) the
         reading of the queue's history.
         """
-        self._connect_while(lambda: self._follow(history=False))
+        self._connect_while(lambda: self._telemetry.follow(history=False))
         ping = PingCommand.new(self.queue_id, target)
-        waiter = _PingWaiter(expect)
-        with self._lock:
-            self._waiters[ping.correlation_id] = waiter
+        waiter = self._telemetry.expect_pongs(ping.correlation_id, expect)
         try:
             waiter.sent_at = time.perf_counter()
             sent = self._send(ping)
             waiter.done.wait(max(0.0, timeout - (time.perf_counter() - waiter.sent_at)))
         finally:
-            with self._lock:
-                self._waiters.pop(ping.correlation_id, None)
+            self._telemetry.forget_ping(ping.correlation_id)
         if not waiter.replies:
             who = f" (target {target})" if target else ""
             error = QueueTimeout(
@@ -324,13 +246,12 @@ class Queue:
 
     def stop(self, target: str | None = None, *, timeout: float = 30.0) -> builtins.list[str]:
         """Send stop; return the producers that acknowledged with `interrupted`."""
-        self._follow()
+        self._telemetry.follow()
         sent = time.time()
         self._send(StopCommand(queue_id=self.queue_id, target=target, timestamp=sent))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with self._lock:
-                states = dict(self._states)
+            states = self._telemetry.states()
             acked = [
                 s.producer
                 for s in states.values()
@@ -393,46 +314,14 @@ class Queue:
     # -- telemetry ---------------------------------------------------------------------------
     def events(self, follow: bool = False, *, timeout: float | None = None) -> Iterator[BaseEvent]:
         """Yield this queue's events from its start; with `follow`, keep waiting for more."""
-        consumer = make_consumer(self.settings, **_CONSUMER, **_HISTORY)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            with kafka_errors("reading queue-events", self.settings.kafka_bootstrap_servers):
-                plan = self._plan(consumer, None)
-                consumer.assign(plan.partitions)
-                for tp in plan.partitions:
-                    consumer.seek(tp, plan.start[tp])
-            # The history (up to the end offsets at open) is one queue's events: gather it and
-            # yield it in time order, since partitions (unkeyed senders) interleave only by time.
-            history: builtins.list[BaseEvent] = []
-            in_history = True
-            while deadline is None or time.monotonic() < deadline:
-                for records in consumer.poll(timeout_ms=_POLL_MS, max_records=5000).values():
-                    for record in records:
-                        event = self._decode(record.value)
-                        if event is None:
-                            continue
-                        if in_history:
-                            history.append(event)
-                        else:
-                            yield event
-                if in_history and all(
-                    consumer.position(tp) >= plan.end[tp] for tp in plan.partitions
-                ):
-                    in_history = False
-                    yield from _in_order(history, plan)
-                    if not follow:
-                        return
-            if in_history:
-                yield from _in_order(history, plan)
-        finally:
-            consumer.close()
+        return self._telemetry.events(follow, timeout=timeout)
 
     def status(self, *, timeout: float = 10.0) -> pd.DataFrame:
         """Return one row per producer: status, records written, last seen and its age."""
         import pandas as pd
 
-        self._follow()
-        self._caught_up.wait(timeout)
+        self._telemetry.follow()
+        self._telemetry.caught_up.wait(timeout)
         now = time.time()
         rows = [
             {
@@ -455,10 +344,8 @@ class Queue:
         with the launcher's Jobs (`telemetry.merge_jobs`), so a Job that ended without a
         terminal event shows its producer `failed` with the reason ("exit code 1 before any
         telemetry", "killed by SIGKILL after loading")."""
-        self._follow()
-        with self._lock:
-            states = dict(self._states)
-        return merge_jobs(states, self._job_views())
+        self._telemetry.follow()
+        return merge_jobs(self._telemetry.states(), self._job_views())
 
     def wait(
         self,
@@ -480,7 +367,7 @@ class Queue:
         """
         from tqdm.auto import tqdm
 
-        self._follow()
+        self._telemetry.follow()
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = tqdm(desc=self.queue_id, unit=" records", disable=not progress)
         try:
@@ -505,267 +392,18 @@ class Queue:
     def cancel(
         self, grace: float = 30.0, *, kill_grace: float = 10.0, target: str | None = None
     ) -> pd.DataFrame:
-        """Stop the queue for sure: `stop`, up to `grace` s for `interrupted`, then delete.
+        """Stop the queue for sure: `stop`, up to `grace` s for `interrupted`, then delete
+        its Jobs (`control.cancel.cancel`); the result has a `cancel` column per producer."""
+        from streamforge_nb.control.cancel import cancel
 
-        Sends `stop` (as `stop()` does); waits up to `grace` s for every producer to end;
-        then deletes the queue's Jobs through its launcher (reattached from queue state if
-        need be), so a Job that never started (Pending, pulling, hung) goes too; a Job's
-        process gets `kill_grace` s between SIGTERM and SIGKILL. A producer still running
-        when its Job is deleted is recorded on `queue-events` as `interrupted` with the
-        message "deleted by cancel ...", so every reader (any process, `Queue.list()`, the
-        panels) sees the same end.
-
-        Returns `status()` with a `cancel` column per producer: `stopped` (it answered
-        `interrupted` within the grace), `deleted` (its Job was deleted first), or its own
-        earlier end (`finished`, `error`, `failed`, `interrupted`).
-        """
-        import pandas as pd
-
-        from streamforge_nb.kafka.send import send_event
-
-        self._follow()
-        self._caught_up.wait(10)
-        launcher = self._reattach()
-        before = {p: s.status for p, s in self.producers().items() if s.terminal}
-        sent = time.time()
-        try:
-            self._send(StopCommand(queue_id=self.queue_id, target=target, timestamp=sent))
-        except StreamForgeError as exc:  # deleting is still possible
-            log.warning("could not send stop to %s: %s", self.queue_id, exc)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            states = self.producers()
-            live = [s for p, s in states.items() if not s.terminal and _chosen(p, target)]
-            running = [
-                j for j in self._job_views(fresh=True)
-                if j.state in ("active", "pending") and _chosen(j.target, target)
-            ]  # fmt: skip
-            if not live and not running:
-                break
-            time.sleep(0.2)
-        states = self.producers()
-        outcome = {p: before.get(p) or states[p].status for p in states}
-        deleted: builtins.list[str] = []
-        if launcher is not None:
-            jobs = {j.name: j for j in self._job_views(fresh=True)}
-            chosen = [j for j in jobs.values() if _chosen(j.target, target)]
-            if target is None:
-                deleted = launcher.delete(self.queue_id, grace=kill_grace)
-            elif chosen:  # one target: only its Jobs (a launcher deletes per queue)
-                deleted = _delete_jobs(launcher, self.queue_id, chosen, kill_grace)
-            for name in deleted:
-                job = jobs.get(name)
-                if job is None:
-                    continue
-                producer = job.producer or job.target
-                state = states.get(producer)
-                if state is None or not state.terminal:
-                    outcome[producer] = "deleted"
-                    event = Interrupted(
-                        queue_id=self.queue_id,
-                        producer=producer,
-                        records_written=state.records_written if state else 0,
-                        message=f"deleted by cancel: no `interrupted` within the {grace:g} s "
-                        f"grace (was {state.status if state else 'without telemetry'})",
-                    )
-                    try:
-                        send_event(self.settings, event)
-                    except StreamForgeError as exc:
-                        log.warning("could not record the deletion of %s: %s", producer, exc)
-            self._jobs_cache = None
-        for producer in self.producers():
-            if producer not in outcome:
-                continue
-            if outcome[producer] == "interrupted" and producer not in before:
-                outcome[producer] = "stopped"
-        # The deletions' own events: wait (briefly) until this handle has read them.
-        settle = time.monotonic() + 10
-        while time.monotonic() < settle and any(
-            v == "deleted" and not self.producers().get(p, _NOTHING).terminal
-            for p, v in outcome.items()
-        ):
-            time.sleep(0.1)
-        frame = self.status()
-        frame["cancel"] = pd.Series(outcome, dtype=object).reindex(frame.index)
-        return frame
+        return cancel(self, grace, kill_grace=kill_grace, target=target)
 
     def subscribe(self, callback: Callable[[BaseEvent], None]) -> None:
         """Call `callback(event)` from the follower thread for every event of this queue."""
-        with self._lock:
-            self._listeners.append(callback)
-        self._follow()
+        self._telemetry.subscribe(callback)
 
     def unsubscribe(self, callback: Callable[[BaseEvent], None]) -> None:
-        with self._lock:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
-
-    # -- the follower threads ----------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        """Tell whether `close()` was called."""
-        return self._closing.is_set()
-
-    def _follow(self, *, history: bool = True) -> None:
-        """Start following the live end (once); with `history`, also read the history (once)."""
-        with self._follow_lock:  # two threads asking at once must not start two followers
-            if self._closing.is_set():
-                raise StreamForgeError(f"{self!r} is closed")
-            if self._thread is None:
-                self._start_follower()
-            if history and self._history_thread is None:
-                self._history_thread = threading.Thread(
-                    target=self._run_history, args=(self._live_start,),
-                    name=f"queue-{self.queue_id}-history", daemon=True,
-                )  # fmt: skip
-                self._history_thread.start()
-
-    def _plan(self, consumer: KafkaConsumer, end: dict[TopicPartition, int] | None) -> _ReadPlan:
-        """Return where this queue's history is: its partition(s) from its start, up to `end`.
-
-        `end` (default: the current end offsets) is where the live consumer starts, so
-        history and live meet without a gap or an overlap.
-        """
-        topic = self.settings.queue_events_topic
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
-        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
-        if end is None:
-            end = dict(consumer.end_offsets(partitions))
-        own = TopicPartition(topic, partition_for(self.queue_id, len(partitions)))
-        if self.since is not None:
-            # Every partition from the start: services that do not key by queue id count too.
-            start = offsets_at(consumer, partitions, self.since - START_SLACK_S)
-        else:
-            start = dict(end)
-            start.update(offsets_at(consumer, [own], queue_start_time(self.queue_id)))
-        start = {tp: min(start[tp], end[tp]) for tp in partitions}
-        return _ReadPlan(partitions, start, end)
-
-    def _start_follower(self) -> None:
-        consumer = make_consumer(self.settings, **_CONSUMER)
-        try:
-            with kafka_errors("following queue-events", self.settings.kafka_bootstrap_servers):
-                topic = self.settings.queue_events_topic
-                numbers = consumer.partitions_for_topic(topic)
-                if not numbers:
-                    raise StreamForgeError(
-                        f"topic {topic} does not exist (`streamforge-nb topics`)"
-                    )
-                partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
-                consumer.assign(partitions)
-                # The live end first: a pong sent from now on is seen the moment it arrives.
-                consumer.seek_to_end(*partitions)
-                end = {tp: consumer.position(tp) for tp in partitions}
-        except BaseException:
-            consumer.close()
-            raise
-        self._consumer = consumer
-        self._live_start = end
-        self._thread = threading.Thread(
-            target=self._run_live, args=(consumer,), name=f"queue-{self.queue_id}", daemon=True
-        )
-        self._thread.start()
-
-    def _run_live(self, consumer: KafkaConsumer) -> None:
-        while not self._closing.is_set():
-            try:
-                batches = consumer.poll(timeout_ms=_POLL_MS)
-                received = time.perf_counter()
-                for records in batches.values():
-                    for record in records:
-                        event = self._decode(record.value)
-                        if event is not None:
-                            self._live(event, received)
-            except Exception:
-                if self._closing.is_set():
-                    return
-                log.exception("following %s failed; retrying", self.queue_id)
-                time.sleep(0.5)
-
-    def _run_history(self, end: dict[TopicPartition, int]) -> None:
-        """Read the history up to where the live consumer started, then let live events in."""
-        events: builtins.list[BaseEvent] = []
-        plan = _ReadPlan([], {}, {})
-        while not self._closing.is_set():
-            consumer: KafkaConsumer | None = None
-            try:
-                events = []
-                consumer = make_consumer(self.settings, **_CONSUMER, **_HISTORY)
-                plan = self._plan(consumer, end)
-                remaining = plan.remaining
-                if remaining:
-                    consumer.assign(remaining)
-                    for tp in remaining:
-                        consumer.seek(tp, plan.start[tp])
-                while remaining and not self._closing.is_set():
-                    for records in consumer.poll(timeout_ms=_POLL_MS, max_records=5000).values():
-                        for record in records:
-                            tp = TopicPartition(record.topic, record.partition)
-                            if record.offset < plan.end[tp]:
-                                event = self._decode(record.value)
-                                if event is not None:
-                                    events.append(event)
-                    remaining = [tp for tp in remaining if consumer.position(tp) < plan.end[tp]]
-                break
-            except Exception:
-                if self._closing.is_set():
-                    return
-                log.exception("reading the history of %s failed; retrying", self.queue_id)
-                time.sleep(0.5)
-            finally:
-                if consumer is not None:
-                    consumer.close()
-        if self._closing.is_set():
-            return
-        events = _in_order(events, plan)
-        with self._lock:
-            pending = self._pending or []
-            self._pending = None
-        for event in [*events, *pending]:
-            self._apply(event)
-        self._caught_up.set()
-
-    def _decode(self, raw: bytes | None) -> BaseEvent | None:
-        # Most of the topic is other queues' telemetry: skip it without parsing it.
-        if raw is None or self._needle not in raw:
-            return None
-        try:
-            event: BaseEvent = decode_event(raw)
-        except MessageError as exc:
-            MALFORMED.note(exc)
-            return None
-        return event if event.queue_id == self.queue_id else None
-
-    def _live(self, event: BaseEvent, received: float) -> None:
-        """Match a pong at once; fold the event now, or after the history if it is not read."""
-        with self._lock:
-            if isinstance(event, Pong):
-                waiter = self._waiters.get(event.correlation_id)
-                if waiter is not None:
-                    waiter.replies.append(
-                        PongReply(event.producer, received - waiter.sent_at, event)
-                    )
-                    if len(waiter.replies) >= waiter.expect:
-                        waiter.done.set()
-            if self._pending is not None:
-                self._pending.append(event)
-                return
-        self._apply(event)
-
-    def _apply(self, event: BaseEvent) -> None:
-        with self._lock:
-            try:
-                self._states = fold(self._states, event)
-            except Exception:  # fold never raises on a decoded event; never lose the thread
-                log.exception("could not fold an event of %s", self.queue_id)
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("queue listener failed")
+        self._telemetry.unsubscribe(callback)
 
     # -- lifecycle and display ---------------------------------------------------------------
     def close(self) -> None:
@@ -773,15 +411,10 @@ class Queue:
         for panel in self._panels:
             panel.close()
         self._panels.clear()
-        self._closing.set()
-        for thread in (self._thread, self._history_thread):
-            if thread is not None:
-                thread.join(timeout=5)
-        if self._consumer is not None:
-            self._consumer.close()
+        self._telemetry.close()
         if self._producer is not None:
             self._producer.close(timeout=5)
-        self._thread = self._history_thread = self._consumer = self._producer = None
+        self._producer = None
 
     def __enter__(self) -> Queue:
         return self

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
+    from streamforge_nb.workflow.kubernetes import KubernetesLauncher as KubernetesLauncher
     from streamforge_nb.workflow.launchers import JobStatus as JobStatus
-    from streamforge_nb.workflow.launchers import KubernetesLauncher as KubernetesLauncher
     from streamforge_nb.workflow.launchers import Launcher as Launcher
-    from streamforge_nb.workflow.launchers import LocalLauncher as LocalLauncher
     from streamforge_nb.workflow.launchers import get_launcher as get_launcher
     from streamforge_nb.workflow.launchers import launcher_for as launcher_for
     from streamforge_nb.workflow.launchers import register_launcher as register_launcher
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from streamforge_nb.workflow.plan import Step as Step
     from streamforge_nb.workflow.plan import Workflow as Workflow
     from streamforge_nb.workflow.plan import check_time_range as check_time_range
+    from streamforge_nb.workflow.processes import LocalLauncher as LocalLauncher
     from streamforge_nb.workflow.runner import main as main
     from streamforge_nb.workflow.runner import run_job as run_job
     from streamforge_nb.workflow.targets import CONFIG_MAP as CONFIG_MAP
@@ -41,9 +41,9 @@ _EXPORTS = {
     "EXCHANGE_START": "streamforge_nb.workflow.plan",
     "JobStatus": "streamforge_nb.workflow.launchers",
     "JobTarget": "streamforge_nb.workflow.targets",
-    "KubernetesLauncher": "streamforge_nb.workflow.launchers",
+    "KubernetesLauncher": "streamforge_nb.workflow.kubernetes",
     "Launcher": "streamforge_nb.workflow.launchers",
-    "LocalLauncher": "streamforge_nb.workflow.launchers",
+    "LocalLauncher": "streamforge_nb.workflow.processes",
     "OUTPUT_ENV": "streamforge_nb.workflow.targets",
     "PARAMETERS_ENV": "streamforge_nb.workflow.targets",
     "Plan": "streamforge_nb.workflow.plan",

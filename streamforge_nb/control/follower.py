@@ -1,0 +1,344 @@
+"""The telemetry follower behind a `Queue`: queue-events read live and, behind it, history.
+
+Two consumers, started on first use: the live one, positioned at the end of every partition
+FIRST, hands each pong to the ping waiting for it the moment it arrives, whatever the topic's
+history; the history one, in its own thread, reads only what precedes that end since the
+queue's start: the queue's own partition (murmur2 of the queue id over the real partition
+count) from the queue's start time (`since`, or the day in the queue id;
+`offsets_for_times`), and, when `since` is known, the other partitions from it too (events of
+services that do not key by queue id). Live events wait behind the history so the fold stays
+in order. Neither ever reads from offset 0 when a start is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+
+from streamforge_nb.control.telemetry import MALFORMED, ProducerState, fold
+from streamforge_nb.exceptions import MessageError, StreamForgeError, kafka_errors
+from streamforge_nb.kafka.clients import make_consumer
+from streamforge_nb.kafka.partitions import (
+    START_SLACK_S,
+    offsets_at,
+    partition_for,
+    queue_start_time,
+)
+from streamforge_nb.platform.contract import BaseEvent, Pong, decode_event
+from streamforge_nb.settings import Settings
+
+__all__ = ["Follower", "PongReply"]
+
+log = logging.getLogger("streamforge_nb.control.queue")
+_POLL_MS = 100
+_CONSUMER = {"enable_auto_commit": False, "fetch_max_wait_ms": 100}
+# History readers fetch in small responses: kafka-python parses a response in the network
+# thread every client of the process shares, and a big one delays the live consumers' pongs.
+_HISTORY = {"max_partition_fetch_bytes": 256 * 1024, "fetch_max_bytes": 1024 * 1024}
+
+
+@dataclass(frozen=True)
+class _ReadPlan:
+    """Which offsets of queue-events hold a queue's history: [start, end) per partition."""
+
+    partitions: list[TopicPartition]
+    start: dict[TopicPartition, int]
+    end: dict[TopicPartition, int]
+
+    @property
+    def remaining(self) -> list[TopicPartition]:
+        return [tp for tp in self.partitions if self.start[tp] < self.end[tp]]
+
+
+def _in_order(events: list[BaseEvent], plan: _ReadPlan) -> list[BaseEvent]:
+    """Return `events` in time order when read from several partitions (else as read)."""
+    if len(plan.remaining) > 1:
+        return sorted(events, key=lambda e: e.timestamp)
+    return events
+
+
+@dataclass(frozen=True)
+class PongReply:
+    """A pong matched to its ping, with the round trip measured by the sender."""
+
+    producer: str
+    round_trip_s: float
+    pong: Pong
+
+
+class _PingWaiter:
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
+        self.sent_at = 0.0
+        self.replies: list[PongReply] = []
+        self.done = threading.Event()
+
+
+class Follower:
+    """Fold one queue's telemetry into producer states; match pongs to waiting pings."""
+
+    def __init__(self, queue_id: str, settings: Settings, since: float | None) -> None:
+        self.queue_id = queue_id
+        self.settings = settings
+        # When the queue started, if known (Unix seconds); may be learnt before following.
+        self.since = since
+        self._needle = queue_id.encode()
+        self._lock = threading.Lock()
+        self._states: dict[str, ProducerState] = {}
+        self._waiters: dict[str, _PingWaiter] = {}
+        self._listeners: list[Callable[[BaseEvent], None]] = []
+        self._consumer: KafkaConsumer | None = None
+        self._thread: threading.Thread | None = None
+        self._history_thread: threading.Thread | None = None
+        self._live_start: dict[TopicPartition, int] = {}
+        self._pending: list[BaseEvent] | None = []  # live events behind the history
+        self.caught_up = threading.Event()
+        self._closing = threading.Event()
+        self._follow_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Follower({self.queue_id!r})"
+
+    @property
+    def closed(self) -> bool:
+        """Tell whether `close()` was called."""
+        return self._closing.is_set()
+
+    def states(self) -> dict[str, ProducerState]:
+        """Return a snapshot of the folded producer states."""
+        with self._lock:
+            return dict(self._states)
+
+    def expect_pongs(self, correlation_id: str, expect: int) -> _PingWaiter:
+        """Register a ping about to be sent; its pongs land in the returned waiter."""
+        waiter = _PingWaiter(expect)
+        with self._lock:
+            self._waiters[correlation_id] = waiter
+        return waiter
+
+    def forget_ping(self, correlation_id: str) -> None:
+        with self._lock:
+            self._waiters.pop(correlation_id, None)
+
+    def subscribe(self, callback: Callable[[BaseEvent], None]) -> None:
+        """Call `callback(event)` from the follower thread for every event of this queue."""
+        with self._lock:
+            self._listeners.append(callback)
+        self.follow()
+
+    def unsubscribe(self, callback: Callable[[BaseEvent], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+    def follow(self, *, history: bool = True) -> None:
+        """Start following the live end (once); with `history`, also read the history (once)."""
+        with self._follow_lock:  # two threads asking at once must not start two followers
+            if self._closing.is_set():
+                raise StreamForgeError(f"{self!r} is closed")
+            if self._thread is None:
+                self._start_follower()
+            if history and self._history_thread is None:
+                self._history_thread = threading.Thread(
+                    target=self._run_history, args=(self._live_start,),
+                    name=f"queue-{self.queue_id}-history", daemon=True,
+                )  # fmt: skip
+                self._history_thread.start()
+
+    def plan(self, consumer: KafkaConsumer, end: dict[TopicPartition, int] | None) -> _ReadPlan:
+        """Return where this queue's history is: its partition(s) from its start, up to `end`.
+
+        `end` (default: the current end offsets) is where the live consumer starts, so
+        history and live meet without a gap or an overlap.
+        """
+        topic = self.settings.queue_events_topic
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        if end is None:
+            end = dict(consumer.end_offsets(partitions))
+        own = TopicPartition(topic, partition_for(self.queue_id, len(partitions)))
+        if self.since is not None:
+            # Every partition from the start: services that do not key by queue id count too.
+            start = offsets_at(consumer, partitions, self.since - START_SLACK_S)
+        else:
+            start = dict(end)
+            start.update(offsets_at(consumer, [own], queue_start_time(self.queue_id)))
+        start = {tp: min(start[tp], end[tp]) for tp in partitions}
+        return _ReadPlan(partitions, start, end)
+
+    def _start_follower(self) -> None:
+        consumer = make_consumer(self.settings, **_CONSUMER)
+        try:
+            with kafka_errors("following queue-events", self.settings.kafka_bootstrap_servers):
+                topic = self.settings.queue_events_topic
+                numbers = consumer.partitions_for_topic(topic)
+                if not numbers:
+                    raise StreamForgeError(
+                        f"topic {topic} does not exist (`streamforge-nb topics`)"
+                    )
+                partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+                consumer.assign(partitions)
+                # The live end first: a pong sent from now on is seen the moment it arrives.
+                consumer.seek_to_end(*partitions)
+                end = {tp: consumer.position(tp) for tp in partitions}
+        except BaseException:
+            consumer.close()
+            raise
+        self._consumer = consumer
+        self._live_start = end
+        self._thread = threading.Thread(
+            target=self._run_live, args=(consumer,), name=f"queue-{self.queue_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _run_live(self, consumer: KafkaConsumer) -> None:
+        while not self._closing.is_set():
+            try:
+                batches = consumer.poll(timeout_ms=_POLL_MS)
+                received = time.perf_counter()
+                for records in batches.values():
+                    for record in records:
+                        event = self._decode(record.value)
+                        if event is not None:
+                            self._live(event, received)
+            except Exception:
+                if self._closing.is_set():
+                    return
+                log.exception("following %s failed; retrying", self.queue_id)
+                time.sleep(0.5)
+
+    def _run_history(self, end: dict[TopicPartition, int]) -> None:
+        """Read the history up to where the live consumer started, then let live events in."""
+        events: list[BaseEvent] = []
+        plan = _ReadPlan([], {}, {})
+        while not self._closing.is_set():
+            consumer: KafkaConsumer | None = None
+            try:
+                events = []
+                consumer = make_consumer(self.settings, **_CONSUMER, **_HISTORY)
+                plan = self.plan(consumer, end)
+                remaining = plan.remaining
+                if remaining:
+                    consumer.assign(remaining)
+                    for tp in remaining:
+                        consumer.seek(tp, plan.start[tp])
+                while remaining and not self._closing.is_set():
+                    for records in consumer.poll(timeout_ms=_POLL_MS, max_records=5000).values():
+                        for record in records:
+                            tp = TopicPartition(record.topic, record.partition)
+                            if record.offset < plan.end[tp]:
+                                event = self._decode(record.value)
+                                if event is not None:
+                                    events.append(event)
+                    remaining = [tp for tp in remaining if consumer.position(tp) < plan.end[tp]]
+                break
+            except Exception:
+                if self._closing.is_set():
+                    return
+                log.exception("reading the history of %s failed; retrying", self.queue_id)
+                time.sleep(0.5)
+            finally:
+                if consumer is not None:
+                    consumer.close()
+        if self._closing.is_set():
+            return
+        events = _in_order(events, plan)
+        with self._lock:
+            pending = self._pending or []
+            self._pending = None
+        for event in [*events, *pending]:
+            self._apply(event)
+        self.caught_up.set()
+
+    def _decode(self, raw: bytes | None) -> BaseEvent | None:
+        # Most of the topic is other queues' telemetry: skip it without parsing it.
+        if raw is None or self._needle not in raw:
+            return None
+        try:
+            event: BaseEvent = decode_event(raw)
+        except MessageError as exc:
+            MALFORMED.note(exc)
+            return None
+        return event if event.queue_id == self.queue_id else None
+
+    def _live(self, event: BaseEvent, received: float) -> None:
+        """Match a pong at once; fold the event now, or after the history if it is not read."""
+        with self._lock:
+            if isinstance(event, Pong):
+                waiter = self._waiters.get(event.correlation_id)
+                if waiter is not None:
+                    waiter.replies.append(
+                        PongReply(event.producer, received - waiter.sent_at, event)
+                    )
+                    if len(waiter.replies) >= waiter.expect:
+                        waiter.done.set()
+            if self._pending is not None:
+                self._pending.append(event)
+                return
+        self._apply(event)
+
+    def _apply(self, event: BaseEvent) -> None:
+        with self._lock:
+            try:
+                self._states = fold(self._states, event)
+            except Exception:  # fold never raises on a decoded event; never lose the thread
+                log.exception("could not fold an event of %s", self.queue_id)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("queue listener failed")
+
+    def events(self, follow: bool = False, *, timeout: float | None = None) -> Iterator[BaseEvent]:
+        """Yield this queue's events from its start; with `follow`, keep waiting for more."""
+        consumer = make_consumer(self.settings, **_CONSUMER, **_HISTORY)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            with kafka_errors("reading queue-events", self.settings.kafka_bootstrap_servers):
+                plan = self.plan(consumer, None)
+                consumer.assign(plan.partitions)
+                for tp in plan.partitions:
+                    consumer.seek(tp, plan.start[tp])
+            # The history (up to the end offsets at open) is one queue's events: gather it and
+            # yield it in time order, since partitions (unkeyed senders) interleave only by time.
+            history: list[BaseEvent] = []
+            in_history = True
+            while deadline is None or time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=_POLL_MS, max_records=5000).values():
+                    for record in records:
+                        event = self._decode(record.value)
+                        if event is None:
+                            continue
+                        if in_history:
+                            history.append(event)
+                        else:
+                            yield event
+                if in_history and all(
+                    consumer.position(tp) >= plan.end[tp] for tp in plan.partitions
+                ):
+                    in_history = False
+                    yield from _in_order(history, plan)
+                    if not follow:
+                        return
+            if in_history:
+                yield from _in_order(history, plan)
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        """End both threads and release the live consumer."""
+        self._closing.set()
+        for thread in (self._thread, self._history_thread):
+            if thread is not None:
+                thread.join(timeout=5)
+        if self._consumer is not None:
+            self._consumer.close()
+        self._thread = self._history_thread = self._consumer = None

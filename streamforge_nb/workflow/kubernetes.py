@@ -1,0 +1,219 @@
+"""The `kubernetes` launcher: the Job as planned, submitted to the API server.
+
+In-cluster config, else kubeconfig (and its context); a queue's Jobs are found by their
+`queue_id` label, and their conditions and Pods' states become the Job's state and reason.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from streamforge_nb.exceptions import ConfigError, StreamForgeError
+from streamforge_nb.workflow.launchers import JobStatus, Launcher, _producer
+
+__all__ = ["KubernetesLauncher"]
+
+
+class KubernetesLauncher(Launcher):
+    """Submit Jobs to Kubernetes (in-cluster config, else kubeconfig)."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self, namespace: str = "stf", api_client: Any = None, context: str | None = None
+    ) -> None:
+        from kubernetes import client, config
+
+        self.namespace = namespace
+        self.context = context
+        if api_client is None:
+            try:
+                if context:  # a named kubeconfig context wins over the in-cluster config
+                    raise config.ConfigException("a kubeconfig context was named")
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
+            except config.ConfigException:
+                try:
+                    config.load_kube_config(context=context)  # type: ignore[no-untyped-call]
+                except config.ConfigException as exc:
+                    raise ConfigError(
+                        f"no Kubernetes config (in-cluster or kubeconfig): {exc}"
+                    ) from None
+            api_client = client.ApiClient()
+        self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def options(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "context": self.context}
+
+    def _call(self, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return func(*args, **kwargs)
+        except ApiException as exc:
+            reason = exc.reason or ""
+            with contextlib.suppress(ValueError, TypeError):
+                reason = json.loads(exc.body or "{}").get("message", reason)
+            raise StreamForgeError(f"{what}: Kubernetes said {exc.status}: {reason}") from None
+        except HTTPError as exc:
+            raise StreamForgeError(f"{what}: Kubernetes API unreachable: {exc}") from None
+
+    def submit(self, job: dict[str, Any], *, dry_run: bool = False) -> str:
+        namespace = job["metadata"].get("namespace", self.namespace)
+        extra = {"dry_run": "All"} if dry_run else {}
+        created = self._call(
+            f"creating Job {job['metadata']['name']}",
+            self.batch.create_namespaced_job,
+            namespace,
+            job,
+            **extra,
+        )
+        return str(created.metadata.name)
+
+    def get(self, job_name: str) -> dict[str, Any]:
+        """Return the Job as the API server stores it (a plain dict)."""
+        job = self._call(
+            f"reading Job {job_name}", self.batch.read_namespaced_job, job_name, self.namespace
+        )
+        result: dict[str, Any] = self.batch.api_client.sanitize_for_serialization(job)
+        return result
+
+    def list(self, queue_id: str) -> list[JobStatus]:
+        jobs = self._call(
+            f"listing Jobs of {queue_id}",
+            self.batch.list_namespaced_job,
+            self.namespace,
+            label_selector=f"queue_id={queue_id}",
+        )
+        if not jobs.items:
+            return []
+        pods = self._call(
+            f"listing Pods of {queue_id}",
+            self.core.list_namespaced_pod,
+            self.namespace,
+            label_selector=f"queue_id={queue_id}",
+        )
+        by_job: dict[str, builtins.list[Any]] = {}
+        for pod in pods.items:
+            by_job.setdefault((pod.metadata.labels or {}).get("job-name", ""), []).append(pod)
+        return [_job_status(job, queue_id, by_job.get(job.metadata.name, [])) for job in jobs.items]
+
+    def delete(self, queue_id: str, *, grace: float = 30.0) -> builtins.list[str]:
+        """Delete the queue's Jobs with propagation `Background`.
+
+        Background: the API server deletes the Job object at once and the garbage collector
+        then deletes its Pods, each with `grace` s between SIGTERM (the runner asks its
+        worker to stop, papermill saves the notebook) and SIGKILL. Foreground would keep
+        the Job (with a deletionTimestamp) until every Pod is gone, so a cancel of a Pod
+        stuck Terminating on a lost node would block, and `list()` would keep showing the
+        Job; the Pods of a Pending Job go either way. `cancel()` has already waited its own
+        grace for `interrupted`, so nothing is gained by waiting here.
+        """
+        names = [job.name for job in self.list(queue_id)]
+        for name in names:
+            self._call(
+                f"deleting Job {name}",
+                self.batch.delete_namespaced_job,
+                name,
+                self.namespace,
+                propagation_policy="Background",
+                grace_period_seconds=max(0, round(grace)),
+            )
+        return names
+
+    def logs(self, job_name: str) -> str:
+        pods = self._call(
+            f"finding the Pods of {job_name}",
+            self.core.list_namespaced_pod,
+            self.namespace,
+            label_selector=f"job-name={job_name}",
+        )
+        texts = [
+            self._call(
+                f"reading logs of {pod.metadata.name}",
+                self.core.read_namespaced_pod_log,
+                pod.metadata.name,
+                self.namespace,
+            )
+            for pod in pods.items
+        ]
+        return "\n".join(texts)
+
+
+# Pod waiting reasons that mean the container will not start by itself.
+_STUCK = ("ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff", "CreateContainerConfigError",
+          "CreateContainerError", "InvalidImageName", "RunContainerError")  # fmt: skip
+
+
+def _pod_reason(pod: Any) -> str:
+    """Why a Pod is not running, from its container states: "ImagePullBackOff: <message>",
+    "OOMKilled (exit code 137)", "Unschedulable: 0/1 nodes ...", or ""."""
+    status = pod.status
+    if status is None:
+        return ""
+    for container in status.container_statuses or []:
+        state = container.state
+        if state is None:
+            continue
+        if state.waiting is not None and state.waiting.reason not in (None, "ContainerCreating"):
+            message = f": {state.waiting.message}" if state.waiting.message else ""
+            return f"{state.waiting.reason}{message}"
+        if state.terminated is not None and state.terminated.exit_code:
+            reason = state.terminated.reason or "Error"
+            return f"{reason} (exit code {state.terminated.exit_code})"
+    for condition in status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return f"{condition.reason or 'Unschedulable'}: {condition.message or ''}".rstrip(": ")
+    if status.reason:  # e.g. Evicted, DeadlineExceeded on the Pod
+        return f"{status.reason}: {status.message or ''}".rstrip(": ")
+    return ""
+
+
+def _job_status(job: Any, queue_id: str, pods: Sequence[Any] = ()) -> JobStatus:
+    """A Job's state from its conditions (Complete, Failed: BackoffLimitExceeded,
+    DeadlineExceeded) and its Pods' container states (waiting and termination reasons)."""
+    status = job.status
+    conditions = {c.type: c for c in status.conditions or [] if c.status == "True"}
+    pod_reasons = [r for r in (_pod_reason(p) for p in pods) if r]
+    ended_at: Any = None
+    if "Complete" in conditions or (status.succeeded and not status.active):
+        state = "succeeded"
+        ended_at = status.completion_time
+    elif "Failed" in conditions:
+        # Only the condition: between retries (backoffLimit) a Job has failed Pods and none
+        # active, yet it is not over.
+        state = "failed"
+        failed = conditions.get("Failed")
+        ended_at = failed.last_transition_time if failed is not None else None
+    elif status.active:
+        state = "active"
+    else:
+        state = "pending"
+    if state == "failed":
+        failed = conditions.get("Failed")
+        why = f"{failed.reason}: {failed.message}" if failed is not None else "Job failed"
+        detail = "; ".join([why, *pod_reasons[-1:]])
+    elif state in ("active", "pending"):
+        detail = "; ".join(pod_reasons)
+        stuck = [r for r in pod_reasons if r.startswith(_STUCK)]
+        detail = "; ".join(stuck) or detail
+    else:
+        detail = ""
+    labels = job.metadata.labels or {}
+    containers = job.spec.template.spec.containers if job.spec and job.spec.template else []
+    producer = _producer(_as_dict(containers[0])) if containers else ""
+    return JobStatus(
+        job.metadata.name, queue_id, labels.get("target", ""), state, detail, producer,
+        ended_at.timestamp() if hasattr(ended_at, "timestamp") else None,
+    )  # fmt: skip
+
+
+def _as_dict(container: Any) -> dict[str, Any]:
+    if isinstance(container, dict):
+        return container
+    return {"env": list(container.env or [])}
