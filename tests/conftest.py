@@ -23,6 +23,8 @@ from streamforge_nb.testing import local_broker
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route
 
+    from streamforge_nb.local.cluster.node import LocalNode
+    from streamforge_nb.testing.image import BuiltImage
     from streamforge_nb.ui.dashboard import Dashboard
 
 
@@ -204,3 +206,43 @@ def browser_page(chromium: Browser) -> Iterator[Page]:
         with contextlib.suppress(Exception):
             page.close(run_before_unload=True)
         context.close()
+
+
+# -- a real single-node cluster (`-m node`) ------------------------------------------------------
+@pytest.fixture(scope="session")
+def node_image() -> BuiltImage:
+    """jupyter-image/Dockerfile built offline with podman (cached on a hash of its inputs)."""
+    from streamforge_nb.exceptions import KubeTestError
+    from streamforge_nb.local.cluster.node import node_unavailable
+    from streamforge_nb.testing.image import build_image
+
+    reason = node_unavailable()
+    if reason:
+        pytest.skip(f"no real node here: {reason}")
+    try:
+        return build_image()
+    except KubeTestError as exc:
+        pytest.fail(f"the image did not build: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def node(
+    tmp_path_factory: pytest.TempPathFactory, node_image: BuiltImage
+) -> Iterator[LocalNode]:
+    """A real node (etcd, API server, controllers, scheduler, kubelet, containerd) with the image.
+
+    Skipped, saying why, without root or the node's binaries (scripts/install-node-deps,
+    scripts/build-kube --node).
+    """
+    from streamforge_nb.exceptions import KubeTestError
+    from streamforge_nb.local.cluster.node import local_node
+
+    manager = local_node(tmp_path_factory.mktemp("node"), images=[node_image.archive])
+    try:
+        started = manager.__enter__()
+    except KubeTestError as exc:
+        pytest.fail(f"the local node did not start: {exc}", pytrace=False)
+    try:
+        yield started
+    finally:
+        manager.__exit__(None, None, None)

@@ -117,3 +117,41 @@ def topics_ensure() -> None:
     finally:
         admin.close()
     click.echo("created: " + ", ".join(created) if created else "all service topics exist")
+
+
+@local.group("cluster")
+def local_cluster() -> None:
+    """Run a real single-node Kubernetes here (root; binaries from scripts/build-kube --node)."""
+
+
+@local_cluster.command("up")
+def local_cluster_up() -> None:
+    """Start the cluster in the background (idempotent); print its kubeconfig."""
+    from streamforge_nb.local.cluster.service import cluster_up
+
+    path = cluster_up()
+    click.echo(f"KUBECONFIG={path}")
+    click.echo(f"# export KUBECONFIG={path}  (kubectl, helm, Workflow.launch('kubernetes'))")
+
+
+@local_cluster.command("down")
+def local_cluster_down() -> None:
+    """Stop the cluster; nothing is left behind."""
+    from streamforge_nb.local.cluster.service import cluster_down
+
+    click.echo("stopped" if cluster_down() else "not running")
+
+
+@local_cluster.command("status")
+@json_option("One JSON object.")
+def local_cluster_status(as_json: bool) -> int:
+    """Exit 0 when the cluster runs, 3 when it does not."""
+    from streamforge_nb.local.cluster.service import cluster_status
+
+    status = cluster_status()
+    if as_json:
+        echo_json(status)
+    else:
+        for key, value in status.items():
+            click.echo(f"{key}: {value}")
+    return 0 if status.get("running") else 3

@@ -1,6 +1,6 @@
 """Helpers for tests, ours and users': a real Kubernetes API server (with etcd) per test session.
 
-from streamforge_nb.testing.kube import local_apiserver
+from streamforge_nb.local.cluster.apiserver import local_apiserver
 
 with local_apiserver(tmp_path) as kube:
     api = kube.api_client()                      # kubernetes.client.ApiClient, as admin
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from streamforge_nb.exceptions import KubeTestError, ProcessExited, StartTimeout
+from streamforge_nb.local.cluster.api import SERVICE_ACCOUNT_ISSUER, LocalApiServer
+from streamforge_nb.local.cluster.pki import write_kubeconfig, write_pki
 from streamforge_nb.local.process import (
     LOOPBACK,
     HttpProbe,
@@ -42,8 +44,6 @@ from streamforge_nb.local.process import (
     terminate_group,
     wait_ready,
 )
-from streamforge_nb.testing.kube_api import SERVICE_ACCOUNT_ISSUER, LocalApiServer
-from streamforge_nb.testing.kube_pki import write_kubeconfig, write_pki
 
 __all__ = [
     "KubeBinaries",
@@ -105,7 +105,7 @@ def local_apiserver(
     """Start etcd and kube-apiserver on free 127.0.0.1 ports under `directory`; stop both on exit.
 
     `extra_args` go last on the API server's command line (a repeated flag wins over ours):
-    the real node (`streamforge_nb.testing.node`) adds its kubelet client certificate.
+    the real node (`streamforge_nb.local.cluster.node`) adds its kubelet client certificate.
 
     Raises `KubeTestError` when a binary is missing (naming `scripts/build-kube`) or a server
     does not become ready within `timeout` (with its log tail). On exit both process groups

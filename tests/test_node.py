@@ -1,0 +1,373 @@
+"""A real single-node cluster: Pods run the image built from jupyter-image/Dockerfile.
+
+Marked `node`: skipped (saying why) without root, containerd or the binaries from
+`scripts/install-node-deps` and `scripts/build-kube --node`. The first test starts and stops a
+node of its own to check that teardown leaves nothing behind; the others share the session's.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+from conftest import wait_for_status
+
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.local.broker import LocalBroker
+from streamforge_nb.local.cluster.hostfs import host_snapshot
+from streamforge_nb.local.cluster.node import CGROUP_ROOT, LocalNode, local_node
+from streamforge_nb.platform.names import new_short_id, queue_id
+from streamforge_nb.settings import Settings
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.testing.exchange import ExchangeServer
+from streamforge_nb.testing.image import BuiltImage
+from streamforge_nb.workflow.kubernetes import KubernetesLauncher
+from streamforge_nb.workflow.launchers import JobStatus
+from streamforge_nb.workflow.plan import Workflow
+from streamforge_nb.workflow.targets import OUTPUT_ENV, PARAMETERS_ENV, job_spec
+
+pytestmark = pytest.mark.node
+
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+NAMESPACE = "stf"
+NOTEBOOK_SA = "streamforge-notebook"
+
+
+def _documents(name: str) -> list[dict[str, Any]]:
+    with (MANIFESTS / name).open() as handle:
+        return [d for d in yaml.safe_load_all(handle) if d]
+
+
+def run_pod(
+    node: LocalNode, name: str, image: str, script: str, timeout: float = 120
+) -> tuple[str, str]:
+    """Run `sh -c script` in a host-network Pod; return its phase and log."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(node.api_client())
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "restartPolicy": "Never",
+            "hostNetwork": True,
+            "containers": [{
+                "name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", script],
+            }],
+        },
+    }  # fmt: skip
+    node.wait_service_account("default")
+    core.create_namespaced_pod("default", pod)
+    deadline = time.monotonic() + timeout
+    phase = "Pending"
+    try:
+        while time.monotonic() < deadline:
+            phase = core.read_namespaced_pod(name, "default").status.phase
+            if phase in ("Succeeded", "Failed"):
+                break
+            time.sleep(0.2)
+        return phase, core.read_namespaced_pod_log(name, "default")
+    finally:
+        core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+
+
+# --- teardown ----------------------------------------------------------------------------------
+
+
+def test_teardown_leaves_no_process_mount_cgroup_rule_or_file(
+    tmp_path: Path, node_image: BuiltImage
+) -> None:
+    before = host_snapshot(CGROUP_ROOT)
+    directory = tmp_path / "node"
+    with local_node(directory, images=[node_image.archive]) as node:
+        phase, log = run_pod(node, "hello", node_image.ref, "echo hello from $(id -u)")
+        assert (phase, log.strip()) == ("Succeeded", "hello from 1001")
+        during = host_snapshot(CGROUP_ROOT)
+        assert during["cgroups"], "the node made no cgroups under its root?"
+    after = host_snapshot(CGROUP_ROOT)
+    assert after == before
+    from streamforge_nb.local.process import pids_mentioning
+
+    assert pids_mentioning(str(directory)) == set()
+
+
+# --- the node and the image --------------------------------------------------------------------
+
+
+def test_node_is_ready_and_labelled_for_workers(node: LocalNode) -> None:
+    from kubernetes import client
+
+    found = client.CoreV1Api(node.api_client()).list_node().items
+    assert [n.metadata.name for n in found] == ["streamforge-node"]
+    assert found[0].metadata.labels["streamforge-worker"] == "true"
+    assert {c.type: c.status for c in found[0].status.conditions}["Ready"] == "True"
+
+
+def test_image_has_the_user_the_library_and_the_tools(
+    node: LocalNode, node_image: BuiltImage
+) -> None:
+    script = (
+        "set -e; echo uid=$(id -u) gid=$(id -g); streamforge-nb --help >/dev/null && echo help-ok;"
+        " python -c 'from streamforge_nb.workflow.targets import notebook_path;"
+        ' print(notebook_path("loader_candles.ipynb"))\';'
+        " kubectl version --client; helm version; kcat -V"
+    )
+    phase, log = run_pod(node, "image-check", node_image.ref, script)
+    assert phase == "Succeeded", log
+    assert "uid=1001 gid=100" in log, log
+    assert "help-ok" in log, log
+    assert "/streamforge_nb/notebooks/loader_candles.ipynb" in log, log
+    assert "Client Version: v1.36.3" in log, log
+    assert "v3." in log, log
+    assert "kcat - Apache Kafka producer and consumer tool" in log, log
+
+
+def test_host_network_pods_reach_the_broker(
+    node: LocalNode, node_image: BuiltImage, broker: LocalBroker, settings: Settings
+) -> None:
+    host, port = settings.kafka_bootstrap_servers.rsplit(":", 1)
+    phase, log = run_pod(node, "broker-check", node_image.ref, f"kcat -b {host}:{port} -L -t x")
+    assert phase == "Succeeded", log
+    assert "broker" in log
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stf(node: LocalNode, platform_settings: Settings) -> Iterator[Path]:
+    """Namespace stf as manifests/ deploy it: ConfigMap, Secrets (test values), notebook RBAC;
+    return a shared directory (hostPath) for the embedded store and the executed notebooks."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(node.api_client())
+    node.apply(MANIFESTS / "namespace.yaml")
+    node.apply(MANIFESTS / "notebook-rbac.yaml")
+    shared = node.directory / "shared" / f"run-{time.monotonic_ns()}"
+    shared.mkdir(parents=True)
+    os.chmod(shared, 0o777)
+    (config,) = _documents("worker-config.yaml")
+    config["data"]["KAFKA_BOOTSTRAP_SERVERS"] = platform_settings.kafka_bootstrap_servers
+    config["data"]["ARANGO_URL"] = f"local://{shared / 'store'}"
+    (secret,) = _documents("worker-secret.template.yaml")
+    assert platform_settings.kafka_user and platform_settings.kafka_password
+    secret["stringData"]["KAFKA_USER"] = platform_settings.kafka_user
+    secret["stringData"]["KAFKA_PASSWORD"] = platform_settings.kafka_password.get_secret_value()
+    assert platform_settings.kafka_ca_path
+    ca = Path(platform_settings.kafka_ca_path).read_bytes()
+    ca_secret = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "kafka-cluster-ca", "namespace": NAMESPACE},
+        "data": {"ca.crt": base64.b64encode(ca).decode()},
+    }  # fmt: skip
+    node.apply([config, secret, ca_secret])
+    node.wait_service_account(NAMESPACE, NOTEBOOK_SA)
+    node.wait_service_account(NAMESPACE)
+    # Files the host makes (the queue's record) stay writable for the Pods' uid 1001.
+    umask = os.umask(0)
+    try:
+        yield shared
+    finally:
+        os.umask(umask)
+        for name in ("kafka-cluster-ca", "streamforge-secrets"):
+            core.delete_namespaced_secret(name, NAMESPACE)
+
+
+@pytest.fixture(scope="module")
+def exchange() -> Iterator[ExchangeServer]:
+    with ExchangeServer() as server:
+        yield server
+
+
+def test_candles_workflow_runs_in_pods_as_the_notebook_service_account(
+    node: LocalNode,
+    node_image: BuiltImage,
+    stf: Path,
+    platform_settings: Settings,
+    exchange: ExchangeServer,
+) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    as_notebook = node.service_account_client(NAMESPACE, NOTEBOOK_SA)
+    with pytest.raises(ApiException) as refused:
+        client.CoreV1Api(as_notebook).read_namespaced_secret("streamforge-secrets", NAMESPACE)
+    assert refused.value.status == 403
+
+    store_url = f"local://{stf / 'store'}"
+    wf = Workflow.candles(
+        "BTCUSDT",
+        "15m",
+        "2024-08-01:2024-08-03",
+        base_url=exchange.base_url,
+        store=store_url,
+        image=node_image.ref,
+        output_dir=str(stf / "runs"),
+        settings=platform_settings,
+    )
+    plan = wf.plan()
+    launcher = node.launcher(api_client=as_notebook, host_paths=[stf])
+    with wf.launch(launcher) as queue:
+        final = queue.wait(
+            timeout=300, targets=["loader-candles", "arango-candles"], progress=False
+        )
+        jobs = queue.jobs()
+        sink_log = queue.logs("arango-candles")
+    assert set(final["status"]) == {"finished"}, final
+    with CandleStore.open(store_url) as store:
+        stored = len(store.load("BTCUSDT", "15m", "2024-08-01", "2024-08-03"))
+    assert stored == 192
+    assert final.loc[plan.steps[1].producer_id, "records_written"] == stored
+    assert "running arango_candles.ipynb" in sink_log, sink_log[-2000:]
+    assert set(jobs["state"]) <= {"succeeded", "active"}
+
+    # The Jobs go (as the notebook may delete them); the executed notebooks stay.
+    launcher.delete(plan.queue_id)
+    for step in plan.steps:
+        notebook = nbformat.read(step.output, as_version=4)
+        texts = [o.get("text", "") for c in notebook.cells for o in c.get("outputs", [])]
+        assert any("ended normally" in t for t in texts), step.target
+    listed = Queue.list(store_url, settings=platform_settings)
+    assert listed.loc[plan.queue_id, "status"] == "finished"
+
+
+# --- a dummy Job's life on the node ------------------------------------------------------------
+
+
+def node_queue_id() -> str:
+    return queue_id("BTCUSDT", "api_candles_1m", dt.date(2024, 8, 1), new_short_id())
+
+
+def node_dummy_job(
+    stf: Path, queue_id: str, image: str, **parameters: object
+) -> tuple[dict[str, Any], Path]:
+    output = stf / "runs" / queue_id / "dummy.ipynb"
+    env = {
+        "QUEUE_ID": queue_id,
+        "TELEMETRY_PRODUCER_ID": "dummy__job001",
+        PARAMETERS_ENV: json.dumps({"metrics_port": 0, **parameters}),
+        OUTPUT_ENV: str(output),
+    }
+    job = job_spec(
+        job_name=f"job-dummy-{queue_id[-8:]}",
+        namespace=NAMESPACE,
+        queue_id=queue_id,
+        target="dummy",
+        image=image,
+        env=env,
+    )
+    return job, output
+
+
+def wait_job(
+    launcher: KubernetesLauncher, queue_id: str, states: set[str], timeout: float = 120
+) -> list[JobStatus]:
+    deadline = time.monotonic() + timeout
+    jobs = launcher.list(queue_id)
+    while time.monotonic() < deadline:
+        jobs = launcher.list(queue_id)
+        if jobs and all(j.state in states for j in jobs):
+            return jobs
+        time.sleep(0.5)
+    pytest.fail(f"Jobs of {queue_id} not {states} within {timeout} s: {jobs}")
+
+
+@pytest.fixture
+def notebook_launcher(node: LocalNode, stf: Path) -> KubernetesLauncher:
+    """The launcher a notebook has: the notebook ServiceAccount's real token."""
+    as_notebook = node.service_account_client(NAMESPACE, NOTEBOOK_SA)
+    return node.launcher(api_client=as_notebook, host_paths=[stf])
+
+
+def test_stop_of_a_running_dummy_job_interrupts_and_the_pod_exits_0(
+    node_image: BuiltImage,
+    stf: Path,
+    notebook_launcher: KubernetesLauncher,
+    platform_settings: Settings,
+) -> None:
+    queue_id = node_queue_id()
+    job, output = node_dummy_job(stf, queue_id, node_image.ref)
+    notebook_launcher.submit(job)
+    wait_for_status(platform_settings, queue_id, "started", timeout=120)
+    with Queue(queue_id, platform_settings, launcher=notebook_launcher) as queue:
+        assert queue.stop(timeout=60) == ["dummy__job001"]
+    (done,) = wait_job(notebook_launcher, queue_id, {"succeeded", "failed"})
+    assert done.state == "succeeded", done
+    assert output.is_file()
+    assert "running dummy_service.ipynb" in notebook_launcher.logs(done.name)
+
+
+def test_deleting_the_job_sigterms_the_pod_interrupted_and_notebook_saved(
+    node_image: BuiltImage,
+    stf: Path,
+    notebook_launcher: KubernetesLauncher,
+    platform_settings: Settings,
+) -> None:
+    queue_id = node_queue_id()
+    job, output = node_dummy_job(stf, queue_id, node_image.ref)
+    notebook_launcher.submit(job)
+    wait_for_status(platform_settings, queue_id, "started", timeout=120)
+    assert notebook_launcher.delete(queue_id) == [job["metadata"]["name"]]
+    wait_for_status(platform_settings, queue_id, "interrupted", timeout=60)
+    deadline = time.monotonic() + 60
+    while not output.is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    notebook = nbformat.read(output, as_version=4)
+    assert notebook.metadata["papermill"]["exception"] is not True
+    assert notebook_launcher.list(queue_id) == []
+
+
+def test_failing_notebook_reports_the_cell_and_retries_to_the_backoff_limit(
+    node_image: BuiltImage,
+    stf: Path,
+    notebook_launcher: KubernetesLauncher,
+    platform_settings: Settings,
+) -> None:
+    queue_id = node_queue_id()
+    job, output = node_dummy_job(stf, queue_id, node_image.ref, fail_after=1)
+    assert job["spec"]["backoffLimit"] == 2
+    notebook_launcher.submit(job)
+    # Three Pods, with the Job controller's 10 s and 20 s back-off between them; the Job is
+    # failed for good only with its Failed condition (BackoffLimitExceeded).
+    name = job["metadata"]["name"]
+    deadline = time.monotonic() + 240
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = notebook_launcher.get(name)["status"]
+        if any(c["type"] == "Failed" for c in status.get("conditions") or []):
+            break
+        time.sleep(0.5)
+    assert status.get("failed") == 3, status
+    (failed,) = notebook_launcher.list(queue_id)
+    assert failed.state == "failed" and "BackoffLimitExceeded" in failed.detail, failed
+    with Queue(queue_id, platform_settings) as queue:
+        errors = [e for e in queue.events() if e.status == "error"]
+    from_runner = [e for e in errors if getattr(e, "cell", None) is not None]
+    assert len(from_runner) == 3, errors
+    assert from_runner[0].error_type == "RuntimeError"
+    assert output.is_file()
+
+
+def test_ttl_after_finished_removes_the_job(
+    node_image: BuiltImage, stf: Path, notebook_launcher: KubernetesLauncher
+) -> None:
+    queue_id = node_queue_id()
+    job, _output = node_dummy_job(stf, queue_id, node_image.ref, exit_after=1)
+    job["spec"]["ttlSecondsAfterFinished"] = 2
+    notebook_launcher.submit(job)
+    wait_job(notebook_launcher, queue_id, {"succeeded"})
+    deadline = time.monotonic() + 60
+    while notebook_launcher.list(queue_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert notebook_launcher.list(queue_id) == []
