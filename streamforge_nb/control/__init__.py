@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from streamforge_nb.control.telemetry import JobView as JobView
     from streamforge_nb.control.telemetry import MalformedCounter as MalformedCounter
     from streamforge_nb.control.telemetry import ProducerState as ProducerState
+    from streamforge_nb.control.telemetry import decode_telemetry as decode_telemetry
     from streamforge_nb.control.telemetry import ended as ended
     from streamforge_nb.control.telemetry import event_line as event_line
     from streamforge_nb.control.telemetry import fold as fold
@@ -45,6 +46,7 @@ _EXPORTS = {
     "SETTLE_S": "streamforge_nb.control.telemetry",
     "Worker": "streamforge_nb.control.worker",
     "cancel": "streamforge_nb.control.cancel",
+    "decode_telemetry": "streamforge_nb.control.telemetry",
     "ended": "streamforge_nb.control.telemetry",
     "event_line": "streamforge_nb.control.telemetry",
     "fold": "streamforge_nb.control.telemetry",

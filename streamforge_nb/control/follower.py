@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streamforge_nb.control.telemetry import MALFORMED, ProducerState, fold
-from streamforge_nb.exceptions import MessageError, StreamForgeError, kafka_errors
+from streamforge_nb.control.telemetry import ProducerState, decode_telemetry, fold
+from streamforge_nb.exceptions import StreamForgeError, kafka_errors
 from streamforge_nb.kafka.clients import make_consumer
 from streamforge_nb.kafka.partitions import (
     START_SLACK_S,
@@ -29,7 +29,7 @@ from streamforge_nb.kafka.partitions import (
     partition_for,
     queue_start_time,
 )
-from streamforge_nb.platform.contract import BaseEvent, Pong, decode_event
+from streamforge_nb.platform.contract import BaseEvent, Pong
 from streamforge_nb.settings import Settings
 
 __all__ = ["Follower", "PongReply"]
@@ -261,12 +261,8 @@ class Follower:
         # Most of the topic is other queues' telemetry: skip it without parsing it.
         if raw is None or self._needle not in raw:
             return None
-        try:
-            event: BaseEvent = decode_event(raw)
-        except MessageError as exc:
-            MALFORMED.note(exc)
-            return None
-        return event if event.queue_id == self.queue_id else None
+        event = decode_telemetry(raw)
+        return event if event is not None and event.queue_id == self.queue_id else None
 
     def _live(self, event: BaseEvent, received: float) -> None:
         """Match a pong at once; fold the event now, or after the history if it is not read."""

@@ -22,18 +22,18 @@ from kafka import TopicPartition
 
 from streamforge_nb.control.telemetry import (
     ENDED_STATUSES,
-    MALFORMED,
     JobView,
     ProducerState,
+    decode_telemetry,
     fold,
     merge_jobs,
     queue_status,
     safe_timestamp,
 )
-from streamforge_nb.exceptions import MessageError, kafka_errors
+from streamforge_nb.exceptions import kafka_errors
 from streamforge_nb.kafka.clients import make_consumer
 from streamforge_nb.kafka.partitions import START_SLACK_S, offsets_at, partition_for
-from streamforge_nb.platform.contract import BaseEvent, decode_event
+from streamforge_nb.platform.contract import BaseEvent
 from streamforge_nb.settings import Settings
 
 if TYPE_CHECKING:
@@ -188,9 +188,4 @@ def _event(raw: bytes | None, key: bytes | None, needles: Mapping[bytes, str]) -
         and not any(n in raw for n in needles)
     ):
         return None
-    try:
-        event: BaseEvent = decode_event(raw)
-    except MessageError as exc:
-        MALFORMED.note(exc)
-        return None
-    return event
+    return decode_telemetry(raw)

@@ -16,12 +16,14 @@ from typing import Any, Protocol
 
 import orjson
 
+from streamforge_nb.exceptions import MessageError
 from streamforge_nb.platform.contract import (
     MAX_COUNT,
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
     TERMINAL_STATUSES,
     BaseEvent,
+    decode_event,
 )
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "JobView",
     "MalformedCounter",
     "ProducerState",
+    "decode_telemetry",
     "ended",
     "event_line",
     "fold",
@@ -189,6 +192,16 @@ class MalformedCounter:
 
 
 MALFORMED = MalformedCounter()
+
+
+def decode_telemetry(raw: bytes) -> BaseEvent | None:
+    """Decode one queue-events record; a malformed one is counted (`MALFORMED`), not raised."""
+    try:
+        event: BaseEvent = decode_event(raw)
+    except MessageError as exc:
+        MALFORMED.note(exc)
+        return None
+    return event
 """The process's one counter of malformed telemetry (Queue, queue state, workers)."""
 
 
