@@ -124,49 +124,47 @@ def start_controllers(
     deadline: float,
 ) -> None:
     pki = api.directory / "pki"
+    controllers = [
+        "--use-service-account-credentials",
+        f"--service-account-private-key-file={pki / 'sa.key'}",
+        f"--root-ca-file={api.ca_path}",
+        "--controllers=*",
+        # Quick reaction to a dead Pod or a finished Job in tests.
+        "--concurrent-ttl-after-finished-syncs=5",
+    ]
+    for name, extra in (("kube-controller-manager", controllers), ("kube-scheduler", [])):
+        _start_component(name, binaries, directory, api, extra, processes, deadline)
+
+
+def _start_component(
+    name: str,
+    binaries: dict[str, Path],
+    directory: Path,
+    api: LocalApiServer,
+    extra: list[str],
+    processes: list[subprocess.Popen[bytes]],
+    deadline: float,
+) -> None:
+    """Start a control-plane component as the API server's admin; wait for its /healthz."""
     kubeconfig = str(api.kubeconfig)
     port = free_port()
     process, log = spawn(
         [
-            str(binaries["kube-controller-manager"]),
+            str(binaries[name]),
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",
             "--leader-elect=false",
-            "--use-service-account-credentials",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={api.ca_path}",
-            "--controllers=*",
-            # Quick reaction to a dead Pod or a finished Job in tests.
-            "--concurrent-ttl-after-finished-syncs=5",
+            *extra,
             "--v=1",
         ],
-        directory / "logs" / "kube-controller-manager.log",
+        directory / "logs" / f"{name}.log",
     )
     processes.append(process)
     _started(
-        "kube-controller-manager", process, log,
-        HttpProbe(f"https://127.0.0.1:{port}/healthz", accept="ok", context=_insecure()), deadline,
-    )  # fmt: skip
-    port = free_port()
-    process, log = spawn(
-        [
-            str(binaries["kube-scheduler"]),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={port}",
-            "--leader-elect=false",
-            "--v=1",
-        ],
-        directory / "logs" / "kube-scheduler.log",
-    )
-    processes.append(process)
-    _started(
-        "kube-scheduler", process, log,
+        name, process, log,
         HttpProbe(f"https://127.0.0.1:{port}/healthz", accept="ok", context=_insecure()), deadline,
     )  # fmt: skip
 
