@@ -84,11 +84,11 @@ def test_wait_times_out_with_the_state_so_far(settings: Settings) -> None:
     queue_id = unique_name("wf-slow")
     with Worker(settings, queue_id=queue_id, producer_id="dummy__slow01", target="dummy") as w:
         w.started()
-        with (
-            Queue(queue_id, settings) as queue,
-            pytest.raises(QueueTimeout, match="dummy__slow01 started"),
-        ):
-            queue.wait(timeout=1, progress=False)
+        with Queue(queue_id, settings) as queue:
+            # The state so far includes the history: read it first (status() waits for it).
+            assert queue.status().loc["dummy__slow01", "status"] == "started"
+            with pytest.raises(QueueTimeout, match="dummy__slow01 started"):
+                queue.wait(timeout=1, progress=False)
 
 
 def test_events_skip_malformed_telemetry(settings: Settings) -> None:

@@ -381,9 +381,12 @@ class Queue:
                 if ended(states, targets) and not self._jobs_running():
                     return self.status()
                 if deadline is not None and time.monotonic() > deadline:
+                    seen = ", ".join(f"{p} {s.status}" for p, s in states.items())
+                    if not self._telemetry.caught_up.is_set():
+                        seen = (seen + "; " if seen else "") + "its history is still being read"
                     raise QueueTimeout(
                         f"queue {self.queue_id} still running after {timeout:g} s: "
-                        + (", ".join(f"{p} {s.status}" for p, s in states.items()) or "no events")
+                        + (seen or "no events")
                     )
                 time.sleep(0.2)
         finally:
