@@ -307,6 +307,19 @@ class LocalBroker:
             ensure_acls(admin, VIEWER_USER, VIEWER_ACLS)
         finally:
             admin.close()
+        self._wait_acls_applied()
+
+    def _wait_acls_applied(self, timeout: float = 20.0) -> None:
+        """Wait until the authorizer applies the ACLs just created (asynchronously, from the
+        metadata log): a client right after `up` must not find its topics invisible."""
+        from streamforge_nb.kafka.clients import check_connection
+
+        deadline = time.monotonic() + timeout
+        # The viewer's rules were created last: once it sees queue-events, all are applied.
+        while "queue-events" not in check_connection(self.settings(VIEWER_USER)):
+            if time.monotonic() > deadline:
+                raise LocalBrokerError(f"the broker did not apply its ACLs within {timeout:g} s")
+            time.sleep(0.1)
 
     def _is_broker(self, pid: int) -> bool:
         if (
