@@ -15,7 +15,8 @@ from streamforge_nb.exceptions import (
     InvalidName,
     UnknownSymbol,
 )
-from streamforge_nb.exchange.binance import KlinesClient
+from streamforge_nb.exchange.binance import EXCHANGE_INFO_PATH, KLINES_PATH, KlinesClient
+from streamforge_nb.exchange.weight import BINANCE_WEIGHT_LIMIT, RateLimit
 from streamforge_nb.platform.contract import Candle
 from streamforge_nb.platform.intervals import close_time, open_times
 from streamforge_nb.testing.exchange import DROP, ExchangeServer
@@ -131,7 +132,7 @@ def test_candles_are_contract_candles(client: KlinesClient) -> None:
 def test_429_sleeps_retry_after_then_the_result_is_still_exact(
     server: ExchangeServer, client: KlinesClient, sleeps: list[float]
 ) -> None:
-    server.fail_next(429, retry_after=3, count=2)
+    server.fail_next(429, retry_after=3, count=2, path=KLINES_PATH)
     end = START + 2500 * MINUTE
     assert client.klines("BTCUSDT", "1m", START, end) == server.expected_rows(
         "BTCUSDT", "1m", START, end
@@ -146,7 +147,7 @@ def test_429_in_the_middle_of_paging_repeats_only_that_page(
     end = START + 2500 * MINUTE
     pages = client.pages("BTCUSDT", "1m", START, end)
     first = next(pages)
-    server.fail_next(429, retry_after=2)
+    server.fail_next(429, retry_after=2, path=KLINES_PATH)
     rows = first + [row for page in pages for row in page]
     assert rows == server.expected_rows("BTCUSDT", "1m", START, end)
     starts = [r.params["startTime"] for r in klines_requests(server)]
@@ -157,7 +158,7 @@ def test_429_in_the_middle_of_paging_repeats_only_that_page(
 def test_short_418_is_waited_out(
     server: ExchangeServer, client: KlinesClient, sleeps: list[float]
 ) -> None:
-    server.fail_next(418, retry_after=7)
+    server.fail_next(418, retry_after=7, path=KLINES_PATH)
     end = START + 10 * MINUTE
     assert client.klines("BTCUSDT", "1m", START, end) == server.expected_rows(
         "BTCUSDT", "1m", START, end
@@ -168,7 +169,7 @@ def test_short_418_is_waited_out(
 def test_long_418_raises_banned_without_sleeping(
     server: ExchangeServer, client: KlinesClient, sleeps: list[float]
 ) -> None:
-    server.fail_next(418, retry_after=3 * 86400)
+    server.fail_next(418, retry_after=3 * 86400, path=KLINES_PATH)
     with pytest.raises(ExchangeBanned, match="banned this IP for 259200 s") as info:
         client.klines("BTCUSDT", "1m", START, START + 10 * MINUTE)
     assert info.value.retry_after == 3 * 86400
@@ -176,33 +177,38 @@ def test_long_418_raises_banned_without_sleeping(
     assert sleeps == []
 
 
-def test_429_without_retry_after_waits_for_the_next_minute(server: ExchangeServer) -> None:
-    clock = FakeClock(1_800_000_040.0)  # 40 s into a minute
-    client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock)
-    server.fail_next(429, retry_after=None)
-    client.klines("BTCUSDT", "1m", START, START + MINUTE)
-    assert clock.sleeps == [pytest.approx(20.5)]
+def test_429_without_retry_after_waits_for_the_next_window() -> None:
+    clock = FakeClock(1_800_000_040.0)  # 40 s into a minute, on both sides
+    with ExchangeServer(clock=clock) as server:
+        client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock, rng=lambda: 0.0)
+        server.fail_next(429, retry_after=None, path=KLINES_PATH)
+        client.klines("BTCUSDT", "1m", START, START + MINUTE)
+    # To the minute's end, plus the guard (the clock's uncertainty, zero here, + 5 ms).
+    assert clock.sleeps == [pytest.approx(20.005)]
 
 
 def test_server_weight_limit_429_is_honoured_end_to_end() -> None:
     # Client and server share a clock that moves only when the client sleeps.
     clock = FakeClock(1_800_000_030.0)
     with ExchangeServer(clock=clock) as server:
-        server.preload_weight(6000)  # the minute's budget is gone
-        client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock)
+        client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock, rng=lambda: 0.0)
+        client.klines("BTCUSDT", "1m", START, START + MINUTE)  # learns the limits
+        server.preload_weight(6000)  # someone else on this IP spends the minute's budget
         end = START + 1500 * MINUTE
         assert client.klines("BTCUSDT", "1m", START, end) == server.expected_rows(
             "BTCUSDT", "1m", START, end
         )
-        assert [r.status for r in klines_requests(server)] == [429, 200, 200]
-        assert clock.sleeps == [30.0]  # Retry-After: the rest of the minute
+        assert [r.status for r in klines_requests(server)] == [200, 429, 200, 200]
+        # Retry-After (the rest of the minute), then the guard past the minute's start.
+        assert clock.sleeps == [30.0, pytest.approx(0.005, abs=1e-5)]
+        assert server.served(418) == 0  # waiting Retry-After out earns no ban
 
 
 @pytest.mark.parametrize("fault", [500, 502, 503, DROP])
 def test_server_errors_and_dropped_connections_are_retried_with_backoff(
     server: ExchangeServer, client: KlinesClient, sleeps: list[float], fault: int | str
 ) -> None:
-    server.fail_next(fault, count=2)
+    server.fail_next(fault, count=2, path=KLINES_PATH)
     end = START + 1200 * MINUTE
     assert client.klines("BTCUSDT", "1m", START, end) == server.expected_rows(
         "BTCUSDT", "1m", START, end
@@ -215,7 +221,7 @@ def test_server_errors_and_dropped_connections_are_retried_with_backoff(
 def test_gives_up_after_max_retries_naming_the_url(
     server: ExchangeServer, client: KlinesClient, sleeps: list[float], fault: int | str
 ) -> None:
-    server.fail_next(fault, count=10)
+    server.fail_next(fault, count=10, path=KLINES_PATH)
     with pytest.raises(ExchangeUnavailable, match=r"GET http://127\.0\.0\.1:\d+/api/v3/klines\?"):
         client.klines("BTCUSDT", "1m", START, START + MINUTE)
     assert len(klines_requests(server)) == 4  # 1 try + max_retries=3
@@ -233,26 +239,83 @@ def test_nothing_listening_raises_unavailable() -> None:
 def test_used_weight_above_headroom_waits_for_the_next_minute(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = FakeClock(1_800_000_040.0)  # 40 s into a minute
+    clock = FakeClock(1_800_000_010.0)  # 10 s into a minute
     with ExchangeServer(clock=clock) as server:
-        client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock)
-        server.preload_weight(5500)  # above 90% of 6000 after the first request
+        client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock, rng=lambda: 0.0)
+        client.klines("BTCUSDT", "1m", START, START + MINUTE)  # time 1 + exchangeInfo 20 + 2
+        server.preload_weight(5400)  # after the next page: 5425, above 90% of 6000
         end = START + 2500 * MINUTE
-        with caplog.at_level(logging.WARNING, logger="streamforge_nb.exchange.binance"):
+        with caplog.at_level(logging.INFO, logger="streamforge_nb.exchange.binance"):
             rows = client.klines("BTCUSDT", "1m", START, end)
         assert rows == server.expected_rows("BTCUSDT", "1m", START, end)
-    # One wait before page 2, to the minute boundary (+0.5 s); the new minute starts afresh.
-    assert clock.sleeps == [pytest.approx(20.5)]
-    assert "used weight 5502 exceeds 90% of 6000" in caplog.text
+        assert server.served(429) == 0
+    # One wait before page 2, to the minute boundary (+ the guard); the new minute starts afresh.
+    assert clock.sleeps == [pytest.approx(50.005)]
+    assert "request weight 5425 of 6000 weight per 1M used (headroom 90%)" in caplog.text
     assert client.used_weight == 4
 
 
-def test_used_weight_stays_high_waits_again(server: ExchangeServer) -> None:
-    clock = FakeClock(1_800_000_040.0)  # the server's own minute does not move here
-    client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock)
-    server.preload_weight(5500)
-    client.klines("BTCUSDT", "1m", START, START + 2500 * MINUTE)
-    assert clock.sleeps == [pytest.approx(20.5), pytest.approx(60.0)]
+def test_a_newcomer_asks_exchange_info_in_the_next_window_when_others_are_busy() -> None:
+    # A 1-second window (a scaled exchange): its limit is unknown until exchangeInfo says.
+    clock = FakeClock(1_800_000_045.5)
+    with ExchangeServer(clock=clock, weight_limit=40, time_scale=1 / 60) as server:
+        server.preload_weight(25)  # exchangeInfo's 20 would not fit in what is left
+        client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock, rng=lambda: 0.0)
+        client.klines("BTCUSDT", "1m", START, START + MINUTE)
+        assert [r.path for r in server.requests] == [
+            "/api/v3/time",
+            "/api/v3/exchangeInfo",
+            "/api/v3/klines",
+        ]
+        assert server.served(429) == 0
+    assert clock.sleeps == [pytest.approx(0.505, abs=0.01)]
+    assert client.rate_limits == (RateLimit(40, "SECOND", 1),)
+
+
+def test_a_newcomer_joins_a_busy_binance_minute_without_waiting() -> None:
+    # Binance's published 6000/min is trusted for its own minute window: a loader Job that
+    # starts mid-minute while others load does not wait up to 60 s to learn the limits.
+    clock = FakeClock(1_800_000_045.0)
+    with ExchangeServer(clock=clock) as server:
+        server.preload_weight(3000)
+        client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock, rng=lambda: 0.0)
+        client.klines("BTCUSDT", "1m", START, START + MINUTE)
+        assert server.served(429) == 0
+    assert clock.sleeps == []
+    assert client.rate_limits == (RateLimit(6000, "MINUTE", 1),)
+
+
+def test_limits_and_window_come_from_exchange_info_once_per_process() -> None:
+    with ExchangeServer(weight_limit=900, time_scale=1 / 60) as server:
+        first = KlinesClient(server.base_url)
+        first.klines("BTCUSDT", "1m", START, START + MINUTE)
+        assert first.rate_limits == (RateLimit(900, "SECOND", 1),)
+        assert first.used_weight is not None and first.used_weight >= 2  # from "...-1S"
+        second = KlinesClient(server.base_url)
+        second.klines("ETHUSDT", "1m", START, START + MINUTE)
+        assert second.rate_limits == first.rate_limits
+        paths = [r.path for r in server.requests]
+        assert paths.count("/api/v3/exchangeInfo") == 1 and paths.count("/api/v3/time") == 1
+
+
+def test_the_exchange_clock_offset_is_learned() -> None:
+    clock = FakeClock(1_800_000_010.0)
+    with ExchangeServer(clock=lambda: clock() + 7.25) as server:  # the exchange is 7.25 s ahead
+        client = KlinesClient(server.base_url, sleep=clock.sleep, clock=clock)
+        client.klines("BTCUSDT", "1m", START, START + MINUTE)
+    assert client.budget is not None
+    assert client.budget.offset == pytest.approx(7.25, abs=0.001)
+
+
+def test_without_exchange_info_binance_published_limit_is_assumed(
+    server: ExchangeServer, client: KlinesClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.fail_next(503, count=4, path=EXCHANGE_INFO_PATH)
+    with caplog.at_level(logging.DEBUG, logger="streamforge_nb.exchange.binance"):
+        rows = client.klines("BTCUSDT", "1m", START, START + 10 * MINUTE)
+    assert rows == server.expected_rows("BTCUSDT", "1m", START, START + 10 * MINUTE)
+    assert client.rate_limits == (BINANCE_WEIGHT_LIMIT,)
+    assert "assuming Binance's published 6000 weight per 1M" in caplog.text
 
 
 def test_weight_below_headroom_never_waits(
@@ -272,13 +335,19 @@ def test_unknown_symbol_raises_before_any_row(server: ExchangeServer, client: Kl
         next(pages)
     assert isinstance(info.value, ValueError)
     assert info.value.code == -1121
-    assert [r.status for r in server.requests] == [400]
+    assert [r.status for r in server.requests if r.status != 200] == [400]
+    assert klines_requests(server) == []
+    # Nothing was cached from the failed learning: a known symbol learns the real limits.
+    client.klines("BTCUSDT", "1m", START, START + MINUTE)
+    assert client.rate_limits == (RateLimit(6000, "MINUTE", 1),)
 
 
 def test_other_client_errors_carry_binance_code_and_msg(
     server: ExchangeServer, client: KlinesClient
 ) -> None:
-    server.fail_next(400, body={"code": -1100, "msg": "Illegal characters found."})
+    server.fail_next(
+        400, body={"code": -1100, "msg": "Illegal characters found."}, path=KLINES_PATH
+    )
     with pytest.raises(ExchangeError, match=r"HTTP 400, code -1100: Illegal characters") as info:
         client.klines("BTCUSDT", "1m", START, START + MINUTE)
     assert not isinstance(info.value, UnknownSymbol)

@@ -154,3 +154,109 @@ def test_generation_is_deterministic_and_seeded() -> None:
     day = 86_400_000
     two = CandleGenerator().rows("BTCUSDT", "1m", START + day - MINUTE, START + day + MINUTE)
     assert two[0][4] == two[1][1]
+
+
+# --- the weight limit, 429s and bans -----------------------------------------------------------
+
+
+class Clock:
+    """A settable clock for the server."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def klines(server: ExchangeServer) -> requests.Response:
+    return get(server, symbol="BTCUSDT", interval="1m", startTime=START, limit=1)
+
+
+def test_over_the_limit_is_429_with_the_rest_of_the_window_as_retry_after() -> None:
+    clock = Clock(1_800_000_015.25)  # 15.25 s into a minute
+    with ExchangeServer(clock=clock, weight_limit=4) as server:
+        assert [klines(server).status_code for _ in range(2)] == [200, 200]
+        refused = klines(server)
+        assert refused.status_code == 429
+        assert refused.headers["X-MBX-USED-WEIGHT-1M"] == "6"
+        assert refused.headers["Retry-After"] == "45"  # whole seconds, rounded up
+        assert refused.json()["code"] == -1003
+        clock.now += 45  # waited it out: a new minute, a new count, no ban
+        fresh = klines(server)
+        assert (fresh.status_code, fresh.headers["X-MBX-USED-WEIGHT-1M"]) == (200, "2")
+        assert (server.served(429), server.served(418)) == (1, 0)
+
+
+def test_sending_before_retry_after_has_passed_bans_the_ip_longer_each_time() -> None:
+    clock = Clock(1_800_000_000.0)
+    with ExchangeServer(clock=clock, weight_limit=2) as server:
+        klines(server)
+        assert klines(server).status_code == 429
+        clock.now += 1  # ignored the 429's Retry-After (60 s)
+        banned = klines(server)
+        assert banned.status_code == 418
+        assert banned.headers["Retry-After"] == "120"  # Binance's first ban: 2 minutes
+        assert "banned" in banned.json()["msg"]
+        clock.now += 100
+        assert klines(server).headers["Retry-After"] == "20"  # still banned, 20 s to go
+        clock.now += 20
+        assert klines(server).status_code == 200  # the ban is over, a new minute
+        assert klines(server).status_code == 429
+        assert klines(server).headers["Retry-After"] == "240"  # the second ban: twice as long
+        assert (server.served(429), server.served(418)) == (2, 3)
+
+
+def test_time_scale_shrinks_windows_and_bans_and_exchange_info_says_so() -> None:
+    clock = Clock(1_800_000_000.0)
+    with ExchangeServer(clock=clock, weight_limit=30, time_scale=1 / 60) as server:
+        info = requests.get(f"{server.base_url}/api/v3/exchangeInfo", timeout=10)
+        assert info.headers["X-MBX-USED-WEIGHT-1S"] == "20"  # exchangeInfo weighs 20
+        body = info.json()
+        assert body["serverTime"] == 1_800_000_000_000
+        weight = [r for r in body["rateLimits"] if r["rateLimitType"] == "REQUEST_WEIGHT"]
+        assert weight == [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 1, "limit": 30}
+        ]
+        assert [(s["symbol"], s["status"], s["baseAsset"], s["quoteAsset"])
+                for s in body["symbols"]] == [
+            ("BTCUSDT", "TRADING", "BTC", "USDT"), ("ETHUSDT", "TRADING", "ETH", "USDT")
+        ]  # fmt: skip
+        time_ = requests.get(f"{server.base_url}/api/v3/time", timeout=10)
+        assert time_.json() == {"serverTime": 1_800_000_000_000}
+        assert time_.headers["X-MBX-USED-WEIGHT-1S"] == "21"
+        for _ in range(4):
+            klines(server)
+        refused = klines(server)  # 31 > 30
+        assert (refused.status_code, refused.headers["Retry-After"]) == (429, "1")
+        clock.now += 0.25
+        banned = klines(server)
+        assert (banned.status_code, banned.headers["Retry-After"]) == (418, "2")  # 120 s / 60
+
+
+def test_exchange_info_for_one_symbol_or_a_list() -> None:
+    with ExchangeServer(symbols=["BTCUSDT", "ETHUSDT", "ETHBTC"]) as server:
+        url = f"{server.base_url}/api/v3/exchangeInfo"
+        one = requests.get(url, params={"symbol": "ETHBTC"}, timeout=10).json()
+        assert [(s["symbol"], s["baseAsset"], s["quoteAsset"]) for s in one["symbols"]] == [
+            ("ETHBTC", "ETH", "BTC")
+        ]
+        some = requests.get(url, params={"symbols": '["BTCUSDT","ETHBTC"]'}, timeout=10).json()
+        assert [s["symbol"] for s in some["symbols"]] == ["BTCUSDT", "ETHBTC"]
+        unknown = requests.get(url, params={"symbol": "DOGEUSDT"}, timeout=10)
+        assert (unknown.status_code, unknown.json()["code"]) == (400, -1121)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"time_scale": 1 / 120}, "whole number of seconds"),
+        ({"time_scale": 0}, "whole number of seconds"),
+        ({"weight_limit": 0}, "weight_limit must be a positive int"),
+        ({"ban_after": 0}, "ban_after must be a positive int"),
+        ({"latency": -1}, "latency must be >= 0"),
+    ],
+)
+def test_bad_limit_settings_are_refused(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ExchangeServer(**kwargs)

@@ -11,9 +11,13 @@ Our ranges are half-open, `[start_ms, end_ms)`; Binance's `endTime` is inclusive
 sends `endTime=end_ms-1`. Pages follow each other with `startTime = last open_time + 1`, which
 leaves neither a gap nor an overlap because klines are identified by their open time.
 
-Manners (FACTS.md, Binance): every answer carries `X-MBX-USED-WEIGHT-1M`; above
-`weight_headroom * weight_limit` the client waits for the next minute. HTTP 429 and 418 are
-honoured by sleeping `Retry-After` seconds; a ban longer than `max_ban_wait` raises
+Manners (FACTS.md, Binance): the exchange counts request weight per IP in fixed windows and
+reports the count in every answer (`X-MBX-USED-WEIGHT-1M`). Before its first request to a base
+URL, a process asks the exchange's clock (`/api/v3/time`) and limits (`/api/v3/exchangeInfo`,
+falling back to Binance's published 6000 per minute), then every client of that URL in the
+process paces from one `WeightBudget` (see `weight.py`): many loader processes on one IP stay
+under the limit together with no other coordination than the exchange's counter. HTTP 429 and
+418 are honoured by sleeping `Retry-After` seconds; a ban longer than `max_ban_wait` raises
 `ExchangeBanned` instead of sleeping for days. Network errors and 5xx are retried with
 exponential backoff and jitter, then raise `ExchangeUnavailable` naming the URL.
 """
@@ -36,14 +40,24 @@ from streamforge_nb.exceptions import (
     InvalidName,
     UnknownSymbol,
 )
+from streamforge_nb.exchange.weight import (
+    BINANCE_WEIGHT_LIMIT,
+    RateLimit,
+    WeightBudget,
+    budget_for,
+    parse_rate_limits,
+    used_weight_header,
+)
 from streamforge_nb.platform.contract import Candle
 from streamforge_nb.platform.intervals import check_interval, close_time
 from streamforge_nb.platform.names import check_symbol
 
 __all__ = [
     "BINANCE_API_URL",
+    "EXCHANGE_INFO_PATH",
     "KLINES_LIMIT",
     "KLINES_PATH",
+    "TIME_PATH",
     "KlinesClient",
     "check_range",
 ]
@@ -52,16 +66,21 @@ log = logging.getLogger(__name__)
 
 BINANCE_API_URL = "https://api.binance.com"
 KLINES_PATH = "/api/v3/klines"
+EXCHANGE_INFO_PATH = "/api/v3/exchangeInfo"
+TIME_PATH = "/api/v3/time"
 KLINES_LIMIT = 1000
 """Binance's maximum `limit` for klines; a shorter page means the range is exhausted."""
 
-_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+# Binance's request weights (klines: 2 whatever the limit).
+_KLINES_WEIGHT, _INFO_WEIGHT, _TIME_WEIGHT = 2, 20, 1
 _UNKNOWN_SYMBOL = -1121
 # Backoff for network errors and 5xx: 0.5 s, 1 s, 2 s, ... capped, with jitter.
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 30.0
 # A 418 without Retry-After: Binance's shortest ban is 2 minutes.
 _DEFAULT_BAN_SECONDS = 120.0
+
+
 def check_range(start_ms: int, end_ms: int) -> None:
     """Raise `InvalidName` unless `[start_ms, end_ms)` is a non-empty range of int milliseconds."""
     for what, value in (("start_ms", start_ms), ("end_ms", end_ms)):
@@ -83,7 +102,6 @@ class KlinesClient:
         session: requests.Session | None = None,
         max_retries: int = 5,
         timeout: float = 10.0,
-        weight_limit: int = 6000,
         weight_headroom: float = 0.9,
         max_ban_wait: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -95,14 +113,16 @@ class KlinesClient:
         self.session = requests.Session() if session is None else session
         self.max_retries = max_retries
         self.timeout = timeout
-        self.weight_limit = weight_limit
+        if not 0 < weight_headroom <= 1:
+            raise InvalidName(f"weight_headroom must be in (0, 1], got {weight_headroom!r}")
         self.weight_headroom = weight_headroom
         self.max_ban_wait = max_ban_wait
         self._sleep = sleep
         self._rng = rng
         self._clock = clock
         self.used_weight: int | None = None
-        """The last `X-MBX-USED-WEIGHT-1M` the exchange reported."""
+        """The last used-weight count the exchange reported (`X-MBX-USED-WEIGHT-1M` on Binance)."""
+        self._budget: WeightBudget | None = None
 
     def __enter__(self) -> KlinesClient:
         return self
@@ -116,6 +136,16 @@ class KlinesClient:
             self.session.close()
 
     # --- public API ---------------------------------------------------------------------------
+
+    @property
+    def budget(self) -> WeightBudget | None:
+        """This process's weight budget at the exchange (None before the first request)."""
+        return self._budget
+
+    @property
+    def rate_limits(self) -> tuple[RateLimit, ...] | None:
+        """The exchange's REQUEST_WEIGHT limits, once learned (None before the first request)."""
+        return None if self._budget is None else self._budget.limits
 
     def pages(
         self, symbol: str, interval: str, start_ms: int, end_ms: int
@@ -175,11 +205,31 @@ class KlinesClient:
 
     # --- one request, with manners and retries ------------------------------------------------
 
-    def _get_json(self, path: str, params: dict[str, Any], *, symbol: str) -> Any:
-        url = f"{self.base_url}{path}?{urlencode(params)}"
+    def _get_json(
+        self,
+        path: str,
+        params: dict[str, Any],
+        *,
+        symbol: str,
+        weight: int = _KLINES_WEIGHT,
+        paced: bool = True,
+    ) -> Any:
+        return self._get(path, params, symbol=symbol, weight=weight, paced=paced)[0]
+
+    def _get(
+        self, path: str, params: dict[str, Any], *, symbol: str, weight: int, paced: bool
+    ) -> tuple[Any, requests.Response, float, float]:
+        """Return `(json, response, sent at, received at)` of a successful GET."""
+        url = f"{self.base_url}{path}"
+        if params:
+            url = f"{url}?{urlencode(params)}"
         failures = 0
         while True:
-            self._respect_weight()
+            budget = self._pace(weight, symbol) if paced else self._budget
+            sent = self._clock()
+            if budget is not None:
+                budget.sending(weight)
+            resp: requests.Response | None = None
             try:
                 resp = self.session.get(url, timeout=self.timeout)
             except (
@@ -189,7 +239,12 @@ class KlinesClient:
             ) as exc:
                 failures = self._backoff(url, failures, f"{type(exc).__name__}: {exc}")
                 continue
-            self._note_weight(resp)
+            finally:
+                received = self._clock()
+                headers = {} if resp is None else resp.headers
+                if budget is not None:
+                    budget.answered(weight, headers, sent, received)
+                self._note_weight(headers)
             status = int(resp.status_code)
             if status in (418, 429):
                 failures = self._rate_limited(url, resp, failures)
@@ -200,37 +255,85 @@ class KlinesClient:
             if status >= 400:
                 raise self._client_error(url, resp, symbol)
             try:
-                return resp.json()
+                return resp.json(), resp, sent, received
             except ValueError:
                 # A 200 with a truncated body: the connection broke mid-answer.
                 failures = self._backoff(url, failures, "HTTP 200 with a body that is not JSON")
 
-    def _respect_weight(self) -> None:
-        used = self.used_weight
-        if used is None or used <= self.weight_headroom * self.weight_limit:
-            return
-        wait = self._until_next_minute()
-        log.warning(
-            "Binance used weight %d exceeds %.0f%% of %d per minute; waiting %.1f s for the "
-            "next minute",
-            used,
-            self.weight_headroom * 100,
-            self.weight_limit,
-            wait,
-        )
-        self._sleep(wait)
-        # The window has reset; the next answer tells the new figure.
-        self.used_weight = None
+    def _pace(self, weight: int, symbol: str) -> WeightBudget:
+        """Wait until `weight` fits in the exchange's current window; return the budget."""
+        if self._budget is None:
+            self._budget = budget_for(self.base_url, lambda: self._learn(symbol))
+        budget = self._budget
+        while True:
+            wait, used, limit = budget.wait(weight, self._clock())
+            if wait <= 0:
+                return budget
+            # Routine when loaders share the budget, so INFO, not WARNING.
+            log.info(
+                "request weight %d of %s used (headroom %.0f%%); waiting %.2f s for the next "
+                "window",
+                used,
+                limit,
+                budget.headroom * 100,
+                wait,
+            )
+            self._sleep(wait)
+            budget.waited()
 
-    def _note_weight(self, resp: requests.Response) -> None:
-        value = resp.headers.get(_WEIGHT_HEADER)
-        if value is not None:
-            try:
+    def _learn(self, symbol: str) -> WeightBudget:
+        """Ask the exchange's clock and weight limits: once per base URL per process."""
+        offset, uncertainty, seen = 0.0, 0.0, None
+        try:
+            body, resp, sent, received = self._get(
+                TIME_PATH, {}, symbol=symbol, weight=_TIME_WEIGHT, paced=False
+            )
+            offset = float(body["serverTime"]) / 1000 - (sent + received) / 2
+            uncertainty = (received - sent) / 2
+            seen = used_weight_header(resp.headers)
+        except (ExchangeError, KeyError, TypeError, ValueError) as exc:
+            log.debug("%s%s unavailable (%s); assuming its clock is ours", self.base_url,
+                      TIME_PATH, exc)  # fmt: skip
+        probe = WeightBudget([BINANCE_WEIGHT_LIMIT], offset=offset, uncertainty=uncertainty,
+                             headroom=self.weight_headroom, rng=self._rng)  # fmt: skip
+        if seen is not None and _unsure(seen, self.weight_headroom):
+            # Others are using this window and we do not know the limit yet: exchangeInfo's
+            # weight of 20 lands among the first requests of the next window instead.
+            window = WeightBudget([RateLimit(1, "SECOND", seen[1])], offset=offset,
+                                  uncertainty=uncertainty, rng=self._rng)  # fmt: skip
+            self._sleep(window.next_window(self._clock()))
+        try:
+            info, resp, sent, received = self._get(
+                EXCHANGE_INFO_PATH, {"symbol": symbol}, symbol=symbol, weight=_INFO_WEIGHT,
+                paced=False,
+            )  # fmt: skip
+            limits = parse_rate_limits(info)
+        except UnknownSymbol:
+            raise  # the klines request would say the same; learn with a symbol it knows
+        except (ExchangeError, ValueError) as exc:
+            log.debug("exchangeInfo at %s unavailable (%s); assuming Binance's published %s",
+                      self.base_url, exc, BINANCE_WEIGHT_LIMIT)  # fmt: skip
+            return probe
+        budget = WeightBudget(limits, offset=offset, uncertainty=uncertainty,
+                              headroom=self.weight_headroom, rng=self._rng)  # fmt: skip
+        budget.answered(_INFO_WEIGHT, resp.headers, sent, received, inflight=False)
+        log.debug("%s allows %s (clock offset %+.3f s)", self.base_url,
+                  ", ".join(map(str, limits)), offset)  # fmt: skip
+        return budget
+
+    def _note_weight(self, headers: Any) -> None:
+        if self._budget is not None:
+            value = headers.get(self._budget.limits[0].header)
+            if value is not None and str(value).strip().isdigit():
                 self.used_weight = int(value)
-            except ValueError:
-                log.debug("ignoring malformed %s header %r", _WEIGHT_HEADER, value)
+            return
+        seen = used_weight_header(headers)
+        if seen is not None:
+            self.used_weight = seen[0]
 
-    def _until_next_minute(self) -> float:
+    def _until_next_window(self) -> float:
+        if self._budget is not None:
+            return self._budget.next_window(self._clock())
         now = self._clock()
         # A small margin so the request lands in the new window, not at its edge.
         return 60.0 - (now % 60.0) + 0.5
@@ -261,7 +364,7 @@ class KlinesClient:
         except ValueError:
             wait = None
         if wait is None:
-            wait = _DEFAULT_BAN_SECONDS if status == 418 else self._until_next_minute()
+            wait = _DEFAULT_BAN_SECONDS if status == 418 else self._until_next_window()
         if wait > self.max_ban_wait:
             what = "banned this IP" if status == 418 else "rate-limited this IP"
             raise ExchangeBanned(
@@ -290,8 +393,8 @@ class KlinesClient:
             self.max_retries,
         )
         self._sleep(wait)
-        # The weight the refusal reported belongs to the window we just waited out.
-        self.used_weight = None
+        if self._budget is not None:
+            self._budget.waited()
         return failures
 
     def _client_error(self, url: str, resp: requests.Response, symbol: str) -> ExchangeError:
@@ -322,3 +425,16 @@ def _error_body(resp: requests.Response) -> tuple[int | None, str]:
         code = body.get("code")
         return (code if isinstance(code, int) else None), str(body.get("msg", ""))
     return None, str(body)[:200]
+
+
+def _unsure(seen: tuple[int, int], headroom: float) -> bool:
+    """Whether exchangeInfo's weight could push a window others use past its unknown limit.
+
+    Binance's published limit is trusted for the window it is published for (a minute), so a
+    loader joining a busy minute on Binance does not wait up to 60 s; any other window (a
+    scaled local exchange) is unknown until exchangeInfo says, so only an idle one is safe.
+    """
+    used, seconds = seen
+    if seconds == BINANCE_WEIGHT_LIMIT.seconds:
+        return used + _INFO_WEIGHT > headroom * BINANCE_WEIGHT_LIMIT.limit
+    return used > _TIME_WEIGHT + _INFO_WEIGHT

@@ -8,10 +8,20 @@ THE DATA IS GENERATED, NOT MARKET DATA: `CandleGenerator` (in `candles.py`) make
         assert rows == server.expected_rows("BTCUSDT", "1m", start_ms, end_ms)
 
 It serves `GET /api/v3/klines` (Binance semantics: `startTime`/`endTime` inclusive, `limit`
-default 500 and at most 1000, `X-MBX-USED-WEIGHT-1M` counting weight 2 per request and answering
-429 above `weight_limit`), and `GET /data/spot/{monthly|daily}/klines/...zip[.CHECKSUM]`
-archives built on the fly from the same candles. `fail_next` injects 429, 418, 5xx or dropped
-connections; `requests` logs every request so tests can check paging.
+default 500 and at most 1000), `GET /api/v3/exchangeInfo` and `GET /api/v3/time`, and
+`GET /data/spot/{monthly|daily}/klines/...zip[.CHECKSUM]` archives built on the fly from the
+same candles. `fail_next` injects 429, 418, 5xx or dropped connections (they bypass the weight
+count); `requests` logs every request so tests can check paging.
+
+The request weight limit is enforced as Binance does it (`_Limiter`): klines weigh 2,
+exchangeInfo 20, time 1, counted per client IP in fixed windows aligned to the epoch; every
+`/api/` answer carries `X-MBX-USED-WEIGHT-<n><unit>`; above `weight_limit` the answer is 429
+with `Retry-After` (the rest of the window); an IP that sends again before that has passed
+(`ban_after` times) is banned: 418 with `Retry-After`, 2 minutes for its first ban, doubling up
+to 3 days. `time_scale` shrinks windows and bans for tests (`time_scale=1/60`: a "minute" is one
+second and a first ban two), and exchangeInfo's `rateLimits` say so. `latency` delays each
+`/api/` answer (half before counting, half after) like a round trip to the real exchange.
+`served(429)` and `served(418)` count refusals; `total_weight` the weight counted.
 
 `write_archive` (in `archives.py`) saves one such archive and its CHECKSUM to a directory.
 """
@@ -80,25 +90,36 @@ class ExchangeServer:
         host: str = "127.0.0.1",
         port: int = 0,
         weight_limit: int = 6000,
+        time_scale: float = 1.0,
+        ban_after: int = 1,
+        latency: float = 0.0,
         archive_time_unit: str = "auto",
         archive_header: bool = False,
         listed_ms: int = LISTED_MS,
+        downtime: Sequence[tuple[int, int]] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.symbols = tuple(symbols)
         self.generator = CandleGenerator(seed)
-        self.weight_limit = weight_limit
+        self.limiter = _Limiter(weight_limit, time_scale, ban_after, clock)
+        """The request weight limit, per client IP (see `_Limiter`)."""
+        if latency < 0:
+            raise ValueError(f"latency must be >= 0 seconds, got {latency!r}")
+        self.latency = latency
+        """Seconds each `/api/` answer takes, like a network round trip to the exchange."""
         self.archive_time_unit = archive_time_unit
         """`auto` (microseconds from 2025 like Binance's spot files), `ms` or `us`."""
         self.archive_header = archive_header
         """Start archive CSVs with a header line, as some newer files do."""
         self.listed_ms = listed_ms
+        self.downtime = tuple((int(a), int(b)) for a, b in downtime)
+        """Windows `[start_ms, end_ms)` with no klines at all (exchange maintenance)."""
         self._clock = clock
         self._address = (host, port)
         self._lock = threading.Lock()
         self._log: list[RequestRecord] = []
         self._faults: list[_Fault] = []
-        self._weight: dict[int, int] = {}
+        self._served: dict[int, int] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -171,11 +192,24 @@ class ExchangeServer:
         with self._lock:
             self._faults.extend(_Fault(status, retry_after, body, path) for _ in range(count))
 
-    def preload_weight(self, weight: int) -> None:
-        """Count `weight` as already used this minute (someone else on the same IP)."""
+    @property
+    def weight_limit(self) -> int:
+        """Request weight allowed per window and IP."""
+        return self.limiter.limit
+
+    def preload_weight(self, weight: int, ip: str = "127.0.0.1") -> None:
+        """Count `weight` as already used this window (someone else on the same IP)."""
+        self.limiter.preload(ip, weight)
+
+    def served(self, status: int) -> int:
+        """Return how many answers with HTTP `status` were served since the start."""
         with self._lock:
-            minute = int(self._clock() // 60)
-            self._weight[minute] = self._weight.get(minute, 0) + weight
+            return self._served.get(status, 0)
+
+    @property
+    def total_weight(self) -> int:
+        """Request weight counted since the start, over every IP and window."""
+        return self.limiter.total
 
     def expected_rows(
         self, symbol: str, interval: str, start_ms: int, end_ms: int
@@ -191,7 +225,11 @@ class ExchangeServer:
         times = open_times(
             interval, max(start_ms, self.listed_ms - longest_ms(interval), 0), end_ms
         )
-        return (t for t in times if close_time(interval, t) >= self.listed_ms)
+        return (t for t in times if close_time(interval, t) >= self.listed_ms and not self._down(t))
+
+    def _down(self, open_ms: int) -> bool:
+        # Binance has no kline opening during a maintenance window (e.g. 2020-02-19 ...).
+        return any(start <= open_ms < end for start, end in self.downtime)
 
     def archive(self, path: str) -> bytes | None:
         """Return the body served at archive `path` (zip or CHECKSUM), or None if absent."""
@@ -223,35 +261,62 @@ class ExchangeServer:
     def _record(self, path: str, params: dict[str, str], status: int | str) -> None:
         with self._lock:
             self._log.append(RequestRecord(path, params, status, self._clock()))
+            if isinstance(status, int):
+                self._served[status] = self._served.get(status, 0) + 1
 
-    def _add_weight(self, weight: int) -> tuple[int, float]:
-        """Count a request's weight; return the minute's total and seconds to the next minute."""
-        now = self._clock()
-        with self._lock:
-            minute = int(now // 60)
-            used = self._weight.get(minute, 0) + weight
-            self._weight = {minute: used}
-        return used, 60 - now % 60
+    def _api(self, ip: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """Answer one `/api/v3/...` request, the weight limit first."""
+        if self.latency:
+            time.sleep(self.latency / 2)
+        try:
+            refusal, headers = self.limiter.admit(ip, _WEIGHTS[path])
+            if refusal is not None:
+                return refusal[0], headers, refusal[1]
+            if path == "/api/v3/klines":
+                status, body = self._klines(params)
+            elif path == "/api/v3/exchangeInfo":
+                status, body = self._exchange_info(params)
+            else:
+                status, body = 200, {"serverTime": int(self._clock() * 1000)}
+            return status, headers, body
+        finally:
+            if self.latency:
+                time.sleep(self.latency / 2)
 
-    def _klines(self, params: dict[str, str]) -> tuple[int, dict[str, str], Any]:
-        used, reset = self._add_weight(2)
-        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
-        if used > self.weight_limit:
-            headers["Retry-After"] = str(math.ceil(reset))
-            return 429, headers, _error(-1003, f"Too many requests; limit {self.weight_limit}.")
+    def _exchange_info(self, params: dict[str, str]) -> tuple[int, Any]:
+        """Binance's exchangeInfo for our symbols (`symbol=` or `symbols=[...]` narrow it)."""
+        names: list[str] = list(self.symbols)
+        try:
+            if params.get("symbol"):
+                names = [params["symbol"]]
+            elif params.get("symbols"):
+                names = [str(n) for n in json.loads(params["symbols"])]
+        except ValueError:
+            return 400, _error(-1100, "Illegal characters found in parameter 'symbols'.")
+        if any(n not in self.symbols for n in names):
+            return 400, _error(-1121, "Invalid symbol.")
+        return 200, {
+            "timezone": "UTC",
+            "serverTime": int(self._clock() * 1000),
+            "rateLimits": self.limiter.rate_limits(),
+            "exchangeFilters": [],
+            "symbols": [_symbol_info(n) for n in names],
+        }
+
+    def _klines(self, params: dict[str, str]) -> tuple[int, Any]:
         symbol, interval = params.get("symbol", ""), params.get("interval", "")
         try:
             start, end, limit = (
                 int(params[k]) if params.get(k) else None for k in ("startTime", "endTime", "limit")
             )
         except ValueError:
-            return 400, headers, _error(-1100, "Illegal characters found in a parameter.")
+            return 400, _error(-1100, "Illegal characters found in a parameter.")
         if not symbol or not interval:
-            return 400, headers, _error(-1102, "Mandatory parameter was not sent.")
+            return 400, _error(-1102, "Mandatory parameter was not sent.")
         if interval not in INTERVALS:
-            return 400, headers, _error(-1120, "Invalid interval.")
+            return 400, _error(-1120, "Invalid interval.")
         if symbol not in self.symbols:
-            return 400, headers, _error(-1121, "Invalid symbol.")
+            return 400, _error(-1121, "Invalid symbol.")
         # Binance clamps limit into 1..1000 (default 500).
         limit = min(max(limit if limit is not None else 500, 1), 1000)
         hi = min(end if end is not None else 2**62, int(self._clock() * 1000))
@@ -259,11 +324,146 @@ class ExchangeServer:
         lo = start if start is not None else hi - limit * longest_ms(interval)
         times = self._times(interval, lo, hi + 1)
         chosen = list(itertools.islice(times, limit)) if start is not None else list(times)[-limit:]
-        return 200, headers, [self.generator.row(symbol, interval, t) for t in chosen]
+        return 200, [self.generator.row(symbol, interval, t) for t in chosen]
 
 
 def _error(code: int, msg: str) -> dict[str, Any]:
     return {"code": code, "msg": msg}
+
+
+_WEIGHTS = {"/api/v3/klines": 2, "/api/v3/exchangeInfo": 20, "/api/v3/time": 1}
+"""Binance's request weight per endpoint (klines: 2 whatever the limit)."""
+_UNITS = (("DAY", "D", 86400), ("HOUR", "H", 3600), ("MINUTE", "M", 60), ("SECOND", "S", 1))
+# Binance: bans "scale in duration for repeat offenders, from 2 minutes to 3 days".
+_FIRST_BAN_S = 120
+_LONGEST_BAN_S = 3 * 86400
+_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
+
+
+@dataclass
+class _Ip:
+    window: int = -1
+    used: int = 0
+    refused_until: float = 0.0  # a 429's Retry-After has not passed before this
+    ignored: int = 0  # requests sent anyway since that 429
+    banned_until: float = 0.0
+    bans: int = 0
+
+
+class _Limiter:
+    """Binance's REQUEST_WEIGHT limit: `limit` per fixed window per IP, 429s, then bans.
+
+    A "minute" lasts `60 * time_scale` seconds (a whole number of seconds, so exchangeInfo can
+    state it); windows are aligned to the epoch, as Binance's reset at each minute's start.
+    """
+
+    def __init__(
+        self, limit: int, time_scale: float, ban_after: int, clock: Callable[[], float]
+    ) -> None:
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"weight_limit must be a positive int, got {limit!r}")
+        seconds = 60 * time_scale
+        if not (time_scale > 0 and seconds >= 1 and abs(seconds - round(seconds)) < 1e-6):
+            raise ValueError(
+                f"time_scale={time_scale!r} makes the weight window {seconds!r} s; it must be "
+                "a whole number of seconds (e.g. time_scale=1/60 for 1 s)"
+            )
+        if not isinstance(ban_after, int) or ban_after < 1:
+            raise ValueError(f"ban_after must be a positive int, got {ban_after!r}")
+        self.limit = limit
+        self.scale = time_scale
+        self.seconds = round(seconds)
+        self.ban_after = ban_after
+        self.total = 0
+        self.per_window: dict[int, int] = {}
+        """Weight counted per window (index: window start // seconds), over every IP."""
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ips: dict[str, _Ip] = {}
+        name, letter, size = next(u for u in _UNITS if self.seconds % u[2] == 0)
+        self.interval, self.interval_num = name, self.seconds // size
+        self.header = f"X-MBX-USED-WEIGHT-{self.interval_num}{letter}"
+
+    def rate_limits(self) -> list[dict[str, Any]]:
+        """Return exchangeInfo's `rateLimits` (the ORDERS ones are Binance's, not enforced)."""
+        return [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": self.interval,
+             "intervalNum": self.interval_num, "limit": self.limit},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+        ]  # fmt: skip
+
+    def preload(self, ip: str, weight: int) -> None:
+        """Count `weight` as used by `ip` in the current window."""
+        with self._lock:
+            self._count(self._ips.setdefault(ip, _Ip()), self._clock(), weight)
+
+    def admit(self, ip: str, weight: int) -> tuple[tuple[int, Any] | None, dict[str, str]]:
+        """Count a request; return `((status, body) or None to serve it, headers)`."""
+        now = self._clock()
+        with self._lock:
+            state = self._ips.setdefault(ip, _Ip())
+            if now < state.refused_until:
+                state.ignored += 1
+                if state.ignored >= self.ban_after:
+                    state.bans += 1
+                    ban = min(_FIRST_BAN_S * 2 ** (state.bans - 1), _LONGEST_BAN_S)
+                    state.banned_until = now + ban * self.scale
+                    state.refused_until, state.ignored = 0.0, 0
+            if now < state.banned_until:
+                wait = _seconds(state.banned_until - now)
+                msg = (
+                    f"Way too many requests; IP({ip}) banned until {state.banned_until * 1000:.0f}."
+                )
+                return (418, _error(-1003, msg)), {"Retry-After": wait}
+            used = self._count(state, now, weight)
+        headers = {self.header: str(used)}
+        if used <= self.limit and now >= state.refused_until:
+            return None, headers
+        # Retry-After: the rest of the window, in whole (scaled) seconds as Binance sends it.
+        rest = (state.window + 1) * self.seconds - now
+        retry = max(math.ceil(rest / self.scale - 1e-9), 1) * self.scale
+        with self._lock:
+            state.refused_until = max(state.refused_until, now + retry)
+        headers["Retry-After"] = _seconds(retry)
+        msg = (
+            f"Too much request weight used; current limit is {self.limit} request weight per "
+            f"{self.interval_num} {self.interval}."
+        )
+        return (429, _error(-1003, msg)), headers
+
+    def _count(self, state: _Ip, now: float, weight: int) -> int:
+        window = int(now // self.seconds)
+        if window != state.window:
+            state.window, state.used = window, 0
+        state.used += weight
+        self.total += weight
+        self.per_window[window] = self.per_window.get(window, 0) + weight
+        return state.used
+
+
+def _seconds(value: float) -> str:
+    """Format a Retry-After: whole seconds as Binance does, fractions only when scaled."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def _symbol_info(symbol: str) -> dict[str, Any]:
+    quote = next((q for q in _QUOTES if symbol.endswith(q) and symbol != q), symbol[-4:])
+    return {
+        "symbol": symbol,
+        "status": "TRADING",
+        "baseAsset": symbol.removesuffix(quote),
+        "baseAssetPrecision": 8,
+        "quoteAsset": quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "filters": [],
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
+    }
 
 
 _JSON = "application/json;charset=UTF-8"
@@ -292,8 +492,8 @@ class _Handler(BaseHTTPRequestHandler):
             exchange._record(url.path, params, fault.status)
             self._send_fault(fault)
             return
-        if url.path == "/api/v3/klines":
-            status, headers, body = exchange._klines(params)
+        if url.path in _WEIGHTS:
+            status, headers, body = exchange._api(self.client_address[0], url.path, params)
             data, kind = json.dumps(body, separators=(",", ":")).encode(), _JSON
         elif (archive := exchange.archive(url.path)) is not None:
             status, headers, data, kind = 200, {}, archive, "application/zip"
