@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.platform.intervals import interval_ms
@@ -18,6 +21,7 @@ from streamforge_nb.store.analysis import (
     resample,
     volume_volatility,
 )
+from streamforge_nb.store.base import merge_ranges
 from streamforge_nb.store.frames import frame_from_arrays
 
 MIN = 60_000
@@ -162,8 +166,8 @@ def test_find_gaps_fixed_weekly_and_monthly_grids() -> None:
     t = np.array([AUG1 + i * MIN for i in (0, 1, 4, 5)])
     gaps = find_gaps(t, "1m", AUG1, AUG1 + 8 * MIN)
     assert list(gaps.itertuples(index=False, name=None)) == [
-        (utc(AUG1 + 2 * MIN), utc(AUG1 + 4 * MIN), 2),
-        (utc(AUG1 + 6 * MIN), utc(AUG1 + 8 * MIN), 2),
+        (utc(AUG1 + 2 * MIN), utc(AUG1 + 4 * MIN), 2, "missing"),
+        (utc(AUG1 + 6 * MIN), utc(AUG1 + 8 * MIN), 2, "missing"),
     ]
     assert str(gaps["start"].dtype) == "datetime64[ms, UTC]"
     # A start between grid points begins at the next open time.
@@ -171,10 +175,69 @@ def test_find_gaps_fixed_weekly_and_monthly_grids() -> None:
     # No candles at all: weeks open on Mondays (Jul 29, Aug 5 2024).
     weeks = find_gaps(np.array([], dtype=np.int64), "1w", AUG1, AUG1 + 14 * DAY)
     assert list(weeks.itertuples(index=False, name=None)) == [
-        (pd.Timestamp("2024-08-05", tz="UTC"), pd.Timestamp("2024-08-19", tz="UTC"), 2)
+        (pd.Timestamp("2024-08-05", tz="UTC"), pd.Timestamp("2024-08-19", tz="UTC"), 2, "missing")
     ]
     months = find_gaps(np.array([AUG1]), "1M", AUG1, AUG1 + 100 * DAY)
     assert months["missing"].tolist() == [3] and months["end"].iloc[0] == pd.Timestamp(
         "2024-12-01", tz="UTC"
     )
     assert interval_ms("1h") == HOUR and interval_ms("1M") is None
+
+
+def test_find_gaps_splits_gaps_at_exchange_empty_ranges() -> None:
+    t = np.array([AUG1 + i * MIN for i in (0, 10, 11, 20)])
+    empty = [(AUG1 + 3 * MIN, AUG1 + 5 * MIN), (AUG1 + 5 * MIN, AUG1 + 7 * MIN),  # touching
+             (AUG1 + 12 * MIN + 30_000, AUG1 + 30 * MIN)]  # fmt: skip
+    gaps = find_gaps(t, "1m", AUG1, AUG1 + 22 * MIN, empty)
+    rows = [
+        ((s.value // 10**6 - AUG1) // MIN, (e.value // 10**6 - AUG1) // MIN, n, k)
+        for s, e, n, k in gaps.itertuples(index=False, name=None)
+    ]
+    assert rows == [
+        (1, 3, 2, "missing"),
+        (3, 7, 4, "exchange_empty"),  # two touching ranges: one piece
+        (7, 10, 3, "missing"),
+        (12, 13, 1, "missing"),  # 12:00 opens before the empty range (12:30) starts
+        (13, 20, 7, "exchange_empty"),
+        (21, 22, 1, "exchange_empty"),
+    ]
+    assert gaps["missing"].sum() == 22 - len(t)
+    # Months: an empty range over April splits a Feb..May gap.
+    months = find_gaps(
+        np.array([AUG1]), "1M", AUG1, AUG1 + 100 * DAY, [(AUG1 + 31 * DAY, AUG1 + 61 * DAY)]
+    )
+    assert months["kind"].tolist() == ["exchange_empty", "missing"]
+    assert months["missing"].tolist() == [1, 2]
+
+
+ranges = st.lists(
+    st.tuples(st.integers(0, 60), st.integers(0, 60)).map(lambda p: (min(p), max(p))), max_size=8
+)
+
+
+@given(ranges)
+def test_merge_ranges_keeps_exactly_the_covered_points(spans: list[tuple[int, int]]) -> None:
+    merged = merge_ranges(spans)
+    covered = {t for a, b in spans for t in range(a, b)}
+    assert {t for a, b in merged for t in range(a, b)} == covered
+    # Sorted, non-empty, neither overlapping nor touching: the one canonical form.
+    assert all(a < b for a, b in merged)
+    assert all(b1 < a2 for (_, b1), (a2, _) in itertools.pairwise(merged))
+    assert merge_ranges(merged) == merged == merge_ranges(reversed(spans))
+
+
+@given(st.sets(st.integers(0, 59), max_size=40), ranges)
+def test_split_gaps_cover_the_same_candles_labelled_by_the_ranges(
+    present: set[int], spans: list[tuple[int, int]]
+) -> None:
+    times = np.array(sorted(AUG1 + t * MIN for t in present), dtype=np.int64)
+    empty = [(AUG1 + a * MIN, AUG1 + b * MIN) for a, b in merge_ranges(spans)]
+    gaps = find_gaps(times, "1m", AUG1, AUG1 + 60 * MIN, empty)
+    inside = {t for a, b in merge_ranges(spans) for t in range(a, b)}
+    kinds: dict[int, str] = {}
+    for start, end, count, kind in gaps.itertuples(index=False, name=None):
+        slots = range((start.value // 10**6 - AUG1) // MIN, (end.value // 10**6 - AUG1) // MIN)
+        assert count == len(slots) > 0
+        kinds.update(dict.fromkeys(slots, kind))
+    assert set(kinds) == set(range(60)) - present
+    assert all((kinds[t] == "exchange_empty") == (t in inside) for t in kinds)

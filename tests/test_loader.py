@@ -16,11 +16,12 @@ from streamforge_nb.control.queue import Queue
 from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.exchange.archives import SAMPLE_ARCHIVE
 from streamforge_nb.platform.contract import Candle, decode_candle
+from streamforge_nb.platform.markers import decode_exchange_empty, is_marker
 from streamforge_nb.platform.names import data_topic, new_short_id, parse_time_range, queue_id
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import read_topic, topic_exists
 from streamforge_nb.testing.exchange import ExchangeServer
-from streamforge_nb.workers.loader import LoaderOptions, run_loader
+from streamforge_nb.workers.loader import SETTLE_MS, EmptyWindows, LoaderOptions, run_loader
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +187,80 @@ def test_cli_bad_interval_is_one_line(settings: Settings) -> None:
     )
     assert proc.returncode == 1
     assert "7m" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- issue 14: windows the exchange confirmed empty ------------------------------------------------
+AUG1 = 1722470400000  # 2024-08-01T00:00:00Z
+MIN = 60_000
+
+
+def windows_of(
+    times: list[int], start: int, end: int, *, alive: bool = True, now: int = 2 * AUG1
+) -> list[tuple[int, int]]:
+    asked: list[int] = []
+
+    def alive_before(ms: int) -> bool:
+        asked.append(ms)
+        return alive
+
+    finder = EmptyWindows("1m", AUG1 + start * MIN, AUG1 + end * MIN, alive_before)
+    found = finder.feed([AUG1 + t * MIN for t in times[:2]]) + finder.feed(
+        [AUG1 + t * MIN for t in times[2:]]
+    )
+    found += finder.finish(now)
+    assert len(asked) <= 1  # the listing question costs one request at most
+    return [((a - AUG1) // MIN, (b - AUG1) // MIN) for a, b in found]
+
+
+def test_empty_windows_are_jumps_inside_the_symbols_life() -> None:
+    assert windows_of([0, 1, 2, 3], 0, 4) == []
+    assert windows_of([0, 1, 5, 6, 9], 0, 10) == [(2, 5), (7, 9)]  # jumps, across feeds too
+    assert windows_of([3, 4], 0, 5) == [(0, 3)]  # a first page starting late
+    assert windows_of([3, 4], 0, 5, alive=False) == []  # ... before the listing
+    assert windows_of([0, 1], 0, 5) == [(2, 5)]  # a range ending with nothing
+    assert windows_of([], 0, 5) == [(0, 5)] and windows_of([], 0, 5, alive=False) == []
+    # A range ending at now: its last klines may only be late, so no trailing window.
+    assert windows_of([0, 1], 0, 5, now=AUG1 + 5 * MIN + SETTLE_MS - 1) == []
+    assert windows_of([0, 1], 0, 5, now=AUG1 + 5 * MIN + SETTLE_MS) == [(2, 5)]
+    assert windows_of([0, 1, 3], 0, 5, now=AUG1) == [(2, 3)]  # inner windows stay
+
+
+def markers(settings: Settings, qid: str) -> tuple[list[Candle], list[tuple[str, str, int, int]]]:
+    candles, found = [], []
+    for record in read_topic(settings, data_topic(qid)):
+        if is_marker(record.headers):
+            found.append(decode_exchange_empty(record.value, record.key, "BTCUSDT", "1m"))
+        else:
+            candles.append(decode_candle(record.value))
+    return candles, found
+
+
+def test_exchange_empty_windows_are_published_as_markers(settings: Settings) -> None:
+    downtime = [(AUG1 + 100 * MIN, AUG1 + 160 * MIN), (AUG1 + 210 * MIN, AUG1 + 300 * MIN)]
+    with ExchangeServer(downtime=downtime) as exchange:
+        qid = new_queue()
+        options = LoaderOptions(
+            queue_id=qid,
+            symbol="BTCUSDT",
+            interval="1m",
+            time_range="2024-08-01T00:00:00Z/2024-08-01T04:00:00Z",
+            base_url=exchange.base_url,
+        )
+        assert run_loader(options, settings) == 0
+        candles, found = markers(settings, qid)
+        expected = exchange.expected_rows("BTCUSDT", "1m", AUG1, AUG1 + 240 * MIN)
+        assert [c.open_time for c in candles] == [row[0] for row in expected]
+        assert len(candles) == 240 - 60 - 30
+        assert found == [
+            ("BTCUSDT", "1m", AUG1 + 100 * MIN, AUG1 + 160 * MIN),
+            ("BTCUSDT", "1m", AUG1 + 210 * MIN, AUG1 + 240 * MIN),  # cut at the range's end
+        ]
+        # A range starting inside a window: the symbol was listed before, so it counts.
+        qid = new_queue()
+        span = "2024-08-01T01:50:00Z/2024-08-01T02:50:00Z"
+        late = LoaderOptions(**{**options.__dict__, "queue_id": qid, "time_range": span})
+        assert run_loader(late, settings) == 0
+        candles, found = markers(settings, qid)
+        assert len(candles) == 10 and found == [
+            ("BTCUSDT", "1m", AUG1 + 110 * MIN, AUG1 + 160 * MIN)
+        ]

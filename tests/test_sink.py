@@ -23,6 +23,7 @@ from streamforge_nb.control.queue import Queue
 from streamforge_nb.kafka.clients import make_admin, make_producer
 from streamforge_nb.platform.batch import check_candles, decode_and_check
 from streamforge_nb.platform.contract import Candle, encode, message_key
+from streamforge_nb.platform.markers import EXCHANGE_EMPTY, RECORD_HEADER, encode_exchange_empty
 from streamforge_nb.platform.names import data_topic, dlq_topic, new_short_id, queue_id
 from streamforge_nb.platform.topics import TopicSpec, ensure_topics
 from streamforge_nb.settings import Settings
@@ -482,3 +483,61 @@ def test_a_null_message_never_reaches_pyarrows_json_reader() -> None:
         table, rejected = decode_and_check(values, None, "BTCUSDT", "1m")
         assert [i for i, _ in rejected] == [i for i, v in enumerate(values) if v != good]
         assert table.num_rows == values.count(good)
+
+
+# -- issue 14: exchange-empty markers ------------------------------------------------------------
+def test_markers_are_recorded_and_malformed_ones_go_to_the_dlq(
+    settings: Settings, store_url: str
+) -> None:
+    qid = new_queue()
+    topic = data_topic(qid)
+    hole = (START_MS + 20 * 60_000, START_MS + 30 * 60_000)
+    key, value = encode_exchange_empty("BTCUSDT", "1m", *hole)
+    off_grid_key, off_grid = encode_exchange_empty("BTCUSDT", "1m", hole[0] + 1, hole[1])
+    eth_key, eth = encode_exchange_empty("ETHUSDT", "1m", *hole)
+    reversed_key, backwards = encode_exchange_empty("BTCUSDT", "1m", hole[1], hole[0])
+    malformed = [
+        (b"x", b"{not json", "not valid JSON"),
+        (key, b'{"_key": 1}', "expected fields"),
+        (off_grid_key, off_grid, "is not on the 1m grid"),
+        (eth_key, eth, "is not the queue's BTCUSDT 1m"),
+        (reversed_key, backwards, "is not a non-empty range"),
+        (b"another-key", value, "differs from _key"),
+        (key, value.replace(b"_empty_", b"_blank_"), "_key"),
+    ]
+    good = [c for c in candles(40) if not hole[0] <= c.open_time < hole[1]]
+    admin = make_admin(settings)
+    try:
+        ensure_topics(admin, (TopicSpec(topic),))
+    finally:
+        admin.close()
+    producer = make_producer(settings)
+    header = [(RECORD_HEADER, EXCHANGE_EMPTY)]
+    for message_key_, message in as_messages(good[:20]):
+        producer.send(topic, key=message_key_, value=message)
+    for bad_key, bad_value, _ in malformed:
+        producer.send(topic, key=bad_key, value=bad_value, headers=header)
+    for _ in range(2):  # published twice (a loader retried): recorded once
+        producer.send(topic, key=key, value=value, headers=header)
+    for message_key_, message in as_messages(good[20:]):
+        producer.send(topic, key=message_key_, value=message)
+    producer.flush()
+    producer.close()
+    options = SinkOptions(queue_id=qid, store_url=store_url, wait_for_loader=False)
+    assert run_sink(options, settings) == 0
+    assert stored(store_url, 40) == (30, 30)
+    with CandleStore.open(store_url) as store:
+        recorded = store.exchange_empty("BTCUSDT", "1m")
+        gaps = store.gaps("BTCUSDT", "1m", START_MS, START_MS + 40 * 60_000)
+    assert [(int(s.value // 10**6), int(e.value // 10**6)) for s, e in recorded.values] == [hole]
+    assert gaps["kind"].tolist() == ["exchange_empty"]
+    dead = read_topic(settings, dlq_topic(topic))
+    assert len(dead) == len(malformed)
+    for record, (bad_key, bad_value, words) in zip(dead, malformed, strict=True):
+        reason = dict(record.headers)["error"].decode()
+        assert reason.startswith("invalid exchange-empty marker") and words in reason, reason
+        assert (record.key, record.value) == (bad_key, bad_value)
+    with Queue(qid, settings) as queue:
+        final = queue.status()
+    assert final["status"].tolist() == ["finished"]
+    assert final["records_written"].tolist() == [30]

@@ -219,9 +219,9 @@ def test_gaps_finds_holes_exactly_and_none_when_complete(store: CandleStore) -> 
         [c for i, c in enumerate(make_candles("BTCUSDT", "1m", AUG1, 60)) if i not in missing]
     )
     gaps = store.gaps("BTCUSDT", "1m", AUG1 - 2 * MIN, AUG1 + 62 * MIN)
-    assert list(gaps.columns) == ["start", "end", "missing"]
+    assert list(gaps.columns) == ["start", "end", "missing", "kind"]
     holes = [(-2, 0, 2), (5, 8, 3), (30, 31, 1), (60, 62, 2)]  # minutes after AUG1
-    expected = [(utc(AUG1 + a * MIN), utc(AUG1 + b * MIN), n) for a, b, n in holes]
+    expected = [(utc(AUG1 + a * MIN), utc(AUG1 + b * MIN), n, "missing") for a, b, n in holes]
     assert list(gaps.itertuples(index=False, name=None)) == expected
     assert store.gaps("BTCUSDT", "1m")["missing"].tolist() == [3, 1]  # between first and last
     assert store.gaps("BTCUSDT", "1m", AUG1 + 8 * MIN, AUG1 + 30 * MIN).empty
@@ -231,9 +231,41 @@ def test_gaps_finds_holes_exactly_and_none_when_complete(store: CandleStore) -> 
         store.write(make_candles("BTCUSDT", "1M", to_ms(date(2024, month, 1)), 1))
     gaps = store.gaps("BTCUSDT", "1M", "2024-01-01", "2024-08-01")
     assert list(gaps.itertuples(index=False, name=None)) == [
-        (pd.Timestamp("2024-03-01", tz="UTC"), pd.Timestamp("2024-04-01", tz="UTC"), 1),
-        (pd.Timestamp("2024-07-01", tz="UTC"), pd.Timestamp("2024-08-01", tz="UTC"), 1),
+        (pd.Timestamp("2024-03-01", tz="UTC"), pd.Timestamp("2024-04-01", tz="UTC"), 1, "missing"),
+        (pd.Timestamp("2024-07-01", tz="UTC"), pd.Timestamp("2024-08-01", tz="UTC"), 1, "missing"),
     ]
+
+
+def test_exchange_empty_ranges_are_recorded_merged_and_split_gaps(store: CandleStore) -> None:
+    assert store.exchange_empty("BTCUSDT", "1m").empty
+    store.write(
+        [c for i, c in enumerate(make_candles("BTCUSDT", "1m", AUG1, 60)) if not 10 <= i < 30]
+    )
+    # Recorded in two overlapping pieces, one of them twice: one range [10, 25).
+    for start, end in ((10, 20), (15, 25), (10, 20)):
+        assert (
+            store.write_exchange_empty("BTCUSDT", "1m", [(AUG1 + start * MIN, AUG1 + end * MIN)])
+            == 1
+        )
+    recorded = store.exchange_empty("BTCUSDT", "1m")
+    assert list(recorded.itertuples(index=False, name=None)) == [
+        (utc(AUG1 + 10 * MIN), utc(AUG1 + 25 * MIN))
+    ]
+    assert (
+        store.exchange_empty("ETHUSDT", "1m").empty and store.exchange_empty("BTCUSDT", "5m").empty
+    )
+    clipped = store.exchange_empty("BTCUSDT", "1m", AUG1 + 12 * MIN, AUG1 + 14 * MIN)
+    assert clipped["start"].tolist() == [utc(AUG1 + 12 * MIN)]
+    gaps = store.gaps("BTCUSDT", "1m", AUG1, AUG1 + 60 * MIN)
+    assert list(gaps.itertuples(index=False, name=None)) == [
+        (utc(AUG1 + 10 * MIN), utc(AUG1 + 25 * MIN), 15, "exchange_empty"),
+        (utc(AUG1 + 25 * MIN), utc(AUG1 + 30 * MIN), 5, "missing"),
+    ]
+    with pytest.raises(InvalidName, match="end is exclusive"):
+        store.write_exchange_empty("BTCUSDT", "1m", [(AUG1, AUG1)])
+    with pytest.raises(InvalidName, match="before"):
+        store.write_exchange_empty("BTCUSDT", "1m", [(AUG1 + MIN, AUG1)])
+    assert len(store.exchange_empty("BTCUSDT", "1m")) == 1
 
 
 def test_coverage_lists_each_series(store: CandleStore) -> None:
@@ -649,3 +681,21 @@ def test_times_are_iso_8601_or_milliseconds_only(tmp_path: Path) -> None:
     for bad in ("1722470400000", "2024/08/01", "Aug 1 2024", float(AUG1 // 1000)):
         with pytest.raises(InvalidName):
             to_ms(bad)
+
+
+def test_concurrent_exchange_empty_writers_lose_no_range(tmp_path: Path) -> None:
+    import threading
+
+    def record(worker: int) -> None:
+        with CandleStore.open(tmp_path / "store") as mine:
+            for i in range(10):
+                at = AUG1 + (worker * 100 + i * 2) * MIN  # one minute each, one apart
+                mine.write_exchange_empty("BTCUSDT", "1m", [(at, at + MIN)])
+
+    threads = [threading.Thread(target=record, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    with CandleStore.open(tmp_path / "store") as store:
+        assert len(store.exchange_empty("BTCUSDT", "1m")) == 40

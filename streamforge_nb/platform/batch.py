@@ -24,7 +24,12 @@ from streamforge_nb.platform.contract import (
 )
 from streamforge_nb.platform.intervals import INTERVALS, WEEK_OFFSET_MS, interval_ms, longest_ms
 
-__all__ = ["ERA_START_MS", "check_candles", "decode_and_check", "decode_candles"]
+__all__ = [
+    "ERA_START_MS",
+    "check_candles",
+    "decode_and_check",
+    "decode_candles",
+]
 
 _SYMBOL_RE = re.compile(r"[A-Z0-9]{2,20}")
 

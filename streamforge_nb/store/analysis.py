@@ -7,6 +7,9 @@ Binance intervals (`1m`, `1h`, `1d`, `1w`, `1M`...) or any pandas offset alias.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
@@ -113,12 +116,18 @@ def _first_slot_at_or_after(ms: int, interval: str, to_ms: Any) -> int:
 
 
 def find_gaps(
-    times_ms: np.ndarray[Any, Any], interval: str, start_ms: int, end_ms: int
+    times_ms: np.ndarray[Any, Any],
+    interval: str,
+    start_ms: int,
+    end_ms: int,
+    exchange_empty: Sequence[tuple[int, int]] = (),
 ) -> pd.DataFrame:
     """Return the missing candles in `[start_ms, end_ms)` as ranges.
 
     Columns: `start` (first missing open time), `end` (exclusive: the open time after the
-    last missing one), `missing` (candles). The grid is the interval's length (calendar
+    last missing one), `missing` (candles), `kind`: `exchange_empty` for candles opening inside
+    one of the `exchange_empty` ms ranges (the exchange confirmed it has none), else `missing`;
+    a gap partly inside such a range is split. The grid is the interval's length (calendar
     months for `1M`), in phase with the stored candles (Monday for `1w` when none are).
     """
     times = np.asarray(times_ms, dtype=np.int64)
@@ -131,12 +140,50 @@ def find_gaps(
     holes = np.flatnonzero(np.diff(bounds) > 1)
     gap_start = bounds[holes] + 1
     gap_end = bounds[holes + 1]
+    kinds = np.full(len(gap_start), MISSING, dtype=object)
+    if len(exchange_empty) and len(gap_start):
+
+        def slot(ms: int) -> int:
+            return _first_slot_at_or_after(ms, interval, to_ms)
+
+        empty = [(slot(a), slot(b)) for a, b in exchange_empty]
+        gap_start, gap_end, kinds = _split(gap_start, gap_end, [e for e in empty if e[1] > e[0]])
     return pd.DataFrame(
         {
             "start": _utc(to_ms(gap_start)),
             "end": _utc(to_ms(gap_end)),
             "missing": (gap_end - gap_start).astype(np.int64),
+            "kind": pd.Series(kinds, dtype=object),
         }
+    )
+
+
+MISSING = "missing"
+EXCHANGE_EMPTY = "exchange_empty"
+
+
+def _split(
+    starts: np.ndarray[Any, Any], ends: np.ndarray[Any, Any], empty: list[tuple[int, int]]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Cut slot ranges `[starts, ends)` at the edges of `empty` (disjoint); label each piece."""
+    empty = sorted(empty)
+    cuts = sorted({edge for pair in empty for edge in pair})
+    firsts = [a for a, _ in empty]
+    pieces: list[tuple[int, int, str]] = []
+    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+        inner = cuts[bisect.bisect_right(cuts, lo) : bisect.bisect_left(cuts, hi)]
+        for a, b in itertools.pairwise([lo, *inner, hi]):
+            # No edge inside [a, b): it lies wholly inside an empty range or wholly outside.
+            k = bisect.bisect_right(firsts, a) - 1
+            kind = EXCHANGE_EMPTY if k >= 0 and b <= empty[k][1] else MISSING
+            if pieces and pieces[-1][2] == kind and pieces[-1][1] == a:
+                pieces[-1] = (pieces[-1][0], b, kind)  # touching empty ranges: one piece
+            else:
+                pieces.append((a, b, kind))
+    return (
+        np.asarray([p[0] for p in pieces], dtype=np.int64),
+        np.asarray([p[1] for p in pieces], dtype=np.int64),
+        np.asarray([p[2] for p in pieces], dtype=object),
     )
 
 

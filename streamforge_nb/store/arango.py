@@ -13,6 +13,11 @@ strings for prices and volumes, integers for times and trades. Writes are
 idempotent, durable on return (waitForSync; the sink commits Kafka offsets next), and never
 `import_bulk(overwrite=True)`, which would first delete the collection's documents.
 Queries take values and collection names only as bind parameters (`@@col`).
+
+Ranges the exchange confirmed empty live in the collection `exchange_empty`, one document per
+recorded range (`_key` `SYMBOL_interval_start_end`), inserted with `overwrite_mode="ignore"`:
+recording a range again is a no-op and concurrent sinks never read-modify-write one document.
+Reads merge them (`base.merge_ranges`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import itertools
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -61,6 +66,12 @@ _COVERAGE_QUERY = (
 _ERR_DUPLICATE_NAME = 1207
 QUEUE_STATE = "queue_state"
 """The platform's collection of queue records."""
+EXCHANGE_EMPTY = "exchange_empty"
+"""Ranges the exchange confirmed empty, one document per recorded range."""
+_EMPTY_QUERY = (
+    "FOR r IN @@col FILTER r.symbol == @symbol AND r.interval == @interval "
+    "AND r.start_ms < @end AND r.end_ms > @start RETURN [r.start_ms, r.end_ms]"
+)
 
 
 class ArangoTarget:
@@ -315,15 +326,61 @@ class ArangoBackend(CandleBackend):
             return list(cursor)
 
     def _ensure_state(self) -> Any:
+        return self._ensure_plain(QUEUE_STATE)
+
+    def _ensure_plain(self, name: str) -> Any:
+        """Return the collection `name`, created if missing (another writer may race us)."""
         from arango.exceptions import ArangoServerError
 
-        if not self._db.has_collection(QUEUE_STATE):
+        if not self._db.has_collection(name):
             try:
-                self._db.create_collection(QUEUE_STATE)
+                self._db.create_collection(name)
             except ArangoServerError as exc:
                 if exc.error_code != _ERR_DUPLICATE_NAME:  # created meanwhile elsewhere
                     raise
-        return self._db.collection(QUEUE_STATE)
+        return self._db.collection(name)
+
+    def write_exchange_empty(
+        self, symbol: str, interval: str, ranges: Sequence[tuple[int, int]]
+    ) -> int:
+        """Insert one document per range; an existing one (same `_key`) is left as it is."""
+        if not ranges:
+            return 0
+        docs = [
+            {"_key": f"{symbol}_{interval}_{start}_{end}", "symbol": symbol,
+             "interval": interval, "start_ms": int(start), "end_ms": int(end)}
+            for start, end in ranges
+        ]  # fmt: skip
+        with store_errors(f"cannot record {symbol} {interval} exchange-empty ranges", self.url):
+            col = self._ensure_empty()
+            col.insert_many(docs, overwrite_mode="ignore", sync=True, raise_on_document_error=True)
+        return len(docs)
+
+    def _ensure_empty(self) -> Any:
+        if EXCHANGE_EMPTY in self._ready:
+            return self._db.collection(EXCHANGE_EMPTY)
+        from arango.exceptions import ArangoServerError
+
+        col = self._ensure_plain(EXCHANGE_EMPTY)
+        try:  # idempotent; only speeds reads up, so a refusal must not fail the write
+            col.add_index({"type": "persistent", "fields": ["symbol", "interval", "start_ms"]})
+        except ArangoServerError as exc:
+            log.warning("no index on %s: %s", EXCHANGE_EMPTY, exc.error_message or exc)
+        self._ready.add(EXCHANGE_EMPTY)
+        return col
+
+    def exchange_empty(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int]]:
+        with store_errors(f"cannot read {symbol} {interval} exchange-empty ranges", self.url):
+            if not self._db.has_collection(EXCHANGE_EMPTY):
+                return []
+            cursor = self._db.aql.execute(
+                _EMPTY_QUERY,
+                bind_vars={"@col": EXCHANGE_EMPTY, "symbol": symbol, "interval": interval,
+                           "start": start_ms, "end": end_ms},
+            )  # fmt: skip
+            return [(int(a), int(b)) for a, b in cursor]
 
     def close(self) -> None:
         """Close the HTTP sessions."""

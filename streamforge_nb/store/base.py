@@ -1,9 +1,11 @@
 """What a candle backend is, and the registry `CandleStore.open` builds backends from.
 
-A backend implements the six methods of `CandleBackend`; `CandleStore` does the checking,
-conversion and de-duplication once, so a backend only ever sees valid, sorted frames without
-duplicate open times. A URL scheme maps to a factory: `register_backend("mirror", factory)`
-makes `CandleStore.open("mirror://...")` call `factory(url, settings)`.
+A backend implements the six abstract methods of `CandleBackend` (and, to record ranges the
+exchange confirmed empty, the two with defaults); `CandleStore` does the checking, conversion
+and de-duplication once, so a backend only ever sees valid, sorted frames without duplicate
+open times, and merged, non-empty ranges. A URL scheme maps to a factory:
+`register_backend("mirror", factory)` makes `CandleStore.open("mirror://...")` call
+`factory(url, settings)`.
 
 The built-in factories import their backend module when first called, never here: the
 backends import this module (and `frames`), so nothing in the store imports in a circle, and
@@ -13,7 +15,7 @@ python-arango loads only for an ArangoDB store.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,23 @@ if TYPE_CHECKING:
 
     from streamforge_nb.settings import Settings
 
-__all__ = ["BackendFactory", "CandleBackend", "backend_for", "register_backend"]
+__all__ = ["BackendFactory", "CandleBackend", "backend_for", "merge_ranges", "register_backend"]
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Return half-open `[start, end)` ranges sorted, overlapping and touching ones joined.
+
+    Empty and reversed ranges are dropped. Merging is idempotent and order-free, so a range
+    recorded twice, or by two sinks at once, is recorded once.
+    """
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted((int(s), int(e)) for s, e in ranges if int(e) > int(s)):
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
 
 
 class CandleBackend(ABC):
@@ -56,6 +74,24 @@ class CandleBackend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections and handles."""
+
+    # Ranges the exchange confirmed empty (maintenance windows). A backend that does not
+    # record them keeps the old behaviour: `gaps()` calls such windows `missing`.
+    def write_exchange_empty(
+        self, symbol: str, interval: str, ranges: Sequence[tuple[int, int]]
+    ) -> int:
+        """Record `ranges` (ms, merged, non-empty) as exchange-empty; return how many were given.
+
+        Idempotent: recording a range again, or one overlapping it, changes nothing else.
+        Durable on return, like `write_frame`. The default records nothing and returns 0.
+        """
+        return 0
+
+    def exchange_empty(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int]]:
+        """Return recorded exchange-empty ranges overlapping `[start_ms, end_ms)` (any order)."""
+        return []
 
 
 BackendFactory = Callable[[str, "Settings"], CandleBackend]

@@ -17,20 +17,23 @@ frames without duplicate open times.
 from __future__ import annotations
 
 import html
+import logging
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
 
-from streamforge_nb.exceptions import MessageError, StreamForgeError
+from streamforge_nb.exceptions import InvalidName, MessageError, StreamForgeError
 from streamforge_nb.platform.contract import Candle
 from streamforge_nb.settings import Settings, local_home
-from streamforge_nb.store.base import CandleBackend, backend_for
+from streamforge_nb.store.base import CandleBackend, backend_for, merge_ranges
 from streamforge_nb.store.frames import (
     COLUMNS,
+    MAX_MS,
     candles_to_frame,
     check_series,
     empty_frame,
@@ -38,9 +41,15 @@ from streamforge_nb.store.frames import (
     normalize_frame,
     range_ms,
     series_of_key,
+    utc_index,
 )
 
+if TYPE_CHECKING:
+    from streamforge_nb.store.update import Updated
+
 __all__ = ["CandleStore"]
+
+_log = logging.getLogger(__name__)
 
 _SERIES_PATTERN = r"^(?P<series>[A-Za-z0-9]+_[0-9]+[smhdwM])_[0-9]+$"
 _HTML_SERIES = 20
@@ -159,9 +168,12 @@ class CandleStore:
         return self._backend.read(sym, iv, start_ms, end_ms)
 
     def gaps(self, symbol: str, interval: str, start: Any = None, end: Any = None) -> pd.DataFrame:
-        """Return missing candles as ranges: start, end (exclusive), missing (count).
+        """Return missing candles as ranges: start, end (exclusive), missing (count), kind.
 
-        Without `start`/`end` only holes between the first and last stored candle count.
+        `kind` is `exchange_empty` where the exchange confirmed it has no candles (recorded
+        by the loader, see `exchange_empty`), else `missing`; a gap partly inside such a
+        window is split. Without `start`/`end` only holes between the first and last stored
+        candle count.
         """
         from streamforge_nb.store.analysis import find_gaps
 
@@ -172,7 +184,90 @@ class CandleStore:
             start_ms = int(times[0]) if len(times) else end_ms
         if end is None:
             end_ms = int(times[-1]) + 1 if len(times) else start_ms
-        return find_gaps(times, interval, start_ms, end_ms)
+        empty = self._empty_ms(symbol, interval, start_ms, end_ms) if end_ms > start_ms else []
+        return find_gaps(times, interval, start_ms, end_ms, empty)
+
+    def write_exchange_empty(
+        self, symbol: str, interval: str, ranges: Iterable[tuple[Any, Any]]
+    ) -> int:
+        """Record windows `[start, end)` the exchange confirmed empty; return how many.
+
+        The loader finds them (no kline inside the symbol's life) and the sink records them;
+        `gaps()` then calls them `exchange_empty`. Idempotent; times as for `load`.
+        """
+        sym, iv = check_series(symbol, interval)
+        spans = [range_ms(start, end) for start, end in ranges]
+        if any(a == b for a, b in spans):
+            raise InvalidName(f"an exchange-empty range of {sym} {iv} is empty (end is exclusive)")
+        merged = merge_ranges(spans)
+        return self._backend.write_exchange_empty(sym, iv, merged) if merged else 0
+
+    def exchange_empty(
+        self, symbol: str, interval: str, start: Any = None, end: Any = None
+    ) -> pd.DataFrame:
+        """Return recorded exchange-empty windows within `[start, end)`: start, end (UTC)."""
+        sym, iv = check_series(symbol, interval)
+        start_ms, end_ms = range_ms(start, end)
+        spans = np.asarray(self._empty_ms(sym, iv, start_ms, end_ms), dtype=np.int64)
+        spans = spans.reshape(-1, 2)
+        return pd.DataFrame(
+            {"start": utc_index(spans[:, 0], None), "end": utc_index(spans[:, 1], None)}
+        )
+
+    def _empty_ms(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Any]:
+        """The backend's ranges overlapping `[start_ms, end_ms)`: merged, clipped to it."""
+        sym, iv = check_series(symbol, interval)
+        found = merge_ranges(self._backend.exchange_empty(sym, iv, start_ms, end_ms))
+        clipped = ((max(a, start_ms), min(b, end_ms)) for a, b in found)
+        return [(a, b) for a, b in clipped if a < b]
+
+    def update(
+        self,
+        symbols: str | Iterable[str],
+        intervals: str | Iterable[str],
+        *,
+        since: Any = None,
+        now: datetime | None = None,
+        **options: Any,
+    ) -> Updated:
+        """Load every series from its last stored candle (exclusive) to the last closed one.
+
+        One candle Workflow (loader and sink into this store) per symbol x interval that needs
+        anything; a series already up to date launches nothing and says so in the result's
+        `series` notes (and the log). A series with nothing stored starts at `since`, else is
+        skipped. `options`: the Workflow's keywords (`base_url`, `settings`, `source`, ...)
+        go to each Workflow, the rest (`launcher`, launcher options) to its `launch`. Every
+        Workflow is made (and so validated) before the first launch. Returns the queues.
+        """
+        import inspect
+
+        from streamforge_nb.store.update import Updated, plan_updates, split_options
+        from streamforge_nb.workflow.plan import Workflow  # store must not import workflow early
+
+        when = now or datetime.now(UTC)
+        names = [symbols] if isinstance(symbols, str) else list(symbols)
+        ivs = [intervals] if isinstance(intervals, str) else list(intervals)
+        coverage = self.coverage()
+        empty = {
+            (sym, iv): self._empty_ms(sym, iv, int(last.value // 10**6), MAX_MS)
+            for sym, iv, last in zip(
+                coverage["symbol"], coverage["interval"], coverage["last"], strict=True
+            )
+            if sym in {n.upper() for n in names} and iv in ivs
+        }
+        series = plan_updates(coverage, names, ivs, when, since, empty)
+        keywords = set(inspect.signature(Workflow.__init__).parameters) - {"store", "now", "self"}
+        wf_options, launch_options = split_options(options, keywords)
+        workflows = [
+            Workflow.candles(
+                s.symbol, s.interval, s.time_range, store=self.url, now=when, **wf_options
+            )
+            for s in series
+            if s.needed
+        ]
+        for s in series:
+            _log.info("update %s %s: %s", s.symbol, s.interval, s.note)
+        return Updated([wf.launch(**launch_options) for wf in workflows], series)
 
     def save_queue_state(self, record: Mapping[str, Any]) -> None:
         """Insert or replace one queue's state record (the platform's `queue_state`)."""

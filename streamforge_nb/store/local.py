@@ -38,7 +38,7 @@ import itertools
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 
 from streamforge_nb.exceptions import store_errors
 from streamforge_nb.platform.intervals import INTERVALS
-from streamforge_nb.store.base import CandleBackend
+from streamforge_nb.store.base import CandleBackend, merge_ranges
 from streamforge_nb.store.frames import (
     COLUMNS,
     empty_coverage,
@@ -316,6 +316,65 @@ class LocalBackend(CandleBackend):
         ):
             rows = db.execute("SELECT record FROM queue_state ORDER BY queue_id").fetchall()
         return [json.loads(row[0]) for row in rows]
+
+    # Exchange-empty ranges: a few small records per series, merged on write in one SQLite
+    # transaction (BEGIN IMMEDIATE), so two sinks recording at once never lose a range.
+    def _empty_db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / "exchange_empty.sqlite", timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS exchange_empty (symbol TEXT, interval TEXT, "
+            "start_ms INTEGER, end_ms INTEGER, PRIMARY KEY (symbol, interval, start_ms))"
+        )
+        return db
+
+    def write_exchange_empty(
+        self, symbol: str, interval: str, ranges: Sequence[tuple[int, int]]
+    ) -> int:
+        """Merge `ranges` into the series' recorded ones, atomically and durably."""
+        if not ranges:
+            return 0
+        series = (symbol, interval)
+        with (
+            store_errors("cannot record exchange-empty ranges", str(self.root)),
+            closing(self._empty_db()) as db,
+        ):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                old = db.execute(
+                    "SELECT start_ms, end_ms FROM exchange_empty WHERE symbol = ? AND interval = ?",
+                    series,
+                ).fetchall()
+                merged = merge_ranges([*old, *ranges])
+                if merged != sorted(old):
+                    db.execute(
+                        "DELETE FROM exchange_empty WHERE symbol = ? AND interval = ?", series
+                    )
+                    db.executemany(
+                        "INSERT INTO exchange_empty VALUES (?, ?, ?, ?)",
+                        [(*series, start, end) for start, end in merged],
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return len(ranges)
+
+    def exchange_empty(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int]]:
+        if not (self.root / "exchange_empty.sqlite").exists():
+            return []  # reading creates nothing
+        with (
+            store_errors("cannot read exchange-empty ranges", str(self.root)),
+            closing(self._empty_db()) as db,
+        ):
+            rows = db.execute(
+                "SELECT start_ms, end_ms FROM exchange_empty WHERE symbol = ? AND interval = ? "
+                "AND start_ms < ? AND end_ms > ? ORDER BY start_ms",
+                (symbol, interval, end_ms, start_ms),
+            ).fetchall()
+        return [(int(a), int(b)) for a, b in rows]
 
     def close(self) -> None:
         """Nothing to release: every call opens and closes its own files."""

@@ -5,17 +5,25 @@ For a symbol, a Binance interval and a UTC time range it publishes one message p
 its public-data archives. Everything is validated, and the exchange asked for the first page,
 before anything is published: a wrong symbol, interval or range publishes nothing.
 
+From the REST API it also reports the windows the exchange confirmed empty: inside the asked
+range and the symbol's life, open times where no kline exists (a page starting after its
+`startTime`, rows that jump, a range ending with nothing). Each goes to the data topic as an
+exchange-empty marker (`platform.batch.encode_exchange_empty`, header `streamforge-record:
+exchange-empty`) for the sink to record in the store. Not exchange-empty: time before the
+symbol's first kline, and a window ending within `SETTLE_MS` of now (a kline may be late).
+
 Runs as `streamforge-nb loader ...`, `python -m streamforge_nb.workers.loader ...` and
 `notebooks/loader_candles.ipynb`.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from streamforge_nb import workers
@@ -25,7 +33,8 @@ from streamforge_nb.exchange.archives import archive_candles, archive_paths
 from streamforge_nb.exchange.binance import KlinesClient
 from streamforge_nb.kafka.clients import make_admin, make_producer
 from streamforge_nb.platform.contract import Candle, encode, message_key
-from streamforge_nb.platform.intervals import check_interval
+from streamforge_nb.platform.intervals import check_interval, close_time, longest_ms, open_times
+from streamforge_nb.platform.markers import EXCHANGE_EMPTY, RECORD_HEADER, encode_exchange_empty
 from streamforge_nb.platform.names import (
     TimeRange,
     candle_type,
@@ -36,10 +45,10 @@ from streamforge_nb.platform.names import (
     parse_time_range,
     producer_id,
 )
-from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+from streamforge_nb.platform.topics import ensure_queue_topics
 from streamforge_nb.settings import Settings
 
-__all__ = ["LoaderOptions", "main", "run_loader"]
+__all__ = ["EmptyWindows", "LoaderOptions", "main", "run_loader"]
 
 log = logging.getLogger("streamforge_nb.loader")
 TARGET = "loader-candles"
@@ -56,6 +65,10 @@ PRODUCER_CONFIG: dict[str, Any] = {
     "enable_idempotence": True,
     "delivery_timeout_ms": 300_000,
 }
+SETTLE_MS = 120_000
+"""A window ending less than this before now may only be late at the exchange: not empty."""
+Window = tuple[int, int]
+Page = tuple[list[Candle], list[Window]]
 
 
 @dataclass(frozen=True)
@@ -86,12 +99,70 @@ class LoaderOptions:
         return time_range, topic
 
 
-def _candle_pages(options: LoaderOptions, time_range: TimeRange) -> Iterator[list[Candle]]:
+def first_open(interval: str, ms: int) -> int:
+    """Return the first open time of `interval` at or after `ms`."""
+    return next(open_times(interval, ms, ms + longest_ms(interval) + 1))
+
+
+@dataclass
+class EmptyWindows:
+    """Find the windows the exchange has no kline in, from a load's open times in order.
+
+    `alive_before(ms)` tells whether the symbol has a kline opening before `ms` (asked only
+    when the range starts without one): before its first kline a symbol is not listed yet,
+    which is not an exchange-empty window.
+    """
+
+    interval: str
+    start_ms: int
+    end_ms: int
+    alive_before: Callable[[int], bool]
+    expected: int | None = field(default=None, init=False)
+    """The next open time due after the last kline seen (None: none seen yet)."""
+
+    def feed(self, times: Sequence[int]) -> list[Window]:
+        """Take the next open times (ascending); return the windows they reveal."""
+        found: list[Window] = []
+        for t in times:
+            if self.expected is None:
+                first = first_open(self.interval, self.start_ms)
+                if t > first and self.alive_before(self.start_ms):
+                    found.append((first, t))
+            elif t > self.expected:
+                found.append((self.expected, t))
+            self.expected = max(self.expected or 0, close_time(self.interval, t) + 1)
+        return found
+
+    def finish(self, now_ms: int) -> list[Window]:
+        """Return the window after the last kline, once the range is over, if any."""
+        end = first_open(self.interval, self.end_ms)
+        if end + SETTLE_MS > now_ms:
+            return []  # the range ends at now: its last klines may only be late
+        if self.expected is None:
+            first = first_open(self.interval, self.start_ms)
+            alive = first < end and self.alive_before(self.start_ms)
+            return [(first, end)] if alive else []
+        return [(self.expected, end)] if self.expected < end else []
+
+
+def _listed_before(client: KlinesClient, symbol: str, interval: str, ms: int) -> bool:
+    # One request from the epoch: Binance answers with the symbol's first klines.
+    return next(client.candles(symbol, interval, 0, ms), None) is not None
+
+
+def _candle_pages(options: LoaderOptions, time_range: TimeRange) -> Iterator[Page]:
+    start_ms, end_ms = time_range.start_ms, time_range.end_ms
     if options.source == "api":
         client = KlinesClient(options.base_url or BINANCE_API)
-        yield from client.candles(
-            options.symbol, options.interval, time_range.start_ms, time_range.end_ms
+        windows = EmptyWindows(
+            options.interval,
+            start_ms,
+            end_ms,
+            lambda ms: _listed_before(client, options.symbol, options.interval, ms),
         )
+        for page in client.candles(options.symbol, options.interval, start_ms, end_ms):
+            yield page, windows.feed([c.open_time for c in page])
+        yield [], windows.finish(int(time.time() * 1000))
         return
     sources = list(options.archives) or [
         f"{(options.base_url or BINANCE_DATA).rstrip('/')}/{path}"
@@ -99,7 +170,7 @@ def _candle_pages(options: LoaderOptions, time_range: TimeRange) -> Iterator[lis
     ]
     for page in archive_candles(options.symbol, options.interval, sources):
         # Archives hold whole days or months: keep only the asked range.
-        yield [c for c in page if time_range.start_ms <= c.open_time < time_range.end_ms]
+        yield [c for c in page if start_ms <= c.open_time < end_ms], []
 
 
 def run_loader(options: LoaderOptions, settings: Settings | None = None) -> int:
@@ -123,26 +194,33 @@ def run_loader(options: LoaderOptions, settings: Settings | None = None) -> int:
     return 0
 
 
-def _publish(worker: Worker, pages: Iterator[list[Candle]], topic: str, opts: LoaderOptions) -> int:
+def _publish(worker: Worker, pages: Iterator[Page], topic: str, opts: LoaderOptions) -> int:
     settings = worker.settings
     # The first page comes before the topic or any message exists: an unknown symbol fails
     # here with nothing published.
-    first = next(pages, [])
+    first = next(pages, ([], []))
     admin = make_admin(settings)
     try:
-        ensure_topics(admin, (TopicSpec(topic, partitions=opts.partitions),))
+        ensure_queue_topics(admin, settings, topic, partitions=opts.partitions)
     finally:
         admin.close()
     producer = make_producer(settings, **PRODUCER_CONFIG)
-    sent = 0
+    sent = empty = 0
     last_report = time.monotonic()
+    marker = [(RECORD_HEADER, EXCHANGE_EMPTY)]
     try:
         with kafka_errors(f"publishing to {topic}", settings.kafka_bootstrap_servers):
-            for page in _chain(first, pages):
+            for candles, windows in itertools.chain([first], pages):
                 worker.check_stop()
-                for candle in page:
+                for candle in candles:
                     producer.send(topic, key=message_key(candle), value=encode(candle))
-                sent += len(page)
+                for start, end in windows:
+                    key, value = encode_exchange_empty(opts.symbol, opts.interval, start, end)
+                    producer.send(topic, key=key, value=value, headers=marker)
+                    log.info("the exchange has no %s %s klines in [%d, %d)",
+                             opts.symbol, opts.interval, start, end)  # fmt: skip
+                sent += len(candles)
+                empty += len(windows)
                 if time.monotonic() - last_report >= opts.report_every:
                     producer.flush()
                     worker.loading(sent, f"Published {sent} candles to {topic}")
@@ -151,14 +229,9 @@ def _publish(worker: Worker, pages: Iterator[list[Candle]], topic: str, opts: Lo
     finally:
         producer.close(timeout=30)
     worker.records_written = sent
-    log.info("published %d candles", sent, extra={"topic": topic})
+    log.info("published %d candles and %d exchange-empty windows", sent, empty,
+             extra={"topic": topic})  # fmt: skip
     return sent
-
-
-def _chain(first: list[Candle], rest: Iterator[list[Candle]]) -> Iterator[list[Candle]]:
-    if first:
-        yield first
-    yield from rest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
