@@ -2,7 +2,7 @@
 
 Everything a notebook needs comes from here, imported on first use:
 
-    from streamforge_nb import Workflow, Queue, CandleStore, LaunchPanel, Settings
+    from streamforge_nb import Workflow, Batch, Queue, CandleStore, LaunchPanel, Settings
 """
 
 from __future__ import annotations
@@ -48,11 +48,12 @@ if TYPE_CHECKING:
     from streamforge_nb.store.candles import CandleStore as CandleStore
     from streamforge_nb.ui.launch_panel import LaunchPanel as LaunchPanel
     from streamforge_nb.ui.panel import QueuePanel as QueuePanel
+    from streamforge_nb.workflow.batch import Batch as Batch
     from streamforge_nb.workflow.kubernetes import KubernetesLauncher as KubernetesLauncher
     from streamforge_nb.workflow.launchers import Launcher as Launcher
-    from streamforge_nb.workflow.plan import Plan as Plan
     from streamforge_nb.workflow.plan import Workflow as Workflow
     from streamforge_nb.workflow.processes import LocalLauncher as LocalLauncher
+    from streamforge_nb.workflow.steps import Plan as Plan
 
 __version__ = "0.1.0"
 
@@ -67,6 +68,7 @@ _ERRORS = (
 
 _EXPORTS = {
     **dict.fromkeys(_ERRORS, "streamforge_nb.exceptions"),
+    "Batch": "streamforge_nb.workflow.batch",
     "BrokerStatus": "streamforge_nb.local.broker",
     "CandleStore": "streamforge_nb.store.candles",
     "KubernetesLauncher": "streamforge_nb.workflow.kubernetes",
@@ -74,7 +76,7 @@ _EXPORTS = {
     "Launcher": "streamforge_nb.workflow.launchers",
     "LocalBroker": "streamforge_nb.local.broker",
     "LocalLauncher": "streamforge_nb.workflow.processes",
-    "Plan": "streamforge_nb.workflow.plan",
+    "Plan": "streamforge_nb.workflow.steps",
     "PongReply": "streamforge_nb.control.follower",
     "ProducerState": "streamforge_nb.control.telemetry",
     "Queue": "streamforge_nb.control.queue",

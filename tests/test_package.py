@@ -43,7 +43,8 @@ def test_the_top_level_offers_every_public_class_and_exception() -> None:
     errors = [
         name
         for name, value in vars(exceptions).items()
-        if inspect.isclass(value) and issubclass(value, BaseException)
+        if inspect.isclass(value)
+        and issubclass(value, BaseException)
         and value.__module__ == exceptions.__name__
     ]
     assert set(errors) <= set(streamforge_nb.__all__)
@@ -80,7 +81,7 @@ def test_no_import_cycle_at_import_time() -> None:
 
     def visit(name: str, path: list[str]) -> None:
         if name in path:
-            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(name):], name]))
+            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(name) :], name]))
         if name in done:
             return
         for target in sorted(graph[name]):

@@ -69,8 +69,9 @@ def new_record(
 
 
 def refresh(store: CandleStore, settings: Settings) -> list[dict[str, Any]]:
-    """Update unfinished records from the telemetry history; return every record."""
-    records = store.queue_states()
+    """Update unfinished records from the telemetry history; return every queue's record."""
+    # A batch's record (workflow.batch) lives in the same store but is no queue.
+    records = [r for r in store.queue_states() if r.get("kind") != "batch"]
     open_ids = {
         r["queue_id"]: safe_timestamp(r.get("created_at"))
         for r in records

@@ -1,4 +1,4 @@
-"""Widgets and pages: the queue panel, the launch panel, the Voila dashboards."""
+"""Widgets and pages: the queue, batch and launch panels, the Voila dashboards."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
+    from streamforge_nb.ui.batch_panel import BatchPanel as BatchPanel
     from streamforge_nb.ui.dashboard import PAGES as PAGES
     from streamforge_nb.ui.dashboard import Dashboard as Dashboard
     from streamforge_nb.ui.dashboard import DashboardError as DashboardError
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from streamforge_nb.ui.panel import QueuePanel as QueuePanel
 
 _EXPORTS = {
+    "BatchPanel": "streamforge_nb.ui.batch_panel",
     "Dashboard": "streamforge_nb.ui.dashboard",
     "DashboardError": "streamforge_nb.ui.dashboard",
     "LaunchPanel": "streamforge_nb.ui.launch_panel",
@@ -34,4 +36,3 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
 __all__ = [*_EXPORTS]
-

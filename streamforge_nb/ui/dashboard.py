@@ -62,7 +62,7 @@ from streamforge_nb.local.process import (
 __all__ = ["PAGES", "Dashboard", "DashboardError", "default_notebooks_dir", "start_dashboard"]
 
 # The dashboards the CLI lists, when the notebooks directory has them.
-PAGES = ("control_panel.ipynb", "launch_panel.ipynb")
+PAGES = ("control_panel.ipynb", "launch_panel.ipynb", "batch_panel.ipynb")
 
 # A kernel whose page went away without a shutdown request (a crashed browser) is culled
 # after this long without activity; one with an open page never is (cull_connected=False).
