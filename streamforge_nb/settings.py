@@ -38,6 +38,11 @@ _ENV_FIELDS: dict[str, str] = {
     "ARANGO_USER": "arango_user",
     "ARANGO_PASSWORD": "arango_password",
     "STREAMFORGE_MAX_CANDLES_PER_QUEUE": "max_candles_per_queue",
+    "STREAMFORGE_IMAGE_PULL_SECRET": "image_pull_secret",
+    "STREAMFORGE_RUNS": "runs",
+    "STREAMFORGE_RUNS_VOLUME": "runs_volume",
+    "STREAMFORGE_TOPIC_REPLICAS": "topic_replicas",
+    "STREAMFORGE_TOPIC_RETENTION_MS": "topic_retention_ms",
 }
 
 _URL_USERINFO = re.compile(r"(?<=://)[^/@]*@")
@@ -98,6 +103,19 @@ class Settings(BaseModel):
     # The most candles one queue may load; a larger range is refused (split it). 10 million:
     # every 1m candle since 2017 in one queue, or about 115 days of 1s.
     max_candles_per_queue: int = Field(default=10_000_000, ge=1)
+    # The Secret Jobs pull their image with (the platform's registry: `regcred`); "" for none.
+    image_pull_secret: str = "regcred"
+    # Where executed notebooks (each run's record) go: a directory or any papermill URL
+    # (`s3://bucket/runs` with `streamforge-nb[s3]`). None: $STREAMFORGE_HOME/runs, which a
+    # Pod loses with its Job: on a cluster, name a directory on `runs_volume` instead.
+    runs: str | None = None
+    # The volume that holds `runs` in Job Pods: `pvc:<claim>:<mount path>` or
+    # `hostPath:<path>[:<mount path>]`, e.g. `pvc:gf-projects:/data/project`.
+    runs_volume: str | None = None
+    # Replicas of a queue's data and DLQ topics; None: min(3, brokers in the cluster).
+    topic_replicas: int | None = Field(default=None, ge=1)
+    # How long a data topic keeps its candles: 7 days, long enough for any sink to catch up.
+    topic_retention_ms: int = Field(default=7 * 86_400_000, ge=60_000)
     # Where these values came from, for error messages ("environment", a file path...).
     source: str = "defaults"
 

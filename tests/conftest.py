@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime as dt
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import nbformat
 import pytest
+import yaml
 
 from streamforge_nb.exceptions import LocalBrokerError
 from streamforge_nb.local.broker import LocalBroker
+from streamforge_nb.platform.names import new_short_id, queue_id
 from streamforge_nb.platform.topics import PLATFORM_USER, VIEWER_USER
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import local_broker
+from streamforge_nb.workflow.targets import OUTPUT_ENV, PARAMETERS_ENV, job_spec
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route
@@ -26,6 +33,8 @@ if TYPE_CHECKING:
     from streamforge_nb.local.cluster.node import LocalNode
     from streamforge_nb.testing.image import BuiltImage
     from streamforge_nb.ui.dashboard import Dashboard
+    from streamforge_nb.workflow.kubernetes import KubernetesLauncher
+    from streamforge_nb.workflow.launchers import JobStatus
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -74,6 +83,10 @@ def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a worker process gets: the broker's address and nothing stale."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ARANGO_"))}
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    if settings.kafka_user and settings.kafka_password:  # the SASL_SSL listener
+        env["KAFKA_USER"] = settings.kafka_user
+        env["KAFKA_PASSWORD"] = settings.kafka_password.get_secret_value()
+        env["CA_PATH"] = settings.kafka_ca_path or ""
     env.update(extra)
     return env
 
@@ -226,9 +239,7 @@ def node_image() -> BuiltImage:
 
 
 @pytest.fixture(scope="session")
-def node(
-    tmp_path_factory: pytest.TempPathFactory, node_image: BuiltImage
-) -> Iterator[LocalNode]:
+def node(tmp_path_factory: pytest.TempPathFactory, node_image: BuiltImage) -> Iterator[LocalNode]:
     """A real node (etcd, API server, controllers, scheduler, kubelet, containerd) with the image.
 
     Skipped, saying why, without root or the node's binaries (scripts/install-node-deps,
@@ -246,3 +257,137 @@ def node(
         yield started
     finally:
         manager.__exit__(None, None, None)
+
+
+# -- namespace stf on the node, as manifests/ deploy it ------------------------------------------
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+NAMESPACE = "stf"
+NOTEBOOK_SA = "streamforge-notebook"
+
+
+def _documents(name: str) -> list[dict[str, Any]]:
+    with (MANIFESTS / name).open() as handle:
+        return [d for d in yaml.safe_load_all(handle) if d]
+
+
+@pytest.fixture
+def stf(node: LocalNode, platform_settings: Settings) -> Iterator[Path]:
+    """Namespace stf as manifests/ deploy it: ConfigMap, Secrets (test values), notebook RBAC;
+    return a shared directory (hostPath) for the embedded store and the executed notebooks."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(node.api_client())
+    node.apply(MANIFESTS / "namespace.yaml")
+    node.apply(MANIFESTS / "notebook-rbac.yaml")
+    shared = node.directory / "shared" / f"run-{time.monotonic_ns()}"
+    shared.mkdir(parents=True)
+    os.chmod(shared, 0o777)
+    (config,) = _documents("worker-config.yaml")
+    config["data"]["KAFKA_BOOTSTRAP_SERVERS"] = platform_settings.kafka_bootstrap_servers
+    config["data"]["ARANGO_URL"] = f"local://{shared / 'store'}"
+    (secret,) = _documents("worker-secret.template.yaml")
+    assert platform_settings.kafka_user and platform_settings.kafka_password
+    secret["stringData"]["KAFKA_USER"] = platform_settings.kafka_user
+    secret["stringData"]["KAFKA_PASSWORD"] = platform_settings.kafka_password.get_secret_value()
+    assert platform_settings.kafka_ca_path
+    ca = Path(platform_settings.kafka_ca_path).read_bytes()
+    ca_secret = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "kafka-cluster-ca", "namespace": NAMESPACE},
+        "data": {"ca.crt": base64.b64encode(ca).decode()},
+    }  # fmt: skip
+    # The platform's registry Secret, which every Job names (imagePullSecrets); a test value.
+    auths = {"auths": {"registry.dmz.home": {"auth": base64.b64encode(b"ci:test").decode()}}}
+    regcred = {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "regcred", "namespace": NAMESPACE},
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(auths).encode()).decode()},
+    }  # fmt: skip
+    node.apply([config, secret, ca_secret, regcred])
+    node.wait_service_account(NAMESPACE, NOTEBOOK_SA)
+    node.wait_service_account(NAMESPACE)
+    # Files the host makes (the queue's record) stay writable for the Pods' uid 1001.
+    umask = os.umask(0)
+    try:
+        yield shared
+    finally:
+        os.umask(umask)
+        for name in ("kafka-cluster-ca", "streamforge-secrets", "regcred"):
+            core.delete_namespaced_secret(name, NAMESPACE)
+
+
+def node_queue_id() -> str:
+    return queue_id("BTCUSDT", "api_candles_1m", dt.date(2024, 8, 1), new_short_id())
+
+
+def node_dummy_job(
+    stf: Path,
+    queue_id: str,
+    image: str,
+    spec: dict[str, Any] | None = None,
+    **parameters: object,
+) -> tuple[dict[str, Any], Path]:
+    """A dummy's Job for the node (`spec`: more `job_spec` options), and its notebook's path."""
+    output = stf / "runs" / queue_id / "dummy.ipynb"
+    env = {
+        "QUEUE_ID": queue_id,
+        "TELEMETRY_PRODUCER_ID": "dummy__job001",
+        PARAMETERS_ENV: json.dumps({"metrics_port": 0, **parameters}),
+        OUTPUT_ENV: str(output),
+    }
+    job = job_spec(
+        job_name=f"job-dummy-{queue_id[-8:]}",
+        namespace=NAMESPACE,
+        queue_id=queue_id,
+        target="dummy",
+        image=image,
+        env=env,
+        **(spec or {}),
+    )
+    return job, output
+
+
+def wait_job(
+    launcher: KubernetesLauncher, queue_id: str, states: set[str], timeout: float = 120
+) -> list[JobStatus]:
+    deadline = time.monotonic() + timeout
+    jobs = launcher.list(queue_id)
+    while time.monotonic() < deadline:
+        jobs = launcher.list(queue_id)
+        if jobs and all(j.state in states for j in jobs):
+            return jobs
+        time.sleep(0.5)
+    pytest.fail(f"Jobs of {queue_id} not {states} within {timeout} s: {jobs}")
+
+
+@pytest.fixture
+def notebook_launcher(node: LocalNode, stf: Path) -> KubernetesLauncher:
+    """The launcher a notebook has: the notebook ServiceAccount's real token."""
+    as_notebook = node.service_account_client(NAMESPACE, NOTEBOOK_SA)
+    return node.launcher(api_client=as_notebook, host_paths=[stf])
+
+
+# -- payload notebooks and Job environments made by tests --------------------------------------
+def notebook_dir(tmp_path: Path, name: str, *cells: str) -> Path:
+    """A folder with a payload notebook `dummy_service.ipynb` made of `cells` (code), run by
+    the `dummy` target when a Job's STREAMFORGE_NOTEBOOKS points there."""
+    folder = tmp_path / name
+    folder.mkdir()
+    params = nbformat.v4.new_code_cell("queue_id = None\nproducer_id = None\nmetrics_port = 0")
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[params, *map(nbformat.v4.new_code_cell, cells)])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, folder / "dummy_service.ipynb")
+    return folder
+
+
+def with_env(job: dict, **env: str) -> dict:
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [e for e in container["env"] if e["name"] not in env] + [
+        {"name": k, "value": v} for k, v in env.items()
+    ]
+    return job

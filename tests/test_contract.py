@@ -518,8 +518,7 @@ def test_the_issue_10_event_is_malformed() -> None:
         b'{"status":"loading","queue_id":"Q","producer":"x","records_written":9223372036854775808}',
         b'{"status":"loading","queue_id":"Q","producer":"' + b"p" * 256 + b'"}',
         b'{"status":"loading","queue_id":"Q","producer":"x","x":123456789012345678901234567}',
-        b'{"status":"pong","queue_id":"Q","producer":"x","correlation_id":"c",'
-        b'"ping_timestamp":-5}',
+        b'{"status":"pong","queue_id":"Q","producer":"x","correlation_id":"c","ping_timestamp":-5}',
     ):
         with pytest.raises(MessageError):
             decode_event(bad)

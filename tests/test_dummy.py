@@ -142,9 +142,7 @@ def test_cli_entry_point_behaves_the_same(settings: Settings) -> None:
 
 def test_platform_variables_configure_the_worker(settings: Settings) -> None:
     queue_id = unique_name("wf-dummy-env")
-    env = subprocess_env(
-        settings, QUEUE_ID=queue_id, TELEMETRY_PRODUCER_ID="dummy__fromenv"
-    )
+    env = subprocess_env(settings, QUEUE_ID=queue_id, TELEMETRY_PRODUCER_ID="dummy__fromenv")
     proc = subprocess.run(
         [sys.executable, "-m", "streamforge_nb.workers.dummy", "--metrics-port", "0",
          "--exit-after", "0.5"],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import subprocess_env, wait_for_status
+from conftest import notebook_dir, subprocess_env, wait_for_status, with_env
 
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.settings import Settings
@@ -104,31 +104,6 @@ def test_payload_notebooks_are_found() -> None:
 # Each scenario's wait() gets WAIT_S: far more than a Job needs on a busy 2-core machine, and
 # the assertion on the elapsed time says the wait ended because of the failure, not its timeout.
 WAIT_S = 180
-
-
-def notebook_dir(tmp_path: Path, name: str, *cells: str) -> Path:
-    """A folder with a payload notebook `dummy_service.ipynb` made of `cells` (code), run by
-    the `dummy` target when a Job's STREAMFORGE_NOTEBOOKS points there."""
-    folder = tmp_path / name
-    folder.mkdir()
-    params = nbformat.v4.new_code_cell("queue_id = None\nproducer_id = None\nmetrics_port = 0")
-    params.metadata["tags"] = ["parameters"]
-    nb = nbformat.v4.new_notebook(cells=[params, *map(nbformat.v4.new_code_cell, cells)])
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, folder / "dummy_service.ipynb")
-    return folder
-
-
-def with_env(job: dict, **env: str) -> dict:
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    container["env"] = [e for e in container["env"] if e["name"] not in env] + [
-        {"name": k, "value": v} for k, v in env.items()
-    ]
-    return job
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 120) -> None:

@@ -190,3 +190,38 @@ def test_kubernetes_reasons_map_to_job_states() -> None:
     assert (late.state, late.detail) == (
         "failed", "DeadlineExceeded: Job was active longer than specified deadline"
     )  # fmt: skip
+
+
+def test_a_pod_that_cannot_start_fails_its_job_after_the_grace() -> None:
+    import datetime as dt
+
+    from kubernetes import client
+
+    from streamforge_nb.workflow.kubernetes import _job_status
+
+    def waiting_since(seconds: float, **state: Any) -> Any:
+        pod = _pod(**state)
+        created = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+        pod.metadata = client.V1ObjectMeta(creation_timestamp=created)
+        return pod
+
+    pull = client.V1ContainerStateWaiting(reason="ErrImagePull", message="no such host")
+    young = _job_status(
+        _job(client.V1JobStatus(active=1)), "q", [waiting_since(30, waiting=pull)], grace=60
+    )
+    assert (young.state, young.detail) == ("active", "ErrImagePull: no such host")
+    old = _job_status(
+        _job(client.V1JobStatus(active=1)), "q", [waiting_since(90, waiting=pull)], grace=60
+    )
+    assert old.state == "failed"
+    assert old.detail.startswith("ErrImagePull: no such host (for 90 s, past the 60 s grace")
+    assert old.ended_at is not None and old.ended_at < dt.datetime.now(dt.UTC).timestamp()
+
+    unschedulable = client.V1PodCondition(
+        type="PodScheduled", status="False", reason="Unschedulable", message="0/1 nodes"
+    )
+    waiting = _job_status(
+        _job(client.V1JobStatus()), "q", [waiting_since(90, conditions=[unschedulable])], grace=60
+    )
+    # A cluster may still get a node: reported, not failed.
+    assert (waiting.state, waiting.detail) == ("pending", "Unschedulable: 0/1 nodes (for 90 s)")

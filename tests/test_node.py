@@ -7,10 +7,6 @@ node of its own to check that teardown leaves nothing behind; the others share t
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,33 +14,27 @@ from typing import Any
 
 import nbformat
 import pytest
-import yaml
-from conftest import wait_for_status
+from conftest import (
+    NAMESPACE,
+    NOTEBOOK_SA,
+    node_dummy_job,
+    node_queue_id,
+    wait_for_status,
+    wait_job,
+)
 
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.local.cluster.hostfs import host_snapshot
 from streamforge_nb.local.cluster.node import CGROUP_ROOT, LocalNode, local_node
-from streamforge_nb.platform.names import new_short_id, queue_id
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.testing.exchange import ExchangeServer
 from streamforge_nb.testing.image import BuiltImage
 from streamforge_nb.workflow.kubernetes import KubernetesLauncher
-from streamforge_nb.workflow.launchers import JobStatus
 from streamforge_nb.workflow.plan import Workflow
-from streamforge_nb.workflow.targets import OUTPUT_ENV, PARAMETERS_ENV, job_spec
 
 pytestmark = pytest.mark.node
-
-MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
-NAMESPACE = "stf"
-NOTEBOOK_SA = "streamforge-notebook"
-
-
-def _documents(name: str) -> list[dict[str, Any]]:
-    with (MANIFESTS / name).open() as handle:
-        return [d for d in yaml.safe_load_all(handle) if d]
 
 
 def run_pod(
@@ -145,45 +135,6 @@ def test_host_network_pods_reach_the_broker(
 # --- end to end --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def stf(node: LocalNode, platform_settings: Settings) -> Iterator[Path]:
-    """Namespace stf as manifests/ deploy it: ConfigMap, Secrets (test values), notebook RBAC;
-    return a shared directory (hostPath) for the embedded store and the executed notebooks."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(node.api_client())
-    node.apply(MANIFESTS / "namespace.yaml")
-    node.apply(MANIFESTS / "notebook-rbac.yaml")
-    shared = node.directory / "shared" / f"run-{time.monotonic_ns()}"
-    shared.mkdir(parents=True)
-    os.chmod(shared, 0o777)
-    (config,) = _documents("worker-config.yaml")
-    config["data"]["KAFKA_BOOTSTRAP_SERVERS"] = platform_settings.kafka_bootstrap_servers
-    config["data"]["ARANGO_URL"] = f"local://{shared / 'store'}"
-    (secret,) = _documents("worker-secret.template.yaml")
-    assert platform_settings.kafka_user and platform_settings.kafka_password
-    secret["stringData"]["KAFKA_USER"] = platform_settings.kafka_user
-    secret["stringData"]["KAFKA_PASSWORD"] = platform_settings.kafka_password.get_secret_value()
-    assert platform_settings.kafka_ca_path
-    ca = Path(platform_settings.kafka_ca_path).read_bytes()
-    ca_secret = {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "kafka-cluster-ca", "namespace": NAMESPACE},
-        "data": {"ca.crt": base64.b64encode(ca).decode()},
-    }  # fmt: skip
-    node.apply([config, secret, ca_secret])
-    node.wait_service_account(NAMESPACE, NOTEBOOK_SA)
-    node.wait_service_account(NAMESPACE)
-    # Files the host makes (the queue's record) stay writable for the Pods' uid 1001.
-    umask = os.umask(0)
-    try:
-        yield shared
-    finally:
-        os.umask(umask)
-        for name in ("kafka-cluster-ca", "streamforge-secrets"):
-            core.delete_namespaced_secret(name, NAMESPACE)
-
-
 @pytest.fixture(scope="module")
 def exchange() -> Iterator[ExchangeServer]:
     with ExchangeServer() as server:
@@ -243,51 +194,6 @@ def test_candles_workflow_runs_in_pods_as_the_notebook_service_account(
 
 
 # --- a dummy Job's life on the node ------------------------------------------------------------
-
-
-def node_queue_id() -> str:
-    return queue_id("BTCUSDT", "api_candles_1m", dt.date(2024, 8, 1), new_short_id())
-
-
-def node_dummy_job(
-    stf: Path, queue_id: str, image: str, **parameters: object
-) -> tuple[dict[str, Any], Path]:
-    output = stf / "runs" / queue_id / "dummy.ipynb"
-    env = {
-        "QUEUE_ID": queue_id,
-        "TELEMETRY_PRODUCER_ID": "dummy__job001",
-        PARAMETERS_ENV: json.dumps({"metrics_port": 0, **parameters}),
-        OUTPUT_ENV: str(output),
-    }
-    job = job_spec(
-        job_name=f"job-dummy-{queue_id[-8:]}",
-        namespace=NAMESPACE,
-        queue_id=queue_id,
-        target="dummy",
-        image=image,
-        env=env,
-    )
-    return job, output
-
-
-def wait_job(
-    launcher: KubernetesLauncher, queue_id: str, states: set[str], timeout: float = 120
-) -> list[JobStatus]:
-    deadline = time.monotonic() + timeout
-    jobs = launcher.list(queue_id)
-    while time.monotonic() < deadline:
-        jobs = launcher.list(queue_id)
-        if jobs and all(j.state in states for j in jobs):
-            return jobs
-        time.sleep(0.5)
-    pytest.fail(f"Jobs of {queue_id} not {states} within {timeout} s: {jobs}")
-
-
-@pytest.fixture
-def notebook_launcher(node: LocalNode, stf: Path) -> KubernetesLauncher:
-    """The launcher a notebook has: the notebook ServiceAccount's real token."""
-    as_notebook = node.service_account_client(NAMESPACE, NOTEBOOK_SA)
-    return node.launcher(api_client=as_notebook, host_paths=[stf])
 
 
 def test_stop_of_a_running_dummy_job_interrupts_and_the_pod_exits_0(

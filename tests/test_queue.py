@@ -194,8 +194,7 @@ def test_an_extreme_event_leaves_every_reader_working(settings: Settings, tmp_pa
         extreme,
         b'{"status":"loading","queue_id":"%s","producer":"x","records_written":-1}' % key,
         b'{"status":"loading","queue_id":"%s","producer":"x","records_written":1e30}' % key,
-        b'{"status":"loading","queue_id":"%s","producer":"x","big":123456789012345678901234}'
-        % key,
+        b'{"status":"loading","queue_id":"%s","producer":"x","big":123456789012345678901234}' % key,
         b'{"status":"loading","queue_id":"%s","producer":"%s"}' % (key, b"y" * 100_000),
         Loading(queue_id=queue_id, producer="p", message="a\x1b[2Jb\nc").model_dump_json().encode(),
     ):
@@ -296,7 +295,7 @@ def test_merge_jobs_fails_a_producer_whose_job_ended_first() -> None:
     merged = merge_jobs({}, [job("failed", "exit code 1")], now=T0 + 10)
     assert merged["loader-candles__a"].status == "failed"
     assert merged["loader-candles__a"].message == (
-        "exit code 1 before any telemetry (the Job ended without a terminal event)"
+        "exit code 1 before any telemetry (no terminal event came from its worker)"
     )
     assert queue_status(merged, ["loader-candles"]) == "failed"
     loading = fold({}, Loading(queue_id="q", producer="loader-candles__a", timestamp=T0))
@@ -313,3 +312,30 @@ def test_the_first_error_of_a_producer_is_kept() -> None:
     states = fold({}, Error(queue_id="q", producer="p", message="the loader's reason"))
     states = fold(states, Error(queue_id="q", producer="p", message="cell 3 failed", cell=3))
     assert (states["p"].status, states["p"].message) == ("error", "the loader's reason")
+
+
+def test_a_job_failure_the_worker_could_not_see_is_told() -> None:
+    from streamforge_nb.control.telemetry import merge_jobs
+    from streamforge_nb.platform.contract import Error, Interrupted
+    from streamforge_nb.workflow.launchers import JobStatus
+
+    deadline = JobStatus(
+        "job-x", "q", "dummy", "failed", "DeadlineExceeded: Job was active longer than "
+        "specified deadline", "dummy__a", T0,
+    )  # fmt: skip
+    stopped = fold({}, Interrupted(queue_id="q", producer="dummy__a", message="stop requested"))
+    merged = merge_jobs(stopped, [deadline], now=T0 + 10)["dummy__a"]
+    assert merged.status == "failed"
+    assert merged.message == (
+        "DeadlineExceeded: Job was active longer than specified deadline "
+        "(the worker said: stop requested)"
+    )
+    oom = JobStatus("job-x", "q", "dummy", "failed", "OOMKilled (exit code 1)", "dummy__a", T0)
+    died = fold({}, Error(queue_id="q", producer="dummy__a", message="DeadKernelError: died"))
+    merged = merge_jobs(died, [oom], now=T0 + 10)["dummy__a"]
+    assert (merged.status, merged.message) == (
+        "error", "DeadKernelError: died [Job: OOMKilled (exit code 1)]"
+    )  # fmt: skip
+    # An exit code the runner has already reported adds nothing.
+    plain = JobStatus("job-x", "q", "dummy", "failed", "exit code 1", "dummy__a", T0)
+    assert merge_jobs(died, [plain], now=T0 + 10) == died

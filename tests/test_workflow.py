@@ -7,13 +7,14 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 from pydantic import SecretStr
 
 from streamforge_nb.control.queue import Queue
-from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.exceptions import InvalidName, StreamForgeError
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.testing import topic_exists
@@ -135,6 +136,19 @@ def test_local_launch_runs_the_notebooks_to_finished(
     assert row["outputs"] == {s.target: s.output for s in plan.steps}
     assert row["data_topic"] == plan.data_topic
 
+    # In another kernel: where the notebooks are, opened; then the data topic goes.
+    with Queue(plan.queue_id, settings, store=store_url) as again:
+        saved = again.notebooks()
+        assert saved.to_dict("index") == {
+            s.target: {"location": s.output, "saved": True} for s in plan.steps
+        }
+        assert again.notebook("arango-candles").metadata["papermill"]["exception"] is not True
+        assert topic_exists(settings, plan.data_topic)
+        assert again.cleanup() == {
+            plan.data_topic: "deleted", f"{plan.data_topic}-dlq": "deleted"
+        }  # fmt: skip
+    assert not topic_exists(settings, plan.data_topic)
+
 
 def test_backfill_loads_exactly_the_gaps(
     settings: Settings, home: Path, exchange: ExchangeServer
@@ -147,6 +161,7 @@ def test_backfill_loads_exactly_the_gaps(
         base_url=exchange.base_url,
         store=store_url,
         settings=settings,
+        cleanup=True,  # each piece's sink deletes its data topic once stored
     )
     with CandleStore.open(store_url) as store:
         # Store the first and last 12 hours by hand: the gap is the middle day.
@@ -163,6 +178,8 @@ def test_backfill_loads_exactly_the_gaps(
             queue.wait(timeout=180, targets=["loader-candles", "arango-candles"], progress=False)
         assert store.gaps("ETHUSDT", "1h", "2024-08-01", "2024-08-03").empty
         assert len(store.load("ETHUSDT", "1h", "2024-08-01", "2024-08-03")) == 48
+    topic = f"{queues[0].queue_id}-data"
+    assert not topic_exists(settings, topic) and not topic_exists(settings, f"{topic}-dlq")
 
 
 # -- issue 11: ranges refused before any side effect; secrets stay out of plans ------------
@@ -300,3 +317,74 @@ def test_a_launch_writes_and_sends_no_credentials(
     assert any("jobs" in p.parts for p in files)  # the Job's log (its record is deleted)
     for path in files:
         assert secret.encode() not in path.read_bytes(), path
+
+
+def test_jobs_are_fit_for_the_cluster(settings: Settings) -> None:
+    wf = Workflow.candles(
+        "BTCUSDT",
+        "1m",
+        "2024-08-01:2024-08-02",
+        settings=settings.model_copy(
+            update={"runs": "/data/project/runs", "runs_volume": "pvc:gf-projects:/data/project"}
+        ),
+        resources={"arango-candles": {"limits": {"memory": "2Gi"}}},
+        timeouts={"loader-candles": 600},
+    )
+    loader, sink = (step.job for step in wf.plan().steps)
+    for job in (loader, sink):
+        pod = job["spec"]["template"]["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+        assert pod["volumes"][-1] == {
+            "name": "runs", "persistentVolumeClaim": {"claimName": "gf-projects"}
+        }  # fmt: skip
+        assert pod["containers"][0]["volumeMounts"][-1] == {
+            "name": "runs", "mountPath": "/data/project"
+        }  # fmt: skip
+    env = {
+        e["name"]: e["value"] for e in loader["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["STREAMFORGE_TIMEOUT"] == "600"
+    assert env["STREAMFORGE_OUTPUT"].startswith("/data/project/runs/")
+    assert loader["spec"]["activeDeadlineSeconds"] == 600 + 120
+    assert sink["spec"]["activeDeadlineSeconds"] == 6 * 3600 + 120
+    # Each Job fits the single-user 1G guarantee unless the workflow says otherwise.
+    resources = [
+        job["spec"]["template"]["spec"]["containers"][0]["resources"] for job in (loader, sink)
+    ]
+    assert resources[0] == {
+        "requests": {"cpu": "100m", "memory": "384Mi"}, "limits": {"memory": "1Gi"}
+    }  # fmt: skip
+    assert resources[1]["limits"] == {"memory": "2Gi"}
+    assert resources[1]["requests"] == {"cpu": "100m", "memory": "384Mi"}
+
+    no_secret = settings.model_copy(update={"image_pull_secret": ""})
+    job = Workflow.candles("BTCUSDT", "1m", "2024-08-01:2024-08-02", settings=no_secret)
+    assert "imagePullSecrets" not in job.plan().steps[0].job["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeouts": {"dummy": 5}}, r"timeouts for \['dummy'\], which this workflow does not"),
+        ({"timeouts": {"loader-candles": 0}}, "timeout of loader-candles must be whole seconds"),
+        ({"resources": {"loader-candles": {"limit": {"memory": "1Gi"}}}}, "expected"),
+        ({"settings_update": {"runs_volume": "nfs:server:/x"}}, "expected pvc:<claim>"),
+        (
+            {"settings_update": {"runs": "/elsewhere", "runs_volume": "hostPath:/data"}},
+            "is not inside the runs volume",
+        ),
+    ],
+)
+def test_bad_job_options_are_named_before_anything(
+    settings: Settings, home: Path, options: dict[str, Any], message: str
+) -> None:
+    update = options.pop("settings_update", {})
+    with pytest.raises(StreamForgeError, match=message):
+        Workflow.candles(
+            "BTCUSDT",
+            "1m",
+            "2024-08-01:2024-08-02",
+            settings=settings.model_copy(update=update),
+            **options,
+        )
+    assert not (home / "runs").exists()

@@ -20,7 +20,7 @@ import click
 from streamforge_nb import workers
 from streamforge_nb.cli.broker import check, local, topics_ensure
 from streamforge_nb.cli.generate import manifests, schemas
-from streamforge_nb.cli.queue import cancel, events, ping, queues, stop
+from streamforge_nb.cli.queue import cancel, cleanup, events, notebooks, ping, queues, stop
 from streamforge_nb.cli.workflow import candles, dashboard, quickstart
 from streamforge_nb.exceptions import BrokerError, StreamForgeError
 
@@ -67,8 +67,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 for _command in (
-    local, check, topics_ensure, manifests, schemas, ping, stop, cancel, events, candles, queues,
-    dashboard, quickstart,
+    local, check, topics_ensure, manifests, schemas, ping, stop, cancel, cleanup, notebooks,
+    events, candles, queues, dashboard, quickstart,
 ):  # fmt: skip
     cli.add_command(_command)
 for _name in workers.WORKERS:

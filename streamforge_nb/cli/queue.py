@@ -11,7 +11,7 @@ import click
 from streamforge_nb.cli._output import F, echo_json, json_option, say
 from streamforge_nb.workers import COUNT, NON_NEGATIVE_SECONDS, QUEUE_ID, SECONDS
 
-__all__ = ["cancel", "events", "ping", "queues", "stop"]
+__all__ = ["cancel", "cleanup", "events", "notebooks", "ping", "queues", "stop"]
 
 
 def _queue(queue_id: str) -> Any:
@@ -147,6 +147,45 @@ def cancel(
         }  # fmt: skip
         text = f"{producer}: {row['cancel']} ({row['status']}) {row['message'] or ''}"
         say(as_json, record, text.rstrip())
+
+
+_STORE = click.option(
+    "--store", default=None,
+    help="Store URL holding the queue state (default: ARANGO_URL, else embedded).",
+)  # fmt: skip
+
+
+@click.command("cleanup")
+@_queue_id_option("to clean up")
+@_STORE
+@click.option("--force", is_flag=True, help="Delete even what the sink has not committed.")
+@json_option("One JSON object.")
+def cleanup(queue_id: str, store: str | None, force: bool, as_json: bool) -> None:
+    """Delete a finished queue's data topic (and its DLQ when empty)."""
+    from streamforge_nb.control.queue import Queue
+    from streamforge_nb.settings import Settings
+
+    with Queue(queue_id, Settings.from_env(), store=store) as queue:
+        result = queue.cleanup(force=force)
+    text = "; ".join(f"{topic}: {what}" for topic, what in result.items())
+    say(as_json, {"queue_id": queue_id, "topics": result}, text)
+
+
+@click.command("notebooks")
+@_queue_id_option("whose executed notebooks to list")
+@_STORE
+@json_option("One JSON object per target.")
+def notebooks(queue_id: str, store: str | None, as_json: bool) -> None:
+    """Say where each target's executed notebook (the run's record) is."""
+    from streamforge_nb.control.queue import Queue
+    from streamforge_nb.settings import Settings
+
+    with Queue(queue_id, Settings.from_env(), store=store) as queue:
+        table = queue.notebooks()
+    for target, row in table.iterrows():
+        saved = {True: "saved", False: "not there", None: "a URL"}[row["saved"]]
+        record = {"target": target, "location": row["location"], "saved": row["saved"]}
+        say(as_json, record, f"{target}: {row['location']} ({saved})")
 
 
 @click.command("events")

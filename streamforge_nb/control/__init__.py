@@ -10,6 +10,12 @@ if TYPE_CHECKING:
     from streamforge_nb.control.cancel import cancel as cancel
     from streamforge_nb.control.follower import Follower as Follower
     from streamforge_nb.control.follower import PongReply as PongReply
+    from streamforge_nb.control.lifecycle import cleanup as cleanup
+    from streamforge_nb.control.lifecycle import delete_data_topics as delete_data_topics
+    from streamforge_nb.control.lifecycle import notebooks as notebooks
+    from streamforge_nb.control.lifecycle import open_notebook as open_notebook
+    from streamforge_nb.control.lifecycle import queue_record as queue_record
+    from streamforge_nb.control.lifecycle import sink_lag as sink_lag
     from streamforge_nb.control.queue import DEFAULT_WAIT_S as DEFAULT_WAIT_S
     from streamforge_nb.control.queue import Queue as Queue
     from streamforge_nb.control.state import launcher_jobs as launcher_jobs
@@ -46,6 +52,12 @@ _EXPORTS = {
     "SETTLE_S": "streamforge_nb.control.telemetry",
     "Worker": "streamforge_nb.control.worker",
     "cancel": "streamforge_nb.control.cancel",
+    "cleanup": "streamforge_nb.control.lifecycle",
+    "delete_data_topics": "streamforge_nb.control.lifecycle",
+    "notebooks": "streamforge_nb.control.lifecycle",
+    "open_notebook": "streamforge_nb.control.lifecycle",
+    "queue_record": "streamforge_nb.control.lifecycle",
+    "sink_lag": "streamforge_nb.control.lifecycle",
     "decode_telemetry": "streamforge_nb.control.telemetry",
     "ended": "streamforge_nb.control.telemetry",
     "event_line": "streamforge_nb.control.telemetry",

@@ -80,6 +80,9 @@ def cancel(
     states = queue.producers()
     outcome = {p: before.get(p) or states[p].status for p in states}
     deleted: list[str] = []
+    # What the workers themselves said: a Job that only the launcher calls failed (a Pod
+    # that never started) is still deleted "by cancel", and recorded so.
+    told = queue._telemetry.states()
     if launcher is not None:
         jobs = {j.name: j for j in queue._job_views(fresh=True)}
         chosen = [j for j in jobs.values() if _chosen(j.target, target)]
@@ -93,14 +96,15 @@ def cancel(
                 continue
             producer = job.producer or job.target
             state = states.get(producer)
-            if state is None or not state.terminal:
+            own = told.get(producer)
+            if own is None or not own.terminal:
                 outcome[producer] = "deleted"
                 event = Interrupted(
                     queue_id=queue.queue_id,
                     producer=producer,
                     records_written=state.records_written if state else 0,
                     message=f"deleted by cancel: no `interrupted` within the {grace:g} s "
-                    f"grace (was {state.status if state else 'without telemetry'})",
+                    f"grace (was {_was(state, own)})",
                 )
                 try:
                     send_event(queue.settings, event)
@@ -122,3 +126,11 @@ def cancel(
     frame = queue.status()
     frame["cancel"] = pd.Series(outcome, dtype=object).reindex(frame.index)
     return frame
+
+
+def _was(state: Any, own: Any) -> str:
+    """What a deleted producer was: its status, and the launcher's reason if it never spoke."""
+    if state is None:
+        return "without telemetry"
+    told = f": {state.message}" if own is None and state.message else ""
+    return f"{state.status}{told}"

@@ -64,6 +64,11 @@ def _epoch(value: float | datetime | Any | None) -> float | None:
 
 
 
+def _postfix(state: ProducerState) -> str:
+    waiting = f" ({state.message})" if state.status == "pending" and state.message else ""
+    return f"{state.producer}: {state.status}{waiting}"
+
+
 class Queue:
     """Ping, stop, watch and wait for the workers of one queue."""
 
@@ -375,7 +380,8 @@ class Queue:
                 states = self.producers()
                 # Steps pass the same records along: the furthest one is the progress.
                 bar.n = max((s.records_written for s in states.values()), default=0)
-                bar.set_postfix_str(", ".join(f"{p}: {s.status}" for p, s in states.items()))
+                # A Job still waiting says why (Unschedulable for 3 min, pulling...).
+                bar.set_postfix_str(", ".join(map(_postfix, states.values())))
                 # With a launcher, also wait for the Jobs to exit: their executed notebooks
                 # are saved after the worker's last event.
                 if ended(states, targets) and not self._jobs_running():
@@ -400,6 +406,24 @@ class Queue:
         from streamforge_nb.control.cancel import cancel
 
         return cancel(self, grace, kill_grace=kill_grace, target=target)
+
+    def notebooks(self) -> pd.DataFrame:
+        """Return where each target's executed notebook is, and whether it is saved."""
+        from streamforge_nb.control.lifecycle import notebooks
+
+        return notebooks(self)
+
+    def notebook(self, target: str) -> Any:
+        """Open `target`'s executed notebook (nbformat), wherever it was saved."""
+        from streamforge_nb.control.lifecycle import open_notebook
+
+        return open_notebook(self, target)
+
+    def cleanup(self, *, force: bool = False) -> dict[str, str]:
+        """Delete the data topic (and an empty DLQ) once the sink has committed its end."""
+        from streamforge_nb.control.lifecycle import cleanup
+
+        return cleanup(self, force=force)
 
     def subscribe(self, callback: Callable[[BaseEvent], None]) -> None:
         """Call `callback(event)` from the follower thread for every event of this queue."""

@@ -276,6 +276,7 @@ def merge_jobs(
         )
         state = merged.get(producer)
         if state is not None and state.terminal:
+            merged[producer] = _with_job_failure(state, job)
             continue
         if job.state in ("pending", "active"):
             if state is None:
@@ -292,9 +293,30 @@ def merge_jobs(
             "failed",
             state.records_written if state else 0,
             job.ended_at or (state.last_seen if state else now),
-            f"{how} {when} (the Job ended without a terminal event)",
+            f"{how} {when} (no terminal event came from its worker)",
         )
     return merged
+
+
+def _with_job_failure(state: ProducerState, job: JobView) -> ProducerState:
+    """A terminal state, told why its Job failed when that says more than the worker could.
+
+    A worker interrupted by SIGTERM cannot know it was the Job's deadline (or an eviction)
+    that stopped it: the Job's failure makes the producer `failed`, its reason first. An
+    `error` keeps the worker's reason, with the Job's (e.g. OOMKilled) after it.
+    """
+    if job.state != "failed" or not job.detail or job.detail in (state.message or ""):
+        return state
+    if state.status == "interrupted":
+        told = f" (the worker said: {state.message})" if state.message else ""
+        return replace(state, status="failed", message=f"{job.detail}{told}")
+    if state.status == "error" and any(r in job.detail for r in _UNSEEN_BY_WORKERS):
+        return replace(state, message=f"{state.message or 'error'} [Job: {job.detail}]")
+    return state
+
+
+# Why a Job failed that its worker cannot see from inside (its exit code it can).
+_UNSEEN_BY_WORKERS = ("OOMKilled", "DeadlineExceeded", "Evicted")
 
 
 def queue_status(states: Mapping[str, ProducerState], targets: Iterable[str]) -> str:

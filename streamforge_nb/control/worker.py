@@ -152,6 +152,11 @@ class Worker:
         except StopRequested:
             self.interrupted()
             return None
+        except KeyboardInterrupt:
+            # The kernel was interrupted (Jupyter's stop button, papermill's timeout): not the
+            # worker's fault; whoever interrupted it says why (the Job runner does).
+            self.interrupted("KeyboardInterrupt: the kernel was interrupted")
+            raise
         except BaseException as exc:
             self.error(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
             raise

@@ -48,6 +48,12 @@ if TYPE_CHECKING:
     from streamforge_nb.platform.intervals import interval_ms as interval_ms
     from streamforge_nb.platform.intervals import longest_ms as longest_ms
     from streamforge_nb.platform.intervals import open_times as open_times
+    from streamforge_nb.platform.markers import EXCHANGE_EMPTY as EXCHANGE_EMPTY
+    from streamforge_nb.platform.markers import RECORD_HEADER as RECORD_HEADER
+    from streamforge_nb.platform.markers import decode_exchange_empty as decode_exchange_empty
+    from streamforge_nb.platform.markers import encode_exchange_empty as encode_exchange_empty
+    from streamforge_nb.platform.markers import is_marker as is_marker
+    from streamforge_nb.platform.markers import marker_key as marker_key
     from streamforge_nb.platform.names import DIGIT_SYMBOL_PREFIX as DIGIT_SYMBOL_PREFIX
     from streamforge_nb.platform.names import QueueIdParts as QueueIdParts
     from streamforge_nb.platform.names import TimeRange as TimeRange
@@ -84,7 +90,10 @@ if TYPE_CHECKING:
     from streamforge_nb.platform.topics import VIEWER_USER as VIEWER_USER
     from streamforge_nb.platform.topics import AclRule as AclRule
     from streamforge_nb.platform.topics import TopicSpec as TopicSpec
+    from streamforge_nb.platform.topics import broker_count as broker_count
+    from streamforge_nb.platform.topics import data_topic_spec as data_topic_spec
     from streamforge_nb.platform.topics import ensure_acls as ensure_acls
+    from streamforge_nb.platform.topics import ensure_queue_topics as ensure_queue_topics
     from streamforge_nb.platform.topics import ensure_topics as ensure_topics
     from streamforge_nb.platform.topics import strimzi_manifests as strimzi_manifests
 
@@ -98,6 +107,7 @@ _EXPORTS = {
     "DAY_MS": "streamforge_nb.platform.intervals",
     "DIGIT_SYMBOL_PREFIX": "streamforge_nb.platform.names",
     "ERA_START_MS": "streamforge_nb.platform.batch",
+    "EXCHANGE_EMPTY": "streamforge_nb.platform.markers",
     "Error": "streamforge_nb.platform.contract",
     "Event": "streamforge_nb.platform.contract",
     "Finished": "streamforge_nb.platform.contract",
@@ -115,6 +125,7 @@ _EXPORTS = {
     "PingCommand": "streamforge_nb.platform.contract",
     "Pong": "streamforge_nb.platform.contract",
     "QueueIdParts": "streamforge_nb.platform.names",
+    "RECORD_HEADER": "streamforge_nb.platform.markers",
     "SERVICE_TOPICS": "streamforge_nb.platform.topics",
     "STATUSES": "streamforge_nb.platform.contract",
     "STRIMZI_API_VERSIONS": "streamforge_nb.platform.topics",
@@ -148,15 +159,22 @@ _EXPORTS = {
     "decode_candles": "streamforge_nb.platform.batch",
     "decode_command": "streamforge_nb.platform.contract",
     "decode_event": "streamforge_nb.platform.contract",
+    "decode_exchange_empty": "streamforge_nb.platform.markers",
     "dlq_topic": "streamforge_nb.platform.names",
     "encode": "streamforge_nb.platform.contract",
+    "encode_exchange_empty": "streamforge_nb.platform.markers",
     "ensure_acls": "streamforge_nb.platform.topics",
+    "broker_count": "streamforge_nb.platform.topics",
+    "data_topic_spec": "streamforge_nb.platform.topics",
+    "ensure_queue_topics": "streamforge_nb.platform.topics",
     "ensure_topics": "streamforge_nb.platform.topics",
     "interval_ms": "streamforge_nb.platform.intervals",
+    "is_marker": "streamforge_nb.platform.markers",
     "job_name": "streamforge_nb.platform.names",
     "json_schemas": "streamforge_nb.platform.schemas",
     "longest_ms": "streamforge_nb.platform.intervals",
     "main": "streamforge_nb.platform.schemas",
+    "marker_key": "streamforge_nb.platform.markers",
     "message_key": "streamforge_nb.platform.contract",
     "new_short_id": "streamforge_nb.platform.names",
     "open_times": "streamforge_nb.platform.intervals",

@@ -67,9 +67,7 @@ COMMANDS: tuple[str, ...] = ("start", "stop", "ping")
 STATUSES: tuple[str, ...] = ("started", "loading", "finished", "error", "interrupted", "pong")
 TERMINAL_STATUSES: tuple[str, ...] = ("finished", "error", "interrupted")
 
-_CONFIG = ConfigDict(
-    strict=True, extra="allow", use_attribute_docstrings=True, allow_inf_nan=False
-)
+_CONFIG = ConfigDict(strict=True, extra="allow", use_attribute_docstrings=True, allow_inf_nan=False)
 
 # Bounds on what a reader accepts: a value outside them is malformed, so no reader (fold,
 # status, queue state, panels, the CLI) ever meets a time pandas cannot hold or a count that

@@ -24,6 +24,7 @@ from kafka.admin import (
 
 from streamforge_nb.exceptions import ConfigError, kafka_errors
 from streamforge_nb.platform.names import check_dns1123_label
+from streamforge_nb.settings import Settings
 
 __all__ = [
     "PLATFORM_ACLS",
@@ -34,7 +35,10 @@ __all__ = [
     "VIEWER_USER",
     "AclRule",
     "TopicSpec",
+    "broker_count",
+    "data_topic_spec",
     "ensure_acls",
+    "ensure_queue_topics",
     "ensure_topics",
     "strimzi_manifests",
 ]
@@ -141,6 +145,40 @@ def ensure_topics(
         with kafka_errors("waiting for new topics"):
             admin.wait_for_topics(created)
     return created
+
+
+def data_topic_spec(
+    name: str, *, partitions: int = 1, brokers: int, settings: Settings
+) -> TopicSpec:
+    """A queue's data (or DLQ) topic: the cluster's replication and the data retention.
+
+    Replicas: `settings.topic_replicas`, else min(3, brokers), so a 3-broker cluster loses
+    no candle with a broker and a single local broker still works.
+    """
+    replicas = settings.topic_replicas or min(3, brokers)
+    if replicas > brokers:
+        raise ConfigError(
+            f"STREAMFORGE_TOPIC_REPLICAS={replicas}, but the cluster has {brokers} broker(s): "
+            f"topic {name} cannot be created"
+        )
+    return TopicSpec(name, partitions, replicas, {"retention.ms": str(settings.topic_retention_ms)})
+
+
+def ensure_queue_topics(
+    admin: KafkaAdminClient, settings: Settings, *names: str, partitions: int = 1
+) -> list[str]:
+    """Create a queue's missing data/DLQ topics (`data_topic_spec`); return those created."""
+    brokers = broker_count(admin)
+    specs = tuple(
+        data_topic_spec(n, partitions=partitions, brokers=brokers, settings=settings) for n in names
+    )
+    return ensure_topics(admin, specs)
+
+
+def broker_count(admin: KafkaAdminClient) -> int:
+    """Return how many brokers the cluster has (from metadata: no ACL needed)."""
+    with kafka_errors("describing the cluster"):
+        return len(admin.describe_cluster()["brokers"])
 
 
 def acl_entries(user: str, rules: tuple[AclRule, ...]) -> list[ACL]:

@@ -301,9 +301,12 @@ SINK = WorkerEntry(
         Option("batch_size", "Most candles stored per batch.", COUNT, 10_000),
         Option("batch_seconds", "Longest wait to fill a batch.", SECONDS, 1.0, metavar="S"),
         _REPORT_EVERY,
+        Option("partitions", "Partitions of the data topic when it is created.", COUNT, 1),
         Option("wait_for_loader", "Finish once the loader finished and the topic is read; "
                "without: at the end of the topic.", is_flag=True, default=True,
                flag="--wait-for-loader/--no-wait-for-loader"),
+        Option("cleanup", "Delete the data topic (and an empty DLQ) once its end is "
+               "committed.", is_flag=True, default=False),
         _DEBUG,
     ),
 )  # fmt: skip

@@ -4,7 +4,10 @@ Consumes the queue's data topic in a consumer group, validates every message, wr
 to the CandleStore (idempotent upserts by `_key`) and commits Kafka offsets only after the
 store has the batch: a crash replays at most one batch, and the replay overwrites itself.
 A message that breaks the contract is counted, logged and copied to `<topic>-dlq` with the
-reason in a header; it never stops the pipeline.
+reason in a header; it never stops the pipeline. Exchange-empty markers (header
+`streamforge-record: exchange-empty`, see `platform.batch`) are told apart before candle
+decoding, checked, and recorded with `CandleStore.write_exchange_empty` in the same batch; a
+malformed one goes to the DLQ like any bad message.
 
 It finishes once the loader has reported `finished` and the consumer has reached the end of
 the topic. Runs as `streamforge-nb sink ...`, `python -m streamforge_nb.workers.sink ...` and
@@ -29,6 +32,7 @@ from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import (
     InvalidName,
+    MessageError,
     StoreError,
     StreamForgeError,
     kafka_errors,
@@ -37,6 +41,7 @@ from streamforge_nb.exceptions import (
 from streamforge_nb.kafka.clients import make_admin, make_bulk_consumer, make_producer
 from streamforge_nb.platform.batch import decode_and_check
 from streamforge_nb.platform.intervals import INTERVALS
+from streamforge_nb.platform.markers import decode_exchange_empty, is_marker
 from streamforge_nb.platform.names import (
     data_topic,
     dlq_topic,
@@ -44,7 +49,7 @@ from streamforge_nb.platform.names import (
     parse_queue_id,
     producer_id,
 )
-from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+from streamforge_nb.platform.topics import ensure_queue_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
 
@@ -67,8 +72,11 @@ class SinkOptions:
     batch_size: int = 10_000
     batch_seconds: float = 1.0
     report_every: float = 2.0
+    partitions: int = 1
     # Without a loader (a topic filled by other means), finish at the end of the topic.
     wait_for_loader: bool = True
+    # Delete the data topic (and an empty DLQ) once its end is committed.
+    cleanup: bool = False
     debug: bool = False
 
 
@@ -79,10 +87,12 @@ class _Batch:
         self.keys: list[bytes | None] = []
         self.values: list[bytes] = []
         self.offsets: list[tuple[int, int]] = []  # (partition, offset), for the DLQ
+        # Exchange-empty markers: (key, value, (partition, offset)), apart from the candles.
+        self.markers: list[tuple[bytes | None, bytes, tuple[int, int]]] = []
         self.started = time.monotonic()
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.values) + len(self.markers)
 
 
 class Sink:
@@ -95,12 +105,15 @@ class Sink:
         self.topic = options.kafka_topic or data_topic(options.queue_id)
         self.dlq = dlq_topic(self.topic)
         self.rejected = 0
+        self.exchange_empty = 0  # windows recorded
         # Candles are checked against the queue the topic belongs to.
         self.symbol, self.interval = queue_series(self.topic, options.queue_id)
         settings = worker.settings
         admin = make_admin(settings)
         try:
-            ensure_topics(admin, (TopicSpec(self.topic), TopicSpec(self.dlq)))
+            # The data topic as the loader makes it, whoever comes first; the DLQ alike.
+            ensure_queue_topics(admin, settings, self.topic, partitions=options.partitions)
+            ensure_queue_topics(admin, settings, self.dlq)
         finally:
             admin.close()
         self.consumer = make_bulk_consumer(
@@ -140,7 +153,20 @@ class Sink:
             if end is None and self._loader_done():
                 end = self._end_offsets()
             if end is not None and self._reached(end):
+                if self.options.cleanup:
+                    self._cleanup()
                 return self.worker.records_written
+
+    def _cleanup(self) -> None:
+        # Every partition's end is committed: nothing the store has not taken goes with it.
+        from streamforge_nb.control.lifecycle import delete_data_topics
+
+        try:
+            done = delete_data_topics(self.worker.settings, self.topic)
+        except StreamForgeError as exc:  # the candles are stored; the topic just stays
+            log.warning("could not delete %s: %s", self.topic, exc)
+            return
+        log.info("cleanup: %s", "; ".join(f"{t}: {what}" for t, what in done.items()))
 
     def _read_batch(self) -> _Batch:
         batch = _Batch()
@@ -155,9 +181,13 @@ class Sink:
                 if message.error() is not None:
                     self._consumer_error(message.error())
                     continue
+                where = (message.partition() or 0, message.offset() or 0)
+                if is_marker(message.headers()):
+                    batch.markers.append((message.key(), message.value() or b"", where))
+                    continue
                 batch.keys.append(message.key())
                 batch.values.append(message.value() or b"")
-                batch.offsets.append((message.partition() or 0, message.offset() or 0))
+                batch.offsets.append(where)
         return batch
 
     def _consumer_error(self, error: KafkaError) -> None:
@@ -173,25 +203,60 @@ class Sink:
     def _store(self, batch: _Batch) -> None:
         if not len(batch):
             return
+        stored, rejected = self._store_candles(batch) if batch.values else (0, [])
+        dead = [(batch.keys[i], batch.values[i], why, batch.offsets[i]) for i, why in rejected]
+        dead += self._store_markers(batch.markers)
+        if dead:
+            self._dead_letter(dead)
+        # Only now is the batch safe: the store has it and the DLQ has the rejects.
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            # With several sinks in the group, the batch's partitions may have moved on (a
+            # rebalance): their new owner reads them again, and upserts by `_key` make that
+            # replay harmless.
+            if exc.args[0].code() not in _MOVED:
+                raise map_confluent_error(
+                    exc, what="committing offsets", settings=self.worker.settings
+                ) from None
+            log.info("offsets not committed, the partitions moved: %s", exc)
+        self.worker.records_written += stored
+
+    def _store_candles(self, batch: _Batch) -> tuple[int, list[tuple[int, str]]]:
+        """Store the batch's candles: (rows stored, [(index, why)] to dead-letter)."""
         # Never raises on any message: each one is either in `candles` or in `rejected`.
         candles, rejected = decode_and_check(batch.values, batch.keys, self.symbol, self.interval)
         stored, refused = self._write(candles)
         if refused:
             taken = {i for i, _ in rejected}
-            rows = [i for i in range(len(batch)) if i not in taken]
+            rows = [i for i in range(len(batch.values)) if i not in taken]
             rejected = sorted(rejected + [(rows[row], why) for row, why in refused])
-        if rejected:
-            self._dead_letter(
-                [(batch.keys[i], batch.values[i], why, batch.offsets[i]) for i, why in rejected]
-            )
-        # Only now is the batch safe: the store has it and the DLQ has the rejects.
-        try:
-            self.consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            raise map_confluent_error(
-                exc, what="committing offsets", settings=self.worker.settings
-            ) from None
-        self.worker.records_written += stored
+        return stored, rejected
+
+    def _store_markers(
+        self, markers: list[tuple[bytes | None, bytes, tuple[int, int]]]
+    ) -> list[tuple[bytes | None, bytes, str, tuple[int, int]]]:
+        """Record valid markers' windows; return the malformed ones for the DLQ."""
+        windows: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        dead = []
+        for key, value, where in markers:
+            try:
+                symbol, interval, start, end = decode_exchange_empty(
+                    value, key, self.symbol, self.interval
+                )
+            except MessageError as exc:
+                dead.append((key, value, str(exc)[:MAX_REASON_CHARS], where))
+                continue
+            except Exception as exc:  # a bug in the check must not stall the sink either
+                why = f"invalid exchange-empty marker: cannot be checked ({exc!r})"
+                dead.append((key, value, why[:MAX_REASON_CHARS], where))
+                continue
+            windows.setdefault((symbol, interval), []).append((start, end))
+        for (symbol, interval), spans in windows.items():
+            # A StoreError is an outage, as for candles: the sink stops, nothing committed.
+            self.store.write_exchange_empty(symbol, interval, spans)
+            self.exchange_empty += len(spans)
+        return dead
 
     def _write(self, table: Any) -> tuple[int, list[tuple[int, str]]]:
         """Store `table`: (rows stored, [(row, why)] the store refused), halving around refusals.
@@ -273,7 +338,8 @@ class Sink:
 
     def _progress(self) -> str:
         rejected = f", {self.rejected} rejected to {self.dlq}" if self.rejected else ""
-        return f"Saved {self.worker.records_written} records{rejected}"
+        empty = f", {self.exchange_empty} exchange-empty windows" if self.exchange_empty else ""
+        return f"Saved {self.worker.records_written} records{empty}{rejected}"
 
     def close(self) -> None:
         if self.loader_watch is not None:
@@ -283,6 +349,13 @@ class Sink:
 
 
 MAX_REASON_CHARS = 2000
+_MOVED = (
+    KafkaError._NO_OFFSET,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+)
+"""Commit errors that mean a rebalance took the batch's partitions away."""
 DLQ_MAX_VALUE = 256 * 1024
 """Bytes of a bad message the DLQ keeps; a longer one is cut, with a `truncated` header."""
 DLQ_MAX_KEY = 1024

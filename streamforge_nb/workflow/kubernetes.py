@@ -9,13 +9,19 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamforge_nb.exceptions import ConfigError, StreamForgeError
 from streamforge_nb.workflow.launchers import JobStatus, Launcher, _producer
 
-__all__ = ["KubernetesLauncher"]
+__all__ = ["STUCK_GRACE_S", "KubernetesLauncher"]
+
+STUCK_GRACE_S = 120.0
+"""How long a Pod may wait on its image or config, or for a node, before it is reported:
+then a Pod that cannot start by itself (ErrImagePull, CreateContainerConfigError, ...) makes
+its Job failed, and an unschedulable one is shown as such while it waits."""
 
 
 class KubernetesLauncher(Launcher):
@@ -24,12 +30,17 @@ class KubernetesLauncher(Launcher):
     name = "kubernetes"
 
     def __init__(
-        self, namespace: str = "stf", api_client: Any = None, context: str | None = None
+        self,
+        namespace: str = "stf",
+        api_client: Any = None,
+        context: str | None = None,
+        stuck_grace: float = STUCK_GRACE_S,
     ) -> None:
         from kubernetes import client, config
 
         self.namespace = namespace
         self.context = context
+        self.stuck_grace = stuck_grace
         if api_client is None:
             try:
                 if context:  # a named kubeconfig context wins over the in-cluster config
@@ -47,7 +58,11 @@ class KubernetesLauncher(Launcher):
         self.core = client.CoreV1Api(api_client)
 
     def options(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "context": self.context}
+        return {
+            "namespace": self.namespace,
+            "context": self.context,
+            "stuck_grace": self.stuck_grace,
+        }
 
     def _call(self, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -101,7 +116,10 @@ class KubernetesLauncher(Launcher):
         by_job: dict[str, builtins.list[Any]] = {}
         for pod in pods.items:
             by_job.setdefault((pod.metadata.labels or {}).get("job-name", ""), []).append(pod)
-        return [_job_status(job, queue_id, by_job.get(job.metadata.name, [])) for job in jobs.items]
+        return [
+            _job_status(job, queue_id, by_job.get(job.metadata.name, []), grace=self.stuck_grace)
+            for job in jobs.items
+        ]
 
     def delete(self, queue_id: str, *, grace: float = 30.0) -> builtins.list[str]:
         """Delete the queue's Jobs with propagation `Background`.
@@ -174,9 +192,15 @@ def _pod_reason(pod: Any) -> str:
     return ""
 
 
-def _job_status(job: Any, queue_id: str, pods: Sequence[Any] = ()) -> JobStatus:
+def _job_status(
+    job: Any, queue_id: str, pods: Sequence[Any] = (), *, grace: float = STUCK_GRACE_S
+) -> JobStatus:
     """A Job's state from its conditions (Complete, Failed: BackoffLimitExceeded,
-    DeadlineExceeded) and its Pods' container states (waiting and termination reasons)."""
+    DeadlineExceeded) and its Pods' container states (waiting and termination reasons).
+
+    A Job whose Pod has waited past `grace` in a state it cannot leave by itself is `failed`
+    (Kubernetes would keep it Pending for ever); an unschedulable one says how long it waits.
+    """
     status = job.status
     conditions = {c.type: c for c in status.conditions or [] if c.status == "True"}
     pod_reasons = [r for r in (_pod_reason(p) for p in pods) if r]
@@ -190,18 +214,31 @@ def _job_status(job: Any, queue_id: str, pods: Sequence[Any] = ()) -> JobStatus:
         state = "failed"
         failed = conditions.get("Failed")
         ended_at = failed.last_transition_time if failed is not None else None
-    elif status.active:
+    elif status.active and not _all_pending(pods):
         state = "active"
-    else:
+    else:  # Kubernetes counts a Pod waiting for a node or its image as active; we do not
         state = "pending"
     if state == "failed":
         failed = conditions.get("Failed")
         why = f"{failed.reason}: {failed.message}" if failed is not None else "Job failed"
         detail = "; ".join([why, *pod_reasons[-1:]])
     elif state in ("active", "pending"):
-        detail = "; ".join(pod_reasons)
-        stuck = [r for r in pod_reasons if r.startswith(_STUCK)]
-        detail = "; ".join(stuck) or detail
+        stuck = [(r, p) for p, r in zip(pods, map(_pod_reason, pods), strict=True) if r]
+        waited = [(r, _waited(p)) for r, p in stuck]
+        blocked = [(r, w) for r, w in waited if r.startswith(_STUCK) and w > grace]
+        if blocked:
+            reason, seconds = blocked[-1]
+            state, ended_at = "failed", time.time() - seconds + grace
+            detail = (
+                f"{reason} (for {seconds:.0f} s, past the {grace:.0f} s grace; the Job is "
+                "still there: cancel() deletes it)"
+            )
+        else:
+            detail = "; ".join(
+                f"{r} (for {w:.0f} s)" if w > grace else r
+                for r, w in waited
+                if r.startswith(_STUCK) or r.startswith("Unschedulable") or w > grace
+            ) or "; ".join(pod_reasons)
     else:
         detail = ""
     labels = job.metadata.labels or {}
@@ -209,8 +246,25 @@ def _job_status(job: Any, queue_id: str, pods: Sequence[Any] = ()) -> JobStatus:
     producer = _producer(_as_dict(containers[0])) if containers else ""
     return JobStatus(
         job.metadata.name, queue_id, labels.get("target", ""), state, detail, producer,
-        ended_at.timestamp() if hasattr(ended_at, "timestamp") else None,
+        _epoch(ended_at),
     )  # fmt: skip
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    stamp = getattr(value, "timestamp", None)
+    return float(stamp()) if callable(stamp) else None
+
+
+def _all_pending(pods: Sequence[Any]) -> bool:
+    return bool(pods) and all(getattr(p.status, "phase", None) == "Pending" for p in pods)
+
+
+def _waited(pod: Any) -> float:
+    """Seconds since the Pod was created (how long it has been trying to start)."""
+    created = _epoch(getattr(pod.metadata, "creation_timestamp", None))
+    return 0.0 if created is None else max(0.0, time.time() - created)
 
 
 def _as_dict(container: Any) -> dict[str, Any]:

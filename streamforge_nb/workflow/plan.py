@@ -12,13 +12,11 @@ one Job per target whose payload is the target's notebook run by papermill.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import SecretStr
 
@@ -26,7 +24,7 @@ from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.state import new_record
 from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.platform.contract import StartCommand
-from streamforge_nb.platform.intervals import WEEK_OFFSET_MS, check_interval, interval_ms
+from streamforge_nb.platform.intervals import check_interval
 from streamforge_nb.platform.names import (
     TimeRange,
     candle_type,
@@ -36,16 +34,26 @@ from streamforge_nb.platform.names import (
     data_topic,
     job_name,
     new_short_id,
-    parse_time_range,
     producer_id,
     queue_id,
 )
 from streamforge_nb.settings import Settings, local_home, split_url_credentials
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.workflow.launchers import Launcher, get_launcher
-from streamforge_nb.workflow.targets import OUTPUT_ENV, PARAMETERS_ENV, TARGETS, job_spec
+from streamforge_nb.workflow.ranges import check_time_range
+from streamforge_nb.workflow.steps import Plan, Step
+from streamforge_nb.workflow.targets import (
+    OUTPUT_ENV,
+    PARAMETERS_ENV,
+    TARGETS,
+    job_spec,
+    runs_volume,
+)
 
-__all__ = ["DEFAULT_IMAGE", "EXCHANGE_START", "Plan", "Step", "Workflow", "check_time_range"]
+if TYPE_CHECKING:
+    from streamforge_nb.workflow.batch import Batch
+
+__all__ = ["DEFAULT_IMAGE", "Workflow"]
 
 # The single-user image (jupyter-image/) also runs the Jobs: same library, same notebooks.
 DEFAULT_IMAGE = "registry.dmz.home/streamforge/core-modules/jupyter-python311:v0.0.2"
@@ -53,121 +61,6 @@ _IMAGE = re.compile(
     r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
 )
-
-# Binance's first klines (BTCUSDT, ETHBTC, ...) open on 2017-07-14. When a symbol itself was
-# listed is unknown offline, so no range may start before the exchange's era.
-EXCHANGE_START = datetime(2017, 7, 14, tzinfo=UTC)
-_UNTIL_NOW = re.compile(r"(?P<start>.+?)[:/]now", re.IGNORECASE)
-
-
-def _last_closed_end(interval: str, now: datetime) -> datetime:
-    """The end (exclusive) of the last closed `interval` candle at `now`: the open one's start."""
-    step = interval_ms(interval)
-    if step is None:  # 1M: months open on the 1st
-        return datetime(now.year, now.month, 1, tzinfo=UTC)
-    now_ms = int(now.timestamp() * 1000)
-    offset = WEEK_OFFSET_MS if interval == "1w" else 0
-    return datetime.fromtimestamp((now_ms - (now_ms - offset) % step) / 1000, UTC)
-
-
-def check_time_range(
-    text: str, interval: str, *, max_candles: int, now: datetime | None = None
-) -> TimeRange:
-    """Parse a workflow's range and refuse what no queue should load, naming the rule.
-
-    `<start>:now` ends at the last closed candle. A range must end by then, start on or
-    after `EXCHANGE_START` and hold at most `max_candles` candles of `interval`.
-    """
-    check_interval(interval)
-    now = now or datetime.now(UTC)
-    closed = _last_closed_end(interval, now)
-    until_now = _UNTIL_NOW.fullmatch(text.strip()) if isinstance(text, str) else None
-    if until_now:
-        start = until_now["start"].strip()
-        span = parse_time_range(f"{start}/{closed.isoformat()}")
-    else:
-        span = parse_time_range(text)
-    if span.start >= closed:
-        raise InvalidName(
-            f"time range {text!r} starts {span.start:%Y-%m-%d %H:%M:%S} UTC, after the last "
-            f"closed {interval} candle (it ends {closed:%Y-%m-%d %H:%M:%S} UTC): nothing to load"
-        )
-    if span.end > closed:
-        raise InvalidName(
-            f"time range {text!r} ends {span.end:%Y-%m-%d %H:%M:%S} UTC, after the last closed "
-            f"{interval} candle (it ends {closed:%Y-%m-%d %H:%M:%S} UTC): a range must end by "
-            f"then; '{span.start:%Y-%m-%d}:now' loads until it"
-        )
-    if span.start < EXCHANGE_START:
-        raise InvalidName(
-            f"time range {text!r} starts {span.start:%Y-%m-%d}, before the exchange's first "
-            f"candles ({EXCHANGE_START:%Y-%m-%d}): start on or after it"
-        )
-    step = interval_ms(interval) or 28 * 86_400_000  # 1M: at most one a 28 days
-    count = -(-(span.end_ms - span.start_ms) // step)
-    if count > max_candles:
-        pieces = -(-count // max_candles)
-        raise InvalidName(
-            f"time range {text!r} is {count:,} {interval} candles, more than the "
-            f"{max_candles:,} one queue may load (STREAMFORGE_MAX_CANDLES_PER_QUEUE): "
-            f"split it into {pieces} or more ranges, one queue each"
-        )
-    return span
-
-
-@dataclass(frozen=True)
-class Step:
-    """One target of the workflow: its names, `start` command and Job."""
-
-    target: str
-    producer_id: str
-    job_name: str
-    notebook: str
-    output: str
-    start: StartCommand
-    job: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything a launch will do, computed without touching anything."""
-
-    queue_id: str
-    symbol: str
-    interval: str
-    type: str
-    time_range: TimeRange
-    data_topic: str
-    collection: str | None
-    namespace: str
-    steps: tuple[Step, ...]
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-    def names(self) -> dict[str, Any]:
-        """Return every platform name of the plan."""
-        return {
-            "queue_id": self.queue_id, "data_topic": self.data_topic,
-            "collection": self.collection,
-            "producer_ids": {s.target: s.producer_id for s in self.steps},
-            "job_names": {s.target: s.job_name for s in self.steps},
-        }  # fmt: skip
-
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(s.target)}</td><td><code>{html.escape(s.producer_id)}</code>"
-            f"</td><td><code>{html.escape(s.job_name)}</code></td>"
-            f"<td>{html.escape(s.notebook)}</td><td>{html.escape(s.output)}</td></tr>"
-            for s in self.steps
-        )
-        return (
-            f"<b>Workflow</b> <code>{html.escape(self.queue_id)}</code><br>"
-            f"{html.escape(self.symbol)} {html.escape(self.interval)} {self.time_range} &rarr; "
-            f"topic <code>{html.escape(self.data_topic)}</code>, collection "
-            f"<code>{html.escape(self.collection or '-')}</code>, namespace "
-            f"<code>{html.escape(self.namespace)}</code>"
-            "<table><tr><th>target</th><th>producer</th><th>Job</th><th>notebook</th>"
-            f"<th>output</th></tr>{rows}</table>"
-        )
 
 
 class Workflow:
@@ -192,8 +85,24 @@ class Workflow:
         parameters: Mapping[str, Mapping[str, Any]] | None = None,
         max_candles: int | None = None,
         now: datetime | None = None,
+        resources: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
+        timeouts: Mapping[str, int] | None = None,
+        cleanup: bool = False,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        # The sink deletes the data topic (and an empty DLQ) once it committed the end.
+        self.cleanup = bool(cleanup)
+        # Per target: Kubernetes requests/limits merged over the target's defaults, and the
+        # run's timeout in seconds (papermill's and the Job's deadline).
+        self.resources = {t: dict(r) for t, r in (resources or {}).items()}
+        self.timeouts = dict(timeouts or {})
+        for what, per_target in (("resources", self.resources), ("timeouts", self.timeouts)):
+            strange = sorted(set(per_target) - set(targets))
+            if strange:
+                raise InvalidName(f"{what} for {strange}, which this workflow does not run")
+        for target, seconds in self.timeouts.items():
+            if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 1:
+                raise InvalidName(f"timeout of {target} must be whole seconds >= 1: {seconds!r}")
         # Extra notebook parameters per target, e.g. {"dummy": {"metrics_port": 0}}.
         self.extra_parameters = {t: dict(p) for t, p in (parameters or {}).items()}
         if store:
@@ -206,7 +115,7 @@ class Workflow:
                     | ({"arango_password": SecretStr(password)} if password is not None else {})
                 )
         self.store_url = store or self.settings.arango_url
-        self.output_dir = output_dir or str(local_home() / "runs")
+        self.output_dir = output_dir or self.settings.runs or str(local_home() / "runs")
         self.source, self.base_url, self.archives = source, base_url, list(archives)
         self._plan = self._make_plan(
             check_symbol(symbol),
@@ -223,25 +132,75 @@ class Workflow:
             short_id or new_short_id(),
         )
 
+    @overload
+    @classmethod
+    def candles(
+        cls, symbol: str, interval: str, time_range: str, *, source: str = ...,
+        store: str | None = ..., sinks: int = ..., partitions: int = ..., **options: Any,
+    ) -> Workflow: ...  # fmt: skip
+
+    @overload
+    @classmethod
+    def candles(
+        cls, symbol: list[str] | tuple[str, ...], interval: str | list[str] | tuple[str, ...],
+        time_range: str, *, source: str = ..., store: str | None = ..., sinks: int = ...,
+        partitions: int = ..., **options: Any,
+    ) -> Batch: ...  # fmt: skip
+
+    @overload
+    @classmethod
+    def candles(
+        cls, symbol: str, interval: list[str] | tuple[str, ...], time_range: str, *,
+        source: str = ..., store: str | None = ..., sinks: int = ..., partitions: int = ...,
+        **options: Any,
+    ) -> Batch: ...  # fmt: skip
+
     @classmethod
     def candles(
         cls,
-        symbol: str,
-        interval: str,
+        symbol: str | list[str] | tuple[str, ...],
+        interval: str | list[str] | tuple[str, ...],
         time_range: str,
         *,
         source: str = "api",
         store: str | None = None,
+        sinks: int = 1,
+        partitions: int = 1,
         **options: Any,
-    ) -> Workflow:
-        """The platform's candle workflow: loader (exchange -> Kafka), sink (Kafka -> store)."""
+    ) -> Workflow | Batch:
+        """The platform's candle workflow: loader (exchange -> Kafka), sink (Kafka -> store).
+
+        Lists of symbols or intervals make a `Batch`: one queue per symbol x interval x
+        shard of the range (see `workflow.shards` for the rule; options as here, plus
+        `shard_candles`). `partitions`: of the data topic. Messages are keyed by the
+        candle's `_key`, so every copy of one candle (a replay, a re-load) lands on one
+        partition in order and its last copy is the one stored; a series' candles spread
+        over the partitions and reach the store out of order, which upserts by `_key` make
+        harmless. `sinks`: sink Jobs in the queue's one consumer group, sharing those
+        partitions (sinks beyond `partitions` idle); each has its own producer id and Job.
+        """
+        if not isinstance(symbol, str) or not isinstance(interval, str):
+            from streamforge_nb.workflow.batch import Batch
+
+            return Batch.candles(
+                symbol, interval, time_range, source=source, store=store, sinks=sinks,
+                partitions=partitions, **options,
+            )  # fmt: skip
+        for name, value in (("sinks", sinks), ("partitions", partitions)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidName(f"{name} must be a whole number >= 1, not {value!r}")
+        parameters = {t: dict(p) for t, p in (options.pop("parameters", None) or {}).items()}
+        if partitions > 1:  # whichever Job comes first creates the topic: both know its shape
+            for target in ("loader-candles", "arango-candles"):
+                parameters[target] = {"partitions": partitions, **parameters.get(target, {})}
         return cls(
             symbol,
             interval,
             time_range,
-            ["loader-candles", "arango-candles"],
+            ["loader-candles", *["arango-candles"] * sinks],
             source=source,
             store=store,
+            parameters=parameters,
             **options,
         )
 
@@ -278,12 +237,23 @@ class Workflow:
         collection = (
             collection_name(symbol, type_, span.day) if "arango-candles" in targets else None
         )
+        replicated = sorted({t for t in targets if targets.count(t) > 1} - {"arango-candles"})
+        if replicated:
+            raise InvalidName(
+                f"target(s) {replicated} named more than once: only the sink (arango-candles) "
+                "runs as several Jobs, sharing the data topic's partitions in one group"
+            )
+        sinks = targets.count("arango-candles")
+        # Several sinks: each its own producer id, Job and notebook (`<short>s<n>`, `-<n>`).
+        replicas = [sum(u == t for u in targets[:i]) + 1 if sinks > 1 and t == "arango-candles"
+                    else 0 for i, t in enumerate(targets)]  # fmt: skip
         steps = tuple(
             self._step(
-                t, symbol, interval, type_, span, qid, topic, collection, short, image, namespace
+                t, symbol, interval, type_, span, qid, topic, collection, short, image, namespace,
+                replica=n,
             )
-            for t in targets
-        )
+            for t, n in zip(targets, replicas, strict=True)
+        )  # fmt: skip
         return Plan(
             qid,
             symbol,
@@ -310,10 +280,13 @@ class Workflow:
         short: str,
         image: str,
         namespace: str,
+        replica: int = 0,
     ) -> Step:
+        short = f"{short}s{replica}" if replica else short
         producer = producer_id(target, short)
         name = job_name(target, symbol, short)
-        output = f"{self.output_dir.rstrip('/')}/{qid}/{target}.ipynb"
+        notebook = f"{target}-{replica}" if replica else target
+        output = f"{self.output_dir.rstrip('/')}/{qid}/{notebook}.ipynb"
         parameters = self._parameters(target, interval)
         env = {
             "QUEUE_ID": qid, "SYMBOL": symbol, "TYPE": type_, "TIME_RANGE": str(span),
@@ -334,16 +307,31 @@ class Workflow:
             parameters=parameters,
         )
         job = job_spec(
-            job_name=name, namespace=namespace, queue_id=qid, target=target, image=image, env=env
+            job_name=name,
+            namespace=namespace,
+            queue_id=qid,
+            target=target,
+            image=image,
+            env=env,
+            resources=self.resources.get(target),
+            timeout_s=self.timeouts.get(target),
+            pull_secret=self.settings.image_pull_secret,
+            volume=self._runs_volume(),
         )
         return Step(target, producer, name, TARGETS[target].notebook, output, start, job)
+
+    def _runs_volume(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        if not self.settings.runs_volume or "://" in self.output_dir:
+            return None
+        return runs_volume(self.settings.runs_volume, self.output_dir)
 
     def _parameters(self, target: str, interval: str) -> dict[str, Any]:
         base: dict[str, Any] = {}
         if target == "loader-candles":
             base = {"interval": interval, **self._loader_options()}
-        elif target == "arango-candles" and self.store_url:
-            base = {"store_url": self.store_url}
+        elif target == "arango-candles":
+            base = {"store_url": self.store_url, "cleanup": self.cleanup or None}
+            base = {k: v for k, v in base.items() if v}
         return {**base, **self.extra_parameters.get(target, {})}
 
     def _loader_options(self) -> dict[str, Any]:
@@ -384,11 +372,14 @@ class Workflow:
         return Queue(plan.queue_id, self.settings, launcher=runner, since=launched)
 
     def backfill(self, store: CandleStore, **launch_options: Any) -> list[Queue]:
-        """Launch loads for exactly the gaps `store` has in this workflow's range."""
+        """Launch loads for exactly the `missing` gaps `store` has in this workflow's range.
+
+        Gaps the exchange confirmed empty (`kind` `exchange_empty`) are not asked again.
+        """
         plan = self._plan
         gaps = store.gaps(plan.symbol, plan.interval, plan.time_range.start, plan.time_range.end)
         queues = []
-        for gap in gaps.itertuples():
+        for gap in gaps[gaps["kind"] == "missing"].itertuples():
             span = f"{gap.start.isoformat()}/{gap.end.isoformat()}"
             piece = Workflow(
                 plan.symbol,
@@ -403,6 +394,10 @@ class Workflow:
                 namespace=plan.namespace,
                 output_dir=self.output_dir,
                 settings=self.settings,
+                parameters=self.extra_parameters,
+                resources=self.resources,
+                timeouts=self.timeouts,
+                cleanup=self.cleanup,
             )
             queues.append(piece.launch(**launch_options))
         return queues

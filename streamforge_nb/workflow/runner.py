@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
@@ -34,6 +35,7 @@ from streamforge_nb.workflow.targets import (
     OUTPUT_ENV,
     PARAMETERS_ENV,
     TARGETS,
+    TIMEOUT_ENV,
     default_output,
     job_parameters,
     notebook_path,
@@ -58,6 +60,8 @@ def run_job(notebook: str, env: Mapping[str, str] | None = None) -> int:
     }
     name = Path(notebook).stem.replace("_", "-")
     output: str | None = None
+    timeout: int | None = None
+    began = time.monotonic()
     try:
         import papermill
 
@@ -74,6 +78,8 @@ def run_job(notebook: str, env: Mapping[str, str] | None = None) -> int:
         destination = env.get(OUTPUT_ENV) or default_output(queue_id, target.name)
         if "://" not in destination:
             Path(destination).parent.mkdir(parents=True, exist_ok=True)
+        timeout = _timeout(env)
+        began = time.monotonic()
         previous = signal.signal(signal.SIGTERM, _stop_on_sigterm(queue_id, target.name))
         log.info("running %s", notebook, extra={"queue_id": queue_id, "output": destination})
         try:
@@ -84,7 +90,9 @@ def run_job(notebook: str, env: Mapping[str, str] | None = None) -> int:
                 parameters=parameters,
                 kernel_name="python3",
                 progress_bar=False,
-                log_output=False,
+                # Cell output goes to the Pod's log too (`kubectl logs`, Queue.logs()).
+                log_output=True,
+                execution_timeout=timeout,
             )
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -96,9 +104,38 @@ def run_job(notebook: str, env: Mapping[str, str] | None = None) -> int:
             reason = f"cell {cell} failed: {ename}: {evalue}"
         else:
             ename, reason = type(exc).__name__, f"{type(exc).__name__}: {exc}"
+        if ename == "DeadKernelError" and _out_of_memory():
+            reason += " (out of memory: the container hit its memory limit)"
+        elif timeout is not None and time.monotonic() - began >= timeout:
+            reason += f" (the run passed its {timeout} s timeout, {TIMEOUT_ENV})"
         _report_failure(parameters, name, reason + _saved(output), ename, cell)
         return 1
     return 0
+
+
+def _timeout(env: Mapping[str, str]) -> int | None:
+    """Papermill's per-cell execution timeout: the Job's timeout (one cell runs the worker)."""
+    value = env.get(TIMEOUT_ENV)
+    try:
+        return int(value) if value else None
+    except ValueError:
+        raise ValueError(f"{TIMEOUT_ENV}={value!r} is not a whole number of seconds") from None
+
+
+# The OOM killer's count in this container's memory cgroup: v2, then v1.
+_OOM_FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+
+
+def _out_of_memory() -> bool:
+    """Whether the OOM killer has killed a process of this container (the kernel, say)."""
+    for name in _OOM_FILES:
+        try:
+            lines = Path(name).read_text().splitlines()
+        except OSError:
+            continue
+        counts = dict(line.split(maxsplit=1) for line in lines if " " in line)
+        return counts.get("oom_kill", "0").strip() not in ("", "0")
+    return False
 
 
 def _saved(output: str | None) -> str:

@@ -10,26 +10,31 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from streamforge_nb.exceptions import ConfigError
 from streamforge_nb.settings import local_home
 
 __all__ = [
     "CONFIG_MAP",
+    "DEADLINE_MARGIN_S",
     "OUTPUT_ENV",
     "PARAMETERS_ENV",
     "SECRET",
     "TARGETS",
+    "TIMEOUT_ENV",
     "JobTarget",
     "default_output",
     "job_parameters",
+    "job_resources",
     "job_spec",
     "notebook_path",
     "notebooks_dir",
     "register_target",
+    "runs_volume",
 ]
 
 CONFIG_MAP = "streamforge-config"
@@ -39,6 +44,16 @@ KAFKA_CA_DIR = "/etc/kafka-ca"
 PARAMETERS_ENV = "STREAMFORGE_PARAMETERS"
 RUNNER_COMMAND = ("python", "-m", "streamforge_nb.workflow.runner", "run")
 OUTPUT_ENV = "STREAMFORGE_OUTPUT"
+TIMEOUT_ENV = "STREAMFORGE_TIMEOUT"
+DEADLINE_MARGIN_S = 120
+"""activeDeadlineSeconds = timeout + this: papermill's own timeout fires first, so the
+notebook is saved with the reason; the deadline is the backstop for a runner that hangs."""
+
+# Requests and limits that fit the platform's 1G single-user guarantee (PLATFORM.md): no Job
+# may grow past what a user's own server is promised, and the requests leave room for several
+# Jobs on a worker node. Memory limit = request would make a sink's Arrow batches OOM early.
+_SMALL = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+_WORKER = {"requests": {"cpu": "100m", "memory": "384Mi"}, "limits": {"memory": "1Gi"}}
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,10 @@ class JobTarget:
         ("QUEUE_ID", "queue_id"),
         ("TELEMETRY_PRODUCER_ID", "producer_id"),
     )
+    resources: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: _WORKER)
+    """Kubernetes requests and limits of the target's container."""
+    timeout_s: int = 6 * 3600
+    """How long one run may take: papermill's execution timeout and the Job's deadline."""
 
 
 _COMMON = JobTarget("", "").env_parameters
@@ -69,7 +88,7 @@ register_target(JobTarget("loader-candles", "loader_candles.ipynb", (
 register_target(JobTarget("arango-candles", "arango_candles.ipynb", (
     *_COMMON, ("KAFKA_TOPIC", "kafka_topic"),
 )))  # fmt: skip
-register_target(JobTarget("dummy", "dummy_service.ipynb"))
+register_target(JobTarget("dummy", "dummy_service.ipynb", resources=_SMALL, timeout_s=86_400))
 
 
 def notebooks_dir() -> Path:
@@ -98,9 +117,50 @@ def job_spec(
     image: str,
     env: Mapping[str, str],
     node_selector: Mapping[str, str] | None = None,
+    resources: Mapping[str, Mapping[str, str]] | None = None,
+    timeout_s: int | None = None,
+    pull_secret: str = "regcred",
+    volume: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Return the Kubernetes Job of one workflow step, shaped like the seed's (PLATFORM.md)."""
-    notebook = TARGETS[target].notebook
+    """Return the Kubernetes Job of one workflow step, shaped like the seed's (PLATFORM.md).
+
+    `resources` overrides the target's requests/limits (merged per key), `timeout_s` its
+    timeout; `pull_secret` names the registry Secret ("" for none); `volume` is a
+    `(volume, volumeMount)` pair from `runs_volume`, where executed notebooks outlive the Pod.
+    """
+    spec = TARGETS[target]
+    timeout = int(timeout_s or spec.timeout_s)
+    env = {**env, TIMEOUT_ENV: str(timeout)}
+    volumes: list[dict[str, Any]] = [
+        # The cluster CA that CA_PATH (ConfigMap) points into; optional so a PLAINTEXT
+        # cluster needs no such Secret.
+        {"name": "kafka-ca", "secret": {"secretName": KAFKA_CA_SECRET, "optional": True}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True},
+    ]
+    if volume is not None:
+        volumes.append(volume[0])
+        mounts.append(volume[1])
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [{
+            "name": target,
+            "image": image,
+            "command": [*RUNNER_COMMAND, spec.notebook],
+            "env": [{"name": k, "value": v} for k, v in env.items()],
+            "envFrom": [
+                {"configMapRef": {"name": CONFIG_MAP}},
+                {"secretRef": {"name": SECRET}},
+            ],
+            "resources": job_resources(target, resources),
+            "volumeMounts": mounts,
+        }],
+        "volumes": volumes,
+        "nodeSelector": dict(node_selector or {"streamforge-worker": "true"}),
+    }  # fmt: skip
+    if pull_secret:
+        pod["imagePullSecrets"] = [{"name": pull_secret}]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -112,32 +172,53 @@ def job_spec(
         "spec": {
             "backoffLimit": 2,
             "ttlSecondsAfterFinished": 3600,
+            # Counts from the Job's start, across its retries.
+            "activeDeadlineSeconds": timeout + DEADLINE_MARGIN_S,
             "template": {
                 "metadata": {"labels": {"app": "streamforge", "queue_id": queue_id}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{
-                        "name": target,
-                        "image": image,
-                        "command": [*RUNNER_COMMAND, notebook],
-                        "env": [{"name": k, "value": v} for k, v in env.items()],
-                        "envFrom": [
-                            {"configMapRef": {"name": CONFIG_MAP}},
-                            {"secretRef": {"name": SECRET}},
-                        ],
-                        "volumeMounts": [
-                            {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True},
-                        ],
-                    }],
-                    # The cluster CA that CA_PATH (ConfigMap) points into; optional so a
-                    # PLAINTEXT cluster needs no such Secret.
-                    "volumes": [{"name": "kafka-ca", "secret": {
-                        "secretName": KAFKA_CA_SECRET, "optional": True}}],
-                    "nodeSelector": dict(node_selector or {"streamforge-worker": "true"}),
-                },
+                "spec": pod,
             },
         },
     }  # fmt: skip
+
+
+def job_resources(
+    target: str, overrides: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, dict[str, str]]:
+    """Return `target`'s requests and limits with `overrides` merged in per key."""
+    base = TARGETS[target].resources
+    merged = {kind: dict(base.get(kind, {})) for kind in ("requests", "limits")}
+    for kind, values in (overrides or {}).items():
+        if kind not in merged or not isinstance(values, Mapping):
+            raise ConfigError(
+                f"resources of {target}: expected {{'requests'|'limits': {{...}}}}, "
+                f"got {kind!r}: {values!r}"
+            )
+        merged[kind].update({str(k): str(v) for k, v in values.items()})
+    return {kind: values for kind, values in merged.items() if values}
+
+
+def runs_volume(text: str, runs: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parse `pvc:<claim>:<mount path>` or `hostPath:<path>[:<mount path>]` into a
+    `(volume, volumeMount)` pair, checking that `runs` (where notebooks go) is inside it."""
+    kind, _, rest = text.partition(":")
+    source, _, mount = rest.partition(":")
+    if kind == "hostPath" and source.startswith("/"):
+        volume = {"name": "runs", "hostPath": {"path": source, "type": "DirectoryOrCreate"}}
+        mount = mount or source
+    elif kind == "pvc" and source and mount:
+        volume = {"name": "runs", "persistentVolumeClaim": {"claimName": source}}
+    else:
+        raise ConfigError(
+            f"STREAMFORGE_RUNS_VOLUME {text!r}: expected pvc:<claim>:<mount path> or "
+            "hostPath:<absolute path>[:<mount path>]"
+        )
+    if not mount.startswith("/") or not (runs + "/").startswith(mount.rstrip("/") + "/"):
+        raise ConfigError(
+            f"STREAMFORGE_RUNS {runs!r} is not inside the runs volume's mount path {mount!r}: "
+            "the executed notebooks would not be kept"
+        )
+    return volume, {"name": "runs", "mountPath": mount}
 
 
 def job_parameters(target: JobTarget, env: Mapping[str, str]) -> dict[str, Any]:
@@ -153,5 +234,3 @@ def job_parameters(target: JobTarget, env: Mapping[str, str]) -> dict[str, Any]:
 def default_output(queue_id: str, target: str) -> str:
     """Where an executed notebook goes when the Job names no output: the local home."""
     return str(local_home() / "runs" / queue_id / f"{target}.ipynb")
-
-

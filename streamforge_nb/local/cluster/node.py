@@ -135,9 +135,13 @@ class NodeLauncher(KubernetesLauncher):
     """
 
     def __init__(
-        self, namespace: str = "stf", api_client: Any = None, host_paths: Sequence[Path] = ()
+        self,
+        namespace: str = "stf",
+        api_client: Any = None,
+        host_paths: Sequence[Path] = (),
+        **options: Any,
     ) -> None:
-        super().__init__(namespace=namespace, api_client=api_client)
+        super().__init__(namespace=namespace, api_client=api_client, **options)
         self.host_paths = [Path(p) for p in host_paths]
 
     def submit(self, job: dict[str, Any], *, dry_run: bool = False) -> str:
@@ -211,10 +215,15 @@ class LocalNode:
         )  # fmt: skip
 
     def launcher(
-        self, namespace: str = "stf", api_client: Any = None, host_paths: Sequence[Path] = ()
+        self,
+        namespace: str = "stf",
+        api_client: Any = None,
+        host_paths: Sequence[Path] = (),
+        **options: Any,
     ) -> NodeLauncher:
-        """A launcher for this node (admin, or `api_client`: e.g. a ServiceAccount's)."""
-        return NodeLauncher(namespace, api_client or self.api_client(), host_paths)
+        """A launcher for this node (admin, or `api_client`: e.g. a ServiceAccount's);
+        `options` go to `KubernetesLauncher` (e.g. `stuck_grace`)."""
+        return NodeLauncher(namespace, api_client or self.api_client(), host_paths, **options)
 
     def wait_service_account(
         self, namespace: str, name: str = "default", timeout: float = 60
