@@ -13,32 +13,18 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import notebook_dir, subprocess_env, wait_for_status, with_env
+from conftest import node_dummy_job, notebook_dir, subprocess_env, wait_for_status, with_env
 
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
 from streamforge_nb.workflow.processes import LocalLauncher
-from streamforge_nb.workflow.targets import OUTPUT_ENV, PARAMETERS_ENV, job_spec, notebook_path
+from streamforge_nb.workflow.targets import notebook_path
 
 
 def dummy_job(tmp_path: Path, queue_id: str, **parameters: object) -> tuple[dict, Path]:
-    output = tmp_path / "runs" / queue_id / "dummy.ipynb"
-    env = {
-        "QUEUE_ID": queue_id,
-        "TELEMETRY_PRODUCER_ID": "dummy__job001",
-        PARAMETERS_ENV: json.dumps({"metrics_port": 0, **parameters}),
-        OUTPUT_ENV: str(output),
-    }
-    job = job_spec(
-        job_name=f"job-dummy-{queue_id[-8:]}",
-        namespace="stf",
-        queue_id=queue_id,
-        target="dummy",
-        image="streamforge/jupyter:test",
-        env=env,
-    )
-    return job, output
+    """The dummy's Job as the node tests make it; the local launcher runs its command."""
+    return node_dummy_job(tmp_path, queue_id, "streamforge/jupyter:test", **parameters)
 
 
 @pytest.fixture

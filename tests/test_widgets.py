@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# Imported here, not first by a panel's refresh thread: pytest.approx peeks at
+# sys.modules['numpy'] and fails on a module another thread is still importing.
+import numpy  # noqa: F401
 import pytest
 
 from streamforge_nb.control.queue import Queue

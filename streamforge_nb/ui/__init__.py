@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
+    from streamforge_nb.ui.actions import PanelActions as PanelActions
     from streamforge_nb.ui.batch_panel import BatchPanel as BatchPanel
     from streamforge_nb.ui.dashboard import PAGES as PAGES
     from streamforge_nb.ui.dashboard import Dashboard as Dashboard
@@ -25,6 +26,7 @@ _EXPORTS = {
     "Dashboard": "streamforge_nb.ui.dashboard",
     "DashboardError": "streamforge_nb.ui.dashboard",
     "LaunchPanel": "streamforge_nb.ui.launch_panel",
+    "PanelActions": "streamforge_nb.ui.actions",
     "PAGES": "streamforge_nb.ui.dashboard",
     "QueuePanel": "streamforge_nb.ui.panel",
     "chart_bundle": "streamforge_nb.ui.launch_panel",

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from streamforge_nb.control.telemetry import printable
+from streamforge_nb.ui.actions import PanelActions
 from streamforge_nb.ui.panel import _STATUS_COLOURS
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class _BatchBox(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         self._panel.close()
 
 
-class BatchPanel:
+class BatchPanel(PanelActions):
     """Watch and stop a batch's queues; open any queue's panel and chart. Display `.widget`."""
 
     def __init__(self, batch: Batch, *, refresh_s: float = 2.0, stop_timeout: float = 30.0):
@@ -50,11 +50,7 @@ class BatchPanel:
         self.refresh_s = refresh_s
         self.stop_timeout = stop_timeout
         self.frame: pd.DataFrame | None = None
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._action: threading.Thread | None = None
+        self._init_actions(batch.batch_id)
         self._queue_panels: list[Any] = []
 
         plan = batch.plan()
@@ -104,10 +100,6 @@ class BatchPanel:
         return self.widget._repr_mimebundle_(**kwargs)
 
     # -- actions -----------------------------------------------------------------------------
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until no Stop or chart read is in flight; return False on timeout."""
-        return self._idle.wait(timeout)
-
     def refresh(self) -> None:
         """Re-read the batch's status and re-render the table and summary."""
         frame = self.batch.status()
@@ -135,24 +127,16 @@ class BatchPanel:
                 self.detail.children = (widget,)
         return widget
 
-    def _start(self, name: str, action: Callable[[], None]) -> None:
-        if self._closed.is_set() or not self._idle.is_set():
-            return
-        self._idle.clear()
-        self._say(f"{name}…")
-        self._action = threading.Thread(
-            target=self._run, args=(name, action), name=f"panel-{self.batch.batch_id}-{name}",
-            daemon=True,
-        )  # fmt: skip
-        self._action.start()
+    def _set_busy(self, busy: bool, message: str | None = None) -> None:
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self.stop_button.disabled = self.chart_button.disabled = busy
+            if message is not None:
+                self.message.value = message
 
-    def _run(self, name: str, action: Callable[[], None]) -> None:
-        try:
-            action()
-        except Exception as exc:  # raised in a thread it would only reach the kernel's stderr
-            self._say(f"{name} failed: {type(exc).__name__}: {exc}")
-        finally:
-            self._idle.set()
+    def _failed(self, name: str, exc: Exception) -> None:
+        self._say(f"{name} failed: {type(exc).__name__}: {exc}")
 
     def _confirming(self, show: bool) -> None:
         self.confirm_box.layout.display = None if show else "none"

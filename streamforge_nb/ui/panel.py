@@ -19,7 +19,6 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
@@ -33,6 +32,7 @@ from streamforge_nb.control.telemetry import (
 )
 from streamforge_nb.exceptions import QueueTimeout, StreamForgeError
 from streamforge_nb.platform.contract import BaseEvent
+from streamforge_nb.ui.actions import PanelActions
 
 __all__ = ["QueuePanel"]
 
@@ -59,7 +59,7 @@ class _PanelBox(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         self._panel.close()
 
 
-class QueuePanel:
+class QueuePanel(PanelActions):
     """Ping, stop and watch one queue from a notebook; display `.widget`."""
 
     def __init__(
@@ -80,13 +80,7 @@ class QueuePanel:
         self.round_trips_ms: deque[float] = deque(maxlen=history)
         self.acknowledged: list[str] = []
         self._log: deque[str] = deque(maxlen=log_lines)
-        # Three threads update widgets (follower, refresh, action); the lock keeps each update
-        # whole and lets close() know no update starts after it.
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._action: threading.Thread | None = None
+        self._init_actions(queue.queue_id)
 
         self.ping_button = widgets.Button(description="Ping", icon="exchange")
         self.rtt_label = widgets.Label("no ping yet")
@@ -135,38 +129,15 @@ class QueuePanel:
         return self.widget._repr_mimebundle_(**kwargs)
 
     # -- actions -----------------------------------------------------------------------------
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until no Ping or Stop is in flight; return False on timeout."""
-        return self._idle.wait(timeout)
-
     def refresh(self) -> None:
         """Re-render the producer table from the queue's current state."""
         self._render(self.queue.producers())
 
-    def _start(self, name: str, action: Callable[[], None]) -> None:
-        # Buttons are disabled while an action runs; this also drops a click that raced it.
-        if self._closed.is_set() or not self._idle.is_set():
-            return
-        self._idle.clear()
-        self._set_busy(True, f"{name}…")
-        self._action = threading.Thread(
-            target=self._run,
-            args=(name, action),
-            name=f"panel-{self.queue.queue_id}-{name}",
-            daemon=True,
-        )
-        self._action.start()
-
-    def _run(self, name: str, action: Callable[[], None]) -> None:
-        try:
-            action()
-        except QueueTimeout as exc:
+    def _failed(self, name: str, exc: Exception) -> None:
+        if isinstance(exc, QueueTimeout):
             self._say(str(exc), rtt="timeout" if name == "ping" else None)
-        except Exception as exc:  # raised in a thread it would only reach the kernel's stderr
+        else:
             self._say(f"{name} failed: {type(exc).__name__}: {exc}")
-        finally:
-            self._set_busy(False)
-            self._idle.set()
 
     def _ping(self) -> None:
         replies = self.queue.ping(timeout=self.ping_timeout)
