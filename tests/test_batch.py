@@ -288,3 +288,34 @@ def test_two_sinks_share_four_partitions_and_store_every_candle_once(
         stored = store.load("BTCUSDT", "1m", "2024-08-01", "2024-08-02")
     expected = exchange.expected_rows("BTCUSDT", "1m", 1722470400000, 1722556800000)
     assert len(stored) == len(expected) == 1440
+
+
+def test_cancel_ends_every_running_queue_and_launches_no_more(
+    settings: Settings, home: Path
+) -> None:
+    store_url = f"local://{home / 'store'}"
+    # A slow exchange (2 s per answer, 1m pages): the loaders are still loading when cancelled.
+    with ExchangeServer(symbols=SYMBOLS, latency=2.0) as server:
+        batch = Workflow.candles(
+            SYMBOLS, ["1m"], "2024-08-01:2024-08-05", base_url=server.base_url,
+            store=store_url, settings=settings,
+        )  # fmt: skip
+        ids = [s.queue_id for s in batch.plan().shards]
+        assert len(ids) == 3
+        runner = LocalLauncher(settings=settings)
+        batch.launch(runner, max_parallel=2)
+        _wait_until(lambda: len(batch.launched()) == 2, 120)
+        first = set(batch.launched())
+        _wait_until(lambda: set(batch.status().loc[sorted(first), "status"]) == {"running"}, 120)
+        results = batch.cancel(grace=10)
+        final = batch.status()
+    assert set(results) == first, results
+    for queue_id in first:
+        # Each producer either answered the stop or had its Job deleted; none is left running.
+        assert "loader-candles" in results[queue_id], results
+        assert set(final.loc[queue_id, ["status"]]) <= {"interrupted", "finished"}, final
+        assert [j.state for j in runner.list(queue_id)] == []
+    (never,) = set(ids) - first
+    assert final.loc[never, "status"] == "waiting"
+    assert not batch.launching and batch.launched() == first
+    batch.close()

@@ -105,7 +105,7 @@ class BaseCommand(_Message):
 
     command: str
     queue_id: Id
-    """The queue (workflow step) the command is addressed to."""
+    """The queue (one queue id: one launch of a workflow) the command is addressed to."""
 
 
 class StartCommand(BaseCommand):

@@ -8,7 +8,7 @@ before anything is published: a wrong symbol, interval or range publishes nothin
 From the REST API it also reports the windows the exchange confirmed empty: inside the asked
 range and the symbol's life, open times where no kline exists (a page starting after its
 `startTime`, rows that jump, a range ending with nothing). Each goes to the data topic as an
-exchange-empty marker (`platform.batch.encode_exchange_empty`, header `streamforge-record:
+exchange-empty marker (`platform.markers.encode_exchange_empty`, header `streamforge-record:
 exchange-empty`) for the sink to record in the store. Not exchange-empty: time before the
 symbol's first kline, and a window ending within `SETTLE_MS` of now (a kline may be late).
 

@@ -5,7 +5,7 @@ to the CandleStore (idempotent upserts by `_key`) and commits Kafka offsets only
 store has the batch: a crash replays at most one batch, and the replay overwrites itself.
 A message that breaks the contract is counted, logged and copied to `<topic>-dlq` with the
 reason in a header; it never stops the pipeline. Exchange-empty markers (header
-`streamforge-record: exchange-empty`, see `platform.batch`) are told apart before candle
+`streamforge-record: exchange-empty`, see `platform.markers`) are told apart before candle
 decoding, checked, and recorded with `CandleStore.write_exchange_empty` in the same batch; a
 malformed one goes to the DLQ like any bad message.
 
