@@ -328,8 +328,11 @@ def test_job_template_uses_the_platform_names() -> None:
     assert env["TELEMETRY_PRODUCER_ID"] == names.producer_id("arango-candles", "abc123")
     assert set(env) == {
         "QUEUE_ID", "SYMBOL", "TYPE", "TIME_RANGE", "KAFKA_TOPIC", "COLLECTION_NAME",
-        "TELEMETRY_PRODUCER_ID",
+        "TELEMETRY_PRODUCER_ID", "STREAMFORGE_TIMEOUT",
     }  # fmt: skip
+    # The run's timeout and the Job's deadline come from one number.
+    deadline = template["spec"]["activeDeadlineSeconds"]
+    assert deadline == int(env["STREAMFORGE_TIMEOUT"]) + 120
 
 
 # --- no secret in git ----------------------------------------------------------------------------
