@@ -1,0 +1,145 @@
+"""The GitLab pipeline (.gitlab-ci.yml): the README's test command, its stages, no secrets.
+
+Static checks only (fast): scripts/check-pipeline runs the runnable jobs with gitlab-ci-local.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = ROOT / ".gitlab-ci.yml"
+README = ROOT / "README.md"
+
+STAGES = ["lint", "test", "build", "image", "manifests"]
+# job -> stage
+JOBS = {
+    "lint": "lint",
+    "test": "test",
+    "wheel": "build",
+    "push-image": "image",
+    "manifests": "manifests",
+}
+# GitLab's top-level keywords: everything else not starting with "." is a job.
+KEYWORDS = {
+    "stages",
+    "variables",
+    "default",
+    "include",
+    "workflow",
+    "image",
+    "services",
+    "cache",
+    "before_script",
+    "after_script",
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> dict[str, Any]:
+    loaded = yaml.safe_load(PIPELINE.read_text())
+    assert isinstance(loaded, dict), ".gitlab-ci.yml must be a mapping"
+    return loaded
+
+
+def jobs(pipeline: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in pipeline.items() if k not in KEYWORDS and not k.startswith(".")}
+
+
+def job_field(pipeline: dict[str, Any], name: str, field: str) -> Any:
+    """Return a job's field, following `extends` like GitLab does (one level is all we use)."""
+    job = pipeline[name]
+    if field in job:
+        return job[field]
+    parent = job.get("extends")
+    return pipeline[parent].get(field) if isinstance(parent, str) else None
+
+
+def readme_test_command() -> str:
+    """Return the test command of the README's "Two commands on a fresh machine"."""
+    section = README.read_text().split("## Two commands on a fresh machine", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    (line,) = (ln for ln in block.splitlines() if "scripts/test" in ln)
+    return line.split("#", 1)[0].strip()
+
+
+def test_the_test_job_runs_exactly_the_readme_test_command(pipeline: dict[str, Any]) -> None:
+    assert readme_test_command() == "./scripts/test"
+    assert pipeline["test"]["script"] == [readme_test_command()]
+
+
+def test_lint_job_runs_the_same_checks_as_scripts_test(pipeline: dict[str, Any]) -> None:
+    checks = [
+        ln.strip()
+        for ln in (ROOT / "scripts" / "test").read_text().splitlines()
+        if ln.startswith((".venv/bin/ruff", ".venv/bin/mypy"))
+    ]
+    assert checks, "scripts/test lost its ruff/mypy lines"
+    assert pipeline["lint"]["script"] == checks
+
+
+def test_stages_and_jobs(pipeline: dict[str, Any]) -> None:
+    assert pipeline["stages"] == STAGES
+    assert {name: job["stage"] for name, job in jobs(pipeline).items()} == JOBS
+    for name in JOBS:
+        image = job_field(pipeline, name, "image")
+        assert isinstance(image, str), f"{name} states no image"
+        assert "bookworm" in image, f"{name}: {image} is not a Debian bookworm image"
+
+
+def test_wheel_and_manifests_are_artifacts(pipeline: dict[str, Any]) -> None:
+    assert any("pip wheel" in s and "--no-deps -w dist" in s for s in pipeline["wheel"]["script"])
+    assert pipeline["wheel"]["artifacts"]["paths"] == ["dist/streamforge_nb-*.whl"]
+    script = "\n".join(pipeline["manifests"]["script"])
+    assert "streamforge-nb manifests $MANIFEST_OPTIONS build/manifests" in script
+    assert 'diff -u "manifests/' in script and "exit 1" in script
+    assert pipeline["manifests"]["artifacts"]["paths"] == ["build/manifests/"]
+
+
+def test_image_job_pushes_the_single_user_image_only_from_default_branch_or_tags(
+    pipeline: dict[str, Any],
+) -> None:
+    values = yaml.safe_load((ROOT / "manifests" / "jupyterhub-values.yaml").read_text())
+    name = values["singleuser"]["image"]["name"]
+    assert name == "registry.dmz.home/streamforge/core-modules/jupyter-python311"
+    assert pipeline["variables"]["IMAGE_NAME"] == name
+    job = pipeline["push-image"]
+    script = job["script"]
+    assert 'IMAGE_TAG="${CI_COMMIT_TAG:-$CI_COMMIT_SHORT_SHA}"' in script
+    assert 'buildah push "$IMAGE_NAME:$IMAGE_TAG"' in script
+    assert any(s.startswith("buildah build -f jupyter-image/Dockerfile") for s in script)
+    # Every rule has a condition, and the conditions are exactly: a tag, the default branch.
+    assert all(set(rule) == {"if"} for rule in job["rules"])
+    assert {rule["if"] for rule in job["rules"]} == {
+        "$CI_COMMIT_TAG",
+        "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH",
+    }
+
+
+def test_no_secret_literals_in_the_pipeline(pipeline: dict[str, Any]) -> None:
+    text = PIPELINE.read_text()
+    # Credentials appear only as CI variables, and the password only on stdin.
+    secretish = r"(?i)\b\w*(password|passwd|token|secret)\w*\s*[:=]\s*(\S+)"
+    for match in re.finditer(secretish, text):
+        value = match.group(2)
+        assert re.fullmatch(r'"?\$\{?\w+\}?"?', value), f"secret-looking: {match.group(0)}"
+    assert "printf '%s' \"$REGISTRY_PASSWORD\" | buildah login" in text
+    assert "--password-stdin" in text
+    assert not re.search(r"login\b.*\s(-p|--password)[ =]", text), "password on a command line"
+    assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", text), "credentials in a URL"
+    variables = pipeline["variables"] | pipeline["push-image"]["variables"]
+    for key in variables:
+        assert not re.search(r"PASSWORD|TOKEN|SECRET|USER", key), f"{key} belongs in CI settings"
+
+
+def test_check_pipeline_runs_the_runnable_jobs(pipeline: dict[str, Any]) -> None:
+    script = (ROOT / "scripts" / "check-pipeline").read_text()
+    match = re.search(r"^for job in ([\w -]+); do$", script, re.MULTILINE)
+    assert match, "scripts/check-pipeline lost its job loop"
+    assert match.group(1).split() == ["lint", "wheel", "manifests"]
+    assert set(match.group(1).split()) <= set(jobs(pipeline))
