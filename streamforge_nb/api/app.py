@@ -238,7 +238,7 @@ class QueueManagerApp:
                 self._queues.move_to_end(queue_id)
                 return kept
         with self._open_store() as store:
-            record = next((r for r in store.queue_states() if r.get("queue_id") == queue_id), None)
+            record = store.queue_state(queue_id)
         since = safe_timestamp(record.get("created_at")) if record else None
         queue = Queue(queue_id, self.settings, store=self.store, since=since)
         # A queue someone else started (a dummy service) is known from its telemetry alone.

@@ -45,9 +45,9 @@ def queue_record(queue: Queue) -> dict[str, Any]:
 
     where = queue.store or queue.settings.arango_url
     with CandleStore.open(where, settings=queue.settings) as store:
-        for record in store.queue_states():
-            if record.get("queue_id") == queue.queue_id:
-                return record
+        record = store.queue_state(queue.queue_id)
+        if record is not None:
+            return record
         raise StreamForgeError(
             f"queue {queue.queue_id} has no state record in {store.url}; pass store= "
             "(where it was launched)"

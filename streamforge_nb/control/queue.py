@@ -63,7 +63,6 @@ def _epoch(value: float | datetime | Any | None) -> float | None:
     raise TypeError(f"since must be Unix seconds or a datetime, got {value!r}")
 
 
-
 def _postfix(state: ProducerState) -> str:
     waiting = f" ({state.message})" if state.status == "pending" and state.message else ""
     return f"{state.producer}: {state.status}{waiting}"
@@ -200,9 +199,7 @@ class Queue:
             with CandleStore.open(
                 self.store or self.settings.arango_url, settings=self.settings
             ) as store:
-                record = next(
-                    (r for r in store.queue_states() if r.get("queue_id") == self.queue_id), None
-                )
+                record = store.queue_state(self.queue_id)
             if record is not None and record.get("launcher"):
                 self.launcher = launcher_for(
                     record["launcher"], record.get("launcher_options") or {}

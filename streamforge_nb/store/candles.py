@@ -277,6 +277,10 @@ class CandleStore:
         """Return every stored queue state record."""
         return self._backend.queue_states()
 
+    def queue_state(self, queue_id: str) -> dict[str, Any] | None:
+        """Return the state record of `queue_id` (a queue's or a batch's), or None."""
+        return next((r for r in self.queue_states() if r.get("queue_id") == queue_id), None)
+
     def coverage(self) -> pd.DataFrame:
         """Return one row per stored series: symbol, interval, first, last, rows."""
         return self._backend.coverage()

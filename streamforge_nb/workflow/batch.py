@@ -88,7 +88,7 @@ class Batch:
         self.settings = settings or Settings.from_env()
         self.store_url = store or self.settings.arango_url
         with CandleStore.open(self.store_url, settings=self.settings) as opened:
-            record = next((r for r in opened.queue_states() if r.get("queue_id") == batch_id), None)
+            record = opened.queue_state(batch_id)
         if record is None or record.get("kind") != BATCH_KIND:
             raise StreamForgeError(f"no batch {batch_id!r} in the queue state of {opened!r}")
         self._setup(record, [self._workflow(q, record["options"]) for q in record["queues"]])

@@ -203,7 +203,9 @@ def _job_status(
     """
     status = job.status
     conditions = {c.type: c for c in status.conditions or [] if c.status == "True"}
-    pod_reasons = [r for r in (_pod_reason(p) for p in pods) if r]
+    # Each Pod's reason (why it is not running) and how long it has been trying.
+    waited = [(r, _waited(p)) for r, p in ((_pod_reason(p), p) for p in pods) if r]
+    pod_reasons = [r for r, _w in waited]
     ended_at: Any = None
     if "Complete" in conditions or (status.succeeded and not status.active):
         state = "succeeded"
@@ -223,8 +225,6 @@ def _job_status(
         why = f"{failed.reason}: {failed.message}" if failed is not None else "Job failed"
         detail = "; ".join([why, *pod_reasons[-1:]])
     elif state in ("active", "pending"):
-        stuck = [(r, p) for p, r in zip(pods, map(_pod_reason, pods), strict=True) if r]
-        waited = [(r, _waited(p)) for r, p in stuck]
         blocked = [(r, w) for r, w in waited if r.startswith(_STUCK) and w > grace]
         if blocked:
             reason, seconds = blocked[-1]

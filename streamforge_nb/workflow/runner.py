@@ -79,7 +79,6 @@ def run_job(notebook: str, env: Mapping[str, str] | None = None) -> int:
         if "://" not in destination:
             Path(destination).parent.mkdir(parents=True, exist_ok=True)
         timeout = _timeout(env)
-        began = time.monotonic()
         previous = signal.signal(signal.SIGTERM, _stop_on_sigterm(queue_id, target.name))
         log.info("running %s", notebook, extra={"queue_id": queue_id, "output": destination})
         try:
