@@ -185,7 +185,7 @@ def test_a_batch_runs_at_most_max_parallel_loaders_and_stores_the_exchange_candl
             final = reopened.wait(timeout=900, progress=False)
         finally:
             watch.stop()
-        assert set(final["status"]) == {"finished"}, final
+        assert set(final["status"]) == {"finished"}, final.to_dict("index")
         assert 1 <= watch.most <= 2
         # Every queue launched once: one loader Job each.
         for qid in ids:
@@ -273,7 +273,7 @@ def test_two_sinks_share_four_partitions_and_store_every_candle_once(
         final = queue.wait(timeout=300, targets=["loader-candles", "arango-candles"],
                            progress=False)  # fmt: skip
         jobs = queue.jobs()
-    assert set(final["status"]) == {"finished"}, final
+    assert set(final["status"]) == {"finished"}, final.to_dict("index")
     assert set(jobs["state"]) == {"succeeded"} and len(jobs) == 3
     consumer = make_consumer(settings)
     try:

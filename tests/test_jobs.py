@@ -296,3 +296,34 @@ def test_the_panels_stop_cancels_after_its_grace(
             panel.close()
     assert launcher.list(queue_id) == []
     assert name not in launcher._processes
+
+
+def test_jobs_started_at_once_each_get_a_kernel_on_unix_sockets(
+    tmp_path: Path, launcher: LocalLauncher
+) -> None:
+    """Kernels started together on one host must not race for TCP ports (papermill#511): each
+    Job's kernel talks over Unix sockets in a folder of its own, removed after the run."""
+    report = (
+        "import json, os, ipykernel\n"
+        "info = json.loads(ipykernel.get_connection_info())\n"
+        "print('KERNEL', json.dumps({'transport': info['transport'], 'ip': info['ip'],"
+        " 'sockets': sorted(os.listdir(os.path.dirname(info['ip'])))}))"
+    )
+    folder = notebook_dir(tmp_path, "report", report)
+    jobs = []
+    for n in range(3):
+        queue_id = unique_name(f"wf-job-ipc{n}")
+        job, output = dummy_job(tmp_path, queue_id)
+        launcher.submit(with_env(job, STREAMFORGE_NOTEBOOKS=str(folder)))
+        jobs.append((job["metadata"]["name"], output))
+    for name, output in jobs:
+        assert launcher.wait(name, timeout=WAIT_S) == 0, launcher.logs(name)[-3000:]
+        text = "".join(
+            o.get("text", "")
+            for c in nbformat.read(output, as_version=4).cells
+            for o in c.get("outputs", [])
+        )
+        kernel = json.loads(text.split("KERNEL ", 1)[1])
+        assert kernel["transport"] == "ipc", kernel
+        assert kernel["sockets"] == [f"kernel-{i}" for i in range(1, 6)], kernel
+        assert not Path(kernel["ip"]).parent.exists(), "the run's socket folder was left behind"

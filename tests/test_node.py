@@ -175,7 +175,7 @@ def test_candles_workflow_runs_in_pods_as_the_notebook_service_account(
         )
         jobs = queue.jobs()
         sink_log = queue.logs("arango-candles")
-    assert set(final["status"]) == {"finished"}, final
+    assert set(final["status"]) == {"finished"}, final.to_dict("index")
     with CandleStore.open(store_url) as store:
         stored = len(store.load("BTCUSDT", "15m", "2024-08-01", "2024-08-03"))
     assert stored == 192

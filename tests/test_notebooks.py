@@ -101,6 +101,24 @@ def test_payload_parameters_are_the_worker_options(notebook: str, worker: str) -
     assert code == [body]  # thin: the worker's one entry does the rest
 
 
+@pytest.mark.parametrize("notebook", sorted(p.name for p in DUMMY_NOTEBOOK.parent.glob("*.ipynb")))
+def test_papermill_lists_every_parameter(notebook: str) -> None:
+    """`papermill --help-notebook` shows every parameter: papermill skips a line with two `=`
+    (one in its comment) and says only "Unable to parse line" at each run."""
+    import ast
+
+    path = DUMMY_NOTEBOOK.parent / notebook
+    cells = nbformat.read(path, as_version=4).cells
+    (parameters,) = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assigned = [
+        target.id
+        for node in ast.parse(parameters.source).body
+        if isinstance(node, ast.Assign) and isinstance(target := node.targets[0], ast.Name)
+    ]
+    assert assigned
+    assert list(papermill.inspect_notebook(str(path))) == assigned
+
+
 def test_dummy_notebook_answers_a_ping_and_finishes(broker_env: Settings, tmp_path: Path) -> None:
     queue_id = unique_name("wf-test-nb")
     output = tmp_path / "dummy_out.ipynb"

@@ -33,7 +33,7 @@ def finish(queues: list[Queue]) -> list[int]:
     for queue in queues:
         with queue:
             final = queue.wait(timeout=240, targets=TARGETS, progress=False)
-        assert set(final["status"]) == {"finished"}, final
+        assert set(final["status"]) == {"finished"}, final.to_dict("index")
         sinks = final.loc[final.index.str.startswith("arango-"), "records_written"]
         written.append(int(sinks.iloc[0]))
     return written

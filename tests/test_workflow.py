@@ -117,7 +117,7 @@ def test_local_launch_runs_the_notebooks_to_finished(
             timeout=180, targets=["loader-candles", "arango-candles"], progress=False
         )
         jobs = queue.jobs()
-    assert set(final["status"]) == {"finished"}
+    assert set(final["status"]) == {"finished"}, final.to_dict("index")
     with CandleStore.open(store_url) as store:
         stored = len(store.load("BTCUSDT", "15m", "2024-08-01", "2024-08-03"))
     assert stored == 192

@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,7 +42,7 @@ from streamforge_nb.workflow.targets import (
     notebook_path,
 )
 
-__all__ = ["main", "run_job"]
+__all__ = ["kernel_over_ipc", "main", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +84,18 @@ def run_job(notebook: str, env: Mapping[str, str] | None = None) -> int:
         log.info("running %s", notebook, extra={"queue_id": queue_id, "output": destination})
         try:
             output = destination  # from here on papermill saves what it executed
-            papermill.execute_notebook(
-                source,
-                destination,
-                parameters=parameters,
-                kernel_name="python3",
-                progress_bar=False,
-                # Cell output goes to the Pod's log too (`kubectl logs`, Queue.logs()).
-                log_output=True,
-                execution_timeout=timeout,
-            )
+            with tempfile.TemporaryDirectory(prefix="streamforge-kernel-") as sockets:
+                papermill.execute_notebook(
+                    source,
+                    destination,
+                    parameters=parameters,
+                    kernel_name="python3",
+                    progress_bar=False,
+                    # Cell output goes to the Pod's log too (`kubectl logs`, Queue.logs()).
+                    log_output=True,
+                    execution_timeout=timeout,
+                    config=kernel_over_ipc(sockets),
+                )
         finally:
             signal.signal(signal.SIGTERM, previous)
     except Exception as exc:
@@ -110,6 +113,23 @@ def run_job(notebook: str, env: Mapping[str, str] | None = None) -> int:
         _report_failure(parameters, name, reason + _saved(output), ename, cell)
         return 1
     return 0
+
+
+def kernel_over_ipc(folder: str) -> Any:
+    """Configuration that makes the kernel talk over Unix sockets in `folder`, not TCP ports.
+
+    jupyter_client picks a kernel's five TCP ports by binding port 0 and closing the socket;
+    the kernel binds them seconds later. Kernels started at once on one host (the local
+    launcher's Jobs, Pods on the host network) race for those ports, and now and then one
+    dies with "ZMQError: Address already in use" before its first cell (papermill#511).
+    Sockets in a folder of the run's own cannot collide, and nothing listens on the network.
+    """
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = os.path.join(folder, "kernel")  # sockets: kernel-1 ... kernel-5
+    return config
 
 
 def _timeout(env: Mapping[str, str]) -> int | None:
