@@ -19,7 +19,7 @@ from streamforge_nb.kafka.clients import make_consumer
 from streamforge_nb.platform.names import parse_time_range
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
-from streamforge_nb.testing import read_topic, topic_exists
+from streamforge_nb.testing import read_topic, topic_exists, unique_name
 from streamforge_nb.testing.exchange import ExchangeServer
 from streamforge_nb.ui.batch_panel import BatchPanel
 from streamforge_nb.workflow.batch import Batch
@@ -65,6 +65,33 @@ def test_plan_shows_the_whole_batch_and_touches_nothing(settings: Settings, home
     # No side effects: no topic, no queue state, no Jobs, no notebooks.
     assert not topic_exists(settings, f"{plan.shards[0].queue_id}-data")
     assert list(home.iterdir()) == []
+
+
+def test_a_batchs_status_reads_and_refreshes_only_its_own_queues(
+    settings: Settings, home: Path
+) -> None:
+    """Months of queue state must not make a batch's view slower: other queues' unfinished
+    records are neither read from telemetry nor saved by `Batch.status()`."""
+    from streamforge_nb.control.state import new_record
+    from streamforge_nb.kafka.send import send_event
+    from streamforge_nb.platform.contract import Finished
+
+    store_url = f"local://{home / 'store'}"
+    other = unique_name("wf-other")
+    record = new_record(
+        queue_id=other, symbol="BTCUSDT", type_="api_candles_1h", targets=["dummy"],
+        parameters={}, data_topic=f"{other}-data", outputs={}, launcher="", jobs=[],
+    )  # fmt: skip
+    with CandleStore.open(store_url) as store:
+        store.save_queue_state(record)
+    send_event(settings, Finished(queue_id=other, producer="dummy__abc123"))
+    batch = Workflow.candles(SYMBOLS, "1h", "2024-08-01:2024-08-03", settings=settings,
+                             now=NOW, store=store_url)  # fmt: skip
+    assert set(batch.status()["status"]) == {"waiting"}
+    with CandleStore.open(store_url) as store:
+        assert store.queue_state(other)["status"] == "launched"  # untouched
+    # The full list does refresh it: the telemetry says finished.
+    assert Queue.list(store_url, settings=settings).loc[other, "status"] == "finished"
 
 
 def test_shards_hold_at_most_the_limit_on_calendar_boundaries() -> None:

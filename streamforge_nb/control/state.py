@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kafka import TopicPartition
@@ -68,10 +68,17 @@ def new_record(
     }  # fmt: skip
 
 
-def refresh(store: CandleStore, settings: Settings) -> list[dict[str, Any]]:
-    """Update unfinished records from the telemetry history; return every queue's record."""
+def refresh(
+    store: CandleStore, settings: Settings, only: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Update unfinished records from the telemetry history; return every queue's record,
+    or only those of the queue ids in `only` (the others are neither read nor refreshed)."""
     # A batch's record (workflow.batch) lives in the same store but is no queue.
-    records = [r for r in store.queue_states() if r.get("kind") != "batch"]
+    records = [
+        r
+        for r in store.queue_states()
+        if r.get("kind") != "batch" and (only is None or r.get("queue_id") in only)
+    ]
     open_ids = {
         r["queue_id"]: safe_timestamp(r.get("created_at"))
         for r in records

@@ -287,8 +287,7 @@ class Batch:
         from streamforge_nb.control.state import refresh
 
         with CandleStore.open(self.store_url, settings=self.settings) as store:
-            records = {r["queue_id"]: r for r in refresh(store, self.settings)
-                       if r.get("queue_id") in self._ids}  # fmt: skip
+            records = {r["queue_id"]: r for r in refresh(store, self.settings, self._ids)}
         rows = []
         for shard in self._plan.shards:
             record = records.get(shard.queue_id, {})
