@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from streamforge_nb.settings import Settings
 
@@ -271,8 +273,12 @@ def test_the_wheel_ships_code_notebooks_schemas_and_resources(
         f"{PACKAGE}/resources/pom.xml",
         f"{PACKAGE}/resources/sample/BTCUSDT-1m-2024-08-01.zip",
         *(f"{PACKAGE}/notebooks/{t.notebook}" for t in TARGETS.values()),
-        *(f"{PACKAGE}/notebooks/{n}.ipynb" for n in ("control_panel", "launch_panel")),
+        *(
+            f"{PACKAGE}/notebooks/{n}.ipynb"
+            for n in ("control_panel", "launch_panel", "batch_panel")
+        ),
         *(f"{PACKAGE}/schemas/{name}.schema.json" for name in json_schemas()),
+        f"{PACKAGE}/schemas/openapi.json",
     }
     assert sorted(required - shipped) == []
     entry_points = zipfile.ZipFile(wheel).read(f"{dist_info}/entry_points.txt").decode()
@@ -448,6 +454,54 @@ def test_the_dummy_runs_as_a_notebook_job_and_reports(
     assert "pong" in {s for _, s in statuses}
     executed = home / ".streamforge-nb" / "runs" / result["queue_id"] / "dummy.ipynb"
     assert executed.is_file()
+
+
+BATCH_PLAN = r"""
+import json
+from datetime import UTC, datetime
+from streamforge_nb import Workflow
+from streamforge_nb.workflow.targets import notebook_path
+
+batch = Workflow.candles(["BTCUSDT", "ETHUSDT"], ["1m", "1h"], "2024-06-01:now",
+                         now=datetime(2026, 12, 2, tzinfo=UTC))
+plan = batch.plan()
+print(json.dumps({"summary": plan.summary(), "page": str(notebook_path("batch_panel.ipynb"))}))
+"""
+
+
+def test_serve_api_and_a_batch_plan_from_the_installed_package(
+    installed: Installed, settings: Settings
+) -> None:
+    """The wheel's own `serve-api` serves the shipped OpenAPI document and the queues; a
+    batch plans from it, with its dashboard page inside the venv."""
+    from streamforge_nb.api.openapi import openapi_document
+
+    token = "wheel-" + "x" * 32
+    env = installed.env(
+        KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers, STREAMFORGE_API_TOKEN=token
+    )
+    planned = installed.python_script(BATCH_PLAN, env=env, timeout=300)
+    assert planned["summary"]["jobs"] == 2 * (3 + 1) * 2  # 1m: three years; 1h: one queue
+    assert Path(planned["page"]).resolve().is_relative_to(installed.venv.resolve())
+
+    command = [str(installed.venv / "bin" / "streamforge-nb"), "serve-api", "--port", "0"]
+    proc = subprocess.Popen(command, cwd=installed.workdir, env=env, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()  # the URL line comes before serving
+        url = first.split(" at ", 1)[1].split()[0]
+        reply = requests.get(f"{url}/openapi.json", timeout=60)
+        assert reply.status_code == 200 and reply.json() == openapi_document()
+        listed = requests.get(f"{url}/queues", headers={"Authorization": f"Bearer {token}"},
+                              timeout=60)  # fmt: skip
+        assert listed.status_code == 200 and listed.json() == {"queues": []}
+        refused = requests.get(f"{url}/queues", timeout=60)
+        assert refused.status_code == 401 and token not in refused.text
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 if __name__ == "__main__":
