@@ -34,7 +34,9 @@ from streamforge_nb.testing.image import BuiltImage
 from streamforge_nb.workflow.kubernetes import KubernetesLauncher
 from streamforge_nb.workflow.plan import Workflow
 
-pytestmark = pytest.mark.node
+# The first node test also pays for the session's image build and import (about 2 minutes,
+# up to 5 on a loaded 2-core machine): pytest-timeout counts fixture setup too.
+pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
 
 
 def run_pod(

@@ -36,7 +36,9 @@ from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.testing.image import BuiltImage
 from streamforge_nb.workflow.plan import Workflow
 
-pytestmark = pytest.mark.node
+# The first node test also pays for the session's image build and import (about 2 minutes,
+# up to 5 on a loaded 2-core machine): pytest-timeout counts fixture setup too.
+pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
 
 GRACE_S = 5.0
 

@@ -233,6 +233,47 @@ def test_broker_restart_during_a_load_loses_nothing(tmp_path: Path, store_url: s
         assert stored(store_url, minutes) == (minutes, minutes)
 
 
+def test_a_broker_that_stalls_as_the_load_ends_fails_no_worker(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A broker frozen for 20 s (a long GC pause, a saturated node) just as the loader ends,
+    while the sink looks for the topic's end and commits: timeouts, not refusals, so both
+    go on and every candle is stored once."""
+    with local_broker(tmp_path / "kafka") as broker, ExchangeServer() as exchange:
+        settings = broker.settings()
+        qid = new_queue()
+        minutes = 3 * 1440
+        loader = LoaderOptions(
+            queue_id=qid, symbol="BTCUSDT", interval="1m", time_range="2024-08-01:2024-08-04",
+            base_url=exchange.base_url, report_every=0,
+        )  # fmt: skip
+        codes: dict[str, int] = {}
+        sink = threading.Thread(
+            target=lambda: codes.update(
+                sink=run_sink(
+                    SinkOptions(queue_id=qid, store_url=store_url, batch_size=50), settings
+                )
+            )
+        )
+        sink.start()
+        assert run_loader(loader, settings) == 0
+        pid = broker.status().pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(20)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        sink.join(timeout=300)
+        assert codes == {"sink": 0}, _history(settings, qid)  # read only on failure
+        assert stored(store_url, minutes) == (minutes, minutes)
+
+
+def _history(settings: Settings, qid: str) -> list[tuple[str, str, str | None]]:
+    with Queue(qid, settings) as queue:
+        return [(e.producer, e.status, e.message) for e in queue.events()]
+
+
 def test_stop_ends_a_waiting_sink_with_interrupted(settings: Settings, store_url: str) -> None:
     qid = new_queue()  # no loader ever reports: the sink waits until told to stop
     codes: list[int] = []

@@ -16,6 +16,7 @@ the topic. Runs as `streamforge-nb sink ...`, `python -m streamforge_nb.workers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -116,8 +117,18 @@ class Sink:
             ensure_queue_topics(admin, settings, self.dlq)
         finally:
             admin.close()
-        self.consumer = make_bulk_consumer(
-            settings,
+        self._renewals: list[float] = []
+        self.consumer = self._new_consumer()
+        self.dlq_producer: KafkaProducer = make_producer(settings, acks="all")
+        self.loader_watch = Queue(options.queue_id, settings) if options.wait_for_loader else None
+        if self.loader_watch is not None:
+            # Connect now: once following, the watch rides out a broker restart by itself.
+            self.loader_watch.producers()
+
+    def _new_consumer(self) -> Any:
+        options = self.options
+        return make_bulk_consumer(
+            self.worker.settings,
             self.topic,
             **{
                 "group.id": options.group_id or f"{options.queue_id}-sink",
@@ -129,15 +140,30 @@ class Sink:
                 "fetch.wait.max.ms": 100,
                 # Static membership: a sink restarted after a crash takes its partitions back
                 # at once instead of waiting out the dead member's session.
-                "group.instance.id": worker.producer_id,
+                "group.instance.id": self.worker.producer_id,
                 "session.timeout.ms": 10_000,
             },
         )
-        self.dlq_producer: KafkaProducer = make_producer(settings, acks="all")
-        self.loader_watch = Queue(options.queue_id, settings) if options.wait_for_loader else None
-        if self.loader_watch is not None:
-            # Connect now: once following, the watch rides out a broker restart by itself.
-            self.loader_watch.producers()
+
+    def _renew_consumer(self, error: KafkaError) -> None:
+        """Replace a consumer that hit a fatal error with a new one in the same group.
+
+        A static member whose session timed out (a broker or this process stalled past
+        `session.timeout.ms`) is fenced by its own rejoin, and librdkafka makes that fatal:
+        the old consumer reads nothing more. The new one starts from the group's commits;
+        what was stored but not committed is read again, and upserts by `_key` make that
+        harmless. More than `MAX_RENEWALS` in `RENEWAL_WINDOW_S` is no passing trouble.
+        """
+        now = time.monotonic()
+        self._renewals = [t for t in self._renewals if now - t < RENEWAL_WINDOW_S] + [now]
+        if len(self._renewals) > MAX_RENEWALS:
+            raise map_confluent_error(
+                KafkaException(error), what=f"reading {self.topic}", settings=self.worker.settings
+            )
+        log.warning("consumer: %s; rejoining the group with a new consumer", error.str())
+        with contextlib.suppress(KafkaException, RuntimeError):  # a fatal consumer may refuse
+            self.consumer.close()
+        self.consumer = self._new_consumer()
 
     def run(self) -> int:
         """Consume until done or stopped; return the number of candles stored."""
@@ -191,13 +217,16 @@ class Sink:
         return batch
 
     def _consumer_error(self, error: KafkaError) -> None:
-        if error.fatal() or error.code() in (
+        if error.code() in (
             KafkaError.TOPIC_AUTHORIZATION_FAILED,
             KafkaError.GROUP_AUTHORIZATION_FAILED,
         ):
             raise map_confluent_error(
                 KafkaException(error), what=f"reading {self.topic}", settings=self.worker.settings
             )
+        if error.fatal() or error.code() == KafkaError._FATAL:
+            self._renew_consumer(error)
+            return
         log.warning("consumer: %s", error.str())  # transient: librdkafka retries by itself
 
     def _store(self, batch: _Batch) -> None:
@@ -209,18 +238,37 @@ class Sink:
         if dead:
             self._dead_letter(dead)
         # Only now is the batch safe: the store has it and the DLQ has the rejects.
-        try:
-            self.consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            # With several sinks in the group, the batch's partitions may have moved on (a
-            # rebalance): their new owner reads them again, and upserts by `_key` make that
-            # replay harmless.
-            if exc.args[0].code() not in _MOVED:
-                raise map_confluent_error(
-                    exc, what="committing offsets", settings=self.worker.settings
-                ) from None
-            log.info("offsets not committed, the partitions moved: %s", exc)
+        self._commit()
         self.worker.records_written += stored
+
+    def _commit(self) -> None:
+        """Commit what was read, retrying a broker's passing trouble (a slow or moving group
+        coordinator) for up to `COMMIT_RETRY_S`: the batch is stored, so only the commit is
+        repeated, and nothing else may commit the last batch of a load."""
+        deadline = time.monotonic() + COMMIT_RETRY_S
+        pause = 0.5
+        while True:
+            try:
+                self.consumer.commit(asynchronous=False)
+                return
+            except KafkaException as exc:
+                # With several sinks in the group, the batch's partitions may have moved on
+                # (a rebalance): their new owner reads them again, and upserts by `_key`
+                # make that replay harmless.
+                error = exc.args[0]
+                if error.code() in _MOVED:
+                    log.info("offsets not committed, the partitions moved: %s", exc)
+                    return
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    self._renew_consumer(error)  # it reads the batch again from the commits
+                    return
+                if not _transient(exc) or time.monotonic() + pause > deadline:
+                    raise map_confluent_error(
+                        exc, what="committing offsets", settings=self.worker.settings
+                    ) from None
+                log.warning("committing offsets failed, trying again: %s", exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _store_candles(self, batch: _Batch) -> tuple[int, list[tuple[int, str]]]:
         """Store the batch's candles: (rows stored, [(index, why)] to dead-letter)."""
@@ -312,14 +360,23 @@ class Sink:
             for p, s in self.loader_watch.producers().items()
         )
 
-    def _end_offsets(self) -> dict[int, int]:
+    def _end_offsets(self) -> dict[int, int] | None:
+        """Every partition's end, or None when the broker did not answer in time (asked
+        again on the next round; a refusal such as a missing ACL raises)."""
         try:
             metadata = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            if not metadata.partitions:  # no answer yet: an empty end would mean "all read"
+                return None
             return {
                 p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
                 for p in metadata.partitions
             }
         except KafkaException as exc:
+            if _transient(exc):
+                log.warning("the end of %s is not known yet: %s", self.topic, exc)
+                return None
             raise map_confluent_error(
                 exc, what=f"reading the end of {self.topic}", settings=self.worker.settings
             ) from None
@@ -349,6 +406,34 @@ class Sink:
 
 
 MAX_REASON_CHARS = 2000
+MAX_RENEWALS = 3
+RENEWAL_WINDOW_S = 600.0
+COMMIT_RETRY_S = 120.0
+"""How long a sink retries a commit the broker failed for a passing reason."""
+_PASSING = (
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._WAIT_COORD,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+)
+
+
+def _transient(exc: KafkaException) -> bool:
+    """Whether the broker's answer means "not now" (a timeout, a moving leader or
+    coordinator), not "no" (authorization, a fatal error)."""
+    error = exc.args[0] if exc.args else None
+    if not isinstance(error, KafkaError) or error.fatal():
+        return False
+    return bool(error.retriable()) or error.code() in _PASSING
+
+
 _MOVED = (
     KafkaError._NO_OFFSET,
     KafkaError.REBALANCE_IN_PROGRESS,
