@@ -24,6 +24,7 @@ from kafka import KafkaConsumer
 from streamforge_nb.control.telemetry import MalformedCounter
 from streamforge_nb.exceptions import (
     BrokerError,
+    BrokerUnavailable,
     MessageError,
     StopRequested,
     kafka_errors,
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 # How long a control poll may block; bounds how late `close()` notices it should end.
 _POLL_MS = 100
 _MALFORMED_COMMANDS = MalformedCounter(logger=log)
+TERMINAL_SEND_S = 120.0
+"""How long a worker keeps trying to send its last event to a broker that does not answer."""
 
 
 class Worker:
@@ -121,13 +124,30 @@ class Worker:
             log.warning("progress report not sent: %s", exc)
 
     def finished(self, message: str | None = None) -> None:
-        self.send(Finished(**self._fields(message)))
+        self._send_terminal(Finished(**self._fields(message)))
 
     def interrupted(self, message: str | None = "stopped by a stop command") -> None:
-        self.send(Interrupted(**self._fields(message)))
+        self._send_terminal(Interrupted(**self._fields(message)))
 
     def error(self, reason: str, *, error_type: str | None = None, cell: int | None = None) -> None:
-        self.send(Error(**self._fields(reason), error_type=error_type, cell=cell))
+        self._send_terminal(Error(**self._fields(reason), error_type=error_type, cell=cell))
+
+    def _send_terminal(self, event: BaseEvent) -> None:
+        """Send the run's last event, riding out a broker that does not answer for up to
+        `TERMINAL_SEND_S`: the work is done, and without this event the queue's status can
+        only come from the Job's exit (a refusal, such as a missing ACL, raises at once)."""
+        deadline = time.monotonic() + TERMINAL_SEND_S
+        pause = 1.0
+        while True:
+            try:
+                self.send(event)
+                return
+            except BrokerUnavailable as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("%s not sent yet, trying again: %s", event.status, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
 
     # -- control -----------------------------------------------------------------------------
     @property
@@ -158,7 +178,10 @@ class Worker:
             self.interrupted("KeyboardInterrupt: the kernel was interrupted")
             raise
         except BaseException as exc:
-            self.error(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+            try:
+                self.error(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+            except BrokerError as unsent:  # the worker's own reason is what the caller needs
+                log.error("could not report %s: %s", type(exc).__name__, unsent)
             raise
         if self.stop_requested:
             self.interrupted()

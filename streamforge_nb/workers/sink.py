@@ -32,6 +32,7 @@ from streamforge_nb import workers
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import (
+    BrokerUnavailable,
     InvalidName,
     MessageError,
     StoreError,
@@ -118,6 +119,7 @@ class Sink:
         finally:
             admin.close()
         self._renewals: list[float] = []
+        self._stored_upto: dict[int, int] = {}  # partition: next offset after what is stored
         self.consumer = self._new_consumer()
         self.dlq_producer: KafkaProducer = make_producer(settings, acks="all")
         self.loader_watch = Queue(options.queue_id, settings) if options.wait_for_loader else None
@@ -238,6 +240,8 @@ class Sink:
         if dead:
             self._dead_letter(dead)
         # Only now is the batch safe: the store has it and the DLQ has the rejects.
+        for partition, offset in [*batch.offsets, *(where for _, _, where in batch.markers)]:
+            self._stored_upto[partition] = max(self._stored_upto.get(partition, 0), offset + 1)
         self._commit()
         self.worker.records_written += stored
 
@@ -355,10 +359,12 @@ class Sink:
     def _loader_done(self) -> bool:
         if self.loader_watch is None:
             return True
-        return any(
-            p.startswith(f"{LOADER_TARGET}__") and s.terminal
-            for p, s in self.loader_watch.producers().items()
-        )
+        try:
+            producers = self.loader_watch.producers()
+        except BrokerUnavailable as exc:  # a stalled broker: asked again on the next round
+            log.warning("the loader's telemetry is not readable yet: %s", exc)
+            return False
+        return any(p.startswith(f"{LOADER_TARGET}__") and s.terminal for p, s in producers.items())
 
     def _end_offsets(self) -> dict[int, int] | None:
         """Every partition's end, or None when the broker did not answer in time (asked
@@ -391,7 +397,27 @@ class Sink:
             log.info("committed offsets not available yet: %s", exc)
             return False
         committed = {tp.partition: tp.offset for tp in answer}
-        return all(committed.get(p, -1) >= offset for p, offset in end.items())
+        if all(committed.get(p, -1) >= offset for p, offset in end.items()):
+            return True
+        self._commit_lost(committed)
+        return False
+
+    def _commit_lost(self, committed: dict[int, int]) -> None:
+        """Commit again what this sink stored past the group's commits, for the partitions
+        it owns: a commit lost to a rebalance (a stalled broker, a session timeout) is not
+        always followed by a re-read, and without it the end is never reached."""
+        try:
+            owned = {tp.partition for tp in self.consumer.assignment()}
+            behind = [
+                TopicPartition(self.topic, p, upto)
+                for p, upto in self._stored_upto.items()
+                if p in owned and upto > committed.get(p, -1)
+            ]
+            if behind:
+                log.info("committing again: %s", {tp.partition: tp.offset for tp in behind})
+                self.consumer.commit(offsets=behind, asynchronous=False)
+        except KafkaException as exc:  # asked again on the next round
+            log.info("committing again failed: %s", exc)
 
     def _progress(self) -> str:
         rejected = f", {self.rejected} rejected to {self.dlq}" if self.rejected else ""
