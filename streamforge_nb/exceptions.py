@@ -42,6 +42,7 @@ __all__ = [
     "StreamForgeError",
     "UnknownSymbol",
     "describe_validation_error",
+    "is_passing_kafka_error",
     "kafka_errors",
     "map_confluent_error",
     "map_kafka_error",
@@ -198,6 +199,24 @@ def map_confluent_error(exc: BaseException, *, what: str, settings: Any) -> Stre
     return BrokerError(f"{what}: {detail}")
 
 
+def is_passing_kafka_error(exc: BaseException) -> bool:
+    """Whether a confluent-kafka exception means "not now" (a timeout, a moving leader or
+    group coordinator), not "no" (authorization, a fatal error): worth asking again."""
+    from confluent_kafka import KafkaError
+
+    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if error is None or error.fatal():
+        return False
+    passing = (
+        KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._WAIT_COORD, KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART,
+    )  # fmt: skip
+    return bool(error.retriable()) or error.code() in passing
+
+
 def describe_validation_error(exc: Any, *, what: str) -> str:
     """Render a pydantic ValidationError as one line naming each bad field."""
     parts = []
@@ -240,6 +259,7 @@ class ArchiveError(StreamForgeError):
 
 
 # --- candle store -----------------------------------------------------------------------------
+
 
 class StoreError(StreamForgeError):
     """Reading or writing stored candles failed (local files or ArangoDB)."""

@@ -80,3 +80,26 @@ def test_dead_broker_is_reported_at_once() -> None:
     dead = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}")
     with pytest.raises(BrokerUnavailable, match=f"no Kafka broker reachable at 127.0.0.1:{port}"):
         make_producer(dead)
+
+
+@pytest.mark.parametrize(
+    ("code", "fatal", "passing"),
+    [
+        ("_TIMED_OUT", False, True),
+        ("NOT_COORDINATOR", False, True),
+        ("LEADER_NOT_AVAILABLE", False, True),
+        ("TOPIC_AUTHORIZATION_FAILED", False, False),
+        ("GROUP_AUTHORIZATION_FAILED", False, False),
+        ("_FATAL", True, False),
+        ("_TIMED_OUT", True, False),
+    ],
+)
+def test_only_a_passing_broker_error_is_asked_again(code: str, fatal: bool, passing: bool) -> None:
+    """A timeout or a moving coordinator is asked again; a refusal or a fatal error is not."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from streamforge_nb.exceptions import is_passing_kafka_error
+
+    error = KafkaError(getattr(KafkaError, code), "as the broker said", fatal=fatal)
+    assert is_passing_kafka_error(KafkaException(error)) is passing
+    assert not is_passing_kafka_error(RuntimeError("not a Kafka error"))

@@ -37,6 +37,7 @@ from streamforge_nb.exceptions import (
     MessageError,
     StoreError,
     StreamForgeError,
+    is_passing_kafka_error,
     kafka_errors,
     map_confluent_error,
 )
@@ -266,7 +267,7 @@ class Sink:
                 if error.fatal() or error.code() == KafkaError._FATAL:
                     self._renew_consumer(error)  # it reads the batch again from the commits
                     return
-                if not _transient(exc) or time.monotonic() + pause > deadline:
+                if not is_passing_kafka_error(exc) or time.monotonic() + pause > deadline:
                     raise map_confluent_error(
                         exc, what="committing offsets", settings=self.worker.settings
                     ) from None
@@ -380,7 +381,7 @@ class Sink:
                 for p in metadata.partitions
             }
         except KafkaException as exc:
-            if _transient(exc):
+            if is_passing_kafka_error(exc):
                 log.warning("the end of %s is not known yet: %s", self.topic, exc)
                 return None
             raise map_confluent_error(
@@ -436,28 +437,6 @@ MAX_RENEWALS = 3
 RENEWAL_WINDOW_S = 600.0
 COMMIT_RETRY_S = 120.0
 """How long a sink retries a commit the broker failed for a passing reason."""
-_PASSING = (
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._WAIT_COORD,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-)
-
-
-def _transient(exc: KafkaException) -> bool:
-    """Whether the broker's answer means "not now" (a timeout, a moving leader or
-    coordinator), not "no" (authorization, a fatal error)."""
-    error = exc.args[0] if exc.args else None
-    if not isinstance(error, KafkaError) or error.fatal():
-        return False
-    return bool(error.retriable()) or error.code() in _PASSING
 
 
 _MOVED = (
