@@ -16,7 +16,6 @@ the topic. Runs as `streamforge-nb sink ...`, `python -m streamforge_nb.workers.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import sys
@@ -41,7 +40,12 @@ from streamforge_nb.exceptions import (
     kafka_errors,
     map_confluent_error,
 )
-from streamforge_nb.kafka.clients import make_admin, make_bulk_consumer, make_producer
+from streamforge_nb.kafka.clients import (
+    close_bulk_consumer,
+    make_admin,
+    make_bulk_consumer,
+    make_producer,
+)
 from streamforge_nb.platform.batch import decode_and_check
 from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.platform.markers import decode_exchange_empty, is_marker
@@ -164,8 +168,7 @@ class Sink:
                 KafkaException(error), what=f"reading {self.topic}", settings=self.worker.settings
             )
         log.warning("consumer: %s; rejoining the group with a new consumer", error.str())
-        with contextlib.suppress(KafkaException, RuntimeError):  # a fatal consumer may refuse
-            self.consumer.close()
+        close_bulk_consumer(self.consumer)
         self.consumer = self._new_consumer()
 
     def run(self) -> int:
@@ -428,7 +431,7 @@ class Sink:
     def close(self) -> None:
         if self.loader_watch is not None:
             self.loader_watch.close()
-        self.consumer.close()
+        close_bulk_consumer(self.consumer)
         self.dlq_producer.close(timeout=10)
 
 
@@ -441,6 +444,7 @@ COMMIT_RETRY_S = 120.0
 
 _MOVED = (
     KafkaError._NO_OFFSET,
+    KafkaError._ASSIGNMENT_LOST,
     KafkaError.REBALANCE_IN_PROGRESS,
     KafkaError.ILLEGAL_GENERATION,
     KafkaError.UNKNOWN_MEMBER_ID,
