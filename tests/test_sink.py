@@ -233,6 +233,7 @@ def test_broker_restart_during_a_load_loses_nothing(tmp_path: Path, store_url: s
         assert stored(store_url, minutes) == (minutes, minutes)
 
 
+@pytest.mark.stress
 def test_a_broker_that_stalls_as_the_load_ends_fails_no_worker(
     tmp_path: Path, store_url: str
 ) -> None:

@@ -124,6 +124,7 @@ class Sink:
         finally:
             admin.close()
         self._renewals: list[float] = []
+        self._commit_refusal: KafkaError | None = None
         self._stored_upto: dict[int, int] = {}  # partition: next offset after what is stored
         self.consumer = self._new_consumer()
         self.dlq_producer: KafkaProducer = make_producer(settings, acks="all")
@@ -149,6 +150,7 @@ class Sink:
                 # at once instead of waiting out the dead member's session.
                 "group.instance.id": self.worker.producer_id,
                 "session.timeout.ms": 10_000,
+                "on_commit": self._committed,
             },
         )
 
@@ -250,33 +252,36 @@ class Sink:
         self.worker.records_written += stored
 
     def _commit(self) -> None:
-        """Commit what was read, retrying a broker's passing trouble (a slow or moving group
-        coordinator) for up to `COMMIT_RETRY_S`: the batch is stored, so only the commit is
-        repeated, and nothing else may commit the last batch of a load."""
-        deadline = time.monotonic() + COMMIT_RETRY_S
-        pause = 0.5
-        while True:
-            try:
-                self.consumer.commit(asynchronous=False)
-                return
-            except KafkaException as exc:
-                # With several sinks in the group, the batch's partitions may have moved on
-                # (a rebalance): their new owner reads them again, and upserts by `_key`
-                # make that replay harmless.
-                error = exc.args[0]
-                if error.code() in _MOVED:
-                    log.info("offsets not committed, the partitions moved: %s", exc)
-                    return
-                if error.fatal() or error.code() == KafkaError._FATAL:
-                    self._renew_consumer(error)  # it reads the batch again from the commits
-                    return
-                if not is_passing_kafka_error(exc) or time.monotonic() + pause > deadline:
-                    raise map_confluent_error(
-                        exc, what="committing offsets", settings=self.worker.settings
-                    ) from None
-                log.warning("committing offsets failed, trying again: %s", exc)
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
+        """Commit what was read, without waiting: a synchronous commit has no timeout in
+        librdkafka and was seen to wait forever after a broker stall. The answer comes to
+        `_committed` during the next reads; a commit that did not land is made again once
+        the end is known (`_commit_lost`), and a re-read batch overwrites itself."""
+        if self._commit_refusal is not None:
+            raise map_confluent_error(
+                KafkaException(self._commit_refusal), what="committing offsets",
+                settings=self.worker.settings,
+            )  # fmt: skip
+        try:
+            self.consumer.commit(asynchronous=True)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() in _MOVED or is_passing_kafka_error(exc):
+                log.info("offsets not committed now (made again later): %s", exc)
+            elif error.fatal() or error.code() == KafkaError._FATAL:
+                self._renew_consumer(error)  # it reads the batch again from the commits
+            else:
+                raise map_confluent_error(
+                    exc, what="committing offsets", settings=self.worker.settings
+                ) from None
+
+    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's answer to a commit (called during `consume`)."""
+        if error is None:
+            return
+        if error.code() in _MOVED or is_passing_kafka_error(KafkaException(error)):
+            log.info("a commit did not land (made again later): %s", error.str())
+        elif not (error.fatal() or error.code() == KafkaError._FATAL):
+            self._commit_refusal = error  # e.g. an ACL: raised by the next commit
 
     def _store_candles(self, batch: _Batch) -> tuple[int, list[tuple[int, str]]]:
         """Store the batch's candles: (rows stored, [(index, why)] to dead-letter)."""
@@ -419,7 +424,7 @@ class Sink:
             ]
             if behind:
                 log.info("committing again: %s", {tp.partition: tp.offset for tp in behind})
-                self.consumer.commit(offsets=behind, asynchronous=False)
+                self.consumer.commit(offsets=behind, asynchronous=True)
         except KafkaException as exc:  # asked again on the next round
             log.info("committing again failed: %s", exc)
 
@@ -438,8 +443,6 @@ class Sink:
 MAX_REASON_CHARS = 2000
 MAX_RENEWALS = 3
 RENEWAL_WINDOW_S = 600.0
-COMMIT_RETRY_S = 120.0
-"""How long a sink retries a commit the broker failed for a passing reason."""
 
 
 _MOVED = (
