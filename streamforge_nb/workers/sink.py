@@ -232,7 +232,7 @@ class Sink:
             raise map_confluent_error(
                 KafkaException(error), what=f"reading {self.topic}", settings=self.worker.settings
             )
-        if error.fatal() or error.code() == KafkaError._FATAL:
+        if _fatal(error):
             self._renew_consumer(error)
             return
         log.warning("consumer: %s", error.str())  # transient: librdkafka retries by itself
@@ -256,23 +256,27 @@ class Sink:
         librdkafka and was seen to wait forever after a broker stall. The answer comes to
         `_committed` during the next reads; a commit that did not land is made again once
         the end is known (`_commit_lost`), and a re-read batch overwrites itself."""
-        if self._commit_refusal is not None:
-            raise map_confluent_error(
-                KafkaException(self._commit_refusal), what="committing offsets",
-                settings=self.worker.settings,
-            )  # fmt: skip
+        self._raise_refusal()
         try:
             self.consumer.commit(asynchronous=True)
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() in _MOVED or is_passing_kafka_error(exc):
                 log.info("offsets not committed now (made again later): %s", exc)
-            elif error.fatal() or error.code() == KafkaError._FATAL:
+            elif _fatal(error):
                 self._renew_consumer(error)  # it reads the batch again from the commits
             else:
                 raise map_confluent_error(
                     exc, what="committing offsets", settings=self.worker.settings
                 ) from None
+
+    def _raise_refusal(self) -> None:
+        """Raise a commit the broker refused (not a passing trouble), as soon as it is known."""
+        if self._commit_refusal is not None:
+            raise map_confluent_error(
+                KafkaException(self._commit_refusal), what="committing offsets",
+                settings=self.worker.settings,
+            )  # fmt: skip
 
     def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """librdkafka's answer to a commit (called during `consume`)."""
@@ -280,7 +284,7 @@ class Sink:
             return
         if error.code() in _MOVED or is_passing_kafka_error(KafkaException(error)):
             log.info("a commit did not land (made again later): %s", error.str())
-        elif not (error.fatal() or error.code() == KafkaError._FATAL):
+        elif not _fatal(error):
             self._commit_refusal = error  # e.g. an ACL: raised by the next commit
 
     def _store_candles(self, batch: _Batch) -> tuple[int, list[tuple[int, str]]]:
@@ -399,6 +403,7 @@ class Sink:
     def _reached(self, end: dict[int, int]) -> bool:
         if all(offset == 0 for offset in end.values()):
             return True
+        self._raise_refusal()  # the last batch's commit is refused: never wait on it
         asked = [TopicPartition(self.topic, p) for p in end]
         try:
             answer = self.consumer.committed(asked, timeout=10)
@@ -438,6 +443,11 @@ class Sink:
             self.loader_watch.close()
         close_bulk_consumer(self.consumer)
         self.dlq_producer.close(timeout=10)
+
+
+def _fatal(error: KafkaError) -> bool:
+    # librdkafka reports a fenced static member as code _FATAL without the fatal flag.
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
 
 
 MAX_REASON_CHARS = 2000
