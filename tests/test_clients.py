@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -103,3 +105,45 @@ def test_only_a_passing_broker_error_is_asked_again(code: str, fatal: bool, pass
     error = KafkaError(getattr(KafkaError, code), "as the broker said", fatal=fatal)
     assert is_passing_kafka_error(KafkaException(error)) is passing
     assert not is_passing_kafka_error(RuntimeError("not a Kafka error"))
+
+
+def test_a_dropped_bulk_consumer_hands_its_partitions_over_mid_rebalance(
+    settings: Settings,
+) -> None:
+    """A finished sink lets go of its consumer while another member joins: dropping it
+    returns at once (librdkafka's own close froze sinks there, librdkafka#4884) and the
+    member that stays takes every partition and reads what was never committed."""
+    import gc
+
+    from streamforge_nb.kafka.clients import make_bulk_consumer
+
+    topic, group = unique_name("wf-drop"), unique_name("wf-drop-sink")
+    admin = make_admin(settings)
+    try:
+        ensure_topics(admin, (TopicSpec(topic, partitions=4),))
+    finally:
+        admin.close()
+    producer = make_producer(settings)
+    for i in range(400):
+        producer.send(topic, key=str(i).encode(), value=b"candle")
+    producer.flush(timeout=30)
+    producer.close()
+
+    def member(name: str) -> Any:
+        return make_bulk_consumer(settings, topic, **{
+            "group.id": group, "group.instance.id": name, "session.timeout.ms": 6000,
+            "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        })  # fmt: skip
+
+    first = member("sink-1")
+    while not first.assignment():
+        first.consume(100, timeout=0.2)
+    second = member("sink-2")
+    second.consume(100, timeout=0.5)  # its join starts a rebalance
+    del first
+    gc.collect()
+    read: set[bytes] = set()
+    deadline = time.monotonic() + 60
+    while (len(read) < 400 or len(second.assignment()) < 4) and time.monotonic() < deadline:
+        read |= {m.key() for m in second.consume(500, timeout=0.2) if m.error() is None}
+    assert {tp.partition for tp in second.assignment()} == {0, 1, 2, 3} and len(read) == 400

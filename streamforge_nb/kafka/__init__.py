@@ -8,7 +8,6 @@ from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
     from streamforge_nb.kafka.clients import check_connection as check_connection
-    from streamforge_nb.kafka.clients import close_bulk_consumer as close_bulk_consumer
     from streamforge_nb.kafka.clients import make_admin as make_admin
     from streamforge_nb.kafka.clients import make_assigned_consumer as make_assigned_consumer
     from streamforge_nb.kafka.clients import make_bulk_consumer as make_bulk_consumer
@@ -32,7 +31,6 @@ _EXPORTS = {
     "START_SLACK_S": "streamforge_nb.kafka.partitions",
     "SendResult": "streamforge_nb.kafka.send",
     "check_connection": "streamforge_nb.kafka.clients",
-    "close_bulk_consumer": "streamforge_nb.kafka.clients",
     "make_admin": "streamforge_nb.kafka.clients",
     "make_assigned_consumer": "streamforge_nb.kafka.clients",
     "make_bulk_consumer": "streamforge_nb.kafka.clients",

@@ -27,7 +27,6 @@ from streamforge_nb.settings import Settings
 
 __all__ = [
     "check_connection",
-    "close_bulk_consumer",
     "make_admin",
     "make_assigned_consumer",
     "make_bulk_consumer",
@@ -38,7 +37,6 @@ __all__ = [
 # kafka-python retries a refused login until its bootstrap timeout (30 s by default): keep the
 # wait for a wrong password or an untrusted certificate short.
 _CONNECT_TIMEOUT_MS = 10_000
-BULK_CLOSE_S = 30.0
 log = logging.getLogger(__name__)
 
 
@@ -198,6 +196,13 @@ def make_bulk_consumer(settings: Settings, topic: str, **config: Any) -> Any:
     The data plane reads millions of candles: librdkafka fetches an order of magnitude faster
     than kafka-python (bench/ingest.py), so the sink's data-topic consumer is this one. The
     control plane stays on kafka-python. `config` uses librdkafka's property names.
+
+    Let go of it by dropping the last reference, never with `close()`: librdkafka's close
+    serves a pending rebalance itself, the binding then waits on librdkafka holding the GIL,
+    and with the group mid-rebalance that wait can last forever (librdkafka#4884), freezing
+    the whole process (seen with py-spy on finished sinks, after an unsubscribe too). The
+    binding destroys a dropped consumer without the close; the group expires the member
+    after its session, as it does a closed static member.
     """
     from confluent_kafka import Consumer, KafkaException
 
@@ -228,31 +233,6 @@ def make_bulk_consumer(settings: Settings, topic: str, **config: Any) -> Any:
         ) from None
     consumer.subscribe([topic])
     return consumer
-
-
-def close_bulk_consumer(consumer: Any, timeout: float = BULK_CLOSE_S) -> bool:
-    """Close a librdkafka consumer, waiting at most `timeout` s; return whether it closed.
-
-    `Consumer.close()` has no timeout, and a group in the middle of a rebalance (a member
-    gone, a static member fenced) can keep it waiting forever: the worker's Job would never
-    end. A close that does not finish is left to the process's exit; the group expires the
-    member after its session timeout.
-    """
-    import threading
-
-    def close() -> None:
-        try:
-            consumer.close()
-        except Exception as exc:  # a fatal consumer may refuse; nothing is left to do
-            log.info("closing the consumer: %s", exc)
-
-    closing = threading.Thread(target=close, name="close-bulk-consumer", daemon=True)
-    closing.start()
-    closing.join(timeout)
-    if closing.is_alive():
-        log.warning("the consumer did not close within %g s; leaving it to the exit", timeout)
-        return False
-    return True
 
 
 def _librdkafka_config(settings: Settings) -> dict[str, Any]:

@@ -41,7 +41,6 @@ from streamforge_nb.exceptions import (
     map_confluent_error,
 )
 from streamforge_nb.kafka.clients import (
-    close_bulk_consumer,
     make_admin,
     make_bulk_consumer,
     make_producer,
@@ -170,7 +169,7 @@ class Sink:
                 KafkaException(error), what=f"reading {self.topic}", settings=self.worker.settings
             )
         log.warning("consumer: %s; rejoining the group with a new consumer", error.str())
-        close_bulk_consumer(self.consumer)
+        self.consumer = None  # dropped, not closed: see `make_bulk_consumer`
         self.consumer = self._new_consumer()
 
     def run(self) -> int:
@@ -441,7 +440,9 @@ class Sink:
     def close(self) -> None:
         if self.loader_watch is not None:
             self.loader_watch.close()
-        close_bulk_consumer(self.consumer)
+        # Dropped, not closed (see `make_bulk_consumer`): every batch it finished is
+        # committed, and what it read past that is read again by the group.
+        self.consumer = None
         self.dlq_producer.close(timeout=10)
 
 
