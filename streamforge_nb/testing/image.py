@@ -233,3 +233,26 @@ def _image_size(ref: str, cache: Path, archive: Path) -> int:
         return int(podman("image", "inspect", "--format", "{{.Size}}", ref, cache=cache).strip())
     except (KubeTestError, ValueError):
         return archive.stat().st_size
+
+
+def main() -> int:
+    """Build the image unless cached and say so: scripts/test runs this before the suite,
+    so the node tests find it built (the build is set-up, like the node's binaries)."""
+    from streamforge_nb.local.cluster.node import node_unavailable
+
+    reason = node_unavailable()
+    if reason:  # the node tests skip, saying why; nothing to build for
+        print(f"no image built: no real node here ({reason})")
+        return 0
+    try:
+        image = build_image()
+    except KubeTestError as exc:
+        print(f"the image did not build: {exc}", file=sys.stderr)
+        return 1
+    how = "cached" if image.cached else f"built in {image.seconds:.0f} s"
+    print(f"{image.ref} ({how}, {image.size_bytes / 1e6:.0f} MB): {image.archive}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
