@@ -297,7 +297,7 @@ def test_two_sinks_share_four_partitions_and_store_every_candle_once(
     sinks = [s.producer_id for s in plan.steps if s.target == "arango-candles"]
     assert len(set(sinks)) == 2 and len({s.job_name for s in plan.steps}) == 3
     with wf.launch("local", settings=settings) as queue:
-        final = queue.wait(timeout=300, targets=["loader-candles", "arango-candles"],
+        final = queue.wait(timeout=200, targets=["loader-candles", "arango-candles"],
                            progress=False)  # fmt: skip
         jobs = queue.jobs()
     assert set(final["status"]) == {"finished"}, final.to_dict("index")
