@@ -9,7 +9,7 @@ records it and `CandleStore.gaps()` labels the window `exchange_empty`, not `mis
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -48,9 +48,12 @@ def encode_exchange_empty(
     return key.encode(), orjson.dumps({**value, "start_ms": start_ms, "end_ms": end_ms})
 
 
-def is_marker(headers: Sequence[tuple[str, bytes | None]] | None) -> bool:
-    """Tell whether a record's headers mark it as an exchange-empty marker."""
-    return any(k == RECORD_HEADER and v == EXCHANGE_EMPTY for k, v in headers or ())
+def is_marker(
+    headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
+) -> bool:
+    """Tell whether a record's headers (pairs, or a mapping) mark an exchange-empty marker."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    return any(k == RECORD_HEADER and v == EXCHANGE_EMPTY for k, v in pairs)
 
 
 def decode_exchange_empty(

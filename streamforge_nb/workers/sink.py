@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from kafka import KafkaProducer
 
 from streamforge_nb import workers
@@ -36,15 +35,9 @@ from streamforge_nb.exceptions import (
     MessageError,
     StoreError,
     StreamForgeError,
-    is_passing_kafka_error,
     kafka_errors,
-    map_confluent_error,
 )
-from streamforge_nb.kafka.clients import (
-    make_admin,
-    make_bulk_consumer,
-    make_producer,
-)
+from streamforge_nb.kafka.clients import make_admin, make_producer
 from streamforge_nb.platform.batch import decode_and_check
 from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.platform.markers import decode_exchange_empty, is_marker
@@ -58,6 +51,7 @@ from streamforge_nb.platform.names import (
 from streamforge_nb.platform.topics import ensure_queue_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.workers.group import GroupReader
 
 __all__ = ["SinkOptions", "main", "run_sink"]
 
@@ -122,55 +116,15 @@ class Sink:
             ensure_queue_topics(admin, settings, self.dlq)
         finally:
             admin.close()
-        self._renewals: list[float] = []
-        self._commit_refusal: KafkaError | None = None
-        self._stored_upto: dict[int, int] = {}  # partition: next offset after what is stored
-        self.consumer = self._new_consumer()
+        self.group = GroupReader(
+            settings, self.topic, group_id=options.group_id or f"{options.queue_id}-sink",
+            instance_id=worker.producer_id,
+        )  # fmt: skip
         self.dlq_producer: KafkaProducer = make_producer(settings, acks="all")
         self.loader_watch = Queue(options.queue_id, settings) if options.wait_for_loader else None
         if self.loader_watch is not None:
             # Connect now: once following, the watch rides out a broker restart by itself.
             self.loader_watch.producers()
-
-    def _new_consumer(self) -> Any:
-        options = self.options
-        return make_bulk_consumer(
-            self.worker.settings,
-            self.topic,
-            **{
-                "group.id": options.group_id or f"{options.queue_id}-sink",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                # librdkafka prefetches up to this much per partition: it bounds the sink's
-                # memory whatever the topic's size.
-                "queued.max.messages.kbytes": 32 * 1024,
-                "fetch.wait.max.ms": 100,
-                # Static membership: a sink restarted after a crash takes its partitions back
-                # at once instead of waiting out the dead member's session.
-                "group.instance.id": self.worker.producer_id,
-                "session.timeout.ms": 10_000,
-                "on_commit": self._committed,
-            },
-        )
-
-    def _renew_consumer(self, error: KafkaError) -> None:
-        """Replace a consumer that hit a fatal error with a new one in the same group.
-
-        A static member whose session timed out (a broker or this process stalled past
-        `session.timeout.ms`) is fenced by its own rejoin, and librdkafka makes that fatal:
-        the old consumer reads nothing more. The new one starts from the group's commits;
-        what was stored but not committed is read again, and upserts by `_key` make that
-        harmless. More than `MAX_RENEWALS` in `RENEWAL_WINDOW_S` is no passing trouble.
-        """
-        now = time.monotonic()
-        self._renewals = [t for t in self._renewals if now - t < RENEWAL_WINDOW_S] + [now]
-        if len(self._renewals) > MAX_RENEWALS:
-            raise map_confluent_error(
-                KafkaException(error), what=f"reading {self.topic}", settings=self.worker.settings
-            )
-        log.warning("consumer: %s; rejoining the group with a new consumer", error.str())
-        self.consumer = None  # dropped, not closed: see `make_bulk_consumer`
-        self.consumer = self._new_consumer()
 
     def run(self) -> int:
         """Consume until done or stopped; return the number of candles stored."""
@@ -184,8 +138,8 @@ class Sink:
                 last_report = time.monotonic()
             self.worker.check_stop()
             if end is None and self._loader_done():
-                end = self._end_offsets()
-            if end is not None and self._reached(end):
+                end = self.group.end_offsets()
+            if end is not None and self.group.reached(end):
                 if self.options.cleanup:
                     self._cleanup()
                 return self.worker.records_written
@@ -207,13 +161,10 @@ class Sink:
         while len(batch) < self.options.batch_size and time.monotonic() < deadline:
             if self.worker.stop_requested:
                 break
-            messages = self.consumer.consume(self.options.batch_size - len(batch), timeout=0.1)
+            messages = self.group.read(self.options.batch_size - len(batch), timeout=0.1)
             if not messages and len(batch):
                 break  # caught up: store what we have rather than wait
             for message in messages:
-                if message.error() is not None:
-                    self._consumer_error(message.error())
-                    continue
                 where = (message.partition() or 0, message.offset() or 0)
                 if is_marker(message.headers()):
                     batch.markers.append((message.key(), message.value() or b"", where))
@@ -222,19 +173,6 @@ class Sink:
                 batch.values.append(message.value() or b"")
                 batch.offsets.append(where)
         return batch
-
-    def _consumer_error(self, error: KafkaError) -> None:
-        if error.code() in (
-            KafkaError.TOPIC_AUTHORIZATION_FAILED,
-            KafkaError.GROUP_AUTHORIZATION_FAILED,
-        ):
-            raise map_confluent_error(
-                KafkaException(error), what=f"reading {self.topic}", settings=self.worker.settings
-            )
-        if _fatal(error):
-            self._renew_consumer(error)
-            return
-        log.warning("consumer: %s", error.str())  # transient: librdkafka retries by itself
 
     def _store(self, batch: _Batch) -> None:
         if not len(batch):
@@ -245,46 +183,8 @@ class Sink:
         if dead:
             self._dead_letter(dead)
         # Only now is the batch safe: the store has it and the DLQ has the rejects.
-        for partition, offset in [*batch.offsets, *(where for _, _, where in batch.markers)]:
-            self._stored_upto[partition] = max(self._stored_upto.get(partition, 0), offset + 1)
-        self._commit()
+        self.group.stored([*batch.offsets, *(where for _, _, where in batch.markers)])
         self.worker.records_written += stored
-
-    def _commit(self) -> None:
-        """Commit what was read, without waiting: a synchronous commit has no timeout in
-        librdkafka and was seen to wait forever after a broker stall. The answer comes to
-        `_committed` during the next reads; a commit that did not land is made again once
-        the end is known (`_commit_lost`), and a re-read batch overwrites itself."""
-        self._raise_refusal()
-        try:
-            self.consumer.commit(asynchronous=True)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() in _MOVED or is_passing_kafka_error(exc):
-                log.info("offsets not committed now (made again later): %s", exc)
-            elif _fatal(error):
-                self._renew_consumer(error)  # it reads the batch again from the commits
-            else:
-                raise map_confluent_error(
-                    exc, what="committing offsets", settings=self.worker.settings
-                ) from None
-
-    def _raise_refusal(self) -> None:
-        """Raise a commit the broker refused (not a passing trouble), as soon as it is known."""
-        if self._commit_refusal is not None:
-            raise map_confluent_error(
-                KafkaException(self._commit_refusal), what="committing offsets",
-                settings=self.worker.settings,
-            )  # fmt: skip
-
-    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """librdkafka's answer to a commit (called during `consume`)."""
-        if error is None:
-            return
-        if error.code() in _MOVED or is_passing_kafka_error(KafkaException(error)):
-            log.info("a commit did not land (made again later): %s", error.str())
-        elif not _fatal(error):
-            self._commit_refusal = error  # e.g. an ACL: raised by the next commit
 
     def _store_candles(self, batch: _Batch) -> tuple[int, list[tuple[int, str]]]:
         """Store the batch's candles: (rows stored, [(index, why)] to dead-letter)."""
@@ -378,60 +278,6 @@ class Sink:
             return False
         return any(p.startswith(f"{LOADER_TARGET}__") and s.terminal for p, s in producers.items())
 
-    def _end_offsets(self) -> dict[int, int] | None:
-        """Every partition's end, or None when the broker did not answer in time (asked
-        again on the next round; a refusal such as a missing ACL raises)."""
-        try:
-            metadata = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic]
-            if metadata.error is not None:
-                raise KafkaException(metadata.error)
-            if not metadata.partitions:  # no answer yet: an empty end would mean "all read"
-                return None
-            return {
-                p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
-                for p in metadata.partitions
-            }
-        except KafkaException as exc:
-            if is_passing_kafka_error(exc):
-                log.warning("the end of %s is not known yet: %s", self.topic, exc)
-                return None
-            raise map_confluent_error(
-                exc, what=f"reading the end of {self.topic}", settings=self.worker.settings
-            ) from None
-
-    def _reached(self, end: dict[int, int]) -> bool:
-        if all(offset == 0 for offset in end.values()):
-            return True
-        self._raise_refusal()  # the last batch's commit is refused: never wait on it
-        asked = [TopicPartition(self.topic, p) for p in end]
-        try:
-            answer = self.consumer.committed(asked, timeout=10)
-        except KafkaException as exc:  # e.g. the group is still rebalancing: ask again later
-            log.info("committed offsets not available yet: %s", exc)
-            return False
-        committed = {tp.partition: tp.offset for tp in answer}
-        if all(committed.get(p, -1) >= offset for p, offset in end.items()):
-            return True
-        self._commit_lost(committed)
-        return False
-
-    def _commit_lost(self, committed: dict[int, int]) -> None:
-        """Commit again what this sink stored past the group's commits, for the partitions
-        it owns: a commit lost to a rebalance (a stalled broker, a session timeout) is not
-        always followed by a re-read, and without it the end is never reached."""
-        try:
-            owned = {tp.partition for tp in self.consumer.assignment()}
-            behind = [
-                TopicPartition(self.topic, p, upto)
-                for p, upto in self._stored_upto.items()
-                if p in owned and upto > committed.get(p, -1)
-            ]
-            if behind:
-                log.info("committing again: %s", {tp.partition: tp.offset for tp in behind})
-                self.consumer.commit(offsets=behind, asynchronous=True)
-        except KafkaException as exc:  # asked again on the next round
-            log.info("committing again failed: %s", exc)
-
     def _progress(self) -> str:
         rejected = f", {self.rejected} rejected to {self.dlq}" if self.rejected else ""
         empty = f", {self.exchange_empty} exchange-empty windows" if self.exchange_empty else ""
@@ -440,30 +286,11 @@ class Sink:
     def close(self) -> None:
         if self.loader_watch is not None:
             self.loader_watch.close()
-        # Dropped, not closed (see `make_bulk_consumer`): every batch it finished is
-        # committed, and what it read past that is read again by the group.
-        self.consumer = None
+        self.group.drop()
         self.dlq_producer.close(timeout=10)
 
 
-def _fatal(error: KafkaError) -> bool:
-    # librdkafka reports a fenced static member as code _FATAL without the fatal flag.
-    return bool(error.fatal()) or error.code() == KafkaError._FATAL
-
-
 MAX_REASON_CHARS = 2000
-MAX_RENEWALS = 3
-RENEWAL_WINDOW_S = 600.0
-
-
-_MOVED = (
-    KafkaError._NO_OFFSET,
-    KafkaError._ASSIGNMENT_LOST,
-    KafkaError.REBALANCE_IN_PROGRESS,
-    KafkaError.ILLEGAL_GENERATION,
-    KafkaError.UNKNOWN_MEMBER_ID,
-)
-"""Commit errors that mean a rebalance took the batch's partitions away."""
 DLQ_MAX_VALUE = 256 * 1024
 """Bytes of a bad message the DLQ keeps; a longer one is cut, with a `truncated` header."""
 DLQ_MAX_KEY = 1024
