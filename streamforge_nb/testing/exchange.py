@@ -13,7 +13,7 @@ default 500 and at most 1000), `GET /api/v3/exchangeInfo` and `GET /api/v3/time`
 same candles. `fail_next` injects 429, 418, 5xx or dropped connections (they bypass the weight
 count); `requests` logs every request so tests can check paging.
 
-The request weight limit is enforced as Binance does it (`_Limiter`): klines weigh 2,
+The request weight limit is enforced as Binance does it (`testing.limiter`): klines weigh 2,
 exchangeInfo 20, time 1, counted per client IP in fixed windows aligned to the epoch; every
 `/api/` answer carries `X-MBX-USED-WEIGHT-<n><unit>`; above `weight_limit` the answer is 429
 with `Retry-After` (the rest of the window); an IP that sends again before that has passed
@@ -31,7 +31,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +43,7 @@ from urllib.parse import parse_qs, urlsplit
 from streamforge_nb.exchange.archives import checksum_line, pack_archive, parse_archive_name
 from streamforge_nb.platform.intervals import INTERVALS, close_time, longest_ms, open_times
 from streamforge_nb.testing.candles import DEFAULT_SEED, CandleGenerator
+from streamforge_nb.testing.limiter import WEIGHTS, Limiter, error_body
 
 __all__ = ["DROP", "LISTED_MS", "ExchangeServer", "RequestRecord"]
 
@@ -101,8 +101,8 @@ class ExchangeServer:
     ) -> None:
         self.symbols = tuple(symbols)
         self.generator = CandleGenerator(seed)
-        self.limiter = _Limiter(weight_limit, time_scale, ban_after, clock)
-        """The request weight limit, per client IP (see `_Limiter`)."""
+        self.limiter = Limiter(weight_limit, time_scale, ban_after, clock)
+        """The request weight limit, per client IP (see `testing.limiter.Limiter`)."""
         if latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {latency!r}")
         self.latency = latency
@@ -269,7 +269,7 @@ class ExchangeServer:
         if self.latency:
             time.sleep(self.latency / 2)
         try:
-            refusal, headers = self.limiter.admit(ip, _WEIGHTS[path])
+            refusal, headers = self.limiter.admit(ip, WEIGHTS[path])
             if refusal is not None:
                 return refusal[0], headers, refusal[1]
             if path == "/api/v3/klines":
@@ -292,9 +292,9 @@ class ExchangeServer:
             elif params.get("symbols"):
                 names = [str(n) for n in json.loads(params["symbols"])]
         except ValueError:
-            return 400, _error(-1100, "Illegal characters found in parameter 'symbols'.")
+            return 400, error_body(-1100, "Illegal characters found in parameter 'symbols'.")
         if any(n not in self.symbols for n in names):
-            return 400, _error(-1121, "Invalid symbol.")
+            return 400, error_body(-1121, "Invalid symbol.")
         return 200, {
             "timezone": "UTC",
             "serverTime": int(self._clock() * 1000),
@@ -310,13 +310,13 @@ class ExchangeServer:
                 int(params[k]) if params.get(k) else None for k in ("startTime", "endTime", "limit")
             )
         except ValueError:
-            return 400, _error(-1100, "Illegal characters found in a parameter.")
+            return 400, error_body(-1100, "Illegal characters found in a parameter.")
         if not symbol or not interval:
-            return 400, _error(-1102, "Mandatory parameter was not sent.")
+            return 400, error_body(-1102, "Mandatory parameter was not sent.")
         if interval not in INTERVALS:
-            return 400, _error(-1120, "Invalid interval.")
+            return 400, error_body(-1120, "Invalid interval.")
         if symbol not in self.symbols:
-            return 400, _error(-1121, "Invalid symbol.")
+            return 400, error_body(-1121, "Invalid symbol.")
         # Binance clamps limit into 1..1000 (default 500).
         limit = min(max(limit if limit is not None else 500, 1), 1000)
         hi = min(end if end is not None else 2**62, int(self._clock() * 1000))
@@ -327,124 +327,7 @@ class ExchangeServer:
         return 200, [self.generator.row(symbol, interval, t) for t in chosen]
 
 
-def _error(code: int, msg: str) -> dict[str, Any]:
-    return {"code": code, "msg": msg}
-
-
-_WEIGHTS = {"/api/v3/klines": 2, "/api/v3/exchangeInfo": 20, "/api/v3/time": 1}
-"""Binance's request weight per endpoint (klines: 2 whatever the limit)."""
-_UNITS = (("DAY", "D", 86400), ("HOUR", "H", 3600), ("MINUTE", "M", 60), ("SECOND", "S", 1))
-# Binance: bans "scale in duration for repeat offenders, from 2 minutes to 3 days".
-_FIRST_BAN_S = 120
-_LONGEST_BAN_S = 3 * 86400
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
-
-
-@dataclass
-class _Ip:
-    window: int = -1
-    used: int = 0
-    refused_until: float = 0.0  # a 429's Retry-After has not passed before this
-    ignored: int = 0  # requests sent anyway since that 429
-    banned_until: float = 0.0
-    bans: int = 0
-
-
-class _Limiter:
-    """Binance's REQUEST_WEIGHT limit: `limit` per fixed window per IP, 429s, then bans.
-
-    A "minute" lasts `60 * time_scale` seconds (a whole number of seconds, so exchangeInfo can
-    state it); windows are aligned to the epoch, as Binance's reset at each minute's start.
-    """
-
-    def __init__(
-        self, limit: int, time_scale: float, ban_after: int, clock: Callable[[], float]
-    ) -> None:
-        if not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"weight_limit must be a positive int, got {limit!r}")
-        seconds = 60 * time_scale
-        if not (time_scale > 0 and seconds >= 1 and abs(seconds - round(seconds)) < 1e-6):
-            raise ValueError(
-                f"time_scale={time_scale!r} makes the weight window {seconds!r} s; it must be "
-                "a whole number of seconds (e.g. time_scale=1/60 for 1 s)"
-            )
-        if not isinstance(ban_after, int) or ban_after < 1:
-            raise ValueError(f"ban_after must be a positive int, got {ban_after!r}")
-        self.limit = limit
-        self.scale = time_scale
-        self.seconds = round(seconds)
-        self.ban_after = ban_after
-        self.total = 0
-        self.per_window: dict[int, int] = {}
-        """Weight counted per window (index: window start // seconds), over every IP."""
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._ips: dict[str, _Ip] = {}
-        name, letter, size = next(u for u in _UNITS if self.seconds % u[2] == 0)
-        self.interval, self.interval_num = name, self.seconds // size
-        self.header = f"X-MBX-USED-WEIGHT-{self.interval_num}{letter}"
-
-    def rate_limits(self) -> list[dict[str, Any]]:
-        """Return exchangeInfo's `rateLimits` (the ORDERS ones are Binance's, not enforced)."""
-        return [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": self.interval,
-             "intervalNum": self.interval_num, "limit": self.limit},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-        ]  # fmt: skip
-
-    def preload(self, ip: str, weight: int) -> None:
-        """Count `weight` as used by `ip` in the current window."""
-        with self._lock:
-            self._count(self._ips.setdefault(ip, _Ip()), self._clock(), weight)
-
-    def admit(self, ip: str, weight: int) -> tuple[tuple[int, Any] | None, dict[str, str]]:
-        """Count a request; return `((status, body) or None to serve it, headers)`."""
-        now = self._clock()
-        with self._lock:
-            state = self._ips.setdefault(ip, _Ip())
-            if now < state.refused_until:
-                state.ignored += 1
-                if state.ignored >= self.ban_after:
-                    state.bans += 1
-                    ban = min(_FIRST_BAN_S * 2 ** (state.bans - 1), _LONGEST_BAN_S)
-                    state.banned_until = now + ban * self.scale
-                    state.refused_until, state.ignored = 0.0, 0
-            if now < state.banned_until:
-                wait = _seconds(state.banned_until - now)
-                msg = (
-                    f"Way too many requests; IP({ip}) banned until {state.banned_until * 1000:.0f}."
-                )
-                return (418, _error(-1003, msg)), {"Retry-After": wait}
-            used = self._count(state, now, weight)
-        headers = {self.header: str(used)}
-        if used <= self.limit and now >= state.refused_until:
-            return None, headers
-        # Retry-After: the rest of the window, in whole (scaled) seconds as Binance sends it.
-        rest = (state.window + 1) * self.seconds - now
-        retry = max(math.ceil(rest / self.scale - 1e-9), 1) * self.scale
-        with self._lock:
-            state.refused_until = max(state.refused_until, now + retry)
-        headers["Retry-After"] = _seconds(retry)
-        msg = (
-            f"Too much request weight used; current limit is {self.limit} request weight per "
-            f"{self.interval_num} {self.interval}."
-        )
-        return (429, _error(-1003, msg)), headers
-
-    def _count(self, state: _Ip, now: float, weight: int) -> int:
-        window = int(now // self.seconds)
-        if window != state.window:
-            state.window, state.used = window, 0
-        state.used += weight
-        self.total += weight
-        self.per_window[window] = self.per_window.get(window, 0) + weight
-        return state.used
-
-
-def _seconds(value: float) -> str:
-    """Format a Retry-After: whole seconds as Binance does, fractions only when scaled."""
-    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 def _symbol_info(symbol: str) -> dict[str, Any]:
@@ -468,8 +351,8 @@ def _symbol_info(symbol: str) -> dict[str, Any]:
 
 _JSON = "application/json;charset=UTF-8"
 _FAULT_BODIES = {
-    418: _error(-1003, "Way too many requests; IP(127.0.0.1) banned."),
-    429: _error(-1003, "Too many requests."),
+    418: error_body(-1003, "Way too many requests; IP(127.0.0.1) banned."),
+    429: error_body(-1003, "Too many requests."),
 }
 
 
@@ -492,7 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
             exchange._record(url.path, params, fault.status)
             self._send_fault(fault)
             return
-        if url.path in _WEIGHTS:
+        if url.path in WEIGHTS:
             status, headers, body = exchange._api(self.client_address[0], url.path, params)
             data, kind = json.dumps(body, separators=(",", ":")).encode(), _JSON
         elif (archive := exchange.archive(url.path)) is not None:
@@ -513,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Retry-After"] = str(fault.retry_after)
         body = fault.body
         if body is None:
-            body = _FAULT_BODIES.get(status, _error(-1000, "An unknown error occurred."))
+            body = _FAULT_BODIES.get(status, error_body(-1000, "An unknown error occurred."))
         self._send(status, json.dumps(body).encode(), headers)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str], kind: str = _JSON) -> None:
