@@ -46,10 +46,17 @@ def test_platform_user_may_create_and_use_a_workflow_topic(platform_settings: Se
         producer.close()
 
 
+# kafka-python retries a refused login until its bootstrap timeout (_CONNECT_TIMEOUT_MS, 10 s);
+# the clients give up at the first refusal, so the error comes well before it.
+NOT_RETRIED_S = 5
+
+
 def test_wrong_password_is_refused_with_a_clear_error(platform_settings: Settings) -> None:
     wrong = platform_settings.model_copy(update={"kafka_password": SecretStr("not-the-password")})
+    started = time.monotonic()
     with pytest.raises(AuthenticationFailed, match="refused user 'user-streamforge'") as info:
         check_connection(wrong)
+    assert time.monotonic() - started < NOT_RETRIED_S
     assert "not-the-password" not in str(info.value)
     with pytest.raises(AuthenticationFailed):
         make_consumer(wrong)
@@ -57,8 +64,13 @@ def test_wrong_password_is_refused_with_a_clear_error(platform_settings: Setting
 
 def test_untrusted_certificate_is_refused(platform_settings: Settings) -> None:
     no_ca = platform_settings.model_copy(update={"kafka_ca_path": None})
+    started = time.monotonic()
     with pytest.raises(AuthenticationFailed, match="not trusted"):
         check_connection(no_ca)
+    assert time.monotonic() - started < NOT_RETRIED_S
+    # The client given up on still retries in the background for a while: the next one, with
+    # the CA set, must not take its failures for its own.
+    assert "queue-events" in check_connection(platform_settings)
 
 
 def test_user_without_acl_is_refused(viewer_settings: Settings) -> None:

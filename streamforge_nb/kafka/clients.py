@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerr
@@ -38,6 +39,7 @@ __all__ = [
 # wait for a wrong password or an untrusted certificate short.
 _CONNECT_TIMEOUT_MS = 10_000
 log = logging.getLogger(__name__)
+_Client = TypeVar("_Client", KafkaAdminClient, KafkaConsumer, KafkaProducer)
 
 
 def _base(settings: Settings) -> dict[str, Any]:
@@ -50,13 +52,22 @@ def _base(settings: Settings) -> dict[str, Any]:
 
 
 class _BootstrapFailures(logging.Handler):
-    """Collect the exceptions kafka-python logs (and retries) while bootstrapping."""
+    """Collect the exceptions kafka-python logs (and retries) while bootstrapping.
+
+    Only from threads started after it: another client of this process (one given up on and
+    still retrying, another thread's) logs to the same loggers.
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.errors: list[BaseException] = []
+        self._others = {thread.ident for thread in threading.enumerate()}
+        # Set on a refusal no retry fixes: a refused login or an untrusted certificate.
+        self.refused = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.thread in self._others:
+            return
         args = record.args if isinstance(record.args, tuple) else ()
         found = [a for a in args if isinstance(a, BaseException)]
         if not found:
@@ -68,10 +79,56 @@ class _BootstrapFailures(logging.Handler):
                 found.append(kerr.KafkaConnectionError(text))
         # The final "bootstrap timed out" is the symptom we are explaining, not a cause.
         self.errors.extend(e for e in found if not isinstance(e, kerr.KafkaTimeoutError))
+        if any(_refusal(e) for e in found):
+            self.refused.set()
+
+
+def _refusal(error: BaseException) -> bool:
+    # Only what no retry changes: an EOF in a TLS handshake may just be a busy broker.
+    login = isinstance(error, kerr.SaslAuthenticationFailedError)
+    return login or "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+def _construct(what: str, settings: Settings, factory: Callable[[], _Client]) -> _Client:
+    """Build a kafka-python client, failing at the first refusal no retry can fix.
+
+    kafka-python retries a refused login or an untrusted certificate until its bootstrap
+    timeout; Kafka's own clients treat both as fatal, and a user should not wait 10 s to
+    learn of a wrong password. The constructor runs in a helper thread while this one
+    watches kafka-python's log; a client built after the refusal is closed at once.
+    """
+    lock = threading.Lock()
+    outcome: list[Any] = []
+    gave_up = threading.Event()
+    done = threading.Event()
+
+    def build() -> None:
+        try:
+            result: Any = factory()
+        except BaseException as exc:  # handed to the caller's thread
+            result = exc
+        with lock:
+            if gave_up.is_set() and not isinstance(result, BaseException):
+                result.close()
+            outcome.append(result)
+        done.set()
+
+    with _connecting(what, settings) as watcher:
+        threading.Thread(target=build, name="kafka-connect", daemon=True).start()
+        while not done.wait(0.05):
+            if watcher.refused.is_set():
+                with lock:
+                    gave_up.set()
+                # Mapped to its cause (login or TLS) like kafka-python's own timeout.
+                raise kerr.KafkaTimeoutError("refused; not retried")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        client: _Client = outcome[0]
+        return client
 
 
 @contextmanager
-def _connecting(what: str, settings: Settings) -> Iterator[None]:
+def _connecting(what: str, settings: Settings) -> Iterator[_BootstrapFailures]:
     """Map a failed client construction to its real cause: dead broker, login or TLS."""
     bootstrap = settings.kafka_bootstrap_servers
     if not any(_accepts_tcp(address) for address in bootstrap.split(",")):
@@ -85,7 +142,7 @@ def _connecting(what: str, settings: Settings) -> Iterator[None]:
     try:
         with kafka_errors(what, bootstrap):
             try:
-                yield
+                yield watcher
             except kerr.KafkaTimeoutError:
                 _raise_cause(what, settings, watcher.errors)
                 raise
@@ -135,15 +192,13 @@ def _accepts_tcp(address: str) -> bool:
 def make_producer(settings: Settings, **config: Any) -> KafkaProducer:
     """Return a producer for `settings`; `config` overrides kafka-python defaults."""
     options = {"max_block_ms": _CONNECT_TIMEOUT_MS, **_base(settings), **config}
-    with _connecting("connecting a producer", settings):
-        return KafkaProducer(**options)
+    return _construct("connecting a producer", settings, lambda: KafkaProducer(**options))
 
 
 def make_consumer(settings: Settings, *topics: str, **config: Any) -> KafkaConsumer:
     """Return a consumer for `settings`, subscribed to `topics` when any are given."""
     options = {**_base(settings), **config}
-    with _connecting("connecting a consumer", settings):
-        return KafkaConsumer(*topics, **options)
+    return _construct("connecting a consumer", settings, lambda: KafkaConsumer(*topics, **options))
 
 
 def make_assigned_consumer(
@@ -176,8 +231,7 @@ def make_assigned_consumer(
 def make_admin(settings: Settings, **config: Any) -> KafkaAdminClient:
     """Return an admin client for `settings`."""
     options = {"request_timeout_ms": _CONNECT_TIMEOUT_MS, **_base(settings), **config}
-    with _connecting("connecting an admin client", settings):
-        return KafkaAdminClient(**options)
+    return _construct("connecting an admin client", settings, lambda: KafkaAdminClient(**options))
 
 
 def check_connection(settings: Settings) -> list[str]:
