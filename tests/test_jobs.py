@@ -252,7 +252,7 @@ def test_reattach_and_cancel_from_a_new_process(
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "streamforge_nb.cli", "cancel", "--queue-id", queue_id,
-         "--store", store, "--grace", "20", "--kill-grace", "5", "--json"],
+         "--store", store, "--grace", "10", "--kill-grace", "5", "--json"],
         env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
