@@ -46,17 +46,16 @@ def test_platform_user_may_create_and_use_a_workflow_topic(platform_settings: Se
         producer.close()
 
 
-# kafka-python retries a refused login until its bootstrap timeout (_CONNECT_TIMEOUT_MS, 10 s);
-# the clients give up at the first refusal, so the error comes well before it.
+# kafka-python retries an untrusted certificate until its bootstrap timeout (10 s); the clients
+# give up at the first refusal. (A wrong password is not timed: when the broker's close wins
+# the race against its SCRAM error, only a disconnection is seen, and that is retried.)
 NOT_RETRIED_S = 5
 
 
 def test_wrong_password_is_refused_with_a_clear_error(platform_settings: Settings) -> None:
     wrong = platform_settings.model_copy(update={"kafka_password": SecretStr("not-the-password")})
-    started = time.monotonic()
     with pytest.raises(AuthenticationFailed, match="refused user 'user-streamforge'") as info:
         check_connection(wrong)
-    assert time.monotonic() - started < NOT_RETRIED_S
     assert "not-the-password" not in str(info.value)
     with pytest.raises(AuthenticationFailed):
         make_consumer(wrong)
