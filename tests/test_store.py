@@ -684,18 +684,28 @@ def test_times_are_iso_8601_or_milliseconds_only(tmp_path: Path) -> None:
 
 
 def test_concurrent_exchange_empty_writers_lose_no_range(tmp_path: Path) -> None:
+    """Sinks recording at once into a new store: the first writes race to create the
+    database (a writer died on "database is locked" in CI, 9 races in 100 here)."""
     import threading
 
-    def record(worker: int) -> None:
-        with CandleStore.open(tmp_path / "store") as mine:
-            for i in range(10):
-                at = AUG1 + (worker * 100 + i * 2) * MIN  # one minute each, one apart
-                mine.write_exchange_empty("BTCUSDT", "1m", [(at, at + MIN)])
+    for attempt in range(10):
+        root = tmp_path / f"store-{attempt}"
+        failures: list[BaseException] = []
 
-    threads = [threading.Thread(target=record, args=(w,)) for w in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    with CandleStore.open(tmp_path / "store") as store:
-        assert len(store.exchange_empty("BTCUSDT", "1m")) == 40
+        def record(worker: int, root: Path, failures: list[BaseException]) -> None:
+            try:
+                with CandleStore.open(root) as mine:
+                    for i in range(3):
+                        at = AUG1 + (worker * 100 + i * 2) * MIN  # one minute each, one apart
+                        mine.write_exchange_empty("BTCUSDT", "1m", [(at, at + MIN)])
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=record, args=(w, root, failures)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert failures == []
+        with CandleStore.open(root) as store:
+            assert len(store.exchange_empty("BTCUSDT", "1m")) == 24

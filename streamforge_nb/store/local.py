@@ -104,6 +104,25 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def _open_sqlite(path: Path, schema: str, **options: Any) -> sqlite3.Connection:
+    """Open a SQLite database of the store root in WAL mode, with `schema` made.
+
+    Set up under a file lock: turning a new database to WAL takes an exclusive lock, and
+    SQLite answers connections racing for it "database is locked" at once, without waiting
+    out the busy timeout (four sinks recording exchange-empty windows at once lost one
+    writer to it in CI).
+    """
+    with _locked(path.with_name(f".{path.name}.lock")):
+        db: sqlite3.Connection = sqlite3.connect(path, timeout=30, **options)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(schema)
+        except BaseException:
+            db.close()
+            raise
+    return db
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -291,12 +310,10 @@ class LocalBackend(CandleBackend):
     # Queue state is a handful of small mutable records: SQLite (WAL) in the store root, so
     # notebooks and Jobs on this machine see each other's updates.
     def _state_db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.root / "queue_state.sqlite", timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS queue_state (queue_id TEXT PRIMARY KEY, record TEXT)"
+        return _open_sqlite(
+            self.root / "queue_state.sqlite",
+            "CREATE TABLE IF NOT EXISTS queue_state (queue_id TEXT PRIMARY KEY, record TEXT)",
         )
-        return db
 
     def save_queue_state(self, record: Mapping[str, Any]) -> None:
         with (
@@ -320,13 +337,12 @@ class LocalBackend(CandleBackend):
     # Exchange-empty ranges: a few small records per series, merged on write in one SQLite
     # transaction (BEGIN IMMEDIATE), so two sinks recording at once never lose a range.
     def _empty_db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.root / "exchange_empty.sqlite", timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(
+        return _open_sqlite(
+            self.root / "exchange_empty.sqlite",
             "CREATE TABLE IF NOT EXISTS exchange_empty (symbol TEXT, interval TEXT, "
-            "start_ms INTEGER, end_ms INTEGER, PRIMARY KEY (symbol, interval, start_ms))"
+            "start_ms INTEGER, end_ms INTEGER, PRIMARY KEY (symbol, interval, start_ms))",
+            isolation_level=None,
         )
-        return db
 
     def write_exchange_empty(
         self, symbol: str, interval: str, ranges: Sequence[tuple[int, int]]
