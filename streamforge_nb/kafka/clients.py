@@ -115,12 +115,18 @@ def _construct(what: str, settings: Settings, factory: Callable[[], _Client]) ->
 
     with _connecting(what, settings) as watcher:
         threading.Thread(target=build, name="kafka-connect", daemon=True).start()
-        while not done.wait(0.05):
-            if watcher.refused.is_set():
-                with lock:
-                    gave_up.set()
-                # Mapped to its cause (login or TLS) like kafka-python's own timeout.
-                raise kerr.KafkaTimeoutError("refused; not retried")
+        try:
+            while not done.wait(0.05):
+                if watcher.refused.is_set():
+                    # Mapped to its cause (login or TLS) like kafka-python's own timeout.
+                    raise kerr.KafkaTimeoutError("refused; not retried")
+        except BaseException:  # that refusal or the user's interrupt: no client may leak
+            with lock:
+                gave_up.set()
+                built = [r for r in outcome if not isinstance(r, BaseException)]
+            for late in built:
+                late.close()
+            raise
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
         client: _Client = outcome[0]
