@@ -19,8 +19,11 @@ Makers accept a symbol in any case (they lower- or upper-case it as the name nee
 
 from __future__ import annotations
 
+import keyword
+import math
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -37,6 +40,8 @@ __all__ = [
     "check_dns1123_label",
     "check_kafka_topic",
     "check_label_value",
+    "check_parameter_name",
+    "check_parameters",
     "check_queue_id",
     "check_short_id",
     "check_symbol",
@@ -131,6 +136,91 @@ def check_collection_name(name: str) -> str:
             "letter, then letters, digits, '_' or '-', at most 256 bytes"
         )
     return name
+
+
+# --- notebook parameters ---------------------------------------------------------------------
+
+# Names IPython keeps in a kernel's namespace: a parameter of that name would break the
+# notebook (`In`, `Out`, `get_ipython`) or the kernel's exit commands.
+_KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit"})
+_JSON_SCALARS = (str, int, float, bool, type(None))
+_JSON_TYPES = "str, int, float, bool, None, list, dict"
+_MAX_DEPTH = 100
+
+
+def check_parameter_name(name: str) -> str:
+    """Return `name` if papermill may assign it in a notebook's parameters cell, else raise.
+
+    Papermill writes `<name> = <value>` into the injected cell verbatim: only a plain ASCII
+    Python identifier cannot carry code. Also refused: keywords (a syntax error), names
+    starting with `_` (IPython's `_`, `__`, `_i`, `_1`... and dunders like `__builtins__`)
+    and IPython's own names. Soft keywords (`match`, `type`) are valid assignment targets:
+    the loader's notebook has a `type` parameter.
+    """
+    _require_str(name, "notebook parameter name")
+    # ASCII only: Python NFKC-normalises identifiers, so a fullwidth 'q' would assign 'q'.
+    if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
+        raise InvalidName(
+            f"invalid notebook parameter name {name!r}: a parameter is a Python variable name "
+            "(ASCII letters, digits and '_', not starting with a digit, not a keyword)"
+        )
+    if name.startswith("_") or name in _KERNEL_NAMES:
+        raise InvalidName(
+            f"invalid notebook parameter name {name!r}: names starting with '_' and "
+            f"{', '.join(sorted(_KERNEL_NAMES))} belong to the notebook's kernel"
+        )
+    return name
+
+
+def check_parameters(parameters: Any, what: str = "notebook parameters") -> dict[str, Any]:
+    """Return `parameters` as a dict if each name passes `check_parameter_name` and each
+    value is JSON (str, int, float, bool, None, and lists and str-keyed dicts of those).
+
+    Papermill's translator escapes only those types: anything else it writes as
+    `"<str(value)>"` unescaped (a tuple holding a quote runs code), and an int or float
+    subclass writes its own `__str__`. Hence exact types, and finite floats (JSON has no NaN).
+    """
+    if not isinstance(parameters, Mapping):
+        raise InvalidName(
+            f"{what} must be a mapping of name to value, got {type(parameters).__name__}"
+        )
+    for name, value in parameters.items():
+        if not isinstance(name, str):
+            raise InvalidName(f"{what}: parameter names must be strings, got {name!r}")
+        try:
+            check_parameter_name(name)
+        except InvalidName as exc:
+            raise InvalidName(f"{what}: {exc}") from None
+        problem = _not_json(value)
+        if problem:
+            raise InvalidName(f"{what}: parameter {name}: {problem}")
+    return dict(parameters)
+
+
+def _not_json(value: Any) -> str:
+    """Say what in `value` is not a JSON value ("" if nothing)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is float and not math.isfinite(item):
+            return f"{item!r} is not a JSON number"
+        if kind in _JSON_SCALARS:
+            continue
+        # Papermill and json translate recursively: a deeper value (or one that holds
+        # itself) would end in a RecursionError instead of a run.
+        if depth > _MAX_DEPTH and kind in (list, dict):
+            return f"lists and dicts nest deeper than {_MAX_DEPTH} levels"
+        if kind is list:
+            stack.extend((v, depth + 1) for v in item)
+        elif kind is dict:
+            keys = [k for k in item if type(k) is not str]
+            if keys:
+                return f"dict key {keys[0]!r} is not a string"
+            stack.extend((v, depth + 1) for v in item.values())
+        else:
+            return f"a {kind.__name__} is not a JSON value ({_JSON_TYPES})"
+    return ""
 
 
 # --- platform parts ---------------------------------------------------------------------------

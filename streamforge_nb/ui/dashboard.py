@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from streamforge_nb.exceptions import DashboardError, ProcessExited, StartTimeout
+from streamforge_nb.exceptions import DashboardError, InvalidName, ProcessExited, StartTimeout
 from streamforge_nb.local.process import (
     HttpProbe,
     LogFile,
@@ -58,6 +58,8 @@ from streamforge_nb.local.process import (
     wait_pids_gone,
     wait_ready,
 )
+from streamforge_nb.platform.names import check_parameter_name
+from streamforge_nb.ui.page_parameters import VOILA_ARGUMENTS
 
 __all__ = ["PAGES", "Dashboard", "DashboardError", "default_notebooks_dir", "start_dashboard"]
 
@@ -149,6 +151,16 @@ class Dashboard:
         name = notebook if notebook.endswith(".ipynb") else f"{notebook}.ipynb"
         if not (self.notebooks / name).is_file():
             raise DashboardError(f"no notebook {name} in {self.notebooks}")
+        for key in parameters:
+            if key in VOILA_ARGUMENTS:  # Voila would take it, the notebook never see it
+                raise DashboardError(
+                    f"parameter {key!r}: Voila reads it itself "
+                    f"({', '.join(sorted(VOILA_ARGUMENTS))}), a notebook cannot take it"
+                )
+            try:
+                check_parameter_name(key)
+            except InvalidName as exc:
+                raise DashboardError(str(exc)) from None
         url = f"{self.url}voila/render/{quote(name)}"
         query = {"token": self.token} if self.token else {}
         query.update({k: _query_value(v) for k, v in parameters.items() if v is not None})

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import ast
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from streamforge_nb.exceptions import DashboardError
+from streamforge_nb.exceptions import DashboardError, InvalidName
+from streamforge_nb.platform.names import check_parameter_name, check_parameters
 
 __all__ = ["declared_parameters", "parameterize", "prelaunch_hook"]
 
@@ -51,6 +52,8 @@ def parameterize(notebook: Any, arguments: Mapping[str, str]) -> Any:
     """
     from papermill.parameterize import parameterize_notebook
 
+    for name in arguments:
+        _checked(check_parameter_name, name)
     nb = copy.deepcopy(notebook)
     # papermill expects what its own loader adds: tags on every cell, a papermill section.
     for cell in nb.cells:
@@ -64,6 +67,9 @@ def parameterize(notebook: Any, arguments: Mapping[str, str]) -> Any:
             f"unknown parameter(s) {', '.join(unknown)}: this notebook's parameters are {known}"
         )
     values = {name: _convert(name, value, *declared[name]) for name, value in arguments.items()}
+    # Papermill writes a value it does not know (a tuple, a set, bytes) as '"<str(value)>"'
+    # unescaped: a literal holding a quote would run as code in the page's kernel.
+    _checked(check_parameters, values, "the page's parameters")
     # The parameters cell was read as Python, so the injected cell is Python too.
     kernel = nb.metadata.get("kernelspec", {}).get("name") or "python3"
     return parameterize_notebook(nb, values, kernel_name=kernel, language="python")
@@ -128,13 +134,30 @@ def _convert(name: str, value: str, default_source: str, kind: type | None) -> A
             parsed = ast.literal_eval(value)
             if not isinstance(parsed, kind):
                 raise ValueError(f"not a {kind.__name__} literal")
-            return parsed
+            # Papermill writes only JSON shapes as literals (a tuple became a string).
+            return _as_json(parsed)
     except (ValueError, TypeError, SyntaxError) as exc:
         what = kind.__name__ if kind else "value"
         raise DashboardError(
             f"parameter {name}={value!r}: expected {what}, as its default {default_source} ({exc})"
         ) from None
     return value
+
+
+def _as_json(value: Any) -> Any:
+    """`value` with tuples made lists, recursively; other types are left to be refused."""
+    if isinstance(value, tuple | list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    return value
+
+
+def _checked(check: Callable[..., Any], *args: Any) -> None:
+    try:
+        check(*args)
+    except InvalidName as exc:
+        raise DashboardError(str(exc)) from None
 
 
 _ANNOTATIONS: dict[str, type] = {

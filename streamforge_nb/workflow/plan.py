@@ -29,6 +29,7 @@ from streamforge_nb.platform.names import (
     TimeRange,
     candle_type,
     check_dns1123_label,
+    check_parameters,
     check_symbol,
     collection_name,
     data_topic,
@@ -104,7 +105,9 @@ class Workflow:
             if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 1:
                 raise InvalidName(f"timeout of {target} must be whole seconds >= 1: {seconds!r}")
         # Extra notebook parameters per target, e.g. {"dummy": {"metrics_port": 0}}.
-        self.extra_parameters = {t: dict(p) for t, p in (parameters or {}).items()}
+        self.extra_parameters = {
+            t: check_parameters(p, f"parameters of {t}") for t, p in (parameters or {}).items()
+        }
         if store:
             # Credentials in a store URL stay in this workflow's settings (the local
             # launcher's Secret), never in the plan, the queue state or a command.
@@ -189,7 +192,10 @@ class Workflow:
         for name, value in (("sinks", sinks), ("partitions", partitions)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidName(f"{name} must be a whole number >= 1, not {value!r}")
-        parameters = {t: dict(p) for t, p in (options.pop("parameters", None) or {}).items()}
+        parameters = {
+            t: check_parameters(p, f"parameters of {t}")
+            for t, p in (options.pop("parameters", None) or {}).items()
+        }
         if partitions > 1:  # whichever Job comes first creates the topic: both know its shape
             for target in ("loader-candles", "arango-candles"):
                 parameters[target] = {"partitions": partitions, **parameters.get(target, {})}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from streamforge_nb.exceptions import ConfigError
+from streamforge_nb.platform.names import check_parameters
 from streamforge_nb.settings import local_home
 
 __all__ = [
@@ -86,7 +87,7 @@ register_target(JobTarget("loader-candles", "loader_candles.ipynb", (
     *_COMMON, ("SYMBOL", "symbol"), ("TIME_RANGE", "time_range"), ("KAFKA_TOPIC", "kafka_topic"),
 )))  # fmt: skip
 register_target(JobTarget("arango-candles", "arango_candles.ipynb", (
-    *_COMMON, ("KAFKA_TOPIC", "kafka_topic"),
+    *_COMMON, ("KAFKA_TOPIC", "kafka_topic"), ("TIME_RANGE", "time_range"),
 )))  # fmt: skip
 register_target(JobTarget("dummy", "dummy_service.ipynb", resources=_SMALL, timeout_s=86_400))
 
@@ -222,13 +223,18 @@ def runs_volume(text: str, runs: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def job_parameters(target: JobTarget, env: Mapping[str, str]) -> dict[str, Any]:
-    """Return the notebook parameters a Job's environment gives `target`."""
+    """Return the notebook parameters a Job's environment gives `target`, checked.
+
+    Raises `InvalidName` (a ValueError) for a name papermill could not write safely into
+    the parameters cell (`check_parameters`), ValueError for text that is not JSON.
+    """
     parameters: dict[str, Any] = {
         parameter: env[var] for var, parameter in target.env_parameters if env.get(var)
     }
     if env.get(PARAMETERS_ENV):
-        parameters.update(json.loads(env[PARAMETERS_ENV]))
-    return parameters
+        given = json.loads(env[PARAMETERS_ENV])
+        parameters.update(check_parameters(given))
+    return check_parameters(parameters)
 
 
 def default_output(queue_id: str, target: str) -> str:
