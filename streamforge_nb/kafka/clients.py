@@ -24,6 +24,7 @@ from streamforge_nb.exceptions import (
     StreamForgeError,
     kafka_errors,
 )
+from streamforge_nb.logs import guard_secrets
 from streamforge_nb.settings import Settings
 
 __all__ = [
@@ -48,6 +49,8 @@ def _base(settings: Settings) -> dict[str, Any]:
     # and consumers connect lazily and a wrong password surfaces later as a bare timeout.
     config = settings.kafka_client_config()
     config["bootstrap_timeout_ms"] = _CONNECT_TIMEOUT_MS
+    # Every client is built from this: its constructor logs the config, password included.
+    guard_secrets(settings)
     return config
 
 
@@ -296,6 +299,8 @@ def make_bulk_consumer(settings: Settings, topic: str, **config: Any) -> Any:
 
 
 def _librdkafka_config(settings: Settings) -> dict[str, Any]:
+    # librdkafka masks sasl.password in its own config dump; our filter covers the rest.
+    guard_secrets(settings)
     python = settings.kafka_client_config()
     config: dict[str, Any] = {
         "bootstrap.servers": ",".join(python["bootstrap_servers"]),

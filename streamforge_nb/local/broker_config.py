@@ -8,6 +8,7 @@ users, and the env files that point every other command at it.
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -90,30 +91,42 @@ def format_storage(
 ) -> None:
     """Format the data directory (`kafka-storage format`) with a SCRAM user per credential.
 
-    A failure raises `LocalBrokerError` with the tool's output, passwords masked.
+    The passwords never reach a command line (any local user reads /proc/*/cmdline): the
+    tool's arguments go in a 0600 argument file that Java's launcher expands (`@file`, JDK 9+),
+    deleted when the tool ends. A failure raises `LocalBrokerError` with the
+    tool's output, passwords masked.
     """
     scram = []
     for user, password in creds.items():
         scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
-    command = [
-        java,
-        "-cp",
-        f"{jars}/*",
-        f"-Dlog4j2.configurationFile={props.parent / 'log4j2.properties'}",
-        "kafka.tools.StorageTool",
-        "format",
-        "-t",
-        cluster_id,
-        "-c",
-        str(props),
-        *scram,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    arguments = ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram]
+    argfile = props.parent / "storage-format.args"
+    argfile.unlink(missing_ok=True)  # one left by a killed run: O_EXCL below must not fail
+    try:
+        # Created 0600 before anything is written: no moment where others may read it.
+        descriptor = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write("\n".join(_argfile_quote(a) for a in arguments) + "\n")
+        command = [
+            java,
+            "-cp",
+            f"{jars}/*",
+            f"-Dlog4j2.configurationFile={props.parent / 'log4j2.properties'}",
+            f"@{argfile}",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    finally:
+        argfile.unlink(missing_ok=True)
     if result.returncode != 0:
         output = result.stdout + result.stderr
         for password in creds.values():
             output = output.replace(password, "***")
         raise LocalBrokerError(f"formatting Kafka storage failed:\n{output.strip()[-2000:]}")
+
+
+def _argfile_quote(argument: str) -> str:
+    """Quote one argument for a Java launcher argument file (backslash escapes in quotes)."""
+    return '"' + argument.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def write_env_files(
