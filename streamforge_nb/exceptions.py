@@ -41,12 +41,14 @@ __all__ = [
     "StoreUnavailable",
     "StreamForgeError",
     "UnknownSymbol",
+    "acl_refusal",
     "describe_validation_error",
     "is_passing_kafka_error",
     "kafka_errors",
     "map_confluent_error",
     "map_kafka_error",
     "map_store_error",
+    "map_topic_error",
     "store_errors",
 ]
 
@@ -174,6 +176,51 @@ def kafka_errors(what: str, bootstrap: str = "") -> Iterator[None]:
         raise map_kafka_error(exc, what=what, bootstrap=bootstrap) from exc
 
 
+def acl_refusal(
+    user: str | None,
+    operation: str,
+    topic: str,
+    *,
+    where: str = "",
+    cause: str = "",
+    hint: str = "",
+) -> NotAuthorized:
+    """Return the error for `operation` on `topic`, which the broker's ACLs refuse `user`."""
+    at = f" at {where}" if where else ""
+    code = f"{cause} on topic {topic}" if cause else f"topic {topic}"
+    return NotAuthorized(
+        f"{user or 'ANONYMOUS'} may not {operation} {topic}: an ACL refusal by the broker{at} "
+        f"({code})" + (f"; {hint}" if hint else "")
+    )
+
+
+def map_topic_error(
+    exc: BaseException,
+    *,
+    user: str | None,
+    topic: str,
+    operation: str,
+    where: str = "",
+    hint: str = "",
+) -> StreamForgeError:
+    """Translate a kafka-python error about one topic (its metadata, or a request on it).
+
+    Kafka answers TOPIC_AUTHORIZATION_FAILED for a topic the user may not describe, whether
+    it exists or not (ACLs hide which): that is an ACL refusal, never a missing topic.
+    """
+    from kafka import errors as kerr
+
+    if isinstance(exc, kerr.TopicAuthorizationFailedError | kerr.ClusterAuthorizationFailedError):
+        cause = "TOPIC_AUTHORIZATION_FAILED"
+        if isinstance(exc, kerr.ClusterAuthorizationFailedError):
+            cause = "CLUSTER_AUTHORIZATION_FAILED"
+        return acl_refusal(user, operation, topic, where=where, cause=cause, hint=hint)
+    if isinstance(exc, kerr.UnknownTopicOrPartitionError):
+        at = f" at {where}" if where else ""
+        return BrokerError(f"topic {topic} does not exist{at} (`streamforge-nb topics`)")
+    return map_kafka_error(exc, what=f"{operation} {topic}", bootstrap=where)
+
+
 def map_confluent_error(exc: BaseException, *, what: str, settings: Any) -> StreamForgeError:
     """Translate a confluent-kafka (librdkafka) exception into our hierarchy."""
     from confluent_kafka import KafkaError
@@ -193,7 +240,10 @@ def map_confluent_error(exc: BaseException, *, what: str, settings: Any) -> Stre
             f"(CA_PATH={settings.kafka_ca_path or 'unset'})"
         )
     if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED):
-        return NotAuthorized(f"{what}: not authorized by the broker's ACLs{where} ({detail})")
+        user = settings.kafka_user or "ANONYMOUS"
+        return NotAuthorized(
+            f"{what}: an ACL refusal: the broker{where} does not authorize {user} ({detail})"
+        )
     if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT):
         return BrokerUnavailable(f"{what}: no usable broker{where} ({detail})")
     return BrokerError(f"{what}: {detail}")

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import subprocess_env
 from pydantic import SecretStr
 
+from streamforge_nb.control.follower import Follower
 from streamforge_nb.exceptions import (
     AuthenticationFailed,
+    BrokerError,
     BrokerUnavailable,
     NotAuthorized,
     kafka_errors,
 )
-from streamforge_nb.kafka.clients import check_connection, make_admin, make_consumer, make_producer
+from streamforge_nb.kafka.clients import (
+    check_connection,
+    make_admin,
+    make_assigned_consumer,
+    make_bulk_consumer,
+    make_consumer,
+    make_producer,
+)
+from streamforge_nb.kafka.partitions import partition_count
 from streamforge_nb.platform.topics import TopicSpec, ensure_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import round_trips, unique_name
@@ -84,6 +98,60 @@ def test_user_without_acl_is_refused(viewer_settings: Settings) -> None:
             producer.send("queue-control", b"{}").get(timeout=10)
     finally:
         producer.close()
+
+
+def test_a_topic_hidden_by_acls_is_an_acl_refusal_not_a_missing_topic(
+    platform_settings: Settings, viewer_settings: Settings
+) -> None:
+    # The viewer may not describe queue-control: the broker leaves it out of the viewer's
+    # metadata exactly as if it did not exist.
+    refused = r"user-streamforge-viewer may not read queue-control: an ACL refusal"
+    consumer = make_consumer(viewer_settings)
+    try:
+        with pytest.raises(NotAuthorized, match=refused):
+            partition_count(consumer, "queue-control", viewer_settings)
+    finally:
+        consumer.close()
+    with pytest.raises(NotAuthorized, match=refused):
+        make_assigned_consumer(viewer_settings, "queue-control")
+    hidden = viewer_settings.model_copy(update={"queue_events_topic": "queue-control"})
+    follower = Follower("wf-viewer", hidden, None)
+    try:
+        with pytest.raises(NotAuthorized, match=refused):
+            follower.follow()
+    finally:
+        follower.close()
+    # The data consumer (librdkafka) is refused when built, not at its first batch.
+    topic = unique_name("wf-acl")
+    admin = make_admin(platform_settings)
+    try:
+        ensure_topics(admin, (TopicSpec(topic),))
+    finally:
+        admin.close()
+    with pytest.raises(NotAuthorized, match=r"ACL refusal.*user-streamforge-viewer"):
+        make_bulk_consumer(viewer_settings, topic, **{"group.id": "streamforge-viewer-acl"})
+    # A topic the user may describe, and absent, is still called missing.
+    with pytest.raises(BrokerError, match="does not exist") as missing:
+        make_assigned_consumer(platform_settings, unique_name("wf-absent"))
+    assert not isinstance(missing.value, NotAuthorized)
+
+
+def test_a_viewers_sink_is_told_of_the_acl_refusal(
+    viewer_settings: Settings, tmp_path: Path
+) -> None:
+    sink = ["sink", "--queue-id", unique_name("wf-viewer"), "--store-url", f"local://{tmp_path}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "streamforge_nb.cli", *sink],
+        env=subprocess_env(viewer_settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "user-streamforge-viewer may not read queue-control: an ACL refusal" in output
+    assert "does not exist" not in output
 
 
 def test_dead_broker_is_reported_at_once() -> None:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from streamforge_nb.kafka.clients import make_bulk_consumer as make_bulk_consumer
     from streamforge_nb.kafka.clients import make_consumer as make_consumer
     from streamforge_nb.kafka.clients import make_producer as make_producer
+    from streamforge_nb.kafka.clients import topic_partitions as topic_partitions
     from streamforge_nb.kafka.partitions import START_SLACK_S as START_SLACK_S
     from streamforge_nb.kafka.partitions import offsets_at as offsets_at
     from streamforge_nb.kafka.partitions import partition_count as partition_count
@@ -45,7 +46,7 @@ _EXPORTS = {
     "send_checked": "streamforge_nb.kafka.send",
     "send_command": "streamforge_nb.kafka.send",
     "send_event": "streamforge_nb.kafka.send",
+    "topic_partitions": "streamforge_nb.kafka.clients",
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
 __all__ = [*_EXPORTS]
-

@@ -21,8 +21,9 @@ from kafka import errors as kerr
 from streamforge_nb.exceptions import (
     AuthenticationFailed,
     BrokerUnavailable,
-    StreamForgeError,
     kafka_errors,
+    map_confluent_error,
+    map_topic_error,
 )
 from streamforge_nb.logs import guard_secrets
 from streamforge_nb.settings import Settings
@@ -34,6 +35,7 @@ __all__ = [
     "make_bulk_consumer",
     "make_consumer",
     "make_producer",
+    "topic_partitions",
 ]
 
 # kafka-python retries a refused login until its bootstrap timeout (30 s by default): keep the
@@ -221,11 +223,12 @@ def make_assigned_consumer(
     """
     options = {"enable_auto_commit": False, "fetch_max_wait_ms": 100, **config}
     consumer = make_consumer(settings, **options)
+    try:
+        numbers = topic_partitions(consumer, topic, settings)
+    except BaseException:
+        consumer.close()
+        raise
     with kafka_errors("reading " + topic, settings.kafka_bootstrap_servers):
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            consumer.close()
-            raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
         partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
         consumer.assign(partitions)
         if start == "end":
@@ -235,6 +238,36 @@ def make_assigned_consumer(
         else:
             consumer.seek_to_beginning(*partitions)
     return consumer, partitions
+
+
+def topic_partitions(
+    consumer: KafkaConsumer, topic: str, settings: Settings, *, operation: str = "read"
+) -> set[int]:
+    """Return the partition numbers of `topic`; raise why it has none for this user.
+
+    A consumer's metadata lists only the topics the user may describe, so a topic behind an
+    ACL looks absent. Metadata asked for that one topic tells an ACL refusal from a missing
+    topic (and sees a topic created meanwhile).
+    """
+    where = settings.kafka_bootstrap_servers
+    with kafka_errors(f"{operation} {topic}", where):
+        numbers = consumer.partitions_for_topic(topic)
+    if numbers:
+        return set(numbers)
+    admin = make_admin(settings)
+    try:
+        with kafka_errors(f"describing {topic}", where):
+            (found,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    error = kerr.for_code(found["error_code"])
+    if error is kerr.NoError and found["partitions"]:
+        return {p["partition_index"] for p in found["partitions"]}
+    if error is kerr.NoError:
+        error = kerr.UnknownTopicOrPartitionError
+    raise map_topic_error(
+        error(topic), user=settings.kafka_user, topic=topic, operation=operation, where=where
+    )
 
 
 def make_admin(settings: Settings, **config: Any) -> KafkaAdminClient:
@@ -267,9 +300,7 @@ def make_bulk_consumer(settings: Settings, topic: str, **config: Any) -> Any:
     binding destroys a dropped consumer without the close; the group expires the member
     after its session, as it does a closed static member.
     """
-    from confluent_kafka import Consumer, KafkaException
-
-    from streamforge_nb.exceptions import map_confluent_error
+    from confluent_kafka import Consumer, KafkaError, KafkaException
 
     errors: list[Any] = []
     options = {
@@ -285,8 +316,12 @@ def make_bulk_consumer(settings: Settings, topic: str, **config: Any) -> Any:
         pass  # the TCP probe: a dead broker fails at once, not after librdkafka's retries
     consumer = Consumer(options)
     try:
-        # Metadata for the topic proves the login and TLS trust before the first batch.
-        consumer.list_topics(topic, timeout=_CONNECT_TIMEOUT_MS / 1000)
+        # Metadata for the topic proves the login and TLS trust before the first batch, and
+        # that the ACLs let this user see the topic (a missing one may still be created).
+        metadata = consumer.list_topics(topic, timeout=_CONNECT_TIMEOUT_MS / 1000)
+        refused = metadata.topics[topic].error if topic in metadata.topics else None
+        if refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise KafkaException(refused)
     except KafkaException as exc:
         consumer.close()
         cause = next((e for e in errors if e.code() == exc.args[0].code()), None)

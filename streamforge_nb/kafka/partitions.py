@@ -17,7 +17,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from streamforge_nb.exceptions import StreamForgeError, kafka_errors
+from streamforge_nb.kafka.clients import topic_partitions
 from streamforge_nb.settings import Settings
 
 __all__ = [
@@ -44,12 +44,8 @@ def partition_for(key: str | bytes, count: int) -> int:
 
 
 def partition_count(consumer: KafkaConsumer, topic: str, settings: Settings) -> int:
-    """Return how many partitions `topic` has on the broker (raise if it does not exist)."""
-    with kafka_errors("reading " + topic, settings.kafka_bootstrap_servers):
-        numbers = consumer.partitions_for_topic(topic)
-    if not numbers:
-        raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
-    return len(numbers)
+    """Return how many partitions `topic` has (raise if it is missing or refused by ACL)."""
+    return len(topic_partitions(consumer, topic, settings))
 
 
 def queue_partition(

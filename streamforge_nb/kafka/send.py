@@ -16,9 +16,9 @@ from kafka import errors as kerr
 from streamforge_nb.exceptions import (
     BrokerError,
     BrokerUnavailable,
-    NotAuthorized,
     StreamForgeError,
     map_kafka_error,
+    map_topic_error,
 )
 from streamforge_nb.kafka.clients import make_producer
 from streamforge_nb.kafka.partitions import partition_for
@@ -104,14 +104,15 @@ def refusal(exc: BaseException, settings: Settings, topic: str, what: str) -> St
     """Return the library's error for a send to `topic` the broker refused or never answered."""
     user = settings.kafka_user or "ANONYMOUS"
     where = settings.kafka_bootstrap_servers
-    if isinstance(exc, kerr.TopicAuthorizationFailedError | kerr.ClusterAuthorizationFailedError):
-        return NotAuthorized(
-            f"{user} may not write {topic} (the broker's ACLs at {where} refuse it; "
-            "the platform user has Write on the service topics)"
-        )
-    if isinstance(exc, kerr.UnknownTopicOrPartitionError):
-        return BrokerError(
-            f"{what}: topic {topic} does not exist at {where} (`streamforge-nb topics`)"
+    if isinstance(
+        exc,
+        kerr.TopicAuthorizationFailedError
+        | kerr.ClusterAuthorizationFailedError
+        | kerr.UnknownTopicOrPartitionError,
+    ):
+        hint = "the platform user has Write on the service topics"
+        return map_topic_error(
+            exc, user=user, topic=topic, operation="write", where=where, hint=hint
         )
     if isinstance(exc, kerr.MessageSizeTooLargeError | kerr.RecordListTooLargeError):
         return BrokerError(f"{what}: the message is too large for {topic} ({exc})")
