@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from streamforge_nb.control.telemetry import ProducerState, decode_telemetry, fold
 from streamforge_nb.exceptions import StreamForgeError, kafka_errors
-from streamforge_nb.kafka.clients import make_consumer
+from streamforge_nb.kafka.clients import make_consumer, topic_partitions
 from streamforge_nb.kafka.partitions import (
     START_SLACK_S,
     offsets_at,
@@ -157,9 +157,7 @@ class Follower:
         history and live meet without a gap or an overlap.
         """
         topic = self.settings.queue_events_topic
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise StreamForgeError(f"topic {topic} does not exist (`streamforge-nb topics`)")
+        numbers = topic_partitions(consumer, topic, self.settings)
         partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
         if end is None:
             end = dict(consumer.end_offsets(partitions))
@@ -178,11 +176,7 @@ class Follower:
         try:
             with kafka_errors("following queue-events", self.settings.kafka_bootstrap_servers):
                 topic = self.settings.queue_events_topic
-                numbers = consumer.partitions_for_topic(topic)
-                if not numbers:
-                    raise StreamForgeError(
-                        f"topic {topic} does not exist (`streamforge-nb topics`)"
-                    )
+                numbers = topic_partitions(consumer, topic, self.settings)
                 partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
                 consumer.assign(partitions)
                 # The live end first: a pong sent from now on is seen the moment it arrives.
@@ -205,7 +199,7 @@ class Follower:
                 received = time.perf_counter()
                 for records in batches.values():
                     for record in records:
-                        event = self._decode(record.value)
+                        event = self._decode(record.value, record.key)
                         if event is not None:
                             self._live(event, received)
             except Exception:
@@ -234,7 +228,7 @@ class Follower:
                         for record in records:
                             tp = TopicPartition(record.topic, record.partition)
                             if record.offset < plan.end[tp]:
-                                event = self._decode(record.value)
+                                event = self._decode(record.value, record.key)
                                 if event is not None:
                                     events.append(event)
                     remaining = [tp for tp in remaining if consumer.position(tp) < plan.end[tp]]
@@ -257,9 +251,10 @@ class Follower:
             self._apply(event)
         self.caught_up.set()
 
-    def _decode(self, raw: bytes | None) -> BaseEvent | None:
-        # Most of the topic is other queues' telemetry: skip it without parsing it.
-        if raw is None or self._needle not in raw:
+    def _decode(self, raw: bytes | None, key: bytes | None) -> BaseEvent | None:
+        # Most of the topic is other queues' telemetry: skip it without parsing it (but what
+        # is keyed by this queue is its own: a malformed record there is counted).
+        if raw is None or (self._needle not in raw and key != self._needle):
             return None
         event = decode_telemetry(raw)
         return event if event is not None and event.queue_id == self.queue_id else None
@@ -310,7 +305,7 @@ class Follower:
             while deadline is None or time.monotonic() < deadline:
                 for records in consumer.poll(timeout_ms=_POLL_MS, max_records=5000).values():
                     for record in records:
-                        event = self._decode(record.value)
+                        event = self._decode(record.value, record.key)
                         if event is None:
                             continue
                         if in_history:
