@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import subprocess_env, wait_for_status
 from hypothesis import HealthCheck, given
@@ -20,8 +21,9 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
 from streamforge_nb.control.queue import Queue
+from streamforge_nb.control.telemetry import FINISHED_WITH_DEAD_LETTERS, queue_status
 from streamforge_nb.kafka.clients import make_admin, make_producer
-from streamforge_nb.platform.batch import check_candles, decode_and_check
+from streamforge_nb.platform.checks import check_candles, decode_and_check
 from streamforge_nb.platform.contract import Candle, encode, message_key
 from streamforge_nb.platform.markers import EXCHANGE_EMPTY, RECORD_HEADER, encode_exchange_empty
 from streamforge_nb.platform.names import data_topic, dlq_topic, new_short_id, queue_id
@@ -309,10 +311,8 @@ def _candle_json(
 
 def _poison() -> list[tuple[str, bytes, bytes]]:
     """(expected words of the DLQ reason, Kafka key, value): issue 11's messages."""
-    t = [START_MS + m * 60_000 for m in range(100, 130)]
     future = 9 * 10**15
     big = b"x" * 1_048_509
-    off_grid = START_MS + 27 * 60_000 + 123
     year_1970, year_2500 = 60_000, 16_725_225_600_000
 
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXY"  # 25 characters
@@ -337,19 +337,31 @@ def _poison() -> list[tuple[str, bytes, bytes]]:
         item("outside the exchange's era", at(105, future)),
         item("volume -1", _candle_json(106, volume="-1")),
         item("open -5", _candle_json(107, open="-5", low="-6")),
-        item("not within low", _candle_json(108, high="1", low="2")),
-        item("close 99999 is not within", _candle_json(109, close="99999", high="99998")),
         item("number_of_trades", _candle_json(110, number_of_trades=-7)),
-        item("close_time", _candle_json(111, close_time=t[11] - 1)),
         item("is not a finite number", _candle_json(112, close="9" * 400)),
-        item("not on the 1m grid", at(113, off_grid)),
         item("outside the exchange's era", at(114, year_1970)),
         item("outside the exchange's era", at(115, year_2500)),
         item("symbol 'ETHUSDT'", _candle_json(116, symbol="ETHUSDT")),
         item("interval '5m'", _candle_json(115, interval="5m")),  # on the 5m grid too
         item("Kafka key", _candle_json(118), kafka_key=b"BTCUSDT_1m_1722470400000"),
         item("Kafka key", _candle_json(119), kafka_key=b""),
+        item("outside the queue's range", _candle_json(-60 * 24 * 365)),  # 2023, on 2024-08-01
     ]  # fmt: skip
+
+
+def _odd() -> list[tuple[str, bytes, bytes]]:
+    """(anomaly kind, Kafka key, value): odd but plausible candles, as exchanges serve them.
+
+    They were refused to the DLQ before (issue 19); each must now be stored as sent.
+    """
+    off_grid = START_MS + 113 * 60_000 + 123
+    values = [
+        ("ohlc", _candle_json(108, high="1", low="2")),
+        ("ohlc", _candle_json(109, close="99999", high="99998")),
+        ("close_time", _candle_json(111, close_time=START_MS + 111 * 60_000 - 1)),
+        ("off_grid", _candle_json(113, open_time=off_grid, close_time=off_grid + 59_999)),
+    ]
+    return [(kind, str(json.loads(v)["_key"]).encode(), v) for kind, v in values]
 
 
 def test_poison_messages_go_to_the_dlq_and_every_good_candle_is_stored(
@@ -358,11 +370,13 @@ def test_poison_messages_go_to_the_dlq_and_every_good_candle_is_stored(
     qid = new_queue()
     topic = data_topic(qid)
     poison = _poison()
+    odd = _odd()
     good = as_messages(candles(60))
     messages: list[tuple[bytes, bytes]] = []
     for i, (_, key, value) in enumerate(poison):  # each poison message among good candles
         messages += [*good[i * 2 : i * 2 + 2], (key, value)]
     messages += good[len(poison) * 2 :]
+    messages += [(key, value) for _, key, value in odd]
     admin = make_admin(settings)
     try:
         ensure_topics(admin, (TopicSpec(topic),))
@@ -375,10 +389,20 @@ def test_poison_messages_go_to_the_dlq_and_every_good_candle_is_stored(
     producer.close()
     options = SinkOptions(queue_id=qid, store_url=store_url, wait_for_loader=False)
     assert run_sink(options, settings) == 0
-    assert stored(store_url, 200) == (60, 60)
+    assert stored(store_url, 200) == (60 + len(odd), 60 + len(odd))
     with CandleStore.open(store_url) as store:
         coverage = store.coverage()  # never raises, and holds nothing but the good candles
-    assert coverage[["symbol", "interval", "rows"]].values.tolist() == [["BTCUSDT", "1m", 60]]
+        frame = store.load("BTCUSDT", "1m", START_MS, START_MS + 200 * 60_000)
+    assert coverage[["symbol", "interval", "rows"]].values.tolist() == [
+        ["BTCUSDT", "1m", 60 + len(odd)]
+    ]
+    for _, _, value in odd:  # stored exactly as sent
+        sent = json.loads(value)
+        row = frame.loc[pd.Timestamp(sent["open_time"], unit="ms", tz="UTC")]
+        assert row["close_time"] == pd.Timestamp(sent["close_time"], unit="ms", tz="UTC")
+        assert [row[f] for f in ("open", "high", "low", "close")] == [
+            float(sent[f]) for f in ("open", "high", "low", "close")
+        ]
     dead = read_topic(settings, dlq_topic(topic))
     assert len(dead) == len(poison)
     offsets = set()
@@ -401,8 +425,42 @@ def test_poison_messages_go_to_the_dlq_and_every_good_candle_is_stored(
     assert len(offsets) == len(poison)
     with Queue(qid, settings) as queue:
         final = queue.status()
+        states = queue.producers()
     assert final["status"].tolist() == ["finished"]
-    assert final["records_written"].tolist() == [60]
+    assert final["records_written"].tolist() == [60 + len(odd)]
+    # Said, not hidden: what went to the DLQ, and what was stored odd.
+    assert final["dead_letters"].tolist() == [len(poison)]
+    assert final["anomalies"].tolist() == [len(odd)]
+    assert f"{len(poison)} rejected to {dlq_topic(topic)}" in final["message"].iloc[0]
+    assert "ohlc 2" in final["message"].iloc[0]
+    assert queue_status(states, ["arango-candles"]) == FINISHED_WITH_DEAD_LETTERS
+
+
+def test_a_dead_letter_refused_again_keeps_where_it_first_came_from(
+    settings: Settings, store_url: str
+) -> None:
+    first, second = new_queue(), new_queue()
+    big = _candle_json(3, symbol="ETHUSDT", volume="1" + "0" * 300_000)  # cut in the DLQ
+    fill(settings, data_topic(first), [*as_messages(candles(2)), (b"k", big)])
+    assert run_sink(SinkOptions(queue_id=first, store_url=store_url, wait_for_loader=False),
+                    settings) == 0  # fmt: skip
+    [dead] = read_topic(settings, dlq_topic(data_topic(first)))
+    # Redriven as is (key, value, headers) into another queue, where it is refused again.
+    fill(settings, data_topic(second), [])
+    producer = make_producer(settings)
+    producer.send(data_topic(second), key=dead.key, value=dead.value, headers=dead.headers)
+    producer.flush()
+    producer.close()
+    assert run_sink(SinkOptions(queue_id=second, store_url=store_url, wait_for_loader=False),
+                    settings) == 0  # fmt: skip
+    [again] = read_topic(settings, dlq_topic(data_topic(second)))
+    headers = dict(again.headers)
+    assert headers["source_topic"] == data_topic(first).encode()
+    assert headers["source_offset"] == b"2"
+    assert headers["truncated"] == f"value cut from {len(big)} to {DLQ_MAX_VALUE} bytes".encode()
+    assert headers["refused_topic"] == data_topic(second).encode()
+    assert headers["refused_offset"] == b"0"
+    assert b"invalid candle" in headers["error"]
 
 
 def test_a_store_outage_stops_the_sink_with_an_error_and_commits_nothing(

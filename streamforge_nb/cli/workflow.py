@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from streamforge_nb.cli._output import echo_json
+from streamforge_nb.control.telemetry import FINISHED_WITH_DEAD_LETTERS
 from streamforge_nb.exceptions import StreamForgeError
 from streamforge_nb.workers import COUNT, HOST, PORT_OR_ZERO
 
@@ -84,7 +85,16 @@ def candles(
             return 0
         final = queue.wait(targets=[s.target for s in plan.steps])
     click.echo(final[["status", "records_written", "message"]].to_string())
-    return 0 if set(final["status"]) == {"finished"} else 1
+    dead = int(final["dead_letters"].sum())
+    if dead:
+        # Finished, but not whole: the store lacks what the sink refused.
+        click.echo(
+            f"{FINISHED_WITH_DEAD_LETTERS}: {dead} message(s) refused to the DLQ of "
+            f"{queue.queue_id}-data; their reasons are in the sink's log and the DLQ's "
+            "`error` headers",
+            err=True,
+        )
+    return 0 if set(final["status"]) == {"finished"} and not dead else 1
 
 
 @click.command("dashboard")

@@ -82,6 +82,11 @@ class Worker:
         self.on_ping = on_ping
         self.on_sent = on_sent
         self.records_written = 0
+        # A sink's refusals and the oddities it stored: told in every event once non-zero.
+        self.dead_letters = 0
+        self.anomalies = 0
+        # What the `finished` event says (e.g. a sink's "Saved N records, K rejected ...").
+        self.summary: Callable[[], str] | None = None
         self.stop_event = threading.Event()
         self._closed = threading.Event()
         self._producer = make_producer(settings, linger_ms=0, acks=1, enable_idempotence=False)
@@ -110,6 +115,8 @@ class Worker:
             "type": self.type,
             "message": clip_message(message),
             "records_written": self.records_written,
+            **({"dead_letters": self.dead_letters} if self.dead_letters else {}),
+            **({"anomalies": self.anomalies} if self.anomalies else {}),
         }
 
     def started(self, message: str | None = None) -> None:
@@ -186,7 +193,7 @@ class Worker:
         if self.stop_requested:
             self.interrupted()
         else:
-            self.finished()
+            self.finished(self.summary() if self.summary is not None else None)
         return result
 
     def _control_consumer(self) -> KafkaConsumer:

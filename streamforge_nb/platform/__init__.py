@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
-    from streamforge_nb.platform.batch import ERA_START_MS as ERA_START_MS
-    from streamforge_nb.platform.batch import check_candles as check_candles
-    from streamforge_nb.platform.batch import decode_and_check as decode_and_check
-    from streamforge_nb.platform.batch import decode_candles as decode_candles
+    from streamforge_nb.platform.checks import ERA_START_MS as ERA_START_MS
+    from streamforge_nb.platform.checks import check_candles as check_candles
+    from streamforge_nb.platform.checks import decode_and_check as decode_and_check
+    from streamforge_nb.platform.checks import decode_candles as decode_candles
     from streamforge_nb.platform.contract import COMMANDS as COMMANDS
     from streamforge_nb.platform.contract import MAX_COUNT as MAX_COUNT
     from streamforge_nb.platform.contract import MAX_ID_CHARS as MAX_ID_CHARS
@@ -106,7 +106,7 @@ _EXPORTS = {
     "Command": "streamforge_nb.platform.contract",
     "DAY_MS": "streamforge_nb.platform.intervals",
     "DIGIT_SYMBOL_PREFIX": "streamforge_nb.platform.names",
-    "ERA_START_MS": "streamforge_nb.platform.batch",
+    "ERA_START_MS": "streamforge_nb.platform.checks",
     "EXCHANGE_EMPTY": "streamforge_nb.platform.markers",
     "Error": "streamforge_nb.platform.contract",
     "Event": "streamforge_nb.platform.contract",
@@ -139,7 +139,7 @@ _EXPORTS = {
     "VIEWER_USER": "streamforge_nb.platform.topics",
     "WEEK_OFFSET_MS": "streamforge_nb.platform.intervals",
     "candle_type": "streamforge_nb.platform.names",
-    "check_candles": "streamforge_nb.platform.batch",
+    "check_candles": "streamforge_nb.platform.checks",
     "check_collection_name": "streamforge_nb.platform.names",
     "check_dns1123_label": "streamforge_nb.platform.names",
     "check_interval": "streamforge_nb.platform.intervals",
@@ -154,9 +154,9 @@ _EXPORTS = {
     "close_time": "streamforge_nb.platform.intervals",
     "collection_name": "streamforge_nb.platform.names",
     "data_topic": "streamforge_nb.platform.names",
-    "decode_and_check": "streamforge_nb.platform.batch",
+    "decode_and_check": "streamforge_nb.platform.checks",
     "decode_candle": "streamforge_nb.platform.contract",
-    "decode_candles": "streamforge_nb.platform.batch",
+    "decode_candles": "streamforge_nb.platform.checks",
     "decode_command": "streamforge_nb.platform.contract",
     "decode_event": "streamforge_nb.platform.contract",
     "decode_exchange_empty": "streamforge_nb.platform.markers",

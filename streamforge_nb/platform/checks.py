@@ -1,7 +1,14 @@
-"""The sink's candle decoder: many messages at once, checked column-wise by Arrow.
+"""The sink's candle decoder and checks: many messages at once, column-wise by Arrow.
 
 The same contract as `decode_candle`, about ten times faster for a sink's batches; per-message
 work happens only around the bad messages, so each reject still gets its own reason.
+
+Two kinds of finding, never mixed: a refusal (`check_candles`) says the message is not a
+candle of this queue (another series, a key that lies, outside the queue's range, not a
+number) and sends it to the DLQ; an anomaly (`candle_anomalies`, rules in
+`platform.anomalies`) is something real exchanges serve, so the candle is stored exactly as
+sent and the oddity reported. A candle the exchange really served must never be refused:
+a refusal leaves a hole that `backfill` would fetch, and refuse, for ever.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Any
 import orjson
 
 from streamforge_nb.exceptions import MessageError
+from streamforge_nb.platform.anomalies import anomaly_masks
 from streamforge_nb.platform.contract import (
     DECIMAL_FIELDS,
     DECIMAL_PATTERN,
@@ -22,10 +30,11 @@ from streamforge_nb.platform.contract import (
     Candle,
     decode_candle,
 )
-from streamforge_nb.platform.intervals import INTERVALS, WEEK_OFFSET_MS, interval_ms, longest_ms
+from streamforge_nb.platform.intervals import INTERVALS, longest_ms
 
 __all__ = [
     "ERA_START_MS",
+    "candle_anomalies",
     "check_candles",
     "decode_and_check",
     "decode_candles",
@@ -152,6 +161,7 @@ def _decode_candles_fast(values: Sequence[bytes]) -> Any:
 
 ERA_START_MS = 1_483_228_800_000
 """2017-01-01T00:00:00Z: no Binance candle opens earlier (the exchange opened in July 2017)."""
+_OPEN_END = 2**62  # a span ending past this has no end (a range from the queue id's day)
 _PRICE_FIELDS = ("open", "high", "low", "close")
 _VOLUME_FIELDS = tuple(f for f in DECIMAL_FIELDS if f not in _PRICE_FIELDS)
 
@@ -162,15 +172,19 @@ def check_candles(
     symbol: str | None,
     interval: str | None,
     now_ms: int | None = None,
+    *,
+    span: tuple[int, int] | None = None,
 ) -> tuple[Any, list[tuple[int, str]]]:
-    """Check decoded candles against their queue: (table of the sane rows, [(row, why)]).
+    """Refuse what is not a candle of this queue: (table of the rest, [(row, why)]).
 
-    `symbol` and `interval` are the queue's (None: each row's own, which must then be a valid
-    symbol and interval); `keys` are the Kafka keys (None: not checked). Rules: `_key` is
-    `SYMBOL_INTERVAL_open_time`, the Kafka key equals `_key`, the open time is on the
-    interval's grid between 2017 and now + one interval, `close_time` is the interval's last
-    millisecond (Binance's rule), prices are finite and > 0, volumes and trades >= 0, and
-    low <= open, close <= high. Column-wise (Arrow and numpy); Python only for bad rows.
+    Refusals only: `_key` is not `SYMBOL_INTERVAL_open_time` of the queue's series (`symbol`
+    and `interval`; None: each row's own, which must then be a valid symbol and interval), the
+    Kafka key differs from `_key` (`keys` None: not checked), the open time is outside the
+    exchange's era (2017 .. now + one interval) or the queue's `span` (ms, end exclusive),
+    a price is not a finite number > 0, a volume or the trade count is negative or not a
+    number. What real exchanges serve (an odd close time, an open time off the grid, open or
+    close outside low .. high, zero volume) is kept: `candle_anomalies` tells it.
+    Column-wise (Arrow and numpy); Python only for bad rows.
     """
     import numpy as np
     import pyarrow as pa
@@ -197,8 +211,63 @@ def check_candles(
         return _clip(key_list[row])
 
     open_ms = table["open_time"].to_numpy()
-    close_ms = table["close_time"].to_numpy()
-    # The series: the queue's, or each row's own (hand-made queues).
+    series = _series_masks(table, symbol, interval, flag, key_of)
+    if keys is not None:
+        kafka = pa.array(keys, type=pa.binary())
+        same = pc.fill_null(pc.equal(kafka, pc.cast(key_col, pa.binary())), False)
+        flag(
+            same.to_numpy(zero_copy_only=False),
+            lambda r: f"Kafka key {_clip(keys[r])} differs from _key {key_of(r)!r}",
+        )
+    # Times: the exchange's era, per series (one, on a queue's topic); the queue's range.
+    for (_sym, iv), mask in series.items():
+        latest = now + longest_ms(iv)
+        era = (open_ms >= ERA_START_MS) & (open_ms <= latest)
+        flag(
+            era | ~mask,
+            lambda r, latest=latest: (
+                f"open_time {open_ms[r]} ({_when(int(open_ms[r]))}) is outside the exchange's "
+                f"era (2017-01-01 .. now + one interval, {_when(latest)})"
+            ),
+        )
+    if span is not None:
+        first, end = span
+        until = f".. {_when(end)}" if end < _OPEN_END else "on"
+        flag(
+            (open_ms >= first) & (open_ms < end),
+            lambda r: (
+                f"open_time {open_ms[r]} ({_when(int(open_ms[r]))}) is outside the queue's "
+                f"range {_when(first)} {until}"
+            ),
+        )
+    # Values: numbers, prices > 0, volumes and trades >= 0 (absurd otherwise).
+    values = {name: pc.cast(table[name], pa.float64()).to_numpy() for name in DECIMAL_FIELDS}
+    with np.errstate(invalid="ignore"):
+        for name in _PRICE_FIELDS:
+            v = values[name]
+            flag(np.isfinite(v) & (v > 0), lambda r, n=name: _value_why(table, n, r, "> 0"))
+        for name in _VOLUME_FIELDS:
+            v = values[name]
+            flag(np.isfinite(v) & (v >= 0), lambda r, n=name: _value_why(table, n, r, ">= 0"))
+        trades = table["number_of_trades"].to_numpy()
+        flag(trades >= 0, lambda r: f"number_of_trades {trades[r]} is negative")
+    if not failed:
+        return table, []
+    bad = sorted(failed)
+    keep = np.ones(rows, dtype=bool)
+    keep[bad] = False
+    reasons = [(row, f"invalid candle {key_of(row)!r}: " + "; ".join(failed[row])) for row in bad]
+    return table.filter(pa.array(keep)), reasons
+
+
+def _series_masks(
+    table: Any, symbol: str | None, interval: str | None, flag: Any, key_of: Any
+) -> dict[tuple[str, str], Any]:
+    """Flag rows of another series; return {(symbol, interval): mask of its rows}."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    key_col = table["_key"]
     parts = pc.extract_regex(key_col, r"^(?P<symbol>[^_]*)_(?P<interval>[^_]*)_")
     row_symbols = pc.struct_field(parts, "symbol")
     row_intervals = pc.struct_field(parts, "interval")
@@ -218,88 +287,56 @@ def check_candles(
             return f"_key {got!r} is not {symbol}_{interval}_<open_time>"
 
         flag(same, wrong_key)
-        series = {(symbol, interval): same}
-    else:
-        series = {}
-        pairs = pc.binary_join_element_wise(row_symbols, row_intervals, "_")
-        for name in pc.unique(pairs).to_pylist():
-            sym, _, iv = (name or "").partition("_")
-            mask = pc.fill_null(pc.equal(pairs, name), False).to_numpy(zero_copy_only=False)
-            if _SYMBOL_RE.fullmatch(sym) and iv in INTERVALS:
-                series[(sym, iv)] = mask
-            else:
-                flag(~mask, lambda r: f"_key {key_of(r)!r} names no valid symbol and interval")
-    if keys is not None:
-        kafka = pa.array(keys, type=pa.binary())
-        same = pc.fill_null(pc.equal(kafka, pc.cast(key_col, pa.binary())), False)
-        flag(
-            same.to_numpy(zero_copy_only=False),
-            lambda r: f"Kafka key {_clip(keys[r])} differs from _key {key_of(r)!r}",
-        )
-    # Times: the era, the grid, the close time; per series (one, on a queue's topic).
-    for (_sym, iv), mask in series.items():
-        step = interval_ms(iv)
-        longest = longest_ms(iv)
-        latest = now + longest
-        era = (open_ms >= ERA_START_MS) & (open_ms <= latest)
-        flag(
-            era | ~mask,
-            lambda r, latest=latest: (
-                f"open_time {open_ms[r]} ({_when(int(open_ms[r]))}) is outside the exchange's "
-                f"era (2017-01-01 .. now + one interval, {_when(latest)})"
-            ),
-        )
-        safe = np.clip(open_ms, ERA_START_MS, latest)
-        if step is None:  # months: the first ms of a month, closing at the last ms of it
-            month = safe.astype("M8[ms]").astype("M8[M]")
-            grid = month.astype("M8[ms]").astype(np.int64) == safe
-            closes = (month + 1).astype("M8[ms]").astype(np.int64) - 1
+        return {(symbol, interval): same}
+    series = {}
+    pairs = pc.binary_join_element_wise(row_symbols, row_intervals, "_")
+    for name in pc.unique(pairs).to_pylist():
+        sym, _, iv = (name or "").partition("_")
+        mask = pc.fill_null(pc.equal(pairs, name), False).to_numpy(zero_copy_only=False)
+        if _SYMBOL_RE.fullmatch(sym) and iv in INTERVALS:
+            series[(sym, iv)] = mask
         else:
-            offset = WEEK_OFFSET_MS if iv == "1w" else 0
-            grid = (safe - offset) % step == 0
-            closes = safe + (step - 1)
-        ok_time = ~mask | ~era
-        flag(
-            grid | ok_time,
-            lambda r, iv=iv: (
-                f"open_time {open_ms[r]} ({_when(int(open_ms[r]))}) is not on the {iv} grid"
-            ),
-        )
-        flag(
-            (close_ms == closes) | ok_time | ~grid,
-            lambda r, iv=iv, closes=closes: (
-                f"close_time {close_ms[r]} is not {int(closes[r])}, the last ms of the {iv} "
-                f"candle opening at {open_ms[r]}"
-            ),
-        )
-    # Values: finite, prices > 0, volumes and trades >= 0, low <= open, close <= high.
-    values = {name: pc.cast(table[name], pa.float64()).to_numpy() for name in DECIMAL_FIELDS}
-    with np.errstate(invalid="ignore"):
-        for name in _PRICE_FIELDS:
-            v = values[name]
-            flag(np.isfinite(v) & (v > 0), lambda r, n=name: _value_why(table, n, r, "> 0"))
-        for name in _VOLUME_FIELDS:
-            v = values[name]
-            flag(np.isfinite(v) & (v >= 0), lambda r, n=name: _value_why(table, n, r, ">= 0"))
-        trades = table["number_of_trades"].to_numpy()
-        flag(trades >= 0, lambda r: f"number_of_trades {trades[r]} is negative")
-        low, high = values["low"], values["high"]
-        for name in ("open", "close"):
-            v = values[name]
-            flag(
-                (low <= v) & (v <= high),
-                lambda r, n=name: (
-                    f"{n} {_clip(table[n][r].as_py())} is not within low "
-                    f"{_clip(table['low'][r].as_py())} .. high {_clip(table['high'][r].as_py())}"
-                ),
-            )
-    if not failed:
-        return table, []
-    bad = sorted(failed)
-    keep = np.ones(rows, dtype=bool)
-    keep[bad] = False
-    reasons = [(row, f"invalid candle {key_of(row)!r}: " + "; ".join(failed[row])) for row in bad]
-    return table.filter(pa.array(keep)), reasons
+            flag(~mask, lambda r: f"_key {key_of(r)!r} names no valid symbol and interval")
+    return series
+
+
+def candle_anomalies(table: Any, interval: str | None = None) -> tuple[dict[str, int], int]:
+    """Count the anomalies (see `platform.anomalies`) among checked candles.
+
+    Return ({kind: candles with it}, candles with any). `interval`: the queue's; None reads
+    each row's own from its `_key`. Kinds with none are left out: ({}, 0) means textbook
+    candles.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    counts: dict[str, int] = {}
+    odd = 0
+    if table.num_rows == 0:
+        return counts, odd
+    if interval is not None:
+        groups = {interval: table}
+    else:
+        ivs = pc.struct_field(pc.extract_regex(table["_key"], r"^[^_]*_(?P<iv>[^_]*)_"), "iv")
+        groups = {iv: table.filter(pc.equal(ivs, iv)) for iv in pc.unique(ivs).to_pylist()}
+    for iv, part in groups.items():
+        if iv not in INTERVALS:
+            continue
+        prices = {
+            name: pc.cast(part[name], pa.float64()).to_numpy()
+            for name in ("open", "high", "low", "close", "volume")
+        }
+        masks = anomaly_masks(
+            iv, part["open_time"].to_numpy(), part["close_time"].to_numpy(),
+            prices["open"], prices["high"], prices["low"], prices["close"], prices["volume"],
+        )  # fmt: skip
+        for kind, mask in masks.items():
+            found = int(np.count_nonzero(mask))
+            if found:
+                counts[kind] = counts.get(kind, 0) + found
+        odd += int(np.count_nonzero(np.logical_or.reduce(list(masks.values()))))
+    return counts, odd
 
 
 def decode_and_check(
@@ -308,6 +345,8 @@ def decode_and_check(
     symbol: str | None,
     interval: str | None,
     now_ms: int | None = None,
+    *,
+    span: tuple[int, int] | None = None,
 ) -> tuple[Any, list[tuple[int, str]]]:
     """Decode and check a sink's batch: (table of the sane candles, [(index, why)]).
 
@@ -316,14 +355,14 @@ def decode_and_check(
     breaks something is rejected with that error as its reason.
     """
     try:
-        return _decode_and_check(values, keys, symbol, interval, now_ms)
+        return _decode_and_check(values, keys, symbol, interval, now_ms, span)
     except Exception:  # a bug here must not stall a sink: go message by message
         tables: list[Any] = []
         bad: list[tuple[int, str]] = []
         for index, value in enumerate(values):
             key = None if keys is None else [keys[index]]
             try:
-                table, rejected = _decode_and_check([value], key, symbol, interval, now_ms)
+                table, rejected = _decode_and_check([value], key, symbol, interval, now_ms, span)
             except Exception as exc:
                 bad.append((index, _clip(f"invalid candle: cannot be checked ({exc!r})", 1000)))
                 continue
@@ -343,6 +382,7 @@ def _decode_and_check(
     symbol: str | None,
     interval: str | None,
     now_ms: int | None,
+    span: tuple[int, int] | None = None,
 ) -> tuple[Any, list[tuple[int, str]]]:
     table, bad = decode_candles(values)
     if bad:
@@ -351,7 +391,7 @@ def _decode_and_check(
     else:
         rows = list(range(len(values)))
     row_keys = None if keys is None else (keys if not bad else [keys[i] for i in rows])
-    table, unsound = check_candles(table, row_keys, symbol, interval, now_ms)
+    table, unsound = check_candles(table, row_keys, symbol, interval, now_ms, span=span)
     if unsound:
         bad = sorted(bad + [(rows[row], why) for row, why in unsound])
     return table, bad

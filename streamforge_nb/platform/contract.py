@@ -173,6 +173,10 @@ class BaseEvent(_Message):
     type: Short | None = None
     message: Text | None = None
     records_written: Count = 0
+    dead_letters: Count | None = None
+    """Messages the worker refused to its DLQ so far (a sink's; absent: none)."""
+    anomalies: Count | None = None
+    """Stored candles with an anomaly real exchanges serve (odd close time, ...; absent: none)."""
     finished: bool = False
     timestamp: Timestamp = Field(default_factory=time.time)
     """Send time, Unix seconds."""

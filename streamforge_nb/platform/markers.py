@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import orjson
 
 from streamforge_nb.exceptions import MessageError
-from streamforge_nb.platform.batch import _SYMBOL_RE, ERA_START_MS, _clip, _when
+from streamforge_nb.platform.checks import _SYMBOL_RE, ERA_START_MS, _clip, _when
 from streamforge_nb.platform.intervals import INTERVALS, WEEK_OFFSET_MS, interval_ms, longest_ms
 
 __all__ = [

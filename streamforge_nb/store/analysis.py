@@ -17,9 +17,16 @@ import numpy as np
 import pandas as pd
 
 from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.platform.anomalies import (
+    ANOMALIES,
+    anomaly_masks,
+    expected_close_ms,
+    grid_floor_ms,
+)
 from streamforge_nb.platform.intervals import INTERVALS, WEEK_OFFSET_MS, interval_ms
 
 __all__ = [
+    "find_anomalies",
     "find_gaps",
     "plot",
     "plot_volume_volatility",
@@ -85,20 +92,24 @@ def resample(df: pd.DataFrame, rule: str) -> pd.DataFrame:
 
 
 def _slots(times: np.ndarray[Any, Any], interval: str) -> tuple[np.ndarray[Any, Any], Any]:
-    """Map ms open times to slot numbers; return (slots, slot -> ms function)."""
+    """Map ms open times to slot numbers; return (slots, slot -> ms function).
+
+    A candle off the grid (Binance served 20,400 shifted minutes in December 2017) counts for
+    the slot it opens in: the exchange has nothing else for it, so it is no hole to backfill.
+    """
     step = interval_ms(interval)
     if step is None:  # months: slot = months since 1970-01
-        months = times.view("M8[ms]").astype("M8[M]")
-        on_grid = months.astype("M8[ms]").astype(np.int64) == times
-        slots = months.astype(np.int64)[on_grid]
+        slots = times.view("M8[ms]").astype("M8[M]").astype(np.int64)
 
         def month_ms(s: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
             return np.asarray(s, dtype=np.int64).astype("M8[M]").astype("M8[ms]").astype(np.int64)
 
         return slots, month_ms
-    phase = int(times[0] % step) if len(times) else (WEEK_OFFSET_MS if interval == "1w" else 0)
-    on_grid = (times - phase) % step == 0
-    slots = (times[on_grid] - phase) // step
+    phase = WEEK_OFFSET_MS if interval == "1w" else 0
+    # The exchange's grid; a frame made by hand on another phase keeps its own.
+    if len(times) and not ((times - phase) % step == 0).any():
+        phase = int(times[0] % step)
+    slots = (times - phase) // step
 
     def fixed_ms(s: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return np.asarray(s, dtype=np.int64) * step + phase
@@ -160,6 +171,56 @@ def find_gaps(
 
 MISSING = "missing"
 EXCHANGE_EMPTY = "exchange_empty"
+
+
+_PRICES_AND_VOLUME = ("open", "high", "low", "close", "volume")
+
+
+def find_anomalies(df: pd.DataFrame, interval: str) -> pd.DataFrame:
+    """Return one row per anomaly of the candles in `df` (see `platform.anomalies`).
+
+    Columns: `open_time`, `kind`, `detail` (what makes it odd), ordered by time then kind.
+    Findings never change the data: each candle is what the exchange served.
+    """
+    columns = ["open_time", "kind", "detail"]
+    if df.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    opens = pd.DatetimeIndex(df.index).as_unit("ms").asi8
+    closes = pd.DatetimeIndex(df["close_time"]).as_unit("ms").asi8
+    o, h, lo, c, v = (df[f].to_numpy(np.float64) for f in _PRICES_AND_VOLUME)
+    masks = anomaly_masks(interval, opens, closes, o, h, lo, c, v)
+    rows = []
+    for kind, mask in masks.items():
+        for i in np.flatnonzero(mask).tolist():
+            rows.append((int(opens[i]), kind, _detail(kind, interval, opens[i], closes[i], df, i)))
+    rows.sort(key=lambda row: (row[0], list(ANOMALIES).index(row[1])))
+    return pd.DataFrame(
+        {
+            "open_time": _utc(np.asarray([r[0] for r in rows], dtype=np.int64)),
+            "kind": pd.Series([r[1] for r in rows], dtype=object),
+            "detail": pd.Series([r[2] for r in rows], dtype=object),
+        }
+    )
+
+
+def _detail(kind: str, interval: str, open_ms: int, close_ms: int, df: pd.DataFrame, i: int) -> str:
+    if kind == "close_time":
+        expected = int(expected_close_ms(np.array([open_ms]), interval)[0])
+        return f"closes at {_iso(close_ms)}, {(close_ms - expected) / 1000:+.3f} s from {interval}"
+    if kind == "off_grid":
+        slot = int(grid_floor_ms(np.array([open_ms]), interval)[0])
+        return f"opens {(open_ms - slot) / 1000:.3f} s into the {interval} slot at {_iso(slot)}"
+    row = df.iloc[i]
+    if kind == "ohlc":
+        low, high = row["low"], row["high"]
+        return f"open {row['open']} close {row['close']} outside low {low} .. high {high}"
+    if kind == "flat":
+        return f"every price {row['close']}"
+    return str(ANOMALIES[kind])
+
+
+def _iso(ms: int) -> str:
+    return str(pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat())
 
 
 def _split(

@@ -1,6 +1,7 @@
 """A real local HTTP server speaking Binance's wire format, serving GENERATED candles.
 
-THE DATA IS GENERATED, NOT MARKET DATA: `CandleGenerator` (in `candles.py`) makes it.
+THE DATA IS GENERATED, NOT MARKET DATA: `CandleGenerator` (in `candles.py`) makes it, except
+for series given as `rows=` (e.g. real Binance rows), which are served exactly as given.
 
     with ExchangeServer() as server:
         client = KlinesClient(server.base_url)
@@ -33,7 +34,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -97,9 +98,15 @@ class ExchangeServer:
         archive_header: bool = False,
         listed_ms: int = LISTED_MS,
         downtime: Sequence[tuple[int, int]] = (),
+        rows: Mapping[tuple[str, str], Sequence[Sequence[Any]]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.symbols = tuple(symbols)
+        self.rows = {
+            series: sorted((list(row) for row in given), key=lambda row: int(row[0]))
+            for series, given in (rows or {}).items()
+        }
+        """Series served from these kline rows, exactly (e.g. real ones), instead of generated."""
         self.generator = CandleGenerator(seed)
         self.limiter = Limiter(weight_limit, time_scale, ban_after, clock)
         """The request weight limit, per client IP (see `testing.limiter.Limiter`)."""
@@ -216,8 +223,15 @@ class ExchangeServer:
     ) -> list[list[Any]]:
         """Return the rows the server has with open time in `[start_ms, end_ms)` (end EXCLUSIVE)."""
         now = int(self._clock() * 1000)
-        times = self._times(interval, start_ms, min(end_ms, now + 1))
-        return [self.generator.row(symbol, interval, t) for t in times]
+        return list(self._rows(symbol, interval, start_ms, min(end_ms, now + 1)))
+
+    def _rows(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> Iterator[list[Any]]:
+        """Yield the kline rows served with open time in `[start_ms, end_ms)`, in order."""
+        given = self.rows.get((symbol, interval))
+        if given is not None:
+            return (row for row in given if start_ms <= int(row[0]) < end_ms)
+        times = self._times(interval, start_ms, end_ms)
+        return (self.generator.row(symbol, interval, t) for t in times)
 
     def _times(self, interval: str, start_ms: int, end_ms: int) -> Iterator[int]:
         """Yield open times in `[start_ms, end_ms)` of klines that end after the listing."""
@@ -322,9 +336,9 @@ class ExchangeServer:
         hi = min(end if end is not None else 2**62, int(self._clock() * 1000))
         # No startTime: the most recent `limit` klines up to endTime (or now).
         lo = start if start is not None else hi - limit * longest_ms(interval)
-        times = self._times(interval, lo, hi + 1)
-        chosen = list(itertools.islice(times, limit)) if start is not None else list(times)[-limit:]
-        return 200, [self.generator.row(symbol, interval, t) for t in chosen]
+        rows = self._rows(symbol, interval, lo, hi + 1)
+        chosen = list(itertools.islice(rows, limit)) if start is not None else list(rows)[-limit:]
+        return 200, chosen
 
 
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")

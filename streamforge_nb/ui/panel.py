@@ -42,6 +42,7 @@ _STATUS_COLOURS = {
     "loading": "#2e7d32",
     "alive": "#2e7d32",
     "finished": "#1565c0",
+    "finished_with_dead_letters": "#ef6c00",
     "interrupted": "#ef6c00",
     "error": "#c62828",
 }

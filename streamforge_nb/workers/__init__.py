@@ -297,6 +297,9 @@ SINK = WorkerEntry(
         _producer_id("arango-candles__<the queue's short id>"),
         Option("store_url", "local:///path or an ArangoDB URL (default: ARANGO_URL, else the "
                "embedded store).", envvar="STREAMFORGE_STORE_URL"),
+        Option("time_range", "The queue's range, YYYY-MM-DD:YYYY-MM-DD or ISO/ISO: a candle "
+               "opening outside it is refused (default: from the day in the queue id on).",
+               envvar="TIME_RANGE"),
         Option("group_id", "Consumer group (default: <queue id>-sink)."),
         Option("batch_size", "Most candles stored per batch.", COUNT, 10_000),
         Option("batch_seconds", "Longest wait to fill a batch.", SECONDS, 1.0, metavar="S"),

@@ -26,12 +26,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from streamforge_nb import workers
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import StreamForgeError, kafka_errors
 from streamforge_nb.exchange.archives import archive_candles, archive_paths
 from streamforge_nb.exchange.binance import KlinesClient
 from streamforge_nb.kafka.clients import make_admin, make_producer
+from streamforge_nb.platform.anomalies import grid_floor_ms
 from streamforge_nb.platform.contract import Candle, encode, message_key
 from streamforge_nb.platform.intervals import check_interval, close_time, longest_ms, open_times
 from streamforge_nb.platform.markers import EXCHANGE_EMPTY, RECORD_HEADER, encode_exchange_empty
@@ -123,7 +126,10 @@ class EmptyWindows:
     def feed(self, times: Sequence[int]) -> list[Window]:
         """Take the next open times (ascending); return the windows they reveal."""
         found: list[Window] = []
-        for t in times:
+        # In grid slots: a kline the exchange shifted off the grid (December 2017's minutes
+        # open 20.799 s late) fills the slot it opens in, and windows stay on the grid.
+        slots = grid_floor_ms(np.asarray(times, dtype=np.int64), self.interval).tolist()
+        for t in slots:
             if self.expected is None:
                 first = first_open(self.interval, self.start_ms)
                 if t > first and self.alive_before(self.start_ms):

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
@@ -38,7 +39,7 @@ from streamforge_nb.exceptions import (
     kafka_errors,
 )
 from streamforge_nb.kafka.clients import make_admin, make_producer
-from streamforge_nb.platform.batch import decode_and_check
+from streamforge_nb.platform.checks import candle_anomalies, decode_and_check
 from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.platform.markers import decode_exchange_empty, is_marker
 from streamforge_nb.platform.names import (
@@ -46,6 +47,7 @@ from streamforge_nb.platform.names import (
     dlq_topic,
     new_short_id,
     parse_queue_id,
+    parse_time_range,
     producer_id,
 )
 from streamforge_nb.platform.topics import ensure_queue_topics
@@ -68,6 +70,9 @@ class SinkOptions:
     kafka_topic: str | None = None
     producer_id: str | None = None
     store_url: str | None = None
+    # The queue's range (TIME_RANGE): a candle opening outside it is refused. None: only
+    # candles before the day in the queue id are.
+    time_range: str | None = None
     group_id: str | None = None
     batch_size: int = 10_000
     batch_seconds: float = 1.0
@@ -87,6 +92,9 @@ class _Batch:
         self.keys: list[bytes | None] = []
         self.values: list[bytes] = []
         self.offsets: list[tuple[int, int]] = []  # (partition, offset), for the DLQ
+        # A redriven dead letter's first-source headers, by message index: a second refusal
+        # keeps them (most messages have none).
+        self.sources: dict[int, list[tuple[str, bytes]]] = {}
         # Exchange-empty markers: (key, value, (partition, offset)), apart from the candles.
         self.markers: list[tuple[bytes | None, bytes, tuple[int, int]]] = []
         self.started = time.monotonic()
@@ -106,8 +114,10 @@ class Sink:
         self.dlq = dlq_topic(self.topic)
         self.rejected = 0
         self.exchange_empty = 0  # windows recorded
-        # Candles are checked against the queue the topic belongs to.
+        self.anomalies: dict[str, int] = {}  # candles stored with each kind of anomaly
+        # Candles are checked against the queue the topic belongs to, and its range.
         self.symbol, self.interval = queue_series(self.topic, options.queue_id)
+        self.span = queue_span(self.topic, options.queue_id, options.time_range)
         settings = worker.settings
         admin = make_admin(settings)
         try:
@@ -121,6 +131,7 @@ class Sink:
             instance_id=worker.producer_id,
         )  # fmt: skip
         self.dlq_producer: KafkaProducer = make_producer(settings, acks="all")
+        worker.summary = self._progress
         self.loader_watch = Queue(options.queue_id, settings) if options.wait_for_loader else None
         if self.loader_watch is not None:
             # Connect now: once following, the watch rides out a broker restart by itself.
@@ -169,6 +180,9 @@ class Sink:
                 if is_marker(message.headers()):
                     batch.markers.append((message.key(), message.value() or b"", where))
                     continue
+                source = first_source(message.headers())
+                if source:
+                    batch.sources[len(batch.values)] = source
                 batch.keys.append(message.key())
                 batch.values.append(message.value() or b"")
                 batch.offsets.append(where)
@@ -178,8 +192,11 @@ class Sink:
         if not len(batch):
             return
         stored, rejected = self._store_candles(batch) if batch.values else (0, [])
-        dead = [(batch.keys[i], batch.values[i], why, batch.offsets[i]) for i, why in rejected]
-        dead += self._store_markers(batch.markers)
+        dead: list[_DeadLetter] = [
+            (batch.keys[i], batch.values[i], why, batch.offsets[i], batch.sources.get(i, []))
+            for i, why in rejected
+        ]
+        dead += [(k, v, why, at, []) for k, v, why, at in self._store_markers(batch.markers)]
         if dead:
             self._dead_letter(dead)
         # Only now is the batch safe: the store has it and the DLQ has the rejects.
@@ -189,13 +206,38 @@ class Sink:
     def _store_candles(self, batch: _Batch) -> tuple[int, list[tuple[int, str]]]:
         """Store the batch's candles: (rows stored, [(index, why)] to dead-letter)."""
         # Never raises on any message: each one is either in `candles` or in `rejected`.
-        candles, rejected = decode_and_check(batch.values, batch.keys, self.symbol, self.interval)
+        candles, rejected = decode_and_check(
+            batch.values, batch.keys, self.symbol, self.interval, span=self.span
+        )
         stored, refused = self._write(candles)
+        self._note_anomalies(candles, refused)
         if refused:
             taken = {i for i, _ in rejected}
             rows = [i for i in range(len(batch.values)) if i not in taken]
             rejected = sorted(rejected + [(rows[row], why) for row, why in refused])
         return stored, rejected
+
+    def _note_anomalies(self, candles: Any, refused: list[tuple[int, str]]) -> None:
+        """Count and log what real exchanges serve oddly among the candles just stored."""
+        if refused:  # rare: the store refused some; count only what it took
+            keep = [True] * candles.num_rows
+            for row, _ in refused:
+                keep[row] = False
+            import pyarrow as pa
+
+            candles = candles.filter(pa.array(keep))
+        found, odd = candle_anomalies(candles, self.interval)
+        if not odd:
+            return
+        for kind, count in found.items():
+            self.anomalies[kind] = self.anomalies.get(kind, 0) + count
+        self.worker.anomalies += odd
+        # One line a batch, not one a candle: a shifted month is 20,000 of them.
+        log.info(
+            "stored %s with anomalies as the exchange sent them (%s)",
+            _plural(odd, "candle"),
+            ", ".join(f"{kind}: {count}" for kind, count in found.items()),
+        )
 
     def _store_markers(
         self, markers: list[tuple[bytes | None, bytes, tuple[int, int]]]
@@ -242,21 +284,14 @@ class Sink:
         second, second_refused = self._write(table.slice(middle))
         return first + second, first_refused + [(middle + r, w) for r, w in second_refused]
 
-    def _dead_letter(
-        self, rejected: list[tuple[bytes | None, bytes, str, tuple[int, int]]]
-    ) -> None:
+    def _dead_letter(self, rejected: list[_DeadLetter]) -> None:
         sent = []
-        for key, value, reason, (partition, offset) in rejected:
+        for key, value, reason, (partition, offset), source in rejected:
             log.warning(
                 "bad message at %s [%d] offset %d sent to %s: %s",
                 self.topic, partition, offset, self.dlq, reason,
             )  # fmt: skip
-            headers = [
-                ("error", reason[:MAX_REASON_CHARS].encode()),
-                ("source_topic", self.topic.encode()),
-                ("source_partition", str(partition).encode()),
-                ("source_offset", str(offset).encode()),
-            ]
+            headers = dlq_headers(reason, self.topic, partition, offset, source)
             key, value, cut = dlq_copy(key, value)
             if cut:
                 headers.append(("truncated", cut.encode()))
@@ -267,6 +302,7 @@ class Sink:
             for future in sent:
                 future.get(timeout=30)  # a copy the DLQ refused: stop, offsets uncommitted
         self.rejected += len(rejected)
+        self.worker.dead_letters = self.rejected
 
     def _loader_done(self) -> bool:
         if self.loader_watch is None:
@@ -281,7 +317,11 @@ class Sink:
     def _progress(self) -> str:
         rejected = f", {self.rejected} rejected to {self.dlq}" if self.rejected else ""
         empty = f", {self.exchange_empty} exchange-empty windows" if self.exchange_empty else ""
-        return f"Saved {self.worker.records_written} records{empty}{rejected}"
+        odd = ""
+        if self.anomalies:
+            kinds = ", ".join(f"{kind} {count}" for kind, count in self.anomalies.items())
+            odd = f", {self.worker.anomalies} stored with anomalies ({kinds})"
+        return f"Saved {self.worker.records_written} records{empty}{odd}{rejected}"
 
     def close(self) -> None:
         if self.loader_watch is not None:
@@ -290,7 +330,47 @@ class Sink:
         self.dlq_producer.close(timeout=10)
 
 
+_DeadLetter = tuple[bytes | None, bytes, str, tuple[int, int], list[tuple[str, bytes]]]
+"""(key, value, reason, (partition, offset), first-source headers it came with)."""
 MAX_REASON_CHARS = 2000
+_SOURCE_HEADERS = ("source_topic", "source_partition", "source_offset", "truncated")
+
+
+def first_source(headers: Any) -> list[tuple[str, bytes]]:
+    """Return the source headers a redriven dead letter carries (librdkafka's pairs)."""
+    if not headers:
+        return []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    found = []
+    for name, value in pairs:
+        if name in _SOURCE_HEADERS and isinstance(value, bytes) and len(value) <= 1024:
+            found.append((name, value))
+    return found
+
+
+def dlq_headers(
+    reason: str, topic: str, partition: int, offset: int, source: list[tuple[str, bytes]]
+) -> list[tuple[str, bytes]]:
+    """Return a dead letter's headers: the reason, and where the message first came from.
+
+    A message redriven from a DLQ and refused again keeps its first source (and its
+    `truncated` note): that is where the data was lost. Where it was refused this time
+    goes in `refused_topic` / `refused_partition` / `refused_offset`.
+    """
+    here = [
+        ("source_topic", topic.encode()),
+        ("source_partition", str(partition).encode()),
+        ("source_offset", str(offset).encode()),
+    ]
+    headers = [("error", reason[:MAX_REASON_CHARS].encode())]
+    if any(name == "source_topic" for name, _ in source):
+        headers += source
+        headers += [(name.replace("source_", "refused_"), value) for name, value in here]
+    else:
+        headers += here
+    return headers
+
+
 DLQ_MAX_VALUE = 256 * 1024
 """Bytes of a bad message the DLQ keeps; a longer one is cut, with a `truncated` header."""
 DLQ_MAX_KEY = 1024
@@ -306,6 +386,28 @@ def dlq_copy(key: bytes | None, value: bytes) -> tuple[bytes | None, bytes, str]
         notes.append(f"value cut from {len(value)} to {DLQ_MAX_VALUE} bytes")
         value = value[:DLQ_MAX_VALUE]
     return key, value, "; ".join(notes)
+
+
+def queue_span(topic: str, queue_id: str, time_range: str | None) -> tuple[int, int] | None:
+    """Return the open times (ms, end exclusive) the queue's candles may have, or None.
+
+    The queue's TIME_RANGE when given; else from the start of the day in its queue id (a
+    queue's id carries the day its range starts); None for a hand-made queue id.
+    """
+    if time_range:
+        span = parse_time_range(time_range)
+        return span.start_ms, span.end_ms
+    qid = topic.removesuffix("-data") if topic.endswith("-data") else queue_id
+    try:
+        day = parse_queue_id(qid).day
+    except InvalidName:
+        return None
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return int(start.timestamp()) * 1000, 2**63 - 1
+
+
+def _plural(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
 
 
 def queue_series(topic: str, queue_id: str) -> tuple[str | None, str | None]:
