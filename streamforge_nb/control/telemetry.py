@@ -6,6 +6,7 @@ The only definitions of what a producer's events add up to and of when a queue h
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import threading
@@ -158,7 +159,9 @@ class MalformedCounter:
     """Count malformed telemetry; log one summary line per `every_s` at most.
 
     A busy platform's topic may hold thousands of malformed events of other queues for a week:
-    logging each, in every process that reads the topic, would drown the logs.
+    logging each, in every process that reads the topic, would drown the logs. Every skipped
+    message is in exactly one summary: those skipped inside a window are reported when it
+    ends (a timer), or by `flush()`, not only if another one comes after it.
     """
 
     def __init__(self, every_s: float = 60.0, logger: logging.Logger = log) -> None:
@@ -168,30 +171,60 @@ class MalformedCounter:
         self._since_log = 0
         self._last_log = -math.inf
         self._latest = ""
+        self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
     def note(self, error: BaseException | str) -> None:
-        """Count one malformed message; maybe log the summary."""
+        """Count one malformed message; log the summary now, or when the window ends."""
         now = time.monotonic()
         with self._lock:
             self.total += 1
             self._since_log += 1
             self._latest = printable(error, 300)
-            if now - self._last_log < self.every_s:
+            wait = self._last_log + self.every_s - now
+            if wait > 0:
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._window_ended)
+                    self._timer.daemon = True
+                    self._timer.start()
                 return
-            count, latest = self._since_log, self._latest
-            self._since_log = 0
-            self._last_log = now
+            report = self._take(now)
+        self._log(*report)
+
+    def flush(self) -> None:
+        """Log the messages skipped since the last summary now, if any."""
+        with self._lock:
+            if not self._since_log:
+                return
+            report = self._take(time.monotonic())
+        self._log(*report)
+
+    def _take(self, now: float) -> tuple[int, int, str]:
+        # Under the lock: the counts of one summary belong together.
+        report = (self._since_log, self.total, self._latest)
+        self._since_log = 0
+        self._last_log = now
+        return report
+
+    def _window_ended(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.flush()
+
+    def _log(self, count: int, total: int, latest: str) -> None:
         self.logger.warning(
             "skipped %d malformed telemetry message(s) since the last report (%d in all); "
             "latest: %s",
             count,
-            self.total,
+            total,
             latest,
         )
 
 
 MALFORMED = MalformedCounter()
+"""The process's one counter of malformed telemetry (Queue, queue state, workers)."""
+# A short-lived process (a CLI command) reports what it skipped in its last window.
+atexit.register(MALFORMED.flush)
 
 
 def decode_telemetry(raw: bytes) -> BaseEvent | None:
@@ -202,7 +235,6 @@ def decode_telemetry(raw: bytes) -> BaseEvent | None:
         MALFORMED.note(exc)
         return None
     return event
-"""The process's one counter of malformed telemetry (Queue, queue state, workers)."""
 
 
 def rtt_summary(seconds: list[float]) -> dict[str, float]:
