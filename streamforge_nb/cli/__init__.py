@@ -60,11 +60,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
     if debug:
         import logging
 
+        from streamforge_nb.logs import SecretFilter
+
         logging.basicConfig(
             level=logging.DEBUG,
             stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        # Every line the handler writes, the library's own too, goes through the redaction.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(SecretFilter())
 
 
 for _command in (

@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from streamforge_nb.cli._output import echo_json
-from streamforge_nb.control.telemetry import FINISHED_WITH_DEAD_LETTERS
 from streamforge_nb.exceptions import StreamForgeError
 from streamforge_nb.workers import COUNT, HOST, PORT_OR_ZERO
 
@@ -87,6 +86,8 @@ def candles(
     click.echo(final[["status", "records_written", "message"]].to_string())
     dead = int(final["dead_letters"].sum())
     if dead:
+        from streamforge_nb.control.telemetry import FINISHED_WITH_DEAD_LETTERS
+
         # Finished, but not whole: the store lacks what the sink refused.
         click.echo(
             f"{FINISHED_WITH_DEAD_LETTERS}: {dead} message(s) refused to the DLQ of "

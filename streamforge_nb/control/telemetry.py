@@ -29,6 +29,7 @@ from streamforge_nb.platform.contract import (
 
 __all__ = [
     "ENDED_STATUSES",
+    "FINISHED_WITH_DEAD_LETTERS",
     "MALFORMED",
     "SETTLE_S",
     "JobView",
@@ -48,8 +49,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ENDED_STATUSES: tuple[str, ...] = (*TERMINAL_STATUSES, "failed")
-"""A producer's terminal statuses: the contract's, and `failed` (its Job ended first)."""
+FINISHED_WITH_DEAD_LETTERS = "finished_with_dead_letters"
+"""A queue whose workers finished while a sink refused messages to its DLQ."""
+ENDED_STATUSES: tuple[str, ...] = (*TERMINAL_STATUSES, "failed", FINISHED_WITH_DEAD_LETTERS)
+"""Statuses nothing follows: a producer's terminal ones (the contract's, and `failed`: its
+Job ended first) and a queue's (`finished_with_dead_letters`)."""
 SETTLE_S = 3.0
 """How long after a Job ended its last events may still be on their way to a reader."""
 
@@ -63,6 +67,10 @@ class ProducerState:
     records_written: int
     last_seen: float
     message: str | None = None
+    dead_letters: int = 0
+    """Messages the producer sent to its DLQ (a sink's refusals)."""
+    anomalies: int = 0
+    """Candles stored with an anomaly the exchange served (see `platform.anomalies`)."""
 
     @property
     def terminal(self) -> bool:
@@ -90,7 +98,9 @@ def fold(states: dict[str, ProducerState], event: BaseEvent) -> dict[str, Produc
             # The first error is the worker's own reason; a later one (the Job runner's
             # generic "cell N failed ...") never overwrites it.
             message = previous.message or message
-        state = ProducerState(event.producer, str(event.status), records, seen, message)
+        dead = max(safe_count(event.dead_letters), previous.dead_letters if previous else 0)
+        odd = max(safe_count(event.anomalies), previous.anomalies if previous else 0)
+        state = ProducerState(event.producer, str(event.status), records, seen, message, dead, odd)
     return {**states, event.producer: state}
 
 
@@ -355,7 +365,8 @@ def queue_status(states: Mapping[str, ProducerState], targets: Iterable[str]) ->
     """Fold producer states into one queue status, as `Queue.list()` shows it.
 
     launched (nothing known yet), running, error (a worker reported one), failed (a Job
-    ended without a terminal event), interrupted, finished.
+    ended without a terminal event), interrupted, finished_with_dead_letters (finished, but
+    a sink refused messages to its DLQ: the store lacks them), finished.
     """
     if not states:
         return "launched"
@@ -365,5 +376,9 @@ def queue_status(states: Mapping[str, ProducerState], targets: Iterable[str]) ->
     if "failed" in values:
         return "failed"
     if ended(states, targets):
-        return "interrupted" if "interrupted" in values else "finished"
+        if "interrupted" in values:
+            return "interrupted"
+        if any(s.dead_letters for s in states.values()):
+            return FINISHED_WITH_DEAD_LETTERS
+        return "finished"
     return "running"
