@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from streamforge_nb.exceptions import NotAuthorized as NotAuthorized
     from streamforge_nb.exceptions import NotReady as NotReady
     from streamforge_nb.exceptions import ProcessExited as ProcessExited
+    from streamforge_nb.exceptions import QueueExists as QueueExists
     from streamforge_nb.exceptions import QueueTimeout as QueueTimeout
     from streamforge_nb.exceptions import StartTimeout as StartTimeout
     from streamforge_nb.exceptions import StopRequested as StopRequested
@@ -61,9 +62,9 @@ _ERRORS = (
     "ArchiveError", "AuthenticationFailed", "BrokerError", "BrokerUnavailable", "ConfigError",
     "DashboardError", "DummyFailure", "ExchangeBanned", "ExchangeError", "ExchangeUnavailable",
     "InvalidName", "KubeTestError", "LocalBrokerError", "MessageError", "MissingOption",
-    "NotAuthorized", "NotReady", "ProcessExited", "QueueTimeout", "StartTimeout",
-    "StopRequested", "StoreAuthError", "StoreError", "StoreUnavailable", "StreamForgeError",
-    "UnknownSymbol",
+    "NotAuthorized", "NotReady", "ProcessExited", "QueueExists", "QueueTimeout",
+    "StartTimeout", "StopRequested", "StoreAuthError", "StoreError", "StoreUnavailable",
+    "StreamForgeError", "UnknownSymbol",
 )  # fmt: skip
 
 _EXPORTS = {

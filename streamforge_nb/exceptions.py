@@ -7,7 +7,7 @@ here, so callers catch `StreamForgeError` and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "NotAuthorized",
     "NotReady",
     "ProcessExited",
+    "QueueExists",
     "QueueTimeout",
     "StartTimeout",
     "StopRequested",
@@ -128,6 +129,38 @@ class DashboardError(StreamForgeError):
 
 class KubeTestError(StreamForgeError):
     """The local API server or etcd is missing, did not start, or did not become ready."""
+
+
+class QueueExists(StreamForgeError):
+    """The queue id was launched already: one launch per queue id. `record` is the first
+    launch's queue-state record (as far as it could be read)."""
+
+    def __init__(self, queue_id: str, record: Mapping[str, Any] | None = None) -> None:
+        from datetime import UTC, datetime
+
+        self.queue_id = queue_id
+        self.record = dict(record or {})
+        created: Any = self.record.get("created_at")
+        try:
+            when = f"{datetime.fromtimestamp(float(created), UTC):%Y-%m-%d %H:%M:%S} UTC"
+        except (TypeError, ValueError, OverflowError, OSError):
+            when = "an unknown time"
+        options = self.record.get("launcher_options") or {}
+        where = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+        by = f"the {self.record.get('launcher') or 'unknown'} launcher"
+        by += f" ({where})" if where else ""
+        status = self.record.get("status")
+        hint = (
+            "reopen it with Batch.open(batch_id) to go on"
+            if self.record.get("kind") == "batch"
+            else "make a new Workflow (a new short id) to load its range again, or follow "
+            "the running one with Queue(queue_id)"
+        )
+        super().__init__(
+            f"queue {queue_id} was launched already, at {when} by {by}"
+            + (f", status {status}" if status else "")
+            + f": a queue id is launched once; {hint}"
+        )
 
 
 class StopRequested(Exception):  # a request, not an error

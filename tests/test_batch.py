@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamforge_nb.control.queue import Queue
-from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.exceptions import InvalidName, QueueExists
 from streamforge_nb.kafka.clients import make_consumer
 from streamforge_nb.platform.names import parse_time_range
 from streamforge_nb.settings import Settings
@@ -346,3 +346,33 @@ def test_cancel_ends_every_running_queue_and_launches_no_more(
     assert final.loc[never, "status"] == "waiting"
     assert not batch.launching and batch.launched() == first
     batch.close()
+
+
+def test_a_batch_id_is_launched_once(settings: Settings, home: Path) -> None:
+    """Two new Batch objects of one batch id (one short id, one day): the second launch is
+    refused, naming the first, before it records or starts anything."""
+    store_url = f"local://{home / 'store'}"
+    first, second = (
+        Batch.candles(["BTCUSDT"], "1h", "2024-08-01:2024-08-03", settings=settings, now=NOW,
+                      store=store_url, short_id="once01", base_url="http://127.0.0.1:9")
+        for _ in range(2)
+    )  # fmt: skip
+    assert first.batch_id == second.batch_id
+    (queue_id,) = (s.queue_id for s in first.plan().shards)
+    runner = LocalLauncher(home / "first", settings=settings)
+    first.launch(runner, max_parallel=1)
+    try:
+        first.pause()
+        with pytest.raises(
+            QueueExists,
+            match=rf"queue {first.batch_id} was launched already, at .* UTC by the local "
+            rf"launcher \(home={home / 'first'}\), status .*: .*Batch\.open\(batch_id\)",
+        ):
+            second.launch(LocalLauncher(home / "second", settings=settings))
+        assert not second.launching and second.launched() == set()
+        assert not (home / "second").exists()
+        with CandleStore.open(store_url) as store:
+            assert store.queue_state(first.batch_id)["queues"][0]["queue_id"] == queue_id
+    finally:
+        runner.delete(queue_id, grace=5)
+        first.close()

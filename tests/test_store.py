@@ -26,6 +26,7 @@ from streamforge_nb.exceptions import (
     ConfigError,
     InvalidName,
     MessageError,
+    QueueExists,
     StoreError,
     StoreUnavailable,
 )
@@ -332,11 +333,13 @@ print("done", flush=True)
 """
 
 
-def start_writers(store: CandleStore, *arg_lists: tuple[object, ...]) -> list[Any]:
+def start_writers(
+    store: CandleStore, *arg_lists: tuple[object, ...], script: str = WRITER
+) -> list[Any]:
     """Start writer processes; once all are ready (imports done), let them go at once."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, store.url, *map(str, args)],
+            [sys.executable, "-c", script, store.url, *map(str, args)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -406,6 +409,56 @@ def test_concurrent_writers_into_one_partition_lose_nothing(store: CandleStore) 
     assert_consistent(df)
     writer = (df["volume"].to_numpy() // 1000).astype(int)
     assert set(writer[:450]) == {1} and set(writer[900:]) == {2}
+
+
+# A launch's first step: create the queue's state record unless the id has one.
+CREATOR = r"""
+import sys
+from streamforge_nb.control.state import new_record
+from streamforge_nb.exceptions import QueueExists
+from streamforge_nb.store.candles import CandleStore
+
+url, qid, racer = sys.argv[1:]
+record = new_record(
+    queue_id=qid, symbol="BTCUSDT", type_="api_candles_1m", targets=["loader-candles"],
+    parameters={}, data_topic=qid + "-data", outputs={}, launcher="local",
+    launcher_options={"home": "/racer/" + racer}, jobs=["job-" + racer],
+)
+store = CandleStore.open(url)
+print("ready", flush=True)
+if sys.stdin.readline().strip() != "go":
+    sys.exit(2)
+try:
+    store.create_queue_state(record)
+    print("won", flush=True)
+except QueueExists as exc:
+    print("lost", exc, flush=True)
+"""
+
+
+def test_of_racing_creates_of_one_queue_state_exactly_one_wins(store: CandleStore) -> None:
+    """One launch per queue id: processes creating one queue's record at once (as racing
+    launches do first) get one winner; the others hear who won, and nothing is replaced."""
+    qid = f"wf-btcusdt-api_candles_1m-20240801-{uuid.uuid4().hex[:6]}"
+    racers = start_writers(store, *[(qid, n) for n in range(6)], script=CREATOR)
+    answers = [proc.communicate(timeout=120)[0].strip() for proc in racers]
+    assert [proc.returncode for proc in racers] == [0] * 6, answers
+    winners = [n for n, answer in enumerate(answers) if answer == "won"]
+    assert len(winners) == 1, answers
+    record = store.queue_state(qid)
+    assert record is not None and record["jobs"] == [f"job-{winners[0]}"]
+    when = datetime.fromtimestamp(record["created_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+    for answer in answers:
+        if answer != "won":
+            assert answer.startswith(f"lost queue {qid} was launched already, at {when} UTC")
+            assert f"by the local launcher (home=/racer/{winners[0]})" in answer
+
+    # Once created, a create is refused (naming the first) and later saves still update.
+    with pytest.raises(QueueExists, match=f"queue {qid} was launched already") as refused:
+        store.create_queue_state({**record, "jobs": ["job-late"]})
+    assert refused.value.record == record
+    store.save_queue_state({**record, "status": "running"})
+    assert store.queue_state(qid) == {**record, "status": "running"}
 
 
 # --- embedded store and facade ----------------------------------------------------------------

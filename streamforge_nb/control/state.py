@@ -1,13 +1,14 @@
 """Queue state (the platform's `queue_state`): a record per launch, updated from telemetry.
 
-A launch writes the record (id, symbol, type, targets, parameters, data topic, output notebook
-locations, times). `refresh` folds the `queue-events` history into the records that are not
-finished yet (status, records written, error message) and saves them back, so the state is
-right whoever looks, in whichever kernel. Each unfinished record is read from its own
-partition (murmur2 of its queue id) from its `created_at`, never from offset 0, so the cost
-follows the unfinished queues, not the topic's history. Records live in the CandleStore's
-backend: the `queue_state` collection in ArangoDB, a SQLite table next to the embedded store's
-files.
+A launch creates the record (id, symbol, type, targets, parameters, data topic, output notebook
+locations, times) before anything else, once per queue id (`CandleStore.create_queue_state`,
+a compare-and-set); later changes replace it (`save_queue_state`). `refresh` folds the
+`queue-events` history into the records that are not finished yet (status, records written,
+error message) and saves them back, so the state is right whoever looks, in whichever kernel.
+Each unfinished record is read from its own partition (murmur2 of its queue id) from its
+`created_at`, never from offset 0, so the cost follows the unfinished queues, not the topic's
+history. Records live in the CandleStore's backend: the `queue_state` collection in ArangoDB,
+a SQLite table next to the embedded store's files.
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ _COVERAGE_QUERY = (
     "last: FIRST(FOR d IN @@col SORT d.open_time DESC LIMIT 1 RETURN d.open_time)}"
 )
 _ERR_DUPLICATE_NAME = 1207
+_ERR_UNIQUE_CONSTRAINT = 1210  # a document of that _key exists
 QUEUE_STATE = "queue_state"
 """The platform's collection of queue records."""
 EXCHANGE_EMPTY = "exchange_empty"
@@ -315,6 +316,23 @@ class ArangoBackend(CandleBackend):
             document = {**json.loads(json.dumps(record, default=str)), "_key": record["queue_id"]}
             collection.insert(document, overwrite=True, overwrite_mode="replace", sync=True)
 
+    def create_queue_state(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Insert without overwrite: the server refuses a second document of one `_key`."""
+        from arango.exceptions import DocumentInsertError
+
+        with store_errors("cannot create queue state", self.url):
+            collection = self._ensure_state()
+            document = {**json.loads(json.dumps(record, default=str)), "_key": record["queue_id"]}
+            try:
+                collection.insert(document, sync=True, silent=True)
+                return None
+            except DocumentInsertError as exc:
+                if exc.error_code != _ERR_UNIQUE_CONSTRAINT:
+                    raise
+            found = collection.get(record["queue_id"])
+        # Deleted since its insert refused ours: the first launch is all that is known.
+        return {"queue_id": record["queue_id"]} if found is None else _state_of(found)
+
     def queue_states(self) -> list[dict[str, Any]]:
         with store_errors("cannot read queue state", self.url):
             if not self._db.has_collection(QUEUE_STATE):
@@ -388,6 +406,11 @@ class ArangoBackend(CandleBackend):
 
     def __repr__(self) -> str:
         return f"ArangoBackend({self.url!r}, user={self._target.user!r})"
+
+
+def _state_of(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A queue-state record as saved: without ArangoDB's system fields."""
+    return {k: v for k, v in document.items() if k not in ("_id", "_rev", "_key")}
 
 
 def _day_ms(name: str) -> int:

@@ -1,6 +1,6 @@
 """What a candle backend is, and the registry `CandleStore.open` builds backends from.
 
-A backend implements the six abstract methods of `CandleBackend` (and, to record ranges the
+A backend implements the seven abstract methods of `CandleBackend` (and, to record ranges the
 exchange confirmed empty, the two with defaults); `CandleStore` does the checking, conversion
 and de-duplication once, so a backend only ever sees valid, sorted frames without duplicate
 open times, and merged, non-empty ranges. A URL scheme maps to a factory:
@@ -66,6 +66,11 @@ class CandleBackend(ABC):
     @abstractmethod
     def save_queue_state(self, record: Mapping[str, Any]) -> None:
         """Insert or replace one queue's state (`record["queue_id"]` is its identity)."""
+
+    @abstractmethod
+    def create_queue_state(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Insert `record` only if its queue id has none, atomically; return None if inserted,
+        else the record already there (compare-and-set: of racing creates, one wins)."""
 
     @abstractmethod
     def queue_states(self) -> list[dict[str, Any]]:

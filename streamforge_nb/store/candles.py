@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 import pandas as pd
 
-from streamforge_nb.exceptions import InvalidName, MessageError, StreamForgeError
+from streamforge_nb.exceptions import InvalidName, MessageError, QueueExists, StreamForgeError
 from streamforge_nb.platform.contract import Candle
 from streamforge_nb.settings import Settings, local_home
 from streamforge_nb.store.base import CandleBackend, backend_for, merge_ranges
@@ -272,6 +272,16 @@ class CandleStore:
     def save_queue_state(self, record: Mapping[str, Any]) -> None:
         """Insert or replace one queue's state record (the platform's `queue_state`)."""
         self._backend.save_queue_state(record)
+
+    def create_queue_state(self, record: Mapping[str, Any]) -> None:
+        """Insert a new queue's state record, unless its queue id has one (compare-and-set).
+
+        Of launches racing on one queue id exactly one gets here first; the others get
+        `QueueExists` naming that first launch (when, by which launcher).
+        """
+        existing = self._backend.create_queue_state(record)
+        if existing is not None:
+            raise QueueExists(str(record["queue_id"]), existing)
 
     def queue_states(self) -> list[dict[str, Any]]:
         """Return every stored queue state record."""

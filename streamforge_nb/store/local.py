@@ -326,6 +326,26 @@ class LocalBackend(CandleBackend):
                 (record["queue_id"], json.dumps(record, default=str)),
             )
 
+    def create_queue_state(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
+        # One write transaction: SQLite serialises writers, so of racing creates exactly one
+        # inserts and the others read its committed record.
+        with (
+            store_errors("cannot create queue state", str(self.root)),
+            closing(self._state_db()) as db,
+            db,
+        ):
+            inserted = db.execute(
+                "INSERT INTO queue_state VALUES (?, ?) ON CONFLICT (queue_id) DO NOTHING",
+                (record["queue_id"], json.dumps(record, default=str)),
+            ).rowcount
+            if inserted:
+                return None
+            row = db.execute(
+                "SELECT record FROM queue_state WHERE queue_id = ?", (record["queue_id"],)
+            ).fetchone()
+        found: dict[str, Any] = json.loads(row[0])
+        return found
+
     def queue_states(self) -> list[dict[str, Any]]:
         with (
             store_errors("cannot read queue state", str(self.root)),

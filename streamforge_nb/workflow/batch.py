@@ -219,9 +219,11 @@ class Batch:
         launched (by any process) are not launched again. Returns at once; `wait()` waits.
 
         `launcher`: "local", "kubernetes" or a Launcher; default, the one the batch was
-        launched with before, else "local". Options go to the launcher.
+        launched with before, else "local". Options go to the launcher. A batch id is
+        launched once: a second new Batch of the same id gets `QueueExists` (`Batch.open`
+        reopens the first to go on).
         """
-        _count("max_parallel", max_parallel)
+        check_count("max_parallel", max_parallel)
         if self._launching is not None and self._launching.is_alive():
             raise StreamForgeError(f"{self!r} is launching already; pause() first")
         if launcher is None and self._record.get("launcher") and not options:
@@ -270,10 +272,15 @@ class Batch:
 
     def _save(self, **changes: Any) -> None:
         with self._lock:
-            self._record.update(changes, updated_at=time.time())
-            self._record.setdefault("created_at", self._record["updated_at"])
+            record = {**self._record, **changes, "updated_at": time.time()}
+            first = "created_at" not in record
+            record.setdefault("created_at", record["updated_at"])
             with CandleStore.open(self.store_url, settings=self.settings) as store:
-                store.save_queue_state(self._record)
+                if first:  # the batch id's first launch: of racing ones, one gets it
+                    store.create_queue_state(record)
+                else:
+                    store.save_queue_state(record)
+            self._record = record
 
     # -- watching ----------------------------------------------------------------------------
     def status(self) -> pd.DataFrame:

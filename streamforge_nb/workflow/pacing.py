@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from streamforge_nb.exceptions import StreamForgeError
+from streamforge_nb.exceptions import QueueExists, StreamForgeError
 from streamforge_nb.workflow.launchers import Launcher
 from streamforge_nb.workflow.plan import Workflow
 
@@ -38,7 +38,10 @@ def launch_paced(
         running = {q for q in running if loader_running(runner, q, pause)}
         while waiting and len(running) < most and not pause.is_set():
             workflow = waiting.pop(0)
-            workflow.launch(runner).close()
+            try:
+                workflow.launch(runner).close()
+            except QueueExists as exc:  # another process (a reopened batch) was first
+                log.info("%s", exc)
             running.add(workflow.plan().queue_id)
         if waiting:
             pause.wait(POLL_S)

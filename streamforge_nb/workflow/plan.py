@@ -345,7 +345,12 @@ class Workflow:
         return {k: v for k, v in options.items() if v}
 
     def launch(self, launcher: str | Launcher = "local", **launcher_options: Any) -> Queue:
-        """Record the queue, send the `start` commands, start one Job per target."""
+        """Record the queue, send the `start` commands, start one Job per target.
+
+        A queue id is launched once: the record is created first, atomically, so of two
+        launches of one queue id (two kernels, two clicks) the second gets `QueueExists`
+        naming the first, and sends nothing and starts nothing.
+        """
         import time
 
         from streamforge_nb.kafka.send import send_command
@@ -357,7 +362,7 @@ class Workflow:
             launcher_options.setdefault("settings", self.settings)
         runner = get_launcher(launcher, **launcher_options)
         with CandleStore.open(self.store_url, settings=self.settings) as store:
-            store.save_queue_state(
+            store.create_queue_state(
                 new_record(
                     queue_id=plan.queue_id,
                     symbol=plan.symbol,
