@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from conftest import wait_for_status
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.telemetry import ProducerState, fold, rtt_summary
 from streamforge_nb.control.worker import Worker
-from streamforge_nb.exceptions import NotAuthorized, QueueTimeout
+from streamforge_nb.exceptions import InvalidName, NotAuthorized, QueueTimeout
 from streamforge_nb.kafka.clients import make_producer
 from streamforge_nb.platform.contract import Finished, Loading, Pong, Started
 from streamforge_nb.settings import Settings
@@ -339,3 +340,27 @@ def test_a_job_failure_the_worker_could_not_see_is_told() -> None:
     # An exit code the runner has already reported adds nothing.
     plain = JobStatus("job-x", "q", "dummy", "failed", "exit code 1", "dummy__a", T0)
     assert merge_jobs(died, [plain], now=T0 + 10) == died
+
+
+def test_queue_accepts_and_refuses_ids_as_the_cli_does(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused id fails before anything reaches queue-control; hand-made ids the CLI
+    accepts (a dummy service's) stay usable."""
+    from streamforge_nb.cli import main
+    from streamforge_nb.testing import read_topic
+    from streamforge_nb.workers import QUEUE_ID
+
+    sent = len(read_topic(settings, settings.queue_control_topic))
+    refused: list[object] = ["очередь", "", " wf-a", "wf a", "-wf-a", "wf-a.", "wf-a\n", "q" * 64]
+    for bad in [*refused, "wf/a", None, 7]:
+        if isinstance(bad, str):  # the CLI refuses it as a usage error, naming the rule
+            assert main(["ping", "--queue-id", bad, "--timeout", "1"]) == 2
+            assert f"invalid queue id {bad!r}: 1..63 characters" in capsys.readouterr().err
+        with pytest.raises(InvalidName, match=re.escape(f"invalid queue id {bad!r}: 1..63")):
+            Queue(bad, settings).ping(timeout=1)  # type: ignore[arg-type]
+    assert len(read_topic(settings, settings.queue_control_topic)) == sent
+    for hand_made in ("a", "wf-dummy-3f2a9c", "My.Queue_1", "q" * 63):
+        assert QUEUE_ID.convert(hand_made, None, None) == hand_made  # `--queue-id` takes it
+        with Queue(hand_made, settings) as queue:
+            assert queue.queue_id == hand_made

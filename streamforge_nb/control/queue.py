@@ -31,7 +31,7 @@ from streamforge_nb.control.telemetry import (
     merge_jobs,
     safe_timestamp,
 )
-from streamforge_nb.exceptions import QueueTimeout, StreamForgeError
+from streamforge_nb.exceptions import InvalidName, QueueTimeout, StreamForgeError
 from streamforge_nb.kafka.clients import make_producer
 from streamforge_nb.kafka.send import SendResult, refusal, send_checked
 from streamforge_nb.platform.contract import (
@@ -44,7 +44,7 @@ from streamforge_nb.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_WAIT_S", "Queue"]
+__all__ = ["DEFAULT_WAIT_S", "Queue", "check_queue_handle_id"]
 
 log = logging.getLogger(__name__)
 DEFAULT_WAIT_S = 3600.0
@@ -61,6 +61,22 @@ def _epoch(value: float | datetime | Any | None) -> float | None:
     if hasattr(value, "timestamp"):
         return float(value.timestamp())
     raise TypeError(f"since must be Unix seconds or a datetime, got {value!r}")
+
+
+def check_queue_handle_id(queue_id: Any) -> str:
+    """Return `queue_id` if the CLI's `--queue-id` accepts it, else raise `InvalidName`.
+
+    The CLI's own check, so Python and `streamforge-nb ping` accept and refuse the same ids
+    (hand-made ones too, e.g. a dummy service's): a refused id never reaches queue-control.
+    """
+    import click
+
+    from streamforge_nb.workers import QUEUE_ID
+
+    try:
+        return str(QUEUE_ID.convert(queue_id, None, None))
+    except click.BadParameter as exc:
+        raise InvalidName(exc.message) from None
 
 
 def _postfix(state: ProducerState) -> str:
@@ -90,7 +106,7 @@ class Queue:
         is reattached on first need, so `jobs()`, `logs()`, `cancel()` and a status merged
         with the Jobs' own work in any process.
         """
-        self.queue_id = queue_id
+        self.queue_id = check_queue_handle_id(queue_id)
         self.settings = settings or Settings.from_env()
         self._telemetry = Follower(queue_id, self.settings, _epoch(since))
         # The launcher that started this queue's Jobs (a `launchers.Launcher`), if known.
