@@ -149,6 +149,28 @@ def test_bad_input_is_refused_before_any_side_effect(
     assert list(home.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("symbols", "intervals", "options", "message"),
+    [
+        (None, "1h", {}, "symbols must be a string or a list of strings, not NoneType None"),
+        (5, "1h", {}, "symbols must be a string or a list of strings, not int 5"),
+        (SYMBOLS, [None], {}, "intervals must be a string or a list of strings, not list [None]"),
+        (SYMBOLS, "1h", {"max_candles": "x"}, "max_candles must be a whole number >= 1"),
+        (SYMBOLS, "1h", {"now": "2026-12-02"}, "now must be a datetime, not str '2026-12-02'"),
+        (SYMBOLS, "1h", {"settings": 5}, "settings must be a Settings, not int 5"),
+    ],
+)
+def test_bad_argument_types_are_named_before_anything(
+    home: Path, symbols: object, intervals: object, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidName, match=re.escape(message)):
+        Batch.candles(
+            symbols, intervals, "2024-08-01:2024-08-03",  # type: ignore[arg-type]
+            store=f"local://{home / 'store'}", **options,  # type: ignore[arg-type]
+        )  # fmt: skip
+    assert list(home.iterdir()) == []
+
+
 class _LoaderWatch:
     """Count the loader Jobs running at once, as the launcher's records show them."""
 

@@ -762,3 +762,30 @@ def test_concurrent_exchange_empty_writers_lose_no_range(tmp_path: Path) -> None
         assert failures == []
         with CandleStore.open(root) as store:
             assert len(store.exchange_empty("BTCUSDT", "1m")) == 24
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda s: s.load("BTCUSDT", "1m", start=10**30), r"start 10{30} is outside the times"),
+        (lambda s: s.load("BTCUSDT", "1m", end=-(10**30)), r"end -10{30} is outside the times"),
+        (lambda s: s.load("BTCUSDT", "1m", start=10**400), r"start 10{400} is not a time"),
+        (lambda s: s.load("BTCUSDT", "1m", start=2**53), r"start 9007199254740992 is outside"),
+        (lambda s: s.load("BTCUSDT", "1m", date.min), r"start datetime.date\(1, 1, 1\) is out"),
+        (lambda s: s.gaps("BTCUSDT", "1m", -(10**15), AUG1), r"start -10{15} is outside"),
+        (lambda s: s.gaps("BTCUSDT", "1m", AUG1, 10**30), r"end 10{30} is outside the times"),
+        (lambda s: s.exchange_empty("BTCUSDT", "1m", 10**30), r"start 10{30} is outside"),
+        (lambda s: s.write_exchange_empty("BTCUSDT", "1m", [(AUG1, 10**30)]), r"end 10{30} is"),
+        (lambda s: s.write_exchange_empty("BTCUSDT", "1m", None), r"ranges must be \(start, end\)"),
+        (lambda s: s.write_exchange_empty("BTCUSDT", "1m", [AUG1]), r"got the item 1722470400000"),
+    ],
+)
+def test_absurd_times_and_bad_types_are_library_errors_naming_the_parameter(
+    tmp_path: Path, call: Any, match: str
+) -> None:
+    """Not a TypeError or OverflowError from numpy: the library's error, naming what is wrong."""
+    with CandleStore.open(tmp_path) as opened:
+        opened.write(make_candles("BTCUSDT", "1m", AUG1, 3))
+        with pytest.raises(InvalidName, match=match):
+            call(opened)
+        assert len(opened.load("BTCUSDT", "1m", 0, 2**53 - 1)) == 3  # the bounds themselves

@@ -388,3 +388,48 @@ def test_bad_job_options_are_named_before_anything(
             **options,
         )
     assert not (home / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "options", "message"),
+    [
+        ((None, "1m"), {}, "symbol must be a string or a list of strings, not NoneType None"),
+        ((1, "1m"), {}, "symbol must be a string or a list of strings, not int 1"),
+        (("BTCUSDT", None), {}, "interval must be a string or a list of strings, not NoneType"),
+        (("BTCUSDT", "1m"), {"image": None}, "image must be a string, not NoneType None"),
+        (("BTCUSDT", "1m"), {"store": 5}, "store must be a store URL or path, not int 5"),
+        (("BTCUSDT", "1m"), {"base_url": 5}, "base_url must be a string, not int 5"),
+        (("BTCUSDT", "1m"), {"archives": 5}, "archives must be a list of strings, not int 5"),
+        (("BTCUSDT", "1m"), {"output_dir": 5}, "output_dir must be a string, not int 5"),
+        (("BTCUSDT", "1m"), {"max_candles": "x"}, "max_candles must be a whole number >= 1"),
+        (("BTCUSDT", "1m"), {"max_candles": -1}, "max_candles must be a whole number >= 1"),
+        (("BTCUSDT", "1m"), {"now": "2024-08-03"}, "now must be a datetime, not str"),
+        (("BTCUSDT", "1m"), {"settings": {}}, "settings must be a Settings, not dict {}"),
+        (("BTCUSDT", "1m"), {"parameters": 5}, "parameters must be a mapping of target names"),
+        (("BTCUSDT", "1m"), {"resources": 5}, "resources must be a mapping of target names"),
+        (("BTCUSDT", "1m"), {"timeouts": [600]}, "timeouts must be a mapping of target names"),
+        (("BTCUSDT", "1m"), {"cleanup": "no"}, "cleanup must be True or False, not str 'no'"),
+        (("BTCUSDT", "1m"), {"sink": 2}, "unknown workflow option(s): sink"),
+    ],
+)
+def test_bad_argument_types_are_named_before_anything(
+    home: Path, args: tuple[object, object], options: dict[str, Any], message: str
+) -> None:
+    """A wrong type is the library's error naming the argument, not a TypeError (or, for
+    `cleanup="no"`, a yes) from somewhere inside planning."""
+    with pytest.raises(InvalidName, match=re.escape(message)):
+        Workflow.candles(*args, "2024-08-01:2024-08-02", **options)  # type: ignore[call-overload]
+    assert list(home.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        (None, "targets must be a list of strings, not NoneType None"),
+        ("loader-candles", "targets must be a list of strings, not str 'loader-candles'"),
+    ],
+)
+def test_targets_must_be_a_list_of_names(home: Path, targets: object, message: str) -> None:
+    with pytest.raises(InvalidName, match=re.escape(message)):
+        Workflow("BTCUSDT", "1m", "2024-08-01:2024-08-02", targets)  # type: ignore[arg-type]
+    assert list(home.iterdir()) == []

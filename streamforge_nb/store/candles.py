@@ -196,7 +196,13 @@ class CandleStore:
         `gaps()` then calls them `exchange_empty`. Idempotent; times as for `load`.
         """
         sym, iv = check_series(symbol, interval)
-        spans = [range_ms(start, end) for start, end in ranges]
+        if not isinstance(ranges, Iterable) or isinstance(ranges, str | bytes):
+            raise InvalidName(f"ranges must be (start, end) pairs, got {ranges!r}")
+        pairs = list(ranges)
+        for pair in pairs:
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                raise InvalidName(f"ranges must be (start, end) pairs, got the item {pair!r}")
+        spans = [range_ms(start, end) for start, end in pairs]
         if any(a == b for a, b in spans):
             raise InvalidName(f"an exchange-empty range of {sym} {iv} is empty (end is exclusive)")
         merged = merge_ranges(spans)

@@ -8,6 +8,7 @@ Every frame has the layout of `empty_frame()`: a UTC `DatetimeIndex` named `open
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
@@ -238,9 +239,14 @@ def to_ms(value: Any, what: str = "time") -> int:
         raise InvalidName(f"{what} must be a time, got {value!r}")
     if isinstance(value, int | np.integer | float | np.floating):
         # pandas would read a float as nanoseconds; here every number is milliseconds.
-        if not np.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float (10**400)
+            number = math.inf
+        if not math.isfinite(number):
             raise InvalidName(f"{what} {value!r} is not a time")
-        if _SECONDS_LOOKALIKE[0] <= abs(float(value)) < _SECONDS_LOOKALIKE[1]:
+        _check_span(number, what, value)
+        if _SECONDS_LOOKALIKE[0] <= abs(number) < _SECONDS_LOOKALIKE[1]:
             raise InvalidName(
                 f"{what} {value!r} looks like Unix seconds; numbers are Unix milliseconds "
                 f"(pass {int(value) * 1000} or pd.Timestamp({value!r}, unit='s'))"
@@ -251,6 +257,7 @@ def to_ms(value: Any, what: str = "time") -> int:
             f"{what} {value!r} is not an ISO 8601 date or datetime "
             "(YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[Z|+HH:MM]); other spellings are ambiguous"
         )
+    given = value
     if isinstance(value, date) and not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day, tzinfo=UTC)
     try:
@@ -263,7 +270,19 @@ def to_ms(value: Any, what: str = "time") -> int:
         raise InvalidName(f"{what} {value!r} is not a time")
     ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
     # `.value` is always nanoseconds; the numpy scalar carries the unit asked for.
-    return int(ts.as_unit("ms").asm8.astype(np.int64))
+    ms = int(ts.as_unit("ms").asm8.astype(np.int64))
+    _check_span(ms, what, given)
+    return ms
+
+
+def _check_span(ms: float, what: str, value: Any) -> None:
+    """Refuse a time before Unix time 0 or past `MAX_MS`: no candle is there, and the
+    backends count in int64 ms and JSON numbers (10**30 used to fail deep in numpy)."""
+    if not 0 <= ms <= MAX_MS:
+        raise InvalidName(
+            f"{what} {value!r} is outside the times candles can have: Unix milliseconds "
+            f"0 (1970-01-01) to {MAX_MS} (2**53 - 1)"
+        )
 
 
 def range_ms(start: Any, end: Any) -> tuple[int, int]:

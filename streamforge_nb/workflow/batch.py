@@ -30,6 +30,7 @@ from streamforge_nb.platform.intervals import check_interval
 from streamforge_nb.platform.names import check_short_id, check_symbol, new_short_id
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.workflow.arguments import check_arguments, check_count, check_series_names
 from streamforge_nb.workflow.launchers import Launcher, get_launcher, launcher_for
 from streamforge_nb.workflow.pacing import launch_paced
 from streamforge_nb.workflow.plan import Workflow
@@ -59,7 +60,9 @@ _OPTIONS = (
 
 def _names(kind: str, values: str | Iterable[str], check: Any) -> list[str]:
     """Check a list of symbols or intervals: not empty, no duplicates, each valid."""
-    items = [values] if isinstance(values, str) else list(values)
+    items: Any = [values] if isinstance(values, str) else values
+    items = list(items) if isinstance(items, Iterable) else items
+    check_series_names(kind, items)
     if not items:
         raise InvalidName(f"no {kind} given: name at least one")
     checked = [check(v) for v in items]
@@ -67,12 +70,6 @@ def _names(kind: str, values: str | Iterable[str], check: Any) -> list[str]:
     if twice:
         raise InvalidName(f"{kind} named more than once: {', '.join(twice)}")
     return checked
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidName(f"{name} must be a whole number >= 1, not {value!r}")
-    return value
 
 
 class Batch:
@@ -122,16 +119,18 @@ class Batch:
         Shards follow `workflow.shards` (at most `shard_candles`, default `SHARD_CANDLES`,
         and at most one queue's limit); everything is checked here, before any side effect.
         """
+        check_arguments(settings=settings, shard_candles=shard_candles,
+                        max_candles=max_candles, now=now, short_id=short_id)  # fmt: skip
         unknown = set(options) - set(_OPTIONS)
         if unknown:
             raise InvalidName(f"unknown batch option(s): {', '.join(sorted(unknown))}")
         symbols = _names("symbols", symbols, lambda s: check_symbol(str(s)))
         intervals = _names("intervals", intervals, lambda i: check_interval(str(i)))
-        _count("sinks", sinks)
-        _count("partitions", partitions)
+        check_count("sinks", sinks)
+        check_count("partitions", partitions)
         settings = settings or Settings.from_env()
         limit = min(
-            _count("shard_candles", shard_candles or SHARD_CANDLES),
+            check_count("shard_candles", shard_candles or SHARD_CANDLES),
             max_candles or settings.max_candles_per_queue,
         )
         now = now or datetime.now(UTC)

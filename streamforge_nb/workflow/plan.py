@@ -12,6 +12,7 @@ one Job per target whose payload is the target's notebook run by papermill.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,7 @@ from streamforge_nb.platform.names import (
 )
 from streamforge_nb.settings import Settings, local_home, split_url_credentials
 from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.workflow.arguments import check_arguments, check_count, check_series_names
 from streamforge_nb.workflow.launchers import Launcher, get_launcher
 from streamforge_nb.workflow.ranges import check_time_range
 from streamforge_nb.workflow.steps import Plan, Step
@@ -90,6 +92,12 @@ class Workflow:
         timeouts: Mapping[str, int] | None = None,
         cleanup: bool = False,
     ) -> None:
+        check_arguments(
+            targets=targets, source=source, base_url=base_url, archives=archives, store=store,
+            image=image, namespace=namespace, output_dir=output_dir, settings=settings,
+            short_id=short_id, max_candles=max_candles, now=now, parameters=parameters,
+            resources=resources, timeouts=timeouts, cleanup=cleanup,
+        )  # fmt: skip
         self.settings = settings or Settings.from_env()
         # The sink deletes the data topic (and an empty DLQ) once it committed the end.
         self.cleanup = bool(cleanup)
@@ -182,6 +190,8 @@ class Workflow:
         harmless. `sinks`: sink Jobs in the queue's one consumer group, sharing those
         partitions (sinks beyond `partitions` idle); each has its own producer id and Job.
         """
+        check_series_names("symbol", symbol)
+        check_series_names("interval", interval)
         if not isinstance(symbol, str) or not isinstance(interval, str):
             from streamforge_nb.workflow.batch import Batch
 
@@ -189,9 +199,14 @@ class Workflow:
                 symbol, interval, time_range, source=source, store=store, sinks=sinks,
                 partitions=partitions, **options,
             )  # fmt: skip
-        for name, value in (("sinks", sinks), ("partitions", partitions)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidName(f"{name} must be a whole number >= 1, not {value!r}")
+        check_count("sinks", sinks)
+        check_count("partitions", partitions)
+        # Workflow's keywords; the others would fail as a TypeError inside __init__.
+        known = set(inspect.signature(cls.__init__).parameters) - {"self", "targets"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InvalidName(f"unknown workflow option(s): {', '.join(unknown)}")
+        check_arguments(parameters=options.get("parameters"))
         parameters = {
             t: check_parameters(p, f"parameters of {t}")
             for t, p in (options.pop("parameters", None) or {}).items()
