@@ -72,7 +72,9 @@ def test_status_wait_and_reopen(settings: Settings) -> None:
         final = queue.wait(timeout=30, progress=False)
         assert final.loc["loader-candles__a1b2c3", "status"] == "finished"
         assert final.loc["loader-candles__a1b2c3", "records_written"] == 2000
-        assert list(final.columns) == ["status", "records_written", "last_seen", "age_s", "message"]
+        assert list(final.columns) == [
+        "status", "records_written", "last_seen", "age_s", "message", "dead_letters", "anomalies"
+    ]
         assert "loader-candles__a1b2c3" in queue._repr_html_()
     runner.join()
     worker.close()

@@ -335,7 +335,8 @@ class Queue:
         return self._telemetry.events(follow, timeout=timeout)
 
     def status(self, *, timeout: float = 10.0) -> pd.DataFrame:
-        """Return one row per producer: status, records written, last seen and its age."""
+        """Return one row per producer: status, records written, last seen and its age, and
+        the messages refused to the DLQ and candles stored with an anomaly (a sink's)."""
         import pandas as pd
 
         self._telemetry.follow()
@@ -351,10 +352,15 @@ class Queue:
                 ),
                 "age_s": round(now - s.last_seen, 1),
                 "message": s.message,
+                "dead_letters": s.dead_letters,
+                "anomalies": s.anomalies,
             }
             for s in self.producers().values()
         ]
-        columns = ["producer", "status", "records_written", "last_seen", "age_s", "message"]
+        columns = [
+            "producer", "status", "records_written", "last_seen", "age_s", "message",
+            "dead_letters", "anomalies",
+        ]  # fmt: skip
         return pd.DataFrame(rows, columns=columns).set_index("producer")
 
     def producers(self) -> dict[str, ProducerState]:
