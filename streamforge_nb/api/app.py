@@ -30,6 +30,7 @@ from streamforge_nb.exceptions import (
     ConfigError,
     InvalidName,
     MessageError,
+    QueueExists,
     QueueTimeout,
     StoreError,
     StreamForgeError,
@@ -302,6 +303,8 @@ def _classify(exc: Exception) -> tuple[int, str]:
             f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         return 400, f"invalid {exc.title}: {problems}"
+    if isinstance(exc, QueueExists):  # a second launch of one queue id
+        return 409, str(exc)
     if isinstance(exc, InvalidName | ConfigError | MessageError):
         return 400, str(exc)
     if isinstance(exc, QueueTimeout):
@@ -328,6 +331,8 @@ def _producer(state: ProducerState) -> m.ProducerStatus:
         records_written=state.records_written,
         last_seen=state.last_seen,
         message=state.message,
+        dead_letters=state.dead_letters,
+        anomalies=state.anomalies,
     )
 
 

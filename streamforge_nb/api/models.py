@@ -100,13 +100,20 @@ class ProducerStatus(BaseModel):
     records_written: int
     last_seen: float = Field(description="Unix seconds of its last event.")
     message: str | None = None
+    dead_letters: int = Field(0, description="Messages it refused to the DLQ (a sink's).")
+    anomalies: int = Field(
+        0, description="Candles it stored with an anomaly the exchange served (a sink's)."
+    )
 
 
 class QueueDetail(BaseModel):
     """One queue: its status folded from its producers', and each producer's."""
 
     queue_id: str
-    status: str = Field(description="launched, running, error, failed, interrupted, finished.")
+    status: str = Field(
+        description="launched, running, error, failed, interrupted, "
+        "finished_with_dead_letters (a sink refused messages to its DLQ), finished."
+    )
     ended: bool = Field(description="Every producer ended and every target reported.")
     producers: list[ProducerStatus]
 

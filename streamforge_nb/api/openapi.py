@@ -65,7 +65,8 @@ _BAD = {400: "Bad input, named in the error."}
 OPERATIONS = [
     Operation(
         "post", "/queues", "startQueue", "Start the candle workflow (loader -> sink).",
-        StartResponse, request=StartRequest, status=201, errors=_BAD,
+        StartResponse, request=StartRequest, status=201,
+        errors={**_BAD, 409: "The queue id was launched already (the error names when, how)."},
     ),
     Operation("get", "/queues", "listQueues", "List launched queues.", QueueList),
     Operation(
