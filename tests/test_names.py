@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -118,6 +121,26 @@ def test_too_long_queue_id_is_rejected_naming_the_rule() -> None:
     with pytest.raises(InvalidName, match="label value") as info:
         queue_id("BTCUSDT", type_, DAY, "abc123")
     assert type_ in str(info.value)
+
+
+def test_short_ids_are_one_to_twelve_characters() -> None:
+    """A short id is 1..12 lowercase letters or digits: 13 is refused in every name."""
+    twelve, thirteen = "abc123def456", "abc123def4567"
+    qid = queue_id("BTCUSDT", "api_candles_1m", DAY, twelve)
+    assert qid == f"wf-btcusdt-api_candles_1m-20240801-{twelve}"
+    assert parse_queue_id(qid).short == twelve
+    assert producer_id("arango-candles", twelve) == f"arango-candles__{twelve}"
+    assert job_name("arango-candles", "BTCUSDT", twelve).endswith(twelve)
+    rule = f"invalid short id '{thirteen}': expected 1..12 lowercase letters or digits"
+    for make in (
+        lambda: queue_id("BTCUSDT", "api_candles_1m", DAY, thirteen),
+        lambda: parse_queue_id(f"wf-btcusdt-api_candles_1m-20240801-{thirteen}"),
+        lambda: check_queue_id(f"wf-btcusdt-api_candles_1m-20240801-{thirteen}"),
+        lambda: producer_id("arango-candles", thirteen),
+        lambda: job_name("arango-candles", "BTCUSDT", thirteen),
+    ):
+        with pytest.raises(InvalidName, match=re.escape(rule)):
+            make()
 
 
 def test_dlq_topic() -> None:
@@ -327,6 +350,39 @@ def test_time_range_normalises_to_utc() -> None:
 def test_bad_time_ranges(text: str, fragment: str) -> None:
     with pytest.raises(InvalidName, match=re.escape(fragment)):
         parse_time_range(text)
+
+
+@pytest.fixture(params=["Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+def local_zone(request: pytest.FixtureRequest) -> Iterator[str]:
+    """This process's local time zone set to a non-UTC one (restored after the test)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = request.param
+    time.tzset()
+    try:
+        yield request.param
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-08-01:2024-08-02",
+        "2024-08-01T00:00:00:2024-08-02T00:00:00",
+        "2024-08-01T00:00:00/2024-08-02",
+        "2024-08-01/2024-08-02T00:00:00.000",
+    ],
+)
+def test_naive_dates_and_times_are_utc_whatever_the_local_zone(local_zone: str, text: str) -> None:
+    assert time.timezone != 0 or time.daylight  # the zone really is not UTC
+    tr = parse_time_range(text)
+    assert (tr.start_ms, tr.end_ms) == (1722470400000, 1722470400000 + 86_400_000)
+    assert str(tr) == "2024-08-01:2024-08-02"
+    assert tr.day == DAY
 
 
 def test_time_range_needs_aware_datetimes() -> None:

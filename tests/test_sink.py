@@ -641,3 +641,14 @@ def test_markers_are_recorded_and_malformed_ones_go_to_the_dlq(
         final = queue.status()
     assert final["status"].tolist() == ["finished"]
     assert final["records_written"].tolist() == [30]
+
+
+def test_dlq_copies_are_cut_at_the_documented_256_kib_value_and_1_kib_key() -> None:
+    """README: a copy larger than 256 KiB (value) or 1 KiB (key) is cut; not one byte less."""
+    fits = dlq_copy(b"k" * 1024, b"v" * (256 * 1024))
+    assert fits == (b"k" * 1024, b"v" * (256 * 1024), "")
+    key, value, note = dlq_copy(b"k" * 1025, b"v" * (256 * 1024 + 1))
+    assert (key, value) == (b"k" * 1024, b"v" * (256 * 1024))
+    assert note == "key cut from 1025 to 1024 bytes; value cut from 262145 to 262144 bytes"
+    key, value, note = dlq_copy(None, b"v" * (512 * 1024))
+    assert (key, len(value), note) == (None, 262144, "value cut from 524288 to 262144 bytes")

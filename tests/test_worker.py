@@ -138,3 +138,38 @@ def test_other_partition_counts_still_work(settings: Settings) -> None:
     from streamforge_nb.kafka.partitions import partition_for
 
     assert sent.partition == partition_for(queue_id, 3)
+
+
+def test_stop_with_a_target_stops_only_that_targets_worker(
+    settings: Settings, queue_id: str
+) -> None:
+    """`stop --target arango-candles` ends the sink of the queue, never its loader."""
+    from streamforge_nb.kafka.send import send_command
+    from streamforge_nb.platform.contract import StopCommand
+
+    def worker(target: str, short: str) -> Worker:
+        return Worker(settings, queue_id=queue_id, producer_id=f"{target}__{short}", target=target)
+
+    with worker("loader-candles", "l1") as loader, worker("arango-candles", "s1") as sink:
+        runners = {
+            w.target: threading.Thread(target=w.run, args=(lambda w: w.sleep(60),))
+            for w in (loader, sink)
+        }
+        for runner in runners.values():
+            runner.start()
+        send_command(settings, StopCommand(queue_id=queue_id, target="arango-candles"))
+        runners["arango-candles"].join(timeout=30)
+        assert not runners["arango-candles"].is_alive()
+        with Queue(queue_id, settings) as queue:
+            # The ping follows the stop on the queue's partition: once the loader answers it,
+            # it has read (and passed over) the stop.
+            [reply] = queue.ping("loader-candles", timeout=10)
+            assert reply.producer == "loader-candles__l1"
+            assert not loader.stop_requested and runners["loader-candles"].is_alive()
+            assert "loader-candles__l1" in queue.stop("loader-candles", timeout=30)
+        runners["loader-candles"].join(timeout=30)
+        assert not runners["loader-candles"].is_alive()
+    with Queue(queue_id, settings) as queue:
+        by_producer = {(e.producer, e.status) for e in queue.events()}
+    assert ("arango-candles__s1", "interrupted") in by_producer
+    assert ("loader-candles__l1", "interrupted") in by_producer
