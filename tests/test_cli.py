@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -475,8 +476,10 @@ def test_a_future_range_is_refused_before_any_side_effect(
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "STREAMFORGE_HOME": str(tmp_path),
     }
+    # The command reads the real clock: next year is in the future whenever this runs.
+    future = datetime.now(UTC).year + 1
     for time_range, rule in [
-        ("2030-01-01:2030-01-02", "after the last closed 1m candle"),
+        (f"{future}-01-01:{future}-01-02", "after the last closed 1m candle"),
         ("1990-01-01:1990-01-02", "before the exchange's first candles (2017-07-14)"),
     ]:
         result = run(
@@ -497,7 +500,7 @@ def test_a_future_range_is_refused_before_any_side_effect(
     assert not [
         t
         for t in topics
-        if t.startswith(("wf-btcusdt-api_candles_1m-2030", "wf-btcusdt-api_candles_1m-1990"))
+        if t.startswith((f"wf-btcusdt-api_candles_1m-{future}", "wf-btcusdt-api_candles_1m-1990"))
     ]
 
 
