@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import wait_for_status
+from conftest import subprocess_env, wait_for_status
 
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.telemetry import ProducerState, fold, rtt_summary
@@ -156,6 +159,49 @@ def test_stop_with_nobody_listening_times_out(settings: Settings) -> None:
         pytest.raises(QueueTimeout, match="acknowledged stop within 1 s"),
     ):
         queue.stop(timeout=1)
+
+
+# A second real worker process of another target than the dummy's: it serves until stopped.
+_LOADER = """
+import sys
+from streamforge_nb.control.worker import Worker
+from streamforge_nb.settings import Settings
+with Worker(Settings.from_env(), queue_id=sys.argv[1], producer_id="loader-candles__tgt001",
+            target="loader-candles") as worker:
+    worker.run(lambda w: w.sleep(600))
+"""
+
+
+@pytest.mark.timeout(120)  # a stop that waits for the other target would hang to its timeout
+def test_stop_with_a_target_stops_only_that_targets_producers(
+    settings: Settings, start_dummy: Callable[..., subprocess.Popen[str]]
+) -> None:
+    queue_id = unique_name("wf-target")
+    dummy = start_dummy(queue_id)
+    loader = subprocess.Popen(
+        [sys.executable, "-c", _LOADER, queue_id], env=subprocess_env(settings), text=True
+    )
+    try:
+        with Queue(queue_id, settings) as queue:
+            # `started` is sent once the worker listens to queue-control.
+            while "loader-candles__tgt001" not in queue.producers():
+                assert loader.poll() is None, "the loader process ended"
+                time.sleep(0.1)
+            (acked,) = queue.stop("dummy", timeout=600)
+            assert acked.startswith("dummy__")
+            assert dummy.wait(timeout=20) == 0
+            # The loader heard nothing: it still runs and answers.
+            assert loader.poll() is None
+            states = queue.producers()
+            assert states["loader-candles__tgt001"].status == "started"
+            assert states[acked].status == "interrupted"
+            assert [r.producer for r in queue.ping(timeout=10)] == ["loader-candles__tgt001"]
+            assert queue.stop("loader-candles", timeout=600) == ["loader-candles__tgt001"]
+        assert loader.wait(timeout=20) == 0
+    finally:
+        if loader.poll() is None:
+            loader.kill()
+            loader.wait()
 
 
 def test_many_producers_are_folded_separately(settings: Settings) -> None:

@@ -269,7 +269,12 @@ class Queue:
         self._send(StopCommand(queue_id=self.queue_id, target=target, timestamp=sent))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            states = self._telemetry.states()
+            # A stop naming a target concerns only its producers: the others keep running.
+            states = {
+                p: s
+                for p, s in self._telemetry.states().items()
+                if target is None or p.partition("__")[0] == target
+            }
             acked = [
                 s.producer
                 for s in states.values()
