@@ -1,7 +1,8 @@
 """A real single-node cluster: Pods run the image built from jupyter-image/Dockerfile.
 
 Marked `node`: skipped (saying why) without root, containerd or the binaries from
-`scripts/install-node-deps` and `scripts/build-kube --node`. The first test starts and stops a
+`scripts/install-node-deps` and `scripts/build-kube --node`, and failed instead under `CI=true`
+(CI installs them: a missing one there is a broken set-up). The first test starts and stops a
 node of its own (a Pod still running) to check that teardown leaves nothing behind; the others
 share the session's.
 """
@@ -18,6 +19,7 @@ import pytest
 from conftest import (
     NAMESPACE,
     NOTEBOOK_SA,
+    missing_prerequisite,
     node_dummy_job,
     node_queue_id,
     wait_for_status,
@@ -38,6 +40,29 @@ from streamforge_nb.workflow.plan import Workflow
 # The first test on the session's node pays for its start and the image's import (and the
 # image's build, when scripts/test did not build it): pytest-timeout counts fixture setup too.
 pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [
+    (None, pytest.skip.Exception), ("", pytest.skip.Exception), ("false", pytest.skip.Exception),
+    ("true", pytest.fail.Exception), ("TRUE", pytest.fail.Exception),
+])  # fmt: skip
+def test_a_missing_node_prerequisite_fails_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, ci: str | None, outcome: type[BaseException]
+) -> None:
+    """A CI run whose node set-up failed must not be green with every node test skipped."""
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    # Caught by hand: a skip escaping `pytest.raises(Failed)` would skip this test, not fail it.
+    try:
+        missing_prerequisite("no real node here: no containerd")
+    except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+        raised: BaseException = exc
+    else:
+        raise AssertionError("missing_prerequisite returned")
+    assert type(raised) is outcome
+    assert str(raised) == "no real node here: no containerd"
 
 
 def run_pod(
@@ -86,7 +111,7 @@ def test_teardown_leaves_no_process_mount_cgroup_rule_or_file(tmp_path: Path) ->
 
     reason = node_unavailable()
     if reason:
-        pytest.skip(f"no real node here: {reason}")
+        missing_prerequisite(f"no real node here: {reason}")
     before = host_snapshot(CGROUP_ROOT)
     directory = tmp_path / "node"
     # No worker image to import: a Pod of the node's own pause image, still running when the
