@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from streamforge_nb.exceptions import LocalBrokerError
-from streamforge_nb.kafka.clients import check_connection
+from streamforge_nb.kafka.clients import check_connection, make_admin, make_producer
 from streamforge_nb.local.broker import LocalBroker
+from streamforge_nb.platform.topics import PLATFORM_USER, VIEWER_USER, ensure_queue_topics
 from streamforge_nb.settings import Settings, read_env_file
+from streamforge_nb.testing import read_topic, topic_exists, unique_name
 
 
 def test_up_is_idempotent(broker: LocalBroker) -> None:
@@ -69,3 +75,97 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
 def test_unknown_user_has_no_password(broker: LocalBroker) -> None:
     with pytest.raises(LocalBrokerError, match="no SCRAM user 'nobody'"):
         broker.password("nobody")
+
+
+def _local(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `streamforge-nb local ...` as a user would, with `home` as STREAMFORGE_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    env["STREAMFORGE_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "streamforge_nb.cli", "local", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=False,
+    )
+
+
+def _produce(settings: Settings, topic: str, values: list[bytes]) -> None:
+    producer = make_producer(settings)
+    try:
+        for value in values:
+            producer.send(topic, value=value).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def test_restart_on_free_ports_keeps_messages_and_scram_users(tmp_path: Path) -> None:
+    broker = LocalBroker(tmp_path)
+    up = _local(tmp_path, "up", "--port", "0")
+    assert up.returncode == 0, up.stderr
+    try:
+        data_topic = unique_name("wf-restart") + "-data"
+        admin = make_admin(broker.settings())
+        try:
+            ensure_queue_topics(admin, broker.settings(), data_topic)
+        finally:
+            admin.close()
+        candles = [b'{"candle": 1}', b'{"candle": 2}', b'{"candle": 3}']
+        events = [b'{"event": "a"}', b'{"event": "b"}']
+        _produce(broker.settings(), data_topic, candles)
+        _produce(broker.settings(), "queue-events", events)
+        passwords = json.loads((tmp_path / "credentials.json").read_text())
+        old_port = broker.status().plaintext
+    finally:
+        _local(tmp_path, "down")
+    assert old_port is not None
+
+    # The old PLAINTEXT port is taken meanwhile: --port 0 moves all three listeners.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(old_port.rsplit(":", 1)[1])))
+        taken.listen()
+        again = _local(tmp_path, "up", "--port", "0")
+        assert again.returncode == 0, again.stderr
+        try:
+            assert f"kept data in {tmp_path / 'data'}: 3 topics" in again.stderr
+            assert broker.status().plaintext != old_port
+            assert read_env_file(broker.env_file)["KAFKA_BOOTSTRAP_SERVERS"] != old_port
+            assert [r.value for r in read_topic(broker.settings(), data_topic)] == candles
+            # queue-events has several partitions: no order across them.
+            assert sorted(r.value for r in read_topic(broker.settings(), "queue-events")) == events
+            # The SCRAM users authenticate with their first passwords, over SASL_SSL, and the
+            # viewer's ACLs still let it read queue-events.
+            assert json.loads((tmp_path / "credentials.json").read_text()) == passwords
+            assert "queue-control" in check_connection(broker.settings(PLATFORM_USER))
+            viewer = broker.settings(VIEWER_USER)
+            assert sorted(r.value for r in read_topic(viewer, "queue-events")) == events
+        finally:
+            _local(tmp_path, "down")
+
+    # broker.json gone: the data is not formatted over without being asked.
+    (tmp_path / "broker.json").unlink()
+    refused = _local(tmp_path, "up", "--port", "0")
+    assert refused.returncode == 1
+    assert "formatted broker but broker.json is missing" in refused.stderr
+    assert "--reset" in refused.stderr
+    assert (tmp_path / "data" / "meta.properties").is_file()
+
+    reset = _local(tmp_path, "up", "--port", "0", "--reset")
+    assert reset.returncode == 0, reset.stderr
+    try:
+        assert f"reset: deleting the data in {tmp_path / 'data'} (3 topics" in reset.stderr
+        assert not topic_exists(broker.settings(), data_topic)
+        assert read_topic(broker.settings(), "queue-events") == []
+        assert json.loads((tmp_path / "credentials.json").read_text()) != passwords
+        assert "queue-control" in check_connection(broker.settings(PLATFORM_USER))
+    finally:
+        _local(tmp_path, "down")
+
+
+def test_reset_refuses_a_running_broker(broker: LocalBroker) -> None:
+    pid = broker.status().pid
+    with pytest.raises(LocalBrokerError, match=r"while it runs .*local down` first"):
+        broker.up(reset=True)
+    assert broker.status().pid == pid
+    assert "queue-events" in check_connection(broker.settings())

@@ -32,13 +32,21 @@ def local() -> None:
     "--port",
     type=click.IntRange(0, 65533),
     default=None,
-    help="PLAINTEXT port; SASL_SSL and controller use the next two. 0 = free ports.",
+    help="PLAINTEXT port; SASL_SSL and controller use the next two. 0 = free ports. "
+    "Data is kept either way.",
+)
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Delete the broker's data (topics, messages, SCRAM users, ACLs) and format anew.",
 )
 @click.option("--timeout", type=SECONDS, default=90.0, help="Seconds to wait for the broker.")
-def local_up(home: Path | None, port: int | None, timeout: float) -> None:
-    """Start the local broker (idempotent) and write its env file."""
+def local_up(home: Path | None, port: int | None, reset: bool, timeout: float) -> None:
+    """Start the local broker (idempotent), keeping its data, and write its env file."""
     broker = _broker(home)
-    status = broker.up(port=port, timeout=timeout, progress=lambda m: click.echo(m, err=True))
+    status = broker.up(
+        port=port, reset=reset, timeout=timeout, progress=lambda m: click.echo(m, err=True)
+    )
     click.echo(f"KAFKA_BOOTSTRAP_SERVERS={status.plaintext}")
     click.echo(f"# SASL_SSL (SCRAM-SHA-512) {status.sasl_ssl}: see {broker.sasl_env_file}")
     click.echo(f"# environment written to {status.env_file}")

@@ -34,8 +34,10 @@ from streamforge_nb.local.broker_config import (
     ADMIN_USER,
     LOG4J2,
     format_storage,
+    is_formatted,
     kafka_uuid,
     server_properties,
+    stored_topics,
     write_env_files,
 )
 from streamforge_nb.local.process import (
@@ -113,24 +115,44 @@ class LocalBroker:
         self,
         *,
         port: int | None = None,
+        reset: bool = False,
         timeout: float = 90.0,
         progress: Callable[[str], None] | None = None,
     ) -> BrokerStatus:
         """Start the broker unless it runs already; return its status.
 
         `port` is the PLAINTEXT port (SASL_SSL and the controller take the next two); 0 picks
-        free ports; None reuses the previous ports, or 9092 on a first start.
+        free ports (the previous ones while they are free); None reuses the previous ports, or
+        9092 on a first start. The data of earlier runs (topics, messages, SCRAM users, ACLs)
+        is kept whatever the ports; `reset=True` deletes it and formats the storage anew.
         """
         say = progress or (lambda _msg: None)
+        data = self.home / "data"
         with self._lock():
             status = self.status()
+            if status.running and reset:
+                raise LocalBrokerError(
+                    f"cannot reset the local broker in {self.home} while it runs "
+                    f"(pid {status.pid}): run `streamforge-nb local down` first"
+                )
             if status.running:
                 say(f"already running (pid {status.pid})")
                 return status
             state = self._read_state()
-            if state is None or (port is not None and port != state["ports"]["plaintext"]):
-                shutil.rmtree(self.home / "data", ignore_errors=True)
-                state = self._prepare(port, say)
+            if state is None and is_formatted(data) and not reset:
+                # Without broker.json the SCRAM passwords and ports are unknown: refuse rather
+                # than format over topics nobody asked to delete.
+                raise LocalBrokerError(
+                    f"{data} holds a formatted broker but {self._state_path.name} is missing; "
+                    f"`streamforge-nb local up --reset` deletes that data and starts afresh"
+                )
+            previous = state["ports"] if state else None
+            if reset or state is None or not is_formatted(data):
+                if reset:
+                    self._reset(say)
+                state = self._prepare(self._choose_ports(port, previous), say)
+            else:
+                self._keep(state, self._choose_ports(port, previous), say)
             jars = maven.fetch_jars()
             self._start(state, jars, timeout, say)
             self._grant(state)
@@ -197,11 +219,12 @@ class LocalBroker:
         return LogFile(self.log_path, skip=_JAVA_FRAMES).tail(lines, missing="(no broker log)")
 
     # -- preparation -------------------------------------------------------------------------
-    def _prepare(self, port: int | None, say: Callable[[str], None]) -> dict[str, Any]:
-        """Choose ports, write config, certificates and credentials, format storage."""
+    def _prepare(self, ports: dict[str, int], say: Callable[[str], None]) -> dict[str, Any]:
+        """Write config, certificates and credentials, format storage."""
+        # Storage never formatted to completion holds nothing the broker could read.
+        shutil.rmtree(self.home / "data", ignore_errors=True)
         for sub in ("config", "data", "logs", "tls"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
-        ports = self._choose_ports(port)
         certs = make_certificates(self.home / "tls")
         credentials = {
             u: secrets.token_urlsafe(18) for u in (ADMIN_USER, PLATFORM_USER, VIEWER_USER)
@@ -228,7 +251,55 @@ class LocalBroker:
         self._write_state(state)
         return state
 
-    def _choose_ports(self, port: int | None) -> dict[str, int]:
+    def _keep(
+        self, state: dict[str, Any], ports: dict[str, int], say: Callable[[str], None]
+    ) -> None:
+        """Reuse the formatted storage; move the listeners to `ports` if they differ.
+
+        KRaft keeps no listener port in its storage: the broker registers its endpoints anew
+        at each start, and a single node's static `controller.quorum.voters` may name
+        another controller port than the last run's. So new ports only rewrite the config.
+        """
+        data = self.home / "data"
+        if ports != state["ports"]:
+            moved = ", ".join(f"{k} {state['ports'][k]} -> {ports[k]}" for k in ports)
+            say(f"ports changed ({moved}): config and env files rewritten")
+            props = self.home / "config" / "server.properties"
+            props.write_text(server_properties(self.home, ports, self.home / "tls" / "broker.pem"))
+            write_env_files(
+                self.env_file,
+                self.sasl_env_file,
+                ports,
+                self.home / "tls" / "ca.crt",
+                self.password(PLATFORM_USER),
+            )
+            state["ports"] = ports
+            self._write_state(state)
+        topics = stored_topics(data)
+        users = json.loads(self._credentials_path.read_text())
+        say(
+            f"kept data in {data}: {len(topics)} topic{'s' * (len(topics) != 1)}, "
+            f"SCRAM users {', '.join(users)} (`local up --reset` deletes it)"
+        )
+
+    def _reset(self, say: Callable[[str], None]) -> None:
+        """Delete the data, the SCRAM credentials and the state: `_prepare` starts afresh."""
+        data = self.home / "data"
+        if data.exists():
+            topics = stored_topics(data)
+            say(
+                f"reset: deleting the data in {data} ({len(topics)} topic"
+                f"{'s' * (len(topics) != 1)} with their messages, SCRAM users and ACLs)"
+            )
+            shutil.rmtree(data)
+        self._credentials_path.unlink(missing_ok=True)
+        self._state_path.unlink(missing_ok=True)
+
+    def _choose_ports(self, port: int | None, previous: dict[str, int] | None) -> dict[str, int]:
+        if port is None and previous is not None:
+            return previous
+        if port == 0 and previous is not None and not any(map(port_open, previous.values())):
+            return previous  # free still: the env files and open notebooks stay valid
         if port == 0 or (
             port is None
             and not all(not port_open(p) for p in range(DEFAULT_PORT, DEFAULT_PORT + 3))
@@ -246,7 +317,7 @@ class LocalBroker:
         if busy:
             raise LocalBrokerError(
                 f"cannot start the local broker: port(s) {', '.join(busy)} already in use; "
-                f"`streamforge-nb local up --port 0` picks free ports"
+                f"`streamforge-nb local up --port 0` picks free ones and keeps the data"
             )
         config = self.home / "config"
         command = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ from streamforge_nb.platform.topics import PLATFORM_USER
 __all__: list[str] = []  # the broker's own business: nothing for the `local` face
 
 ADMIN_USER = "admin"
+_PARTITION_DIR = re.compile(r"(.+)-(\d+)")
 
 LOG4J2 = """\
 status = warn
@@ -33,6 +35,27 @@ logger.state.level = WARN
 logger.coordinator.name = org.apache.kafka.coordinator
 logger.coordinator.level = WARN
 """
+
+
+def stored_topics(log_dir: Path) -> list[str]:
+    """Name the topics whose partitions live in `log_dir` (Kafka's internal `__` ones left out).
+
+    A partition's directory is `<topic>-<partition>`; one being deleted or moved has a suffix
+    after its number (`.<id>-delete`, `-future`, `-stray`) and is not counted.
+    """
+    if not log_dir.is_dir():
+        return []
+    names = {
+        match.group(1)
+        for entry in log_dir.iterdir()
+        if entry.is_dir() and (match := _PARTITION_DIR.fullmatch(entry.name))
+    }
+    return sorted(n for n in names if not n.startswith("__"))
+
+
+def is_formatted(log_dir: Path) -> bool:
+    """Tell whether `log_dir` holds formatted storage: the broker refuses to start without it."""
+    return (log_dir / "meta.properties").is_file()
 
 
 def kafka_uuid() -> str:

@@ -34,7 +34,7 @@ __all__ = ["local_broker", "read_topic", "round_trips", "topic_exists", "unique_
 
 @contextmanager
 def local_broker(home: Path, *, timeout: float = 120.0) -> Iterator[LocalBroker]:
-    """Start a broker on free ports in `home`; stop it on exit.
+    """Start a broker on free ports in `home` (keeping what an earlier one stored); stop it on exit.
 
     A broker that does not start raises `LocalBrokerError` carrying the broker's log tail.
     """
