@@ -1,0 +1,158 @@
+"""Commands run as a user runs them, end to end: `cleanup --force`, `events --follow`,
+`candles` launching a local workflow, `local cluster up|down`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue as queues
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import subprocess_env
+
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.control.state import new_record
+from streamforge_nb.kafka.clients import make_admin, make_producer
+from streamforge_nb.platform.names import new_short_id, queue_id
+from streamforge_nb.platform.topics import ensure_queue_topics
+from streamforge_nb.settings import Settings
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.testing import topic_exists, unique_name
+from streamforge_nb.testing.exchange import ExchangeServer
+
+
+def cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamforge_nb.cli", *args],
+        env=subprocess_env(settings, **env), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+
+
+def test_cleanup_force_deletes_what_the_sink_has_not_committed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    store = f"local://{tmp_path / 'store'}"
+    qid = queue_id("BTCUSDT", "api_candles_1m", dt.date(2024, 8, 1), new_short_id())
+    topic = f"{qid}-data"
+    with CandleStore.open(store) as opened:
+        opened.save_queue_state(
+            new_record(
+                queue_id=qid, symbol="BTCUSDT", type_="api_candles_1m",
+                targets=["loader-candles", "arango-candles"], parameters={},
+                data_topic=topic, outputs={}, launcher="local", jobs=[],
+            )
+        )  # fmt: skip
+    admin = make_admin(settings)
+    try:
+        ensure_queue_topics(admin, settings, topic)
+    finally:
+        admin.close()
+    producer = make_producer(settings)
+    for i in range(2):
+        producer.send(topic, key=b"k", value=b"%d" % i, partition=0)
+    producer.flush()
+    producer.close()
+
+    # Nothing committed by the sink group: refused, naming the lag; the topic stays.
+    refused = cli(settings, "cleanup", "--queue-id", qid, "--store", store)
+    assert refused.returncode == 1
+    assert f"has not committed the end of {topic} (partition 0: 0 of 2)" in refused.stderr
+    assert topic_exists(settings, topic)
+
+    forced = cli(settings, "cleanup", "--queue-id", qid, "--store", store, "--force", "--json")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout) == {"queue_id": qid, "topics": {topic: "deleted"}}
+    assert not topic_exists(settings, topic)
+
+
+def _lines(proc: subprocess.Popen[str]) -> queues.Queue[str]:
+    """Every stdout line of `proc`, as it is printed (read by a thread)."""
+    lines: queues.Queue[str] = queues.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _next_with(lines: queues.Queue[str], word: str, timeout: float = 60) -> str:
+    """The next line with `word` as its status column; lines before it are skipped."""
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queues.Empty:
+            pytest.fail(f"`events --follow` printed no {word!r} line within {timeout} s")
+        if word in line.split():
+            return line
+
+
+@pytest.mark.timeout(120)
+def test_events_follow_prints_events_as_they_come(
+    settings: Settings, start_dummy: Callable[..., subprocess.Popen[str]]
+) -> None:
+    qid = unique_name("wf-follow")
+    dummy = start_dummy(qid)
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "streamforge_nb.cli", "events", "--queue-id", qid, "--follow"],
+        env=subprocess_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        lines = _lines(follow)
+        assert "dummy__" in _next_with(lines, "started")  # the history first
+        with Queue(qid, settings) as queue:
+            # Events sent after the command started reach it while it runs.
+            (reply,) = queue.ping(timeout=20)
+            assert reply.producer in _next_with(lines, "pong")
+            assert queue.stop(timeout=30) == [reply.producer]
+        assert reply.producer in _next_with(lines, "interrupted")
+        assert dummy.wait(timeout=20) == 0
+        assert follow.poll() is None  # still following, until told to stop
+    finally:
+        follow.terminate()
+        follow.wait(timeout=20)
+        assert follow.stderr is not None
+        follow.stderr.close()
+        if follow.stdout is not None:
+            follow.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def exchange() -> Iterator[ExchangeServer]:
+    with ExchangeServer() as server:
+        yield server
+
+
+@pytest.mark.timeout(240)
+def test_candles_launches_a_local_workflow_to_the_store(
+    settings: Settings, tmp_path: Path, exchange: ExchangeServer
+) -> None:
+    store = f"local://{tmp_path / 'store'}"
+    launched = cli(
+        settings, "candles", "--symbol", "ETHUSDT", "--interval", "1h",
+        "--time-range", "2024-08-01:2024-08-03", "--base-url", exchange.base_url,
+        "--store", store, STREAMFORGE_HOME=str(tmp_path),
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    first, *table = launched.stdout.splitlines()
+    assert first.startswith("launched wf-ethusdt-api_candles_1h-20240801-") and "(local)" in first
+    qid = first.split()[1]
+    # to_string(): the columns' header, the index's name ("producer"), then one row each.
+    assert table[1].split() == ["producer"]
+    rows = {line.split()[0]: line.split()[1:3] for line in table[2:]}
+    assert sorted(p.partition("__")[0] for p in rows) == ["arango-candles", "loader-candles"]
+    assert all(row == ["finished", "48"] for row in rows.values()), table
+    with CandleStore.open(store) as opened:
+        assert len(opened.load("ETHUSDT", "1h", "2024-08-01", "2024-08-03")) == 48
+        record = opened.queue_state(qid)
+    assert record is not None
+    # The executed notebooks are under the home the command was given.
+    for output in record["outputs"].values():
+        assert Path(output).is_relative_to(tmp_path) and Path(output).is_file()
