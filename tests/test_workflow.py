@@ -182,6 +182,81 @@ def test_backfill_loads_exactly_the_gaps(
     assert not topic_exists(settings, topic) and not topic_exists(settings, f"{topic}-dlq")
 
 
+# -- issue 26: the README's plain wait(), a user's own target ---------------------------------
+@pytest.mark.timeout(240)  # a wait() that never returns fails here, not at the suite's end
+def test_the_readmes_plain_wait_returns_the_final_status(
+    settings: Settings, home: Path, exchange: ExchangeServer
+) -> None:
+    store_url = f"local://{home / 'store'}"
+    wf = Workflow.candles(
+        "BTCUSDT", "1d", "2024-08-01:2024-08-04", base_url=exchange.base_url, store=store_url,
+        settings=settings,
+    )  # fmt: skip
+    sink = wf.plan().steps[1].producer_id
+    q = wf.launch()
+    try:
+        final = q.wait()  # as the README has it: a progress bar, no targets
+    finally:
+        q.close()
+    assert set(final["status"]) == {"finished"} and len(final) == 2, final.to_dict("index")
+    assert final.loc[sink, "records_written"] == 3
+    with CandleStore.open(store_url) as store:
+        assert len(store.load("BTCUSDT", "1d", "2024-08-01", "2024-08-04")) == 3
+
+
+GREETER = """
+from streamforge_nb.control.worker import Worker
+from streamforge_nb.settings import Settings
+
+with Worker(Settings.from_env(), queue_id=queue_id, producer_id=producer_id,
+            target="greeter", symbol=symbol) as worker:
+    worker.run(lambda w: w.loading(len(symbol), f"{greeting} {symbol}"))
+print(f"{greeting} {symbol} from {producer_id}")
+"""
+
+
+@pytest.mark.timeout(240)
+def test_a_registered_target_runs_its_own_notebook_locally(
+    settings: Settings, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamforge_nb.workflow.targets import TARGETS, JobTarget, register_target
+
+    folder = tmp_path / "my-notebooks"
+    folder.mkdir()
+    params = nbformat.v4.new_code_cell(
+        "queue_id = None\nproducer_id = None\nsymbol = None\ngreeting = 'hi'"
+    )
+    params.metadata["tags"] = ["parameters"]
+    notebook = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(GREETER)])
+    notebook.metadata["kernelspec"] = {
+        "name": "python3", "display_name": "Python 3", "language": "python"
+    }
+    nbformat.write(notebook, folder / "greeter.ipynb")
+    monkeypatch.setenv("STREAMFORGE_NOTEBOOKS", str(folder))
+    common = TARGETS["dummy"].env_parameters
+    register_target(JobTarget("greeter", "greeter.ipynb", (*common, ("SYMBOL", "symbol"))))
+    try:
+        wf = Workflow(
+            "ETHUSDT", "1h", "2024-08-01:2024-08-02", ["greeter"], settings=settings,
+            store=f"local://{home / 'store'}", parameters={"greeter": {"greeting": "hello"}},
+        )  # fmt: skip
+        (step,) = wf.plan().steps
+        assert (step.target, step.notebook) == ("greeter", "greeter.ipynb")
+        assert step.producer_id.startswith("greeter__")
+        with wf.launch("local", settings=settings) as queue:
+            final = queue.wait(timeout=180, targets=["greeter"], progress=False)
+            jobs = queue.jobs()
+    finally:
+        TARGETS.pop("greeter", None)
+    row = final.loc[step.producer_id]
+    assert row["status"] == "finished", row["message"]
+    assert row["records_written"] == len("ETHUSDT")
+    assert list(jobs["state"]) == ["succeeded"]
+    executed = nbformat.read(step.output, as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert f"hello ETHUSDT from {step.producer_id}" in printed
+
+
 # -- issue 11: ranges refused before any side effect; secrets stay out of plans ------------
 NOW = datetime(2026, 12, 2, 3, 17, 30, tzinfo=UTC)
 

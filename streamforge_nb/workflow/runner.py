@@ -39,6 +39,7 @@ from streamforge_nb.workflow.targets import (
     TIMEOUT_ENV,
     default_output,
     job_parameters,
+    job_target,
     notebook_path,
 )
 
@@ -66,7 +67,7 @@ def run_job(notebook: str, env: Mapping[str, str] | None = None) -> int:
     try:
         import papermill
 
-        target = next((t for t in TARGETS.values() if t.notebook == Path(notebook).name), None)
+        target = job_target(notebook, env)
         if target is None:
             raise LookupError(f"no target runs {notebook}; known: {', '.join(sorted(TARGETS))}")
         name = target.name

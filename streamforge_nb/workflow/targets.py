@@ -32,6 +32,7 @@ __all__ = [
     "job_parameters",
     "job_resources",
     "job_spec",
+    "job_target",
     "notebook_path",
     "notebooks_dir",
     "register_target",
@@ -46,6 +47,9 @@ PARAMETERS_ENV = "STREAMFORGE_PARAMETERS"
 RUNNER_COMMAND = ("python", "-m", "streamforge_nb.workflow.runner", "run")
 OUTPUT_ENV = "STREAMFORGE_OUTPUT"
 TIMEOUT_ENV = "STREAMFORGE_TIMEOUT"
+TARGET_ENV = "STREAMFORGE_TARGET"
+"""A user's own target, as JSON, in its Jobs: the runner is another process, where only the
+package's targets are registered."""
 DEADLINE_MARGIN_S = 120
 """activeDeadlineSeconds = timeout + this: papermill's own timeout fires first, so the
 notebook is saved with the reason; the deadline is the backstop for a runner that hangs."""
@@ -90,6 +94,7 @@ register_target(JobTarget("arango-candles", "arango_candles.ipynb", (
     *_COMMON, ("KAFKA_TOPIC", "kafka_topic"), ("TIME_RANGE", "time_range"),
 )))  # fmt: skip
 register_target(JobTarget("dummy", "dummy_service.ipynb", resources=_SMALL, timeout_s=86_400))
+_BUILT_IN = frozenset(TARGETS)
 
 
 def notebooks_dir() -> Path:
@@ -132,6 +137,9 @@ def job_spec(
     spec = TARGETS[target]
     timeout = int(timeout_s or spec.timeout_s)
     env = {**env, TIMEOUT_ENV: str(timeout)}
+    if target not in _BUILT_IN:
+        own = {"name": spec.name, "notebook": spec.notebook, "env": spec.env_parameters}
+        env[TARGET_ENV] = json.dumps(own)
     volumes: list[dict[str, Any]] = [
         # The cluster CA that CA_PATH (ConfigMap) points into; optional so a PLAINTEXT
         # cluster needs no such Secret.
@@ -220,6 +228,23 @@ def runs_volume(text: str, runs: str) -> tuple[dict[str, Any], dict[str, Any]]:
             "the executed notebooks would not be kept"
         )
     return volume, {"name": "runs", "mountPath": mount}
+
+
+def job_target(notebook: str, env: Mapping[str, str]) -> JobTarget | None:
+    """Return the target that runs `notebook`: a registered one, else the Job's own
+    (`STREAMFORGE_TARGET`, written by `job_spec` for a target a user registered)."""
+    name = Path(notebook).name
+    registered = next((t for t in TARGETS.values() if t.notebook == name), None)
+    if registered is not None or not env.get(TARGET_ENV):
+        return registered
+    try:
+        own = json.loads(env[TARGET_ENV])
+        target = JobTarget(
+            str(own["name"]), str(own["notebook"]), tuple((str(v), str(p)) for v, p in own["env"])
+        )
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{TARGET_ENV} is not a target's JSON: {exc!r}") from None
+    return target if target.notebook == name else None
 
 
 def job_parameters(target: JobTarget, env: Mapping[str, str]) -> dict[str, Any]:
