@@ -17,8 +17,14 @@ malformed; filling is bounded by `--max-fill-s`) and measures:
 - for contrast, status() of a queue that finished BEFORE the fill: its reader must read what
   its partition(s) received since the queue's start, which grows with N by design.
 
+and, as the anchor measured in the same run, a bare kafka-python consumer of queue-events
+(connect, assign the live queue's partition, seek to its end, one poll): the floor any reader
+pays whatever the history.
+
 Prints one column per N; the goal is every figure but the contrast flat (within 1.5x from 10k
-to 1M) and a cold first pong under 300 ms at 1M.
+to 1M) and a cold first pong under 300 ms at 1M. These are the bounds tests/test_history.py
+once asserted on the real clock (a cold first pong and status() + events() under 5 s with
+200k events on the topic); the tests now check only what the answers hold.
 
     python bench/history.py [--sizes 10000,100000,1000000] [--cold 5] [--max-fill-s 600]
 """
@@ -157,6 +163,25 @@ def cold_pong(settings: Settings, qid: str) -> float:
         return time.perf_counter() - started
 
 
+def bare_reader(settings: Settings, qid: str) -> float:
+    """The anchor: a bare consumer to the live end of `qid`'s partition of queue-events."""
+    from kafka import TopicPartition
+
+    from streamforge_nb.kafka.clients import make_consumer
+    from streamforge_nb.kafka.partitions import queue_partition
+
+    started = time.perf_counter()
+    consumer = make_consumer(settings, enable_auto_commit=False)
+    try:
+        tp: TopicPartition = queue_partition(consumer, settings.queue_events_topic, qid, settings)
+        consumer.assign([tp])
+        consumer.seek_to_end(tp)
+        consumer.poll(timeout_ms=0)
+    finally:
+        consumer.close()
+    return time.perf_counter() - started
+
+
 def store_with_records(settings: Settings, home: Path, running: int = 10) -> Path:
     """An embedded store with 1,000 queue-state records, `running` of them launched now."""
     path = home / f"store-{uuid.uuid4().hex[:6]}"
@@ -206,6 +231,7 @@ def main() -> int:
         "cold first pong, max (ms)", "status() of a finished queue (ms)",
         "events() of one queue (ms)", "Queue.list(), 1,000 records (ms)",
         "contrast: status(), finished before the fill (ms)",
+        "anchor: bare consumer to the live end (ms)",
     )}  # fmt: skip
     with broker_settings(args.bootstrap) as (given, how), tempfile.TemporaryDirectory() as tmp:
         settings = fresh_events_topic(given)
@@ -229,11 +255,13 @@ def main() -> int:
                 path = store_with_records(settings, Path(tmp))
                 list_s = timed(lambda: list_queues(settings, path))  # noqa: B023
                 contrast_s = timed(lambda: status_of(settings, early, early_since))
+                anchor_s = statistics.median(bare_reader(settings, live) for _ in range(3))
                 values = [
                     f"{filler.sent:,}", f"{fill_s:.1f}",
                     f"{statistics.median(pongs) * 1000:.0f}", f"{max(pongs) * 1000:.0f}",
                     f"{status_s * 1000:.0f}", f"{events_s * 1000:.0f}",
                     f"{list_s * 1000:.0f}", f"{contrast_s * 1000:.0f}",
+                    f"{anchor_s * 1000:.0f}",
                 ]  # fmt: skip
                 for key, value in zip(rows, values, strict=True):
                     rows[key].append(value)

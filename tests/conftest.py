@@ -47,6 +47,20 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     os.environ.update(saved)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_home(
+    _isolated_home: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Path]:
+    """A STREAMFORGE_HOME per test module: its default store, runs and Job logs are its own.
+
+    The session's broker keeps its files in a directory of its own, not in a home.
+    """
+    home = tmp_path_factory.mktemp(f"home-{request.module.__name__}")
+    os.environ["STREAMFORGE_HOME"] = str(home)
+    yield home
+    os.environ["STREAMFORGE_HOME"] = str(_isolated_home)
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A running broker; failing to start fails the tests with the broker's log tail."""
@@ -83,6 +97,9 @@ def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a worker process gets: the broker's address and nothing stale."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ARANGO_"))}
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    # A module with service topics of its own (test_history.py) gives them to its workers.
+    env["QUEUE_CONTROL_TOPIC"] = settings.queue_control_topic
+    env["QUEUE_EVENTS_TOPIC"] = settings.queue_events_topic
     if settings.kafka_user and settings.kafka_password:  # the SASL_SSL listener
         env["KAFKA_USER"] = settings.kafka_user
         env["KAFKA_PASSWORD"] = settings.kafka_password.get_secret_value()

@@ -1,9 +1,11 @@
 """Reading cost independent of history: a queue-events topic pre-filled with other queues'.
 
 Issue 10: with 132k events of other queues on the topic, a cold ping timed out and 20 Queues
-lost pongs, because every Queue replayed the topic from offset 0. Here the shared test broker's
-queue-events gets 200k events of other queues (keyed and unkeyed, some malformed), filled fast
-with librdkafka, and the same operations must stay quick and lose nothing.
+lost pongs, because every Queue replayed the topic from offset 0. Here service topics of this
+module's own (on the session's broker, shaped like queue-control and queue-events) get 200k
+events of other queues (keyed and unkeyed, some malformed), filled fast with librdkafka, and
+the same operations must still answer within their own timeouts and lose nothing. How fast
+they are is bench/history.py's to measure, against an anchor, not these tests'.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import pytest
 
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.worker import Worker
-from streamforge_nb.kafka.clients import make_consumer
+from streamforge_nb.kafka.clients import make_admin, make_consumer
 from streamforge_nb.kafka.partitions import START_SLACK_S, partition_for
+from streamforge_nb.local.broker import LocalBroker
+from streamforge_nb.platform.topics import SERVICE_TOPICS, ensure_topics
 from streamforge_nb.settings import Settings
 
 FILL = 200_000
@@ -80,6 +84,25 @@ def fill_events(settings: Settings, count: int, *, queues: int = 2000) -> float:
 
 
 @pytest.fixture(scope="module")
+def settings(broker: LocalBroker) -> Settings:
+    """Service topics of this module's own: its 200k events stay out of the other tests'."""
+    from dataclasses import replace
+
+    suffix = uuid.uuid4().hex[:8]
+    control, events = f"queue-control-history-{suffix}", f"queue-events-history-{suffix}"
+    own = broker.settings().model_copy(
+        update={"queue_control_topic": control, "queue_events_topic": events}
+    )
+    specs = {"queue-control": control, "queue-events": events}
+    admin = make_admin(own)
+    try:
+        ensure_topics(admin, tuple(replace(t, name=specs[t.name]) for t in SERVICE_TOPICS))
+    finally:
+        admin.close()
+    return own
+
+
+@pytest.fixture(scope="module")
 def filled(settings: Settings) -> int:
     """queue-events holding at least FILL events of other queues, all older than the slack
     a reader allows before a queue's recorded start."""
@@ -122,12 +145,9 @@ def test_cold_ping_is_answered_within_the_default_timeout(
 ) -> None:
     queue_id = platform_queue_id()
     start_dummy(queue_id)
-    started = time.perf_counter()
     with Queue(queue_id, settings) as queue:
-        replies = queue.ping()  # the default timeout, 5 s
-        first = time.perf_counter() - started
-    assert replies and first < 5
-    print(f"cold first pong with {filled} events on the topic: {first * 1000:.0f} ms")
+        replies = queue.ping()  # within the default timeout (5 s), or QueueTimeout
+    assert [r.producer.partition("__")[0] for r in replies] == ["dummy"]
 
 
 def test_no_pong_lost_across_20_concurrent_queues(
@@ -165,12 +185,9 @@ def test_status_of_a_finished_queue_reads_only_its_own_history(
     since = time.time()
     with Worker(settings, queue_id=queue_id, producer_id="loader__x1", target="loader") as w:
         w.run(lambda w: w.loading(42))
-    started = time.perf_counter()
     with Queue(queue_id, settings, since=since) as queue:
-        status = queue.status()
+        status = queue.status()  # what its history holds once read, within 10 s (its wait)
         events = [e.status for e in queue.events()]
-    took = time.perf_counter() - started
     assert status.loc["loader__x1", "status"] == "finished"
     assert status.loc["loader__x1", "records_written"] == 42
     assert events == ["started", "loading", "finished"]
-    assert took < 5, f"status() and events() took {took:.1f} s"
