@@ -14,11 +14,19 @@ def test_quickstart_loads_the_sample_into_the_embedded_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STREAMFORGE_HOME", str(tmp_path))
+    # The quickstart has no port option: its broker starts on the home's previous ports (9092
+    # on a first start). Free ports chosen once (`local up --port 0`, then down) keep it off
+    # the machine's 9092-9094, and the quickstart still starts its broker itself.
+    broker = LocalBroker(tmp_path)
+    chosen = broker.up(port=0).plaintext
+    broker.down()
+    assert chosen and not chosen.endswith(":9092")
     lines: list[str] = []
     try:
         result = run_quickstart(pings=2, echo=lines.append)
     finally:
-        LocalBroker(tmp_path).down()
+        broker.down()
+    assert any(line.startswith(f"using kafka {chosen} ") for line in lines), lines
     assert len(result.round_trips_s) == 2
     assert result.candles == 1440 and result.gaps == 0
     assert result.chart.is_file() and "plotly" in result.chart.read_text()[:5000].lower()
