@@ -38,6 +38,7 @@ __all__ = [
     "StartTimeout",
     "StopRequested",
     "StoreAuthError",
+    "StoreCertificateError",
     "StoreError",
     "StoreUnavailable",
     "StreamForgeError",
@@ -356,13 +357,24 @@ class StoreAuthError(StoreError):
     """ArangoDB refused the credentials or the operation (HTTP 401/403)."""
 
 
+class StoreCertificateError(StoreAuthError):
+    """ArangoDB's TLS certificate is not trusted (ARANGO_CA_PATH, or the system's CAs)."""
+
+
 # ArangoDB error numbers worth a sentence of their own (arangod's errors.dat).
 _ARANGO_HINTS: dict[int, str] = {
-    11: "the user may not do this (ERROR_FORBIDDEN)",
-    1203: "the collection does not exist",
-    1207: "a collection of that name exists already",
-    1210: "a unique index refused a duplicate value",
-    1228: "the database does not exist",
+    11: "ERROR_FORBIDDEN: the user lacks the rights; `streamforge-nb store init` grants the "
+    "ones the library needs",
+    1203: "ERROR_ARANGO_DATA_SOURCE_NOT_FOUND: the collection does not exist",
+    1207: "ERROR_ARANGO_DUPLICATE_NAME: a collection of that name exists already",
+    1210: "ERROR_ARANGO_UNIQUE_CONSTRAINT_VIOLATED: a document of that key exists",
+    1228: "ERROR_ARANGO_DATABASE_NOT_FOUND: the database does not exist; "
+    "`streamforge-nb store init` creates it",
+    1703: "ERROR_USER_NOT_FOUND: no such user",
+}
+_ARANGO_HTTP_HINTS: dict[int, str] = {
+    401: "wrong user or password (ARANGO_USER / ARANGO_PASSWORD)",
+    403: "the user lacks the rights",
 }
 
 
@@ -394,27 +406,50 @@ def map_store_error(exc: BaseException, *, what: str, where: str = "") -> StoreE
     if arango_exc is not None and isinstance(exc, arango_exc.ArangoServerError):
         code, http = exc.error_code, exc.http_code
         detail = exc.error_message or name
-        hint = _ARANGO_HINTS.get(code, "")
+        hint = _ARANGO_HINTS.get(code) or _ARANGO_HTTP_HINTS.get(http, "")
         text = f"{what}: ArangoDB{at} answered HTTP {http}, error {code}: {detail}"
         text += f" ({hint})" if hint else ""
         if http in (401, 403) or code == 11:
             return StoreAuthError(text)
         return StoreError(text)
-    if arango_exc is not None and isinstance(exc, arango_exc.ArangoClientError):
-        return StoreError(f"{what}: python-arango{at}: {exc.message}")
     requests_exc = sys.modules.get("requests.exceptions")
+    if arango_exc is not None and isinstance(exc, arango_exc.ArangoClientError):
+        # store/arango.py's HTTP client raises this from requests' SSLError, so that
+        # python-arango does not retry it as a lost connection (SSLError is a ConnectionError).
+        cause = exc.__cause__
+        if requests_exc is not None and isinstance(cause, requests_exc.SSLError):
+            reason = _tls_reason(str(cause))
+            if "certificate verify failed" in reason.lower():
+                return StoreCertificateError(
+                    f"{what}: certificate not trusted: {exc.message}{at}: {reason}"
+                )
+            return StoreUnavailable(f"{what}: TLS failed: {exc.message}{at}: {reason}")
+        return StoreError(f"{what}: python-arango{at}: {exc.message}")
+    if requests_exc is not None and isinstance(exc, requests_exc.ReadTimeout):
+        return StoreUnavailable(
+            f"{what}: ArangoDB{at} accepted the connection but did not answer in time "
+            "(ARANGO_REQUEST_TIMEOUT)"
+        )
     if isinstance(exc, ConnectionError) or (
         requests_exc is not None and isinstance(exc, requests_exc.RequestException)
     ):
         return StoreUnavailable(
             f"{what}: no ArangoDB server reachable{at}; is it running and is the URL right? "
-            f"({name})"
+            f"({name}; each connection attempt waits ARANGO_CONNECT_TIMEOUT)"
         )
     if isinstance(exc, OSError):
         path = exc.filename or where
         reason = exc.strerror or str(exc) or name
         return StoreError(f"{what}: {reason}" + (f": {path}" if path else ""))
     return StoreError(f"{what}{at}: unreadable or invalid data ({name}: {exc})")
+
+
+def _tls_reason(text: str) -> str:
+    """The OpenSSL reason out of requests' nested SSLError text."""
+    import re
+
+    found = re.search(r"\[SSL: [A-Z_]+\] ([^(')]+)", text)
+    return found.group(1).strip() if found else text
 
 
 @contextmanager

@@ -37,6 +37,9 @@ _ENV_FIELDS: dict[str, str] = {
     "ARANGO_DB": "arango_db",
     "ARANGO_USER": "arango_user",
     "ARANGO_PASSWORD": "arango_password",
+    "ARANGO_CA_PATH": "arango_ca_path",
+    "ARANGO_CONNECT_TIMEOUT": "arango_connect_timeout",
+    "ARANGO_REQUEST_TIMEOUT": "arango_request_timeout",
     "STREAMFORGE_MAX_CANDLES_PER_QUEUE": "max_candles_per_queue",
     "STREAMFORGE_IMAGE_PULL_SECRET": "image_pull_secret",
     "STREAMFORGE_RUNS": "runs",
@@ -100,6 +103,14 @@ class Settings(BaseModel):
     arango_db: str = "streamforge"
     arango_user: str | None = None
     arango_password: SecretStr | None = None
+    # The CA bundle that signed ArangoDB's TLS certificate (an `https://` or `arangos://`
+    # URL); None: the system's CAs. Kafka's CA_PATH is not used for ArangoDB.
+    arango_ca_path: str | None = None
+    # Seconds to open a connection to ArangoDB, and to wait for an answer once connected.
+    # "Unreachable" is said within 2 x arango_connect_timeout per address the host name
+    # resolves to (store/arango.py, CONNECT_ATTEMPTS; docs/operations.md derives it).
+    arango_connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    arango_request_timeout: float = Field(default=60.0, gt=0)
     # The most candles one queue may load; a larger range is refused (split it). 10 million:
     # every 1m candle since 2017 in one queue, or about 115 days of 1s.
     max_candles_per_queue: int = Field(default=10_000_000, ge=1)

@@ -22,6 +22,7 @@ from streamforge_nb.cli.api import serve_api
 from streamforge_nb.cli.broker import check, local, topics_ensure
 from streamforge_nb.cli.generate import manifests, schemas
 from streamforge_nb.cli.queue import cancel, cleanup, events, notebooks, ping, queues, stop
+from streamforge_nb.cli.store import store
 from streamforge_nb.cli.workflow import candles, dashboard, quickstart
 from streamforge_nb.exceptions import BrokerError, StreamForgeError
 
@@ -74,7 +75,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 for _command in (
     local, check, topics_ensure, manifests, schemas, ping, stop, cancel, cleanup, notebooks,
-    events, candles, queues, dashboard, quickstart, serve_api,
+    events, candles, queues, dashboard, quickstart, serve_api, store,
 ):  # fmt: skip
     cli.add_command(_command)
 for _name in workers.WORKERS:

@@ -18,24 +18,45 @@ Ranges the exchange confirmed empty live in the collection `exchange_empty`, one
 recorded range (`_key` `SYMBOL_interval_start_end`), inserted with `overwrite_mode="ignore"`:
 recording a range again is a no-op and concurrent sinks never read-modify-write one document.
 Reads merge them (`base.merge_ranges`).
+
+Requests (docs/operations.md, "ArangoDB"): the collection listing is read once per process
+and kept, with the collections this process creates or finds added; a name it does not hold
+is asked for by name before anything is created, so a user without rights to create
+collections works on collections that exist. A load asks the server for the series' names
+(`COLLECTIONS()`, filtered there) and reads the collections named before its end in one AQL
+(more only past `_MAX_PER_QUERY` collections or `_READ_BUDGET` candles). `coverage()` is one
+listing and one AQL per `_STATS_PER_QUERY` candle collections: counts from the collections'
+statistics (`LENGTH`), first and last from the ends of the open_time index.
+
+Connections: `arango_client` bounds the time to "unreachable" (CONNECT_ATTEMPTS x
+`ARANGO_CONNECT_TIMEOUT` per address), trusts `ARANGO_CA_PATH`, and raises TLS failures at
+once instead of letting python-arango retry them as lost connections.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
 
-from streamforge_nb.exceptions import ConfigError, InvalidName, StoreError, store_errors
-from streamforge_nb.platform.intervals import INTERVALS
+from streamforge_nb.exceptions import (
+    ConfigError,
+    InvalidName,
+    StoreError,
+    map_store_error,
+    store_errors,
+)
+from streamforge_nb.platform.intervals import DAY_MS, INTERVALS, interval_ms
 from streamforge_nb.platform.names import candle_type, collection_name, parse_collection_name
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.base import CandleBackend
@@ -48,27 +69,46 @@ from streamforge_nb.store.frames import (
     utc_index,
 )
 
-__all__ = ["ArangoBackend", "ArangoTarget", "parse_arango_url"]
+__all__ = [
+    "CONNECT_ATTEMPTS",
+    "EXCHANGE_EMPTY",
+    "QUEUE_STATE",
+    "ArangoBackend",
+    "ArangoTarget",
+    "arango_client",
+    "parse_arango_url",
+]
 
 log = logging.getLogger(__name__)
 
 _FIELDS = ("open_time", *COLUMNS)
-_READ_QUERY = (
-    "FOR d IN @@col FILTER d.open_time >= @start AND d.open_time < @end SORT d.open_time "
-    "RETURN [" + ", ".join(f"d.{f}" for f in _FIELDS) + "]"
+# One subquery per collection, `{i}` the collection's place (later collections win).
+_READ_PART = (
+    "(FOR d IN @@c{i} FILTER d.open_time >= @start AND d.open_time < @end "
+    "RETURN [{i}, " + ", ".join(f"d.{f}" for f in _FIELDS) + "])"
 )
-# first/last walk the open_time index from either end; the count needs no documents.
-_COVERAGE_QUERY = (
-    "RETURN {rows: FIRST(FOR d IN @@col COLLECT WITH COUNT INTO n RETURN n), "
-    "first: FIRST(FOR d IN @@col SORT d.open_time ASC LIMIT 1 RETURN d.open_time), "
-    "last: FIRST(FOR d IN @@col SORT d.open_time DESC LIMIT 1 RETURN d.open_time)}"
+# The count comes from the collection's statistics; first/last walk the open_time index.
+_STATS_PART = (
+    "{{rows: LENGTH(@@c{i}), "
+    "first: FIRST(FOR d IN @@c{i} SORT d.open_time ASC LIMIT 1 RETURN d.open_time), "
+    "last: FIRST(FOR d IN @@c{i} SORT d.open_time DESC LIMIT 1 RETURN d.open_time)}}"
 )
+_NAMES_QUERY = "FOR c IN COLLECTIONS() FILTER STARTS_WITH(c.name, @head) RETURN c.name"
+_MAX_PER_QUERY = 64  # collections one read query names at most
+_READ_BUDGET = 200_000  # candles one read query is expected to return at most
+_STATS_PER_QUERY = 100  # collections one coverage query names
+CONNECT_ATTEMPTS = 2
+"""Connection attempts before "unreachable": urllib3 retries a failed connect once
+(`Retry(total=1)`, no back-off before a first retry), python-arango does not try again
+(`resolver_max_tries=1`); each attempt waits at most `ARANGO_CONNECT_TIMEOUT` per address."""
+_ERR_NOT_FOUND = 1203
 _ERR_DUPLICATE_NAME = 1207
 _ERR_UNIQUE_CONSTRAINT = 1210  # a document of that _key exists
 QUEUE_STATE = "queue_state"
 """The platform's collection of queue records."""
 EXCHANGE_EMPTY = "exchange_empty"
 """Ranges the exchange confirmed empty, one document per recorded range."""
+EXCHANGE_EMPTY_INDEX = ("symbol", "interval", "start_ms")
 _EMPTY_QUERY = (
     "FOR r IN @@col FILTER r.symbol == @symbol AND r.interval == @interval "
     "AND r.start_ms < @end AND r.end_ms > @start RETURN [r.start_ms, r.end_ms]"
@@ -113,6 +153,71 @@ def parse_arango_url(url: str, settings: Settings | None = None) -> ArangoTarget
     )
 
 
+def arango_client(hosts: str, settings: Settings) -> Any:
+    """Return a python-arango `ArangoClient` for `hosts` with the settings' CA and timeouts."""
+    from arango.client import ArangoClient
+
+    ca = settings.arango_ca_path
+    if ca and not Path(ca).is_file():
+        raise ConfigError(f"ARANGO_CA_PATH {ca!r} is not a readable file")
+    http = _http_client_class()(
+        settings.arango_connect_timeout, settings.arango_request_timeout, ca
+    )
+    return ArangoClient(
+        hosts=hosts, http_client=http, resolver_max_tries=1, verify_override=ca or None
+    )
+
+
+@functools.cache
+def _http_client_class() -> type[Any]:
+    # Built on first use: python-arango (and requests) load only for an ArangoDB store.
+    from arango.exceptions import ArangoClientError
+    from arango.http import DefaultHTTPClient
+    from arango.response import Response
+    from requests.exceptions import SSLError
+
+    class HTTPClient(DefaultHTTPClient):
+        """python-arango's HTTP client with a connect timeout of its own and TLS failures
+        raised as such: requests' SSLError is a ConnectionError, which python-arango would
+        retry and then report as an unreachable host."""
+
+        def __init__(self, connect: float, read: float, ca: str | None) -> None:
+            super().__init__(
+                request_timeout=read, retry_attempts=CONNECT_ATTEMPTS - 1, backoff_factor=0.0
+            )
+            self._timeouts = (connect, read)
+            # Given with each request: requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
+            # in the environment override the session's CA, never a request's.
+            self._verify: str | bool = ca or True
+            self._trust = f"ARANGO_CA_PATH={ca}" if ca else "ARANGO_CA_PATH unset: system CAs"
+
+        def send_request(
+            self,
+            session: Any,
+            method: str,
+            url: str,
+            headers: Any = None,
+            params: Any = None,
+            data: Any = None,
+            auth: Any = None,
+        ) -> Any:
+            try:
+                response = session.request(
+                    method=method, url=url, params=params, data=data, headers=headers,
+                    auth=auth, timeout=self._timeouts, verify=self._verify,
+                )  # fmt: skip
+            except SSLError as exc:
+                host = urlsplit(url).netloc
+                raise ArangoClientError(f"TLS with {host} ({self._trust})") from exc
+            return Response(
+                method=method, url=response.url, headers=response.headers,
+                status_code=response.status_code, status_text=response.reason,
+                raw_body=response.text,
+            )  # fmt: skip
+
+    return HTTPClient
+
+
 def _format_decimals(values: np.ndarray[Any, Any]) -> list[str]:
     """Render floats as the shortest decimal strings that read back exactly, no exponent."""
     text = values.astype(str)
@@ -134,24 +239,21 @@ class ArangoBackend(CandleBackend):
         source: str = "api",
         chunk: int = 10_000,
     ) -> None:
-        from arango.client import ArangoClient
-        from arango.http import DefaultHTTPClient
-
+        settings = settings or Settings()
         self._target = parse_arango_url(url, settings)
         self.url = f"{self._target.hosts}/_db/{self._target.database}"
         self.source = source
         self.chunk = chunk
-        # Fewer, shorter retries than python-arango's default (3, backoff 1 s): a notebook
-        # should hear about a dead server in seconds.
-        http = DefaultHTTPClient(request_timeout=60, retry_attempts=1, backoff_factor=0.2)
-        self._client = ArangoClient(hosts=self._target.hosts, http_client=http)
+        # A notebook hears about a dead server in seconds, not python-arango's minutes.
+        self._client = arango_client(self._target.hosts, settings)
         # No request yet (verify=False): the first operation reports an unreachable server.
         # Typed Any: python-arango types every result as a union with async and batch jobs,
         # which a standard database never returns.
         self._db: Any = self._client.db(
             self._target.database, username=self._target.user, password=self._target.password
         )
-        self._ready: set[str] = set()
+        # Collections known to exist (never dropped by the library): the listing, read once.
+        self._known: set[str] | None = None
 
     # --- names ---------------------------------------------------------------------------
 
@@ -166,33 +268,71 @@ class ArangoBackend(CandleBackend):
         return collection_name(symbol, self._type(interval), day)
 
     def collections(self, symbol: str, interval: str) -> list[str]:
-        """Return the names of every collection of the series, oldest day first."""
+        """Return the names of every collection of the series, oldest day first.
+
+        Asked of the server each time (filtered there): another process may have made one.
+        """
         # The name without its date: `sym-` prefixed for a symbol starting with a digit.
         head = collection_name(symbol, self._type(interval), date(2000, 1, 1))[: -len("2000_01_01")]
         pattern = re.compile(re.escape(head) + r"\d{4}_\d{2}_\d{2}")
         with store_errors("cannot list ArangoDB collections", self.url):
-            names = [c["name"] for c in self._db.collections()]
-        return sorted(n for n in names if pattern.fullmatch(n))
+            names = list(self._db.aql.execute(_NAMES_QUERY, bind_vars={"head": head}))
+        found = sorted(n for n in names if pattern.fullmatch(n))
+        if self._known is not None:
+            self._known.update(found)
+        return found
 
-    def _ensure(self, name: str) -> Any:
-        if name in self._ready:
-            return self._db.collection(name)
+    def _listing(self, *, refresh: bool = False) -> set[str]:
+        """Return the names of the database's collections, listed once per process."""
+        if self._known is None or refresh:
+            self._known = {c["name"] for c in self._db.collections()}
+        return self._known
+
+    def _exists(self, name: str) -> bool:
+        """Whether collection `name` exists: known, else asked for by name (the listing may
+        predate another process creating it)."""
+        if name in self._listing():
+            return True
         from arango.exceptions import ArangoServerError
 
         try:
-            col = self._db.create_collection(name)
+            self._db.collection(name).properties()
         except ArangoServerError as exc:
-            if exc.error_code != _ERR_DUPLICATE_NAME:  # another writer created it first
-                raise
-            col = self._db.collection(name)
+            if exc.error_code == _ERR_NOT_FOUND:
+                return False
+            raise
+        self._listing().add(name)
+        return True
+
+    def _ensure(self, name: str, index: Sequence[str] = ("open_time",)) -> Any:
+        """Return collection `name`, created (with a persistent index on `index`) if missing.
+
+        Existence is checked first: creating needs rw on the database, which a user with
+        rights on the collections only does not have.
+        """
+        col = self._db.collection(name)
+        if self._exists(name):
+            return col
+        from arango.exceptions import ArangoServerError
+
         try:
-            # Idempotent: an existing equal index is returned, not duplicated.
-            col.add_index({"type": "persistent", "fields": ["open_time"], "sparse": False})
+            self._db.create_collection(name)
         except ArangoServerError as exc:
-            # The index only speeds range reads up: a user without index rights on a
-            # platform collection, or a race with another writer, must not fail the write.
-            log.warning("no open_time index on %s: %s", name, exc.error_message or exc)
-        self._ready.add(name)
+            if exc.error_code != _ERR_DUPLICATE_NAME:  # else another writer created it first
+                what = (
+                    f"cannot create collection {name} (creating one needs rw on database "
+                    f"{self._target.database} for user {self._target.user})"
+                )
+                raise map_store_error(exc, what=what, where=self.url) from exc
+            self._listing().add(name)
+            return col
+        self._listing().add(name)
+        if index:
+            try:
+                col.add_index({"type": "persistent", "fields": list(index), "sparse": False})
+            except ArangoServerError as exc:
+                # The index only speeds reads up: a refusal must not fail the write.
+                log.warning("no index on %s: %s", name, exc.error_message or exc)
         return col
 
     # --- writing -------------------------------------------------------------------------
@@ -239,15 +379,22 @@ class ArangoBackend(CandleBackend):
     # --- reading -------------------------------------------------------------------------
 
     def read(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
-        """Union the range read of every collection of the series; later collections win."""
+        """Union the range read of every collection of the series; later collections win.
+
+        Only collections named before `end_ms` can hold candles of the range (a workflow's
+        collection holds nothing before its start day; it may hold later days).
+        """
+        names = [n for n in self.collections(symbol, interval) if _day_ms(n) < end_ms]
+        per_query = _collections_per_query(interval)
         rows: list[list[Any]] = []
         with store_errors(f"cannot read {symbol} {interval} candles", self.url):
-            for name in self.collections(symbol, interval):
-                if _day_ms(name) >= end_ms:
-                    continue  # a workflow holds nothing before its start day
+            for at in range(0, len(names), per_query):
+                part = names[at : at + per_query]
+                subqueries = ", ".join(_READ_PART.format(i=at + i) for i in range(len(part)))
+                binds: dict[str, Any] = {f"@c{at + i}": n for i, n in enumerate(part)}
                 cursor = self._db.aql.execute(
-                    _READ_QUERY,
-                    bind_vars={"@col": name, "start": start_ms, "end": end_ms},
+                    f"FOR r IN UNION({subqueries}, []) RETURN r",
+                    bind_vars={**binds, "start": start_ms, "end": end_ms},
                     batch_size=10_000,
                     stream=True,
                 )
@@ -255,10 +402,11 @@ class ArangoBackend(CandleBackend):
         if not rows:
             return empty_frame()
         table = list(zip(*rows, strict=True))
-        open_ms = np.asarray(table[0], dtype=np.int64)
+        place = np.asarray(table[0], dtype=np.int64)
+        open_ms = np.asarray(table[1], dtype=np.int64)
         columns = {}
         try:
-            for name, values in zip(COLUMNS, table[1:], strict=True):
+            for name, values in zip(COLUMNS, table[2:], strict=True):
                 if name in FLOAT_COLUMNS:
                     # Strings as Binance sends them, or numbers if a writer stored numbers.
                     columns[name] = np.asarray(values, dtype=object).astype(np.float64)
@@ -269,8 +417,8 @@ class ArangoBackend(CandleBackend):
                 f"{symbol} {interval} candles at {self.url}: field {name!r} is not a number "
                 f"in every document ({exc})"
             ) from None
-        # Stable sort then keep the last of each open time: the later collection wins.
-        order = np.argsort(open_ms, kind="stable")
+        # By open time, then collection: keep the last of each open time (later one wins).
+        order = np.lexsort((place, open_ms))
         open_ms = open_ms[order]
         keep = np.append(open_ms[1:] != open_ms[:-1], True)
         take = order[keep]
@@ -281,21 +429,27 @@ class ArangoBackend(CandleBackend):
         types = {self._type(iv): iv for iv in INTERVALS}
         series: dict[tuple[str, str], list[int]] = {}
         with store_errors("cannot read the ArangoDB coverage", self.url):
-            names = sorted(c["name"] for c in self._db.collections())
-            for name in names:
+            candles: list[tuple[str, tuple[str, str]]] = []
+            for name in sorted(self._listing(refresh=True)):
                 try:
                     symbol, type_, _day = parse_collection_name(name)
                 except InvalidName:
                     continue
-                interval = types.get(type_)
-                if interval is None:
-                    continue
-                stats = next(iter(self._db.aql.execute(_COVERAGE_QUERY, bind_vars={"@col": name})))
-                if not stats["rows"] or stats["first"] is None:
-                    continue
-                acc = series.setdefault((symbol, interval), [stats["first"], stats["last"], 0])
-                acc[0], acc[1] = min(acc[0], stats["first"]), max(acc[1], stats["last"])
-                acc[2] += stats["rows"]
+                if type_ in types:
+                    candles.append((name, (symbol, types[type_])))
+            for at in range(0, len(candles), _STATS_PER_QUERY):
+                part = candles[at : at + _STATS_PER_QUERY]
+                entries = ", ".join(_STATS_PART.format(i=i) for i in range(len(part)))
+                cursor = self._db.aql.execute(
+                    f"RETURN [{entries}]",
+                    bind_vars={f"@c{i}": name for i, (name, _key) in enumerate(part)},
+                )
+                for (_name, key), stats in zip(part, next(iter(cursor)), strict=True):
+                    if not stats["rows"] or stats["first"] is None:
+                        continue
+                    acc = series.setdefault(key, [stats["first"], stats["last"], 0])
+                    acc[0], acc[1] = min(acc[0], stats["first"]), max(acc[1], stats["last"])
+                    acc[2] += stats["rows"]
         if not series:
             return empty_coverage()
         order = {iv: i for i, iv in enumerate(INTERVALS)}
@@ -335,7 +489,7 @@ class ArangoBackend(CandleBackend):
 
     def queue_states(self) -> list[dict[str, Any]]:
         with store_errors("cannot read queue state", self.url):
-            if not self._db.has_collection(QUEUE_STATE):
+            if not self._exists(QUEUE_STATE):
                 return []
             cursor = self._db.aql.execute(
                 "FOR s IN @@col SORT s._key RETURN UNSET(s, '_id', '_rev', '_key')",
@@ -344,19 +498,7 @@ class ArangoBackend(CandleBackend):
             return list(cursor)
 
     def _ensure_state(self) -> Any:
-        return self._ensure_plain(QUEUE_STATE)
-
-    def _ensure_plain(self, name: str) -> Any:
-        """Return the collection `name`, created if missing (another writer may race us)."""
-        from arango.exceptions import ArangoServerError
-
-        if not self._db.has_collection(name):
-            try:
-                self._db.create_collection(name)
-            except ArangoServerError as exc:
-                if exc.error_code != _ERR_DUPLICATE_NAME:  # created meanwhile elsewhere
-                    raise
-        return self._db.collection(name)
+        return self._ensure(QUEUE_STATE, index=())
 
     def write_exchange_empty(
         self, symbol: str, interval: str, ranges: Sequence[tuple[int, int]]
@@ -375,23 +517,13 @@ class ArangoBackend(CandleBackend):
         return len(docs)
 
     def _ensure_empty(self) -> Any:
-        if EXCHANGE_EMPTY in self._ready:
-            return self._db.collection(EXCHANGE_EMPTY)
-        from arango.exceptions import ArangoServerError
-
-        col = self._ensure_plain(EXCHANGE_EMPTY)
-        try:  # idempotent; only speeds reads up, so a refusal must not fail the write
-            col.add_index({"type": "persistent", "fields": ["symbol", "interval", "start_ms"]})
-        except ArangoServerError as exc:
-            log.warning("no index on %s: %s", EXCHANGE_EMPTY, exc.error_message or exc)
-        self._ready.add(EXCHANGE_EMPTY)
-        return col
+        return self._ensure(EXCHANGE_EMPTY, index=EXCHANGE_EMPTY_INDEX)
 
     def exchange_empty(
         self, symbol: str, interval: str, start_ms: int, end_ms: int
     ) -> list[tuple[int, int]]:
         with store_errors(f"cannot read {symbol} {interval} exchange-empty ranges", self.url):
-            if not self._db.has_collection(EXCHANGE_EMPTY):
+            if not self._exists(EXCHANGE_EMPTY):
                 return []
             cursor = self._db.aql.execute(
                 _EMPTY_QUERY,
@@ -411,6 +543,14 @@ class ArangoBackend(CandleBackend):
 def _state_of(document: Mapping[str, Any]) -> dict[str, Any]:
     """A queue-state record as saved: without ArangoDB's system fields."""
     return {k: v for k, v in document.items() if k not in ("_id", "_rev", "_key")}
+
+
+def _collections_per_query(interval: str) -> int:
+    """How many collections one read query names: about `_READ_BUDGET` candles at most,
+    counting a day of candles per collection (a year for `1d` and longer)."""
+    step = interval_ms(interval)
+    per_collection = 366 if step is None or step >= DAY_MS else DAY_MS // step
+    return max(1, min(_MAX_PER_QUERY, _READ_BUDGET // per_collection))
 
 
 def _day_ms(name: str) -> int:
