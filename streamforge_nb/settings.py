@@ -104,7 +104,7 @@ class Settings(BaseModel):
     arango_user: str | None = None
     arango_password: SecretStr | None = None
     # The CA bundle that signed ArangoDB's TLS certificate (an `https://` or `arangos://`
-    # URL); None: the system's CAs. Kafka's CA_PATH is not used for ArangoDB.
+    # URL); None: requests' default CAs. Kafka's CA_PATH is not used for ArangoDB.
     arango_ca_path: str | None = None
     # Seconds to open a connection to ArangoDB, and to wait for an answer once connected.
     # "Unreachable" is said within 2 x arango_connect_timeout per address the host name

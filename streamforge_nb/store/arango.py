@@ -189,7 +189,7 @@ def _http_client_class() -> type[Any]:
             # Given with each request: requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
             # in the environment override the session's CA, never a request's.
             self._verify: str | bool = ca or True
-            self._trust = f"ARANGO_CA_PATH={ca}" if ca else "ARANGO_CA_PATH unset: system CAs"
+            self._trust = f"ARANGO_CA_PATH={ca}" if ca else "ARANGO_CA_PATH unset"
 
         def send_request(
             self,
