@@ -37,8 +37,7 @@ from streamforge_nb.testing import round_trips, unique_name
 
 def test_round_trip_over_plaintext(settings: Settings) -> None:
     rtts = round_trips(settings, 3)
-    assert len(rtts) == 3
-    assert all(0 < rtt < 5 for rtt in rtts)
+    assert len(rtts) == 3 and all(rtt > 0 for rtt in rtts)  # how fast: bench/ping.py
 
 
 def test_round_trip_over_sasl_ssl_as_platform_user(platform_settings: Settings) -> None:
@@ -61,9 +60,8 @@ def test_platform_user_may_create_and_use_a_workflow_topic(platform_settings: Se
 
 
 # kafka-python retries an untrusted certificate until its bootstrap timeout (10 s); the clients
-# give up at the first refusal. (A wrong password is not timed: when the broker's close wins
-# the race against its SCRAM error, only a disconnection is seen, and that is retried.)
-NOT_RETRIED_S = 5
+# give up at the first refusal. How long each refusal takes, beside kafka-python's:
+# bench/refusals.py.
 
 
 def test_wrong_password_is_refused_with_a_clear_error(platform_settings: Settings) -> None:
@@ -77,10 +75,8 @@ def test_wrong_password_is_refused_with_a_clear_error(platform_settings: Setting
 
 def test_untrusted_certificate_is_refused(platform_settings: Settings) -> None:
     no_ca = platform_settings.model_copy(update={"kafka_ca_path": None})
-    started = time.monotonic()
     with pytest.raises(AuthenticationFailed, match="not trusted"):
         check_connection(no_ca)
-    assert time.monotonic() - started < NOT_RETRIED_S
     # The client given up on still retries in the background for a while: the next one, with
     # the CA set, must not take its failures for its own.
     assert "queue-events" in check_connection(platform_settings)

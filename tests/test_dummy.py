@@ -51,10 +51,8 @@ def test_fail_after_sends_error_before_a_non_zero_exit(
 
 def test_exit_after_ends_on_time_with_finished(settings: Settings, start_dummy: StartDummy) -> None:
     queue_id = unique_name("wf-dummy-exit")
-    started = time.monotonic()
     proc = start_dummy(queue_id, "--exit-after", "1", ready=False)
-    assert proc.wait(timeout=30) == 0
-    assert time.monotonic() - started < 15
+    assert proc.wait(timeout=30) == 0  # how long past the 1 s: bench/deadlines.py
     assert statuses(settings, queue_id) == ["started", "finished"]
 
 

@@ -51,11 +51,12 @@ def test_rtt_summary_in_milliseconds() -> None:
 
 def test_ping_to_a_queue_nobody_serves_times_out_clearly(settings: Settings) -> None:
     queue_id = unique_name("wf-nobody")
-    with Queue(queue_id, settings) as queue:
-        started = time.monotonic()
-        with pytest.raises(QueueTimeout, match=f"no pong from queue {queue_id} within 1 s"):
-            queue.ping(timeout=1)
-        assert time.monotonic() - started < 5
+    # How long past the 1 s it ends: bench/deadlines.py.
+    with (
+        Queue(queue_id, settings) as queue,
+        pytest.raises(QueueTimeout, match=f"no pong from queue {queue_id} within 1 s"),
+    ):
+        queue.ping(timeout=1)
 
 
 def test_status_wait_and_reopen(settings: Settings) -> None:
@@ -298,10 +299,9 @@ def test_a_ping_to_a_missing_topic_is_refused(settings: Settings) -> None:
     from streamforge_nb.platform.contract import StopCommand
 
     missing = settings.model_copy(update={"queue_control_topic": unique_name("no-such-topic")})
-    started = time.monotonic()
+    # Refused, not left to block (how long it takes: bench/deadlines.py).
     with pytest.raises(BrokerError, match="no-such-topic"):
         send_command(missing, StopCommand(queue_id="q"))
-    assert time.monotonic() - started < 30
 
 
 def test_a_too_large_command_is_refused(settings: Settings) -> None:
