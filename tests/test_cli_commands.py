@@ -6,14 +6,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import queue as queues
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from conftest import missing_prerequisite, subprocess_env
 
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.state import new_record
@@ -26,10 +28,12 @@ from streamforge_nb.testing import topic_exists, unique_name
 from streamforge_nb.testing.exchange import ExchangeServer
 
 
-def cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    settings: Settings, *args: str, timeout: float = 240, **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streamforge_nb.cli", *args],
-        env=subprocess_env(settings, **env), capture_output=True, text=True, timeout=240,
+        env=subprocess_env(settings, **env), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
 
@@ -156,3 +160,38 @@ def test_candles_launches_a_local_workflow_to_the_store(
     # The executed notebooks are under the home the command was given.
     for output in record["outputs"].values():
         assert Path(output).is_relative_to(tmp_path) and Path(output).is_file()
+
+
+@pytest.mark.node
+@pytest.mark.timeout(600)
+def test_local_cluster_up_status_down_leaves_no_process(settings: Settings) -> None:
+    from streamforge_nb.local.cluster.node import node_unavailable
+    from streamforge_nb.local.process import pids_mentioning
+
+    reason = node_unavailable()
+    if reason:
+        missing_prerequisite(f"no real node here: {reason}")
+    # containerd's sockets (<home>/cluster/run/containerd/containerd.sock.ttrpc) must fit a
+    # Unix socket path's 104 bytes: pytest's tmp_path is too deep for that.
+    tmp_path = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))
+    home = {"STREAMFORGE_HOME": str(tmp_path)}
+    kubeconfig = tmp_path / "cluster" / "kubeconfig"
+    up = cli(settings, "local", "cluster", "up", timeout=400, **home)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert up.stdout.splitlines()[0] == f"KUBECONFIG={kubeconfig}"
+        again = cli(settings, "local", "cluster", "up", **home)  # idempotent: the same cluster
+        assert again.returncode == 0 and again.stdout == up.stdout
+        status = cli(settings, "local", "cluster", "status", "--json", **home)
+        assert status.returncode == 0, status.stderr
+        running = json.loads(status.stdout)
+        assert running["running"] is True and running["kubeconfig"] == str(kubeconfig)
+        assert running["nodes"]["streamforge-node"]["Ready"] == "True", running
+    finally:
+        down = cli(settings, "local", "cluster", "down", timeout=300, **home)
+    assert (down.returncode, down.stdout) == (0, "stopped\n"), down.stderr
+    assert pids_mentioning(str(tmp_path / "cluster")) == set()
+    stopped = cli(settings, "local", "cluster", "status", "--json", **home)
+    assert stopped.returncode == 3 and json.loads(stopped.stdout)["running"] is False
+    assert cli(settings, "local", "cluster", "down", **home).stdout == "not running\n"
+    shutil.rmtree(tmp_path)
