@@ -1,9 +1,8 @@
-"""Commands run as a user runs them, end to end: `cleanup --force`, `events --follow`,
-`candles` launching a local workflow, `local cluster up|down`."""
+"""Commands run as a user runs them, end to end: `events --follow`, `candles` launching a
+local workflow, `local cluster up|down` (`cleanup --force`: test_lifecycle.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import queue as queues
 import shutil
@@ -18,13 +17,9 @@ import pytest
 from conftest import missing_prerequisite, subprocess_env
 
 from streamforge_nb.control.queue import Queue
-from streamforge_nb.control.state import new_record
-from streamforge_nb.kafka.clients import make_admin, make_producer
-from streamforge_nb.platform.names import new_short_id, queue_id
-from streamforge_nb.platform.topics import ensure_queue_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
-from streamforge_nb.testing import topic_exists, unique_name
+from streamforge_nb.testing import unique_name
 from streamforge_nb.testing.exchange import ExchangeServer
 
 
@@ -35,43 +30,6 @@ def cli(
         [sys.executable, "-m", "streamforge_nb.cli", *args],
         env=subprocess_env(settings, **env), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
-
-
-def test_cleanup_force_deletes_what_the_sink_has_not_committed(
-    settings: Settings, tmp_path: Path
-) -> None:
-    store = f"local://{tmp_path / 'store'}"
-    qid = queue_id("BTCUSDT", "api_candles_1m", dt.date(2024, 8, 1), new_short_id())
-    topic = f"{qid}-data"
-    with CandleStore.open(store) as opened:
-        opened.save_queue_state(
-            new_record(
-                queue_id=qid, symbol="BTCUSDT", type_="api_candles_1m",
-                targets=["loader-candles", "arango-candles"], parameters={},
-                data_topic=topic, outputs={}, launcher="local", jobs=[],
-            )
-        )  # fmt: skip
-    admin = make_admin(settings)
-    try:
-        ensure_queue_topics(admin, settings, topic)
-    finally:
-        admin.close()
-    producer = make_producer(settings)
-    for i in range(2):
-        producer.send(topic, key=b"k", value=b"%d" % i, partition=0)
-    producer.flush()
-    producer.close()
-
-    # Nothing committed by the sink group: refused, naming the lag; the topic stays.
-    refused = cli(settings, "cleanup", "--queue-id", qid, "--store", store)
-    assert refused.returncode == 1
-    assert f"has not committed the end of {topic} (partition 0: 0 of 2)" in refused.stderr
-    assert topic_exists(settings, topic)
-
-    forced = cli(settings, "cleanup", "--queue-id", qid, "--store", store, "--force", "--json")
-    assert forced.returncode == 0, forced.stderr
-    assert json.loads(forced.stdout) == {"queue_id": qid, "topics": {topic: "deleted"}}
-    assert not topic_exists(settings, topic)
 
 
 def _lines(proc: subprocess.Popen[str]) -> queues.Queue[str]:

@@ -101,6 +101,34 @@ def test_cleanup_waits_for_the_sinks_commit_and_keeps_a_dlq_with_rejects(
     queue.close()
 
 
+def test_cleanup_force_deletes_what_the_sink_has_not_committed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    store = f"local://{tmp_path / 'store'}"
+    qid = _queue(settings, store)
+    topic = f"{qid}-data"
+    admin = make_admin(settings)
+    try:
+        ensure_queue_topics(admin, settings, topic)
+    finally:
+        admin.close()
+    producer = make_producer(settings)
+    for i in range(2):
+        producer.send(topic, key=b"k", value=b"%d" % i, partition=0)
+    producer.flush()
+    producer.close()
+    # The sink group never committed: refused, naming the lag, and the topic stays.
+    refused = _cli(settings, "cleanup", "--queue-id", qid, "--store", store)
+    assert refused.returncode == 1
+    assert f"has not committed the end of {topic} (partition 0: 0 of 2)" in refused.stderr
+    assert topic_exists(settings, topic)
+
+    forced = _cli(settings, "cleanup", "--queue-id", qid, "--store", store, "--force", "--json")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout) == {"queue_id": qid, "topics": {topic: "deleted"}}
+    assert not topic_exists(settings, topic)
+
+
 def test_notebooks_say_where_and_open_or_name_what_is_missing(
     settings: Settings, tmp_path: Path
 ) -> None:
