@@ -40,6 +40,21 @@ def _queue(settings: Settings, store: str, outputs: dict[str, str] | None = None
     return qid
 
 
+def _topics_holding(settings: Settings, counts: dict[str, int]) -> None:
+    """Create each topic (a queue's shape) with `count` messages in partition 0."""
+    admin = make_admin(settings)
+    try:
+        ensure_queue_topics(admin, settings, *counts)
+    finally:
+        admin.close()
+    producer = make_producer(settings)
+    for topic, count in counts.items():
+        for i in range(count):
+            producer.send(topic, key=b"k", value=b"%d" % i, partition=0)
+    producer.flush()
+    producer.close()
+
+
 def _config(settings: Settings, topic: str) -> dict[str, Any]:
     admin = make_admin(settings)
     try:
@@ -74,17 +89,7 @@ def test_cleanup_waits_for_the_sinks_commit_and_keeps_a_dlq_with_rejects(
     store = f"local://{tmp_path / 'store'}"
     qid = _queue(settings, store)
     topic, dlq = f"{qid}-data", f"{qid}-data-dlq"
-    admin = make_admin(settings)
-    try:
-        ensure_queue_topics(admin, settings, topic, dlq)
-    finally:
-        admin.close()
-    producer = make_producer(settings)
-    for i in range(3):
-        producer.send(topic, key=b"k", value=b"%d" % i, partition=0)
-    producer.send(dlq, value=b"rejected", partition=0)
-    producer.flush()
-    producer.close()
+    _topics_holding(settings, {topic: 3, dlq: 1})
     queue = Queue(qid, settings, store=store)
     with pytest.raises(StreamForgeError, match=r"has not committed the end .*partition 0: 0 of 3"):
         queue.cleanup()
@@ -107,16 +112,7 @@ def test_cleanup_force_deletes_what_the_sink_has_not_committed(
     store = f"local://{tmp_path / 'store'}"
     qid = _queue(settings, store)
     topic = f"{qid}-data"
-    admin = make_admin(settings)
-    try:
-        ensure_queue_topics(admin, settings, topic)
-    finally:
-        admin.close()
-    producer = make_producer(settings)
-    for i in range(2):
-        producer.send(topic, key=b"k", value=b"%d" % i, partition=0)
-    producer.flush()
-    producer.close()
+    _topics_holding(settings, {topic: 2})
     # The sink group never committed: refused, naming the lag, and the topic stays.
     refused = _cli(settings, "cleanup", "--queue-id", qid, "--store", store)
     assert refused.returncode == 1
