@@ -29,6 +29,7 @@ __all__ = [
     "find_anomalies",
     "find_gaps",
     "plot",
+    "plot_coverage",
     "plot_volume_volatility",
     "resample",
     "volume_volatility",
@@ -340,4 +341,50 @@ def plot_volume_volatility(result: pd.DataFrame, title: str | None = None) -> An
     if pearson is not None:
         heading += f" (pearson {pearson:.2f}, spearman {spearman:.2f})"
     fig.update_layout(title=heading, xaxis_title="volume", yaxis_title="volatility (log returns)")
+    return fig
+
+
+def plot_coverage(frame: pd.DataFrame, title: str | None = None) -> Any:
+    """Return a plotly heatmap of `coverage(by=...)`: a row per series, a column per period.
+
+    A cell's colour is the share of expected candles stored (exchange-empty ones count as
+    complete: the exchange has none); hovering shows expected, stored, missing and
+    exchange-empty counts. Red cells are what a backfill would fetch.
+    """
+    import plotly.graph_objects as go
+
+    needed = {"symbol", "interval", "period", "expected", "stored", "missing", "exchange_empty"}
+    if not needed <= set(frame.columns):
+        raise InvalidName("plot_coverage needs a frame from store.coverage(by=...)")
+    rows = list(dict.fromkeys(zip(frame["symbol"], frame["interval"], strict=True)))
+    periods = sorted(frame["period"].unique())
+    row_at = {r: i for i, r in enumerate(rows)}
+    col_at = {p: i for i, p in enumerate(periods)}
+    share = np.full((len(rows), len(periods)), np.nan)
+    text = np.full((len(rows), len(periods)), "", dtype=object)
+    for sym, iv, period, expected, stored, missing, empty in frame[
+        ["symbol", "interval", "period", "expected", "stored", "missing", "exchange_empty"]
+    ].itertuples(index=False, name=None):
+        i, j = row_at[(sym, iv)], col_at[period]
+        share[i, j] = 1.0 - missing / expected if expected else np.nan
+        text[i, j] = f"expected {expected:,}<br>stored {stored:,}<br>missing {missing:,}" + (
+            f"<br>exchange-empty {empty:,}"
+        )
+    x = pd.DatetimeIndex(periods).tz_convert("UTC").tz_localize(None)
+    fig = go.Figure(
+        go.Heatmap(
+            z=share,
+            x=x,
+            y=[f"{sym} {iv}" for sym, iv in rows],
+            text=text,
+            hovertemplate="%{y} %{x}<br>%{text}<extra></extra>",
+            zmin=0,
+            zmax=1,
+            colorscale=[[0, "#ef5350"], [0.999, "#fff59d"], [1, "#26a69a"]],
+            colorbar={"title": "stored"},
+        )
+    )
+    fig.update_layout(title=title or "coverage (share of expected candles stored)")
+    fig.update_xaxes(title_text="period (UTC)")
+    fig.update_yaxes(autorange="reversed")
     return fig

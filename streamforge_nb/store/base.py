@@ -19,14 +19,26 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamforge_nb.exceptions import ConfigError
+from streamforge_nb.exceptions import ConfigError, StoreError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from streamforge_nb.settings import Settings
 
-__all__ = ["BackendFactory", "CandleBackend", "backend_for", "merge_ranges", "register_backend"]
+__all__ = [
+    "BackendFactory",
+    "CandleBackend",
+    "StoreCapabilityError",
+    "backend_for",
+    "merge_ranges",
+    "register_backend",
+]
+
+
+class StoreCapabilityError(StoreError, NotImplementedError):
+    """The store's backend cannot do this (yet): e.g. SQL over an ArangoDB store."""
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -97,6 +109,30 @@ class CandleBackend(ABC):
     ) -> list[tuple[int, int]]:
         """Return recorded exchange-empty ranges overlapping `[start_ms, end_ms)` (any order)."""
         return []
+
+    # Market-wide reads. The defaults work on any backend through `read` and `coverage`;
+    # the embedded store overrides them to read only the columns and footers it needs.
+    def series(self) -> list[tuple[str, str]]:
+        """Return (symbol, interval) of every stored series."""
+        found = self.coverage()
+        return list(zip(found["symbol"], found["interval"], strict=True))
+
+    def read_table(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, fields: Sequence[str]
+    ) -> pa.Table:
+        """Return `open_time` (timestamp ms UTC) and `fields` of the range as an Arrow table."""
+        import pyarrow as pa
+
+        frame = self.read(symbol, interval, start_ms, end_ms)[list(fields)]
+        return pa.Table.from_pandas(frame.reset_index(), preserve_index=False)
+
+    def partition_rows(self, symbol: str, interval: str) -> list[tuple[int, int, int, int, int]]:
+        """Return (start, end, rows, first open, last open) in ms per stored partition, from
+        statistics only (no candle is read)."""
+        raise StoreCapabilityError(
+            f"{type(self).__name__} keeps no per-partition row counts "
+            "(coverage by month needs the embedded store, or store.arango_query for ArangoDB)"
+        )
 
 
 BackendFactory = Callable[[str, "Settings"], CandleBackend]

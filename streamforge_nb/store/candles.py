@@ -29,6 +29,7 @@ import pandas as pd
 
 from streamforge_nb.exceptions import InvalidName, MessageError, QueueExists, StreamForgeError
 from streamforge_nb.platform.contract import Candle
+from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.settings import Settings, local_home
 from streamforge_nb.store.base import CandleBackend, backend_for, merge_ranges
 from streamforge_nb.store.frames import (
@@ -156,16 +157,51 @@ class CandleStore:
     def _write(self, symbol: str, interval: str, frame: pd.DataFrame) -> int:
         return self._backend.write_frame(symbol, interval, frame) if len(frame) else 0
 
-    def load(self, symbol: str, interval: str, start: Any = None, end: Any = None) -> pd.DataFrame:
+    def load(
+        self,
+        symbols: str | Iterable[str],
+        intervals: str | Iterable[str],
+        start: Any = None,
+        end: Any = None,
+        *,
+        fields: Iterable[str] | None = None,
+        how: str | None = None,
+        missing: str = "drop",
+        backend: str = "pandas",
+    ) -> Any:
         """Return candles with `start <= open time < end` (None: unbounded), sorted by time.
 
-        `start`/`end`: datetimes (naive means UTC), ISO strings, dates or Unix ms.
+        One symbol and one interval (plain strings): the series' candle frame, indexed by
+        open time. A list of symbols or a pattern (`"*USDT"`), several intervals, or `how`:
+        a market frame, long (`symbol`, `interval`, `open_time`, fields) or wide ((field,
+        symbol) columns on one interval's grid); `missing` marks holes ("drop", "nan",
+        "ffill"), `fields` reads only those columns, `backend` "pandas", "arrow" or "polars"
+        (see `store.market`). `start`/`end`: datetimes (naive means UTC), ISO strings,
+        dates or Unix ms.
         """
-        sym, iv = check_series(symbol, interval)
-        start_ms, end_ms = range_ms(start, end)
-        if start_ms == end_ms:
-            return empty_frame()
-        return self._backend.read(sym, iv, start_ms, end_ms)
+        from streamforge_nb.store import market
+
+        fields_ = market.check_fields(fields)
+        market.check_choice("how", how or "long", market.HOWS)
+        market.check_choice("missing", missing, market.MISSING)
+        market.check_choice("backend", backend, market.BACKENDS)
+        single = isinstance(symbols, str) and not market.is_pattern(symbols)
+        single = single and isinstance(intervals, str) and how is None
+        if single and fields is None and missing == "drop" and backend == "pandas":
+            sym, iv = check_series(symbols, intervals)  # type: ignore[arg-type]
+            start_ms, end_ms = range_ms(start, end)
+            if start_ms == end_ms:
+                return empty_frame()
+            return self._backend.read(sym, iv, start_ms, end_ms)
+        series = market.resolve_series(self._backend, symbols, intervals)
+        span = range_ms(start, end)
+        result = market.load_market(
+            self._backend, series, span, (start is not None, end is not None),
+            fields=fields_, how=how or "long", missing=missing,
+        )  # fmt: skip
+        if single and backend == "pandas":  # one series with options: indexed by open time
+            return result.to_pandas().drop(columns=["symbol", "interval"]).set_index("open_time")
+        return market.to_backend(result, backend)
 
     def gaps(self, symbol: str, interval: str, start: Any = None, end: Any = None) -> pd.DataFrame:
         """Return missing candles as ranges: start, end (exclusive), missing (count), kind.
@@ -311,9 +347,83 @@ class CandleStore:
         """Return the state record of `queue_id` (a queue's or a batch's), or None."""
         return next((r for r in self.queue_states() if r.get("queue_id") == queue_id), None)
 
-    def coverage(self) -> pd.DataFrame:
-        """Return one row per stored series: symbol, interval, first, last, rows."""
-        return self._backend.coverage()
+    def coverage(
+        self,
+        symbols: str | Iterable[str] | None = None,
+        intervals: str | Iterable[str] | None = None,
+        *,
+        by: str | None = None,
+        start: Any = None,
+        end: Any = None,
+    ) -> pd.DataFrame:
+        """Return one row per stored series: symbol, interval, first, last, rows.
+
+        With `by` ("month", "day", "year"): one row per series and period with expected,
+        stored, missing and exchange_empty candle counts, from file statistics (see
+        `store.coverage`; `analysis.plot_coverage` draws it). `symbols`: names or patterns.
+        """
+        from streamforge_nb.store import market
+        from streamforge_nb.store.coverage import BY, coverage_by
+
+        if by is None and symbols is None and intervals is None and start is end is None:
+            return self._backend.coverage()
+        market.check_choice("by", by or "month", list(BY))
+        if intervals is None:
+            stored = {iv for _, iv in self._backend.series()}
+            intervals = [iv for iv in INTERVALS if iv in stored]
+        if not intervals:
+            return coverage_by(self._backend, [], by or "month", (0, 0), (True, True))
+        series = market.resolve_series(self._backend, symbols or "*", intervals)
+        if by is None:  # the plain listing, of these series only
+            found = self._backend.coverage()
+            keep = pd.Series(list(zip(found["symbol"], found["interval"], strict=True)))
+            return found[keep.isin(series).to_numpy()].reset_index(drop=True)
+        span = range_ms(start, end)
+        return coverage_by(self._backend, series, by, span, (start is not None, end is not None))
+
+    def sql(self, query: str, params: Any = None, *, backend: str = "pandas") -> Any:
+        """Run DuckDB SQL over the views `candles` and `exchange_empty` (see `store.query`).
+
+        The embedded store only; files are read in place while sinks write.
+        """
+        from streamforge_nb.store import market
+        from streamforge_nb.store import query as q
+
+        market.check_choice("backend", backend, market.BACKENDS)
+        return q.run_sql(self._local("sql"), query, params, backend)
+
+    def resample_many(
+        self,
+        symbols: str | Iterable[str],
+        interval: str,
+        rule: str,
+        start: Any = None,
+        end: Any = None,
+        *,
+        backend: str = "pandas",
+    ) -> Any:
+        """Aggregate `interval` candles of many symbols to `rule` in DuckDB; memory follows
+        the result. Long: symbol, open_time, the candle fields, `candles` (how many merged)."""
+        from streamforge_nb.store import market
+        from streamforge_nb.store import query as q
+
+        market.check_choice("backend", backend, market.BACKENDS)
+        local = self._local("resample_many")
+        q.resample_sql([], interval, rule)  # the rule checked before any file is listed
+        series = market.resolve_series(local, symbols, interval)
+        return q.resample_many(local, series, rule, range_ms(start, end), backend)
+
+    def _local(self, what: str) -> Any:
+        from streamforge_nb.store.base import StoreCapabilityError
+        from streamforge_nb.store.local import LocalBackend
+
+        if not isinstance(self._backend, LocalBackend):
+            raise StoreCapabilityError(
+                f"{what} runs DuckDB over the embedded store's files; "
+                f"{type(self._backend).__name__} has none (store.arango_query holds the AQL "
+                "versions)"
+            )
+        return self._backend
 
     # The analysis helpers take a frame from `load()`, as the platform's notebooks use them.
     @staticmethod

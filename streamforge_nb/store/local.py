@@ -131,11 +131,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _read_file(path: Path) -> pa.Table:
+def _read_file(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     # One handle opened here: a file replaced meanwhile stays readable through it (POSIX
     # keeps the old inode), and size and data come from the same file.
     with pa.OSFile(str(path), "rb") as source:
-        return pq.read_table(source)
+        return pq.read_table(source, columns=None if columns is None else list(columns))
 
 
 def _times(table: pa.Table) -> np.ndarray[Any, Any]:
@@ -262,6 +262,65 @@ class LocalBackend(CandleBackend):
                 col.cast(pa.int64()).to_numpy() if name == "close_time" else col.to_numpy()
             )
         return frame_from_arrays(_times(table), columns)
+
+    def partition_files(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int
+    ) -> list[Path]:
+        """Return the partition files that may hold candles of `[start_ms, end_ms)`."""
+        parts = self._partitions(symbol, interval)
+        return [p for lo, hi, p in parts if lo < end_ms and hi > start_ms]
+
+    def read_table(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, fields: Sequence[str]
+    ) -> pa.Table:
+        """Read `open_time` and `fields` only (column pushdown) of the partitions spanned."""
+        names = ["open_time", *fields]
+        schema = pa.schema([_SCHEMA.field(n) for n in names])
+        directory = self.series_dir(symbol, interval)
+        tables = []
+        with store_errors(f"cannot read {symbol} {interval} candles", str(directory)):
+            for lo, hi, path in self._partitions(symbol, interval):
+                if hi <= start_ms or lo >= end_ms:
+                    continue
+                table = _read_file(path, names).select(names).cast(schema)
+                if lo < start_ms or hi > end_ms:
+                    t = _times(table)
+                    first, last = np.searchsorted(t, [start_ms, end_ms])
+                    table = table.slice(int(first), int(last - first))
+                tables.append(table)
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
+    def series(self) -> list[tuple[str, str]]:
+        """Return (symbol, interval) of every series directory holding a partition."""
+        base = self.root / "candles"
+        if not base.is_dir():
+            return []
+        found = []
+        with store_errors("cannot list the candle store's series", str(base)):
+            for iv_dir in base.glob("*/*"):
+                interval = _INTERVAL_OF_DIR.get(iv_dir.name)
+                if interval is not None and any(iv_dir.glob("[0-9]*.parquet")):
+                    found.append((iv_dir.parent.name, interval))
+        return sorted(found)
+
+    def partition_rows(self, symbol: str, interval: str) -> list[tuple[int, int, int, int, int]]:
+        """Return (start, end, rows, first, last) per partition file (ms), from its footer."""
+        out = []
+        with store_errors(f"cannot read {symbol} {interval} footers", str(self.root)):
+            for lo, hi, path in self._partitions(symbol, interval):
+                with pa.OSFile(str(path), "rb") as source:
+                    meta = pq.ParquetFile(source).metadata
+                first, last = hi, lo - 1
+                for i in range(meta.num_row_groups):
+                    stats = meta.row_group(i).column(0).statistics
+                    if stats is None or not stats.has_min_max:
+                        first, last = lo, hi - 1  # no statistics: assume the whole partition
+                        continue
+                    first = min(first, _stat_ms(stats.min_raw))
+                    last = max(last, _stat_ms(stats.max_raw))
+                if meta.num_rows:
+                    out.append((lo, hi, meta.num_rows, first, last))
+        return out
 
     def coverage(self) -> pd.DataFrame:
         """Return symbol, interval, first, last, rows per series, from the files' footers."""

@@ -1,0 +1,200 @@
+"""Queries the embedded store runs: DuckDB over the Parquet partitions, in place.
+
+    store.sql("SELECT symbol, count(*) FROM candles WHERE interval = '1m' GROUP BY symbol")
+    store.resample_many("*USDT", "1m", "1d", "2024-01-01", "2025-01-01")   # daily OHLCV
+
+Views: `candles` (symbol, interval, open_time, the candle fields; symbol and interval come
+from the file layout `candles/<SYMBOL>/<interval>/<period>.parquet`, `1mo` read as `1M`) and
+`exchange_empty` (symbol, interval, start, end: windows the exchange confirmed empty).
+Times are TIMESTAMPTZ in UTC. DuckDB aggregates while it scans, so memory follows the result,
+not the input; `open_time` filters skip row groups by their statistics.
+
+Reading while a sink writes: DuckDB opens the files without a database and takes no lock, and
+every partition is replaced whole (`os.replace` of a fully written temporary), so a query sees
+each month either before a write or after it, never half of one (tests/test_market.py runs
+queries in a loop against a writer). A query spanning partitions is consistent per partition,
+as a `load` is; the temporaries (`.<name>.tmp`) never match `*.parquet`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from streamforge_nb.exceptions import ConfigError, InvalidName, store_errors
+from streamforge_nb.platform.intervals import WEEK_OFFSET_MS, check_interval, interval_ms
+from streamforge_nb.store.frames import COLUMNS
+
+if TYPE_CHECKING:
+    from streamforge_nb.store.local import LocalBackend
+
+__all__ = ["connect", "resample_many", "resample_sql", "run_sql"]
+
+_LAST_DATETIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_SERIES = r"/([^/]+)/([^/]+)/[^/]+\.parquet$"
+_INTERVAL = "CASE {d} WHEN '1mo' THEN '1M' ELSE {d} END"
+_TYPES = {"close_time": "TIMESTAMPTZ", "number_of_trades": "BIGINT"}
+# How each candle field aggregates into a longer candle (as `analysis.resample`).
+_AGG = {
+    "open": "arg_min(open, open_time)",
+    "high": "max(high)",
+    "low": "min(low)",
+    "close": "arg_max(close, open_time)",
+    "volume": "sum(volume)",
+    "close_time": "max(close_time)",
+    "quote_asset_volume": "sum(quote_asset_volume)",
+    "number_of_trades": "sum(number_of_trades)::BIGINT",
+    "taker_buy_base_asset_volume": "sum(taker_buy_base_asset_volume)",
+    "taker_buy_quote_asset_volume": "sum(taker_buy_quote_asset_volume)",
+}
+
+
+def _duckdb() -> Any:
+    try:
+        import duckdb
+    except ImportError:  # a dependency; only a broken install lacks it
+        raise ConfigError("store queries need duckdb: pip install duckdb") from None
+    return duckdb
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _series_columns(source: str) -> str:
+    """The select list adding `symbol` and `interval` from a file name to the candle fields."""
+    sym = f"regexp_extract(filename, {_quote(_SERIES)}, 1)"
+    directory = f"regexp_extract(filename, {_quote(_SERIES)}, 2)"
+    fields = ", ".join(("open_time", *COLUMNS))
+    return (
+        f"SELECT {sym} AS symbol, {_INTERVAL.format(d=directory)} AS interval, {fields} "
+        f"FROM {source}"
+    )
+
+
+def _empty_candles() -> str:
+    types = ", ".join(f"NULL::{_TYPES.get(c, 'DOUBLE')} AS {c}" for c in COLUMNS)
+    return (
+        f"SELECT NULL::VARCHAR AS symbol, NULL::VARCHAR AS interval, "
+        f"NULL::TIMESTAMPTZ AS open_time, {types} WHERE false"
+    )
+
+
+def connect(backend: LocalBackend) -> Any:
+    """Return an in-memory DuckDB connection with the views `candles` and `exchange_empty`."""
+    duckdb = _duckdb()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    base = backend.root / "candles"
+    if any(base.glob("*/*/[0-9]*.parquet")):
+        source = f"read_parquet({_quote(str(base / '*' / '*' / '*.parquet'))}, filename=true)"
+        con.execute(f"CREATE VIEW candles AS {_series_columns(source)}")
+    else:
+        con.execute(f"CREATE VIEW candles AS {_empty_candles()}")
+    rows = _exchange_empty_rows(backend)
+    frame = pd.DataFrame(rows, columns=["symbol", "interval", "start_ms", "end_ms"])
+    con.register("_exchange_empty_ms", frame.astype({"start_ms": "int64", "end_ms": "int64"}))
+    con.execute(
+        "CREATE VIEW exchange_empty AS SELECT symbol, interval, "
+        "make_timestamp(start_ms * 1000)::TIMESTAMPTZ AS start, "
+        'make_timestamp(end_ms * 1000)::TIMESTAMPTZ AS "end" FROM _exchange_empty_ms'
+    )
+    return con
+
+
+def _exchange_empty_rows(backend: LocalBackend) -> list[tuple[str, str, int, int]]:
+    path = backend.root / "exchange_empty.sqlite"
+    if not path.exists():
+        return []
+    # Read-only: a query never creates or changes the store's databases.
+    with (
+        store_errors("cannot read exchange-empty ranges", str(path)),
+        closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db,
+    ):
+        rows: list[tuple[str, str, int, int]] = db.execute(
+            "SELECT symbol, interval, start_ms, end_ms FROM exchange_empty "
+            "ORDER BY symbol, interval, start_ms"
+        ).fetchall()
+    return rows
+
+
+def fetch(relation: Any, backend: str) -> Any:
+    """Return a DuckDB result as pandas (default), a pyarrow Table or a polars frame."""
+    if backend == "arrow":
+        return relation.fetch_arrow_table()
+    if backend == "polars":
+        try:
+            return relation.pl()
+        except ImportError:  # polars is optional
+            raise ConfigError(
+                "backend='polars' needs polars: pip install 'streamforge-nb[polars]'"
+            ) from None
+    return relation.df()
+
+
+def run_sql(backend: LocalBackend, query: str, params: Any = None, result: str = "pandas") -> Any:
+    """Run `query` over the store's views; return its rows in `result`'s type."""
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidName(f"sql needs a query string, got {query!r}")
+    duckdb = _duckdb()
+    with closing(connect(backend)) as con:
+        try:
+            return fetch(con.execute(query, params), result)
+        except duckdb.Error as exc:
+            raise InvalidName(f"query failed: {exc}") from None
+
+
+def bucket_sql(rule: str) -> str:
+    """A DuckDB expression: the open time of the `rule` candle holding `open_time`."""
+    step = interval_ms(rule)
+    if step is None:
+        return "date_trunc('month', open_time)"
+    offset = WEEK_OFFSET_MS if rule == "1w" else 0
+    ms = "epoch_ms(open_time)"
+    slot = f"{ms} - ((({ms} - {offset}) % {step}) + {step}) % {step}"
+    return f"make_timestamp(({slot}) * 1000)::TIMESTAMPTZ"
+
+
+def resample_sql(files: list[str], interval: str, rule: str) -> str:
+    """The query aggregating `files` of `interval` candles to `rule`, per symbol."""
+    check_interval(interval)
+    rule = check_interval(rule)
+    if _length(rule) < _length(interval):
+        raise InvalidName(f"cannot resample {interval} candles to the shorter {rule}")
+    if files:
+        source = f"read_parquet([{', '.join(map(_quote, files))}], filename=true)"
+        source = f"({_series_columns(source)})"
+    else:
+        source = f"({_empty_candles()})"
+    aggs = ", ".join(f"{how} AS {name}" for name, how in _AGG.items())
+    return (
+        f"SELECT symbol, {bucket_sql(rule)} AS open_time, {aggs}, count(*) AS candles "
+        f"FROM {source} WHERE open_time >= $start AND open_time < $end "
+        "GROUP BY ALL ORDER BY symbol, open_time"
+    )
+
+
+def resample_many(
+    backend: LocalBackend,
+    series: list[tuple[str, str]],
+    rule: str,
+    span: tuple[int, int],
+    result: str = "pandas",
+) -> Any:
+    """Aggregate the partitions of `series` (one interval) in `span` to `rule` in DuckDB."""
+    interval = series[0][1]
+    files = [str(p) for sym, iv in series for p in backend.partition_files(sym, iv, *span)]
+    # Python datetimes end in year 9999; the store's open end (MAX_MS) lies far beyond.
+    start, end = (
+        pd.Timestamp(min(ms, _LAST_DATETIME_MS), unit="ms", tz="UTC").to_pydatetime() for ms in span
+    )
+    bounds = {"start": start, "end": end}
+    return run_sql(backend, resample_sql(files, interval, rule), bounds, result)
+
+
+def _length(interval: str) -> int:
+    step = interval_ms(interval)
+    return 28 * 86_400_000 if step is None else step
