@@ -21,6 +21,7 @@ from streamforge_nb.platform.names import (
     check_dns1123_label,
     check_kafka_topic,
     check_label_value,
+    check_parameters,
     check_queue_id,
     check_symbol,
     check_target,
@@ -97,6 +98,7 @@ def test_parse_queue_id_gives_uppercase_symbol_and_named_parts() -> None:
         "btcusdt-api_candles_1m-20240801-abc123",
         "wf-BTCUSDT-api_candles_1m-20240801-abc123",
         "wf-btcusdt-api_candles_1m-2024080-abc123",
+        "wf-btcusdt-api_candles_1m-2024811-abc123",  # strptime alone reads 2024-08-11
         "wf-btcusdt-api_candles_1m-20241301-abc123",
         "wf-btcusdt-api_candles_1m-20240801-ABC123",
         "wf-btcusdt-api_candles_1m-20240801-",
@@ -289,6 +291,36 @@ def test_target_rule() -> None:
         check_target("Dummy")
 
 
+def nested(levels: int, kind: type[list[Any] | dict[str, Any]]) -> Any:
+    """A value of `levels` lists (or dicts) one inside the other, the innermost holding 1."""
+    value: Any = 1
+    for _ in range(levels):
+        value = [value] if kind is list else {"x": value}
+    return value
+
+
+@pytest.mark.parametrize("kind", [list, dict])
+def test_parameters_nest_at_most_100_levels(kind: type[list[Any] | dict[str, Any]]) -> None:
+    """Papermill writes parameters recursively: deeper ones would end in a RecursionError."""
+    assert check_parameters({"p": nested(100, kind)}) == {"p": nested(100, kind)}
+    with pytest.raises(InvalidName, match="parameter p: lists and dicts nest deeper than 100"):
+        check_parameters({"p": nested(101, kind)})
+
+
+def test_a_parameter_that_holds_itself_is_refused() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(InvalidName, match="nest deeper than 100"):
+        check_parameters({"p": loop})
+
+
+def test_parameters_must_be_a_mapping_of_names() -> None:
+    with pytest.raises(InvalidName, match="must be a mapping of name to value, got list"):
+        check_parameters([("p", 1)])
+    with pytest.raises(InvalidName, match="parameter names must be strings, got 1"):
+        check_parameters({1: "x"})
+
+
 # --- time ranges ------------------------------------------------------------------------------
 
 
@@ -325,6 +357,20 @@ def test_time_range_below_a_day_round_trips() -> None:
     tr = parse_time_range("2024-08-01T12:30:00.250Z/2024-08-01T13:00:00Z")
     assert tr.start_ms == 1722470400000 + (12 * 3600 + 30 * 60) * 1000 + 250
     assert str(tr) == "2024-08-01T12:30:00.250000Z/2024-08-01T13:00:00Z"
+    assert parse_time_range(str(tr)) == tr
+
+
+@pytest.mark.parametrize(
+    ("text", "printed"),
+    [
+        ("2024-08-01/2024-08-01T12:00:00Z", "2024-08-01T00:00:00Z/2024-08-01T12:00:00Z"),
+        ("2024-08-01T12:00:00Z/2024-08-02", "2024-08-01T12:00:00Z/2024-08-02T00:00:00Z"),
+    ],
+)
+def test_a_range_with_one_midnight_side_prints_both_times(text: str, printed: str) -> None:
+    """Only a range of whole days prints as days: anything else would change on re-reading."""
+    tr = parse_time_range(text)
+    assert str(tr) == printed
     assert parse_time_range(str(tr)) == tr
 
 
