@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from streamforge_nb.exceptions import ConfigError, InvalidName, store_errors
+from streamforge_nb.exceptions import ConfigError, InvalidName, StoreError, store_errors
 from streamforge_nb.platform.intervals import WEEK_OFFSET_MS, check_interval, interval_ms
 from streamforge_nb.store.frames import COLUMNS
 
@@ -136,15 +136,28 @@ def fetch(relation: Any, backend: str) -> Any:
 
 
 def run_sql(backend: LocalBackend, query: str, params: Any = None, result: str = "pandas") -> Any:
-    """Run `query` over the store's views; return its rows in `result`'s type."""
+    """Run `query` over the store's views; return its rows in `result`'s type.
+
+    A query DuckDB refuses (syntax, names, types) is an InvalidName; a file it cannot read
+    a StoreError naming the store.
+    """
     if not isinstance(query, str) or not query.strip():
         raise InvalidName(f"sql needs a query string, got {query!r}")
     duckdb = _duckdb()
-    with closing(connect(backend)) as con:
-        try:
+    refused = (
+        duckdb.ParserException,
+        duckdb.BinderException,
+        duckdb.CatalogException,
+        duckdb.ConversionException,
+        duckdb.NotImplementedException,
+    )
+    try:
+        with closing(connect(backend)) as con:
             return fetch(con.execute(query, params), result)
-        except duckdb.Error as exc:
-            raise InvalidName(f"query failed: {exc}") from None
+    except refused as exc:
+        raise InvalidName(f"query failed: {exc}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot query the candle store at {backend.root}: {exc}") from None
 
 
 def bucket_sql(rule: str) -> str:
