@@ -449,6 +449,44 @@ class Queue:
 
         return cleanup(self, force=force)
 
+    # -- operations: dead letters, redrive, lag ----------------------------------------------
+    def dead_letters(self, *, limit: int | None = 100_000) -> pd.DataFrame:
+        """Return the messages the sink refused to the queue's DLQ, one row each, `limit` at
+        most (columns in `control.dlq.DEAD_LETTER_COLUMNS`; values are not kept)."""
+        from streamforge_nb.control.dlq import read_dead_letters
+        from streamforge_nb.platform.names import data_topic, dlq_topic
+
+        return read_dead_letters(self.settings, dlq_topic(data_topic(self.queue_id)), limit=limit)
+
+    def redrive(
+        self,
+        where: Any = None,
+        fix: Callable[[Any], Any] | None = None,
+        dry_run: bool = True,
+        *,
+        store: Any = None,
+        time_range: str | None = None,
+    ) -> Any:
+        """Republish chosen dead letters that pass the sink's checks (`control.redrive`).
+
+        `where`: a `dead_letters()` query string or a callable returning a mask (None: all);
+        `fix(value)`: the new value (None leaves the letter out); `dry_run` (the default)
+        sends nothing. `store` (a CandleStore or URL; default the queue's): gaps before and
+        after. `time_range`: the sink's TIME_RANGE, else the range the queue id implies.
+        Returns a `Redrive`: its plan, the windows a backfill would load, the gaps.
+        """
+        from streamforge_nb.control.redrive import redrive
+        from streamforge_nb.platform.names import data_topic
+        from streamforge_nb.workers.sink import queue_series, queue_span
+
+        topic = data_topic(self.queue_id)
+        return redrive(
+            self.settings, self.queue_id, where=where, fix=fix, dry_run=dry_run,
+            store=store if store is not None else self.store,
+            span=queue_span(topic, self.queue_id, time_range),
+            series=queue_series(topic, self.queue_id),
+        )  # fmt: skip
+
     def subscribe(self, callback: Callable[[BaseEvent], None]) -> None:
         """Call `callback(event)` from the follower thread for every event of this queue."""
         self._telemetry.subscribe(callback)

@@ -28,6 +28,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from streamforge_nb import workers
+from streamforge_nb.control.dlq import CONNECT_HEADERS, connect_class
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import (
@@ -355,20 +356,32 @@ def dlq_headers(
 
     A message redriven from a DLQ and refused again keeps its first source (and its
     `truncated` note): that is where the data was lost. Where it was refused this time
-    goes in `refused_topic` / `refused_partition` / `refused_offset`.
+    goes in `refused_topic` / `refused_partition` / `refused_offset`, and in Kafka Connect's
+    `__connect.errors.*` headers (`control.dlq.CONNECT_HEADERS`), with the reason's class.
     """
     here = [
         ("source_topic", topic.encode()),
         ("source_partition", str(partition).encode()),
         ("source_offset", str(offset).encode()),
     ]
-    headers = [("error", reason[:MAX_REASON_CHARS].encode())]
+    reason = reason[:MAX_REASON_CHARS]
+    headers = [("error", reason.encode())]
     if any(name == "source_topic" for name, _ in source):
         headers += source
         headers += [(name.replace("source_", "refused_"), value) for name, value in here]
     else:
         headers += here
-    return headers
+    # Kafka Connect's names, for tools that read Connect's DLQs: like Connect's, they say
+    # where this refusal happened (the message this sink read), not where it first came from.
+    topic_h, partition_h, offset_h, class_h, message_h = CONNECT_HEADERS
+    return [
+        *headers,
+        (topic_h, topic.encode()),
+        (partition_h, str(partition).encode()),
+        (offset_h, str(offset).encode()),
+        (class_h, connect_class(reason).encode()),
+        (message_h, reason.encode()),
+    ]
 
 
 DLQ_MAX_VALUE = 256 * 1024

@@ -1,0 +1,102 @@
+"""Operating commands: `dlq` (read and redrive dead letters), `lag`, `messages`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from streamforge_nb.cli._output import echo_json, json_option, say
+from streamforge_nb.workers import COUNT, QUEUE_ID
+
+__all__ = ["dlq"]
+
+
+def _queue(queue_id: str, store: str | None = None) -> Any:
+    from streamforge_nb.control.queue import Queue
+    from streamforge_nb.settings import Settings
+
+    return Queue(queue_id, Settings.from_env(), store=store)
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    """A frame row as JSON values: missing ones null, times ISO."""
+    import pandas as pd
+
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if value is None or (not isinstance(value, str | bool) and pd.isna(value)):
+            out[name] = None
+        elif isinstance(value, pd.Timestamp):
+            out[name] = value.isoformat()
+        elif hasattr(value, "item"):  # numpy scalars
+            out[name] = value.item()
+        else:
+            out[name] = value
+    return out
+
+
+class _DlqGroup(click.Group):
+    """`dlq QUEUE_ID` lists (the `show` subcommand); `dlq redrive QUEUE_ID` redrives."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("dlq", cls=_DlqGroup)
+def dlq() -> None:
+    """Read a queue's dead letters (`dlq QUEUE_ID`) or redrive them (`dlq redrive QUEUE_ID`)."""
+
+
+@dlq.command("show")
+@click.argument("queue_id", type=QUEUE_ID, metavar="QUEUE_ID")
+@click.option("--limit", type=COUNT, default=100_000, help="Read at most N dead letters.")
+@json_option("One JSON object per dead letter.")
+def show(queue_id: str, limit: int, as_json: bool) -> None:
+    """List the messages the sink refused to the queue's DLQ, with counts by reason class."""
+    with _queue(queue_id) as queue:
+        frame = queue.dead_letters(limit=limit)
+    if as_json:
+        for row in frame.to_dict("records"):
+            echo_json(_record(row))
+        return
+    if frame.empty:
+        click.echo(f"no dead letters in the DLQ of {queue_id}")
+        return
+    counts = frame["reason_class"].value_counts()
+    click.echo(f"{len(frame)} dead letters: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    columns = ["dlq_partition", "dlq_offset", "reason_class", "key", "open_time", "size", "reason"]
+    shown = frame[columns].assign(reason=frame["reason"].str.slice(0, 80))
+    click.echo(shown.to_string(index=False))
+
+
+@dlq.command("redrive")
+@click.argument("queue_id", type=QUEUE_ID, metavar="QUEUE_ID")
+@click.option("--where", default=None, help="A pandas query on the dead letters (default: all).")
+@click.option(
+    "--dry-run/--apply", default=True,
+    help="Only show what would be redriven, or republish what passes the sink's checks.",
+)  # fmt: skip
+@click.option("--time-range", default=None, help="The sink's TIME_RANGE (default: the queue id's).")
+@click.option(
+    "--store", default=None,
+    help="Store URL whose gaps to show before (default: the queue's, if recorded).",
+)  # fmt: skip
+@json_option("One JSON object per dead letter, then one per backfill window, then a summary.")
+def redrive(
+    queue_id: str, where: str | None, dry_run: bool, time_range: str | None, store: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Republish dead letters that pass the sink's checks to the data topic."""
+    with _queue(queue_id, store) as queue:
+        result = queue.redrive(where, dry_run=dry_run, store=store, time_range=time_range)
+    for row in result.plan.to_dict("records"):
+        record = _record(row)
+        text = f"{row['dlq_partition']}:{row['dlq_offset']} {row['key']}: {row['action']}"
+        say(as_json, {"dead_letter": record}, f"{text} {row['why']}".rstrip())
+    for row in result.backfill.to_dict("records"):
+        say(as_json, {"backfill": _record(row)}, f"backfill {row['time_range']}")
+    summary = {"queue_id": queue_id, "dry_run": dry_run, "sent": result.sent}
+    say(as_json, {"summary": {**summary, "text": result.summary()}}, result.summary())

@@ -1,0 +1,283 @@
+"""Dead letters read back and redriven, against the real broker and an embedded store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import subprocess_env
+
+from streamforge_nb.control.dlq import DEAD_LETTER_COLUMNS, reason_class
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.kafka.clients import make_admin
+from streamforge_nb.platform.contract import Candle, encode, message_key
+from streamforge_nb.platform.names import data_topic, dlq_topic, new_short_id, queue_id
+from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+from streamforge_nb.settings import Settings
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.testing import CandleGenerator, read_topic
+from streamforge_nb.workers.sink import SinkOptions, run_sink
+
+START_MS = 1722470400000  # 2024-08-01T00:00:00Z
+MINUTE = 60_000
+
+
+def new_queue() -> str:
+    return queue_id("BTCUSDT", "api_candles_1m", dt.date(2024, 8, 1), new_short_id())
+
+
+def candle(minute: int, **changes: object) -> tuple[bytes, bytes]:
+    """(Kafka key, value) of the generated candle `minute`s after START_MS, with `changes`."""
+    start = START_MS + minute * MINUTE
+    row = CandleGenerator().rows("BTCUSDT", "1m", start, start + MINUTE)[0]
+    good = Candle.from_kline("BTCUSDT", "1m", row)
+    data = json.loads(encode(good))
+    data.update(changes)
+    return message_key(good), json.dumps(data).encode()
+
+
+def send(
+    settings: Settings, topic: str, messages: list[tuple[bytes | None, bytes | None, list]]
+) -> None:
+    """Send with librdkafka, which (unlike kafka-python) also sends null header values."""
+    from confluent_kafka import Producer
+
+    admin = make_admin(settings)
+    try:
+        ensure_topics(admin, (TopicSpec(topic),))
+    finally:
+        admin.close()
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "message.max.bytes": 2 * 2**20}
+    )
+    for key, value, headers in messages:
+        producer.produce(topic, key=key, value=value, headers=headers)
+    assert producer.flush(30) == 0
+
+
+def sink(settings: Settings, qid: str, store_url: str) -> None:
+    options = SinkOptions(queue_id=qid, store_url=store_url, wait_for_loader=False)
+    assert run_sink(options, settings) == 0
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"local://{tmp_path / 'store'}"
+
+
+def poisoned_queue(settings: Settings, store_url: str) -> tuple[str, dict[str, int]]:
+    """A queue whose sink stored 10 good candles and refused one message of each class;
+    return it and the data-topic offset of each refused message, by class."""
+    qid = new_queue()
+    key, value = candle(3)
+    bad = {
+        "series": candle(11, _key=f"ETHUSDT_1m_{START_MS + 11 * MINUTE}"),
+        "key": (b"BTCUSDT_1m_1", candle(12)[1]),
+        "range": candle(-60 * 24 * 30, open_time=START_MS - 30 * 86_400_000),
+        "number": candle(14, open="-5"),
+        "not-json": (b"BTCUSDT_1m_" + str(START_MS + 15 * MINUTE).encode(), b"x" * 300_000),
+        "field": candle(16, number_of_trades="7"),
+    }
+    # the range candle's _key must agree with its open time, so only the range is wrong
+    rkey = f"BTCUSDT_1m_{START_MS - 30 * 86_400_000}"
+    bad["range"] = (rkey.encode(), candle(0, _key=rkey, open_time=START_MS - 30 * 86_400_000)[1])
+    messages: list[tuple[bytes | None, bytes | None, list]] = [(*candle(m), []) for m in range(10)]
+    offsets = {}
+    for kind, (k, v) in bad.items():
+        offsets[kind] = len(messages)
+        messages.append((k, v, []))
+    del key, value
+    send(settings, data_topic(qid), messages)
+    sink(settings, qid, store_url)
+    return qid, offsets
+
+
+def test_dead_letters_reads_back_each_refusal_with_its_class_and_source(
+    settings: Settings, store_url: str
+) -> None:
+    qid, offsets = poisoned_queue(settings, store_url)
+    with Queue(qid, settings) as queue:
+        frame = queue.dead_letters()
+    assert list(frame.columns) == list(DEAD_LETTER_COLUMNS)
+    assert len(frame) == len(offsets)
+    by_offset = frame.set_index("source_offset")
+    for kind, offset in offsets.items():
+        row = by_offset.loc[offset]
+        assert row["reason_class"] == kind, (kind, row["reason"])
+        assert row["source_topic"] == data_topic(qid)
+        assert row["source_partition"] == 0
+    # symbol / interval / open time from the value, or from the key when the value is lost
+    lost = by_offset.loc[offsets["not-json"]]
+    assert bool(lost["truncated"]) and lost["size"] == 300_000
+    assert (lost["symbol"], lost["interval"]) == ("BTCUSDT", "1m")
+    assert lost["open_time"] == pd.Timestamp(START_MS + 15 * MINUTE, unit="ms", tz="UTC")
+    number = by_offset.loc[offsets["number"]]
+    assert number["open_time"] == pd.Timestamp(START_MS + 14 * MINUTE, unit="ms", tz="UTC")
+    assert not bool(number["truncated"]) and number["size"] > 100
+    assert frame["dlq_offset"].tolist() == list(range(len(offsets)))
+    assert frame["dlq_timestamp"].notna().all()
+    # Kafka Connect's headers beside today's, saying the same
+    for record in read_topic(settings, dlq_topic(data_topic(qid))):
+        headers = dict(record.headers)
+        assert headers["__connect.errors.topic"] == headers["source_topic"]
+        assert headers["__connect.errors.partition"] == headers["source_partition"]
+        assert headers["__connect.errors.offset"] == headers["source_offset"]
+        assert headers["__connect.errors.exception.message"] == headers["error"]
+        kind = reason_class(headers["error"].decode())
+        assert headers["__connect.errors.exception.class.name"] == (
+            f"streamforge_nb.refusal.{kind}".encode()
+        )
+
+
+def test_poison_in_the_dlq_itself_never_breaks_dead_letters(settings: Settings) -> None:
+    qid = new_queue()
+    dlq = dlq_topic(data_topic(qid))
+    poison: list[tuple[bytes | None, bytes | None, list]] = [
+        (None, None, []),  # a tombstone, no key, no headers at all
+        (b"\xff\xfe", b"\x00\xff garbage", [("error", b"\xff\xfe\xfd")]),
+        (b"k", b"{}", [("source_partition", b"-1"), ("source_offset", b"9" * 40)]),
+        (b"k", b"[1]", [("source_offset", b"abc"), ("source_topic", None), ("error", None)]),
+        (b"k", b"x" * 1_000_000, [("truncated", b"value cut from lots")]),  # a huge value
+        (b"k", b"{", [("__connect.errors.exception.class.name", b"\x00" * 5000)]),
+        (b"k", b"null", [("error", b"e" * 100_000), ("error", b"second")]),
+        (
+            b"BTCUSDT_1m_99999999999999999999",
+            b"{}",
+            [("truncated", b"value cut from 9" + b"9" * 30 + b" to 1")],
+        ),
+    ]
+    send(settings, dlq, poison)
+    with Queue(qid, settings) as queue:
+        frame = queue.dead_letters()
+        assert len(queue.dead_letters(limit=3)) == 3
+        with pytest.raises(InvalidName, match="limit"):
+            queue.dead_letters(limit=0)
+    assert len(frame) == len(poison)
+    assert frame["source_partition"].isna().all()
+    assert frame["source_offset"].isna().all()
+    assert frame["reason_class"].isin(["other"]).all()
+    assert frame["size"].tolist()[:5] == [0, 10, 2, 3, 1_000_000]
+    assert frame["reason"].str.len().max() <= 2000
+    assert frame["open_time"].isna().all()
+    assert "\\x" in frame.loc[1, "reason"] or "\ufffd" in frame.loc[1, "reason"]
+
+
+def test_a_queue_without_a_dlq_has_no_dead_letters(settings: Settings) -> None:
+    with Queue(new_queue(), settings) as queue:
+        frame = queue.dead_letters()
+    assert frame.empty and list(frame.columns) == list(DEAD_LETTER_COLUMNS)
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamforge_nb.cli", *args],
+        env=subprocess_env(settings), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_dlq_command_lists_dead_letters(settings: Settings, store_url: str) -> None:
+    qid, offsets = poisoned_queue(settings, store_url)
+    done = cli(settings, "dlq", qid, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert sorted(r["source_offset"] for r in rows) == sorted(offsets.values())
+    assert {r["reason_class"] for r in rows} == set(offsets)
+    plain = cli(settings, "dlq", qid)
+    assert plain.returncode == 0, plain.stderr
+    assert f"{len(offsets)} dead letters" in plain.stdout
+
+
+# -- redrive ---------------------------------------------------------------------------------
+
+
+def test_redrive_fixes_what_it_can_and_plans_a_backfill_for_the_rest(
+    settings: Settings, store_url: str
+) -> None:
+    qid, offsets = poisoned_queue(settings, store_url)
+    minute = {"number": 14, "field": 16, "not-json": 15}
+
+    def fix(value: object) -> object:
+        if isinstance(value, dict) and value.get("number_of_trades") == "7":
+            return {**value, "number_of_trades": 7}
+        if isinstance(value, dict) and value.get("open") == "-5":
+            return {**value, "open": "-4"}  # still refused: no fix saves it
+        return value
+
+    with Queue(qid, settings) as queue, CandleStore.open(store_url) as store:
+        choose = "reason_class in ['number', 'field', 'not-json']"
+        dry = queue.redrive(choose, fix=fix, store=store)
+        assert dry.sent == 0 and dry.dry_run
+        actions = dict(zip(dry.plan["reason_class"], dry.plan["action"], strict=True))
+        assert actions == {"field": "redrive", "number": "refused", "not-json": "refused"}
+        assert (
+            "open -4 is not a finite number > 0"
+            in dry.plan.set_index("reason_class").loc["number", "why"]
+        )
+        # the holes: minutes 14, 15 and 16; 14 and 15 no fix saves
+        assert dry.gaps_before["missing"].sum() == 3
+        windows = [(w.start, w.end) for w in dry.backfill.itertuples()]
+        at = lambda m: pd.Timestamp(START_MS + m * MINUTE, unit="ms", tz="UTC")  # noqa: E731
+        assert windows == [(at(minute["number"]), at(minute["not-json"] + 1))]
+        assert dry.backfill["time_range"].tolist() == [f"{at(14).isoformat()}/{at(16).isoformat()}"]
+        assert read_topic(settings, data_topic(qid))[-1].offset == max(offsets.values())
+
+        applied = queue.redrive(choose, fix=fix, dry_run=False, store=store)
+        assert applied.sent == 1
+        sink(settings, qid, store_url)
+        after = applied.gaps_after()
+        assert after is not None and after["missing"].sum() == 2  # minute 16 is stored now
+        frame = store.load("BTCUSDT", "1m", START_MS, START_MS + 20 * MINUTE)
+        assert frame.loc[at(16), "number_of_trades"] == 7
+
+        # a second redrive sends again, and the store does not change
+        again = queue.redrive(choose, fix=fix, dry_run=False, store=store)
+        assert again.sent == 1
+        sink(settings, qid, store_url)
+        assert store.load("BTCUSDT", "1m", START_MS, START_MS + 20 * MINUTE).equals(frame)
+        dead = queue.dead_letters()
+    assert len(dead) == len(offsets)  # nothing redriven came back refused
+    redriven = [
+        r for r in read_topic(settings, data_topic(qid)) if r.offset > max(offsets.values())
+    ]
+    assert len(redriven) == 2
+    headers = dict(redriven[0].headers)
+    letter = dead.set_index("source_offset").loc[offsets["field"]]
+    assert (
+        headers["redriven-from"]
+        == f"{dlq_topic(data_topic(qid))}:0:{letter['dlq_offset']}".encode()
+    )
+    assert redriven[0].key == candle(16)[0]
+    assert headers["source_offset"] == str(offsets["field"]).encode()
+
+
+def test_redrive_never_sends_what_the_sinks_checks_refuse(
+    settings: Settings, store_url: str
+) -> None:
+    qid, offsets = poisoned_queue(settings, store_url)
+    with Queue(qid, settings) as queue:
+        result = queue.redrive(dry_run=False)  # everything, unfixed
+        assert result.sent == 0
+        assert set(result.plan["action"]) == {"refused"}
+        with pytest.raises(InvalidName, match="where"):
+            queue.redrive("no_such_column > 1")
+        with pytest.raises(InvalidName, match="where"):
+            queue.redrive(42)
+    assert read_topic(settings, data_topic(qid))[-1].offset == max(offsets.values())
+
+
+def test_the_dlq_redrive_command_dry_runs_then_applies(settings: Settings, store_url: str) -> None:
+    qid, offsets = poisoned_queue(settings, store_url)
+    dry = cli(settings, "dlq", "redrive", qid, "--json")
+    assert dry.returncode == 0, dry.stderr
+    lines = [json.loads(line) for line in dry.stdout.splitlines()]
+    assert lines[-1]["summary"]["dry_run"] is True and lines[-1]["summary"]["sent"] == 0
+    assert len([x for x in lines if "dead_letter" in x]) == len(offsets)
+    applied = cli(settings, "dlq", "redrive", qid, "--apply", "--where", "reason_class == 'series'")
+    assert applied.returncode == 0, applied.stderr
+    assert "redrove 0" in applied.stdout and "1 refused" in applied.stdout
