@@ -16,7 +16,6 @@ frames without duplicate open times.
 
 from __future__ import annotations
 
-import html
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -27,9 +26,8 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 import pandas as pd
 
-from streamforge_nb.exceptions import InvalidName, MessageError, QueueExists, StreamForgeError
+from streamforge_nb.exceptions import InvalidName, MessageError, QueueExists
 from streamforge_nb.platform.contract import Candle
-from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.settings import Settings, local_home
 from streamforge_nb.store.base import CandleBackend, backend_for, merge_ranges
 from streamforge_nb.store.frames import (
@@ -44,6 +42,7 @@ from streamforge_nb.store.frames import (
     series_of_key,
     utc_index,
 )
+from streamforge_nb.store.market_api import MarketQueries
 
 if TYPE_CHECKING:
     from streamforge_nb.store.update import Updated
@@ -57,7 +56,7 @@ _HTML_SERIES = 20
 """Series shown by `CandleStore._repr_html_`; the rest are counted."""
 
 
-class CandleStore:
+class CandleStore(MarketQueries):
     """Candles of every symbol and interval, in one backend; notebooks and sinks share it."""
 
     def __init__(self, backend: CandleBackend) -> None:
@@ -347,84 +346,6 @@ class CandleStore:
         """Return the state record of `queue_id` (a queue's or a batch's), or None."""
         return next((r for r in self.queue_states() if r.get("queue_id") == queue_id), None)
 
-    def coverage(
-        self,
-        symbols: str | Iterable[str] | None = None,
-        intervals: str | Iterable[str] | None = None,
-        *,
-        by: str | None = None,
-        start: Any = None,
-        end: Any = None,
-    ) -> pd.DataFrame:
-        """Return one row per stored series: symbol, interval, first, last, rows.
-
-        With `by` ("month", "day", "year"): one row per series and period with expected,
-        stored, missing and exchange_empty candle counts, from file statistics (see
-        `store.coverage`; `analysis.plot_coverage` draws it). `symbols`: names or patterns.
-        """
-        from streamforge_nb.store import market
-        from streamforge_nb.store.coverage import BY, coverage_by
-
-        if by is None and symbols is None and intervals is None and start is end is None:
-            return self._backend.coverage()
-        market.check_choice("by", by or "month", list(BY))
-        if intervals is None:
-            stored = {iv for _, iv in self._backend.series()}
-            intervals = [iv for iv in INTERVALS if iv in stored]
-        if not intervals:
-            return coverage_by(self._backend, [], by or "month", (0, 0), (True, True))
-        series = market.resolve_series(self._backend, symbols or "*", intervals)
-        if by is None:  # the plain listing, of these series only
-            found = self._backend.coverage()
-            keep = pd.Series(list(zip(found["symbol"], found["interval"], strict=True)))
-            return found[keep.isin(series).to_numpy()].reset_index(drop=True)
-        span = range_ms(start, end)
-        return coverage_by(self._backend, series, by, span, (start is not None, end is not None))
-
-    def sql(self, query: str, params: Any = None, *, backend: str = "pandas") -> Any:
-        """Run DuckDB SQL over the views `candles` and `exchange_empty` (see `store.query`).
-
-        The embedded store only; files are read in place while sinks write.
-        """
-        from streamforge_nb.store import market
-        from streamforge_nb.store import query as q
-
-        market.check_choice("backend", backend, market.BACKENDS)
-        return q.run_sql(self._local("sql"), query, params, backend)
-
-    def resample_many(
-        self,
-        symbols: str | Iterable[str],
-        interval: str,
-        rule: str,
-        start: Any = None,
-        end: Any = None,
-        *,
-        backend: str = "pandas",
-    ) -> Any:
-        """Aggregate `interval` candles of many symbols to `rule` in DuckDB; memory follows
-        the result. Long: symbol, open_time, the candle fields, `candles` (how many merged)."""
-        from streamforge_nb.store import market
-        from streamforge_nb.store import query as q
-
-        market.check_choice("backend", backend, market.BACKENDS)
-        local = self._local("resample_many")
-        q.resample_sql([], interval, rule)  # the rule checked before any file is listed
-        series = market.resolve_series(local, symbols, interval)
-        return q.resample_many(local, series, rule, range_ms(start, end), backend)
-
-    def _local(self, what: str) -> Any:
-        from streamforge_nb.store.base import StoreCapabilityError
-        from streamforge_nb.store.local import LocalBackend
-
-        if not isinstance(self._backend, LocalBackend):
-            raise StoreCapabilityError(
-                f"{what} runs DuckDB over the embedded store's files; "
-                f"{type(self._backend).__name__} has none (store.arango_query holds the AQL "
-                "versions)"
-            )
-        return self._backend
-
     # The analysis helpers take a frame from `load()`, as the platform's notebooks use them.
     @staticmethod
     def resample(df: pd.DataFrame, rule: str) -> pd.DataFrame:
@@ -462,35 +383,9 @@ class CandleStore:
 
     def _repr_html_(self, limit: int = _HTML_SERIES) -> str:
         """The backend, where it points and the first `limit` series stored, for notebooks."""
-        head = (
-            f"<b>CandleStore</b> <code>{html.escape(_redact(self.url))}</code> "
-            f"<small>{html.escape(type(self._backend).__name__)}"
-        )
-        try:
-            coverage = self.coverage()
-        except StreamForgeError as exc:  # a notebook still shows where the store points
-            return f"{head}</small><br><i>no coverage: {html.escape(_redact(str(exc)))}</i>"
-        total = int(coverage["rows"].sum())
-        shown = coverage.head(limit)
-        # Seconds only when a shown time has them (1s candles); minutes otherwise.
-        times = pd.DatetimeIndex([*shown["first"], *shown["last"]])
-        fmt = "%Y-%m-%d %H:%M:%S" if (times.second != 0).any() else "%Y-%m-%d %H:%M"
-        rows = "".join(
-            f"<tr><td>{html.escape(str(symbol))}</td><td>{html.escape(str(interval))}</td>"
-            f"<td>{first:{fmt}}</td><td>{last:{fmt}}</td>"
-            f"<td style='text-align:right'>{count:,}</td></tr>"
-            for symbol, interval, first, last, count in shown.itertuples(index=False, name=None)
-        )
-        if coverage.empty:
-            rows = "<tr><td colspan=5><i>no candles stored yet</i></td></tr>"
-        elif len(coverage) > len(shown):
-            more = len(coverage) - len(shown)
-            rows += f"<tr><td colspan=5><i>&hellip; and {more:,} more series</i></td></tr>"
-        return (
-            f"{head} &middot; {len(coverage):,} series, {total:,} candles</small>"
-            "<table><tr><th>symbol</th><th>interval</th><th>first (UTC)</th>"
-            f"<th>last (UTC)</th><th>candles</th></tr>{rows}</table>"
-        )
+        from streamforge_nb.store.display import store_html
+
+        return store_html(self, limit)
 
 
 _USERINFO = re.compile(r"(?<=://)[^/\s'\"]*@")
