@@ -1,0 +1,204 @@
+"""Time market analysis on the embedded store against its anchors (issue 21, "Measure").
+
+    python3 bench/analytics.py [--cache DIR] [--symbols 50] [--runs 5] [--arctic-python PY]
+
+Data: GENERATED candles (`testing.CandleGenerator`, not market data) written once through
+`CandleStore` under `--cache` (default ~/.cache/streamforge-nb/bench-analytics) and reused:
+one symbol x a year of 1m (2023), `--symbols` symbols x January 2023 of 1m, and for the
+coverage matrix `--matrix` symbols x 4 intervals (1m, 5m, 1h, 1d) with one day a month.
+
+Cases (median of `--runs`; every figure is printed with its ratio to the anchor; nothing is
+asserted): a year of 1m read (anchor `pandas.read_parquet` of the same rows in one file),
+one day and one month of it; the symbols x a month long and wide (anchors: a loop of
+single-series loads plus concat, `pyarrow.dataset` of the same files); resample a year of
+1m to 1h (anchor: pandas on the frame in memory, and load + resample) and the symbols x a
+month to 1h; the coverage matrix by month. ArcticDB (LMDB) anchors run when
+`--arctic-python` names an interpreter with `arcticdb` (its pandas<3 pin cannot share this
+venv): it loads the same Parquet rows into a library once and times read, date_range,
+read_batch + concat and QueryBuilder resample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.store.frames import COLUMNS, frame_from_arrays
+from streamforge_nb.testing import CandleGenerator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from read import median_time  # bench/read.py, a script beside this one
+
+YEAR = 1_672_531_200_000  # 2023-01-01 00:00 UTC
+FEB = 1_675_209_600_000  # 2023-02-01
+NEXT_YEAR = 1_704_067_200_000  # 2024-01-01
+DAY = 86_400_000
+GEN = CandleGenerator(seed=2024)
+ARCTIC = Path(__file__).with_name("analytics_arctic.py")
+
+
+def generated(symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """GENERATED candles of one series as a canonical frame."""
+    rows = list(zip(*GEN.rows(symbol, interval, start_ms, end_ms), strict=True))
+    ints = ("close_time", "number_of_trades")
+    columns = {
+        name: np.asarray(values, dtype=np.int64 if name in ints else np.float64)
+        for name, values in zip(COLUMNS, rows[1:11], strict=True)
+    }
+    return frame_from_arrays(np.asarray(rows[0], dtype=np.int64), columns)
+
+
+def write_days(store: CandleStore, symbol: str, interval: str, start_ms: int, end_ms: int) -> None:
+    for day in range(start_ms, end_ms, 31 * DAY):
+        store.write(generated(symbol, interval, day, min(day + 31 * DAY, end_ms)), symbol, interval)
+
+
+def prepare(cache: Path, symbols: int, matrix: int) -> CandleStore:
+    """Generate the data once; a marker per part makes later runs skip it."""
+    store = CandleStore.open(cache / "store")
+    parts: list[tuple[str, Callable[[], None]]] = [
+        ("year", lambda: write_days(store, "SYM000USDT", "1m", YEAR, NEXT_YEAR)),
+        *(
+            (f"month{i}", lambda i=i: write_days(store, f"SYM{i:03d}USDT", "1m", YEAR, FEB))
+            for i in range(1, symbols)
+        ),
+        *((f"matrix{i}", lambda i=i: _matrix_series(store, i)) for i in range(matrix)),
+    ]
+    for name, make in parts:
+        marker = cache / "made" / name
+        if not marker.exists():
+            started = time.perf_counter()
+            make()
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            print(f"  generated {name} in {time.perf_counter() - started:.1f} s", flush=True)
+    return store
+
+
+def _matrix_series(store: CandleStore, i: int) -> None:
+    symbol = f"MAT{i:03d}USDT"
+    for month in pd.date_range("2023-01-01", periods=12, freq="MS", tz="UTC"):
+        ms = int(month.value // 10**6)
+        for interval in ("1m", "5m", "1h", "1d"):
+            store.write(generated(symbol, interval, ms, ms + DAY), symbol, interval)
+
+
+def show(case: str, seconds: float, anchors: dict[str, float]) -> None:
+    ratios = ", ".join(
+        f"{seconds / t:.2f}x {name} ({t * 1000:.1f} ms)" for name, t in anchors.items()
+    )
+    print(f"{case:<46} {seconds * 1000:9.1f} ms   {ratios}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--cache", type=Path, default=Path.home() / ".cache/streamforge-nb/bench-analytics"
+    )
+    parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--matrix", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--arctic-python", default=os.environ.get("ARCTIC_PYTHON", ""))
+    args = parser.parse_args(argv)
+    print(f"data under {args.cache} (GENERATED candles, made once)", flush=True)
+    store = prepare(args.cache, args.symbols, args.matrix)
+    root = store.backend.root  # type: ignore[attr-defined]
+    runs = args.runs
+    arctic = _arctic(args, root) if args.arctic_python else {}
+    if not arctic:
+        print("ArcticDB anchors: skipped (no --arctic-python with arcticdb)")
+
+    # 1. One symbol, a year of 1m.
+    year = store.load("SYM000USDT", "1m")
+    one_file = args.cache / "year.parquet"
+    if not one_file.exists():
+        year.to_parquet(one_file)
+    t_load = median_time(lambda: store.load("SYM000USDT", "1m"), runs)
+    t_pq = median_time(lambda: pd.read_parquet(one_file), runs)
+    show(
+        f"year of 1m ({len(year):,} rows): load",
+        t_load,
+        {"read_parquet": t_pq, **_a(arctic, "read")},
+    )
+    for what, end in (("day", YEAR + DAY), ("month", FEB)):
+        t = median_time(lambda end=end: store.load("SYM000USDT", "1m", YEAR, end), runs)
+        show(f"one {what} of it: load", t, _a(arctic, f"date_range_{what}"))
+
+    # 2. The symbols x a month of 1m, long and wide.
+    names = [f"SYM{i:03d}USDT" for i in range(args.symbols)]
+    n_rows = len(store.load(names, "1m", YEAR, FEB, fields=["close"]))
+
+    def loop() -> pd.DataFrame:
+        return pd.concat({s: store.load(s, "1m", YEAR, FEB) for s in names}, names=["symbol"])
+
+    files = [str(root / "candles" / s / "1m" / "2023-01.parquet") for s in names]
+    t_loop = median_time(loop, runs)
+    t_ds = median_time(lambda: ds.dataset(files, format="parquet").to_table().to_pandas(), runs)
+    anchors = {"loop of loads": t_loop, "pyarrow.dataset": t_ds, **_a(arctic, "read_batch")}
+    t_long = median_time(lambda: store.load(names, "1m", YEAR, FEB), runs)
+    show(f"{args.symbols} symbols x a month ({n_rows:,} rows): long", t_long, anchors)
+    t_arrow = median_time(lambda: store.load(names, "1m", YEAR, FEB, backend="arrow"), runs)
+    show("  long, backend='arrow'", t_arrow, anchors)
+    t_close = median_time(lambda: store.load(names, "1m", YEAR, FEB, fields=["close"]), runs)
+    show("  long, fields=['close']", t_close, anchors)
+    t_wide = median_time(lambda: store.load(names, "1m", YEAR, FEB, how="wide"), runs)
+    show("  wide", t_wide, anchors)
+    t_wide_c = median_time(
+        lambda: store.load(names, "1m", YEAR, FEB, how="wide", fields=["close"]), runs
+    )
+    show("  wide, fields=['close']", t_wide_c, anchors)
+
+    # 3. Resample to 1h: one symbol a year, the symbols a month.
+    t_many = median_time(lambda: store.resample_many("SYM000USDT", "1m", "1h"), runs)
+    t_pandas = median_time(lambda: store.resample(year, "1h"), runs)
+    t_both = median_time(lambda: store.resample(store.load("SYM000USDT", "1m"), "1h"), runs)
+    show("resample a year 1m -> 1h: resample_many", t_many, {
+        "pandas in memory": t_pandas, "load + pandas": t_both, **_a(arctic, "resample"),
+    })  # fmt: skip
+    t_many50 = median_time(lambda: store.resample_many(names, "1m", "1h", YEAR, FEB), runs)
+    t_loop50 = median_time(
+        lambda: [store.resample(store.load(s, "1m", YEAR, FEB), "1h") for s in names], runs
+    )
+    show(f"resample {args.symbols} x a month -> 1h: resample_many", t_many50,
+         {"loop load + pandas": t_loop50})  # fmt: skip
+
+    # 4. Coverage matrix by month.
+    mat = [f"MAT{i:03d}USDT" for i in range(args.matrix)]
+    t_cov = median_time(lambda: store.coverage("MAT*", by="month"), max(1, runs // 2))
+    cov = store.coverage("MAT*", by="month")
+    show(f"coverage by month, {len(mat)} x 4 intervals ({len(cov):,} rows)", t_cov,
+         {"plain coverage()": median_time(store.coverage, max(1, runs // 2))})  # fmt: skip
+    return 0
+
+
+def _a(arctic: dict[str, float], key: str) -> dict[str, float]:
+    return {f"ArcticDB {key}": arctic[key]} if key in arctic else {}
+
+
+def _arctic(args: argparse.Namespace, root: Path) -> dict[str, float]:
+    """Run the ArcticDB anchors in their own interpreter; return seconds per case."""
+    done = subprocess.run(
+        [args.arctic_python, str(ARCTIC), str(root), str(args.cache / "arctic"),
+         str(args.symbols), str(args.runs)],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        print(f"ArcticDB anchors failed: {done.stderr.strip()[-500:]}")
+        return {}
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

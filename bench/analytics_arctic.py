@@ -1,0 +1,105 @@
+"""ArcticDB (LMDB) anchors for bench/analytics.py, run in an interpreter that has arcticdb.
+
+    <python with arcticdb> bench/analytics_arctic.py STORE_ROOT ARCTIC_DIR SYMBOLS RUNS
+
+Loads the same Parquet rows the embedded store holds into an LMDB library once (naive UTC
+index), then prints one JSON line of median seconds: read, date_range_day, date_range_month,
+read_batch (+ concat), resample (QueryBuilder 1m -> 1h of the year). Imports nothing of
+streamforge_nb: arcticdb pins pandas<3, which the project's venv does not have.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+from arcticdb import Arctic, QueryBuilder
+
+YEAR = pd.Timestamp("2023-01-01")
+
+
+def series(root: Path, symbol: str) -> pd.DataFrame:
+    files = sorted((root / "candles" / symbol / "1m").glob("[0-9]*.parquet"))
+    frame = pd.concat([pq.read_table(f).to_pandas() for f in files])
+    frame = frame.set_index("open_time")
+    frame.index = frame.index.tz_localize(None)
+    frame["close_time"] = frame["close_time"].dt.tz_localize(None)
+    return frame
+
+
+def median(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> int:
+    root, arctic_dir, symbols, runs = (
+        Path(sys.argv[1]),
+        sys.argv[2],
+        int(sys.argv[3]),
+        int(sys.argv[4]),
+    )
+    names = [f"SYM{i:03d}USDT" for i in range(symbols)]
+    lib = Arctic(f"lmdb://{arctic_dir}?map_size=4GB").get_library("candles", create_if_missing=True)
+    if set(names) - set(lib.list_symbols()):
+        for name in names:
+            lib.write(name, series(root, name))
+    out = {
+        "read": median(lambda: lib.read("SYM000USDT").data, runs),
+        "date_range_day": median(
+            lambda: (
+                lib.read(
+                    "SYM000USDT", date_range=(YEAR, YEAR + pd.Timedelta("1D") - pd.Timedelta("1ms"))
+                ).data
+            ),
+            runs,
+        ),
+        "date_range_month": median(
+            lambda: (
+                lib.read(
+                    "SYM000USDT", date_range=(YEAR, pd.Timestamp("2023-01-31 23:59:59.999"))
+                ).data
+            ),
+            runs,
+        ),
+    }
+    jan = (YEAR, pd.Timestamp("2023-01-31 23:59:59.999"))
+
+    def batch() -> pd.DataFrame:
+        got = lib.read_batch([lib_read(n, jan) for n in names])
+        return pd.concat({r.symbol: r.data for r in got}, names=["symbol"])
+
+    out["read_batch"] = median(batch, runs)
+    agg = {
+        "open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum",
+        "quote_asset_volume": "sum", "number_of_trades": "sum",
+        "taker_buy_base_asset_volume": "sum", "taker_buy_quote_asset_volume": "sum",
+    }  # fmt: skip
+
+    def resample() -> pd.DataFrame:
+        q = QueryBuilder().resample("1h").agg(agg)
+        return lib.read("SYM000USDT", query_builder=q).data
+
+    out["resample"] = median(resample, runs)
+    print(json.dumps(out))
+    return 0
+
+
+def lib_read(name: str, date_range: tuple[pd.Timestamp, pd.Timestamp]) -> object:
+    from arcticdb import ReadRequest
+
+    return ReadRequest(name, date_range=date_range)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
