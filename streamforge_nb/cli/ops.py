@@ -7,9 +7,9 @@ from typing import Any
 import click
 
 from streamforge_nb.cli._output import echo_json, json_option, say
-from streamforge_nb.workers import COUNT, QUEUE_ID
+from streamforge_nb.workers import COUNT, QUEUE_ID, SECONDS
 
-__all__ = ["dlq"]
+__all__ = ["dlq", "lag"]
 
 
 def _queue(queue_id: str, store: str | None = None) -> Any:
@@ -100,3 +100,37 @@ def redrive(
         say(as_json, {"backfill": _record(row)}, f"backfill {row['time_range']}")
     summary = {"queue_id": queue_id, "dry_run": dry_run, "sent": result.sent}
     say(as_json, {"summary": {**summary, "text": result.summary()}}, result.summary())
+
+
+@click.command("lag")
+@click.argument("queue_id", type=QUEUE_ID, metavar="QUEUE_ID")
+@click.option("--follow", "-f", is_flag=True, help="Judge again every --every seconds.")
+@click.option("--every", type=SECONDS, default=5.0, help="Seconds between judgements.")
+@click.option("--timeout", type=SECONDS, default=None, help="Stop following after S seconds.")
+@json_option("One JSON object per sink group (its judgement and latest lag per partition).")
+def lag(queue_id: str, follow: bool, every: float, timeout: float | None, as_json: bool) -> None:
+    """Judge each sink group of a queue (ok, lagging, stalled, rewinding) and show its lag."""
+    import time
+
+    from streamforge_nb.control.lag import judge_lag
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with _queue(queue_id) as queue:
+        while True:
+            frame = queue.lag(live=True)
+            judged = judge_lag(frame)
+            if judged.empty:
+                say(as_json, {"queue_id": queue_id, "groups": []}, "no lag samples or commits yet")
+            for group, row in judged.iterrows():
+                latest = frame[frame["group"] == group].groupby("partition").tail(1)
+                parts = [_record(r) for r in latest.drop(columns="group").to_dict("records")]
+                record = {"queue_id": queue_id, "group": group, **_record(row.to_dict())}
+                text = (
+                    f"{group}: {row['status']} ({row['why']}); {row['messages_behind']} "
+                    f"messages, {row['seconds_behind']:.1f} s behind"
+                )
+                say(as_json, {**record, "partitions": parts}, text)
+            if not follow or (deadline is not None and time.monotonic() + every > deadline):
+                return
+            time.sleep(every)
+

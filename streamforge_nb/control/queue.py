@@ -487,6 +487,36 @@ class Queue:
             series=queue_series(topic, self.queue_id),
         )  # fmt: skip
 
+    def lag(self, *, live: bool = False) -> pd.DataFrame:
+        """Return the sinks' lag over time: one row per sample, group and partition.
+
+        From the lag samples the sinks put in their progress reports (`control.lag`); with
+        `live`, plus one row per group and partition read from the broker now (committed vs
+        end offsets, `source` `live`). `lag_status()` judges each group.
+        """
+        import pandas as pd
+
+        from streamforge_nb.control.lag import lag_frame, live_lag
+        from streamforge_nb.platform.names import data_topic
+
+        frame = lag_frame(self.events())
+        if not live:
+            return frame
+        groups = sorted(set(frame["group"])) or [f"{self.queue_id}-sink"]
+        now = live_lag(self.settings, data_topic(self.queue_id), groups)
+        if now.empty or frame.empty:
+            return now if frame.empty else frame
+        return pd.concat([frame, now], ignore_index=True)
+
+    def lag_status(
+        self, *, live: bool = True, window: int = 10, stale_s: float = 120.0
+    ) -> pd.DataFrame:
+        """Judge each sink group: ok, lagging, stalled or rewinding (rule in
+        `control.lag.judge_lag`), over its latest `window` samples and a live read."""
+        from streamforge_nb.control.lag import judge_lag
+
+        return judge_lag(self.lag(live=live), window=window, stale_s=stale_s)
+
     def subscribe(self, callback: Callable[[BaseEvent], None]) -> None:
         """Call `callback(event)` from the follower thread for every event of this queue."""
         self._telemetry.subscribe(callback)

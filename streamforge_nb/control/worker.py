@@ -122,11 +122,12 @@ class Worker:
     def started(self, message: str | None = None) -> None:
         self.send(Started(**self._fields(message)))
 
-    def loading(self, records_written: int, message: str | None = None) -> None:
+    def loading(self, records_written: int, message: str | None = None, **fields: Any) -> None:
         """Report progress; best effort: a broker outage must not stop the work itself."""
         self.records_written = records_written
+        text = message or f"Saved {records_written} records"
         try:
-            self.send(Loading(**self._fields(message or f"Saved {records_written} records")))
+            self.send(Loading(**self._fields(text), **fields))
         except BrokerError as exc:
             log.warning("progress report not sent: %s", exc)
 

@@ -50,6 +50,7 @@ __all__ = [
     "Interrupted",
     "Loading",
     "Message",
+    "PartitionLag",
     "PingCommand",
     "Pong",
     "StartCommand",
@@ -193,10 +194,29 @@ class Started(BaseEvent):
     status: Literal["started"] = "started"
 
 
+class PartitionLag(_Message):
+    """How far a sink's consumer group is behind on one partition of its data topic."""
+
+    partition: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    committed: Count
+    """The offset after the last message the store has (committed, or being committed)."""
+    end: Count
+    """The partition's end offset (high watermark) as the sink last fetched it."""
+    messages: Count
+    """Messages behind: end - committed (0: caught up)."""
+    seconds: Annotated[float, Field(ge=0, le=MAX_TIMESTAMP)] | None = None
+    """Seconds behind: the report's time minus the timestamp of the last message stored from
+    the partition (0: caught up; absent: unknown)."""
+
+
 class Loading(BaseEvent):
     """Progress report."""
 
     status: Literal["loading"] = "loading"
+    group: Short | None = None
+    """The consumer group the sink reads its data topic in (a sink's, with `lag`)."""
+    lag: Annotated[list[PartitionLag], Field(max_length=10_000)] | None = None
+    """A sink's lag per partition it owns at this report (`Queue.lag()` reads them)."""
 
 
 class Finished(BaseEvent):

@@ -48,6 +48,7 @@ class GroupReader:
     def __init__(self, settings: Settings, topic: str, *, group_id: str, instance_id: str):
         self.settings = settings
         self.topic = topic
+        self.group_id = group_id
         self._config = {
             "group.id": group_id,
             "enable.auto.commit": False,
@@ -133,6 +134,32 @@ class GroupReader:
             return True
         self._commit_lost(committed)
         return False
+
+    def lag(self, last_ms: dict[int, int], now: float) -> list[dict[str, Any]]:
+        """Return the lag of each owned partition with something stored (contract
+        `PartitionLag`): the end as librdkafka last fetched it (no request to the broker),
+        and seconds behind from `last_ms`, the timestamp of the last message stored from it."""
+        samples = []
+        try:
+            owned = self.consumer.assignment()
+        except KafkaException:  # a consumer being renewed: no sample this round
+            return []
+        for tp in sorted(owned, key=lambda tp: tp.partition):
+            committed = self._stored_upto.get(tp.partition)
+            try:
+                _, end = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if committed is None or end is None or end < 0:
+                continue  # nothing stored from it yet, or its end not fetched yet
+            behind = max(0, end - committed)
+            stamp = last_ms.get(tp.partition)
+            seconds = None if stamp is None else max(0.0, now - stamp / 1000)
+            sample = {"partition": tp.partition, "committed": committed, "end": end}
+            samples.append(
+                {**sample, "messages": behind, "seconds": 0.0 if not behind else seconds}
+            )
+        return samples
 
     def drop(self) -> None:
         """Let go of the consumer: dropped, not closed (see `make_bulk_consumer`). Every

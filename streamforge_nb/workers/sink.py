@@ -93,6 +93,7 @@ class _Batch:
         self.keys: list[bytes | None] = []
         self.values: list[bytes] = []
         self.offsets: list[tuple[int, int]] = []  # (partition, offset), for the DLQ
+        self.last_ms: dict[int, int] = {}  # partition: its latest message timestamp (ms)
         # A redriven dead letter's first-source headers, by message index: a second refusal
         # keeps them (most messages have none).
         self.sources: dict[int, list[tuple[str, bytes]]] = {}
@@ -116,6 +117,8 @@ class Sink:
         self.rejected = 0
         self.exchange_empty = 0  # windows recorded
         self.anomalies: dict[str, int] = {}  # candles stored with each kind of anomaly
+        # Per partition, the timestamp (ms) of the last message stored: seconds behind.
+        self.last_ms: dict[int, int] = {}
         # Candles are checked against the queue the topic belongs to, and its range.
         self.symbol, self.interval = queue_series(self.topic, options.queue_id)
         self.span = queue_span(self.topic, options.queue_id, options.time_range)
@@ -146,7 +149,10 @@ class Sink:
             batch = self._read_batch()
             self._store(batch)
             if time.monotonic() - last_report >= self.options.report_every and len(batch):
-                self.worker.loading(self.worker.records_written, self._progress())
+                lag = self.group.lag(self.last_ms, time.time())
+                # The lag sample rides on the progress report: its history costs no request.
+                extra = {"group": self.group.group_id, "lag": lag} if lag else {}
+                self.worker.loading(self.worker.records_written, self._progress(), **extra)
                 last_report = time.monotonic()
             self.worker.check_stop()
             if end is None and self._loader_done():
@@ -178,6 +184,9 @@ class Sink:
                 break  # caught up: store what we have rather than wait
             for message in messages:
                 where = (message.partition() or 0, message.offset() or 0)
+                kind, stamp = message.timestamp()
+                if kind and stamp > batch.last_ms.get(where[0], -1):
+                    batch.last_ms[where[0]] = stamp
                 if is_marker(message.headers()):
                     batch.markers.append((message.key(), message.value() or b"", where))
                     continue
@@ -203,6 +212,7 @@ class Sink:
         # Only now is the batch safe: the store has it and the DLQ has the rejects.
         self.group.stored([*batch.offsets, *(where for _, _, where in batch.markers)])
         self.worker.records_written += stored
+        self.last_ms.update(batch.last_ms)
 
     def _store_candles(self, batch: _Batch) -> tuple[int, list[tuple[int, str]]]:
         """Store the batch's candles: (rows stored, [(index, why)] to dead-letter)."""

@@ -1,0 +1,164 @@
+"""Sink lag over time, from the sinks' own telemetry and the broker, judged per group."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import subprocess_env
+
+from streamforge_nb.control.lag import LAG_COLUMNS, judge_lag
+from streamforge_nb.control.queue import Queue
+from streamforge_nb.kafka.clients import make_admin, make_producer
+from streamforge_nb.platform.contract import Candle, Loading, encode, message_key
+from streamforge_nb.platform.names import data_topic, new_short_id, queue_id
+from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+from streamforge_nb.settings import Settings
+from streamforge_nb.testing import CandleGenerator
+from streamforge_nb.workers.sink import SinkOptions, run_sink
+
+START_MS = 1722470400000  # 2024-08-01T00:00:00Z
+
+
+def new_queue() -> str:
+    return queue_id("BTCUSDT", "api_candles_1m", dt.date(2024, 8, 1), new_short_id())
+
+
+def fill(settings: Settings, topic: str, first: int, count: int) -> None:
+    """Send `count` generated 1m candles from minute `first` on, keyed by `_key`."""
+    start = START_MS + first * 60_000
+    rows = CandleGenerator().rows("BTCUSDT", "1m", start, start + count * 60_000)
+    admin = make_admin(settings)
+    try:
+        ensure_topics(admin, (TopicSpec(topic),))
+    finally:
+        admin.close()
+    producer = make_producer(settings, linger_ms=20, batch_size=256 * 1024)
+    for row in rows:
+        candle = Candle.from_kline("BTCUSDT", "1m", row)
+        producer.send(topic, key=message_key(candle), value=encode(candle))
+    producer.flush()
+    producer.close()
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"local://{tmp_path / 'store'}"
+
+
+def run(settings: Settings, qid: str, store_url: str) -> None:
+    options = SinkOptions(
+        queue_id=qid, store_url=store_url, wait_for_loader=False, batch_size=1000,
+        batch_seconds=5.0, report_every=0.0,
+    )  # fmt: skip
+    assert run_sink(options, settings) == 0
+
+
+def test_a_sinks_reports_carry_its_lag_and_lag_reads_them_back(
+    settings: Settings, store_url: str
+) -> None:
+    qid = new_queue()
+    fill(settings, data_topic(qid), 0, 6000)
+    run(settings, qid, store_url)
+    with Queue(qid, settings) as queue:
+        frame = queue.lag()
+        live = queue.lag(live=True)
+        judged = queue.lag_status()
+    assert list(frame.columns) == list(LAG_COLUMNS)
+    assert len(frame) >= 3  # a report per batch of 1000
+    assert set(frame["group"]) == {f"{qid}-sink"} and set(frame["partition"]) == {0}
+    assert set(frame["source"]) == {"telemetry"}
+    assert frame["producer"].str.startswith("arango-candles__").all()
+    assert frame["committed"].is_monotonic_increasing
+    assert (frame["messages_behind"] == frame["end"] - frame["committed"]).all()
+    assert frame["end"].iloc[-1] == 6000
+    assert frame["messages_behind"].iloc[0] > 0  # the first batch left most of the topic
+    assert frame["seconds_behind"].iloc[0] >= 0
+    # the broker's word now: every message committed
+    now = live[live["source"] == "live"]
+    assert now[["group", "partition", "committed", "end", "messages_behind"]].values.tolist() == [
+        [f"{qid}-sink", 0, 6000, 6000, 0]
+    ]
+    assert judged.loc[f"{qid}-sink", "status"] == "ok"
+
+
+def test_a_group_that_stopped_reading_while_messages_arrive_is_stalled(
+    settings: Settings, store_url: str
+) -> None:
+    qid = new_queue()
+    fill(settings, data_topic(qid), 0, 2000)
+    run(settings, qid, store_url)
+    fill(settings, data_topic(qid), 2000, 500)  # no sink reads these
+    time.sleep(1.5)  # the group's last commit is older than the judgement's stale_s
+    with Queue(qid, settings) as queue:
+        judged = queue.lag_status(stale_s=1.0)
+        without_live = queue.lag_status(live=False, stale_s=1.0)
+    row = judged.loc[f"{qid}-sink"]
+    assert row["status"] == "stalled"
+    assert row["messages_behind"] == 500
+    assert "has not moved" in row["why"]
+    assert without_live.loc[f"{qid}-sink", "status"] == "ok"  # its telemetry ended caught up
+
+
+def test_the_lag_command_prints_each_groups_judgement(settings: Settings, store_url: str) -> None:
+    qid = new_queue()
+    fill(settings, data_topic(qid), 0, 1500)
+    run(settings, qid, store_url)
+    done = subprocess.run(
+        [sys.executable, "-m", "streamforge_nb.cli", "lag", qid, "--json"],
+        env=subprocess_env(settings), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [record] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert record["group"] == f"{qid}-sink" and record["status"] == "ok"
+    assert record["messages_behind"] == 0
+    assert {p["source"] for p in record["partitions"]} == {"live"}
+
+
+def _samples(*rows: tuple[float, int, int, int]) -> pd.DataFrame:
+    """A lag frame of group g partition 0 from (time, committed, end, seconds) rows."""
+    from streamforge_nb.control.lag import lag_frame
+
+    events = [
+        Loading(
+            queue_id="q",
+            producer="arango-candles__x",
+            timestamp=t,
+            group="g",
+            lag=[{"partition": 0, "committed": c, "end": e, "messages": e - c, "seconds": s}],
+        )
+        for t, c, e, s in rows
+    ]
+    return lag_frame(events)
+
+
+@pytest.mark.parametrize(
+    ("rows", "word"),
+    [
+        ([(100, 10, 50, 1), (102, 30, 50, 1), (104, 50, 50, 0)], "ok"),  # caught up
+        ([(100, 10, 50, 1), (102, 30, 60, 1), (104, 50, 70, 1)], "ok"),  # catching up
+        ([(100, 10, 50, 1), (102, 20, 80, 9), (104, 30, 120, 20)], "lagging"),
+        ([(100, 10, 50, 1), (102, 10, 60, 9), (104, 10, 70, 20)], "stalled"),
+        ([(100, 50, 50, 0), (102, 10, 50, 5)], "rewinding"),
+    ],
+)
+def test_the_judgement_follows_the_written_rule(
+    rows: list[tuple[float, int, int, int]], word: str
+) -> None:
+    frame = _samples(*((1_800_000_000 + t, c, e, s) for t, c, e, s in rows))
+    judged = judge_lag(frame, now=1_800_000_104, stale_s=3)
+    assert judged.loc["g", "status"] == word
+
+
+def test_a_group_behind_that_went_silent_is_stalled() -> None:
+    frame = _samples((1_800_000_000, 10, 50, 3))
+    judged = judge_lag(frame, now=1_800_000_000 + 300)
+    assert judged.loc["g", "status"] == "stalled"
+    assert "has not moved for 300 s" in judged.loc["g", "why"]
+    assert judge_lag(frame, now=1_800_000_000 + 5).loc["g", "status"] == "ok"
