@@ -652,3 +652,25 @@ def test_dlq_copies_are_cut_at_the_documented_256_kib_value_and_1_kib_key() -> N
     assert note == "key cut from 1025 to 1024 bytes; value cut from 262145 to 262144 bytes"
     key, value, note = dlq_copy(None, b"v" * (512 * 1024))
     assert (key, len(value), note) == (None, 262144, "value cut from 524288 to 262144 bytes")
+
+
+def test_a_zero_price_or_another_series_is_refused_and_zero_volume_is_stored() -> None:
+    """Prices are > 0, volumes >= 0 (a minute without trades is real), and a queue's sink
+    takes only its own symbol and interval: checked on the batch, without the broker."""
+    zeros = {name: "0" for name in ("volume", "quote_asset_volume",
+             "taker_buy_base_asset_volume", "taker_buy_quote_asset_volume")}  # fmt: skip
+    values = [
+        _candle_json(0, **zeros, number_of_trades=0),
+        _candle_json(1, open="0", low="0"),
+        _candle_json(2, symbol="ETHUSDT"),
+        _candle_json(3, interval="5m"),
+    ]
+    keys = [str(json.loads(v)["_key"]).encode() for v in values]
+    table, refused = decode_and_check(values, keys, "BTCUSDT", "1m", START_MS + 86_400_000)
+    assert table["open_time"].to_pylist() == [START_MS]
+    assert [float(v) for v in table["volume"].to_pylist()] == [0.0]
+    assert [(i, why.split(": ", 1)[1]) for i, why in refused] == [
+        (1, "open 0 is not a finite number > 0; low 0 is not a finite number > 0"),
+        (2, f"symbol 'ETHUSDT' in _key {keys[2].decode()!r} is not the queue's BTCUSDT"),
+        (3, f"interval '5m' in _key {keys[3].decode()!r} is not the queue's 1m"),
+    ]
