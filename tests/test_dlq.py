@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -281,3 +282,52 @@ def test_the_dlq_redrive_command_dry_runs_then_applies(settings: Settings, store
     applied = cli(settings, "dlq", "redrive", qid, "--apply", "--where", "reason_class == 'series'")
     assert applied.returncode == 0, applied.stderr
     assert "redrove 0" in applied.stdout and "1 refused" in applied.stdout
+
+
+# -- browsing a topic from a time -------------------------------------------------------------
+
+
+def test_messages_starts_at_a_time_and_prints_kcats_envelope(settings: Settings) -> None:
+    from confluent_kafka import Producer
+
+    from streamforge_nb.control.messages import browse, parse_time
+
+    topic = f"browse-{new_short_id()}"
+    send(settings, topic, [])
+    hour = 3_600_000
+    now_ms = int(time.time() * 1000)
+    batches = [now_ms - 3 * hour, now_ms - 2 * hour, now_ms - hour]
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    for b, stamp in enumerate(batches):
+        for i in range(100):
+            key = f"k{i % 10}".encode()
+            producer.produce(
+                topic, key=key, value=f"{b}-{i}".encode(), timestamp=stamp + i,
+                headers=[("h", b"\xff")],
+            )  # fmt: skip
+    assert producer.flush(30) == 0
+
+    done = cli(settings, "messages", topic, "--since", "150m", "-J", "--limit", "3")
+    assert done.returncode == 0, done.stderr
+    first = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["offset"] for r in first] == [100, 101, 102]
+    assert first[0] == {
+        "topic": topic, "partition": 0, "offset": 100, "tstype": "create",
+        "ts": batches[1], "broker": -1, "headers": ["h", "\\xff"], "key": "k0",
+        "payload": "1-0",
+    }  # fmt: skip
+    window = list(browse(settings, topic, since=batches[1], until=batches[2]))
+    assert [r["payload"] for r in window] == [f"1-{i}" for i in range(100)]
+    keyed = list(browse(settings, topic, since=batches[2], key="k3"))
+    assert [r["offset"] for r in keyed] == [203 + 10 * i for i in range(10)]
+    iso = dt.datetime.fromtimestamp(batches[2] / 1000, dt.UTC).isoformat()
+    assert parse_time(iso) == batches[2] and parse_time(f"@{batches[0]}") == batches[0]
+    assert list(browse(settings, topic, since=now_ms + hour)) == []  # nothing that recent
+    plain = cli(settings, "messages", topic, "--since", f"@{batches[2] + 98}")
+    assert plain.stdout.splitlines() == ["2-98", "2-99"], plain.stderr
+    with pytest.raises(InvalidName, match="duration ago"):
+        parse_time("yesterday")
+    with pytest.raises(InvalidName, match="no partition 3"):
+        list(browse(settings, topic, partition=3))
+    refused = cli(settings, "messages", topic, "--since", "yesterday")
+    assert refused.returncode == 1 and "invalid time 'yesterday'" in refused.stderr

@@ -21,7 +21,7 @@ from streamforge_nb import workers
 from streamforge_nb.cli.api import serve_api
 from streamforge_nb.cli.broker import check, local, topics_ensure
 from streamforge_nb.cli.generate import manifests, schemas
-from streamforge_nb.cli.ops import dlq, lag
+from streamforge_nb.cli.ops import dlq, lag, messages
 from streamforge_nb.cli.queue import cancel, cleanup, events, notebooks, ping, queues, stop
 from streamforge_nb.cli.store import store
 from streamforge_nb.cli.workflow import candles, dashboard, quickstart
@@ -76,7 +76,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 for _command in (
     local, check, topics_ensure, manifests, schemas, ping, stop, cancel, cleanup, notebooks,
-    events, candles, queues, dashboard, quickstart, serve_api, store, dlq, lag,
+    events, candles, queues, dashboard, quickstart, serve_api, store, dlq, lag, messages,
 ):  # fmt: skip
     cli.add_command(_command)
 for _name in workers.WORKERS:

@@ -9,7 +9,7 @@ import click
 from streamforge_nb.cli._output import echo_json, json_option, say
 from streamforge_nb.workers import COUNT, QUEUE_ID, SECONDS
 
-__all__ = ["dlq", "lag"]
+__all__ = ["dlq", "lag", "messages"]
 
 
 def _queue(queue_id: str, store: str | None = None) -> Any:
@@ -134,3 +134,32 @@ def lag(queue_id: str, follow: bool, every: float, timeout: float | None, as_jso
                 return
             time.sleep(every)
 
+
+@click.command("messages")
+@click.argument("topic")
+@click.option("--since", default=None, help="From: 2h (ago; ms s m h d w), @<Unix ms> or ISO.")
+@click.option("--until", default=None, help="Until (exclusive), same forms; default: the end now.")
+@click.option("--key", default=None, help="Only messages with this key.")
+@click.option("--partition", type=click.IntRange(min=0), default=None, help="Only this partition.")
+@click.option("--limit", type=COUNT, default=None, help="At most N messages.")
+@click.option("-J", "envelope", is_flag=True, help="kcat's JSON envelope, one per line.")
+def messages(
+    topic: str, since: str | None, until: str | None, key: str | None, partition: int | None,
+    limit: int | None, envelope: bool,
+) -> None:  # fmt: skip
+    """Print a topic's messages from a time (found by the broker's time index, not a scan)."""
+    from streamforge_nb.control.messages import browse, parse_time
+    from streamforge_nb.control.telemetry import printable
+    from streamforge_nb.settings import Settings
+
+    start = None if since is None else parse_time(since)
+    stop = None if until is None else parse_time(until)
+    found = browse(
+        Settings.from_env(), topic, since=start, until=stop, key=key, partition=partition,
+        limit=limit,
+    )  # fmt: skip
+    for record in found:
+        if envelope:
+            echo_json(record)
+        else:  # kcat's default: the payload, its control characters escaped
+            click.echo(printable(record["payload"] or "", 1_000_000))

@@ -11,8 +11,10 @@ the reading: each field that cannot be read is left empty.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -138,26 +140,22 @@ def _count(value: Any) -> int | None:
 
 
 def _headers(raw: Any) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
-    """(first value per name, the pairs as bytes) of a message's headers, whatever they hold."""
+    """(first value per name, the pairs with a value) of a librdkafka message's headers
+    (None, or (str, bytes | None) pairs: the binding decodes names, never values)."""
     first: dict[str, Any] = {}
     pairs: list[tuple[str, bytes]] = []
-    try:
-        items = list(raw or ())[:1000]
-    except TypeError:
-        return first, pairs
-    for item in items:
-        try:
-            name, value = item
-        except (TypeError, ValueError):
-            continue
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", errors="replace")
-        if not isinstance(name, str):
-            continue
-        first.setdefault(name, value)
-        if isinstance(value, bytes):
+    for name, value in raw or ():
+        if name not in first:
+            first[name] = value
+        if value is not None:
             pairs.append((name, value))
     return first, pairs
+
+
+@functools.lru_cache(maxsize=1024)
+def _name(value: bytes) -> str | None:
+    """A topic name or the like, read once per distinct value (a DLQ repeats them)."""
+    return _text(value, 255)
 
 
 def _series(
@@ -177,7 +175,8 @@ def _series(
         match = _KEY_RE.fullmatch(text) if isinstance(text, str) else None
         if match is not None:
             open_ms = int(match[3])
-            return match[1], match[2], open_ms if open_ms < 2**62 else None
+            symbol, interval = sys.intern(match[1]), sys.intern(match[2])
+            return symbol, interval, open_ms if open_ms < 2**62 else None
     return None, None, None
 
 
@@ -201,7 +200,9 @@ def _row(message: Any) -> DeadLetter:
     row = {
         "reason": reason,
         "reason_class": kind,
-        "source_topic": _text(first.get("source_topic"), 255),
+        "source_topic": _name(topic)
+        if isinstance(topic := first.get("source_topic"), bytes)
+        else None,
         "source_partition": _count(first.get("source_partition")),
         "source_offset": _count(first.get("source_offset")),
         "key": _text(key, 200),
@@ -217,28 +218,50 @@ def _row(message: Any) -> DeadLetter:
     return DeadLetter(row, key, value, pairs)
 
 
+def assigned_reader(settings: Settings, topic: str) -> Any:
+    """Return a librdkafka consumer that joins no group, for reading `topic` by assignment.
+
+    Not `make_bulk_consumer`: its subscription's rebalance, served during a later `consume`,
+    would take back an assignment made after it (seen: a read that never got a message).
+    Nothing is committed; the group id only satisfies librdkafka.
+    """
+    from confluent_kafka import Consumer, KafkaException
+
+    from streamforge_nb.kafka.clients import _connecting, _librdkafka_config
+
+    what = f"connecting a reader to {topic}"
+    with _connecting(what, settings):
+        pass  # the TCP probe: a dead broker fails at once, not after librdkafka's retries
+    consumer = Consumer(
+        {
+            **_librdkafka_config(settings),
+            "group.id": f"streamforge-reader-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "queued.max.messages.kbytes": 16 * 1024,
+            "fetch.wait.max.ms": 100,
+            "logger": logging.getLogger("streamforge_nb.librdkafka"),
+        }
+    )
+    try:  # proves the login, TLS trust and ACLs before the first read
+        consumer.list_topics(topic, timeout=10)
+    except KafkaException as exc:
+        consumer.close()
+        raise map_confluent_error(exc, what=what, settings=settings) from None
+    return consumer
+
+
 def scan_dead_letters(
     settings: Settings, dlq: str, *, limit: int | None = None
 ) -> Iterator[DeadLetter]:
     """Yield the DLQ's messages from its start up to its end when asked, `limit` at most.
 
-    A group-less librdkafka consumer (nothing is committed, no group joined) reads batches of
+    A librdkafka consumer that joins no group (`assigned_reader`) reads batches of
     `_READ_BATCH`; a DLQ that does not exist has no dead letters.
     """
     from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-    from streamforge_nb.kafka.clients import make_bulk_consumer
-
-    config = {
-        "group.id": f"streamforge-dlq-reader-{uuid.uuid4().hex[:12]}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "queued.max.messages.kbytes": 16 * 1024,
-        "fetch.wait.max.ms": 100,
-    }
-    consumer = make_bulk_consumer(settings, dlq, **config)
-    # Subscribed but never polled: no group is joined; read by assignment instead.
-    consumer.unsubscribe()
+    consumer = assigned_reader(settings, dlq)
     try:
         metadata = consumer.list_topics(dlq, timeout=10).topics.get(dlq)
         if metadata is None or metadata.error is not None:
@@ -287,15 +310,18 @@ def scan_dead_letters(
     except KafkaException as exc:
         raise map_confluent_error(exc, what=f"reading {dlq}", settings=settings) from None
     finally:
-        # Dropped, never closed (see `make_bulk_consumer`).
-        consumer = None
+        consumer.close()  # no group joined: nothing for the close to wait on
 
 
 def read_dead_letters(settings: Settings, dlq: str, *, limit: int | None = 100_000) -> pd.DataFrame:
     """Return the DLQ's dead letters, one row each (`DEAD_LETTER_COLUMNS`), `limit` at most."""
     check_limit(limit)
-    rows = [letter.row for letter in scan_dead_letters(settings, dlq, limit=limit)]
-    return dead_letter_frame(rows)
+    # Column lists, not a dict per row: a third of the memory for 100k rows.
+    columns: dict[str, list[Any]] = {name: [] for name in DEAD_LETTER_COLUMNS}
+    for letter in scan_dead_letters(settings, dlq, limit=limit):
+        for name, values in columns.items():
+            values.append(letter.row[name])
+    return dead_letter_frame(columns)
 
 
 def check_limit(limit: Any) -> None:
@@ -304,8 +330,8 @@ def check_limit(limit: Any) -> None:
         raise InvalidName(f"limit must be None or a whole number >= 1, got {limit!r}")
 
 
-def dead_letter_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Return `rows` (from `scan_dead_letters`) as the dead-letters DataFrame."""
+def dead_letter_frame(rows: list[dict[str, Any]] | dict[str, list[Any]]) -> pd.DataFrame:
+    """Return rows (from `scan_dead_letters`), or their columns, as the dead-letters frame."""
     import pandas as pd
 
     frame = pd.DataFrame(rows, columns=list(DEAD_LETTER_COLUMNS))

@@ -1,0 +1,154 @@
+"""Browse a topic from a point in time, in kcat's `-J` envelope.
+
+A start time becomes an offset per partition by the broker's offsets-for-times lookup (its
+time index), never by a scan from offset 0: the first message of a topic holding millions
+costs one lookup and one fetch. The reading stops at the end offsets known at the start, at
+`until`, or after `limit` messages.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from streamforge_nb.exceptions import BrokerUnavailable, InvalidName, map_confluent_error
+from streamforge_nb.settings import Settings
+
+__all__ = ["TSTYPES", "browse", "parse_time"]
+
+TSTYPES = {0: "none", 1: "create", 2: "logappend"}
+"""kcat's names of the timestamp types (librdkafka's TIMESTAMP_* values)."""
+_RELATIVE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
+_STALL_S = 30.0
+
+
+def parse_time(text: str, *, now: float | None = None) -> int:
+    """Return a time as Unix ms: `2h` (ago; ms, s, m, h, d, w), `@<ms>` or ISO 8601 (UTC if
+    naive). Raise `InvalidName` naming the accepted forms otherwise."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidName(f"a time must be text such as 2h, @1722470400000 or ISO, got {text!r}")
+    value = text.strip()
+    current = time.time() if now is None else now
+    relative = _RELATIVE.fullmatch(value)
+    if relative:
+        return int((current - float(relative[1]) * _UNIT_S[relative[2]]) * 1000)
+    if value.startswith("@") and value[1:].isdigit() and len(value) <= 20:
+        return int(value[1:])
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidName(
+            f"invalid time {text!r}: expected a duration ago (2h, 30m, 1d), @<Unix ms> or "
+            "an ISO 8601 date or time (2024-08-01T00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("utf-8", errors="backslashreplace")
+
+
+def envelope(message: Any) -> dict[str, Any]:
+    """Return kcat's `-J` envelope of a librdkafka message (headers as name, value, ...)."""
+    kind, stamp = message.timestamp()
+    headers: list[str | None] = []
+    for name, value in message.headers() or ():
+        headers += [name, _text(value)]
+    return {
+        "topic": message.topic(),
+        "partition": message.partition(),
+        "offset": message.offset(),
+        "tstype": TSTYPES.get(kind, "none"),
+        "ts": stamp if kind else -1,
+        "broker": -1,
+        "headers": headers,
+        "key": _text(message.key()),
+        "payload": _text(message.value()),
+    }
+
+
+def browse(
+    settings: Settings,
+    topic: str,
+    *,
+    since: int | None = None,
+    until: int | None = None,
+    key: str | None = None,
+    partition: int | None = None,
+    limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield `topic`'s messages (envelopes) from `since` (Unix ms; None: the start) to the end
+    known now or `until`, with `key` (when given) in `partition` (when given)."""
+    from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+    from streamforge_nb.control.dlq import assigned_reader
+
+    if limit is not None and limit < 1:
+        raise InvalidName(f"limit must be at least 1, got {limit}")
+    wanted = None if key is None else key.encode()
+    consumer = assigned_reader(settings, topic)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise InvalidName(f"topic {topic} does not exist or has no partitions")
+        numbers = sorted(metadata.partitions)
+        if partition is not None:
+            if partition not in numbers:
+                raise InvalidName(f"topic {topic} has no partition {partition} ({numbers})")
+            numbers = [partition]
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in numbers
+        }
+        if since is None:
+            starts = {p: OFFSET_BEGINNING for p in numbers}
+        else:
+            asked = [TopicPartition(topic, p, max(0, since)) for p in numbers]
+            found = consumer.offsets_for_times(asked, timeout=10)
+            # -1: nothing that recent in the partition (its end).
+            starts = {
+                tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found
+            }
+        left = {p for p in numbers if starts[p] == OFFSET_BEGINNING or starts[p] < ends[p]}
+        left = {p for p in left if ends[p] > 0}
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in sorted(left)])
+        sent = 0
+        quiet = time.monotonic()
+        while left:
+            messages = consumer.consume(500, timeout=0.5)
+            if messages:
+                quiet = time.monotonic()
+            else:  # the end's last offsets may hold no message (a transaction marker)
+                for tp in consumer.position([TopicPartition(topic, p) for p in left]):
+                    if tp.offset >= ends[tp.partition]:
+                        left.discard(tp.partition)
+                if left and time.monotonic() - quiet > _STALL_S:
+                    raise BrokerUnavailable(f"reading {topic}: nothing came for {_STALL_S:g} s")
+            for message in messages:
+                if message.error() is not None:
+                    raise KafkaException(message.error())
+                p, offset = message.partition(), message.offset()
+                if p not in left:
+                    continue
+                stamp = message.timestamp()[1]
+                if offset >= ends[p] or (until is not None and stamp >= until):
+                    left.discard(p)
+                    continue
+                if offset + 1 >= ends[p]:
+                    left.discard(p)
+                if wanted is not None and message.key() != wanted:
+                    continue
+                yield envelope(message)
+                sent += 1
+                if limit is not None and sent >= limit:
+                    return
+    except KafkaException as exc:
+        raise map_confluent_error(exc, what=f"reading {topic}", settings=settings) from None
+    finally:
+        consumer.close()  # no group joined: nothing for the close to wait on
