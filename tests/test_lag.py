@@ -119,6 +119,14 @@ def test_the_lag_command_prints_each_groups_judgement(settings: Settings, store_
     assert record["group"] == f"{qid}-sink" and record["status"] == "ok"
     assert record["messages_behind"] == 0
     assert {p["source"] for p in record["partitions"]} == {"live"}
+    followed = subprocess.run(
+        [sys.executable, "-m", "streamforge_nb.cli", "lag", qid, "--follow", "--every", "0.5",
+         "--timeout", "1.4"],
+        env=subprocess_env(settings), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert followed.returncode == 0, followed.stderr
+    lines = followed.stdout.splitlines()
+    assert len(lines) >= 2 and all(line.startswith(f"{qid}-sink: ok") for line in lines)
 
 
 def _samples(*rows: tuple[float, int, int, int]) -> pd.DataFrame:
