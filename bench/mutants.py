@@ -26,6 +26,7 @@ import ast
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_SINK_PURE = "stored_xor or hand_made or dlq_copies or queue_series or null_message"
+_SINK_PURE = "stored_xor or hand_made or dlq_copies or queue_series or null_message or zero_price"
 _NOT_BROKER = "not test_real_rows_load_exactly_through_the_loader_and_the_sink"
 _PARAMETERS = "plain_names or bad_names or non_json or jobs_parameters or any_python_value"
 
@@ -284,6 +285,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown target(s) {', '.join(unknown)}: choose from {', '.join(TARGETS)}")
     lines = {int(n) for n in args.lines.split(",") if n.strip()}
+    # Stopped with `kill`: exit through the `with` blocks, so the temporary copy is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return run(args.targets or list(TARGETS), args.max, args.timeout, args.list, lines)
 
 
