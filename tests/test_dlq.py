@@ -331,3 +331,52 @@ def test_messages_starts_at_a_time_and_prints_kcats_envelope(settings: Settings)
         list(browse(settings, topic, partition=3))
     refused = cli(settings, "messages", topic, "--since", "yesterday")
     assert refused.returncode == 1 and "invalid time 'yesterday'" in refused.stderr
+
+
+def test_a_user_without_acls_on_the_dlq_is_told_so(
+    settings: Settings, viewer_settings: Settings, store_url: str
+) -> None:
+    from streamforge_nb.exceptions import NotAuthorized
+
+    qid, _ = poisoned_queue(settings, store_url)
+    with Queue(qid, viewer_settings) as queue:
+        with pytest.raises(NotAuthorized, match=dlq_topic(data_topic(qid))):
+            queue.dead_letters()
+        with pytest.raises(NotAuthorized, match=dlq_topic(data_topic(qid))):
+            queue.redrive()
+        # the lag history is in queue-events, which a viewer reads; the group's offsets are not
+        assert list(queue.lag()["group"].unique()) in ([], [f"{qid}-sink"])
+        with pytest.raises(NotAuthorized, match=f"{qid}-sink"):
+            queue.lag(live=True)
+
+
+def test_a_fixed_marker_is_redriven_as_a_marker_and_its_window_recorded(
+    settings: Settings, store_url: str
+) -> None:
+    from streamforge_nb.platform.markers import EXCHANGE_EMPTY, RECORD_HEADER, marker_key
+
+    qid = new_queue()
+    start, end = START_MS + 10 * MINUTE, START_MS + 30 * MINUTE
+    off = marker_key("BTCUSDT", "1m", start + 1, end)  # off the grid: refused
+    doc = {"_key": off, "symbol": "BTCUSDT", "interval": "1m", "start_ms": start + 1, "end_ms": end}
+    messages: list[tuple[bytes | None, bytes | None, list]] = [
+        (*candle(m), []) for m in [*range(10), *range(30, 40)]
+    ]
+    messages.append((off.encode(), json.dumps(doc).encode(), [(RECORD_HEADER, EXCHANGE_EMPTY)]))
+    send(settings, data_topic(qid), messages)
+    sink(settings, qid, store_url)
+
+    def fix(value: dict) -> tuple[str, dict]:
+        key = marker_key("BTCUSDT", "1m", start, end)
+        return key, {**value, "_key": key, "start_ms": start}
+
+    with Queue(qid, settings) as queue:
+        [letter] = queue.dead_letters().to_dict("records")
+        assert letter["reason_class"] == "marker" and "not on the 1m grid" in letter["reason"]
+        unfixed = queue.redrive()
+        assert unfixed.plan["action"].tolist() == ["refused"]
+        assert queue.redrive(fix=fix, dry_run=False).sent == 1
+    sink(settings, qid, store_url)
+    with CandleStore.open(store_url) as store:
+        gaps = store.gaps("BTCUSDT", "1m", START_MS, START_MS + 40 * MINUTE)
+    assert gaps[["missing", "kind"]].values.tolist() == [[20, "exchange_empty"]]

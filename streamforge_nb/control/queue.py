@@ -470,9 +470,10 @@ class Queue:
         """Republish chosen dead letters that pass the sink's checks (`control.redrive`).
 
         `where`: a `dead_letters()` query string or a callable returning a mask (None: all);
-        `fix(value)`: the new value (None leaves the letter out); `dry_run` (the default)
-        sends nothing. `store` (a CandleStore or URL; default the queue's): gaps before and
-        after. `time_range`: the sink's TIME_RANGE, else the range the queue id implies.
+        `fix(value)`: the new value, or (key, value), or None to leave the letter out;
+        `dry_run` (the default) sends nothing. `store` (a CandleStore or URL; default the
+        queue's): gaps before and after. `time_range`: the sink's TIME_RANGE, else the range
+        the queue id implies.
         Returns a `Redrive`: its plan, the windows a backfill would load, the gaps.
         """
         from streamforge_nb.control.redrive import redrive

@@ -95,8 +95,9 @@ def redrive(
 
     `where`: None (all), a `DataFrame.query` string or a callable taking the dead-letters
     frame and returning a boolean mask. `fix(value)` gets the value parsed as JSON (the raw
-    bytes when it is not JSON) and returns the new value (a JSON-able object or bytes), or
-    None to leave the dead letter out. `series` and `span`: the queue's (the sink's own).
+    bytes when it is not JSON) and returns the new value (a JSON-able object or bytes), a
+    (key, value) pair to change the Kafka key too, or None to leave the dead letter out.
+    `series` and `span`: the queue's (the sink's own).
     """
     if where is not None and not isinstance(where, str) and not callable(where):
         raise InvalidName(f"where must be a query string or a callable, got {where!r}")
@@ -156,24 +157,25 @@ def _check(
         if letter is None:  # gone meanwhile (retention): nothing to send
             plan.loc[row.Index, ["action", "why"]] = ["skipped", "no longer in the DLQ"]
             continue
-        value = _fixed(letter.value, fix)
-        if value is None:
+        fixed = _fixed(letter.key, letter.value, fix)
+        if fixed is None:
             plan.loc[row.Index, ["action", "why"]] = ["skipped", "the fix returned None"]
             continue
+        key, value = fixed
         came = f"{dlq}:{row.dlq_partition}:{row.dlq_offset}".encode()
         headers = [(n, v) for n, v in letter.headers if n in _KEEP_HEADERS]
         headers.append((REDRIVEN_FROM, came))
         if row.reason_class == "marker":
             try:
-                decode_exchange_empty(value, letter.key, symbol, interval)
+                decode_exchange_empty(value, key, symbol, interval)
             except MessageError as exc:
                 plan.loc[row.Index, ["action", "why"]] = ["refused", str(exc)]
                 continue
             plan.loc[row.Index, "action"] = "redrive"
             marker = [(RECORD_HEADER, EXCHANGE_EMPTY), *headers]
-            outgoing.append((row.Index, (letter.key, value, marker)))
+            outgoing.append((row.Index, (key, value, marker)))
             continue
-        candles.append((row.Index, letter.key, value, headers))
+        candles.append((row.Index, key, value, headers))
     if candles:
         # The sink's own checks, on the batch as the sink would read it.
         _, bad = decode_and_check(
@@ -189,21 +191,34 @@ def _check(
     return outgoing
 
 
-def _fixed(value: bytes, fix: Callable[[Any], Any] | None) -> bytes | None:
-    """Return the value to check and send: `fix`'s answer encoded, or the value as it is."""
+def _fixed(
+    key: bytes | None, value: bytes, fix: Callable[[Any], Any] | None
+) -> tuple[bytes | None, bytes] | None:
+    """Return the (key, value) to check and send: `fix`'s answer encoded, or as they are.
+
+    `fix` returns a value, or a (key, value) pair when the key must change too (a `_key`
+    fixed must stay equal to the Kafka key, or the sink refuses it).
+    """
     if fix is None:
-        return value
+        return key, value
     try:
         given: Any = orjson.loads(value)
     except orjson.JSONDecodeError:
         given = value
     out = fix(given)
-    if out is None or isinstance(out, bytes):
-        return out
+    if isinstance(out, tuple) and len(out) == 2:
+        key = out[0].encode() if isinstance(out[0], str) else out[0]
+        if key is not None and not isinstance(key, bytes):
+            raise InvalidName(f"fix returned a key that is not text or bytes: {out[0]!r}")
+        out = out[1]
+    if out is None:
+        return None
+    if isinstance(out, bytes):
+        return key, out
     if isinstance(out, str):
-        return out.encode()
+        return key, out.encode()
     try:
-        return orjson.dumps(out)
+        return key, orjson.dumps(out)
     except TypeError as exc:
         raise InvalidName(f"fix returned a value that is not JSON: {exc}") from None
 
