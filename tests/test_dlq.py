@@ -380,3 +380,17 @@ def test_a_fixed_marker_is_redriven_as_a_marker_and_its_window_recorded(
     with CandleStore.open(store_url) as store:
         gaps = store.gaps("BTCUSDT", "1m", START_MS, START_MS + 40 * MINUTE)
     assert gaps[["missing", "kind"]].values.tolist() == [[20, "exchange_empty"]]
+
+
+def test_queue_messages_is_the_data_topic_as_a_frame(settings: Settings) -> None:
+    qid = new_queue()
+    send(settings, data_topic(qid), [(*candle(m), [("h", b"v")]) for m in range(5)])
+    with Queue(qid, settings) as queue:
+        frame = queue.messages(since="1h", limit=3)
+        keyed = queue.messages(key=candle(4)[0].decode())
+        assert queue.messages(since=int(time.time() * 1000) + 3_600_000).empty
+    assert frame["offset"].tolist() == [0, 1, 2]
+    assert frame["key"].tolist() == [candle(m)[0].decode() for m in range(3)]
+    assert frame["headers"].tolist()[0] == ["h", "v"]
+    assert json.loads(frame["payload"][1])["_key"] == candle(1)[0].decode()
+    assert keyed["offset"].tolist() == [4]

@@ -170,3 +170,24 @@ def test_a_group_behind_that_went_silent_is_stalled() -> None:
     assert judged.loc["g", "status"] == "stalled"
     assert "has not moved for 300 s" in judged.loc["g", "why"]
     assert judge_lag(frame, now=1_800_000_000 + 5).loc["g", "status"] == "ok"
+
+
+def test_events_since_reads_the_history_from_that_time(settings: Settings, store_url: str) -> None:
+    qid = new_queue()
+    fill(settings, data_topic(qid), 0, 1000)
+    run(settings, qid, store_url)
+
+    def events(*args: str) -> list[dict]:
+        done = subprocess.run(
+            [sys.executable, "-m", "streamforge_nb.cli", "events", "--queue-id", qid, "--json",
+             *args],
+            env=subprocess_env(settings), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    recent = events("--since", "1h")
+    assert recent[0]["status"] == "started" and recent[-1]["status"] == "finished"
+    assert any("lag" in e for e in recent if e["status"] == "loading")
+    later = int(time.time() * 1000) + 3_600_000
+    assert events("--since", f"@{later}") == []

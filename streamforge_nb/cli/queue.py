@@ -192,12 +192,20 @@ def notebooks(queue_id: str, store: str | None, as_json: bool) -> None:
 @_queue_id_option("to read")
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for new events.")
 @click.option("--timeout", type=SECONDS, default=None, help="Stop following after S seconds.")
+@click.option("--since", default=None, help="From: 2h (ago; ms s m h d w), @<Unix ms> or ISO.")
 @json_option()
-def events(queue_id: str, follow: bool, timeout: float | None, as_json: bool) -> None:
-    """Print a queue's telemetry from the start."""
+def events(
+    queue_id: str, follow: bool, timeout: float | None, since: str | None, as_json: bool
+) -> None:
+    """Print a queue's telemetry from the start (or --since)."""
+    from streamforge_nb.control.messages import parse_time
+    from streamforge_nb.control.queue import Queue
     from streamforge_nb.control.telemetry import event_line
+    from streamforge_nb.settings import Settings
 
-    with _queue(queue_id) as queue:
+    start = None if since is None else parse_time(since) / 1000
+    # `since` is where the history is read from, by the broker's offsets-for-times lookup.
+    with Queue(queue_id, Settings.from_env(), since=start) as queue:
         for event in queue.events(follow=follow, timeout=timeout):
             # Control characters in an event's text are escaped, never sent to the terminal.
             click.echo(event_line(event, as_json=as_json))

@@ -518,6 +518,33 @@ class Queue:
 
         return judge_lag(self.lag(live=live), window=window, stale_s=stale_s)
 
+    def messages(
+        self,
+        since: str | int | None = None,
+        until: str | int | None = None,
+        *,
+        key: str | None = None,
+        partition: int | None = None,
+        limit: int | None = 10_000,
+    ) -> pd.DataFrame:
+        """Return the data topic's messages from `since` (2h, ISO, @ms, or Unix ms; None: the
+        start) to the end or `until`, `limit` at most, in kcat's `-J` envelope (one column
+        per field), found by the broker's offsets-for-times lookup."""
+        import pandas as pd
+
+        from streamforge_nb.control.messages import browse, parse_time
+        from streamforge_nb.platform.names import data_topic
+
+        def ms(value: str | int | None) -> int | None:
+            return value if value is None or isinstance(value, int) else parse_time(value)
+
+        found = browse(
+            self.settings, data_topic(self.queue_id), since=ms(since), until=ms(until),
+            key=key, partition=partition, limit=limit,
+        )  # fmt: skip
+        columns = ["topic", "partition", "offset", "tstype", "ts", "broker", "headers", "key"]
+        return pd.DataFrame(list(found), columns=[*columns, "payload"])
+
     def subscribe(self, callback: Callable[[BaseEvent], None]) -> None:
         """Call `callback(event)` from the follower thread for every event of this queue."""
         self._telemetry.subscribe(callback)
