@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from streamforge_nb.exceptions import StartTimeout as StartTimeout
     from streamforge_nb.exceptions import StopRequested as StopRequested
     from streamforge_nb.exceptions import StoreAuthError as StoreAuthError
+    from streamforge_nb.exceptions import StoreCapabilityError as StoreCapabilityError
+    from streamforge_nb.exceptions import StoreCertificateError as StoreCertificateError
     from streamforge_nb.exceptions import StoreError as StoreError
     from streamforge_nb.exceptions import StoreUnavailable as StoreUnavailable
     from streamforge_nb.exceptions import StreamForgeError as StreamForgeError
@@ -63,7 +65,8 @@ _ERRORS = (
     "DashboardError", "DummyFailure", "ExchangeBanned", "ExchangeError", "ExchangeUnavailable",
     "InvalidName", "KubeTestError", "LocalBrokerError", "MessageError", "MissingOption",
     "NotAuthorized", "NotReady", "ProcessExited", "QueueExists", "QueueTimeout",
-    "StartTimeout", "StopRequested", "StoreAuthError", "StoreError", "StoreUnavailable",
+    "StartTimeout", "StopRequested", "StoreAuthError", "StoreCapabilityError",
+    "StoreCertificateError", "StoreError", "StoreUnavailable",
     "StreamForgeError", "UnknownSymbol",
 )  # fmt: skip
 

@@ -361,6 +361,10 @@ class StoreCertificateError(StoreAuthError):
     """ArangoDB's TLS certificate is not trusted (ARANGO_CA_PATH, or the system's CAs)."""
 
 
+class StoreCapabilityError(StoreError, NotImplementedError):
+    """The store's backend cannot do this (yet): e.g. SQL over an ArangoDB store."""
+
+
 # ArangoDB error numbers worth a sentence of their own (arangod's errors.dat).
 _ARANGO_HINTS: dict[int, str] = {
     11: "ERROR_FORBIDDEN: the user lacks the rights; `streamforge-nb store init` grants the "

@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from streamforge_nb.exceptions import ConfigError, InvalidName, StoreError
-from streamforge_nb.store.base import CandleBackend, StoreCapabilityError
+from streamforge_nb.exceptions import ConfigError, InvalidName, StoreCapabilityError, StoreError
+from streamforge_nb.store.base import CandleBackend
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.store.frames import COLUMNS, frame_from_arrays
 from streamforge_nb.store.local import LocalBackend

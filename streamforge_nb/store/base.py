@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamforge_nb.exceptions import ConfigError, StoreError
+from streamforge_nb.exceptions import ConfigError, StoreCapabilityError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,15 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BackendFactory",
     "CandleBackend",
-    "StoreCapabilityError",
     "backend_for",
     "merge_ranges",
     "register_backend",
 ]
-
-
-class StoreCapabilityError(StoreError, NotImplementedError):
-    """The store's backend cannot do this (yet): e.g. SQL over an ArangoDB store."""
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

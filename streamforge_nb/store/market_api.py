@@ -90,7 +90,7 @@ class MarketQueries:
         return q.resample_many(local, series, rule, range_ms(start, end), backend)
 
     def _local(self, what: str) -> Any:
-        from streamforge_nb.store.base import StoreCapabilityError
+        from streamforge_nb.exceptions import StoreCapabilityError
         from streamforge_nb.store.local import LocalBackend
 
         if not isinstance(self._backend, LocalBackend):
