@@ -412,3 +412,21 @@ def test_queue_accepts_and_refuses_ids_as_the_cli_does(
         assert QUEUE_ID.convert(hand_made, None, None) == hand_made  # `--queue-id` takes it
         with Queue(hand_made, settings) as queue:
             assert queue.queue_id == hand_made
+
+
+def test_a_history_read_that_stops_moving_is_renewed_then_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kafka import TopicPartition
+
+    from streamforge_nb.control import follower
+    from streamforge_nb.exceptions import BrokerUnavailable
+
+    monkeypatch.setattr(follower, "HISTORY_STALL_S", 0.0)
+    tp = TopicPartition("queue-events", 2)
+    stall = follower._Stall(follower._ReadPlan([tp], {tp: 0}, {tp: 10}))
+    assert not stall.stalled({tp: 3})  # moved: no stall
+    renewed = [stall.stalled({tp: 3}) for _ in range(follower.HISTORY_RENEWALS)]
+    assert renewed == [True] * follower.HISTORY_RENEWALS
+    with pytest.raises(BrokerUnavailable, match="partition 2: 3 of 10"):
+        stall.stalled({tp: 3})

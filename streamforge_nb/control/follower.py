@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer, TopicPartition
 
 from streamforge_nb.control.telemetry import ProducerState, decode_telemetry, fold
-from streamforge_nb.exceptions import StreamForgeError, kafka_errors
+from streamforge_nb.exceptions import BrokerUnavailable, StreamForgeError, kafka_errors
 from streamforge_nb.kafka.clients import make_consumer, topic_partitions
 from streamforge_nb.kafka.partitions import (
     START_SLACK_S,
@@ -53,6 +53,43 @@ class _ReadPlan:
     @property
     def remaining(self) -> list[TopicPartition]:
         return [tp for tp in self.partitions if self.start[tp] < self.end[tp]]
+
+
+HISTORY_STALL_S = 20.0
+"""Seconds a history read may make no progress before its consumer is replaced."""
+HISTORY_RENEWALS = 3
+
+
+class _Stall:
+    """Tell when a history read's positions stopped moving (raise after too many renewals)."""
+
+    def __init__(self, plan: _ReadPlan) -> None:
+        self.plan = plan
+        self.seen: dict[TopicPartition, int] = {}
+        self.since = time.monotonic()
+        self.renewals = 0
+
+    def stalled(self, positions: dict[TopicPartition, int]) -> bool:
+        now = time.monotonic()
+        if positions != self.seen:
+            self.seen, self.since = dict(positions), now
+            return False
+        if now - self.since < HISTORY_STALL_S:
+            return False
+        self.renewals += 1
+        short = ", ".join(
+            f"{tp.partition}: {at} of {self.plan.end[tp]}"
+            for tp, at in positions.items()
+            if at < self.plan.end[tp]
+        )
+        if self.renewals > HISTORY_RENEWALS:
+            raise BrokerUnavailable(
+                f"reading the history of queue-events made no progress for "
+                f"{HISTORY_STALL_S:g} s, {HISTORY_RENEWALS} times (partition {short})"
+            )
+        log.warning("history read stalled (partition %s); reading on with a new consumer", short)
+        self.since = now
+        return True
 
 
 def _in_order(events: list[BaseEvent], plan: _ReadPlan) -> list[BaseEvent]:
@@ -223,6 +260,7 @@ class Follower:
                     consumer.assign(remaining)
                     for tp in remaining:
                         consumer.seek(tp, plan.start[tp])
+                stall = _Stall(plan)
                 while remaining and not self._closing.is_set():
                     for records in consumer.poll(timeout_ms=_POLL_MS, max_records=5000).values():
                         for record in records:
@@ -231,7 +269,11 @@ class Follower:
                                 event = self._decode(record.value, record.key)
                                 if event is not None:
                                     events.append(event)
-                    remaining = [tp for tp in remaining if consumer.position(tp) < plan.end[tp]]
+                    positions = {tp: consumer.position(tp) for tp in remaining}
+                    remaining = [tp for tp in remaining if positions[tp] < plan.end[tp]]
+                    if remaining and stall.stalled(positions):
+                        # Read it again with a new consumer (below): nothing moved for a while.
+                        raise BrokerUnavailable("the history read stalled")
                 break
             except Exception:
                 if self._closing.is_set():
@@ -289,7 +331,13 @@ class Follower:
                 log.exception("queue listener failed")
 
     def events(self, follow: bool = False, *, timeout: float | None = None) -> Iterator[BaseEvent]:
-        """Yield this queue's events from its start; with `follow`, keep waiting for more."""
+        """Yield this queue's events from its start; with `follow`, keep waiting for more.
+
+        Reading the history ends: a consumer whose position stops moving short of the end
+        for `HISTORY_STALL_S` is replaced by a new one at the same offsets (a fetch session
+        a broker stopped answering); after `HISTORY_RENEWALS` such stalls, BrokerUnavailable
+        names the partitions and how far they got.
+        """
         consumer = make_consumer(self.settings, **_CONSUMER, **_HISTORY)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -302,6 +350,7 @@ class Follower:
             # yield it in time order, since partitions (unkeyed senders) interleave only by time.
             history: list[BaseEvent] = []
             in_history = True
+            stall = _Stall(plan)
             while deadline is None or time.monotonic() < deadline:
                 for records in consumer.poll(timeout_ms=_POLL_MS, max_records=5000).values():
                     for record in records:
@@ -312,13 +361,20 @@ class Follower:
                             history.append(event)
                         else:
                             yield event
-                if in_history and all(
-                    consumer.position(tp) >= plan.end[tp] for tp in plan.partitions
-                ):
+                if not in_history:
+                    continue
+                positions = {tp: consumer.position(tp) for tp in plan.partitions}
+                if all(positions[tp] >= plan.end[tp] for tp in plan.partitions):
                     in_history = False
                     yield from _in_order(history, plan)
                     if not follow:
                         return
+                elif stall.stalled(positions):
+                    consumer.close()
+                    consumer = make_consumer(self.settings, **_CONSUMER, **_HISTORY)
+                    consumer.assign(plan.partitions)
+                    for tp, offset in positions.items():
+                        consumer.seek(tp, offset)
             if in_history:
                 yield from _in_order(history, plan)
         finally:
