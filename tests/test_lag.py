@@ -191,3 +191,30 @@ def test_events_since_reads_the_history_from_that_time(settings: Settings, store
     assert any("lag" in e for e in recent if e["status"] == "loading")
     later = int(time.time() * 1000) + 3_600_000
     assert events("--since", f"@{later}") == []
+
+
+def test_lag_is_per_partition_of_the_data_topic(settings: Settings, store_url: str) -> None:
+    from streamforge_nb.platform.topics import ensure_queue_topics
+
+    qid = new_queue()
+    admin = make_admin(settings)
+    try:
+        ensure_queue_topics(admin, settings, data_topic(qid), partitions=2)
+    finally:
+        admin.close()
+    fill(settings, data_topic(qid), 0, 4000)  # keyed by _key: both partitions get some
+    options = SinkOptions(
+        queue_id=qid, store_url=store_url, wait_for_loader=False, batch_size=500,
+        batch_seconds=5.0, report_every=0.0, partitions=2,
+    )  # fmt: skip
+    assert run_sink(options, settings) == 0
+    with Queue(qid, settings) as queue:
+        frame = queue.lag(live=True)
+    telemetry = frame[frame["source"] == "telemetry"]
+    assert set(telemetry["partition"]) == {0, 1}
+    for _, samples in telemetry.groupby("partition"):
+        assert samples["committed"].is_monotonic_increasing
+    live = frame[frame["source"] == "live"].sort_values("partition")
+    assert live["partition"].tolist() == [0, 1]
+    assert live["messages_behind"].tolist() == [0, 0]
+    assert live["end"].sum() == 4000

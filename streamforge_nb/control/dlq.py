@@ -264,10 +264,12 @@ def scan_dead_letters(
     consumer = assigned_reader(settings, dlq)
     try:
         metadata = consumer.list_topics(dlq, timeout=10).topics.get(dlq)
-        if metadata is None or metadata.error is not None:
-            if metadata is not None and metadata.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        if metadata is None:
+            return
+        if metadata.error is not None:
+            if metadata.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 return
-            raise KafkaException(metadata.error if metadata is not None else None)
+            raise KafkaException(metadata.error)
         ends = {}
         for p in metadata.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(dlq, p), timeout=10)

@@ -154,7 +154,8 @@ class GroupReader:
                 continue  # nothing stored from it yet, or its end not fetched yet
             behind = max(0, end - committed)
             stamp = last_ms.get(tp.partition)
-            seconds = None if stamp is None else max(0.0, now - stamp / 1000)
+            # Clamped: a producer's odd timestamp must never make the report invalid.
+            seconds = None if stamp is None else min(max(0.0, now - stamp / 1000), 1e9)
             sample = {"partition": tp.partition, "committed": committed, "end": end}
             samples.append(
                 {**sample, "messages": behind, "seconds": 0.0 if not behind else seconds}
