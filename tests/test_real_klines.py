@@ -144,3 +144,43 @@ def test_real_rows_load_exactly_through_the_loader_and_the_sink(
     assert sinks["status"].tolist() == ["finished"]
     assert sinks["dead_letters"].tolist() == [0]
     assert sinks["anomalies"].tolist() == [sum(1 for r in rows if r.anomalies)]
+
+
+@pytest.mark.parametrize("interval", ["1w", "1M"])
+def test_weeks_and_months_go_through_the_loader_and_sink_whole(
+    settings: Settings, tmp_path: Path, interval: str
+) -> None:
+    # Generated candles (not market data) on Binance's grid: weeks open on Mondays, months on
+    # the 1st and close at the month's last ms, 28 to 31 days later.
+    time_range = "2024-01-01:2025-01-01"
+    qid = queue_id("BTCUSDT", candle_type(interval), pd.Timestamp("2024-01-01").date(),
+                   new_short_id())  # fmt: skip
+    store_url = f"local://{tmp_path}"
+    with ExchangeServer(("BTCUSDT",)) as exchange:
+        start, end = (int(pd.Timestamp(d, tz="UTC").value // 10**6) for d in time_range.split(":"))
+        expected = exchange.expected_rows("BTCUSDT", interval, start, end)
+        loader = LoaderOptions(
+            queue_id=qid,
+            symbol="BTCUSDT",
+            interval=interval,
+            time_range=time_range,
+            base_url=exchange.base_url,
+        )
+        sink_options = SinkOptions(queue_id=qid, store_url=store_url, time_range=time_range)
+        codes: list[int] = []
+        sink = threading.Thread(target=lambda: codes.append(run_sink(sink_options, settings)))
+        sink.start()
+        assert run_loader(loader, settings) == 0
+        sink.join(timeout=120)
+    assert codes == [0]
+    assert len(expected) == (12 if interval == "1M" else 53)  # Mondays 2024-01-01 .. 12-30
+    with CandleStore.open(store_url) as store:
+        frame = store.load("BTCUSDT", interval)
+        assert store.quality("BTCUSDT", interval).empty
+    assert frame.index.as_unit("ms").asi8.tolist() == [row[0] for row in expected]
+    closes = pd.DatetimeIndex(frame["close_time"]).as_unit("ms").asi8.tolist()
+    assert closes == [row[6] for row in expected]
+    with Queue(qid, settings) as queue:
+        final = queue.status()
+    sinks = final[final.index.str.startswith("arango-candles__")]
+    assert sinks[["status", "dead_letters"]].values.tolist() == [["finished", 0]]
