@@ -394,3 +394,26 @@ def test_queue_messages_is_the_data_topic_as_a_frame(settings: Settings) -> None
     assert frame["headers"].tolist()[0] == ["h", "v"]
     assert json.loads(frame["payload"][1])["_key"] == candle(1)[0].decode()
     assert keyed["offset"].tolist() == [4]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        'reason.to_csv("/tmp/streamforge-pwned")',  # pandas' query would write the file
+        '@frame.to_csv("/tmp/streamforge-pwned")',  # ... or reach the caller's locals
+        '__import__("os").system("true")',
+        "reason.__class__",
+        "no_such_column == 1",
+        "(lambda: 1)()",
+    ],
+)
+def test_a_redrive_query_can_only_compare_and_select(where: str) -> None:
+    from streamforge_nb.control.redrive import check_query
+
+    columns = ["reason", "reason_class", "dlq_offset"]
+    with pytest.raises(InvalidName):
+        check_query(where, columns)
+    assert not Path("/tmp/streamforge-pwned").exists()
+    # What a person selects with stays allowed.
+    ok = 'reason_class == "number" and not reason.str.contains("era") or dlq_offset in [1, 2]'
+    assert check_query(ok, columns) == ok

@@ -12,6 +12,7 @@ result lists the windows a backfill would load (`Workflow(...).backfill` loads m
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -127,9 +128,45 @@ def redrive(
     return Redrive(plan.reset_index(drop=True), windows, dry_run, before, gaps_of)
 
 
+# What a `where` string may hold: comparisons of columns with literals, joined by and/or/not,
+# and the few column methods that select (no `@` variables, no other calls: pandas' query
+# would run `col.to_csv(...)` or reach the caller's locals, and a query string may come from
+# a command line).
+_QUERY_NODES = (
+    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.Compare,
+    ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.BitAnd,
+    ast.BitOr, ast.BinOp, ast.Name, ast.Load, ast.Constant, ast.List, ast.Tuple, ast.Call,
+    ast.Attribute, ast.keyword,
+)  # fmt: skip
+_QUERY_METHODS = {"contains", "startswith", "endswith", "isin", "isna", "notna", "str"}
+
+
+def check_query(where: str, columns: Any) -> str:
+    """Return `where` if it only compares and selects columns, else raise `InvalidName`."""
+    try:
+        tree = ast.parse(where, mode="eval")
+    except SyntaxError as exc:
+        raise InvalidName(f"where {where!r} is not a query: {exc.msg}") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _QUERY_NODES):
+            raise InvalidName(f"where {where!r}: {type(node).__name__} is not allowed")
+        if isinstance(node, ast.Attribute) and node.attr not in _QUERY_METHODS:
+            raise InvalidName(f"where {where!r}: .{node.attr} is not allowed")
+        if isinstance(node, ast.Call) and not isinstance(node.func, ast.Attribute):
+            raise InvalidName(f"where {where!r}: only column methods may be called")
+        if isinstance(node, ast.Name) and node.id not in columns:
+            known = ", ".join(map(str, columns))
+            raise InvalidName(f"where {where!r}: no column {node.id!r} (columns: {known})")
+    if "@" in where:
+        raise InvalidName(f"where {where!r}: @variables are not allowed")
+    return where
+
+
 def _choose(frame: pd.DataFrame, where: Where) -> pd.DataFrame:
     if where is None:
         return frame
+    if isinstance(where, str):
+        check_query(where, frame.columns)
     try:
         if isinstance(where, str):
             return frame.query(where)
