@@ -218,6 +218,26 @@ def test_sql_over_an_empty_store_has_the_views(tmp_path: Path) -> None:
     assert not (tmp_path / "empty" / "exchange_empty.sqlite").exists()  # queries create nothing
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",  # a file outside the store
+        "COPY (SELECT 1) TO '{outside}'",  # writing out of it
+        "SET enable_external_access = true",  # lifting the rule
+        "INSTALL httpfs",
+        "ATTACH '{outside}' AS other",
+    ],
+)
+def test_sql_reads_the_store_and_nothing_else(tmp_path: Path, query: str) -> None:
+    store = CandleStore.open(tmp_path / "store")
+    store.write(generated("BTCUSDT", "1m", AUG1, AUG1 + 3_600_000), "BTCUSDT", "1m")
+    outside = tmp_path / "outside.csv"
+    with pytest.raises(InvalidName):
+        store.sql(query.format(outside=outside))
+    assert not outside.exists()
+    assert store.sql("SELECT count(*) AS n FROM candles")["n"].tolist() == [60]
+
+
 def test_resample_many_equals_resample_of_each_load(tmp_path: Path) -> None:
     store = CandleStore.open(tmp_path / "store")
     start, end = AUG1 - 2 * 86_400_000, AUG1 + 86_400_000  # across a month boundary

@@ -102,6 +102,16 @@ def connect(backend: LocalBackend) -> Any:
         "make_timestamp(start_ms * 1000)::TIMESTAMPTZ AS start, "
         'make_timestamp(end_ms * 1000)::TIMESTAMPTZ AS "end" FROM _exchange_empty_ms'
     )
+    # A query reads the store and nothing else: no other file, no COPY out of it, no network
+    # or extension install, and the rule itself locked (a query string is text a user typed).
+    for setting in (
+        f"allowed_directories = [{_quote(str(backend.root) + '/')}]",
+        "enable_external_access = false",
+        "autoinstall_known_extensions = false",
+        "autoload_known_extensions = false",
+        "lock_configuration = true",
+    ):
+        con.execute(f"SET {setting}")
     return con
 
 
@@ -145,6 +155,8 @@ def run_sql(backend: LocalBackend, query: str, params: Any = None, result: str =
         raise InvalidName(f"sql needs a query string, got {query!r}")
     duckdb = _duckdb()
     refused = (
+        duckdb.PermissionException,  # a file outside the store, a setting, an extension
+        duckdb.InvalidInputException,
         duckdb.ParserException,
         duckdb.BinderException,
         duckdb.CatalogException,
