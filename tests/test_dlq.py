@@ -348,6 +348,12 @@ def test_a_user_without_acls_on_the_dlq_is_told_so(
         assert list(queue.lag()["group"].unique()) in ([], [f"{qid}-sink"])
         with pytest.raises(NotAuthorized, match=f"{qid}-sink"):
             queue.lag(live=True)
+    from streamforge_nb.control.messages import browse
+
+    with pytest.raises(NotAuthorized, match=data_topic(qid)):  # hidden by ACLs: not "missing"
+        list(browse(viewer_settings, data_topic(qid), limit=1))
+    with pytest.raises(InvalidName, match="topic"):  # a typed name, refused before a request
+        list(browse(viewer_settings, "no such/topic", limit=1))
 
 
 def test_a_fixed_marker_is_redriven_as_a_marker_and_its_window_recorded(

@@ -14,7 +14,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from streamforge_nb.exceptions import BrokerUnavailable, InvalidName, map_confluent_error
+from streamforge_nb.exceptions import (
+    BrokerUnavailable,
+    InvalidName,
+    acl_refusal,
+    map_confluent_error,
+)
+from streamforge_nb.platform.names import check_kafka_topic
 from streamforge_nb.settings import Settings
 
 __all__ = ["TSTYPES", "browse", "parse_time"]
@@ -85,17 +91,25 @@ def browse(
 ) -> Iterator[dict[str, Any]]:
     """Yield `topic`'s messages (envelopes) from `since` (Unix ms; None: the start) to the end
     known now or `until`, with `key` (when given) in `partition` (when given)."""
-    from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
     from streamforge_nb.control.dlq import assigned_reader
 
+    check_kafka_topic(topic)  # a typed name, checked before any request
     if limit is not None and limit < 1:
         raise InvalidName(f"limit must be at least 1, got {limit}")
     wanted = None if key is None else key.encode()
     consumer = assigned_reader(settings, topic)
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
+        error = None if metadata is None else metadata.error
+        if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            # ACLs hide whether it exists: a refusal, never "does not exist".
+            raise acl_refusal(
+                settings.kafka_user, "read", topic, where=settings.kafka_bootstrap_servers,
+                cause="TOPIC_AUTHORIZATION_FAILED",
+            )  # fmt: skip
+        if metadata is None or error is not None or not metadata.partitions:
             raise InvalidName(f"topic {topic} does not exist or has no partitions")
         numbers = sorted(metadata.partitions)
         if partition is not None:
