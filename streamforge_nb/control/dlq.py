@@ -16,7 +16,6 @@ import logging
 import re
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ import orjson
 
 from streamforge_nb.control.telemetry import printable
 from streamforge_nb.exceptions import BrokerUnavailable, InvalidName, map_confluent_error
+from streamforge_nb.kafka.clients import make_assigned_reader
 from streamforge_nb.settings import Settings
 
 if TYPE_CHECKING:
@@ -218,50 +218,17 @@ def _row(message: Any) -> DeadLetter:
     return DeadLetter(row, key, value, pairs)
 
 
-def assigned_reader(settings: Settings, topic: str) -> Any:
-    """Return a librdkafka consumer that joins no group, for reading `topic` by assignment.
-
-    Not `make_bulk_consumer`: its subscription's rebalance, served during a later `consume`,
-    would take back an assignment made after it (seen: a read that never got a message).
-    Nothing is committed; the group id only satisfies librdkafka.
-    """
-    from confluent_kafka import Consumer, KafkaException
-
-    from streamforge_nb.kafka.clients import _connecting, _librdkafka_config
-
-    what = f"connecting a reader to {topic}"
-    with _connecting(what, settings):
-        pass  # the TCP probe: a dead broker fails at once, not after librdkafka's retries
-    consumer = Consumer(
-        {
-            **_librdkafka_config(settings),
-            "group.id": f"streamforge-reader-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "queued.max.messages.kbytes": 16 * 1024,
-            "fetch.wait.max.ms": 100,
-            "logger": logging.getLogger("streamforge_nb.librdkafka"),
-        }
-    )
-    try:  # proves the login, TLS trust and ACLs before the first read
-        consumer.list_topics(topic, timeout=10)
-    except KafkaException as exc:
-        consumer.close()
-        raise map_confluent_error(exc, what=what, settings=settings) from None
-    return consumer
-
-
 def scan_dead_letters(
     settings: Settings, dlq: str, *, limit: int | None = None
 ) -> Iterator[DeadLetter]:
     """Yield the DLQ's messages from its start up to its end when asked, `limit` at most.
 
-    A librdkafka consumer that joins no group (`assigned_reader`) reads batches of
-    `_READ_BATCH`; a DLQ that does not exist has no dead letters.
+    A librdkafka consumer that joins no group (`kafka.clients.make_assigned_reader`) reads
+    batches of `_READ_BATCH`; a DLQ that does not exist has no dead letters.
     """
     from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-    consumer = assigned_reader(settings, dlq)
+    consumer = make_assigned_reader(settings, dlq)
     try:
         metadata = consumer.list_topics(dlq, timeout=10).topics.get(dlq)
         if metadata is None:

@@ -93,13 +93,13 @@ def browse(
     known now or `until`, with `key` (when given) in `partition` (when given)."""
     from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-    from streamforge_nb.control.dlq import assigned_reader
+    from streamforge_nb.kafka.clients import make_assigned_reader
 
     check_kafka_topic(topic)  # a typed name, checked before any request
     if limit is not None and limit < 1:
         raise InvalidName(f"limit must be at least 1, got {limit}")
     wanted = None if key is None else key.encode()
-    consumer = assigned_reader(settings, topic)
+    consumer = make_assigned_reader(settings, topic)
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         error = None if metadata is None else metadata.error

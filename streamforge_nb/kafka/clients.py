@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -32,6 +33,7 @@ __all__ = [
     "check_connection",
     "make_admin",
     "make_assigned_consumer",
+    "make_assigned_reader",
     "make_bulk_consumer",
     "make_consumer",
     "make_producer",
@@ -330,6 +332,37 @@ def make_bulk_consumer(settings: Settings, topic: str, **config: Any) -> Any:
             KafkaException(cause) if cause is not None else exc, what=what, settings=settings
         ) from None
     consumer.subscribe([topic])
+    return consumer
+
+
+def make_assigned_reader(settings: Settings, topic: str) -> Any:
+    """Return a librdkafka consumer that joins no group, for reading `topic` by assignment.
+
+    Not `make_bulk_consumer`: its subscription's rebalance, served during a later `consume`,
+    would take back an assignment made after it (seen: a read that never got a message).
+    Nothing is committed; the group id only satisfies librdkafka.
+    """
+    from confluent_kafka import Consumer, KafkaException
+
+    what = f"connecting a reader to {topic}"
+    with _connecting(what, settings):
+        pass  # the TCP probe: a dead broker fails at once, not after librdkafka's retries
+    consumer = Consumer(
+        {
+            **_librdkafka_config(settings),
+            "group.id": f"streamforge-reader-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "queued.max.messages.kbytes": 16 * 1024,
+            "fetch.wait.max.ms": 100,
+            "logger": logging.getLogger("streamforge_nb.librdkafka"),
+        }
+    )
+    try:  # proves the login, TLS trust and ACLs before the first read
+        consumer.list_topics(topic, timeout=10)
+    except KafkaException as exc:
+        consumer.close()
+        raise map_confluent_error(exc, what=what, settings=settings) from None
     return consumer
 
 
