@@ -15,7 +15,6 @@ import functools
 import logging
 import re
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from streamforge_nb.control.telemetry import printable
-from streamforge_nb.exceptions import BrokerUnavailable, InvalidName, map_confluent_error
+from streamforge_nb.exceptions import InvalidName, map_confluent_error
 from streamforge_nb.kafka.clients import make_assigned_reader
+from streamforge_nb.kafka.reader import EndReader
 from streamforge_nb.settings import Settings
 
 if TYPE_CHECKING:
@@ -242,40 +242,12 @@ def scan_dead_letters(
             low, high = consumer.get_watermark_offsets(TopicPartition(dlq, p), timeout=10)
             if high > low:
                 ends[p] = high
-        if not ends:
-            return
-        consumer.assign([TopicPartition(dlq, p, OFFSET_BEGINNING) for p in ends])
-        left = dict(ends)
-        read = 0
-        quiet_since = time.monotonic()
-        while left and (limit is None or read < limit):
-            want = _READ_BATCH if limit is None else min(_READ_BATCH, limit - read)
-            messages = consumer.consume(want, timeout=1.0)
-            if messages:
-                quiet_since = time.monotonic()
-            else:  # the end's last offsets may hold no message (a gap, a marker)
-                for tp in consumer.position([TopicPartition(dlq, p) for p in left]):
-                    if tp.offset >= left[tp.partition]:
-                        del left[tp.partition]
-                if left and time.monotonic() - quiet_since > STALL_S:
-                    raise BrokerUnavailable(
-                        f"reading {dlq}: nothing came for {STALL_S:g} s with partitions "
-                        f"{sorted(left)} not read to their end"
-                    )
-            for message in messages:
-                if message.error() is not None:
-                    if message.error().code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(message.error())
-                p, offset = message.partition(), message.offset()
-                if p not in left or offset >= left[p]:
-                    continue
-                if offset + 1 >= left[p]:
-                    del left[p]
-                read += 1
-                yield _row(message)
-                if limit is not None and read >= limit:
-                    return
+        starts = dict.fromkeys(ends, OFFSET_BEGINNING)
+        reader = EndReader(consumer, dlq, starts, ends, batch=_READ_BATCH, stall_s=STALL_S)
+        for read, message in enumerate(reader, start=1):
+            yield _row(message)
+            if limit is not None and read >= limit:
+                return
     except KafkaException as exc:
         raise map_confluent_error(exc, what=f"reading {dlq}", settings=settings) from None
     finally:

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamforge_nb.exceptions import (
-    BrokerUnavailable,
     InvalidName,
     acl_refusal,
     map_confluent_error,
 )
+from streamforge_nb.kafka.reader import EndReader
 from streamforge_nb.platform.names import check_kafka_topic
 from streamforge_nb.settings import Settings
 
@@ -129,39 +129,18 @@ def browse(
             starts = {
                 tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found
             }
-        left = {p for p in numbers if starts[p] == OFFSET_BEGINNING or starts[p] < ends[p]}
-        left = {p for p in left if ends[p] > 0}
-        consumer.assign([TopicPartition(topic, p, starts[p]) for p in sorted(left)])
+        reader = EndReader(consumer, topic, starts, ends, stall_s=_STALL_S)
         sent = 0
-        quiet = time.monotonic()
-        while left:
-            messages = consumer.consume(500, timeout=0.5)
-            if messages:
-                quiet = time.monotonic()
-            else:  # the end's last offsets may hold no message (a transaction marker)
-                for tp in consumer.position([TopicPartition(topic, p) for p in left]):
-                    if tp.offset >= ends[tp.partition]:
-                        left.discard(tp.partition)
-                if left and time.monotonic() - quiet > _STALL_S:
-                    raise BrokerUnavailable(f"reading {topic}: nothing came for {_STALL_S:g} s")
-            for message in messages:
-                if message.error() is not None:
-                    raise KafkaException(message.error())
-                p, offset = message.partition(), message.offset()
-                if p not in left:
-                    continue
-                stamp = message.timestamp()[1]
-                if offset >= ends[p] or (until is not None and stamp >= until):
-                    left.discard(p)
-                    continue
-                if offset + 1 >= ends[p]:
-                    left.discard(p)
-                if wanted is not None and message.key() != wanted:
-                    continue
-                yield envelope(message)
-                sent += 1
-                if limit is not None and sent >= limit:
-                    return
+        for message in reader:
+            if until is not None and message.timestamp()[1] >= until:
+                reader.done(message.partition())
+                continue
+            if wanted is not None and message.key() != wanted:
+                continue
+            yield envelope(message)
+            sent += 1
+            if limit is not None and sent >= limit:
+                return
     except KafkaException as exc:
         raise map_confluent_error(exc, what=f"reading {topic}", settings=settings) from None
     finally:
