@@ -37,6 +37,16 @@ if TYPE_CHECKING:
     from streamforge_nb.workflow.launchers import JobStatus
 
 
+def command_lines() -> Iterator[tuple[int, bytes]]:
+    """Yield (pid, command line) of every process this user can see in /proc."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                yield int(proc.name), (proc / "cmdline").read_bytes()
+            except OSError:  # ended meanwhile
+                continue
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Keep tests away from the user's own ~/.streamforge-nb and environment."""

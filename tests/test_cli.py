@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import command_lines
 
 from streamforge_nb import workers
 from streamforge_nb.cli import cli, main
@@ -40,16 +41,11 @@ def run(
 
 
 def broker_processes(home: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"kafka.Kafka" in cmdline and str(home).encode() in cmdline:
-                pids.append(int(proc.name))
-    return pids
+    return [
+        pid
+        for pid, cmdline in command_lines()
+        if b"kafka.Kafka" in cmdline and str(home).encode() in cmdline
+    ]
 
 
 def test_local_up_status_down_leaves_no_process(tmp_path: Path) -> None:

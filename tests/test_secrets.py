@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from conftest import subprocess_env, wait_for_status
+from conftest import command_lines, subprocess_env, wait_for_status
 
 from streamforge_nb.control.state import new_record
 from streamforge_nb.exchange.archives import SAMPLE_ARCHIVE
@@ -120,16 +120,7 @@ def test_a_users_own_logging_gets_no_password(platform_settings: Settings) -> No
 
 
 def _cmdlines_with(needle: bytes) -> list[bytes]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if needle in cmdline:
-                found.append(cmdline)
-    return found
+    return [cmdline for _, cmdline in command_lines() if needle in cmdline]
 
 
 def test_local_up_puts_no_scram_password_on_a_command_line(tmp_path: Path) -> None:
