@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JsonFormatter",
+    "KernelOutputFilter",
     "SecretFilter",
     "configure_json_logging",
     "guard_secrets",
@@ -117,8 +118,47 @@ def guard_secrets(settings: Settings | None = None) -> None:
             logger.addFilter(_FILTER)
 
 
+# papermill's logger: with log_output it logs a payload notebook's stdout at info and its
+# stderr at warning, whatever the kernel's own log line says.
+_KERNEL_OUTPUT = "papermill"
+
+
+def _is_kernel_output(record: logging.LogRecord) -> bool:
+    return record.name == _KERNEL_OUTPUT and record.levelno in (logging.INFO, logging.WARNING)
+
+
+def _kernel_lines(record: logging.LogRecord, entry: dict[str, Any]) -> str:
+    """A notebook's output as JSON lines: the kernel's own JSON log lines as they are (their
+    level kept), any other line as an object of ours (stdout info, stderr warning)."""
+    lines = []
+    for line in record.getMessage().splitlines():  # \r too: a progress bar's updates
+        if not line.strip():
+            continue
+        if line.startswith("{"):
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict) and "level" in parsed:
+                lines.append(redact(json.dumps(parsed, default=str)))
+                continue
+        lines.append(redact(json.dumps({**entry, "msg": line}, default=str)))
+    return "\n".join(lines)
+
+
+class KernelOutputFilter(logging.Filter):
+    """Drop papermill's records of blank notebook output (they would be empty log lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_is_kernel_output(record) and not record.getMessage().strip())
+
+
 class JsonFormatter(logging.Formatter):
-    """Render a record as one JSON object with its `extra` fields."""
+    """Render a record as one JSON object with its `extra` fields.
+
+    papermill's records of a notebook's output become one object per output line, the
+    kernel's own JSON lines unchanged (`_kernel_lines`).
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -128,6 +168,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if _is_kernel_output(record):
+            return _kernel_lines(record, entry)
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -143,6 +185,7 @@ def configure_json_logging(debug: bool = False, stream: Any = None) -> None:
     handler.setFormatter(JsonFormatter())
     # On the handler, it sees every logger's records, not only the Kafka clients'.
     handler.addFilter(_FILTER)
+    handler.addFilter(KernelOutputFilter())
     guard_secrets()
     root = logging.getLogger()
     root.handlers[:] = [handler]

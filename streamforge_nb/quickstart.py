@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from streamforge_nb.workflow.plan import Workflow
 __all__ = ["QuickstartResult", "run_quickstart"]
 
 SAMPLE_RANGE = "2024-08-01:2024-08-02"
+PROGRESS_EVERY_S = 10.0
+"""Seconds between progress lines when stderr is not a terminal (a log, a CI job)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def run_quickstart(
         "as local notebook Jobs"
     )
     with workflow.launch("local", settings=settings) as queue:
-        final = queue.wait(timeout=1800, targets=[s.target for s in plan.steps])
+        final = wait_with_progress(queue, [s.target for s in plan.steps], 1800, echo)
     failed = final[final["status"] != "finished"]
     if len(failed):
         raise StreamForgeError(
@@ -129,6 +132,35 @@ def ping_a_dummy(
         finally:
             queue.launcher.delete(queue.queue_id)  # no-op once it exited
     return rtts
+
+
+def wait_with_progress(
+    queue: Queue,
+    targets: list[str],
+    timeout: float,
+    echo: Callable[[str], None],
+    every: float = PROGRESS_EVERY_S,
+) -> Any:
+    """`queue.wait`: a progress bar on a terminal, else a line every `every` seconds.
+
+    A bar redraws itself with carriage returns, which a log keeps as one endless line.
+    """
+    if sys.stderr.isatty():
+        return queue.wait(timeout=timeout, targets=targets)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return queue.wait(timeout=max(0.0, min(every, left)), targets=targets, progress=False)
+        except QueueTimeout:
+            if time.monotonic() >= deadline:
+                raise
+        states = queue.producers().values()
+        echo(
+            f"{queue.queue_id}: "
+            + (", ".join(f"{s.producer} {s.status} {s.records_written:,}" for s in states)
+               or "waiting for the first event")
+        )  # fmt: skip
 
 
 def _first_pong(queue: Queue, timeout: float) -> None:

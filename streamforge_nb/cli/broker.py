@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from streamforge_nb.cli._output import echo_json, home_option, json_option
+from streamforge_nb.cli._output import echo_json, home_option, json_option, kafka_options
 from streamforge_nb.exceptions import StreamForgeError
 from streamforge_nb.workers import SECONDS
 
@@ -82,6 +82,7 @@ def local_fetch() -> None:
 
 
 @click.command("check")
+@kafka_options
 @json_option("One JSON object: the connection (no secrets) and the visible topics.")
 def check(as_json: bool) -> None:
     """Connect to Kafka with the current settings and list the visible topics."""
@@ -113,6 +114,7 @@ def check(as_json: bool) -> None:
 
 
 @click.command("topics")
+@kafka_options
 def topics_ensure() -> None:
     """Create the service topics (queue-control, queue-events) if missing."""
     from streamforge_nb.kafka.clients import make_admin

@@ -6,7 +6,14 @@ from typing import Any
 
 import click
 
-from streamforge_nb.cli._output import echo_json, json_option, say
+from streamforge_nb.cli._output import (
+    echo_json,
+    json_option,
+    json_value,
+    kafka_options,
+    say,
+    store_option,
+)
 from streamforge_nb.workers import COUNT, QUEUE_ID, SECONDS
 
 __all__ = ["dlq", "lag", "messages"]
@@ -20,20 +27,9 @@ def _queue(queue_id: str, store: str | None = None) -> Any:
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
-    """A frame row as JSON values: missing ones null, times ISO."""
-    import pandas as pd
-
-    out: dict[str, Any] = {}
-    for name, value in row.items():
-        if value is None or (not isinstance(value, str | bool) and pd.isna(value)):
-            out[name] = None
-        elif isinstance(value, pd.Timestamp):
-            out[name] = value.isoformat()
-        elif hasattr(value, "item"):  # numpy scalars
-            out[name] = value.item()
-        else:
-            out[name] = value
-    return out
+    """A frame row as JSON values: missing ones null, times ISO 8601 UTC."""
+    record: dict[str, Any] = json_value(row)
+    return record
 
 
 class _DlqGroup(click.Group):
@@ -53,6 +49,7 @@ def dlq() -> None:
 @dlq.command("show")
 @click.argument("queue_id", type=QUEUE_ID, metavar="QUEUE_ID")
 @click.option("--limit", type=COUNT, default=100_000, help="Read at most N dead letters.")
+@kafka_options
 @json_option("One JSON object per dead letter.")
 def show(queue_id: str, limit: int, as_json: bool) -> None:
     """List the messages the sink refused to the queue's DLQ, with counts by reason class."""
@@ -80,10 +77,8 @@ def show(queue_id: str, limit: int, as_json: bool) -> None:
     help="Only show what would be redriven, or republish what passes the sink's checks.",
 )  # fmt: skip
 @click.option("--time-range", default=None, help="The sink's TIME_RANGE (default: the queue id's).")
-@click.option(
-    "--store", default=None,
-    help="Store URL whose gaps to show before (default: the queue's, if recorded).",
-)  # fmt: skip
+@store_option("Store URL whose gaps to show before (default: the queue's, if recorded).")
+@kafka_options
 @json_option("One JSON object per dead letter, then one per backfill window, then a summary.")
 def redrive(
     queue_id: str, where: str | None, dry_run: bool, time_range: str | None, store: str | None,
@@ -107,6 +102,7 @@ def redrive(
 @click.option("--follow", "-f", is_flag=True, help="Judge again every --every seconds.")
 @click.option("--every", type=SECONDS, default=5.0, help="Seconds between judgements.")
 @click.option("--timeout", type=SECONDS, default=None, help="Stop following after S seconds.")
+@kafka_options
 @json_option("One JSON object per sink group (its judgement and latest lag per partition).")
 def lag(queue_id: str, follow: bool, every: float, timeout: float | None, as_json: bool) -> None:
     """Judge each sink group of a queue (ok, lagging, stalled, rewinding) and show its lag."""
@@ -143,6 +139,7 @@ def lag(queue_id: str, follow: bool, every: float, timeout: float | None, as_jso
 @click.option("--partition", type=click.IntRange(min=0), default=None, help="Only this partition.")
 @click.option("--limit", type=COUNT, default=None, help="At most N messages.")
 @click.option("-J", "envelope", is_flag=True, help="kcat's JSON envelope, one per line.")
+@kafka_options
 def messages(
     topic: str, since: str | None, until: str | None, key: str | None, partition: int | None,
     limit: int | None, envelope: bool,

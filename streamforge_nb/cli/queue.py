@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from streamforge_nb.cli._output import F, echo_json, json_option, say
+from streamforge_nb.cli._output import (
+    ExitCode,
+    F,
+    echo_json,
+    json_option,
+    kafka_options,
+    say,
+    store_option,
+)
 from streamforge_nb.workers import COUNT, NON_NEGATIVE_SECONDS, QUEUE_ID, SECONDS
 
 __all__ = ["cancel", "cleanup", "events", "notebooks", "ping", "queues", "stop"]
@@ -42,8 +50,12 @@ def _target_option(what: str) -> Callable[[F], F]:
 @_target_option("answer")
 @click.option("--count", type=COUNT, default=1, help="Pings to send, one after the other.")
 @click.option("--timeout", type=SECONDS, default=5.0, help="Seconds to wait for each pong.")
-@click.option("--expect-pong", is_flag=True, help="Exit 1 unless every ping got a pong.")
-@json_option()
+@click.option("--expect-pong", is_flag=True, help="Exit 4 (timeout) unless every ping got a pong.")
+@kafka_options
+@json_option(
+    "One JSON object per ping, nothing else: seq, queue_id, pongs (the API's PongItem: "
+    "producer, round_trip_ms, pong), error (null when answered), sent, partition, offset."
+)
 def ping(
     queue_id: str,
     target: str | None,
@@ -53,6 +65,7 @@ def ping(
     as_json: bool,
 ) -> int:
     """Ping a queue's workers and print each pong's round-trip time."""
+    from streamforge_nb.api.models import PongItem
     from streamforge_nb.control.telemetry import rtt_summary
     from streamforge_nb.exceptions import QueueTimeout
 
@@ -72,46 +85,58 @@ def ping(
                     else {"sent": False}
                 )
                 refused = refused or sent is None
-                say(
-                    as_json,
-                    {"seq": seq, "queue_id": queue_id, "error": str(exc), **where},
-                    str(exc),
-                )
+                ping_record = {"seq": seq, "queue_id": queue_id, "pongs": [], **where}
+                say(as_json, {**ping_record, "error": str(exc)}, str(exc))
                 continue
+            pongs = []
             for reply in replies:
                 rtts.append(reply.round_trip_s)
                 rtt_ms = reply.round_trip_s * 1000
-                say(
-                    as_json,
-                    {"seq": seq, "producer": reply.producer, "rtt_ms": round(rtt_ms, 3)},
-                    f"pong from {reply.producer}: seq={seq} rtt={rtt_ms:.2f} ms",
+                pongs.append(
+                    PongItem(producer=reply.producer, round_trip_ms=rtt_ms, pong=reply.pong)
                 )
-    if rtts:
+                if not as_json:
+                    click.echo(f"pong from {reply.producer}: seq={seq} rtt={rtt_ms:.2f} ms")
+            if as_json:
+                echo_json(
+                    {"seq": seq, "queue_id": queue_id, "pongs": pongs, "error": None, "sent": True}
+                )
+    if rtts and not as_json:
         stats = rtt_summary(rtts)
-        say(
-            as_json,
-            {
-                "summary": {k: round(v, 3) for k, v in stats.items()},
-                "pings": count,
-                "pongs": len(rtts),
-            },
+        click.echo(
             f"{len(rtts)} pongs for {count} pings: min {stats['min']:.2f} ms, "
-            f"p50 {stats['p50']:.2f} ms, p99 {stats['p99']:.2f} ms",
+            f"p50 {stats['p50']:.2f} ms, p99 {stats['p99']:.2f} ms"
         )
     # A ping the broker did not take is a failure whether or not pongs were expected.
-    return 1 if refused or (expect_pong and missed) else 0
+    if refused:
+        return ExitCode.FAILED
+    return ExitCode.TIMEOUT if expect_pong and missed else ExitCode.OK
 
 
 @click.command("stop")
 @_queue_id_option("to stop")
 @_target_option("stop")
 @click.option("--timeout", type=SECONDS, default=30.0, help="Seconds to wait for `interrupted`.")
-@json_option("One JSON object.")
+@kafka_options
+@json_option(
+    "One JSON object, the API's StopResponse (queue_id, acknowledged), with error: null, "
+    "or the reason when nobody acknowledged in time (exit 4)."
+)
 def stop(queue_id: str, target: str | None, timeout: float, as_json: bool) -> None:
-    """Stop a queue's workers; exit 0 once they answered `interrupted`."""
+    """Stop a queue's workers; exit 0 once they answered `interrupted`, 4 on a timeout."""
+    from streamforge_nb.api.models import StopResponse
+    from streamforge_nb.exceptions import QueueTimeout
+
     with _queue(queue_id) as queue:
-        acked = queue.stop(target, timeout=timeout)
-    say(as_json, {"queue_id": queue_id, "interrupted": acked}, f"interrupted: {', '.join(acked)}")
+        try:
+            acked = queue.stop(target, timeout=timeout)
+        except QueueTimeout as exc:
+            if as_json:  # a script reads the answer on stdout; the error line goes to stderr
+                echo_json({**StopResponse(queue_id=queue_id, acknowledged=[]).model_dump(),
+                           "error": str(exc)})  # fmt: skip
+            raise
+    response = StopResponse(queue_id=queue_id, acknowledged=acked)
+    say(as_json, {**response.model_dump(), "error": None}, f"interrupted: {', '.join(acked)}")
 
 
 @click.command("cancel")
@@ -125,40 +150,42 @@ def stop(queue_id: str, target: str | None, timeout: float, as_json: bool) -> No
     "--kill-grace", type=NON_NEGATIVE_SECONDS, default=10.0,
     help="Seconds a deleted Job's process gets between SIGTERM and SIGKILL.",
 )  # fmt: skip
-@click.option(
-    "--store", default=None,
-    help="Store URL holding the queue state (default: ARANGO_URL, else embedded).",
-)  # fmt: skip
-@json_option("One JSON object per producer.")
+@store_option("Store URL holding the queue state (default: ARANGO_URL, else embedded).")
+@kafka_options
+@json_option("One JSON object, the API's CancelResponse: queue_id, producers.")
 def cancel(
     queue_id: str, target: str | None, grace: float, kill_grace: float, store: str | None,
     as_json: bool,
 ) -> None:  # fmt: skip
     """Stop a queue for sure: stop, wait GRACE for `interrupted`, then delete its Jobs."""
+    from streamforge_nb.api.models import CancelResponse, ProducerCancel
+    from streamforge_nb.cli._output import json_value
     from streamforge_nb.control.queue import Queue
     from streamforge_nb.settings import Settings
 
     with Queue(queue_id, Settings.from_env(), store=store) as queue:
         frame = queue.cancel(grace=grace, kill_grace=kill_grace, target=target)
-    for producer, row in frame.iterrows():
-        record = {
-            "queue_id": queue_id, "producer": producer, "status": row["status"],
-            "cancel": row["cancel"], "message": row["message"],
-        }  # fmt: skip
-        text = f"{producer}: {row['cancel']} ({row['status']}) {row['message'] or ''}"
-        say(as_json, record, text.rstrip())
+    producers = [
+        ProducerCancel(producer=str(producer), **json_value(
+            {"status": row["status"], "cancel": row["cancel"], "message": row["message"]}
+        ))
+        for producer, row in frame.iterrows()
+    ]  # fmt: skip
+    if as_json:
+        echo_json(CancelResponse(queue_id=queue_id, producers=producers))
+        return
+    for p in producers:
+        click.echo(f"{p.producer}: {p.cancel} ({p.status}) {p.message or ''}".rstrip())
 
 
-_STORE = click.option(
-    "--store", default=None,
-    help="Store URL holding the queue state (default: ARANGO_URL, else embedded).",
-)  # fmt: skip
+_STORE = store_option("Store URL holding the queue state (default: ARANGO_URL, else embedded).")
 
 
 @click.command("cleanup")
 @_queue_id_option("to clean up")
 @_STORE
 @click.option("--force", is_flag=True, help="Delete even what the sink has not committed.")
+@kafka_options
 @json_option("One JSON object.")
 def cleanup(queue_id: str, store: str | None, force: bool, as_json: bool) -> None:
     """Delete a finished queue's data topic (and its DLQ when empty)."""
@@ -174,6 +201,7 @@ def cleanup(queue_id: str, store: str | None, force: bool, as_json: bool) -> Non
 @click.command("notebooks")
 @_queue_id_option("whose executed notebooks to list")
 @_STORE
+@kafka_options
 @json_option("One JSON object per target.")
 def notebooks(queue_id: str, store: str | None, as_json: bool) -> None:
     """Say where each target's executed notebook (the run's record) is."""
@@ -193,7 +221,8 @@ def notebooks(queue_id: str, store: str | None, as_json: bool) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for new events.")
 @click.option("--timeout", type=SECONDS, default=None, help="Stop following after S seconds.")
 @click.option("--since", default=None, help="From: 2h (ago; ms s m h d w), @<Unix ms> or ISO.")
-@json_option()
+@kafka_options
+@json_option("One JSON object per event, as sent (the contract's event).")
 def events(
     queue_id: str, follow: bool, timeout: float | None, since: str | None, as_json: bool
 ) -> None:
@@ -212,8 +241,9 @@ def events(
 
 
 @click.command("queues")
-@click.option("--store", default=None, help="Store URL (default: ARANGO_URL, else embedded).")
-@json_option()
+@store_option()
+@kafka_options
+@json_option("One JSON object per queue, oldest first: the API's QueueSummary.")
 def queues(store: str | None, as_json: bool) -> None:
     """List launched queues (the platform's queue_state), refreshed from telemetry."""
     from streamforge_nb.control.queue import Queue
@@ -221,8 +251,27 @@ def queues(store: str | None, as_json: bool) -> None:
     table = Queue.list(store)
     if as_json:
         for queue_id, row in table.iterrows():
-            echo_json({"queue_id": queue_id, **row.to_dict()})
+            echo_json(_summary(str(queue_id), row.to_dict()))
     elif table.empty:
         click.echo("no queues launched yet")
     else:
         click.echo(table[["symbol", "type", "status", "records_written", "created_at"]].to_string())
+
+
+def _summary(queue_id: str, row: dict[str, Any]) -> Any:
+    """A row of `Queue.list()` as the API's `QueueSummary` (one model serialises both)."""
+    import pandas as pd
+
+    from streamforge_nb.api.models import QueueSummary
+    from streamforge_nb.cli._output import json_value
+
+    values: dict[str, Any] = {"queue_id": queue_id}
+    for name in QueueSummary.model_fields:
+        value = row.get(name)
+        if isinstance(value, pd.Timestamp):  # the model's times come from Unix seconds
+            value = None if pd.isna(value) else value.timestamp()
+        value = json_value(value)  # a cell the record lacks is NaN: null
+        if value is not None and name != "queue_id":
+            values[name] = value
+    values.setdefault("status", "launched")
+    return QueueSummary.model_validate(values)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from streamforge_nb.cli._output import echo_json
+from streamforge_nb.cli._output import echo_json, kafka_options, store_option
 from streamforge_nb.exceptions import StreamForgeError
 from streamforge_nb.workers import COUNT, HOST, PORT_OR_ZERO
 
@@ -15,11 +15,14 @@ __all__ = ["candles", "dashboard", "quickstart"]
 
 
 @click.command("candles")
-@click.option("--symbol", required=True, help="Exchange symbol, e.g. BTCUSDT.")
-@click.option("--interval", required=True, help="Binance interval: 1s 1m 5m 1h 1d ...")
+@click.option("--symbol", required=True, envvar="SYMBOL", help="Exchange symbol, e.g. BTCUSDT.")
+@click.option(
+    "--interval", required=True, envvar="INTERVAL", help="Binance interval: 1s 1m 5m 1h 1d ..."
+)
 @click.option(
     "--time-range",
     required=True,
+    envvar="TIME_RANGE",
     help="YYYY-MM-DD:YYYY-MM-DD (UTC, end exclusive), or YYYY-MM-DD:now (to the last closed "
     "candle). From 2017-07-14 on; at most STREAMFORGE_MAX_CANDLES_PER_QUEUE candles.",
 )
@@ -28,7 +31,7 @@ __all__ = ["candles", "dashboard", "quickstart"]
 )
 @click.option("--base-url", default=None, help="Exchange URL (default: Binance's).")
 @click.option("--archive", "archives", multiple=True, help="Archive zip URL or path (repeat).")
-@click.option("--store", default=None, help="Store URL (default: ARANGO_URL, else embedded).")
+@store_option()
 @click.option(
     "--launcher",
     type=click.Choice(["local", "kubernetes"]),
@@ -39,6 +42,7 @@ __all__ = ["candles", "dashboard", "quickstart"]
 @click.option("--image", default=None, help="Job image (default: the single-user image).")
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan as JSON; launch nothing.")
 @click.option("--wait/--no-wait", default=True, help="Wait until every step has ended.")
+@kafka_options
 def candles(
     symbol: str,
     interval: str,
