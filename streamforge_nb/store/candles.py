@@ -167,6 +167,7 @@ class CandleStore(MarketQueries):
         how: str | None = None,
         missing: str = "drop",
         backend: str = "pandas",
+        manifest: bool = False,
     ) -> Any:
         """Return candles with `start <= open time < end` (None: unbounded), sorted by time.
 
@@ -176,7 +177,16 @@ class CandleStore(MarketQueries):
         symbol) columns on one interval's grid); `missing` marks holes ("drop", "nan",
         "ffill"), `fields` reads only those columns, `backend` "pandas", "arrow" or "polars"
         (see `store.market`). `start`/`end`: datetimes (naive means UTC), ISO strings,
-        dates or Unix ms.
+        dates or Unix ms. `manifest=True`: return `(result, Manifest)`, what was read
+        (see `store.manifest`; `stamp` and `verify` take it).
+
+        Columns and dtypes (pandas): `open_time` (the index of one series, else a column)
+        datetime64[ms, UTC]; open, high, low, close, volume, quote_asset_volume,
+        taker_buy_base_asset_volume, taker_buy_quote_asset_volume float64; close_time
+        datetime64[ms, UTC]; number_of_trades int64 (float64 where `missing` adds nulls);
+        long frames add `symbol`, `interval` (categoricals) and, with `missing` "nan" or
+        "ffill", `status` (categorical) and `filled` (bool). Lower-case names, as pandas-ta,
+        TA-Lib's abstract API and vectorbt look them up.
         """
         from streamforge_nb.store import market
 
@@ -186,7 +196,8 @@ class CandleStore(MarketQueries):
         market.check_choice("backend", backend, market.BACKENDS)
         single = isinstance(symbols, str) and not market.is_pattern(symbols)
         single = single and isinstance(intervals, str) and how is None
-        if single and fields is None and missing == "drop" and backend == "pandas":
+        plain = fields is None and missing == "drop" and backend == "pandas" and not manifest
+        if single and plain:
             sym, iv = check_series(symbols, intervals)  # type: ignore[arg-type]
             start_ms, end_ms = range_ms(start, end)
             if start_ms == end_ms:
@@ -194,13 +205,20 @@ class CandleStore(MarketQueries):
             return self._backend.read(sym, iv, start_ms, end_ms)
         series = market.resolve_series(self._backend, symbols, intervals)
         span = range_ms(start, end)
+        kept: list[Any] | None = [] if manifest else None
         result = market.load_market(
             self._backend, series, span, (start is not None, end is not None),
-            fields=fields_, how=how or "long", missing=missing,
+            fields=fields_, how=how or "long", missing=missing, keep=kept,
         )  # fmt: skip
         if single and backend == "pandas":  # one series with options: indexed by open time
-            return result.to_pandas().drop(columns=["symbol", "interval"]).set_index("open_time")
-        return market.to_backend(result, backend)
+            out = result.to_pandas().drop(columns=["symbol", "interval"]).set_index("open_time")
+        else:
+            out = market.to_backend(result, backend)
+        if kept is None:
+            return out
+        from streamforge_nb.store.manifest import Manifest
+
+        return out, Manifest.of_tables(self.url, span, fields_, series, kept)
 
     def gaps(self, symbol: str, interval: str, start: Any = None, end: Any = None) -> pd.DataFrame:
         """Return missing candles as ranges: start, end (exclusive), missing (count), kind.

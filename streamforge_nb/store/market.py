@@ -183,12 +183,17 @@ def load_market(
     fields: list[str],
     how: str,
     missing: str,
+    keep: list[pa.Table] | None = None,
 ) -> pa.Table | pd.DataFrame:
-    """Read `series` in `span`; return a long Arrow table, or a wide pandas frame."""
+    """Read `series` in `span`; return a long Arrow table, or a wide pandas frame.
+
+    `keep`: a list that gets each series' stored rows as read (for a manifest)."""
     with ThreadPoolExecutor(min(_READERS, len(series))) as pool:
         tables = list(
             pool.map(lambda s: backend.read_table(s[0], s[1], span[0], span[1], fields), series)
         )
+    if keep is not None:
+        keep.extend(tables)
     if missing != "drop":
         tables = _with_holes(backend, series, tables, span, bounded, missing)
     if how == "wide":

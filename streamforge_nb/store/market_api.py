@@ -6,20 +6,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.store.base import CandleBackend
 from streamforge_nb.store.frames import range_ms
 
+if TYPE_CHECKING:
+    from streamforge_nb.store.manifest import Manifest, Verification
+
 __all__ = ["MarketQueries"]
+
+_log = logging.getLogger(__name__)
 
 
 class MarketQueries:
-    """SQL, multi-symbol resampling and coverage by period over a store's backend."""
+    """SQL, multi-symbol resampling, coverage by period and read manifests over a backend."""
 
     _backend: CandleBackend
 
@@ -88,6 +95,50 @@ class MarketQueries:
         q.resample_sql([], interval, rule)  # the rule checked before any file is listed
         series = market.resolve_series(local, symbols, interval)
         return q.resample_many(local, series, rule, range_ms(start, end), backend)
+
+    def stamp(self, manifest: Manifest) -> Manifest:
+        """Record `manifest` in the running notebook: a display output whose metadata holds
+        it (`store.manifest`); papermill keeps it in the executed notebook. Returns it."""
+        from streamforge_nb.store.manifest import Manifest, stamp_output
+
+        if not isinstance(manifest, Manifest):
+            raise InvalidName(
+                f"stamp needs the Manifest of a load(..., manifest=True), got {manifest!r}"
+            )
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # no IPython: nothing to record into
+            get_ipython = None
+        if get_ipython is None or get_ipython() is None:
+            _log.info("stamp: no notebook session, manifest %s not recorded", manifest.hash)
+            return manifest
+        data, metadata = stamp_output(manifest)
+        display(data, metadata=metadata, raw=True)  # type: ignore[no-untyped-call]
+        return manifest
+
+    def verify(self, manifest: Manifest | Mapping[str, Any]) -> Verification:
+        """Say whether the store still holds what `manifest` recorded (a Manifest, or its
+        `to_dict()` read back from a notebook): `ok`, and per changed series its rows then
+        and now. Reads the same series, range and fields again."""
+        from streamforge_nb.store.manifest import Manifest, Verification, series_hash
+
+        if isinstance(manifest, Mapping):
+            manifest = Manifest.from_dict(manifest)
+        if not isinstance(manifest, Manifest):
+            raise InvalidName(f"verify needs a Manifest or its dict, got {manifest!r}")
+        changed = []
+        for (sym, iv), rows, digest in zip(
+            manifest.series, manifest.rows, manifest.hashes, strict=True
+        ):
+            table = self._backend.read_table(
+                sym, iv, manifest.start, manifest.end, list(manifest.fields)
+            )
+            if series_hash(sym, iv, table) != digest:
+                changed.append(
+                    {"symbol": sym, "interval": iv, "rows_then": rows, "rows_now": table.num_rows}
+                )
+        return Verification(ok=not changed, changed=changed)
 
     def _local(self, what: str) -> Any:
         from streamforge_nb.exceptions import StoreCapabilityError
