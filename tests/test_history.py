@@ -16,17 +16,21 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
 
 from streamforge_nb.control.queue import Queue
+from streamforge_nb.control.state import final_states, new_record
+from streamforge_nb.control.telemetry import ProducerState
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.kafka.clients import make_admin, make_consumer
 from streamforge_nb.kafka.partitions import START_SLACK_S, partition_for
 from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.platform.topics import SERVICE_TOPICS, ensure_topics
 from streamforge_nb.settings import Settings
+from streamforge_nb.store.candles import CandleStore
 
 FILL = 200_000
 
@@ -191,3 +195,53 @@ def test_status_of_a_finished_queue_reads_only_its_own_history(
     assert status.loc["loader__x1", "status"] == "finished"
     assert status.loc["loader__x1", "records_written"] == 42
     assert events == ["started", "loading", "finished"]
+
+
+def test_status_of_a_queue_that_ended_long_ago_reads_none_of_the_later_events(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Issue 20: status() of a queue that finished before a million other events read them
+    # all (31 s). Its queue-state record keeps the final states once it is seen ended.
+    queue_id = platform_queue_id()
+    where = str(tmp_path / "store")
+    with CandleStore.open(where, settings=settings) as store:
+        store.create_queue_state(
+            new_record(
+                queue_id=queue_id, symbol="BTCUSDT", type_="api_candles_1m",
+                targets=["loader"], parameters={}, data_topic="t", outputs={}, launcher="",
+                jobs=[],
+            )
+        )  # fmt: skip
+    with Worker(settings, queue_id=queue_id, producer_id="loader__x1", target="loader") as w:
+        w.run(lambda w: w.loading(42))
+    with Queue(queue_id, settings, store=where) as queue:
+        first = queue.status()  # read from the record's created_at, then kept in the record
+        read_first = queue._telemetry.history_records
+    later = 20_000
+    fill_events(settings, later)
+    with Queue(queue_id, settings, store=where) as queue:
+        status = queue.status()
+        read = queue._telemetry.history_records
+    with CandleStore.open(where, settings=settings) as store:
+        record = store.queue_state(queue_id)
+    assert first.loc["loader__x1", "status"] == "finished"
+    assert read_first > 0  # the first status() read the telemetry: nothing was kept yet
+    assert record is not None and record["status"] == "finished"
+    assert status.loc["loader__x1", "status"] == "finished"
+    assert status.loc["loader__x1", "records_written"] == 42
+    assert read == 0  # none of the later events (nor the queue's own) was read again
+
+
+def test_final_states_are_taken_only_from_an_ended_record() -> None:
+    done = {"producer": "loader__x1", "status": "finished", "records_written": 5,
+            "last_seen": 1.0e9, "message": None, "dead_letters": 0, "anomalies": 0}  # fmt: skip
+    ended_record = {"queue_id": "q", "status": "finished", "producers": [done]}
+    assert final_states(ended_record) == {"loader__x1": ProducerState(**done)}  # type: ignore[arg-type]
+    # Anything else reads the telemetry: running, kept before this existed, malformed.
+    assert final_states({**ended_record, "status": "running"}) is None
+    assert final_states({"queue_id": "q", "status": "finished"}) is None
+    assert final_states({**ended_record, "producers": [{"producer": "x"}]}) is None
+    assert final_states({**ended_record, "producers": "x"}) is None
+    loading = {**done, "status": "loading"}
+    assert final_states({**ended_record, "producers": [done, loading]}) is None
+    assert final_states(None) is None

@@ -134,6 +134,9 @@ class Follower:
         self._history_thread: threading.Thread | None = None
         self._live_start: dict[TopicPartition, int] = {}
         self._pending: list[BaseEvent] | None = []  # live events behind the history
+        self._settled = False  # the history is known (a queue's final states): never read
+        self.history_records = 0
+        """Records of queue-events the history thread has read (what status() cost)."""
         self.caught_up = threading.Event()
         self._closing = threading.Event()
         self._follow_lock = threading.Lock()
@@ -180,12 +183,32 @@ class Follower:
                 raise StreamForgeError(f"{self!r} is closed")
             if self._thread is None:
                 self._start_follower()
-            if history and self._history_thread is None:
+            if history and self._history_thread is None and not self._settled:
                 self._history_thread = threading.Thread(
                     target=self._run_history, args=(self._live_start,),
                     name=f"queue-{self.queue_id}-history", daemon=True,
                 )  # fmt: skip
                 self._history_thread.start()
+
+    def settle(self, states: dict[str, ProducerState]) -> bool:
+        """Take `states`, the final ones of a queue that ended, as its whole history.
+
+        Its history is then never read: what the topic received since the queue's start may
+        be millions of other queues' events. Live events still fold on top. Return False
+        (and change nothing) if the history is already being read.
+        """
+        with self._follow_lock:
+            if self._history_thread is not None or self._settled:
+                return False
+            self._settled = True
+            with self._lock:
+                self._states = dict(states)
+                pending = self._pending or []
+                self._pending = None
+        for event in pending:
+            self._apply(event)
+        self.caught_up.set()
+        return True
 
     def plan(self, consumer: KafkaConsumer, end: dict[TopicPartition, int] | None) -> _ReadPlan:
         """Return where this queue's history is: its partition(s) from its start, up to `end`.
@@ -263,6 +286,7 @@ class Follower:
                 stall = _Stall(plan)
                 while remaining and not self._closing.is_set():
                     for records in consumer.poll(timeout_ms=_POLL_MS, max_records=5000).values():
+                        self.history_records += len(records)
                         for record in records:
                             tp = TopicPartition(record.topic, record.partition)
                             if record.offset < plan.end[tp]:

@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from streamforge_nb.control.follower import Follower, PongReply
+from streamforge_nb.control.state import final_states, settled
 from streamforge_nb.control.telemetry import (
     JobView,
     ProducerState,
@@ -113,6 +114,8 @@ class Queue:
         self.launcher = launcher
         self.store = store
         self._looked_up = launcher is not None
+        self._record_read = False
+        self._record: dict[str, Any] | None = None  # its queue-state record, once looked up
         self._reattach_lock = threading.Lock()
         self._jobs_cache: tuple[float, builtins.list[JobView]] | None = None
         self._producer: KafkaProducer | None = None
@@ -199,12 +202,15 @@ class Queue:
         self._jobs_cache = (now, jobs)
         return jobs
 
-    def _reattach(self) -> Any:
-        """Return the launcher, reattaching the one queue state records (once); or None."""
+    def _reattach(self, *, record: bool = False) -> Any:
+        """Return the launcher, reattaching the one queue state records (once); or None.
+
+        With `record`, the queue-state record is read even when the launcher was given.
+        """
         with self._reattach_lock:
-            if not self._looked_up:
+            if not self._looked_up or (record and not self._record_read):
                 self._lookup()
-                self._looked_up = True
+                self._looked_up = self._record_read = True
         return self.launcher
 
     def _lookup(self) -> None:
@@ -216,7 +222,8 @@ class Queue:
                 self.store or self.settings.arango_url, settings=self.settings
             ) as store:
                 record = store.queue_state(self.queue_id)
-            if record is not None and record.get("launcher"):
+            self._record = record
+            if record is not None and record.get("launcher") and self.launcher is None:
                 self.launcher = launcher_for(
                     record["launcher"], record.get("launcher_options") or {}
                 )
@@ -339,13 +346,46 @@ class Queue:
         """Yield this queue's events from its start; with `follow`, keep waiting for more."""
         return self._telemetry.events(follow, timeout=timeout)
 
+    def _follow(self) -> None:
+        """Follow the telemetry; a queue whose state record kept its final states (it ended)
+        starts from them, without reading what queue-events received since its start."""
+        self._reattach(record=True)
+        final = final_states(self._record)
+        if final is not None:
+            self._telemetry.settle(final)
+        self._telemetry.follow()
+
+    def _keep_final(self, states: dict[str, ProducerState]) -> None:
+        """Save the producers' final states in the queue-state record once the queue ended,
+        so a later status() need not read the history again (`state.settled`)."""
+        from streamforge_nb.store.candles import CandleStore
+
+        record = self._record
+        if not states or record is None or final_states(record) is not None:
+            return
+        if not self._telemetry.caught_up.is_set():
+            return  # the history is not all read: these may not be the final states
+        updated = settled(record, states)
+        if "producers" not in updated:
+            return
+        try:
+            with CandleStore.open(
+                self.store or self.settings.arango_url, settings=self.settings
+            ) as store:
+                store.save_queue_state(updated)
+            self._record = updated
+        except Exception as exc:  # the status stands; the next one reads the history again
+            log.warning("could not save the final state of %s: %s", self.queue_id, exc)
+
     def status(self, *, timeout: float = 10.0) -> pd.DataFrame:
         """Return one row per producer: status, records written, last seen and its age, and
         the messages refused to the DLQ and candles stored with an anomaly (a sink's)."""
         import pandas as pd
 
-        self._telemetry.follow()
+        self._follow()
         self._telemetry.caught_up.wait(timeout)
+        states = self.producers()
+        self._keep_final(states)
         now = time.time()
         rows = [
             {
@@ -360,7 +400,7 @@ class Queue:
                 "dead_letters": s.dead_letters,
                 "anomalies": s.anomalies,
             }
-            for s in self.producers().values()
+            for s in states.values()
         ]
         columns = [
             "producer", "status", "records_written", "last_seen", "age_s", "message",
@@ -368,13 +408,28 @@ class Queue:
         ]  # fmt: skip
         return pd.DataFrame(rows, columns=columns).set_index("producer")
 
-    def producers(self) -> dict[str, ProducerState]:
+    @property
+    def history_read(self) -> bool:
+        """Tell whether the queue's telemetry history has been read (its states are whole)."""
+        return self._telemetry.caught_up.is_set()
+
+    def producers(self, *, timeout: float = 0.0) -> dict[str, ProducerState]:
         """Return the current state of every producer (a snapshot): the telemetry merged
         with the launcher's Jobs (`telemetry.merge_jobs`), so a Job that ended without a
         terminal event shows its producer `failed` with the reason ("exit code 1 before any
-        telemetry", "killed by SIGKILL after loading")."""
-        self._telemetry.follow()
-        return merge_jobs(self._telemetry.states(), self._job_views())
+        telemetry", "killed by SIGKILL after loading").
+
+        `timeout`: seconds to wait for the history to be read first (`history_read`).
+        Until it is read, an ended Job is not taken for a failure: its worker's last events
+        may be in the part not read yet (a fresh `Queue` of a finished queue said `failed`).
+        """
+        self._follow()
+        if timeout > 0:
+            self._telemetry.caught_up.wait(timeout)
+        jobs = self._job_views()
+        if not self.history_read:
+            jobs = [j for j in jobs if j.state in ("pending", "active")]
+        return merge_jobs(self._telemetry.states(), jobs)
 
     def wait(
         self,
@@ -396,7 +451,7 @@ class Queue:
         """
         from tqdm.auto import tqdm
 
-        self._telemetry.follow()
+        self._follow()
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = tqdm(desc=self.queue_id, unit=" records", disable=not progress)
         try:

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from kafka import TopicPartition
@@ -26,6 +27,7 @@ from streamforge_nb.control.telemetry import (
     JobView,
     ProducerState,
     decode_telemetry,
+    ended,
     fold,
     merge_jobs,
     queue_status,
@@ -40,7 +42,7 @@ from streamforge_nb.settings import Settings
 if TYPE_CHECKING:
     from streamforge_nb.store.candles import CandleStore
 
-__all__ = ["launcher_jobs", "new_record", "refresh"]
+__all__ = ["final_states", "launcher_jobs", "new_record", "refresh", "settled"]
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +98,52 @@ def refresh(
         states = merge_jobs(folded.get(record["queue_id"], {}), jobs)
         if not states:
             continue
-        status = queue_status(states, record.get("targets") or ())
-        errors = [s.message for s in states.values() if s.status == "error" and s.message]
-        updated = {
-            **record,
-            "status": status,
-            "records_written": max(s.records_written for s in states.values()),
-            "error_message": "; ".join(errors) or None,
-            "updated_at": max(s.last_seen for s in states.values()),
-        }
+        updated = settled(record, states)
         if updated != record:
             store.save_queue_state(updated)
             record.update(updated)
     return records
+
+
+def settled(record: Mapping[str, Any], states: Mapping[str, ProducerState]) -> dict[str, Any]:
+    """Return `record` updated from its queue's producer `states` (not empty).
+
+    Once the queue has ended, the record keeps the producers' final states too
+    (`final_states`): a later status() answers from them instead of reading every event the
+    topic received since the queue's start.
+    """
+    status = queue_status(states, record.get("targets") or ())
+    errors = [s.message for s in states.values() if s.status == "error" and s.message]
+    updated = {
+        **record,
+        "status": status,
+        "records_written": max(s.records_written for s in states.values()),
+        "error_message": "; ".join(errors) or None,
+        "updated_at": max(s.last_seen for s in states.values()),
+    }
+    if ended(states, record.get("targets") or ()):
+        updated["producers"] = [asdict(s) for s in states.values()]
+    return updated
+
+
+def final_states(record: Mapping[str, Any] | None) -> dict[str, ProducerState] | None:
+    """Return the producers' final states `record` keeps if its queue ended, else None.
+
+    None too for a record saved before they were kept, or one whose list is not what
+    `settled` writes: the caller then reads the telemetry, as for a running queue.
+    """
+    if record is None or record.get("status") not in ENDED_STATUSES:
+        return None
+    kept = record.get("producers")
+    if not isinstance(kept, list) or not kept:
+        return None
+    try:
+        states = [ProducerState(**item) for item in kept]
+    except TypeError:
+        return None
+    if not all(isinstance(s.producer, str) and s.status in ENDED_STATUSES for s in states):
+        return None
+    return {s.producer: s for s in states}
 
 
 def launcher_jobs(record: Mapping[str, Any], cache: dict[str, Any] | None = None) -> list[JobView]:
