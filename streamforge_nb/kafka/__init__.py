@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from streamforge_nb.kafka.clients import make_admin as make_admin
     from streamforge_nb.kafka.clients import make_assigned_consumer as make_assigned_consumer
     from streamforge_nb.kafka.clients import make_bulk_consumer as make_bulk_consumer
+    from streamforge_nb.kafka.clients import make_bulk_producer as make_bulk_producer
     from streamforge_nb.kafka.clients import make_consumer as make_consumer
     from streamforge_nb.kafka.clients import make_producer as make_producer
     from streamforge_nb.kafka.clients import topic_partitions as topic_partitions
@@ -35,6 +36,7 @@ _EXPORTS = {
     "make_admin": "streamforge_nb.kafka.clients",
     "make_assigned_consumer": "streamforge_nb.kafka.clients",
     "make_bulk_consumer": "streamforge_nb.kafka.clients",
+    "make_bulk_producer": "streamforge_nb.kafka.clients",
     "make_consumer": "streamforge_nb.kafka.clients",
     "make_producer": "streamforge_nb.kafka.clients",
     "offsets_at": "streamforge_nb.kafka.partitions",

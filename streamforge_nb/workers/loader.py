@@ -14,6 +14,10 @@ symbol's first kline, and a window ending within `SETTLE_MS` of now (a kline may
 
 Runs as `streamforge-nb loader ...`, `python -m streamforge_nb.workers.loader ...` and
 `notebooks/loader_candles.ipynb`.
+
+Candles travel as Arrow columns from the archive's CSV (or the REST pages) to the wire and
+are published through librdkafka (`workers.publish`), so the broker, not Python, sets the
+pace (issue 20); the messages are those `contract.encode` makes.
 """
 
 from __future__ import annotations
@@ -24,18 +28,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from streamforge_nb import workers
 from streamforge_nb.control.worker import Worker
-from streamforge_nb.exceptions import StreamForgeError, kafka_errors
-from streamforge_nb.exchange.archives import archive_candles, archive_paths
+from streamforge_nb.exceptions import StreamForgeError
+from streamforge_nb.exchange.archives import archive_paths, archive_tables
 from streamforge_nb.exchange.binance import KlinesClient
-from streamforge_nb.kafka.clients import make_admin, make_producer
+from streamforge_nb.kafka.clients import make_admin
 from streamforge_nb.platform.anomalies import grid_floor_ms
-from streamforge_nb.platform.contract import Candle, encode, message_key
+from streamforge_nb.platform.candle_columns import candles_table
 from streamforge_nb.platform.intervals import check_interval, close_time, longest_ms, open_times
 from streamforge_nb.platform.markers import EXCHANGE_EMPTY, RECORD_HEADER, encode_exchange_empty
 from streamforge_nb.platform.names import (
@@ -50,6 +55,7 @@ from streamforge_nb.platform.names import (
 )
 from streamforge_nb.platform.topics import ensure_queue_topics
 from streamforge_nb.settings import Settings
+from streamforge_nb.workers.publish import CandlePublisher
 
 __all__ = ["EmptyWindows", "LoaderOptions", "main", "run_loader"]
 
@@ -59,19 +65,11 @@ SOURCES = ("api", "archive")
 BINANCE_API = "https://api.binance.com"
 BINANCE_DATA = "https://data.binance.vision"
 
-# Batching producer: many candles per request is what makes publishing fast; acks=all with
-# idempotence keeps a broker restart from losing or doubling a candle.
-PRODUCER_CONFIG: dict[str, Any] = {
-    "linger_ms": 20,
-    "batch_size": 256 * 1024,
-    "acks": "all",
-    "enable_idempotence": True,
-    "delivery_timeout_ms": 300_000,
-}
 SETTLE_MS = 120_000
 """A window ending less than this before now may only be late at the exchange: not empty."""
 Window = tuple[int, int]
-Page = tuple[list[Candle], list[Window]]
+Page = tuple[pa.Table, list[Window]]
+"""Candles (`CANDLE_SCHEMA` columns) and the exchange-empty windows found with them."""
 
 
 @dataclass(frozen=True)
@@ -167,16 +165,18 @@ def _candle_pages(options: LoaderOptions, time_range: TimeRange) -> Iterator[Pag
             lambda ms: _listed_before(client, options.symbol, options.interval, ms),
         )
         for page in client.candles(options.symbol, options.interval, start_ms, end_ms):
-            yield page, windows.feed([c.open_time for c in page])
-        yield [], windows.finish(int(time.time() * 1000))
+            yield candles_table(page), windows.feed([c.open_time for c in page])
+        yield candles_table([]), windows.finish(int(time.time() * 1000))
         return
     sources = list(options.archives) or [
         f"{(options.base_url or BINANCE_DATA).rstrip('/')}/{path}"
         for path in archive_paths(options.symbol, options.interval, time_range)
     ]
-    for page in archive_candles(options.symbol, options.interval, sources):
+    for table in archive_tables(options.symbol, options.interval, sources):
         # Archives hold whole days or months: keep only the asked range.
-        yield [c for c in page if start_ms <= c.open_time < end_ms], []
+        times = table.column("open_time")
+        inside = pc.and_(pc.greater_equal(times, start_ms), pc.less(times, end_ms))
+        yield table.filter(inside), []
 
 
 def run_loader(options: LoaderOptions, settings: Settings | None = None) -> int:
@@ -204,36 +204,30 @@ def _publish(worker: Worker, pages: Iterator[Page], topic: str, opts: LoaderOpti
     settings = worker.settings
     # The first page comes before the topic or any message exists: an unknown symbol fails
     # here with nothing published.
-    first = next(pages, ([], []))
+    first: Page | None = next(pages, None)
     admin = make_admin(settings)
     try:
         ensure_queue_topics(admin, settings, topic, partitions=opts.partitions)
     finally:
         admin.close()
-    producer = make_producer(settings, **PRODUCER_CONFIG)
+    publisher = CandlePublisher(settings, topic)
     sent = empty = 0
     last_report = time.monotonic()
     marker = [(RECORD_HEADER, EXCHANGE_EMPTY)]
-    try:
-        with kafka_errors(f"publishing to {topic}", settings.kafka_bootstrap_servers):
-            for candles, windows in itertools.chain([first], pages):
-                worker.check_stop()
-                for candle in candles:
-                    producer.send(topic, key=message_key(candle), value=encode(candle))
-                for start, end in windows:
-                    key, value = encode_exchange_empty(opts.symbol, opts.interval, start, end)
-                    producer.send(topic, key=key, value=value, headers=marker)
-                    log.info("the exchange has no %s %s klines in [%d, %d)",
-                             opts.symbol, opts.interval, start, end)  # fmt: skip
-                sent += len(candles)
-                empty += len(windows)
-                if time.monotonic() - last_report >= opts.report_every:
-                    producer.flush()
-                    worker.loading(sent, f"Published {sent} candles to {topic}")
-                    last_report = time.monotonic()
-            producer.flush()
-    finally:
-        producer.close(timeout=30)
+    for candles, windows in itertools.chain([first] if first else [], pages):
+        worker.check_stop()
+        sent += publisher.candles(opts.symbol, opts.interval, candles)
+        for start, end in windows:
+            key, value = encode_exchange_empty(opts.symbol, opts.interval, start, end)
+            publisher.message(key, value, marker)
+            log.info("the exchange has no %s %s klines in [%d, %d)",
+                     opts.symbol, opts.interval, start, end)  # fmt: skip
+        empty += len(windows)
+        if time.monotonic() - last_report >= opts.report_every:
+            publisher.flush()  # a report counts acknowledged candles only
+            worker.loading(sent, f"Published {sent} candles to {topic}")
+            last_report = time.monotonic()
+    publisher.flush()  # every message acknowledged before the loader says finished
     worker.records_written = sent
     log.info("published %d candles and %d exchange-empty windows", sent, empty,
              extra={"topic": topic})  # fmt: skip
