@@ -659,6 +659,51 @@ def test_local_layout_is_partitioned_and_leaves_no_temporaries(tmp_path: Path) -
     assert len(opened.load("BTCUSDT", "1d")) == 400
 
 
+def test_a_month_filled_batch_by_batch_is_read_live_and_compressed_on_close(
+    tmp_path: Path,
+) -> None:
+    # A sink's backend keeps the partitions it writes in memory, uncompressed, and zstd's
+    # them when it moves on or closes: readers see every batch at once, each candle once.
+    import pyarrow.parquet as pq
+
+    writer, reader = CandleStore.open(tmp_path), CandleStore.open(tmp_path)
+    day = 86_400_000
+    months = [AUG1 + m * 31 * day for m in range(7)]  # 7 months: more than are kept hot
+    for m, start in enumerate(months):
+        for part in range(3):
+            writer.write(make_candles("BTCUSDT", "1m", start + part * 10 * MIN, 10))
+            assert len(reader.load("BTCUSDT", "1m")) == (3 * m + part + 1) * 10
+    writer.write(make_candles("BTCUSDT", "1m", AUG1 + 5 * MIN, 10, v=7))  # re-delivered
+    writer.close()
+    files = sorted((tmp_path / "candles" / "BTCUSDT" / "1m").glob("*.parquet"))
+    assert len(files) == 7
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        columns = range(meta.num_columns)
+        assert {meta.row_group(0).column(c).compression for c in columns} == {"ZSTD"}
+    df = reader.load("BTCUSDT", "1m")
+    assert len(df) == 210 and df.index.is_unique
+    trades = list(df["number_of_trades"].iloc[:15])
+    assert trades == [0, 10, 20, 30, 40, 7, 17, 27, 37, 47, 57, 67, 77, 87, 97]
+
+
+def test_a_partition_another_writer_replaced_is_merged_not_overwritten(tmp_path: Path) -> None:
+    # The rows a backend keeps of the partition it wrote last are stale once another
+    # process (or store) replaces the file: its next batch must merge what is on disk.
+    sink, other = CandleStore.open(tmp_path), CandleStore.open(tmp_path)
+    sink.write(make_candles("BTCUSDT", "1m", AUG1, 100))
+    other.write(make_candles("BTCUSDT", "1m", AUG1 + 100 * MIN, 100, v=1))
+    sink.write(make_candles("BTCUSDT", "1m", AUG1 + 200 * MIN, 100, v=2))
+    other.write(make_candles("BTCUSDT", "1m", AUG1 + 50 * MIN, 100, v=3))
+    other.close()
+    sink.close()
+    df = CandleStore.open(tmp_path).load("BTCUSDT", "1m")
+    assert len(df) == 300 and df.index.is_unique
+    writer = df["number_of_trades"].to_numpy() % 10
+    assert list(writer[:50]) == [0] * 50 and list(writer[50:150]) == [3] * 100
+    assert list(writer[150:200]) == [1] * 50 and list(writer[200:]) == [2] * 100
+
+
 def test_file_errors_are_store_errors_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(StoreError, match=r"cannot create the candle store: .*file/store"):

@@ -23,9 +23,14 @@ project on a 2-vCPU VM; ours: `bench/read.py` on a 2-vCPU VM):
   `write_frame` returns, so a sink may commit its Kafka offsets then. An exclusive `flock`
   per partition serialises writers (processes and threads alike; on one host, or a network
   file system with working flock), so concurrent writers never lose each other's rows.
-  A batch costs more as its partition fills; the partition sizes above bound that. A 10k
-  batch (quiet VM) takes ~11-14 ms into an empty month of 1m candles, ~32-36 ms into a full
-  one (44,640 rows), ~36-42 ms into a full day of 1s candles (86,400 rows): 250-420k rows/s.
+- A sink fills a partition batch by batch, and each batch rewrites the whole partition (one
+  file a partition keeps every reader simple and every replace atomic). What made that dear
+  was zstd and the re-read (a year of 1m in 10k batches: zstd on 3.2x its rows, 70% of the
+  write), so the last `_HOT_PARTITIONS` partitions a backend wrote stay "hot": kept in
+  memory (the merge reads nothing while the file is the one this backend wrote: same inode,
+  size and mtime) and written uncompressed. Once it is no longer among them, or on `close`,
+  a hot partition is rewritten once with zstd (the same atomic replace). A writer killed
+  before that leaves valid, merely bigger, files.
 
 A read spanning partitions is consistent per partition, not across them: a batch crossing a
 month boundary may show in one month before the other.
@@ -34,7 +39,10 @@ month boundary may show in one month before the other.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +53,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from streamforge_nb.exceptions import store_errors
+from streamforge_nb.exceptions import StoreError, store_errors
 from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.store.base import CandleBackend
 from streamforge_nb.store.frames import (
@@ -57,6 +65,8 @@ from streamforge_nb.store.frames import (
 from streamforge_nb.store.local_state import SqliteState, _locked
 
 __all__ = ["LocalBackend", "partition_unit"]
+
+log = logging.getLogger("streamforge_nb.store")
 
 _TS = pa.timestamp("ms", tz="UTC")
 
@@ -79,6 +89,14 @@ _WRITE_OPTIONS: dict[str, Any] = {
     "use_dictionary": False,
     "write_statistics": ["open_time"],
 }
+# A hot partition (see the module docstring): written again soon, so not worth compressing.
+_HOT_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "none",
+    "use_dictionary": False,
+    "write_statistics": ["open_time"],
+}
+_HOT_PARTITIONS = 4
+"""Partitions a backend keeps hot: a sink's current one and the one a batch crossed from."""
 
 
 def partition_unit(interval: str) -> Literal["D", "M", "Y"]:
@@ -113,6 +131,9 @@ class LocalBackend(SqliteState, CandleBackend):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().absolute()
         self.url = f"local://{self.root}"
+        # path: (the file's identity when this backend wrote it, its rows), oldest first.
+        self._hot: OrderedDict[Path, tuple[tuple[int, ...], pa.Table]] = OrderedDict()
+        self._hot_lock = threading.Lock()  # the dict's; files are guarded by their flock
         with store_errors("cannot create the candle store", str(self.root)):
             self.root.mkdir(parents=True, exist_ok=True)
 
@@ -136,6 +157,8 @@ class LocalBackend(SqliteState, CandleBackend):
             for lo, hi in itertools.pairwise(cuts):
                 path = directory / f"{parts[lo]}.parquet"
                 self._merge(path, table.slice(lo, hi - lo))
+            while (coldest := self._coldest(_HOT_PARTITIONS)) is not None:
+                self._cool(coldest)
         return len(times)
 
     def _makedirs(self, directory: Path) -> None:
@@ -162,8 +185,10 @@ class LocalBackend(SqliteState, CandleBackend):
     def _merge(self, path: Path, batch: pa.Table) -> None:
         """Replace `path` by its rows plus `batch` (batch wins), atomically and durably."""
         with _locked(path.with_name(f".{path.name}.lock")):
-            if path.exists():
+            old = self._hot_rows(path)
+            if old is None and path.exists():
                 old = _read_file(path).select(_SCHEMA.names).cast(_SCHEMA)
+            if old is not None:
                 old_t, new_t = _times(old), _times(batch)
                 pos = np.searchsorted(new_t, old_t).clip(max=len(new_t) - 1)
                 keep = new_t[pos] != old_t
@@ -173,17 +198,42 @@ class LocalBackend(SqliteState, CandleBackend):
                     merged = merged.take(pa.array(np.argsort(merged_t, kind="stable")))
             else:
                 merged = batch
-            # Only the lock holder writes this temporary, so a leftover from a crashed writer
-            # is simply overwritten; readers list `*.parquet` and never see it.
-            tmp = path.with_name(f".{path.name}.tmp")
-            pq.write_table(merged, str(tmp), **_WRITE_OPTIONS)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            if merged.column(0).num_chunks > 1:  # one chunk: neither batches nor row groups pile up
+                merged = merged.combine_chunks()
+            identity = _replace(path, merged, _HOT_WRITE_OPTIONS)
+            with self._hot_lock:
+                self._hot[path] = (identity, merged)
+                self._hot.move_to_end(path)
+
+    def _coldest(self, keep: int) -> Path | None:
+        """Return the least recently written hot partition beyond the `keep` newest."""
+        with self._hot_lock:
+            return next(iter(self._hot)) if len(self._hot) > keep else None
+
+    def _hot_rows(self, path: Path) -> pa.Table | None:
+        """Return the rows of `path` if it is still the file this backend wrote last."""
+        with self._hot_lock:
+            entry = self._hot.get(path)
+        if entry is None:
+            return None
+        try:
+            same = _identity(path) == entry[0]
+        except FileNotFoundError:
+            same = False
+        if not same:  # another writer replaced it (or a user deleted it): read it again
+            with self._hot_lock:
+                self._hot.pop(path, None)
+            return None
+        return entry[1]
+
+    def _cool(self, path: Path) -> None:
+        """Rewrite a hot partition with zstd, unless another writer replaced it meanwhile."""
+        with _locked(path.with_name(f".{path.name}.lock")):
+            rows = self._hot_rows(path)
+            with self._hot_lock:
+                self._hot.pop(path, None)
+            if rows is not None:
+                _replace(path, rows, _WRITE_OPTIONS)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -332,10 +382,46 @@ class LocalBackend(SqliteState, CandleBackend):
         return {"symbol": symbol, "interval": interval, "first": first, "last": last, "rows": total}
 
     def close(self) -> None:
-        """Nothing to release: every call opens and closes its own files."""
+        """Compress the hot partitions; every call opens and closes its own files."""
+        while (path := self._coldest(0)) is not None:
+            try:
+                with store_errors("cannot compress a candle partition", str(path)):
+                    self._cool(path)
+            except StoreError as exc:  # the uncompressed file is complete: keep it as it is
+                log.warning("%s", exc)
+                with self._hot_lock:
+                    self._hot.pop(path, None)
 
     def __repr__(self) -> str:
         return f"LocalBackend({str(self.root)!r})"
+
+
+def _replace(path: Path, table: pa.Table, options: dict[str, Any]) -> tuple[int, ...]:
+    """Write `table` to `path` atomically and durably; return the new file's identity.
+
+    The caller holds the partition's lock: only it writes this temporary, so a leftover from
+    a crashed writer is simply overwritten; readers list `*.parquet` and never see it.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, str(tmp), **options)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        identity = _identity_of(os.fstat(fd))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return identity
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    return _identity_of(os.stat(path))
+
+
+def _identity_of(stat: os.stat_result) -> tuple[int, ...]:
+    # A replace by anyone makes a new inode and a new mtime: both must match.
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def _ms(value: np.datetime64) -> int:
