@@ -14,17 +14,23 @@ malformed; filling is bounded by `--max-fill-s`) and measures:
 - events() of that queue: `list(Queue(q, since=...).events())`;
 - Queue.list() over 1,000 queue-state records (an embedded store: 990 finished, 10 running,
   the running ones launched after the fill, each with a `started` event);
-- for contrast, status() of a queue that finished BEFORE the fill: its reader must read what
-  its partition(s) received since the queue's start, which grows with N by design.
+- status() of a queue launched and waited on BEFORE the fill (its queue-state record in an
+  embedded store, as a launch writes it; `wait()` saw it end and kept its final states in
+  the record): a new `Queue(q, store=...)` reads none of the later events (checked);
+- for contrast, status() of a queue that finished BEFORE the fill and has no queue-state
+  record (a bare Worker): its reader must read what its partition(s) received since the
+  queue's start, which grows with N by design.
 
 and, as the anchor measured in the same run, a bare kafka-python consumer of queue-events
 (connect, assign the live queue's partition, seek to its end, one poll): the floor any reader
 pays whatever the history.
 
 Prints one column per N; the goal is every figure but the contrast flat (within 1.5x from 10k
-to 1M) and a cold first pong under 300 ms at 1M. These are the bounds tests/test_history.py
-once asserted on the real clock (a cold first pong and status() + events() under 5 s with
-200k events on the topic); the tests now check only what the answers hold.
+to 1M), a cold first pong under 300 ms and the launched queue's status() under 1 s at 1M.
+Exits 2 with the reason when any client fails or an answer is wrong (no figures then).
+These are the bounds tests/test_history.py once asserted on the real clock (a cold first
+pong and status() + events() under 5 s with 200k events on the topic); the tests now check
+only what the answers hold.
 
     python bench/history.py [--sizes 10000,100000,1000000] [--cold 5] [--max-fill-s 600]
 """
@@ -45,7 +51,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ping import broker_settings, dummy_service, wait_until_serving
+from ping import abort_loudly, broker_settings, dummy_service, wait_until_serving
 
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.state import new_record
@@ -149,6 +155,34 @@ def status_of(settings: Settings, qid: str, since: float) -> None:
         raise SystemExit(f"status() of {qid} is wrong:\n{status}")
 
 
+def launched_and_waited(settings: Settings, path: Path) -> str:
+    """Launch a queue the way a launch records it (queue state in the embedded store at
+    `path`), run its worker to the end and wait for it; return its queue id."""
+    qid = queue_id()
+    with CandleStore.open(path, settings=settings) as store:
+        store.create_queue_state(
+            new_record(
+                queue_id=qid, symbol="BTCUSDT", type_="api_candles_1m", targets=["loader"],
+                parameters={}, data_topic="t", outputs={}, launcher="", jobs=[],
+            )
+        )  # fmt: skip
+    with Worker(settings, queue_id=qid, producer_id=f"loader__{qid[-8:]}", target="loader") as w:
+        w.run(lambda w: w.loading(1000))
+    with Queue(qid, settings, store=str(path)) as queue:
+        queue.wait(timeout=60, progress=False)
+    return qid
+
+
+def status_kept(settings: Settings, qid: str, path: Path) -> None:
+    with Queue(qid, settings, store=str(path)) as queue:
+        status = queue.status(timeout=300)
+        read = queue._telemetry.history_records
+    if status.empty or status["status"].iloc[0] != "finished":
+        raise SystemExit(f"status() of launched {qid} is wrong:\n{status}")
+    if read:
+        raise SystemExit(f"status() of launched {qid} read {read:,} events of queue-events")
+
+
 def events_of(settings: Settings, qid: str, since: float) -> None:
     with Queue(qid, settings, since=since) as queue:
         statuses = [e.status for e in queue.events()]
@@ -217,6 +251,10 @@ def list_queues(settings: Settings, path: Path) -> None:
 
 
 def main() -> int:
+    return abort_loudly("bench/history.py", run)
+
+
+def run() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--cold", type=int, default=5, help="cold first pongs per size")
@@ -230,7 +268,8 @@ def main() -> int:
         "events on the topic", "fill took (s)", "cold first pong, median (ms)",
         "cold first pong, max (ms)", "status() of a finished queue (ms)",
         "events() of one queue (ms)", "Queue.list(), 1,000 records (ms)",
-        "contrast: status(), finished before the fill (ms)",
+        "status(), launched + waited before the fill (ms)",
+        "contrast: status(), no record, before the fill (ms)",
         "anchor: bare consumer to the live end (ms)",
     )}  # fmt: skip
     with broker_settings(args.bootstrap) as (given, how), tempfile.TemporaryDirectory() as tmp:
@@ -239,6 +278,8 @@ def main() -> int:
               f"events topic {settings.queue_events_topic}, {PARTITIONS} partitions")
         live = queue_id()
         early, early_since = finished_queue(settings)
+        launched_store = Path(tmp) / "launched"
+        launched = launched_and_waited(settings, launched_store)
         with dummy_service(settings, live) as process:
             with Queue(live, settings) as queue:
                 wait_until_serving(queue, process, timeout=60)
@@ -254,13 +295,14 @@ def main() -> int:
                 events_s = timed(lambda: events_of(settings, qid, since))  # noqa: B023
                 path = store_with_records(settings, Path(tmp))
                 list_s = timed(lambda: list_queues(settings, path))  # noqa: B023
+                kept_s = timed(lambda: status_kept(settings, launched, launched_store))
                 contrast_s = timed(lambda: status_of(settings, early, early_since))
                 anchor_s = statistics.median(bare_reader(settings, live) for _ in range(3))
                 values = [
                     f"{filler.sent:,}", f"{fill_s:.1f}",
                     f"{statistics.median(pongs) * 1000:.0f}", f"{max(pongs) * 1000:.0f}",
                     f"{status_s * 1000:.0f}", f"{events_s * 1000:.0f}",
-                    f"{list_s * 1000:.0f}", f"{contrast_s * 1000:.0f}",
+                    f"{list_s * 1000:.0f}", f"{kept_s * 1000:.0f}", f"{contrast_s * 1000:.0f}",
                     f"{anchor_s * 1000:.0f}",
                 ]  # fmt: skip
                 for key, value in zip(rows, values, strict=True):

@@ -24,8 +24,9 @@ dummy service in a subprocess (`python -m streamforge_nb.workers.dummy --queue-i
 same broker warm-up, garbage collections and neighbours; `--warmup` rounds are dropped. Both
 talk to the same dummy service. Then, for context, `--cold` one-off pings each with fresh
 clients (a new Queue; new default clients + group join). Prints median / p99 / min / max in
-ms and the targets (library median <= 10 ms and within 1.5x of the physical floor);
-always exits 0.
+ms and the targets (library median <= 10 ms and within 1.5x of the physical floor).
+Exits 0 with the figures (a missed target is a figure too); exits 2 with the reason when any
+client (the library, the anchor or the floor) fails: a bench that aborted has no figures.
 
     python bench/ping.py [--count 300] [--warmup 50] [--cold 5] [--bootstrap HOST:PORT]
 """
@@ -140,14 +141,39 @@ class Floor:
         return None
 
     def one(self) -> float:
-        while (took := self.request()) is None:
-            self.lost += 1
-        return took
+        return retried("floor", self.request, self)
 
     def close(self) -> None:
         stop(self.echo)  # type: ignore[arg-type]
         self.consumer.close()
         self.producer.flush(5)
+
+
+MAX_LOST = 5
+"""Requests in a row that may go unanswered before a client's measurement is given up."""
+
+
+def retried(name: str, request: Callable[[], float | None], counter: Any) -> float:
+    """Return `request()`'s round trip, resent while it times out (`counter.lost` counts)."""
+    for _ in range(MAX_LOST):
+        if (took := request()) is not None:
+            return took
+        counter.lost += 1
+    raise SystemExit(f"{name}: {MAX_LOST} requests in a row got no reply within 10 s")
+
+
+def abort_loudly(script: str, run: Callable[[], int]) -> int:
+    """Return `run()`; when any client fails, say which and why and return 2, never 0."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a check's SystemExit, or any client's error
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            raise
+        reason = exc.code if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+        print(f"{script} ABORTED, no figures: {reason}", file=sys.stderr, flush=True)
+        return 2
 
 
 @contextlib.contextmanager
@@ -281,9 +307,7 @@ class Anchor:
         return None
 
     def one(self) -> float:
-        while (took := self.request()) is None:
-            self.lost += 1
-        return took
+        return retried("anchor", self.request, self)
 
     def close(self) -> None:
         self.consumer.close()
@@ -334,7 +358,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.echo:
         return echo_main(*args.echo)
+    return abort_loudly("bench/ping.py", lambda: run(args))
 
+
+def run(args: argparse.Namespace) -> int:
+    """Measure and print; raise (SystemExit with the reason) when a client fails."""
     with broker_settings(args.bootstrap) as (settings, how):
         queue_id = unique_name("wf-bench-ping")
         print(f"broker: {settings.kafka_bootstrap_servers} ({how}); 2 x {args.count} pings")
