@@ -7,7 +7,8 @@ sent before it started, and other queues' commands, cost it nothing. It answers 
 `pong` at once, from that thread, so a busy worker still answers; it turns `stop` into a flag
 the work checks between steps. Its `run` wraps the work: `started` first, then `finished`,
 `interrupted` on a stop, or `error` with the reason before the exception propagates (and the
-process exits non-zero).
+process exits non-zero). Every event it sends is counted in its Prometheus metrics
+(`control.metrics`), served when `$STREAMFORGE_METRICS_PORT` asks.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
+from streamforge_nb.control.metrics import WorkerMetrics, metrics_linger
+from streamforge_nb.control.metrics import metrics_port as env_metrics_port
 from streamforge_nb.control.telemetry import MalformedCounter
 from streamforge_nb.exceptions import (
     BrokerError,
@@ -72,7 +75,15 @@ class Worker:
         type: str | None = None,
         on_ping: Callable[[PingCommand], None] | None = None,
         on_sent: Callable[[BaseEvent], None] | None = None,
+        metrics_port: int | None = None,
     ) -> None:
+        """`metrics_port` None: `$STREAMFORGE_METRICS_PORT` (unset: not served); 0: not served."""
+        # The environment is read and the port bound first: a bad value or a taken port is
+        # told before anything reaches the broker.
+        port = env_metrics_port() if metrics_port is None else metrics_port
+        self._metrics_linger = metrics_linger()
+        self.metrics = WorkerMetrics(queue_id, target)
+        self.metrics.serve(port)
         self.settings = settings
         self.queue_id = queue_id
         self.producer_id = producer_id
@@ -89,8 +100,13 @@ class Worker:
         self.summary: Callable[[], str] | None = None
         self.stop_event = threading.Event()
         self._closed = threading.Event()
-        self._producer = make_producer(settings, linger_ms=0, acks=1, enable_idempotence=False)
-        self._consumer = self._control_consumer()
+        try:
+            self._producer = make_producer(settings, linger_ms=0, acks=1,
+                                           enable_idempotence=False)  # fmt: skip
+            self._consumer = self._control_consumer()
+        except BaseException:
+            self.metrics.close()
+            raise
         self._thread = threading.Thread(
             target=self._listen, name=f"control-{producer_id}", daemon=True
         )
@@ -102,6 +118,8 @@ class Worker:
     # -- telemetry ---------------------------------------------------------------------------
     def send(self, event: BaseEvent) -> None:
         """Send a telemetry event on queue-events and wait until the broker has it."""
+        # Counted first: the work it reports was done even if the broker is away.
+        self.metrics.sent(event)
         send_checked(self._producer, self.settings, self.settings.queue_events_topic, event)
         log.debug("sent %s", event.status, extra={"event": event.status})
         if self.on_sent is not None:
@@ -252,6 +270,7 @@ class Worker:
             **_optional(self.symbol, self.type),
             records_written=self.records_written,
         )
+        self.metrics.sent(pong)
         try:
             # No wait for the ack: the pong is on its way, and the sender measures the trip.
             send_checked(
@@ -275,6 +294,7 @@ class Worker:
         self._consumer.close()
         self._producer.flush(timeout=10)
         self._producer.close(timeout=10)
+        self.metrics.close(self._metrics_linger)
 
     def __enter__(self) -> Worker:
         return self

@@ -42,6 +42,7 @@ from streamforge_nb.exceptions import (
 )
 from streamforge_nb.exchange.weight import (
     BINANCE_WEIGHT_LIMIT,
+    EXCHANGE_COUNTS,
     RateLimit,
     WeightBudget,
     budget_for,
@@ -229,6 +230,7 @@ class KlinesClient:
             sent = self._clock()
             if budget is not None:
                 budget.sending(weight)
+            EXCHANGE_COUNTS.sent(weight)
             resp: requests.Response | None = None
             try:
                 resp = self.session.get(url, timeout=self.timeout)
@@ -237,6 +239,7 @@ class KlinesClient:
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
+                EXCHANGE_COUNTS.failed("network")
                 failures = self._backoff(url, failures, f"{type(exc).__name__}: {exc}")
                 continue
             finally:
@@ -246,13 +249,16 @@ class KlinesClient:
                     budget.answered(weight, headers, sent, received)
                 self._note_weight(headers)
             status = int(resp.status_code)
+            EXCHANGE_COUNTS.answered(status, self.used_weight)
             if status in (418, 429):
                 failures = self._rate_limited(url, resp, failures)
                 continue
             if status >= 500:
+                EXCHANGE_COUNTS.failed("server")
                 failures = self._backoff(url, failures, f"HTTP {status}")
                 continue
             if status >= 400:
+                EXCHANGE_COUNTS.failed("client")
                 raise self._client_error(url, resp, symbol)
             try:
                 return resp.json(), resp, sent, received
@@ -264,6 +270,7 @@ class KlinesClient:
         """Wait until `weight` fits in the exchange's current window; return the budget."""
         if self._budget is None:
             self._budget = budget_for(self.base_url, lambda: self._learn(symbol))
+            EXCHANGE_COUNTS.limited(self._budget.limits[0].limit)
         budget = self._budget
         while True:
             wait, used, limit = budget.wait(weight, self._clock())

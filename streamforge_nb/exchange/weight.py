@@ -35,6 +35,8 @@ from typing import Any
 
 __all__ = [
     "BINANCE_WEIGHT_LIMIT",
+    "EXCHANGE_COUNTS",
+    "ExchangeCounts",
     "RateLimit",
     "WeightBudget",
     "budget_for",
@@ -238,6 +240,59 @@ class WeightBudget:
             window.others *= _OTHERS_DECAY  # a new window: the old news fades a little
         window.last = used
 
+
+class ExchangeCounts:
+    """What this process asked of the exchange and how it answered, for its metrics.
+
+    Plain counters (no Prometheus here): `streamforge_nb.workers.metrics` reads them at
+    each scrape. Thread-safe; counts only grow.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.weight_sent = 0
+        """Request weight of every request sent (answered or not)."""
+        self.used_weight: int | None = None
+        """The IP's count the exchange last reported (`X-MBX-USED-WEIGHT-1M` on Binance)."""
+        self.weight_limit: int | None = None
+        """The first REQUEST_WEIGHT limit learned (None before exchangeInfo)."""
+        self.answers: dict[int, int] = {}
+        """Answers by HTTP status (429: rate-limited, 418: banned)."""
+        self.errors: dict[str, int] = {}
+        """Failed requests by kind: `network`, `server` (5xx), `client` (other 4xx)."""
+
+    def sent(self, weight: int) -> None:
+        with self._lock:
+            self.weight_sent += weight
+
+    def answered(self, status: int, used_weight: int | None) -> None:
+        with self._lock:
+            self.answers[status] = self.answers.get(status, 0) + 1
+            if used_weight is not None:
+                self.used_weight = used_weight
+
+    def failed(self, kind: str) -> None:
+        with self._lock:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def limited(self, limit: int) -> None:
+        with self._lock:
+            self.weight_limit = limit
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return a consistent copy of the counts."""
+        with self._lock:
+            return {
+                "weight_sent": self.weight_sent,
+                "used_weight": self.used_weight,
+                "weight_limit": self.weight_limit,
+                "answers": dict(self.answers),
+                "errors": dict(self.errors),
+            }
+
+
+EXCHANGE_COUNTS = ExchangeCounts()
+"""This process's counts at the exchange (every `KlinesClient` adds to them)."""
 
 _BUDGETS: dict[str, WeightBudget] = {}
 _LOCKS: dict[str, threading.Lock] = {}

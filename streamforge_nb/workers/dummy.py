@@ -16,7 +16,8 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from streamforge_nb import workers
 from streamforge_nb.control.worker import Worker
@@ -51,12 +52,10 @@ class DummyOptions:
 
 
 class _Metrics:
-    """The seed's Prometheus metrics, in a registry of their own."""
+    """The seed's Prometheus metrics, beside every worker's in the worker's registry."""
 
-    def __init__(self, port: int) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
-
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.events = Counter(
             "dummy_events", "Telemetry events sent", ["event"], registry=self.registry
         )
@@ -65,17 +64,6 @@ class _Metrics:
         self.status = Gauge(
             "dummy_status_last", "1 for the last status sent", ["status"], registry=self.registry
         )
-        self.server: Any = None
-        if port:
-            try:
-                self.server, _thread = start_http_server(port, registry=self.registry)
-            except OSError as exc:
-                from streamforge_nb.exceptions import ConfigError
-
-                raise ConfigError(
-                    f"metrics port {port} cannot be used ({exc.strerror or exc}): another "
-                    "process listens there? choose one with --metrics-port (0 turns metrics off)"
-                ) from None
 
     def sent(self, event: BaseEvent) -> None:
         self.events.labels(event=event.status).inc()
@@ -85,16 +73,10 @@ class _Metrics:
         for status in ("started", "loading", "finished", "error", "interrupted"):
             self.status.labels(status=status).set(1 if status == event.status else 0)
 
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-
 
 def run_dummy(options: DummyOptions, settings: Settings | None = None) -> int:
     """Run the dummy service until it finishes, fails or is stopped; return the exit code."""
     settings = settings or Settings.from_env()
-    metrics = _Metrics(options.metrics_port)
     pinged = threading.Event()
 
     def on_ping(_ping: PingCommand) -> None:
@@ -106,9 +88,11 @@ def run_dummy(options: DummyOptions, settings: Settings | None = None) -> int:
         queue_id=options.queue_id,
         producer_id=options.producer_id or producer_id(TARGET, new_short_id()),
         target=TARGET,
-        on_ping=on_ping,
-        on_sent=metrics.sent,
+        metrics_port=options.metrics_port,
     )
+    # Set before `started` is sent: nobody pings a worker before it says it is up.
+    metrics = _Metrics(worker.metrics.registry)
+    worker.on_ping, worker.on_sent = on_ping, metrics.sent
     log.info(
         "dummy service up", extra={"queue_id": options.queue_id, "producer": worker.producer_id}
     )
@@ -119,7 +103,6 @@ def run_dummy(options: DummyOptions, settings: Settings | None = None) -> int:
         return 1
     finally:
         worker.close()
-        metrics.close()
     log.info("dummy service done", extra={"stop_requested": worker.stop_requested})
     return 0
 
