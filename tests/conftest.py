@@ -315,7 +315,8 @@ def stf(node: LocalNode, platform_settings: Settings) -> Iterator[Path]:
     from kubernetes import client
 
     core = client.CoreV1Api(node.api_client())
-    node.apply(MANIFESTS / "namespace.yaml")
+    # Not enforcing "restricted": the node's Pods need hostNetwork and hostPath (test_node.py).
+    node.apply_allowing_host_pods(MANIFESTS / "namespace.yaml")
     node.apply(MANIFESTS / "notebook-rbac.yaml")
     shared = node.directory / "shared" / f"run-{time.monotonic_ns()}"
     shared.mkdir(parents=True)

@@ -6,6 +6,7 @@ The API server and etcd come from `scripts/build-kube`; without them the `kube` 
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -31,9 +32,19 @@ CORE_FILES = [
     "worker-config.yaml",
     "worker-secret.template.yaml",
     "worker-job.template.yaml",
+    "network-policies.yaml",
+    "jupyterhub-volumes.yaml",
 ]
 CRD_FILES = ["kafka-topics.yaml", "kafka-users.yaml"]
-HELM_VALUES = ["jupyterhub-values.yaml", "kafka-ui-values.yaml"]
+HELM_VALUES = [
+    "jupyterhub-values.yaml",
+    "jupyterhub-values.production.yaml",
+    "kafka-ui-values.yaml",
+]
+# zero-to-jupyterhub's values.yaml and values.schema.yaml (descriptions dropped, as JSON) from
+# github.com/jupyterhub/zero-to-jupyterhub-k8s 48ea50e3 (chart for JupyterHub 5.5.0).
+Z2JH = Path(__file__).resolve().parent / "data" / "z2jh"
+JUPYTERHUB_PRODUCTION = ["jupyterhub-values.yaml", "jupyterhub-values.production.yaml"]
 
 
 def load(name: str) -> list[dict[str, Any]]:
@@ -129,6 +140,99 @@ def test_a_typo_in_a_manifest_is_refused(kube: LocalApiServer) -> None:
     with pytest.raises(ApiException) as applied:
         kube.apply([job], dry_run=True)
     assert "ttlSecondAfterFinished" in str(applied.value.body)
+
+
+# --- Pod Security "restricted" and NetworkPolicies ----------------------------------------------
+
+
+def job_pod(job: dict[str, Any], name: str = "worker-pod") -> dict[str, Any]:
+    """The Pod that `job`'s controller creates from its template."""
+    template = job["spec"]["template"]
+    namespace = job["metadata"]["namespace"]
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {**template["metadata"], "name": name, "namespace": namespace},
+        "spec": template["spec"],
+    }  # fmt: skip
+
+
+def default_service_account(kube: LocalApiServer) -> None:
+    """Make stf's `default` ServiceAccount: Pod admission looks it up, and no controller
+    manager runs here to make it."""
+    kube.apply([{"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": {"name": "default", "namespace": NAMESPACE}}])  # fmt: skip
+
+
+@pytest.mark.kube
+def test_stf_admits_the_worker_pod_and_refuses_one_without_its_security_context(
+    kube: LocalApiServer,
+) -> None:
+    """namespace.yaml enforces Pod Security "restricted" (the API server's admission)."""
+    default_service_account(kube)
+    kube.create([job_pod(a_job())], dry_run=True)
+    seed = job_pod(a_job())
+    del seed["spec"]["securityContext"]
+    del seed["spec"]["containers"][0]["securityContext"]
+    with pytest.raises(ApiException) as refused:
+        kube.create([seed], dry_run=True)
+    assert refused.value.status == 403
+    assert 'violates PodSecurity \\"restricted:latest\\"' in str(refused.value.body)
+
+
+def test_worker_jobs_are_pod_security_restricted() -> None:
+    from streamforge_nb.workflow.targets import job_spec
+
+    job = job_spec(job_name="job-dummy-x", namespace=NAMESPACE, queue_id="wf-x",
+                   target="dummy", image="i", env={})  # fmt: skip
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 1001, "runAsGroup": 100, "fsGroup": 100,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }  # fmt: skip
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }  # fmt: skip
+    empty = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    writable = {m["mountPath"] for m in container["volumeMounts"] if m["name"] in empty}
+    assert writable == {"/home/jovyan", "/tmp"}
+    (namespace,) = load("namespace.yaml")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions Exists/In) selects `labels`."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "In" and labels.get(key) not in expression["values"]:
+            return False
+    return True
+
+
+def test_worker_network_policy_selects_the_workers_and_allows_only_their_peers() -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in load("network-policies.yaml")}
+    workers = policies["streamforge-workers"]
+    job_labels = job_template()["spec"]["template"]["metadata"]["labels"]
+    assert selects(workers["podSelector"], job_labels)
+    assert not selects(
+        workers["podSelector"], {"app": "streamforge", "component": "queue-manager-api"}
+    )
+    assert selects(policies["streamforge-api"]["podSelector"],
+                   {"app": "streamforge", "component": "queue-manager-api"})  # fmt: skip
+    assert workers["policyTypes"] == ["Ingress", "Egress"]
+    assert [p["port"] for rule in workers["ingress"] for p in rule["ports"]] == [8000]
+    egress = {(p["protocol"], p["port"]) for rule in workers["egress"] for p in rule["ports"]}
+    # Kafka's TLS listener, ArangoDB, DNS, the exchange over HTTPS: nothing else.
+    assert egress == {("TCP", 9093), ("TCP", 8529), ("UDP", 53), ("TCP", 53), ("TCP", 443)}
+    bootstrap_port = int(
+        load("worker-config.yaml")[0]["data"]["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1]
+    )
+    assert ("TCP", bootstrap_port) in egress
 
 
 # --- RBAC: what the notebook ServiceAccount may do -------------------------------------------
@@ -274,6 +378,114 @@ def test_jupyterhub_values_say_what_the_platform_says() -> None:
     assert mounts["gf-home"] == "/home"
     assert mounts["gf-projects"] == "/data/project"
     assert mounts["gf-venv"] == "/data/venv"
+
+
+def helm_merge(base: Any, override: Any) -> Any:
+    """Merge values as `helm -f a -f b` does: maps deeply, lists and scalars replaced,
+    a null deletes the key."""
+    if not (isinstance(base, dict) and isinstance(override, dict)):
+        return override
+    merged = dict(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = helm_merge(base.get(key), value)
+    return merged
+
+
+def jupyterhub_values(*files: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The values helm hands the z2jh chart for `-f file ...` (its defaults first)."""
+    with open(Z2JH / "values.yaml", encoding="utf-8") as handle:
+        values = yaml.safe_load(handle)
+    for name in files:
+        (override,) = load(name)
+        values = helm_merge(values, override)
+    return helm_merge(values, extra or {})  # type: ignore[no-any-return]
+
+
+def z2jh_errors(values: dict[str, Any]) -> list[str]:
+    """What helm's check against the chart's values.schema.json would refuse."""
+    import jsonschema
+
+    schema = json.loads((Z2JH / "values.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(values)]
+
+
+@pytest.mark.parametrize("files", [["jupyterhub-values.yaml"], JUPYTERHUB_PRODUCTION])
+def test_jupyterhub_values_validate_against_the_z2jh_schema(files: list[str]) -> None:
+    assert z2jh_errors(jupyterhub_values(*files)) == []
+
+
+def test_the_z2jh_schema_check_refuses_a_misspelled_key() -> None:
+    typo = {"singleuser": {"cloudMetadata": {"blockWithIptable": False}}}
+    (error,) = z2jh_errors(jupyterhub_values(*JUPYTERHUB_PRODUCTION, extra=typo))
+    assert "blockWithIptable" in error
+
+
+def test_jupyterhub_production_logs_in_for_real_with_named_admins_and_no_host_paths() -> None:
+    values = jupyterhub_values(*JUPYTERHUB_PRODUCTION)
+    config = values["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "gitlab"
+    assert config["Authenticator"]["allow_all"] is False
+    assert config["Authenticator"]["admin_users"] == ["streamforge-admin"]
+    assert config["GitLabOAuthenticator"]["allowed_gitlab_groups"] == ["streamforge"]
+    assert values["singleuser"]["cloudMetadata"]["blockWithIptables"] is False
+    volumes = [*values["hub"]["extraVolumes"], *values["singleuser"]["storage"]["extraVolumes"]]
+    assert not [v["name"] for v in volumes if "hostPath" in v]
+    claims = {d["metadata"]["name"] for d in load("jupyterhub-volumes.yaml")
+              if d["kind"] == "PersistentVolumeClaim"}  # fmt: skip
+    used = {
+        v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v
+    }
+    assert used == claims == {"hub-db", "gf-home", "gf-projects", "gf-venv"}
+    # The seed's mounts stay: each names a volume the overlay still defines.
+    mounts = {m["name"] for m in values["singleuser"]["storage"]["extraVolumeMounts"]}
+    assert mounts <= {v["name"] for v in values["singleuser"]["storage"]["extraVolumes"]}
+
+
+def single_user_pod(values: dict[str, Any]) -> dict[str, Any]:
+    """A single-user Pod as KubeSpawner builds it from `values` (the parts Pod Security
+    checks: security contexts, volumes); the chart adds nothing else to it."""
+    single = values["singleuser"]
+    spawner = values["hub"]["config"].get("KubeSpawner", {})
+    container: dict[str, Any] = {
+        "name": "notebook",
+        "image": f"{single['image']['name']}:{single['image']['tag']}",
+        "securityContext": {
+            "runAsUser": single["uid"],
+            "allowPrivilegeEscalation": single["allowPrivilegeEscalation"],
+            **spawner.get("container_security_context", {}),
+        },
+        "volumeMounts": single["storage"]["extraVolumeMounts"],
+    }  # fmt: skip
+    pod: dict[str, Any] = {
+        "securityContext": {"fsGroup": single["fsGid"], **spawner.get("pod_security_context", {})},
+        "serviceAccountName": "default",
+        "containers": [container],
+        "volumes": single["storage"]["extraVolumes"],
+    }
+    if single["cloudMetadata"]["blockWithIptables"]:
+        # The chart's init container: root, NET_ADMIN, privilege escalation (iptables).
+        pod["initContainers"] = [{
+            "name": "block-cloud-metadata", "image": "quay.io/jupyterhub/k8s-network-tools",
+            "securityContext": {"runAsUser": 0, "privileged": True,
+                                "capabilities": {"add": ["NET_ADMIN"]}},
+        }]  # fmt: skip
+    metadata = {"name": "jupyter-someone", "namespace": NAMESPACE}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod}
+
+
+@pytest.mark.kube
+def test_stf_admits_production_single_user_pods_and_refuses_the_seeds(kube: LocalApiServer) -> None:
+    default_service_account(kube)
+    kube.create([single_user_pod(jupyterhub_values(*JUPYTERHUB_PRODUCTION))], dry_run=True)
+    with pytest.raises(ApiException) as refused:
+        kube.create([single_user_pod(jupyterhub_values("jupyterhub-values.yaml"))], dry_run=True)
+    assert refused.value.status == 403
+    message = json.loads(refused.value.body)["message"]
+    assert 'restricted volume type "hostPath"' in message and "NET_ADMIN" in message, message
 
 
 def test_kafka_ui_values_say_what_the_platform_says() -> None:

@@ -7,6 +7,7 @@ ship inside the package (`streamforge_nb/notebooks/`); `STREAMFORGE_NOTEBOOKS` o
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping
@@ -18,6 +19,11 @@ from typing import Any
 from streamforge_nb.exceptions import ConfigError
 from streamforge_nb.platform.names import check_parameters
 from streamforge_nb.settings import local_home
+from streamforge_nb.workflow.podsecurity import (
+    CONTAINER_SECURITY_CONTEXT,
+    POD_SECURITY_CONTEXT,
+    writable_volumes,
+)
 
 __all__ = [
     "CONFIG_MAP",
@@ -148,11 +154,16 @@ def job_spec(
     mounts: list[dict[str, Any]] = [
         {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True},
     ]
+    # Read-only root filesystem: HOME and /tmp are emptyDirs (podsecurity.py).
+    writable, writable_mounts = writable_volumes()
+    volumes += writable
+    mounts += writable_mounts
     if volume is not None:
         volumes.append(volume[0])
         mounts.append(volume[1])
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "containers": [{
             "name": target,
             "image": image,
@@ -163,6 +174,7 @@ def job_spec(
                 {"secretRef": {"name": SECRET}},
             ],
             "resources": job_resources(target, resources),
+            "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
             "volumeMounts": mounts,
         }],
         "volumes": volumes,

@@ -126,6 +126,9 @@ def node_ip() -> str:
     raise KubeTestError("no non-loopback IPv4 address for the kubelet's node IP")
 
 
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+
+
 class NodeLauncher(KubernetesLauncher):
     """`KubernetesLauncher` for the local node: Pods on the host network, local images only.
 
@@ -224,6 +227,21 @@ class LocalNode:
         """A launcher for this node (admin, or `api_client`: e.g. a ServiceAccount's);
         `options` go to `KubernetesLauncher` (e.g. `stuck_grace`)."""
         return NodeLauncher(namespace, api_client or self.api_client(), host_paths, **options)
+
+    def apply_allowing_host_pods(self, manifest: Path) -> list[dict[str, Any]]:
+        """Apply `manifest` with its Namespaces' Pod Security enforcement set to "privileged".
+
+        There is no Pod network and no shared storage here, so `NodeLauncher` gives Pods
+        `hostNetwork` and hostPath volumes, which Pod Security "restricted" (and "baseline")
+        forbids. Only the enforce label changes: warn and audit stay as shipped, and
+        applying the manifest as is (same field manager) restores its enforcement.
+        """
+        with manifest.open(encoding="utf-8") as handle:
+            documents = [d for d in yaml.safe_load_all(handle) if d]
+        for document in documents:
+            if document.get("kind") == "Namespace":
+                document["metadata"].setdefault("labels", {})[ENFORCE_LABEL] = "privileged"
+        return self.api.apply(documents)
 
     def wait_service_account(
         self, namespace: str, name: str = "default", timeout: float = 60
