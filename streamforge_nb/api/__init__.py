@@ -7,13 +7,16 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
+    from streamforge_nb.api.allow import AllowList as AllowList
     from streamforge_nb.api.app import QueueManagerApp as QueueManagerApp
     from streamforge_nb.api.models import CancelRequest as CancelRequest
     from streamforge_nb.api.models import CancelResponse as CancelResponse
-    from streamforge_nb.api.models import ErrorResponse as ErrorResponse
+    from streamforge_nb.api.models import FieldProblem as FieldProblem
+    from streamforge_nb.api.models import Health as Health
     from streamforge_nb.api.models import PingRequest as PingRequest
     from streamforge_nb.api.models import PingResponse as PingResponse
     from streamforge_nb.api.models import PongItem as PongItem
+    from streamforge_nb.api.models import Problem as Problem
     from streamforge_nb.api.models import ProducerCancel as ProducerCancel
     from streamforge_nb.api.models import ProducerStatus as ProducerStatus
     from streamforge_nb.api.models import QueueDetail as QueueDetail
@@ -24,7 +27,6 @@ if TYPE_CHECKING:
     from streamforge_nb.api.models import StopRequest as StopRequest
     from streamforge_nb.api.models import StopResponse as StopResponse
     from streamforge_nb.api.openapi import OPENAPI_FILE as OPENAPI_FILE
-    from streamforge_nb.api.openapi import Operation as Operation
     from streamforge_nb.api.openapi import main as main
     from streamforge_nb.api.openapi import openapi_document as openapi_document
     from streamforge_nb.api.openapi import write_openapi as write_openapi
@@ -32,15 +34,17 @@ if TYPE_CHECKING:
     from streamforge_nb.api.server import is_loopback as is_loopback
 
 _EXPORTS = {
+    "AllowList": "streamforge_nb.api.allow",
     "ApiServer": "streamforge_nb.api.server",
     "CancelRequest": "streamforge_nb.api.models",
     "CancelResponse": "streamforge_nb.api.models",
-    "ErrorResponse": "streamforge_nb.api.models",
+    "FieldProblem": "streamforge_nb.api.models",
+    "Health": "streamforge_nb.api.models",
     "OPENAPI_FILE": "streamforge_nb.api.openapi",
-    "Operation": "streamforge_nb.api.openapi",
     "PingRequest": "streamforge_nb.api.models",
     "PingResponse": "streamforge_nb.api.models",
     "PongItem": "streamforge_nb.api.models",
+    "Problem": "streamforge_nb.api.models",
     "ProducerCancel": "streamforge_nb.api.models",
     "ProducerStatus": "streamforge_nb.api.models",
     "QueueDetail": "streamforge_nb.api.models",

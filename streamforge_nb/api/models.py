@@ -7,6 +7,7 @@ the same way `platform.schemas` renders the messages' JSON Schemas.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,10 +17,12 @@ from streamforge_nb.platform.contract import Pong
 __all__ = [
     "CancelRequest",
     "CancelResponse",
-    "ErrorResponse",
+    "FieldProblem",
+    "Health",
     "PingRequest",
     "PingResponse",
     "PongItem",
+    "Problem",
     "ProducerCancel",
     "ProducerStatus",
     "QueueDetail",
@@ -37,7 +40,7 @@ MAX_WAIT_S = 300.0
 
 class _Request(BaseModel):
     # A misspelt field is an error, not a silently ignored option.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class StartRequest(_Request):
@@ -77,19 +80,23 @@ class QueueSummary(BaseModel):
 
     queue_id: str
     symbol: str | None = None
+    interval: str | None = None
     type: str | None = None
     status: str
     records_written: int = 0
     targets: list[str] = Field(default_factory=list)
-    created_at: float | None = Field(None, description="Unix seconds.")
-    updated_at: float | None = Field(None, description="Unix seconds.")
+    created_at: datetime | None = Field(None, description="ISO 8601, UTC.")
+    updated_at: datetime | None = Field(None, description="ISO 8601, UTC.")
     error_message: str | None = None
 
 
 class QueueList(BaseModel):
-    """Every launched queue, oldest first."""
+    """One page of launched queues, oldest first."""
 
     queues: list[QueueSummary]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page (null: this is the last)."
+    )
 
 
 class ProducerStatus(BaseModel):
@@ -98,7 +105,7 @@ class ProducerStatus(BaseModel):
     producer: str
     status: str
     records_written: int
-    last_seen: float = Field(description="Unix seconds of its last event.")
+    last_seen: datetime | None = Field(description="Its last event (ISO 8601, UTC).")
     message: str | None = None
     dead_letters: int = Field(0, description="Messages it refused to the DLQ (a sink's).")
     anomalies: int = Field(
@@ -179,7 +186,28 @@ class PingResponse(BaseModel):
     pongs: list[PongItem]
 
 
-class ErrorResponse(BaseModel):
-    """Every error: what went wrong, in one sentence (never a secret)."""
+class FieldProblem(BaseModel):
+    """One bad input: where (`body.interval`, `query.limit`) and why."""
 
-    error: str
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """Every error, as RFC 9457 `application/problem+json` (never a secret, never the input)."""
+
+    model_config = ConfigDict(extra="allow")  # extension members, e.g. a stopped queue's status
+
+    type: str = Field("about:blank", description="about:blank: the status says it all.")
+    title: str = Field(description="The status' phrase, e.g. Not Found.")
+    status: int
+    detail: str = Field(description="What went wrong, in one sentence.")
+    instance: str | None = Field(None, description="The request's path.")
+    errors: list[FieldProblem] | None = Field(None, description="Each bad input (422).")
+
+
+class Health(BaseModel):
+    """The server is up (`GET /healthz`, no token)."""
+
+    status: Literal["ok"] = "ok"
+    version: str

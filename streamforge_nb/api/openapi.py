@@ -1,174 +1,122 @@
-"""The queue-manager API's OpenAPI 3.1 document, generated from `api.models`.
+"""The queue-manager API's OpenAPI 3.1 document, from the FastAPI app's routes and models.
 
-Components come from pydantic's `models_json_schema`, as the messages' JSON Schemas do
-(`platform.schemas`); the package ships the rendered document as `schemas/openapi.json` and a
-test fails when it drifts. `python -m streamforge_nb.api.openapi [DIR]` rewrites it.
+FastAPI renders the routes and `api.models`; `finish_document` adds what it does not know:
+the real server URL, errors as `application/problem+json` and their headers (Location,
+WWW-Authenticate, Allow, Retry-After). The package ships the document rendered for
+`serve-api`'s default address as `schemas/openapi.json`, and a test fails when it drifts;
+`python -m streamforge_nb.api.openapi [DIR]` rewrites it. A served document names the URL
+the client reached.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
-
-from streamforge_nb import __version__
-from streamforge_nb.api.models import (
-    CancelRequest,
-    CancelResponse,
-    ErrorResponse,
-    PingRequest,
-    PingResponse,
-    QueueDetail,
-    QueueList,
-    StartRequest,
-    StartResponse,
-    StopRequest,
-    StopResponse,
-)
 from streamforge_nb.platform.schemas import render_schema, schemas_dir
 
-__all__ = ["OPENAPI_FILE", "Operation", "main", "openapi_document", "write_openapi"]
+__all__ = [
+    "OPENAPI_FILE",
+    "ROUTE_PROBLEMS",
+    "finish_document",
+    "main",
+    "openapi_document",
+    "write_openapi",
+]
 
 OPENAPI_FILE = "openapi.json"
 """The document's name in the package's schemas folder."""
-_REF = "#/components/schemas/{model}"
-_ERROR_REF = {"$ref": _REF.format(model="ErrorResponse")}
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+"""`serve-api`'s default address: the shipped document's server (a served one names its own)."""
+_PROBLEM = "application/problem+json"
+_WHY = {
+    401: "No or a wrong bearer token (see WWW-Authenticate).",
+    404: "No such queue (no queue-state record and no telemetry).",
+    405: "Another method than this route's (see Allow).",
+    409: "The request conflicts with the queue's state (named in the problem).",
+    413: "The request body is over the server's limit.",
+    422: "Bad input; each field named in `errors`.",
+    500: "A fault of the server (see its log).",
+    502: "The Kafka broker or the queue-state store failed.",
+    503: "The server is not set up for it (e.g. no kubeconfig), or a queue's history is "
+    "still being read (see Retry-After).",
+    504: "No answer within the timeout.",
+}
+_CONFLICT = {
+    "startQueue": "The queue id was launched already, or the Idempotency-Key was used for "
+    "another body.",
+    "stopQueue": "The queue has ended already: nothing to stop (`queue_status` says how).",
+}
+_PUBLIC = (405, 413, 500)
+_STATUSES = {
+    "health": _PUBLIC,
+    "metrics": _PUBLIC,
+    "startQueue": (401, 405, 409, 413, 422, 500, 502, 503),
+    "listQueues": (401, 405, 413, 422, 500, 502),
+    "getQueue": (401, 404, 405, 413, 422, 500, 502, 503),
+    "stopQueue": (401, 404, 405, 409, 413, 422, 500, 502, 503, 504),
+    "cancelQueue": (401, 404, 405, 413, 422, 500, 502, 503),
+    "pingQueue": (401, 404, 405, 413, 422, 500, 502, 503, 504),
+}
 
 
-class Operation:
-    """One route: method, path, summary, request model, success status and model, errors."""
+def _responses(operation: str) -> dict[int | str, dict[str, Any]]:
+    from streamforge_nb.api.models import Problem
 
-    def __init__(
-        self,
-        method: Literal["get", "post"],
-        path: str,
-        operation_id: str,
-        summary: str,
-        response: type[BaseModel],
-        *,
-        request: type[BaseModel] | None = None,
-        status: int = 200,
-        errors: dict[int, str] | None = None,
-    ) -> None:
-        self.method, self.path, self.operation_id = method, path, operation_id
-        self.summary, self.response, self.request = summary, response, request
-        self.status = status
-        self.errors = {401: "No or a wrong bearer token.", **(errors or {})}
-
-
-_QUEUE = {404: "No such queue (no queue-state record and no telemetry)."}
-_BAD = {400: "Bad input, named in the error."}
-OPERATIONS = [
-    Operation(
-        "post", "/queues", "startQueue", "Start the candle workflow (loader -> sink).",
-        StartResponse, request=StartRequest, status=201,
-        errors={**_BAD, 409: "The queue id was launched already (the error names when, how)."},
-    ),
-    Operation("get", "/queues", "listQueues", "List launched queues.", QueueList),
-    Operation(
-        "get", "/queues/{queue_id}", "getQueue", "A queue's status per producer.",
-        QueueDetail, errors={**_BAD, **_QUEUE},
-    ),
-    Operation(
-        "post", "/queues/{queue_id}/stop", "stopQueue", "Send `stop`; wait for the acks.",
-        StopResponse, request=StopRequest,
-        errors={**_BAD, **_QUEUE, 504: "No worker acknowledged within the timeout."},
-    ),
-    Operation(
-        "post", "/queues/{queue_id}/cancel", "cancelQueue",
-        "Send `stop`, then delete the queue's Jobs after the grace.", CancelResponse,
-        request=CancelRequest, errors={**_BAD, **_QUEUE},
-    ),
-    Operation(
-        "post", "/queues/{queue_id}/ping", "pingQueue", "Send `ping`; return the pongs.",
-        PingResponse, request=PingRequest,
-        errors={**_BAD, 504: "No pong within the timeout."},
-    ),
-]  # fmt: skip
-
-
-def _components() -> dict[str, Any]:
-    pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorResponse, "serialization")]
-    for op in OPERATIONS:
-        pairs.append((op.response, "serialization"))
-        if op.request is not None:
-            pairs.append((op.request, "validation"))
-    _, top = models_json_schema(pairs, by_alias=True, ref_template=_REF)
-    return dict(top.get("$defs", {}))
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-def _operation(op: Operation) -> dict[str, Any]:
-    responses: dict[str, Any] = {
-        str(op.status): {
-            "description": op.response.__doc__ or op.response.__name__,
-            "content": _json({"$ref": _REF.format(model=op.response.__name__)}),
-        }
-    }
-    for code, why in sorted(op.errors.items()):
-        responses[str(code)] = {"description": why, "content": _json(_ERROR_REF)}
-    body: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
-    if "{queue_id}" in op.path:
-        body["parameters"] = [
-            {
-                "name": "queue_id",
-                "in": "path",
-                "required": True,
-                "description": "e.g. wf-btcusdt-api_candles_1m-20240801-abc123",
-                "schema": {"type": "string"},
-            }
-        ]
-    if op.request is not None:
-        # Every field has a default but the start's: an empty body is a valid stop or ping.
-        body["requestBody"] = {
-            "required": op.request is StartRequest,
-            "content": _json({"$ref": _REF.format(model=op.request.__name__)}),
-        }
-    body["responses"] = responses
-    return body
-
-
-def openapi_document() -> dict[str, Any]:
-    """Return the OpenAPI 3.1 document of the queue-manager API (`api.app`)."""
-    paths: dict[str, dict[str, Any]] = {
-        "/openapi.json": {
-            "get": {
-                "operationId": "getOpenapi",
-                "summary": "This document (no token needed).",
-                "security": [],
-                "responses": {"200": {"description": "The OpenAPI document."}},
-            }
-        }
-    }
-    for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method] = _operation(op)
     return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "streamforge-nb queue-manager API",
-            "version": __version__,
-            "description": (
-                "The operations streamforge-nb performs as the platform's queue-manager "
-                "would, over HTTP: start a workflow, list queues, a queue's status, stop, "
-                "cancel, ping. Served by `streamforge-nb serve-api`; not the platform's "
-                "queue-manager service."
-            ),
-        },
-        "servers": [{"url": "http://127.0.0.1:8080"}],
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "schemas": _components(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
+        code: {
+            "model": Problem,
+            "description": _CONFLICT.get(operation, _WHY[code]) if code == 409 else _WHY[code],
+        }
+        for code in _STATUSES[operation]
     }
+
+
+ROUTE_PROBLEMS = {operation: _responses(operation) for operation in _STATUSES}
+"""Each route's error statuses, as FastAPI's `responses=` (the problems' bodies)."""
+_HEADERS = {
+    "201": {"Location": "The new queue: /queues/{queue_id}.",
+            "Idempotent-Replayed": "true: the answer of an earlier request with this key."},
+    "401": {"WWW-Authenticate": 'Bearer realm="streamforge-nb"'},
+    "405": {"Allow": "The methods this route has."},
+    "503": {"Retry-After": "Seconds to wait before asking again (a history being read)."},
+}  # fmt: skip
+
+
+def finish_document(generated: dict[str, Any], server_url: str) -> dict[str, Any]:
+    """Return FastAPI's document with `server_url`, problem+json errors and their headers."""
+    document = copy.deepcopy(generated)
+    document["servers"] = [{"url": server_url}]
+    for item in document["paths"].values():
+        for operation in item.values():
+            for code, response in operation["responses"].items():
+                content = response.get("content", {})
+                if int(code) >= 400 and "application/json" in content:
+                    response["content"] = {_PROBLEM: content.pop("application/json")}
+                for name, why in _HEADERS.get(code, {}).items():
+                    response.setdefault("headers", {})[name] = {
+                        "description": why, "schema": {"type": "string"},
+                    }  # fmt: skip
+    document["paths"]["/openapi.json"] = {
+        "get": {
+            "operationId": "getOpenapi",
+            "summary": "This document (no token needed).",
+            "responses": {"200": {"description": "The OpenAPI document."}},
+        }
+    }
+    return document
+
+
+def openapi_document(server_url: str = DEFAULT_SERVER) -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of the queue-manager API (`api.app`)."""
+    from streamforge_nb.api.app import QueueManagerApp
+    from streamforge_nb.settings import Settings
+
+    # The routes are the app's: one built without a server behind it renders them.
+    return QueueManagerApp("document", Settings()).document(server_url)
 
 
 def write_openapi(directory: Path | None = None) -> Path:
