@@ -273,7 +273,11 @@ def map_confluent_error(exc: BaseException, *, what: str, settings: Any) -> Stre
             f"{what}: the TLS certificate{where} is not trusted "
             f"(CA_PATH={settings.kafka_ca_path or 'unset'})"
         )
-    if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED):
+    if code in (
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,  # an idempotent producer without the ACL
+    ):
         user = settings.kafka_user or "ANONYMOUS"
         return NotAuthorized(
             f"{what}: an ACL refusal: the broker{where} does not authorize {user} ({detail})"

@@ -9,16 +9,19 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import requests
 
-from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName
+from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName, MessageError
+from streamforge_nb.exchange import archives
 from streamforge_nb.exchange.archives import (
     KLINE_CSV_HEADER,
     SAMPLE_ARCHIVE,
     archive_candles,
     archive_path,
     archive_paths,
+    archive_tables,
     archive_url,
     checksum_line,
     pack_archive,
@@ -26,6 +29,7 @@ from streamforge_nb.exchange.archives import (
     read_archive,
 )
 from streamforge_nb.exchange.binance import KlinesClient
+from streamforge_nb.platform.candle_columns import candles_table
 from streamforge_nb.platform.names import TimeRange
 from streamforge_nb.testing import DEFAULT_SEED, ExchangeServer
 
@@ -323,36 +327,107 @@ def zip_text(tmp_path: Path, text: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        f"\ufeff{_ROW}\n{_ROW2}\n",  # a byte order mark before the first candle
-        f"\ufeff{_HEADER}\n{_ROW}\n{_ROW2}\n",  # ... before the header
-        f"{_HEADER}\r\n{_ROW}\r\n{_ROW2}\r\n",  # the header, CRLF line ends
-        f"{_ROW}\n\n{_ROW2}",  # a blank line, no final newline
-    ],
-)
+_FIRST_LINES = [
+    f"\ufeff{_ROW}\n{_ROW2}\n",  # a byte order mark before the first candle
+    f"\ufeff{_HEADER}\n{_ROW}\n{_ROW2}\n",  # ... before the header
+    f"{_HEADER}\r\n{_ROW}\r\n{_ROW2}\r\n",  # the header, CRLF line ends
+    f"{_ROW}\n\n{_ROW2}",  # a blank line, no final newline
+]
+_BAD_LINES = [
+    # A malformed first row used to be skipped as a "header".
+    (f"x{_ROW}\n{_ROW2}\n", r"BTCUSDT-1m-2024-08-01\.zip line 1: open_time"),
+    (f"Open_Time,open\n{_ROW}\n", r"\.zip line 1: 2 columns, expected 12"),
+    (f"{_HEADER.replace('count', 'trades')}\n{_ROW}\n", r"\.zip line 1: open_time"),
+    (f"{_ROW}\n{_HEADER}\n", r"\.zip line 2: open_time"),  # a header is first or nothing
+    (f"{_ROW}\n{_ROW2.replace(',1.5,', ',1,5,', 1)}\n", r"\.zip line 2: 13 columns"),
+    (f"{_ROW}\n{_ROW2.replace(',2.0,', ',2.0x,', 1)}\n", r"line 2: column 3 \(high\)"),
+    (f"{_ROW}\n{_ROW2.replace(',10,', ',,', 1)}\n", r"line 2: column 6 \(volume\)"),
+]
+
+
+@pytest.mark.parametrize("text", _FIRST_LINES)
 def test_bom_and_header_are_dropped_and_every_candle_kept(tmp_path: Path, text: str) -> None:
     rows = read_archive(zip_text(tmp_path, text.encode()), verify=False)
     assert [row[0] for row in rows] == [1722470400000, 1722470460000]
     assert rows[0][1:6] == ["1.0", "2.0", "0.5", "1.5", "10"]
 
 
-@pytest.mark.parametrize(
-    ("text", "match"),
-    [
-        # A malformed first row used to be skipped as a "header".
-        (f"x{_ROW}\n{_ROW2}\n", r"BTCUSDT-1m-2024-08-01\.zip line 1: open_time"),
-        (f"Open_Time,open\n{_ROW}\n", r"\.zip line 1: 2 columns, expected 12"),
-        (f"{_HEADER.replace('count', 'trades')}\n{_ROW}\n", r"\.zip line 1: open_time"),
-        (f"{_ROW}\n{_HEADER}\n", r"\.zip line 2: open_time"),  # a header is first or nothing
-        (f"{_ROW}\n{_ROW2.replace(',1.5,', ',1,5,', 1)}\n", r"\.zip line 2: 13 columns"),
-        (f"{_ROW}\n{_ROW2.replace(',2.0,', ',2.0x,', 1)}\n", r"line 2: column 3 \(high\)"),
-        (f"{_ROW}\n{_ROW2.replace(',10,', ',,', 1)}\n", r"line 2: column 6 \(volume\)"),
-    ],
-)
+@pytest.mark.parametrize(("text", "match"), _BAD_LINES)
 def test_a_line_that_does_not_parse_is_an_error_naming_file_and_line(
     tmp_path: Path, text: str, match: str
 ) -> None:
     with pytest.raises(ArchiveError, match=match):
         read_archive(zip_text(tmp_path, text.encode()), verify=False)
+
+
+# --- the column reader (the loader's bulk path, issue 20) -------------------------------------
+
+
+def same_candles(symbol: str, interval: str, sources: list[str | Path]) -> pa.Table:
+    """Read `sources` with both readers; assert the same candles; return them as a table."""
+    tables = list(archive_tables(symbol, interval, sources))
+    columns = pa.concat_tables(tables) if tables else candles_table([])
+    rows = [c for page in archive_candles(symbol, interval, sources) for c in page]
+    assert columns.equals(candles_table(rows))
+    return columns
+
+
+def test_the_column_reader_gives_the_row_readers_candles(
+    server: ExchangeServer, tmp_path: Path
+) -> None:
+    month = "data/spot/monthly/klines/ETHUSDT/1h/ETHUSDT-1h-2024-02.zip"
+    assert same_candles("ETHUSDT", "1h", [archive_url(month, server.base_url)]).num_rows == 696
+    for unit, header in (("us", False), ("ms", True)):  # microseconds; a header line
+        server.archive_time_unit, server.archive_header = unit, header
+        local = download(server, DAY, tmp_path)
+        found = same_candles("BTCUSDT", "1m", [local])
+        assert found.column("open_time")[0].as_py() == DAY_START
+        assert found.column("close_time")[0].as_py() == DAY_START + 59_999
+    assert same_candles("BTCUSDT", "1m", [SAMPLE_ARCHIVE]).num_rows == 1440
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *_FIRST_LINES,
+        f"{_ROW}\n{_ROW2.replace(',1.5,', ', 1.5 ,', 1)}\n",  # spaces the row reader strips
+        _ROW + "\n" + _ROW2.replace(",1.5,", ',"1.5",', 1) + "\n",  # a quoted field
+    ],
+)
+def test_the_column_reader_reads_every_first_line_and_odd_field_alike(
+    tmp_path: Path, text: str
+) -> None:
+    found = same_candles("BTCUSDT", "1m", [zip_text(tmp_path, text.encode())])
+    assert found.column("open_time").to_pylist() == [1722470400000, 1722470460000]
+
+
+@pytest.mark.parametrize(("text", "match"), _BAD_LINES)
+def test_the_column_reader_names_the_line_that_does_not_parse(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    with pytest.raises(ArchiveError, match=match):
+        list(archive_tables("BTCUSDT", "1m", [zip_text(tmp_path, text.encode())]))
+
+
+def test_an_odd_line_in_a_later_block_keeps_every_candle_once_and_names_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archives, "_BLOCK_BYTES", 4096)  # blocks of about 60 lines
+    rows = ExchangeServer().generator.rows("BTCUSDT", "1m", DAY_START, DAY_START + DAY_MS)
+    lines = [",".join(str(v) for v in row) for row in rows]
+    lines[1000] = lines[1000].replace(",", " , ", 3)  # the row reader reads it; Arrow does not
+    path = zip_text(tmp_path, "\n".join(lines).encode())
+    found = same_candles("BTCUSDT", "1m", [path])
+    assert found.column("open_time").to_pylist() == [row[0] for row in rows]
+    lines[1200] = lines[1200].replace(",", ";", 1)
+    path = zip_text(tmp_path, "\n".join(lines).encode())
+    with pytest.raises(ArchiveError, match=r"\.zip line 1201: 11 columns"):
+        list(archive_tables("BTCUSDT", "1m", [path]))
+
+
+def test_a_negative_time_is_refused_by_both_readers(tmp_path: Path) -> None:
+    path = zip_text(tmp_path, f"{_ROW}\n-{_ROW2}\n".encode())
+    with pytest.raises(MessageError, match="open_time"):
+        list(archive_candles("BTCUSDT", "1m", [path]))
+    with pytest.raises(MessageError, match="open_time"):
+        list(archive_tables("BTCUSDT", "1m", [path]))

@@ -13,15 +13,20 @@ import pytest
 from conftest import subprocess_env
 
 from streamforge_nb.control.queue import Queue
-from streamforge_nb.exceptions import InvalidName
-from streamforge_nb.exchange.archives import SAMPLE_ARCHIVE
-from streamforge_nb.platform.contract import Candle, decode_candle
+from streamforge_nb.exceptions import BrokerUnavailable, InvalidName, NotAuthorized
+from streamforge_nb.exchange.archives import SAMPLE_ARCHIVE, archive_candles
+from streamforge_nb.kafka.clients import make_admin
+from streamforge_nb.kafka.partitions import partition_for
+from streamforge_nb.platform.candle_columns import candles_table
+from streamforge_nb.platform.contract import Candle, decode_candle, encode
 from streamforge_nb.platform.markers import decode_exchange_empty, is_marker
 from streamforge_nb.platform.names import data_topic, new_short_id, parse_time_range, queue_id
+from streamforge_nb.platform.topics import ensure_queue_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import read_topic, topic_exists
 from streamforge_nb.testing.exchange import ExchangeServer
 from streamforge_nb.workers.loader import SETTLE_MS, EmptyWindows, LoaderOptions, run_loader
+from streamforge_nb.workers.publish import CandlePublisher
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +190,7 @@ def test_cli_bad_interval_is_one_line(settings: Settings) -> None:
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad input: the CLI's usage code
     assert "7m" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -264,3 +269,64 @@ def test_exchange_empty_windows_are_published_as_markers(settings: Settings) -> 
         assert len(candles) == 10 and found == [
             ("BTCUSDT", "1m", AUG1 + 110 * MIN, AUG1 + 160 * MIN)
         ]
+
+
+# -- issue 20: the bulk path keeps the wire, the keys' partitions and the refusals ---------------
+
+
+def test_archive_messages_are_the_contracts_and_keys_keep_their_partitions(
+    settings: Settings,
+) -> None:
+    qid = new_queue()
+    options = LoaderOptions(
+        queue_id=qid,
+        symbol="BTCUSDT",
+        interval="1m",
+        time_range="2024-08-01T06:00:00Z/2024-08-01T18:00:00Z",
+        source="archive",
+        archives=(str(SAMPLE_ARCHIVE),),
+        partitions=4,
+    )
+    assert run_loader(options, settings) == 0
+    records = read_topic(settings, data_topic(qid))
+    (day,) = archive_candles("BTCUSDT", "1m", [SAMPLE_ARCHIVE])
+    expected = {c.key: c for c in day[360:1080]}  # the range: 06:00 to 18:00
+    assert sorted(r.key.decode() for r in records) == sorted(expected)
+    for record in records:
+        candle = expected[record.key.decode()]
+        assert record.value == encode(candle)  # the contract's bytes, not only equal JSON
+        # Where kafka-python's and Java's murmur2 put the key: a sink's or a tool's readers
+        # and an older loader's messages agree on each candle's partition.
+        assert record.partition == partition_for(record.key, 4)
+    assert len({r.partition for r in records}) == 4
+
+
+def test_a_refused_publish_names_the_user_and_the_topic(
+    platform_settings: Settings, viewer_settings: Settings
+) -> None:
+    table = candles_table(next(archive_candles("BTCUSDT", "1m", [SAMPLE_ARCHIVE]))[:10])
+    # A data topic the viewer may not even see: refused before any message is queued.
+    topic = data_topic(new_queue())
+    admin = make_admin(platform_settings)
+    try:
+        ensure_queue_topics(admin, platform_settings, topic)
+    finally:
+        admin.close()
+    refused = rf"{topic}: an ACL refusal: .* does not authorize user-streamforge-viewer"
+    with pytest.raises(NotAuthorized, match=refused):
+        CandlePublisher(viewer_settings, topic)
+    # A topic it may read but not write: refused when the broker answers the messages.
+    events = viewer_settings.queue_events_topic
+    publisher = CandlePublisher(viewer_settings, events)
+    publisher.candles("BTCUSDT", "1m", table)
+    with pytest.raises(NotAuthorized, match=rf"publishing to {events}: .*user-streamforge-viewer"):
+        publisher.flush(timeout=60)
+
+
+def test_flush_raises_when_the_broker_does_not_acknowledge_in_time(settings: Settings) -> None:
+    table = candles_table(next(archive_candles("BTCUSDT", "1m", [SAMPLE_ARCHIVE]))[:10])
+    # A topic that does not exist (auto-creation is off): librdkafka holds the messages.
+    publisher = CandlePublisher(settings, data_topic(new_queue()))
+    publisher.candles("BTCUSDT", "1m", table)
+    with pytest.raises(BrokerUnavailable, match="did not acknowledge 10 messages within 1 s"):
+        publisher.flush(timeout=1)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -57,27 +59,29 @@ class CandlePublisher:
     def candles(self, symbol: str, interval: str, table: pa.Table) -> int:
         """Queue the candles of `table` (`CANDLE_SCHEMA`) for sending; return how many."""
         keys, values = encode_columns(symbol, interval, table)
-        produce, poll = self._producer.produce, self._producer.poll
-        topic = self.topic
-        for key, value in zip(keys.to_pylist(), values.to_pylist(), strict=True):
-            try:
-                produce(topic, value, key)
-            except BufferError:  # the local queue is full: let the broker catch up
-                self._retry(key, value, None)
-        poll(0)
+        produce, topic = self._producer.produce, self.topic
+        with self._mapped():
+            for key, value in zip(keys.to_pylist(), values.to_pylist(), strict=True):
+                try:
+                    produce(topic, value, key)
+                except BufferError:  # the local queue is full: let the broker catch up
+                    self._retry(key, value, None)
+            self._producer.poll(0)
         self._raise_failed()
         return len(values)
 
     def message(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         """Queue one message with `headers` (an exchange-empty marker) for sending."""
-        try:
-            self._producer.produce(self.topic, value, key, headers=headers)
-        except BufferError:
-            self._retry(key, value, headers)
+        with self._mapped():
+            try:
+                self._producer.produce(self.topic, value, key, headers=headers)
+            except BufferError:
+                self._retry(key, value, headers)
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
         """Wait until the broker acknowledged every queued message; raise if it did not."""
-        left = self._producer.flush(timeout)
+        with self._mapped():
+            left = self._producer.flush(timeout)
         self._raise_failed()
         if left:
             raise BrokerUnavailable(
@@ -98,14 +102,30 @@ class CandlePublisher:
                     self.flush(0)  # raises: the broker took nothing for that long
 
     def _delivered(self, error: Any, message: Any) -> None:
-        if error is not None:
+        if error is not None and not self._failed:
             self._failed.append(error)
 
     def _raise_failed(self) -> None:
         if self._failed:
             from confluent_kafka import KafkaException
 
-            error = self._failed[0]
-            raise map_confluent_error(
-                KafkaException(error), what=self._what, settings=self.settings
-            ) from None
+            with self._mapped():
+                raise KafkaException(self._failed[0])
+
+    @contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """Raise librdkafka's errors as the library's, naming the topic and the user."""
+        from confluent_kafka import KafkaException
+
+        try:
+            yield
+        except KafkaException as exc:
+            raise map_confluent_error(exc, what=self._what, settings=self.settings) from None
+        except SystemError as exc:
+            # A fatal error (the user may not write idempotently: no cluster ACL) is raised,
+            # then the binding runs a delivery callback with it still set (confluent-kafka
+            # 2.16): the cause is the real error.
+            if not isinstance(exc.__cause__, KafkaException):
+                raise
+            cause = exc.__cause__
+            raise map_confluent_error(cause, what=self._what, settings=self.settings) from None
