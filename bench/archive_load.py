@@ -1,0 +1,197 @@
+"""Archive load: a year of 1m candles from 12 monthly archives into a data topic, by the loader.
+
+In one run, against a local broker started in a temporary directory, each case three times:
+  anchor 1: by hand, without the platform: pandas.read_csv of the 12 zips + to_parquet;
+  anchor 2: `kcat -P` producing the same messages (keys and values the loader sends, from a
+            file written beforehand) with the loader's producer settings (idempotent,
+            acks=all, murmur2 partitioner);
+  loader:   `python -m streamforge_nb.workers.loader --source archive` in a subprocess,
+            from start to exit (checksums, parsing, encoding, publishing, telemetry), with
+            its peak RSS.
+Prints min/median/max of each and the ratios (goal, issue 20: loader >= 0.5x kcat -P).
+
+The 12 GENERATED archives (`streamforge_nb.testing.write_archive`, 2023, BTCUSDT) are cached
+in ~/.cache/streamforge-nb/bench-archives (about a minute to make the first time).
+
+    .venv/bin/python bench/archive_load.py [--runs 3] [--months 12]
+    PYTHONPATH=/path/to/older/checkout .venv/bin/python bench/archive_load.py   # "before"
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from streamforge_nb.exchange.archives import KLINE_CSV_HEADER
+from streamforge_nb.platform.names import data_topic, new_short_id, queue_id
+from streamforge_nb.settings import Settings
+from streamforge_nb.testing import local_broker, read_topic, write_archive
+
+SYMBOL, INTERVAL, YEAR = "BTCUSDT", "1m", 2023
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+ARCHIVES = CACHE / "streamforge-nb" / "bench-archives"
+KCAT_CONFIG = {
+    "enable.idempotence": "true",
+    "acks": "all",
+    "linger.ms": "20",
+    "batch.size": "1000000",
+    "partitioner": "murmur2_random",
+}
+
+
+def archives(months: int) -> list[Path]:
+    """Return the cached monthly archives of the year, writing those missing."""
+    paths = []
+    for month in range(1, months + 1):
+        path = ARCHIVES / f"{SYMBOL}-{INTERVAL}-{YEAR}-{month:02d}.zip"
+        if not path.with_name(path.name + ".CHECKSUM").exists():
+            write_archive(ARCHIVES, SYMBOL, INTERVAL, f"{YEAR}-{month:02d}")
+        paths.append(path)
+    return paths
+
+
+def new_queue() -> str:
+    return queue_id(SYMBOL, f"archive_candles_{INTERVAL}", dt.date(YEAR, 1, 1), new_short_id())
+
+
+def time_range(months: int) -> str:
+    end = f"{YEAR + 1}-01-01" if months == 12 else f"{YEAR}-{months + 1:02d}-01"
+    return f"{YEAR}-01-01:{end}"
+
+
+def by_hand(paths: list[Path], out: Path) -> tuple[float, float]:
+    """pandas: read the zips' CSVs, write one Parquet file; return wall and CPU seconds."""
+    started, cpu = time.perf_counter(), time.process_time()
+    frames = [pd.read_csv(p, header=None, names=list(KLINE_CSV_HEADER)) for p in paths]
+    pd.concat(frames, ignore_index=True).to_parquet(out / "year.parquet")
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def messages_file(paths: list[Path], out: Path) -> tuple[Path, int]:
+    """Write the loader's messages as `key<TAB>value` lines for kcat; return it and the count."""
+    from streamforge_nb.exchange.archives import archive_candles
+    from streamforge_nb.platform.contract import encode
+
+    target, count = out / "messages.tsv", 0
+    with target.open("wb") as f:
+        for page in archive_candles(SYMBOL, INTERVAL, paths):
+            for candle in page:
+                f.write(candle.key.encode() + b"\t" + encode(candle) + b"\n")
+                count += 1
+    return target, count
+
+
+def timed_process(
+    command: list[str], env: dict[str, str] | None = None
+) -> tuple[float, float, float]:
+    """Run `command`; return its wall seconds, CPU seconds (user + system) and peak RSS (MiB)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{command[0]} failed with exit code {code}")
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def kcat_produce(bootstrap: str, topic: str, messages: Path) -> tuple[float, float]:
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        raise SystemExit("kcat not found: scripts/setup installs it (apt-get install kcat)")
+    options = [arg for key, value in KCAT_CONFIG.items() for arg in ("-X", f"{key}={value}")]
+    command = [kcat, "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-l", *options, str(messages)]
+    seconds, cpu, _ = timed_process(command)  # kcat -P exits once every message is delivered
+    return seconds, cpu
+
+
+def load(
+    settings: Settings, paths: list[Path], qid: str, months: int
+) -> tuple[float, float, float]:
+    """Run the loader CLI on the archives; return wall and CPU seconds and peak RSS (MiB)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    command = [
+        sys.executable, "-m", "streamforge_nb.workers.loader", "--queue-id", qid,
+        "--symbol", SYMBOL, "--interval", INTERVAL, "--time-range", time_range(months),
+        "--source", "archive", *[arg for p in paths for arg in ("--archive", str(p))],
+    ]  # fmt: skip
+    return timed_process(command, env)
+
+
+def spread(values: list[float]) -> str:
+    return f"min {min(values):.2f}  median {statistics.median(values):.2f}  max {max(values):.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--months", type=int, default=12)
+    args = parser.parse_args()
+    paths = archives(args.months)
+    hand, kcat, loader, rss = [], [], [], []
+    cpu: dict[str, list[float]] = {"hand": [], "kcat": [], "loader": []}
+    with tempfile.TemporaryDirectory() as tmp, local_broker(Path(tmp) / "broker") as broker:
+        settings = broker.settings()
+        bootstrap = settings.kafka_bootstrap_servers
+        messages, count = messages_file(paths, Path(tmp))
+        for run in range(args.runs):
+            seconds, used = by_hand(paths, Path(tmp))
+            hand.append(seconds)
+            cpu["hand"].append(used)
+            kcat_topic = data_topic(new_queue())
+            _create(settings, kcat_topic)
+            seconds, used = kcat_produce(bootstrap, kcat_topic, messages)
+            kcat.append(seconds)
+            cpu["kcat"].append(used)
+            qid = new_queue()
+            seconds, used, peak = load(settings, paths, qid, args.months)
+            loader.append(seconds)
+            cpu["loader"].append(used)
+            rss.append(peak)
+            if run == 0:  # every candle arrived, once
+                published = len(read_topic(settings, data_topic(qid), timeout=300))
+                if published != count:
+                    raise SystemExit(f"the loader published {published} of {count} candles")
+            print(f"run {run + 1}: by hand {hand[-1]:.2f} s, kcat -P {kcat[-1]:.2f} s, "
+                  f"loader {seconds:.2f} s ({peak:.0f} MiB)", flush=True)  # fmt: skip
+    print(f"\n{count} candles from {len(paths)} monthly archives, {args.runs} runs")
+    print(f"by hand (pandas read_csv + to_parquet) s: {spread(hand)}")
+    print(f"kcat -P (same messages)               s: {spread(kcat)}")
+    print(f"loader (archives -> data topic)       s: {spread(loader)}")
+    print(f"loader candles/s (median): {count / statistics.median(loader):,.0f}")
+    # The machine may be shared: CPU seconds tell the work done apart from the waiting.
+    for name, values in cpu.items():
+        print(f"CPU s (user + system) {name}: {spread(values)}")
+    print(f"loader peak RSS MiB: {spread(rss)}")
+    print(f"loader / by hand (median): {statistics.median(loader) / statistics.median(hand):.1f}x")
+    speed = statistics.median(kcat) / statistics.median(loader)
+    print(f"loader speed / kcat -P speed (median): {speed:.2f}x (goal >= 0.5x)")
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+    print(f"peak RSS of this process: {own} MiB")
+
+
+def _create(settings: Settings, topic: str) -> None:
+    from streamforge_nb.kafka.clients import make_admin
+    from streamforge_nb.platform.topics import ensure_queue_topics
+
+    admin = make_admin(settings)
+    try:
+        ensure_queue_topics(admin, settings, topic)
+    finally:
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
