@@ -348,6 +348,40 @@ class Batch:
         finally:
             bar.close()
 
+    def lag(self, *, live: bool = False) -> pd.DataFrame:
+        """Return the sinks' lag over time of every queue (`Queue.lag`), with a `queue_id`
+        column first; queues with no lag sample yet add no row."""
+        import pandas as pd
+
+        from streamforge_nb.control.lag import LAG_COLUMNS, lag_frame
+
+        frames: dict[str, pd.DataFrame] = {}
+
+        def one(queue_id: str) -> None:
+            frames[queue_id] = self.queue(queue_id).lag(live=live)
+
+        # Each queue reads its own telemetry: a few at a time, not one after the other.
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{self.batch_id}-lag-") as pool:
+            list(pool.map(one, self._ids))
+        found = [f.assign(queue_id=q) for q, f in sorted(frames.items()) if not f.empty]
+        if not found:  # the columns and their types all the same
+            found = [lag_frame([]).assign(queue_id=pd.Series(dtype="object"))]
+        frame = pd.concat(found, ignore_index=True)
+        return frame[["queue_id", *LAG_COLUMNS]]
+
+    def lag_status(
+        self, *, live: bool = True, window: int = 10, stale_s: float = 120.0
+    ) -> pd.DataFrame:
+        """Judge each sink group of the batch: ok, lagging, stalled or rewinding (rule in
+        `control.lag.judge_lag`); one row per group, with its queue."""
+        from streamforge_nb.control.lag import judge_lag
+
+        frame = self.lag(live=live)
+        judged = judge_lag(frame, window=window, stale_s=stale_s)
+        owner = frame.drop_duplicates("group").set_index("group")["queue_id"]
+        judged.insert(0, "queue_id", owner.reindex(judged.index))
+        return judged
+
     def queue(self, queue_id: str) -> Queue:
         """Return the handle of one of the batch's queues (closed with the batch)."""
         if queue_id not in self._ids:
