@@ -10,13 +10,15 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 from conftest import command_lines
 
 from streamforge_nb import workers
-from streamforge_nb.cli import cli, main
+from streamforge_nb.api.models import PongItem, StopResponse
+from streamforge_nb.cli import ExitCode, cli, main
 from streamforge_nb.exceptions import ConfigError, MissingOption
 from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.settings import Settings
@@ -84,7 +86,7 @@ def test_dead_broker_is_one_line_without_traceback(tmp_path: Path) -> None:
     result = run(
         "check", env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "STREAMFORGE_HOME": str(tmp_path)}
     )
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.NOT_RUNNING
     lines = result.stderr.strip().splitlines()
     assert lines == [lines[0]] and lines[0].startswith("streamforge-nb: error:")
     assert "no Kafka broker reachable at 127.0.0.1:1" in lines[0]
@@ -138,7 +140,7 @@ def test_check_over_sasl_ssl(broker: LocalBroker) -> None:
 def test_check_json_on_a_dead_broker_is_one_object_and_one_error_line(tmp_path: Path) -> None:
     env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "STREAMFORGE_HOME": str(tmp_path)}
     result = run("check", "--json", env=env)
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.NOT_RUNNING
     report = json.loads(result.stdout)
     assert report["ok"] is False and report["bootstrap_servers"] == "127.0.0.1:1"
     assert "no Kafka broker reachable" in report["error"]
@@ -161,16 +163,31 @@ def test_generators_reproduce_the_committed_files(
         assert path.read_text() == (committed / path.name).read_text(), path.name
 
 
-def test_schemas_default_to_the_package_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from streamforge_nb.platform import schemas
+def test_writers_need_a_dir_or_dash_for_stdout() -> None:
+    import yaml
 
-    assert schemas.schemas_dir() == ROOT / "streamforge_nb" / "schemas"
-    monkeypatch.setattr(schemas, "schemas_dir", lambda: tmp_path)
-    assert main(["schemas"]) == 0
-    assert {p.name for p in tmp_path.iterdir()} >= {"ping.schema.json", "candle.schema.json"}
-    assert str(tmp_path) in capsys.readouterr().out
+    from streamforge_nb.platform.topics import strimzi_manifests
+
+    package_schemas = ROOT / "streamforge_nb" / "schemas"
+    before = {p.name: p.stat().st_mtime_ns for p in package_schemas.iterdir()}
+    for command in ("schemas", "manifests"):
+        bare = run(command)
+        assert bare.returncode == ExitCode.USAGE and "Missing argument 'DIR'" in bare.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in package_schemas.iterdir()} == before
+
+    schemas = run("schemas", "-")
+    assert schemas.returncode == 0, schemas.stderr
+    for name, schema in json.loads(schemas.stdout).items():
+        assert schema == json.loads((package_schemas / f"{name}.schema.json").read_text())
+    manifests = run("manifests", "-")
+    assert manifests.returncode == 0, manifests.stderr
+    committed = [
+        doc for name in strimzi_manifests()
+        for doc in yaml.safe_load_all((ROOT / "manifests" / name).read_text())
+    ]  # fmt: skip
+    assert sorted(map(json.dumps, yaml.safe_load_all(manifests.stdout))) == sorted(
+        map(json.dumps, committed)
+    )
 
 
 def test_manifests_cluster_namespace_and_api_version(tmp_path: Path) -> None:
@@ -203,35 +220,53 @@ def test_ping_stop_events_against_a_real_dummy(
     assert len([ln for ln in lines if ln.startswith("pong from dummy__")]) == 3
     assert re.search(r"3 pongs for 3 pings: min [\d.]+ ms, p50 [\d.]+ ms, p99 [\d.]+ ms", lines[-1])
 
-    as_json = run("ping", "--queue-id", queue_id, "--json", env=env)
+    # One kind of object per line: one per ping, its pongs in the API's PongItem shape.
+    as_json = run("ping", "--queue-id", queue_id, "--json", "--count", "2", env=env)
     rows = [json.loads(line) for line in as_json.stdout.splitlines()]
-    assert rows[0]["rtt_ms"] > 0 and rows[-1]["pongs"] == 1
+    assert [row["seq"] for row in rows] == [1, 2]
+    assert {frozenset(row) for row in rows} == {
+        frozenset({"seq", "queue_id", "pongs", "error", "sent"})
+    }
+    for row in rows:
+        assert row["error"] is None and row["queue_id"] == queue_id
+        (pong,) = [PongItem.model_validate(p) for p in row["pongs"]]
+        assert pong.round_trip_ms > 0 and pong.producer.startswith("dummy__")
 
     stopped = run("stop", "--queue-id", queue_id, "--json", env=env)
     assert stopped.returncode == 0, stopped.stderr
-    assert json.loads(stopped.stdout)["interrupted"][0].startswith("dummy__")
+    answer = json.loads(stopped.stdout)
+    assert answer["error"] is None
+    assert StopResponse.model_validate(answer).acknowledged[0].startswith("dummy__")
     assert proc.wait(timeout=20) == 0
 
     listed = run("events", "--queue-id", queue_id, "--json", env=env)
     statuses = [json.loads(line)["status"] for line in listed.stdout.splitlines()]
-    assert statuses == ["started", "pong", "pong", "pong", "pong", "interrupted"]
+    assert statuses == ["started", *["pong"] * 5, "interrupted"]
 
 
-def test_ping_nobody_exits_1_with_expect_pong(broker: LocalBroker) -> None:
+def test_ping_nobody_is_a_timeout_with_expect_pong(broker: LocalBroker) -> None:
     env = {"KAFKA_BOOTSTRAP_SERVERS": broker.settings().kafka_bootstrap_servers}
     result = run(
         "ping", "--queue-id", unique_name("wf-nobody"), "--timeout", "1", "--expect-pong", env=env
     )
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.TIMEOUT
     assert "no pong from queue" in result.stdout
 
 
-def test_stop_nobody_is_one_error_line(broker: LocalBroker) -> None:
+def test_stop_nobody_is_one_error_line_and_a_json_answer(broker: LocalBroker) -> None:
     env = {"KAFKA_BOOTSTRAP_SERVERS": broker.settings().kafka_bootstrap_servers}
-    result = run("stop", "--queue-id", unique_name("wf-nobody"), "--timeout", "1", env=env)
-    assert result.returncode == 1
+    queue_id = unique_name("wf-nobody")
+    result = run("stop", "--queue-id", queue_id, "--timeout", "1", env=env)
+    assert result.returncode == ExitCode.TIMEOUT
     assert result.stderr.startswith("streamforge-nb: error: no worker of queue")
     assert "Traceback" not in result.stderr
+    # A script reading stdout gets an answer on a timeout too.
+    as_json = run("stop", "--queue-id", queue_id, "--timeout", "1", "--json", env=env)
+    assert as_json.returncode == ExitCode.TIMEOUT
+    answer = json.loads(as_json.stdout)
+    assert StopResponse.model_validate(answer).acknowledged == []
+    assert answer["queue_id"] == queue_id
+    assert answer["error"].startswith("no worker of queue")
 
 
 # -- one style for every command ------------------------------------------------------------
@@ -482,7 +517,7 @@ def test_a_future_range_is_refused_before_any_side_effect(
             "candles", "--symbol", "BTCUSDT", "--interval", "1m", "--time-range", time_range,
             "--no-wait", env=env,
         )  # fmt: skip
-        assert result.returncode == 1
+        assert result.returncode == ExitCode.USAGE
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith(f"streamforge-nb: error: time range '{time_range}' ")
         assert rule in line
@@ -543,3 +578,196 @@ def test_an_unanswered_ping_says_where_it_was_delivered(broker: LocalBroker) -> 
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert row["sent"] is True and row["queue_id"] == queue_id
     assert isinstance(row["partition"], int) and isinstance(row["offset"], int)
+
+
+# -- interfaces machines rely on (issue 23) ----------------------------------------------------
+def _exit_code_rows(text: str) -> list[tuple[int, str]]:
+    row = re.compile(r"^\s*\|?\s*`?(\d+)`?\s*\|?\s+([a-z][^|\n]*)", re.M)
+    return [(int(m[1]), m[2]) for m in row.finditer(text)]
+
+
+def test_exit_codes_are_one_table_in_help_and_the_readme() -> None:
+    helped = run("--help")
+    assert helped.returncode == 0
+    table = helped.stdout.split("Exit codes:", 1)[1].split("\n\n", 1)[0]
+    codes = {code: meaning.split(" (")[0].strip() for code, meaning in _exit_code_rows(table)}
+    assert codes == {
+        0: "ok", 1: "failed", 2: "usage or bad input", 3: "not running or unreachable",
+        4: "timeout", 130: "interrupted",
+    }  # fmt: skip
+    assert {code.value for code in ExitCode} <= set(codes)
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Exit codes", 1)[1].split("\n#", 1)[0]
+    in_readme = {code: meaning.split(" (")[0].strip() for code, meaning in _exit_code_rows(section)}
+    assert in_readme == codes
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ping", "--queue-id", "bad id!"],
+        ["candles", "--symbol", "BTCUSDT", "--interval", "7m",
+         "--time-range", "2024-08-01:2024-08-02", "--plan"],
+        ["loader", "--queue-id", "wf-a", "--symbol", "BTCUSDT", "--interval", "7m",
+         "--time-range", "2024-08-01:2024-08-02"],
+        ["messages", "queue-events", "--since", "yesterday"],
+        ["check", "-X", "no.such.setting=1"],
+    ],
+)  # fmt: skip
+def test_bad_input_is_the_usage_code_before_any_connection(args: list[str], tmp_path: Path) -> None:
+    # A broker that does not exist: bad input must be named before anything connects.
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "STREAMFORGE_HOME": str(tmp_path)}
+    result = run(*args, env=env, timeout=60)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert "Traceback" not in result.stderr and "reachable" not in result.stderr
+
+
+def test_every_option_is_bound_to_an_env_var_shown_in_help() -> None:
+    from streamforge_nb.cli import ENV_PREFIX
+
+    unbound = []
+    for path in command_paths(cli):
+        command: click.Command = cli
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.commands[name]
+        if isinstance(command, click.Group):
+            continue
+        ctx = click.Context(command, info_name=path[-1], auto_envvar_prefix=ENV_PREFIX)
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.name == "help" or param.hidden:
+                continue
+            extra = param.get_help_extra(ctx)
+            if not param.show_envvar or not extra.get("envvars"):
+                unbound.append(f"{' '.join(path)} {param.opts[0]}")
+    assert unbound == []
+    # Bound, not only shown: the candle workflow's options from the platform's variables.
+    env = {"SYMBOL": "ETHUSDT", "INTERVAL": "5m", "TIME_RANGE": "2024-08-01:2024-08-02"}
+    planned = run("candles", "--plan", env={**env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["names"]["queue_id"].startswith(
+        "wf-ethusdt-api_candles_5m-20240801-"
+    )
+
+
+def test_the_store_option_has_one_spelling_and_the_old_one_still_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spellings = set()
+    # serve-api (cli/api.py) is being moved to FastAPI separately: not yet covered here.
+    for path in [p for p in command_paths(cli) if p != ("serve-api",)]:
+        assert main([*path, "--help"]) == 0
+        spellings |= set(re.findall(r"--store(?:-url)?\b", capsys.readouterr().out))
+    assert spellings == {"--store-url"}
+    store = f"local://{tmp_path / 'store'}"
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    plan = ["candles", "--symbol", "BTCUSDT", "--interval", "1m", "--time-range",
+            "2024-08-01:2024-08-02", "--plan"]  # fmt: skip
+    old = run(*plan, "--store", store, env=env)
+    new = run(*plan, "--store-url", store, env=env)
+    assert old.returncode == new.returncode == 0, old.stderr + new.stderr
+    for planned in (old, new):
+        sink = json.loads(planned.stdout)["jobs"][1]["spec"]["template"]["spec"]
+        env_vars = {e["name"]: e["value"] for e in sink["containers"][0]["env"]}
+        assert json.loads(env_vars["STREAMFORGE_PARAMETERS"])["store_url"] == store
+
+
+def test_bootstrap_servers_and_kafka_settings_on_the_command_line(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    plain = broker.settings()
+    sasl: Settings = broker.settings("user-streamforge")
+    assert sasl.kafka_password is not None
+    # No broker in the environment and an empty home: only -b says where it is.
+    env = {"STREAMFORGE_HOME": str(tmp_path)}
+    checked = run("check", "--json", "-b", plain.kafka_bootstrap_servers, env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["bootstrap_servers"] == plain.kafka_bootstrap_servers
+
+    # kcat's -X names; the password only from the environment.
+    password = sasl.kafka_password.get_secret_value()
+    settings = [
+        "-X", f"bootstrap.servers={sasl.kafka_bootstrap_servers}",
+        "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=SCRAM-SHA-512",
+        "-X", "sasl.username=user-streamforge", "-X", f"ssl.ca.location={sasl.kafka_ca_path}",
+    ]  # fmt: skip
+    over_sasl = run("check", "--json", *settings, env={**env, "KAFKA_PASSWORD": password})
+    assert over_sasl.returncode == 0, over_sasl.stderr
+    report = json.loads(over_sasl.stdout)
+    assert report["security_protocol"] == "SASL_SSL" and report["user"] == "user-streamforge"
+
+    on_argv = run("check", *settings, "-X", f"sasl.password={password}", env=env)
+    assert on_argv.returncode == ExitCode.USAGE
+    assert "KAFKA_PASSWORD" in on_argv.stderr and password not in on_argv.stderr
+
+
+def _strict_json(line: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant} in {line}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_queues_json_is_strict_json_in_the_apis_shape(broker: LocalBroker, tmp_path: Path) -> None:
+    from streamforge_nb.api.models import QueueSummary
+    from streamforge_nb.store.candles import CandleStore
+
+    store = f"local://{tmp_path / 'store'}"
+    # Records as launches leave them: fields one has and another lacks (pandas' NaN).
+    records = [
+        {"queue_id": unique_name("wf-json-a"), "symbol": "BTCUSDT", "type": "api_candles_1m",
+         "status": "failed", "error_message": "boom", "created_at": 1722470400.5,
+         "updated_at": 1722470460.0, "records_written": 7, "targets": ["loader-candles"]},
+        {"queue_id": unique_name("wf-json-b"), "status": "launched", "created_at": 1722470500.0},
+    ]  # fmt: skip
+    with CandleStore.open(store) as opened:
+        for record in records:
+            opened.save_queue_state(record)
+    env = {"KAFKA_BOOTSTRAP_SERVERS": broker.settings().kafka_bootstrap_servers}
+    listed = run("queues", "--json", "--store-url", store, env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = [_strict_json(line) for line in listed.stdout.splitlines()]
+    assert [row["queue_id"] for row in rows] == [r["queue_id"] for r in records]
+    for row in rows:
+        assert set(row) == set(QueueSummary.model_fields)  # the API's shape, nothing else
+    assert rows[0]["created_at"] == "2024-08-01T00:00:00.500000Z"
+    assert rows[0]["error_message"] == "boom" and rows[0]["records_written"] == 7
+    assert rows[1]["error_message"] is None and rows[1]["updated_at"] is None
+    assert rows[1]["symbol"] is None
+
+
+def test_doctor_names_what_is_missing_and_how_to_get_it(tmp_path: Path) -> None:
+    # A machine with Python only: no java or mvn on PATH, no jars cached, no kubeconfig.
+    bare = {
+        "PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"), "KUBECONFIG": "",
+    }  # fmt: skip
+    result = run("doctor", "--for", "local-broker", "--for", "kubernetes", env=bare)
+    assert result.returncode == ExitCode.FAILED
+    assert "MISSING java" in result.stdout and "openjdk-17" in result.stdout
+    assert "MISSING maven" in result.stdout and "apt-get install maven" in result.stdout
+    assert "MISSING kubeconfig" in result.stdout
+    as_json = run("doctor", "--json", "--for", "local-broker", env=bare)
+    checks = {row["check"]: row for row in map(_strict_json, as_json.stdout.splitlines())}
+    assert set(checks) == {"java", "maven"} and not checks["java"]["ok"]
+    assert checks["java"]["how"] and checks["java"]["needed_for"] == ["local-broker"]
+
+    # A cluster user: a kubeconfig is all it takes.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    user = run("doctor", "--for", "kubernetes", env={**bare, "KUBECONFIG": str(kubeconfig)})
+    assert user.returncode == 0, user.stdout
+    assert f"ok      kubeconfig: {kubeconfig}" in user.stdout
+
+
+def test_shell_completion_works_as_the_help_says() -> None:
+    helped = run("--help").stdout
+    assert "_STREAMFORGE_NB_COMPLETE=bash_source streamforge-nb" in helped
+    assert "_STREAMFORGE_NB_COMPLETE=bash_source streamforge-nb" in (ROOT / "README.md").read_text()
+    script = run(env={"_STREAMFORGE_NB_COMPLETE": "bash_source"})
+    assert script.returncode == 0 and "complete -o nosort -F" in script.stdout
+    words = run(
+        env={"_STREAMFORGE_NB_COMPLETE": "bash_complete", "COMP_WORDS": "streamforge-nb que",
+             "COMP_CWORD": "1"},
+    )  # fmt: skip
+    assert "plain,queues" in words.stdout.splitlines()

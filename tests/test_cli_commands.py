@@ -155,3 +155,46 @@ def test_local_cluster_up_status_down_leaves_no_process(settings: Settings) -> N
     again = cli(settings, "local", "cluster", "down", STREAMFORGE_HOME=home)
     assert again.stdout == "not running\n"
     shutil.rmtree(tmp_path)
+
+
+def test_a_jobs_log_is_json_lines_with_the_kernels_own_levels(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from conftest import node_dummy_job
+
+    from streamforge_nb.workflow.processes import LocalLauncher
+
+    launcher = LocalLauncher(tmp_path, settings=settings)
+    queue_id = unique_name("wf-job-log")
+    job, _output = node_dummy_job(tmp_path, queue_id, "streamforge/jupyter:test", exit_after=1)
+    name = launcher.submit(job)
+    assert launcher.wait(name, timeout=180) == 0, launcher.logs(name)[-3000:]
+    lines = [line for line in launcher.logs(name).splitlines() if line.strip()]
+    records = []
+    for line in lines:
+        record = json.loads(line)  # every line one JSON object, nothing else
+        assert isinstance(record, dict) and {"level", "msg"} <= set(record), line
+        records.append(record)
+    # The worker in the kernel logs JSON itself: its lines come through as it wrote them,
+    # not as papermill's `warning` with the JSON escaped inside `msg`.
+    from_kernel = [r for r in records if r.get("logger", "").startswith("streamforge_nb.")]
+    assert any(r["level"] == "info" for r in from_kernel), records
+    assert not [r for r in records if str(r["msg"]).lstrip().startswith("{")], records
+
+
+def test_quickstart_waits_with_progress_lines_not_a_bar_off_a_terminal(
+    settings: Settings,
+    start_dummy: Callable[..., subprocess.Popen[str]],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from streamforge_nb.quickstart import wait_with_progress
+
+    queue_id = unique_name("wf-progress")
+    start_dummy(queue_id, "--simulate-loading", "--loading-interval", "0.2", "--exit-after", "3")
+    lines: list[str] = []
+    with Queue(queue_id, settings) as queue:
+        final = wait_with_progress(queue, ["dummy"], 60, lines.append, every=0.5)
+    assert set(final["status"]) == {"finished"}
+    captured = capfd.readouterr()
+    assert "\r" not in captured.err + captured.out  # no bar redrawing itself into a log
+    assert lines and all(line.startswith(f"{queue_id}: dummy__") for line in lines), lines

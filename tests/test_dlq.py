@@ -330,7 +330,7 @@ def test_messages_starts_at_a_time_and_prints_kcats_envelope(settings: Settings)
     with pytest.raises(InvalidName, match="no partition 3"):
         list(browse(settings, topic, partition=3))
     refused = cli(settings, "messages", topic, "--since", "yesterday")
-    assert refused.returncode == 1 and "invalid time 'yesterday'" in refused.stderr
+    assert refused.returncode == 2 and "invalid time 'yesterday'" in refused.stderr  # bad input
 
 
 def test_a_user_without_acls_on_the_dlq_is_told_so(

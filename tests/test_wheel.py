@@ -346,6 +346,52 @@ def test_the_installed_package_finds_its_files_inside_the_venv(installed: Instal
     assert probe["broken_modules"] == {}, "modules of the wheel that do not import"
 
 
+def test_the_wheel_declares_its_license_urls_and_classifiers(wheel: Path) -> None:
+    metadata = _metadata(wheel)
+    assert metadata["License-Expression"] == "MIT"
+    with zipfile.ZipFile(wheel) as archive:
+        (license_file,) = (n for n in archive.namelist() if n.endswith("/licenses/LICENSE"))
+        text = archive.read(license_file).decode()
+    assert text.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in text
+    urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL") or [])
+    assert {"Homepage", "Documentation", "Source", "Issues"} <= set(urls)
+    assert all(url.startswith("https://") for url in urls.values())
+    classifiers = metadata.get_all("Classifier") or []
+    assert "Programming Language :: Python :: 3.11" in classifiers
+    assert "Typing :: Typed" in classifiers and "Framework :: Jupyter" in classifiers
+
+
+def test_the_installed_cli_says_what_is_missing_and_never_writes_into_itself(
+    installed: Installed,
+) -> None:
+    cli = installed.venv / "bin" / "streamforge-nb"
+    # A cluster user's machine as the fresh HOME is: no kubeconfig yet, exit 1 naming it.
+    doctor = subprocess.run(
+        [str(cli), "doctor", "--for", "kubernetes", "--json"], cwd=installed.workdir,
+        env=installed.env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert doctor.returncode == 1, doctor.stderr
+    (check,) = [json.loads(line) for line in doctor.stdout.splitlines()]
+    assert check["check"] == "kubeconfig" and check["ok"] is False and "KUBECONFIG" in check["how"]
+
+    script = (
+        "import json, streamforge_nb.platform.schemas as s; "
+        "print(json.dumps(str(s.schemas_dir())))"
+    )
+    shipped = Path(installed.python_script(script, env=installed.env(), timeout=120))
+    assert shipped.resolve().is_relative_to(installed.venv.resolve())
+    before = {p.name: p.read_bytes() for p in shipped.iterdir()}
+    for args in (["schemas"], ["schemas", str(shipped)], ["manifests", str(shipped)]):
+        refused = subprocess.run(
+            [str(cli), *args], cwd=installed.workdir, env=installed.env(),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert refused.returncode == 2, (args, refused.stderr)
+    assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before
+    written = installed.run(cli, "schemas", "-", env=installed.env(), timeout=120)
+    assert json.loads(written)["ping"] == json.loads(before["ping.schema.json"])
+
+
 def _job_logs(home: Path) -> str:
     logs = sorted((home / ".streamforge-nb" / "jobs").glob("*.log"))
     return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs)

@@ -391,10 +391,12 @@ def run(name: str, options: Any) -> int:
     try:
         return run_function(options)
     except StreamForgeError as exc:
+        from streamforge_nb.cli import exit_code
+
         logging.getLogger(f"streamforge_nb.{name}").error(
             "%s could not run: %s", name, exc, exc_info=debug
         )
-        return 1
+        return exit_code(exc)  # the CLI's table: bad input 2, a broker not running 3, ...
 
 
 def run_notebook(name: str, parameters: Mapping[str, Any]) -> None:
