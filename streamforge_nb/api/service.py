@@ -158,6 +158,8 @@ class QueueService:
         summaries = sorted(
             (_summary(r) for r in records if isinstance(r.get("queue_id"), str)), key=_order
         )
+        if created_after is not None and created_after.tzinfo is None:
+            created_after = created_after.replace(tzinfo=UTC)  # as documented: no offset is UTC
         since = created_after.timestamp() if created_after is not None else None
         chosen = [
             s
