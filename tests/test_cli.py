@@ -622,6 +622,24 @@ def test_bad_input_is_the_usage_code_before_any_connection(args: list[str], tmp_
     assert "Traceback" not in result.stderr and "reachable" not in result.stderr
 
 
+# Every command that lists or reports something a script may read.
+REPORTERS = [
+    ("check",), ("topics",), ("local", "up"), ("local", "status"), ("local", "cluster", "status"),
+    ("ping",), ("stop",), ("cancel",), ("cleanup",), ("notebooks",), ("events",), ("queues",),
+    ("dlq", "show"), ("dlq", "redrive"), ("lag",), ("candles",), ("doctor",),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", REPORTERS, ids=" ".join)
+def test_every_command_that_reports_has_json(path: tuple[str, ...]) -> None:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    flags = {opt for p in command.params for opt in p.opts}
+    assert "--json" in flags
+
+
 def test_every_option_is_bound_to_an_env_var_shown_in_help() -> None:
     from streamforge_nb.cli import ENV_PREFIX
 

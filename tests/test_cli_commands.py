@@ -198,3 +198,28 @@ def test_quickstart_waits_with_progress_lines_not_a_bar_off_a_terminal(
     captured = capfd.readouterr()
     assert "\r" not in captured.err + captured.out  # no bar redrawing itself into a log
     assert lines and all(line.startswith(f"{queue_id}: dummy__") for line in lines), lines
+
+
+@pytest.mark.timeout(240)
+def test_candles_json_is_one_object_in_the_apis_shape(
+    settings: Settings, tmp_path: Path, exchange: ExchangeServer
+) -> None:
+    from streamforge_nb.api.models import ProducerStatus
+
+    store = f"local://{tmp_path / 'store'}"
+    launched = cli(
+        settings, "candles", "--symbol", "ETHUSDT", "--interval", "1h", "--json",
+        "--time-range", "2024-08-03:2024-08-04", "--base-url", exchange.base_url,
+        "--store-url", store, STREAMFORGE_HOME=str(tmp_path),
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    (line,) = launched.stdout.splitlines()  # nothing but the answer on stdout
+    answer = json.loads(line, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert answer["queue_id"].startswith("wf-ethusdt-api_candles_1h-20240803-")
+    producers = [ProducerStatus.model_validate(p) for p in answer["producers"]]
+    assert sorted(p.producer.partition("__")[0] for p in producers) == [
+        "arango-candles", "loader-candles",
+    ]  # fmt: skip
+    assert all(p.status == "finished" and p.records_written == 24 for p in producers)
+    assert all(p["last_seen"].endswith("Z") for p in answer["producers"])  # ISO 8601 UTC
+    assert "\r" not in launched.stderr  # no progress bar with --json

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 from collections.abc import Callable, Mapping
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "EXIT_CODES_HELP",
@@ -20,11 +24,13 @@ __all__ = [
     "json_option",
     "json_value",
     "kafka_options",
+    "model_from_row",
     "say",
     "store_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound="BaseModel")
 
 
 class ExitCode(IntEnum):
@@ -50,8 +56,6 @@ EXIT_CODES_HELP = (
 
 def json_value(value: Any) -> Any:
     """Return `value` as strict JSON values: NaN and NaT null, times ISO 8601 UTC."""
-    import datetime as dt
-
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
@@ -75,6 +79,22 @@ def json_value(value: Any) -> Any:
     if value != value:  # pandas.NA, NaT of other kinds
         return None
     return str(value)
+
+
+def model_from_row(model: type[M], row: Mapping[str, Any], **values: Any) -> M:
+    """Build an API model from a frame's row: its fields only, NaN left to the default.
+
+    Times go in as Unix seconds, which the model's time fields take whatever their type.
+    """
+    kept: dict[str, Any] = {}
+    for name in model.model_fields:
+        value = row.get(name)
+        if isinstance(value, dt.datetime):
+            value = None if value != value else value.timestamp()  # NaT: missing
+        value = json_value(value)
+        if value is not None:
+            kept[name] = value
+    return model.model_validate({**kept, **values})
 
 
 def echo_json(obj: Any) -> None:

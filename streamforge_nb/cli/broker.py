@@ -41,12 +41,18 @@ def local() -> None:
     help="Delete the broker's data (topics, messages, SCRAM users, ACLs) and format anew.",
 )
 @click.option("--timeout", type=SECONDS, default=90.0, help="Seconds to wait for the broker.")
-def local_up(home: Path | None, port: int | None, reset: bool, timeout: float) -> None:
+@json_option("One JSON object: the broker's status, as `local status --json`.")
+def local_up(
+    home: Path | None, port: int | None, reset: bool, timeout: float, as_json: bool
+) -> None:
     """Start the local broker (idempotent), keeping its data, and write its env file."""
     broker = _broker(home)
     status = broker.up(
         port=port, reset=reset, timeout=timeout, progress=lambda m: click.echo(m, err=True)
     )
+    if as_json:
+        echo_json(status.__dict__)
+        return
     click.echo(f"KAFKA_BOOTSTRAP_SERVERS={status.plaintext}")
     click.echo(f"# SASL_SSL (SCRAM-SHA-512) {status.sasl_ssl}: see {broker.sasl_env_file}")
     click.echo(f"# environment written to {status.env_file}")
@@ -115,7 +121,8 @@ def check(as_json: bool) -> None:
 
 @click.command("topics")
 @kafka_options
-def topics_ensure() -> None:
+@json_option("One JSON object: created (the topics this run created).")
+def topics_ensure(as_json: bool) -> None:
     """Create the service topics (queue-control, queue-events) if missing."""
     from streamforge_nb.kafka.clients import make_admin
     from streamforge_nb.platform.topics import ensure_topics
@@ -126,7 +133,10 @@ def topics_ensure() -> None:
         created = ensure_topics(admin)
     finally:
         admin.close()
-    click.echo("created: " + ", ".join(created) if created else "all service topics exist")
+    if as_json:
+        echo_json({"created": list(created)})
+    else:
+        click.echo("created: " + ", ".join(created) if created else "all service topics exist")
 
 
 @local.group("cluster")

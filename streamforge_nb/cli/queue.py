@@ -260,18 +260,13 @@ def queues(store: str | None, as_json: bool) -> None:
 
 def _summary(queue_id: str, row: dict[str, Any]) -> Any:
     """A row of `Queue.list()` as the API's `QueueSummary` (one model serialises both)."""
-    import pandas as pd
-
     from streamforge_nb.api.models import QueueSummary
-    from streamforge_nb.cli._output import json_value
+    from streamforge_nb.cli._output import model_from_row
 
-    values: dict[str, Any] = {"queue_id": queue_id}
-    for name in QueueSummary.model_fields:
-        value = row.get(name)
-        if isinstance(value, pd.Timestamp):  # the model's times come from Unix seconds
-            value = None if pd.isna(value) else value.timestamp()
-        value = json_value(value)  # a cell the record lacks is NaN: null
-        if value is not None and name != "queue_id":
-            values[name] = value
-    values.setdefault("status", "launched")
-    return QueueSummary.model_validate(values)
+    status = row.get("status")
+    return model_from_row(
+        QueueSummary,
+        row,
+        queue_id=queue_id,
+        status=status if isinstance(status, str) else "launched",
+    )

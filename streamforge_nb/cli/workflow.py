@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from streamforge_nb.cli._output import echo_json, kafka_options, store_option
+from streamforge_nb.cli._output import echo_json, json_option, kafka_options, store_option
 from streamforge_nb.exceptions import StreamForgeError
 from streamforge_nb.workers import COUNT, HOST, PORT_OR_ZERO
 
@@ -43,6 +43,10 @@ __all__ = ["candles", "dashboard", "quickstart"]
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan as JSON; launch nothing.")
 @click.option("--wait/--no-wait", default=True, help="Wait until every step has ended.")
 @kafka_options
+@json_option(
+    "One JSON object when the queue ended (queue_id, launcher, producers: the API's "
+    "ProducerStatus); with --no-wait, the API's StartResponse."
+)
 def candles(
     symbol: str,
     interval: str,
@@ -56,6 +60,7 @@ def candles(
     image: str | None,
     plan_only: bool,
     wait: bool,
+    as_json: bool,
 ) -> int:
     """Launch the candle workflow (loader -> sink) as notebook Jobs."""
     from streamforge_nb.workflow.plan import DEFAULT_IMAGE, Workflow
@@ -83,11 +88,17 @@ def candles(
         return 0
     options = {"namespace": namespace} if launcher == "kubernetes" else {}
     with workflow.launch(launcher, **options) as queue:
-        click.echo(f"launched {plan.queue_id} ({launcher})")
+        if as_json and not wait:
+            echo_json(_started(plan, launcher))
+            return 0
+        click.echo(f"launched {plan.queue_id} ({launcher})", err=as_json)
         if not wait:
             return 0
-        final = queue.wait(targets=[s.target for s in plan.steps])
-    click.echo(final[["status", "records_written", "message"]].to_string())
+        final = queue.wait(targets=[s.target for s in plan.steps], progress=not as_json)
+    if as_json:
+        echo_json(_ended(plan.queue_id, launcher, final))
+    else:
+        click.echo(final[["status", "records_written", "message"]].to_string())
     dead = int(final["dead_letters"].sum())
     if dead:
         from streamforge_nb.control.telemetry import FINISHED_WITH_DEAD_LETTERS
@@ -100,6 +111,33 @@ def candles(
             err=True,
         )
     return 0 if set(final["status"]) == {"finished"} and not dead else 1
+
+
+def _started(plan: Any, launcher: str) -> Any:
+    """The plan as the API answers a start (`StartResponse`)."""
+    from streamforge_nb.api.models import StartResponse
+
+    return StartResponse(
+        queue_id=plan.queue_id,
+        data_topic=plan.data_topic,
+        collection=plan.collection,
+        targets=[s.target for s in plan.steps],
+        producers=[s.producer_id for s in plan.steps],
+        jobs=[s.job_name for s in plan.steps],
+        launcher=launcher,
+    )
+
+
+def _ended(queue_id: str, launcher: str, final: Any) -> dict[str, Any]:
+    """The final status frame as the API's `ProducerStatus` list."""
+    from streamforge_nb.api.models import ProducerStatus
+    from streamforge_nb.cli._output import model_from_row
+
+    producers = [
+        model_from_row(ProducerStatus, row.to_dict(), producer=str(producer))
+        for producer, row in final.iterrows()
+    ]
+    return {"queue_id": queue_id, "launcher": launcher, "producers": producers}
 
 
 @click.command("dashboard")
