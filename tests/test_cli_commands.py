@@ -111,6 +111,7 @@ def test_candles_launches_a_local_workflow_to_the_store(
     rows = {line.split()[0]: line.split()[1:3] for line in table[2:]}
     assert sorted(p.partition("__")[0] for p in rows) == ["arango-candles", "loader-candles"]
     assert all(row == ["finished", "48"] for row in rows.values()), table
+    assert "\r" not in launched.stderr  # stderr is no terminal here: lines, not a redrawn bar
     with CandleStore.open(store) as opened:
         assert len(opened.load("ETHUSDT", "1h", "2024-08-01", "2024-08-03")) == 48
         record = opened.queue_state(qid)

@@ -94,7 +94,18 @@ def candles(
         click.echo(f"launched {plan.queue_id} ({launcher})", err=as_json)
         if not wait:
             return 0
-        final = queue.wait(targets=[s.target for s in plan.steps], progress=not as_json)
+        targets = [s.target for s in plan.steps]
+        if as_json:
+            final = queue.wait(targets=targets, progress=False)
+        else:
+            from functools import partial
+
+            from streamforge_nb.control.queue import DEFAULT_WAIT_S
+            from streamforge_nb.quickstart import wait_with_progress
+
+            # A bar on a terminal; in a log, a line every few seconds instead of \r spam.
+            say = partial(click.echo, err=True)
+            final = wait_with_progress(queue, targets, DEFAULT_WAIT_S, say)
     if as_json:
         echo_json(_ended(plan.queue_id, launcher, final))
     else:
