@@ -687,6 +687,25 @@ def test_a_month_filled_batch_by_batch_is_read_live_and_compressed_on_close(
     assert trades == [0, 10, 20, 30, 40, 7, 17, 27, 37, 47, 57, 67, 77, 87, 97]
 
 
+def test_a_sinks_table_is_stored_as_the_same_candles_written_one_by_one(tmp_path: Path) -> None:
+    # The sink's Arrow path (decoded, checked, unsorted, a candle sent twice) stores what
+    # `write` of the same candles stores: the later of two wins, values and dtypes exact.
+    from streamforge_nb.platform.checks import decode_and_check
+    from streamforge_nb.platform.contract import encode
+
+    first = make_candles("BTCUSDT", "1m", JUL31_23H, 120)
+    again = make_candles("BTCUSDT", "1m", JUL31_23H + 30 * MIN, 1, v=5)
+    sent = [*first[60:], *first[:60], *again]
+    table, refused = decode_and_check([encode(c) for c in sent], None, "BTCUSDT", "1m")
+    assert refused == []
+    arrow, frames = CandleStore.open(tmp_path / "arrow"), CandleStore.open(tmp_path / "frames")
+    assert arrow.write_table(table) == 120
+    frames.write(sent)
+    got, expected = arrow.load("BTCUSDT", "1m"), frames.load("BTCUSDT", "1m")
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["number_of_trades"].iloc[30] == 5
+
+
 def test_a_partition_another_writer_replaced_is_merged_not_overwritten(tmp_path: Path) -> None:
     # The rows a backend keeps of the partition it wrote last are stale once another
     # process (or store) replaces the file: its next batch must merge what is on disk.

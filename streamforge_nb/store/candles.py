@@ -141,6 +141,10 @@ class CandleStore(MarketQueries):
         for name in names:
             part = table if len(names) == 1 else table.filter(pc.equal(series, name))
             sym, iv = check_series(*series_of_key(f"{name}_0"))
+            write_arrow = getattr(self._backend, "write_arrow", None)
+            if write_arrow is not None:  # the embedded store takes Arrow as is: no pandas
+                written += write_arrow(sym, iv, part)
+                continue
             columns = {
                 col: (
                     part[col].to_numpy()

@@ -145,7 +145,24 @@ class LocalBackend(SqliteState, CandleBackend):
 
     def write_frame(self, symbol: str, interval: str, frame: pd.DataFrame) -> int:
         """Merge `frame` into its partitions, one partition lock at a time; return its rows."""
-        table = self._to_table(frame)
+        return self._write_partitions(symbol, interval, self._to_table(frame))
+
+    def write_arrow(self, symbol: str, interval: str, table: pa.Table) -> int:
+        """Merge a table of one series' decoded candles (`platform.checks.check_candles`'
+        columns) as `write_frame` merges a frame; the sink's path, with no pandas on it."""
+        if table.num_rows == 0:
+            return 0
+        times = np.asarray(table["open_time"].cast(pa.int64()).to_numpy(), dtype=np.int64)
+        if not np.all(np.diff(times) > 0):
+            # Unique over the reversed times keeps the LAST of duplicates, as normalize_frame.
+            _, first_in_rev = np.unique(times[::-1], return_index=True)
+            table = table.take(pa.array(len(times) - 1 - first_in_rev))
+        columns = [table[f.name].cast(f.type) for f in _SCHEMA]
+        rows = pa.Table.from_arrays(columns, schema=_SCHEMA)
+        return self._write_partitions(symbol, interval, rows)
+
+    def _write_partitions(self, symbol: str, interval: str, table: pa.Table) -> int:
+        """Merge `table` (sorted, one row per open time) into the partitions it spans."""
         times = _times(table)
         unit = partition_unit(interval)
         parts = times.view("M8[ms]").astype(f"M8[{unit}]")
