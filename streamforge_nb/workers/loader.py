@@ -214,7 +214,7 @@ def _publish(worker: Worker, pages: Iterator[Page], topic: str, opts: LoaderOpti
     sent = empty = 0
     last_report = time.monotonic()
     marker = [(RECORD_HEADER, EXCHANGE_EMPTY)]
-    for candles, windows in itertools.chain([first] if first else [], pages):
+    for candles, windows in itertools.chain([] if first is None else [first], pages):
         worker.check_stop()
         sent += publisher.candles(opts.symbol, opts.interval, candles)
         for start, end in windows:
