@@ -15,6 +15,7 @@ off-grid candle the exchange served counts as stored).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import pandas as pd
 from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.platform.intervals import INTERVALS, WEEK_OFFSET_MS, interval_ms
 from streamforge_nb.store.base import merge_ranges
+from streamforge_nb.store.footers import Part, all_exchange_empty, local_parts
 
 if TYPE_CHECKING:
     from streamforge_nb.store.base import CandleBackend
@@ -35,18 +37,22 @@ _COLUMNS = ("expected", "stored", "missing", "exchange_empty")
 
 def grid_count(interval: str, start_ms: int, end_ms: int) -> int:
     """Return how many of the exchange's `interval` open times lie in `[start_ms, end_ms)`."""
-    if end_ms <= start_ms:
-        return 0
+    return int(grid_counts(interval, np.array([start_ms]), np.array([end_ms]))[0])
+
+
+def grid_counts(
+    interval: str, starts: np.ndarray[Any, Any], ends: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """`grid_count` of each `[starts[i], ends[i])` at once (int64 ms arrays)."""
+    starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
     step = interval_ms(interval)
-    if step is None:  # calendar months: count month starts
-        months = np.array([start_ms - 1, end_ms - 1], dtype="M8[ms]").astype("M8[M]")
-        return int((months[1] - months[0]).astype(np.int64))
-    offset = WEEK_OFFSET_MS if interval == "1w" else 0
-
-    def ceil_slot(ms: int) -> int:
-        return -((offset - ms) // step)
-
-    return ceil_slot(end_ms) - ceil_slot(start_ms)
+    if step is None:
+        first = (starts - 1).astype("M8[ms]").astype("M8[M]").astype(np.int64)
+        counts = (ends - 1).astype("M8[ms]").astype("M8[M]").astype(np.int64) - first
+    else:
+        offset = WEEK_OFFSET_MS if interval == "1w" else 0
+        counts = ((offset - starts) // step) - ((offset - ends) // step)  # ceil(e) - ceil(s)
+    return np.where(ends > starts, counts, 0)
 
 
 def _periods(unit: str, start_ms: int, end_ms: int) -> np.ndarray[Any, Any]:
@@ -57,26 +63,40 @@ def _periods(unit: str, start_ms: int, end_ms: int) -> np.ndarray[Any, Any]:
     return np.clip(edges, start_ms, end_ms)
 
 
-def _stored_per_period(
-    backend: CandleBackend, symbol: str, interval: str, edges: np.ndarray[Any, Any]
-) -> np.ndarray[Any, Any]:
+def _generic_parts(backend: CandleBackend, symbol: str, interval: str) -> list[Part]:
+    """A backend's partitions from `partition_rows`; open times through `read_table`."""
+
+    def times(lo: int, hi: int) -> np.ndarray[Any, Any]:
+        table = backend.read_table(symbol, interval, lo, hi, [])
+        return np.asarray(table.column("open_time").cast("int64").to_numpy(), dtype=np.int64)
+
+    return [
+        Part(lo, hi, rows, first, last, partial(times, lo, hi))
+        for lo, hi, rows, first, last in backend.partition_rows(symbol, interval)
+    ]
+
+
+def _stored_per_period(parts: list[Part], edges: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Rows stored per period `[edges[i], edges[i+1])`: footers, or open times where cut."""
-    counts = np.zeros(len(edges) - 1, dtype=np.int64)
+    n = len(edges) - 1
+    if not parts:
+        return np.zeros(n, dtype=np.int64)
     lo_all, hi_all = int(edges[0]), int(edges[-1])
-    for lo, hi, rows, first, last in backend.partition_rows(symbol, interval):
-        if last < lo_all or first >= hi_all:
-            continue
-        # The periods holding the partition's first and last candle: one period and wholly
-        # inside the range means the footer's count is that period's count.
-        at = np.searchsorted(edges, [max(first, lo_all), min(last, hi_all - 1)], side="right") - 1
-        if at[0] == at[1] and first >= lo_all and last < hi_all:
-            counts[at[0]] += rows
-            continue
-        table = backend.read_table(symbol, interval, max(lo, lo_all), min(hi, hi_all), [])
-        times = np.asarray(table.column("open_time").cast("int64").to_numpy(), dtype=np.int64)
-        counts += np.bincount(
-            np.searchsorted(edges, times, side="right") - 1, minlength=len(counts)
-        )[: len(counts)]
+    first = np.array([p.first for p in parts], dtype=np.int64)
+    last = np.array([p.last for p in parts], dtype=np.int64)
+    rows = np.array([p.rows for p in parts], dtype=np.int64)
+    inside = (last >= lo_all) & (first < hi_all)
+    # The periods holding each partition's first and last candle: one period and wholly
+    # inside the range means the footer's count is that period's count.
+    at_first = np.searchsorted(edges, np.maximum(first, lo_all), side="right") - 1
+    at_last = np.searchsorted(edges, np.minimum(last, hi_all - 1), side="right") - 1
+    whole = inside & (at_first == at_last) & (first >= lo_all) & (last < hi_all)
+    counts = np.bincount(at_first[whole], weights=rows[whole], minlength=n)[:n]
+    counts = counts.astype(np.int64)
+    for i in np.flatnonzero(inside & ~whole):
+        times = parts[i].times()
+        times = times[(times >= lo_all) & (times < hi_all)]
+        counts += np.bincount(np.searchsorted(edges, times, side="right") - 1, minlength=n)[:n]
     return counts
 
 
@@ -92,40 +112,64 @@ def coverage_by(
     unit = BY.get(by)
     if unit is None:
         raise InvalidName(f"by must be one of {', '.join(map(repr, BY))}, got {by!r}")
-    rows: list[tuple[Any, ...]] = []
-    for symbol, interval in series:
-        parts = backend.partition_rows(symbol, interval)
+    columns: list[tuple[tuple[str, str, int], Any, tuple[Any, ...]]] = []
+    local = _is_local(backend)
+    recorded = all_exchange_empty(backend) if local and series else {}  # type: ignore[arg-type]
+    every = (
+        local_parts(backend, series)  # type: ignore[arg-type]
+        if local
+        else [_generic_parts(backend, sym, iv) for sym, iv in series]
+    )
+    for (symbol, interval), parts in zip(series, every, strict=True):
         lo, hi = span
         if not bounded[0]:
-            lo = min((p[3] for p in parts), default=hi)
+            lo = min((p.first for p in parts), default=hi)
         if not bounded[1]:
-            hi = max((p[4] + 1 for p in parts), default=lo)
+            hi = max((p.last + 1 for p in parts), default=lo)
         if hi <= lo:
             continue
         edges = _periods(unit, lo, hi)
-        stored = _stored_per_period(backend, symbol, interval, edges)
-        empty = merge_ranges(backend.exchange_empty(symbol, interval, lo, hi))
-        for i in range(len(edges) - 1):
-            a, b = int(edges[i]), int(edges[i + 1])
-            expected = grid_count(interval, a, b)
-            gone = sum(grid_count(interval, max(a, x), min(b, y)) for x, y in empty)
-            missing = max(expected - int(stored[i]) - gone, 0)
-            period = np.datetime64(a, "ms").astype(f"M8[{unit}]").astype("M8[ms]")
-            rows.append((symbol, interval, period, expected, int(stored[i]), missing, gone))
-    return _frame(rows)
+        stored = _stored_per_period(parts, edges)
+        if local:  # all of them read once, not a database opened per series
+            found = [(a, b) for a, b in recorded.get((symbol, interval), []) if a < hi and b > lo]
+        else:
+            found = backend.exchange_empty(symbol, interval, lo, hi)
+        empty = merge_ranges(found)
+        starts, ends = edges[:-1], edges[1:]
+        expected = grid_counts(interval, starts, ends)
+        gone = np.zeros(len(starts), dtype=np.int64)
+        for x, y in empty:
+            gone += grid_counts(interval, np.maximum(starts, x), np.minimum(ends, y))
+        periods = starts.astype("M8[ms]").astype(f"M8[{unit}]").astype("M8[ms]")
+        found_rows = (expected, stored, np.maximum(expected - stored - gone, 0), gone)
+        columns.append(((symbol, interval, len(starts)), periods, found_rows))
+    return _frame(columns)
 
 
-def _frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 7
+def _is_local(backend: CandleBackend) -> bool:
+    from streamforge_nb.store.local import LocalBackend
+
+    return isinstance(backend, LocalBackend) and type(backend).partition_rows is (
+        LocalBackend.partition_rows
+    )
+
+
+def _frame(columns: list[tuple[tuple[str, str, int], Any, tuple[Any, ...]]]) -> pd.DataFrame:
     order = {iv: i for i, iv in enumerate(INTERVALS)}
+    sizes = [n for (_, _, n), _, _ in columns]
+
+    def joined(i: int) -> np.ndarray[Any, Any]:
+        return np.concatenate([c[2][i] for c in columns]).astype(np.int64, copy=False)
+
+    periods = np.concatenate([c[1] for c in columns]) if columns else np.empty(0, "M8[ms]")
     frame = pd.DataFrame(
         {
-            "symbol": pd.Series(columns[0], dtype=object),
-            "interval": pd.Series(columns[1], dtype=object),
-            "period": pd.DatetimeIndex(np.asarray(columns[2], dtype="M8[ms]")).tz_localize("UTC"),
+            "symbol": pd.Series(np.repeat([c[0][0] for c in columns], sizes), dtype=object),
+            "interval": pd.Series(np.repeat([c[0][1] for c in columns], sizes), dtype=object),
+            "period": pd.DatetimeIndex(periods.astype("M8[ms]")).tz_localize("UTC"),
             **{
-                name: np.asarray(values, dtype=np.int64)
-                for name, values in zip(_COLUMNS, columns[3:], strict=True)
+                name: joined(i) if columns else np.empty(0, np.int64)
+                for i, name in enumerate(_COLUMNS)
             },
         }
     )

@@ -94,19 +94,22 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
 
 
 def resolve_series(
-    backend: CandleBackend, symbols: str | Iterable[str], intervals: str | Iterable[str]
+    backend: CandleBackend,
+    symbols: str | Iterable[str],
+    intervals: str | Iterable[str],
+    stored: list[tuple[str, str]] | None = None,
 ) -> list[tuple[str, str]]:
     """Return (symbol, interval) pairs: plain symbols as given, patterns matched on the store.
 
     A pattern matches stored series only (of the intervals asked for); one matching nothing
-    is an error, so a typo never reads as an empty market.
+    is an error, so a typo never reads as an empty market. `stored`: the store's series,
+    when the caller has listed them already.
     """
     names = [symbols] if isinstance(symbols, str) else list(symbols)
     ivs = [intervals] if isinstance(intervals, str) else list(intervals)
     if not names or not ivs:
         raise InvalidName("load needs at least one symbol (or pattern) and one interval")
     ivs = list(dict.fromkeys(check_interval(iv) for iv in ivs))
-    stored: list[tuple[str, str]] | None = None
     out: dict[tuple[str, str], None] = {}
     for name in names:
         if not is_pattern(name):

@@ -51,12 +51,13 @@ class MarketQueries:
         if by is None and symbols is None and intervals is None and start is end is None:
             return self._backend.coverage()
         market.check_choice("by", by or "month", list(BY))
+        stored = self._series()  # listed once: patterns and intervals match against it
         if intervals is None:
-            stored = {iv for _, iv in self._backend.series()}
-            intervals = [iv for iv in INTERVALS if iv in stored]
+            kept = {iv for _, iv in stored}
+            intervals = [iv for iv in INTERVALS if iv in kept]
         if not intervals:
             return coverage_by(self._backend, [], by or "month", (0, 0), (True, True))
-        series = market.resolve_series(self._backend, symbols or "*", intervals)
+        series = market.resolve_series(self._backend, symbols or "*", intervals, stored)
         if by is None:  # the plain listing, of these series only
             found = self._backend.coverage()
             keep = pd.Series(list(zip(found["symbol"], found["interval"], strict=True)))
@@ -139,6 +140,14 @@ class MarketQueries:
                     {"symbol": sym, "interval": iv, "rows_then": rows, "rows_now": table.num_rows}
                 )
         return Verification(ok=not changed, changed=changed)
+
+    def _series(self) -> list[tuple[str, str]]:
+        from streamforge_nb.store.footers import local_series
+        from streamforge_nb.store.local import LocalBackend
+
+        if type(self._backend) is LocalBackend:  # scandir, not a glob per directory
+            return local_series(self._backend)
+        return self._backend.series()
 
     def _local(self, what: str) -> Any:
         from streamforge_nb.exceptions import StoreCapabilityError

@@ -18,6 +18,9 @@ as a `load` is; the temporaries (`.<name>.tmp`) never match `*.parquet`.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import sqlite3
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
@@ -35,6 +38,7 @@ __all__ = ["connect", "resample_many", "resample_sql", "run_sql"]
 
 _LAST_DATETIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _SERIES = r"/([^/]+)/([^/]+)/[^/]+\.parquet$"
+_PERIOD = re.compile(r"[0-9]{4}(-[0-9]{2}){0,2}")  # a partition's period in its file names
 _INTERVAL = "CASE {d} WHEN '1mo' THEN '1M' ELSE {d} END"
 _TYPES = {"close_time": "TIMESTAMPTZ", "number_of_trades": "BIGINT"}
 # How each candle field aggregates into a longer candle (as `analysis.resample`).
@@ -64,15 +68,50 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _series_columns(source: str) -> str:
-    """The select list adding `symbol` and `interval` from a file name to the candle fields."""
+def _series_columns(source: str, newest: bool = False) -> str:
+    """The select list adding `symbol` and `interval` from a file name to the candle fields.
+
+    `newest`: some partition is several files (`_file_order` ranks them by age), so a
+    candle stored in more than one is taken once, from the newest file holding it."""
     sym = f"regexp_extract(filename, {_quote(_SERIES)}, 1)"
     directory = f"regexp_extract(filename, {_quote(_SERIES)}, 2)"
     fields = ", ".join(("open_time", *COLUMNS))
+    select = f"SELECT {sym} AS symbol, {_INTERVAL.format(d=directory)} AS interval, {fields}"
+    if not newest:
+        return f"{select} FROM {source}"
     return (
-        f"SELECT {sym} AS symbol, {_INTERVAL.format(d=directory)} AS interval, {fields} "
-        f"FROM {source}"
+        f"SELECT symbol, interval, {fields} FROM ({select}, coalesce(o.age, 0) AS _age "
+        f"FROM {source} LEFT JOIN _file_order o USING (filename)) "
+        "QUALIFY row_number() OVER (PARTITION BY symbol, interval, open_time "
+        "ORDER BY _age DESC) = 1"
     )
+
+
+def _file_order(con: Any, files: list[str]) -> bool:
+    """Register `_file_order` (filename, age: newer is larger) for partitions of several
+    files; return whether there are any. Age is modification time, then name: a write
+    replaces or adds a file, so the newest holds the latest version of a candle."""
+    by_partition: dict[tuple[str, str], list[str]] = {}
+    for path in files:
+        by_partition.setdefault(_partition_of(path), []).append(path)
+    several = [p for group in by_partition.values() if len(group) > 1 for p in group]
+    stamps = []
+    for path in several:
+        with contextlib.suppress(FileNotFoundError):  # replaced meanwhile: read as the old one
+            stamps.append((os.stat(path).st_mtime_ns, path))
+    order = pd.DataFrame(
+        {"filename": [p for _, p in sorted(stamps)], "age": range(1, len(stamps) + 1)}
+    )
+    con.register("_file_order", order.astype({"filename": str, "age": "int64"}))
+    return bool(several)
+
+
+def _partition_of(path: str) -> tuple[str, str]:
+    """(directory, period) of a partition file: `2024-08.parquet` and `2024-08.3.parquet`
+    are one partition."""
+    directory, name = os.path.split(path)
+    found = _PERIOD.match(name)
+    return directory, found[0] if found else name
 
 
 def _empty_candles() -> str:
@@ -89,12 +128,13 @@ def connect(backend: LocalBackend) -> Any:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     base = backend.root / "candles"
-    if any(base.glob("*/*/[0-9]*.parquet")):
+    files = [str(p) for p in base.glob("*/*/[0-9]*.parquet")]
+    if files:
         source = f"read_parquet({_quote(str(base / '*' / '*' / '*.parquet'))}, filename=true)"
-        con.execute(f"CREATE VIEW candles AS {_series_columns(source)}")
+        con.execute(f"CREATE VIEW candles AS {_series_columns(source, _file_order(con, files))}")
     else:
         con.execute(f"CREATE VIEW candles AS {_empty_candles()}")
-    rows = _exchange_empty_rows(backend)
+    rows = exchange_empty_rows(backend)
     frame = pd.DataFrame(rows, columns=["symbol", "interval", "start_ms", "end_ms"])
     con.register("_exchange_empty_ms", frame.astype({"start_ms": "int64", "end_ms": "int64"}))
     con.execute(
@@ -115,7 +155,8 @@ def connect(backend: LocalBackend) -> Any:
     return con
 
 
-def _exchange_empty_rows(backend: LocalBackend) -> list[tuple[str, str, int, int]]:
+def exchange_empty_rows(backend: LocalBackend) -> list[tuple[str, str, int, int]]:
+    """Return every recorded exchange-empty window: symbol, interval, start ms, end ms."""
     path = backend.root / "exchange_empty.sqlite"
     if not path.exists():
         return []
@@ -183,15 +224,16 @@ def bucket_sql(rule: str) -> str:
     return f"make_timestamp(({slot}) * 1000)::TIMESTAMPTZ"
 
 
-def resample_sql(files: list[str], interval: str, rule: str) -> str:
-    """The query aggregating `files` of `interval` candles to `rule`, per symbol."""
+def resample_sql(files: list[str], interval: str, rule: str, newest: bool = False) -> str:
+    """The query aggregating `files` of `interval` candles to `rule`, per symbol (`newest`:
+    as `_series_columns`)."""
     check_interval(interval)
     rule = check_interval(rule)
     if _length(rule) < _length(interval):
         raise InvalidName(f"cannot resample {interval} candles to the shorter {rule}")
     if files:
         source = f"read_parquet([{', '.join(map(_quote, files))}], filename=true)"
-        source = f"({_series_columns(source)})"
+        source = f"({_series_columns(source, newest)})"
     else:
         source = f"({_empty_candles()})"
     aggs = ", ".join(f"{how} AS {name}" for name, how in _AGG.items())
@@ -211,13 +253,18 @@ def resample_many(
 ) -> Any:
     """Aggregate the partitions of `series` (one interval) in `span` to `rule` in DuckDB."""
     interval = series[0][1]
-    files = [str(p) for sym, iv in series for p in backend.partition_files(sym, iv, *span)]
+    from streamforge_nb.store.footers import partition_paths
+
+    # Every file of a partition (a partition may be several), not only `<period>.parquet`.
+    files = [p for sym, iv in series for p in partition_paths(backend, sym, iv, *span)]
     # Python datetimes end in year 9999; the store's open end (MAX_MS) lies far beyond.
     start, end = (
         pd.Timestamp(min(ms, _LAST_DATETIME_MS), unit="ms", tz="UTC").to_pydatetime() for ms in span
     )
     bounds = {"start": start, "end": end}
-    return run_sql(backend, resample_sql(files, interval, rule), bounds, result)
+    partitions = len({_partition_of(f) for f in files})
+    query = resample_sql(files, interval, rule, newest=partitions < len(files))
+    return run_sql(backend, query, bounds, result)
 
 
 def _length(interval: str) -> int:
