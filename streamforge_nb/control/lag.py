@@ -20,7 +20,9 @@ from streamforge_nb.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["JUDGEMENT_COLUMNS", "LAG_COLUMNS", "judge_lag", "lag_frame", "live_lag"]
+__all__ = [
+    "JUDGEMENT_COLUMNS", "LAG_COLUMNS", "judge_lag", "judge_queues", "lag_frame", "live_lag",
+]  # fmt: skip
 
 LAG_COLUMNS = (
     "time", "group", "producer", "partition", "committed", "end", "messages_behind",
@@ -164,6 +166,15 @@ def judge_lag(
     result = pd.DataFrame.from_dict(rows, orient="index", columns=list(JUDGEMENT_COLUMNS))
     result.index.name = "group"
     return result
+
+
+def judge_queues(frame: pd.DataFrame, **options: Any) -> pd.DataFrame:
+    """`judge_lag` of a frame with a `queue_id` column (`Batch.lag()`): each group's row
+    starts with its queue."""
+    judged = judge_lag(frame, **options)
+    owner = frame.drop_duplicates("group").set_index("group")["queue_id"]
+    judged.insert(0, "queue_id", owner.reindex(judged.index))
+    return judged
 
 
 def _partition_word(

@@ -73,11 +73,13 @@ class BatchPanel(PanelActions):
         )  # fmt: skip
         self.panel_button = widgets.Button(description="Queue panel", icon="tasks")
         self.chart_button = widgets.Button(description="Chart", icon="line-chart")
+        self.lag_button = widgets.Button(description="Lag", icon="hourglass-half")
+        self.lag_view = widgets.HTML("")
         self.detail = widgets.VBox([])
         self.chart = widgets.Output(layout=widgets.Layout(min_height="20px"))
         self._parts = [
             self.title, self.summary, widgets.HBox([self.stop_button, self.confirm_box]),
-            self.message, self.table,
+            self.message, self.table, widgets.HBox([self.lag_button]), self.lag_view,
             widgets.HBox([self.picker, self.panel_button, self.chart_button]),
             self.detail, self.chart,
         ]  # fmt: skip
@@ -88,6 +90,7 @@ class BatchPanel(PanelActions):
         self.confirm_button.on_click(lambda _b: self._confirm_stop())
         self.panel_button.on_click(lambda _b: self.show_queue(self.picker.value))
         self.chart_button.on_click(lambda _b: self._start("chart", self._chart))
+        self.lag_button.on_click(lambda _b: self._start("lag", self._lag))
         self._refresher = threading.Thread(
             target=self._refresh_loop, name=f"panel-{batch.batch_id}-refresh", daemon=True
         )
@@ -132,6 +135,7 @@ class BatchPanel(PanelActions):
             if self._closed.is_set():
                 return
             self.stop_button.disabled = self.chart_button.disabled = busy
+            self.lag_button.disabled = busy
             if message is not None:
                 self.message.value = message
 
@@ -170,6 +174,29 @@ class BatchPanel(PanelActions):
             if not self._closed.is_set():
                 self.chart.outputs = (chart_bundle(figure, f"{len(frame)} candles"),)
         self._say(f"{len(frame):,} candles of {shard.queue_id}")
+
+    def _lag(self) -> None:
+        """Show each queue's lag sparkline and its groups' judgement (`Batch.lag_status`)."""
+        from streamforge_nb.control.lag import judge_queues
+        from streamforge_nb.ui.operate import lag_sparklines
+
+        frame = self.batch.lag(live=True)
+        lines = lag_sparklines(frame, by="queue_id")
+        judged = judge_queues(frame)
+        rows = "".join(
+            f"<tr><td><code>{html.escape(str(row['queue_id']))}</code></td>"
+            f"<td>{html.escape(row['status'])}</td>"
+            f"<td style='font-family:monospace'>"
+            f"{html.escape(lines.get(str(row['queue_id']), ''))}</td>"
+            f"<td>{html.escape(str(row['why']))}</td></tr>"
+            for _group, row in judged.iterrows()
+        )
+        text = ("<table><tr><th>queue</th><th>lag</th><th>over time</th><th>why</th></tr>"
+                f"{rows}</table>") if rows else "<i>no lag sample yet</i>"  # fmt: skip
+        with self._lock:
+            if not self._closed.is_set():
+                self.lag_view.value = text
+        self._say(f"lag of {len(judged)} sink group(s)")
 
     def _say(self, text: str) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """`QueuePanel`: an ipywidgets control panel for one `Queue` (what `Queue.panel()` shows).
 
 Ping (round trip and a sparkline of the last ones), Stop behind a confirmation, one row per
-producer, and a bounded live event log.
+producer, a sparkline of the sinks' lag, and a bounded live event log; a second tab reads the
+dead letters and redrives them (`ui.operate.DeadLetterTab`).
 
 Threads, by ipywidgets 8's rules: clicks run in the kernel thread and only start an action;
 the Kafka round trip of Ping or Stop runs in a short-lived action thread, so the kernel stays
@@ -33,10 +34,10 @@ from streamforge_nb.control.telemetry import (
 from streamforge_nb.exceptions import QueueTimeout, StreamForgeError
 from streamforge_nb.platform.contract import BaseEvent
 from streamforge_nb.ui.actions import PanelActions
+from streamforge_nb.ui.operate import DeadLetterTab, LagHistory, bars
 
 __all__ = ["QueuePanel"]
 
-_SPARKS = "▁▂▃▄▅▆▇█"
 _STATUS_COLOURS = {
     "started": "#2e7d32",
     "loading": "#2e7d32",
@@ -81,6 +82,7 @@ class QueuePanel(PanelActions):
         self.round_trips_ms: deque[float] = deque(maxlen=history)
         self.acknowledged: list[str] = []
         self._log: deque[str] = deque(maxlen=log_lines)
+        self.lag = LagHistory(history)
         self._init_actions(queue.queue_id)
 
         self.ping_button = widgets.Button(description="Ping", icon="exchange")
@@ -93,6 +95,7 @@ class QueuePanel(PanelActions):
             [self.confirm_button, self.cancel_button], layout=widgets.Layout(display="none")
         )
         self.status_label = widgets.Label("")
+        self.lag_label = widgets.Label(self.lag.text())
         self.table = widgets.HTML(_table([], time.time()))
         self.log = widgets.Textarea(
             "", disabled=True, layout=widgets.Layout(width="100%", height="12em")
@@ -102,7 +105,12 @@ class QueuePanel(PanelActions):
             widgets.HBox([self.ping_button, self.rtt_label, self.history_label]),
             widgets.HBox([self.stop_button, self.confirm_box]),
         ]
-        self._parts = [title, *rows, self.status_label, self.table, self.log]
+        self.dlq = DeadLetterTab(queue, self)
+        self.tabs = widgets.Tab(
+            [widgets.VBox([*rows, self.lag_label, self.table, self.log]), self.dlq.box],
+            titles=("Queue", "Dead letters"),
+        )
+        self._parts = [title, self.status_label, self.tabs]
         self.widget = _PanelBox(self, self._parts)
 
         self.ping_button.on_click(lambda _b: self._start("ping", self._ping))
@@ -196,6 +204,7 @@ class QueuePanel(PanelActions):
                 return
             self.ping_button.disabled = busy
             self.stop_button.disabled = busy
+            self.dlq.set_busy(busy)
             if message is not None:
                 self.status_label.value = message
 
@@ -215,6 +224,8 @@ class QueuePanel(PanelActions):
                 return
             self._log.appendleft(line)  # newest first: the box does not scroll by itself
             self.log.value = "\n".join(self._log)
+            if self.lag.add(event):
+                self.lag_label.value = self.lag.text()
         self.refresh()
 
     def _refresh_loop(self) -> None:
@@ -267,9 +278,7 @@ def _sparkline(values: list[float]) -> str:
     """Return `▁▃█ 1.2 3.4 9.9 ms`: one bar per round trip, scaled to the window's range."""
     if not values:
         return ""
-    low, span = min(values), (max(values) - min(values)) or 1.0
-    bars = "".join(_SPARKS[round((v - low) / span * (len(_SPARKS) - 1))] for v in values)
-    return f"{bars}  " + " ".join(f"{v:.1f}" for v in values) + " ms"
+    return f"{bars(values)}  " + " ".join(f"{v:.1f}" for v in values) + " ms"
 
 
 def _log_line(event: BaseEvent) -> str:

@@ -374,13 +374,9 @@ class Batch:
     ) -> pd.DataFrame:
         """Judge each sink group of the batch: ok, lagging, stalled or rewinding (rule in
         `control.lag.judge_lag`); one row per group, with its queue."""
-        from streamforge_nb.control.lag import judge_lag
+        from streamforge_nb.control.lag import judge_queues
 
-        frame = self.lag(live=live)
-        judged = judge_lag(frame, window=window, stale_s=stale_s)
-        owner = frame.drop_duplicates("group").set_index("group")["queue_id"]
-        judged.insert(0, "queue_id", owner.reindex(judged.index))
-        return judged
+        return judge_queues(self.lag(live=live), window=window, stale_s=stale_s)
 
     def queue(self, queue_id: str) -> Queue:
         """Return the handle of one of the batch's queues (closed with the batch)."""
