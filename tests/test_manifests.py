@@ -489,22 +489,83 @@ def test_stf_admits_production_single_user_pods_and_refuses_the_seeds(kube: Loca
 
 
 def test_kafka_ui_values_say_what_the_platform_says() -> None:
+    from streamforge_nb.platform.topics import KAFKA_UI_USER
+
     (values,) = load("kafka-ui-values.yaml")
-    assert values["image"]["repository"] == "provectuslabs/kafka-ui"
-    assert values["image"]["tag"] == "v0.7.2"
+    assert values["image"] == {"registry": "ghcr.io", "repository": "kafbat/kafka-ui",
+                               "tag": "v1.3.0"}  # fmt: skip
     assert values["replicaCount"] == 1
     assert values["nodeSelector"] == {"kubernetes.io/hostname": "k2w-7"}
     assert values["ingress"]["host"] == "kafka-ui.dmz.home"
     assert values["ingress"]["ingressClassName"] == "nginx"
     assert values["ingress"]["tls"] == {"enabled": True, "secretName": "kafka-ui-tls"}
-    env = {e["name"]: e for e in values["env"]}
-    assert env["KAFKA_CLUSTERS_0_NAME"]["value"] == "k3"
-    assert env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"]["value"] == "k3-kafka-bootstrap.kafka:9093"
-    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
-    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_MECHANISM"]["value"] == "SCRAM-SHA-512"
-    jaas = env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]
-    assert "value" not in jaas
-    assert jaas["valueFrom"]["secretKeyRef"]["name"] == "user-streamforge"
+    config = values["envs"]["config"]
+    assert config["KAFKA_CLUSTERS_0_NAME"] == "k3"
+    assert config["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == "k3-kafka-bootstrap.kafka:9093"
+    assert config["KAFKA_CLUSTERS_0_READONLY"] == "true"
+    assert config["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["KAFKA_CLUSTERS_0_PROPERTIES_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert config["AUTH_TYPE"] == "LOGIN_FORM"
+    secrets = values["envs"]["secretMappings"]
+    # The User Operator's Secret of the read-only KafkaUser (kafka-users.yaml), by reference.
+    assert secrets["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]["name"] == KAFKA_UI_USER
+    assert KAFKA_UI_USER in {u["metadata"]["name"] for u in load("kafka-users.yaml")}
+    assert secrets["SPRING_SECURITY_USER_PASSWORD"]["name"] == "kafka-ui-login"
+    assert not {k for k in config if "PASSWORD" in k or "JAAS" in k}
+
+
+# kafbat's chart (github.com/kafbat/helm-charts 2d4336d5, chart 1.5.2, Apache-2.0), for
+# `helm lint` and `helm template` without the network.
+KAFBAT_CHART = Path(__file__).resolve().parent / "data" / "charts" / "kafka-ui"
+
+
+def helm(*args: str) -> str:
+    """Run the helm of scripts/build-kube --node; fail (never skip) without it."""
+    import subprocess
+
+    from streamforge_nb.local.cluster.apiserver import kube_cache_dir
+
+    binary = kube_cache_dir() / "bin" / "helm"
+    if not binary.is_file():
+        pytest.fail(f"no helm at {binary}: build it with scripts/build-kube --node", pytrace=False)
+    done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def kafka_ui_rendered() -> list[dict[str, Any]]:
+    text = helm("template", "kafka-ui", str(KAFBAT_CHART), "-n", "kafka",
+                "-f", str(MANIFESTS / "kafka-ui-values.yaml"))  # fmt: skip
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_kafka_ui_values_lint_and_render_with_kafbats_chart() -> None:
+    helm("lint", "--strict", str(KAFBAT_CHART), "-f", str(MANIFESTS / "kafka-ui-values.yaml"))
+    kinds = {d["kind"]: d for d in kafka_ui_rendered()}
+    assert set(kinds) == {"ServiceAccount", "ConfigMap", "Service", "Deployment", "Ingress"}
+    (container,) = kinds["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "ghcr.io/kafbat/kafka-ui:v1.3.0"
+    assert kinds["ConfigMap"]["data"]["KAFKA_CLUSTERS_0_READONLY"] == "true"
+
+
+@pytest.mark.kube
+def test_kafka_ui_rendered_manifests_pass_the_api_server_under_restricted(
+    kube: LocalApiServer,
+) -> None:
+    """Every object kafbat's chart renders from our values is accepted, its Pod in a
+    namespace that enforces Pod Security "restricted"."""
+    (namespace,) = load("namespace.yaml")
+    namespace["metadata"] = {**namespace["metadata"], "name": "kafka"}
+    kube.apply([namespace])
+    kube.apply([{"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": {"name": "kafka-ui", "namespace": "kafka"}}])  # fmt: skip
+    rendered = kafka_ui_rendered()
+    kube.apply(rendered, dry_run=True)
+    (deployment,) = [d for d in rendered if d["kind"] == "Deployment"]
+    template = deployment["spec"]["template"]
+    metadata = {**template["metadata"], "name": "kafka-ui-x", "namespace": "kafka"}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
+    kube.create([pod], dry_run=True)
 
 
 def test_job_template_is_what_the_library_generates() -> None:

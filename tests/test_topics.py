@@ -88,7 +88,7 @@ def test_v1beta2_differs_from_v1_only_in_the_api_version() -> None:
 def test_cluster_and_namespace_are_options() -> None:
     rendered = strimzi_manifests(cluster="prod-kafka", namespace="streaming")
     resources = [r for group in rendered.values() for r in group]
-    assert len(resources) == 4
+    assert len(resources) == 5  # two topics, three users
     for resource in resources:
         assert resource["metadata"]["namespace"] == "streaming"
         assert resource["metadata"]["labels"] == {"strimzi.io/cluster": "prod-kafka"}

@@ -27,6 +27,8 @@ from streamforge_nb.platform.names import check_dns1123_label
 from streamforge_nb.settings import Settings
 
 __all__ = [
+    "KAFKA_UI_ACLS",
+    "KAFKA_UI_USER",
     "PLATFORM_ACLS",
     "PLATFORM_USER",
     "SERVICE_TOPICS",
@@ -107,6 +109,23 @@ VIEWER_ACLS: tuple[AclRule, ...] = (
     AclRule("group", "streamforge-viewer", ("Read", "Describe"), "prefix"),
 )
 
+# kafka-ui (kafbat, manifests/kafka-ui-values.yaml): read-only. It lists brokers, topics,
+# groups and ACLs (cluster Describe) and shows broker configs (cluster DescribeConfigs);
+# browses the service and data topics (Read, Describe; DescribeConfigs for the topic page);
+# shows group lag from committed offsets (group Describe). No Write, Create, Alter or Delete,
+# and no group of its own: it browses with assigned partitions, committing nothing. A user
+# of its own: the viewer stays the narrow one notebooks that only watch telemetry get.
+KAFKA_UI_USER = "user-streamforge-kafka-ui"
+_BROWSE = ("Read", "Describe", "DescribeConfigs")
+KAFKA_UI_ACLS: tuple[AclRule, ...] = (
+    AclRule("cluster", "kafka-cluster", ("Describe", "DescribeConfigs")),
+    AclRule("topic", "queue-control", _BROWSE),
+    AclRule("topic", "queue-events", _BROWSE),
+    AclRule("topic", "wf-", _BROWSE, "prefix"),
+    AclRule("group", "wf-", ("Describe",), "prefix"),
+    AclRule("group", "streamforge", ("Describe",), "prefix"),
+)
+
 _RESOURCE = {
     "topic": ResourceType.TOPIC,
     "group": ResourceType.GROUP,
@@ -119,6 +138,7 @@ _OPERATION = {
     "Write": ACLOperation.WRITE,
     "Create": ACLOperation.CREATE,
     "Describe": ACLOperation.DESCRIBE,
+    "DescribeConfigs": ACLOperation.DESCRIBE_CONFIGS,
 }
 
 
@@ -236,7 +256,11 @@ def strimzi_manifests(
     ]
     users = [
         _kafka_user(group, user, rules, cluster, namespace)
-        for user, rules in ((PLATFORM_USER, PLATFORM_ACLS), (VIEWER_USER, VIEWER_ACLS))
+        for user, rules in (
+            (PLATFORM_USER, PLATFORM_ACLS),
+            (VIEWER_USER, VIEWER_ACLS),
+            (KAFKA_UI_USER, KAFKA_UI_ACLS),
+        )
     ]
     return {"kafka-topics.yaml": topics, "kafka-users.yaml": users}
 
@@ -250,7 +274,10 @@ def _kafka_user(
 ) -> dict[str, Any]:
     acls = [
         {
-            "resource": {"type": r.resource, "name": r.name, "patternType": r.pattern},
+            # Strimzi's cluster resource has a type only (Kafka names it kafka-cluster).
+            "resource": {"type": r.resource}
+            if r.resource == "cluster"
+            else {"type": r.resource, "name": r.name, "patternType": r.pattern},
             "operations": list(r.operations),
         }
         for r in rules
