@@ -1,13 +1,14 @@
 """The telemetry follower behind a `Queue`: queue-events read live and, behind it, history.
 
-Two consumers, started on first use: the live one, positioned at the end of every partition
-FIRST, hands each pong to the ping waiting for it the moment it arrives, whatever the topic's
-history; the history one, in its own thread, reads only what precedes that end since the
-queue's start: the queue's own partition (murmur2 of the queue id over the real partition
-count) from the queue's start time (`since`, or the day in the queue id;
-`offsets_for_times`), and, when `since` is known, the other partitions from it too (events of
-services that do not key by queue id). Live events wait behind the history so the fold stays
-in order. Neither ever reads from offset 0 when a start is known.
+Two consumers, started on first use: the live one (librdkafka, `kafka.send.live_reader`),
+positioned at the end of every partition FIRST, hands each pong to the ping waiting for it
+the moment it arrives, whatever the topic's history; the history one, in its own thread,
+reads only what precedes that end since the queue's start: the queue's own partition
+(murmur2 of the queue id over the real partition count) from the queue's start time
+(`since`, or the day in the queue id; `offsets_for_times`), and, when `since` is known, the
+other partitions from it too (events of services that do not key by queue id). Live events
+wait behind the history so the fold stays in order. Neither ever reads from offset 0 when a
+start is known.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -29,6 +31,7 @@ from streamforge_nb.kafka.partitions import (
     partition_for,
     queue_start_time,
 )
+from streamforge_nb.kafka.send import live_reader
 from streamforge_nb.platform.contract import BaseEvent, Pong
 from streamforge_nb.settings import Settings
 
@@ -129,7 +132,7 @@ class Follower:
         self._states: dict[str, ProducerState] = {}
         self._waiters: dict[str, _PingWaiter] = {}
         self._listeners: list[Callable[[BaseEvent], None]] = []
-        self._consumer: KafkaConsumer | None = None
+        self._consumer: Any = None  # the live one (librdkafka)
         self._thread: threading.Thread | None = None
         self._history_thread: threading.Thread | None = None
         self._live_start: dict[TopicPartition, int] = {}
@@ -232,36 +235,32 @@ class Follower:
         return _ReadPlan(partitions, start, end)
 
     def _start_follower(self) -> None:
-        consumer = make_consumer(self.settings, **_CONSUMER)
-        try:
-            with kafka_errors("following queue-events", self.settings.kafka_bootstrap_servers):
-                topic = self.settings.queue_events_topic
-                numbers = topic_partitions(consumer, topic, self.settings)
-                partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
-                consumer.assign(partitions)
-                # The live end first: a pong sent from now on is seen the moment it arrives.
-                consumer.seek_to_end(*partitions)
-                end = {tp: consumer.position(tp) for tp in partitions}
-        except BaseException:
-            consumer.close()
-            raise
+        # The live end first, through librdkafka: a pong is seen about a millisecond sooner
+        # than through kafka-python (bench/ping.py), and one sent from now on is not missed.
+        topic = self.settings.queue_events_topic
+        consumer, ends = live_reader(self.settings, topic)
         self._consumer = consumer
-        self._live_start = end
+        self._live_start = {TopicPartition(topic, p): end for p, end in ends.items()}
         self._thread = threading.Thread(
             target=self._run_live, args=(consumer,), name=f"queue-{self.queue_id}", daemon=True
         )
         self._thread.start()
 
-    def _run_live(self, consumer: KafkaConsumer) -> None:
+    def _run_live(self, consumer: Any) -> None:
         while not self._closing.is_set():
             try:
-                batches = consumer.poll(timeout_ms=_POLL_MS)
+                # A batch consume would wait for its timeout to fill the batch: a pong is
+                # handed over as soon as the first message is there, the rest drained after.
+                first = consumer.poll(_POLL_MS / 1000)
                 received = time.perf_counter()
-                for records in batches.values():
-                    for record in records:
-                        event = self._decode(record.value, record.key)
-                        if event is not None:
-                            self._live(event, received)
+                if first is None:
+                    continue
+                for message in [first, *consumer.consume(500, 0)]:
+                    if message.error() is not None:
+                        continue  # librdkafka reconnects by itself; nothing was read
+                    event = self._decode(message.value(), message.key())
+                    if event is not None:
+                        self._live(event, received)
             except Exception:
                 if self._closing.is_set():
                     return

@@ -20,9 +20,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
-
 from streamforge_nb.control.follower import Follower, PongReply
 from streamforge_nb.control.state import final_states, settled
 from streamforge_nb.control.telemetry import (
@@ -33,8 +30,7 @@ from streamforge_nb.control.telemetry import (
     safe_timestamp,
 )
 from streamforge_nb.exceptions import InvalidName, QueueTimeout, StreamForgeError
-from streamforge_nb.kafka.clients import make_producer
-from streamforge_nb.kafka.send import SendResult, refusal, send_checked
+from streamforge_nb.kafka.send import CommandSender, SendResult
 from streamforge_nb.platform.contract import (
     BaseEvent,
     PingCommand,
@@ -118,7 +114,7 @@ class Queue:
         self._record: dict[str, Any] | None = None  # its queue-state record, once looked up
         self._reattach_lock = threading.Lock()
         self._jobs_cache: tuple[float, builtins.list[JobView]] | None = None
-        self._producer: KafkaProducer | None = None
+        self._producer: CommandSender | None = None
         self._producer_lock = threading.Lock()
         self._panels: builtins.list[Any] = []
 
@@ -319,27 +315,17 @@ class Queue:
         if failure:
             raise failure[0]
 
-    def _make_producer(self) -> KafkaProducer:
+    def _make_producer(self) -> CommandSender:
+        # It learns queue-control's partitions now, not on the first send; a refusal (ACLs,
+        # unknown topic) is the one the send would name.
         with self._producer_lock:
             if self._producer is None:
-                self._producer = make_producer(
-                    self.settings, linger_ms=0, acks=1, enable_idempotence=False
-                )
-                # Learn queue-control's partitions now, not on the first send; a refusal
-                # (ACLs, unknown topic) is the one the send would name.
-                topic = self.settings.queue_control_topic
-                try:
-                    self._producer.partitions_for(topic)
-                except KafkaError as exc:
-                    raise refusal(exc, self.settings, topic, f"sending to {topic}") from exc
+                self._producer = CommandSender(self.settings, self.settings.queue_control_topic)
             return self._producer
 
     def _send(self, command: PingCommand | StopCommand) -> SendResult:
         """Send `command` to the queue's partition of queue-control; wait for the broker."""
-        producer = self._make_producer()
-        result = send_checked(producer, self.settings, self.settings.queue_control_topic, command)
-        assert result is not None  # waited for
-        return result
+        return self._make_producer().send(command)
 
     # -- telemetry ---------------------------------------------------------------------------
     def events(self, follow: bool = False, *, timeout: float | None = None) -> Iterator[BaseEvent]:

@@ -20,8 +20,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from kafka import KafkaConsumer
-
 from streamforge_nb.control.metrics import WorkerMetrics, metrics_linger
 from streamforge_nb.control.metrics import metrics_port as env_metrics_port
 from streamforge_nb.control.telemetry import MalformedCounter
@@ -30,11 +28,9 @@ from streamforge_nb.exceptions import (
     BrokerUnavailable,
     MessageError,
     StopRequested,
-    kafka_errors,
 )
-from streamforge_nb.kafka.clients import make_consumer, make_producer
-from streamforge_nb.kafka.partitions import queue_partition
-from streamforge_nb.kafka.send import send_checked
+from streamforge_nb.kafka.clients import make_producer
+from streamforge_nb.kafka.send import CommandSender, live_reader, send_checked
 from streamforge_nb.platform.contract import (
     BaseEvent,
     Error,
@@ -103,6 +99,9 @@ class Worker:
         try:
             self._producer = make_producer(settings, linger_ms=0, acks=1,
                                            enable_idempotence=False)  # fmt: skip
+            # The ping path on librdkafka, a pong about a millisecond sooner each way than
+            # through kafka-python (bench/ping.py); telemetry stays on `_producer`.
+            self._pongs = CommandSender(settings, settings.queue_events_topic)
             self._consumer = self._control_consumer()
         except BaseException:
             self.metrics.close()
@@ -215,35 +214,26 @@ class Worker:
             self.finished(self.summary() if self.summary is not None else None)
         return result
 
-    def _control_consumer(self) -> KafkaConsumer:
+    def _control_consumer(self) -> Any:
         # Only commands sent from now on concern this run, and only its queue's partition holds
         # them. The position is resolved here: a command sent once this returns is seen.
-        topic = self.settings.queue_control_topic
-        consumer = make_consumer(self.settings, enable_auto_commit=False, fetch_max_wait_ms=100)
-        try:
-            with kafka_errors("reading " + topic, self.settings.kafka_bootstrap_servers):
-                tp = queue_partition(consumer, topic, self.queue_id, self.settings)
-                consumer.assign([tp])
-                consumer.seek_to_end(tp)
-                consumer.position(tp)
-        except BaseException:
-            consumer.close()
-            raise
+        consumer, _ = live_reader(
+            self.settings, self.settings.queue_control_topic, partition_of=self.queue_id
+        )
         return consumer
 
     def _listen(self) -> None:
         while not self._closed.is_set():
             try:
-                batches = self._consumer.poll(timeout_ms=_POLL_MS)
+                message = self._consumer.poll(_POLL_MS / 1000)
             except Exception:  # the consumer was closed under us, or the broker went away
                 if self._closed.is_set():
                     return
                 log.exception("control poll failed; retrying")
                 time.sleep(0.5)
                 continue
-            for records in batches.values():
-                for record in records:
-                    self._handle(record.value)
+            if message is not None and message.error() is None:
+                self._handle(message.value())
 
     def _handle(self, raw: bytes | None) -> None:
         if raw is None or self.queue_id.encode() not in raw:
@@ -273,9 +263,7 @@ class Worker:
         self.metrics.sent(pong)
         try:
             # No wait for the ack: the pong is on its way, and the sender measures the trip.
-            send_checked(
-                self._producer, self.settings, self.settings.queue_events_topic, pong, wait=False
-            )
+            self._pongs.send_nowait(pong)
         except Exception:
             log.exception("could not send pong")
             return
@@ -292,6 +280,7 @@ class Worker:
         self._closed.set()
         self._thread.join(timeout=5)
         self._consumer.close()
+        self._pongs.close(timeout=10)
         self._producer.flush(timeout=10)
         self._producer.close(timeout=10)
         self.metrics.close(self._metrics_linger)

@@ -4,11 +4,21 @@ Every control-plane send goes through `send_checked`: it names the queue's parti
 of the queue id over the topic's real partition count, see `partitions`), waits for the
 broker's acknowledgement, and turns a refusal into the library's error naming its cause
 (`NotAuthorized: user-streamforge-viewer may not write queue-control`).
+
+The ping path (a Queue's commands and live end, a worker's control listener and pongs) runs
+on librdkafka (`CommandSender`, `live_reader`): kafka-python's pure-Python protocol handling
+costs about a millisecond per hop, as much as the broker's round trip (bench/ping.py). Its
+refusals are mapped here too (`rd_refusal`, through `refusal`), so they read the same.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka import errors as kerr
@@ -17,9 +27,12 @@ from streamforge_nb.exceptions import (
     BrokerError,
     BrokerUnavailable,
     StreamForgeError,
+    is_passing_kafka_error,
+    map_confluent_error,
     map_kafka_error,
     map_topic_error,
 )
+from streamforge_nb.kafka import clients
 from streamforge_nb.kafka.clients import make_producer
 from streamforge_nb.kafka.partitions import partition_for
 from streamforge_nb.platform.contract import BaseCommand, BaseEvent, encode, message_key
@@ -27,7 +40,11 @@ from streamforge_nb.settings import Settings
 
 __all__ = [
     "SEND_TIMEOUT_S",
+    "CommandSender",
     "SendResult",
+    "live_reader",
+    "rd_connect",
+    "rd_refusal",
     "refusal",
     "send_checked",
     "send_command",
@@ -129,3 +146,198 @@ def refusal(exc: BaseException, settings: Settings, topic: str, what: str) -> St
 
 def _kind(message: BaseEvent | BaseCommand) -> str:
     return f"{message.command} command" if isinstance(message, BaseCommand) else message.status
+
+
+# librdkafka for the ping path: request and reply are each one small message, and
+# kafka-python's pure-Python protocol handling costs about as much as the broker's round trip
+# (bench/ping.py; issue 20). Nagle off: a lone small request must not wait for an ACK.
+LOW_LATENCY_PRODUCER = {"linger.ms": 0, "acks": 1, "enable.idempotence": False,
+                        "socket.nagle.disable": True}  # fmt: skip
+LOW_LATENCY_CONSUMER = {"fetch.wait.max.ms": 100, "fetch.min.bytes": 1,
+                        "socket.nagle.disable": True, "enable.partition.eof": False}  # fmt: skip
+
+
+def rd_refusal(
+    error: Any, settings: Settings, topic: str, what: str, *, operation: str = "write"
+) -> StreamForgeError:
+    """Return the library's error for a librdkafka `KafkaError` about `topic`.
+
+    A broker's error code is Kafka's protocol code, the one kafka-python's error classes
+    carry: mapped by `refusal` (a write) or `map_topic_error` (a read), so both clients'
+    refusals read the same.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+
+    def same(exc: BaseException) -> StreamForgeError:
+        if operation == "write":
+            return refusal(exc, settings, topic, what)
+        where = settings.kafka_bootstrap_servers
+        user = settings.kafka_user
+        return map_topic_error(exc, user=user, topic=topic, operation=operation, where=where)
+
+    code = error.code()
+    if code >= 0:
+        return same(kerr.for_code(code)(error.str()))
+    if code in (KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION):
+        return same(kerr.UnknownTopicOrPartitionError(error.str()))
+    if code in (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT):
+        where = settings.kafka_bootstrap_servers
+        return BrokerUnavailable(f"{what}: the broker at {where} did not answer ({error.str()})")
+    mapped: StreamForgeError = map_confluent_error(
+        KafkaException(error), what=what, settings=settings
+    )
+    return mapped
+
+
+def rd_connect(
+    settings: Settings,
+    topic: str,
+    what: str,
+    build: Callable[[dict[str, Any]], Any],
+    *,
+    operation: str = "write",
+) -> tuple[Any, int]:
+    """Build a librdkafka client with `build(config)`; return it and `topic`'s partition count.
+
+    Fails fast and names the cause as kafka-python's clients do (`kafka.clients`): a dead
+    broker at the TCP probe; a refused login or certificate from what librdkafka reported
+    while it retried; an ACL refusal or a missing topic from the topic's metadata.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+
+    with clients._connecting(what, settings):
+        pass  # the TCP probe: a dead broker fails at once, not after librdkafka's retries
+    errors: list[Any] = []
+    config = {
+        **clients._librdkafka_config(settings),
+        "error_cb": errors.append,
+        "logger": logging.getLogger("streamforge_nb.librdkafka"),
+    }
+    client = build(config)
+    try:
+        try:
+            metadata = client.list_topics(topic, timeout=clients._CONNECT_TIMEOUT_MS / 1000)
+        except KafkaException as exc:
+            cause = next((e for e in errors if "SSL" in e.str() or "SASL" in e.str()), None)
+            if cause is None and exc.args[0].code() != KafkaError._TIMED_OUT:
+                cause = exc.args[0]
+            raise map_confluent_error(
+                KafkaException(cause or exc.args[0]), what=what, settings=settings
+            ) from None
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            error = found.error if found is not None and found.error is not None else None
+            if error is None:
+                error = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, topic)
+            raise rd_refusal(error, settings, topic, what, operation=operation)
+    except BaseException:
+        _close(client)
+        raise
+    return client, len(found.partitions)
+
+
+def _close(client: Any) -> None:
+    if hasattr(client, "assign"):  # a consumer; a producer has nothing to close
+        client.close()
+
+
+def live_reader(
+    settings: Settings, topic: str, *, partition_of: str | None = None
+) -> tuple[Any, dict[int, int]]:
+    """Return a librdkafka consumer of `topic` at its end, and the end offset per partition.
+
+    Every partition, or only `partition_of` a queue id's. No group: assigned at the end
+    offsets asked for here, so a message sent once this returns is never missed.
+    """
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    what = f"reading {topic}"
+    config = {"group.id": f"streamforge-live-{uuid.uuid4().hex[:12]}",
+              "enable.auto.commit": False, "enable.auto.offset.store": False,
+              **LOW_LATENCY_CONSUMER}  # fmt: skip
+    consumer, count = rd_connect(
+        settings, topic, what, lambda base: Consumer({**base, **config}), operation="read"
+    )
+    numbers = range(count) if partition_of is None else [partition_for(partition_of, count)]
+    deadline = time.monotonic() + SEND_TIMEOUT_S
+    try:
+        while True:
+            try:
+                # Timestamp -1 asks for each partition's latest offset.
+                ends = consumer.offsets_for_times(
+                    [TopicPartition(topic, p, -1) for p in numbers], timeout=SEND_TIMEOUT_S
+                )
+                break
+            except KafkaException as exc:
+                # A new topic's leaders are still being elected: ask again, as kafka-python does.
+                if not is_passing_kafka_error(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        consumer.assign(ends)
+    except KafkaException as exc:
+        consumer.close()
+        raise map_confluent_error(exc, what=what, settings=settings) from None
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer, {tp.partition: tp.offset for tp in ends}
+
+
+class CommandSender:
+    """Sends commands on one service topic through librdkafka, each waiting for the broker."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        from confluent_kafka import Producer
+
+        self.settings = settings
+        self.topic = topic
+        what = f"connecting a producer to {topic}"
+        self._producer, self._count = rd_connect(
+            settings, topic, what, lambda config: Producer({**config, **LOW_LATENCY_PRODUCER})
+        )
+
+    def send(
+        self, message: BaseEvent | BaseCommand, *, timeout: float = SEND_TIMEOUT_S
+    ) -> SendResult:
+        """Send `message` to its queue's partition; return where the broker stored it.
+
+        Raises the errors `send_checked` does (`rd_refusal`), naming the user and the topic.
+        """
+        done = self.send_nowait(message)
+        deadline = time.monotonic() + timeout
+        while not done and (left := deadline - time.monotonic()) > 0:
+            self._producer.poll(left)
+        what = f"sending {_kind(message)} to {self.topic}"
+        if not done:
+            where = self.settings.kafka_bootstrap_servers
+            raise BrokerUnavailable(
+                f"{what}: the broker at {where} did not answer in {timeout:g} s"
+            )
+        error, sent = done[0]
+        if error is not None:
+            raise rd_refusal(error, self.settings, self.topic, what)
+        return SendResult(self.topic, sent.partition(), sent.offset())
+
+    def send_nowait(self, message: BaseEvent | BaseCommand) -> list[tuple[Any, Any]]:
+        """Hand `message` to librdkafka; return the list its delivery report lands in.
+
+        For a pong: the sender measures the trip, and a refused one is only logged.
+        """
+        from confluent_kafka import KafkaException
+
+        what = f"sending {_kind(message)} to {self.topic}"
+        key = message_key(message)
+        done: list[tuple[Any, Any]] = []
+        try:
+            self._producer.produce(
+                self.topic, encode(message), key, partition=partition_for(key, self._count),
+                on_delivery=lambda error, sent: done.append((error, sent)),
+            )  # fmt: skip
+        except (KafkaException, BufferError) as exc:
+            raise BrokerError(f"{what}: {exc}") from None
+        self._producer.poll(0)  # serve earlier delivery reports (a pong's are not awaited)
+        return done
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is still queued (up to `timeout`), then let the producer go."""
+        self._producer.flush(timeout)
