@@ -143,3 +143,72 @@ def test_check_pipeline_runs_the_runnable_jobs(pipeline: dict[str, Any]) -> None
     assert match, "scripts/check-pipeline lost its job loop"
     assert match.group(1).split() == ["lint", "wheel", "manifests"]
     assert set(match.group(1).split()) <= set(jobs(pipeline))
+
+
+# --- the lock file ------------------------------------------------------------------------------
+
+LOCK = ROOT / "requirements.lock"
+# Where the lock is resolved (scripts/lock): the image's Python and platform.
+LOCK_ENVIRONMENT = {"python_version": "3.11", "python_full_version": "3.11.2",
+                    "sys_platform": "linux", "platform_system": "Linux",
+                    "platform_machine": "x86_64", "os_name": "posix",
+                    "implementation_name": "cpython",
+                    "platform_python_implementation": "CPython"}  # fmt: skip
+
+
+def lock_pins(text: str) -> dict[str, str]:
+    """`name==version` lines of a lock, by canonical name."""
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version and ";" not in version, f"not a plain pin: {line!r}"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def pyproject_requirements() -> list[str]:
+    """Every requirement the lock must satisfy: the library's, its extras', the image's."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    found = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        found.extend(extra)
+    image = (ROOT / "jupyter-image" / "requirements.in").read_text().splitlines()
+    return found + [ln for ln in (ln.split("#", 1)[0].strip() for ln in image) if ln]
+
+
+def lock_problems(pins: dict[str, str], requirements: list[str]) -> list[str]:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    problems = []
+    for text in requirements:
+        requirement = Requirement(text)
+        if requirement.marker and not requirement.marker.evaluate(LOCK_ENVIRONMENT):
+            continue
+        pinned = pins.get(canonicalize_name(requirement.name))
+        if pinned is None:
+            problems.append(f"{text}: not in requirements.lock")
+        elif not requirement.specifier.contains(pinned, prereleases=True):
+            problems.append(f"{text}: requirements.lock pins {pinned}")
+    return problems
+
+
+def test_the_lock_satisfies_every_requirement_of_pyproject_and_the_image() -> None:
+    problems = lock_problems(lock_pins(LOCK.read_text()), pyproject_requirements())
+    assert problems == [], "requirements.lock is stale; run scripts/lock:\n" + "\n".join(problems)
+
+
+def test_the_lock_check_names_a_missing_or_out_of_bounds_pin() -> None:
+    pins = lock_pins("click==8.0.0\n    # via x\n")
+    assert lock_problems(
+        pins, ["click>=8.1", "orjson>=3.10", "tomli; python_version < '3.11'"]
+    ) == [
+        "click>=8.1: requirements.lock pins 8.0.0",
+        "orjson>=3.10: not in requirements.lock",
+    ]
