@@ -247,7 +247,7 @@ DUMMY = WorkerEntry(
         Option("fail_after", "Send `error` and exit 1 after N seconds.", NON_NEGATIVE_SECONDS,
                metavar="N"),
         Option("metrics_port", "Port of Prometheus /metrics; 0 turns them off.", PORT_OR_ZERO,
-               8000, metavar="P"),
+               8000, envvar="STREAMFORGE_METRICS_PORT", metavar="P"),
         _DEBUG,
     ),
 )  # fmt: skip
