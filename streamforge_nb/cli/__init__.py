@@ -45,7 +45,7 @@ CONTEXT_SETTINGS: dict[str, Any] = {
     "max_content_width": 100,
 }
 # Options without a platform variable of their own read STREAMFORGE_<COMMAND>_<OPTION>
-# (`queues --json`: STREAMFORGE_QUEUES_JSON); `--help` shows each one's name.
+# (`queues --json`: STREAMFORGE_QUEUES_AS_JSON); `--help` shows each one's name.
 ENV_PREFIX = "STREAMFORGE"
 
 
