@@ -7,7 +7,10 @@ In one run, against a local broker started in a temporary directory, each case t
             acks=all, murmur2 partitioner);
   loader:   `python -m streamforge_nb.workers.loader --source archive` in a subprocess,
             from start to exit (checksums, parsing, encoding, publishing, telemetry), with
-            its peak RSS.
+            its peak RSS;
+  end to end (--end-to-end): `Workflow.candles(..., source="archive").launch("local")` into
+            the embedded store, the archives served over HTTP in Binance's layout, from the
+            launch to `Queue.wait` returning (goal, issue 20: <= 20x by hand).
 Prints min/median/max of each and the ratios (goal, issue 20: loader >= 0.5x kcat -P).
 
 The 12 GENERATED archives (`streamforge_nb.testing.write_archive`, 2023, BTCUSDT) are cached
@@ -15,12 +18,14 @@ in ~/.cache/streamforge-nb/bench-archives (about a minute to make the first time
 
     .venv/bin/python bench/archive_load.py [--runs 3] [--months 12]
     PYTHONPATH=/path/to/older/checkout .venv/bin/python bench/archive_load.py   # "before"
+    .venv/bin/python bench/archive_load.py --end-to-end    # also launch("local") to the store
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import resource
 import shutil
@@ -28,7 +33,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -97,7 +104,8 @@ def timed_process(
 ) -> tuple[float, float, float]:
     """Run `command`; return its wall seconds, CPU seconds (user + system) and peak RSS (MiB)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env)
+    # Not from the checkout: `python -m` would import the package there before PYTHONPATH's.
+    proc = subprocess.Popen(command, env=env, cwd=tempfile.gettempdir())
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
@@ -138,9 +146,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--end-to-end", action="store_true")
     args = parser.parse_args()
     paths = archives(args.months)
-    hand, kcat, loader, rss = [], [], [], []
+    hand, kcat, loader, rss, e2e = [], [], [], [], []
     cpu: dict[str, list[float]] = {"hand": [], "kcat": [], "loader": []}
     with tempfile.TemporaryDirectory() as tmp, local_broker(Path(tmp) / "broker") as broker:
         settings = broker.settings()
@@ -166,6 +175,9 @@ def main() -> None:
                     raise SystemExit(f"the loader published {published} of {count} candles")
             print(f"run {run + 1}: by hand {hand[-1]:.2f} s, kcat -P {kcat[-1]:.2f} s, "
                   f"loader {seconds:.2f} s ({peak:.0f} MiB)", flush=True)  # fmt: skip
+            if args.end_to_end:
+                e2e.append(end_to_end(settings, paths, Path(tmp) / f"e2e{run}", args.months))
+                print(f"run {run + 1}: end to end {e2e[-1]:.2f} s", flush=True)
     print(f"\n{count} candles from {len(paths)} monthly archives, {args.runs} runs")
     print(f"by hand (pandas read_csv + to_parquet) s: {spread(hand)}")
     print(f"kcat -P (same messages)               s: {spread(kcat)}")
@@ -176,10 +188,51 @@ def main() -> None:
         print(f"CPU s (user + system) {name}: {spread(values)}")
     print(f"loader peak RSS MiB: {spread(rss)}")
     print(f"loader / by hand (median): {statistics.median(loader) / statistics.median(hand):.1f}x")
+    if e2e:
+        print(f"end to end (launch -> wait, store)     s: {spread(e2e)}")
+        ratio = statistics.median(e2e) / statistics.median(hand)
+        print(f"end to end / by hand (median): {ratio:.1f}x (goal <= 20x)")
     speed = statistics.median(kcat) / statistics.median(loader)
     print(f"loader speed / kcat -P speed (median): {speed:.2f}x (goal >= 0.5x)")
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
     print(f"peak RSS of this process: {own} MiB")
+
+
+def end_to_end(settings: Settings, paths: list[Path], home: Path, months: int) -> float:
+    """Launch the candle workflow from archives into a new local store; return seconds."""
+    from streamforge_nb.exchange.archives import parse_archive_name
+    from streamforge_nb.workflow import Workflow
+
+    served = home / "served"
+    for path in paths:  # Binance's layout, so the loader derives the URLs itself
+        named = parse_archive_name(path.name)
+        assert named is not None
+        for suffix in ("", ".CHECKSUM"):
+            target = served / (named.path + suffix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path.with_name(path.name + suffix))
+    handler = functools.partial(QuietHandler, directory=str(served))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        workflow = Workflow.candles(
+            SYMBOL, INTERVAL, time_range(months), source="archive",
+            base_url=f"http://127.0.0.1:{server.server_address[1]}",
+            store=f"local://{home / 'store'}", settings=settings,
+        )  # fmt: skip
+        started = time.perf_counter()
+        with workflow.launch("local", settings=settings, home=home) as queue:
+            final = queue.wait(timeout=3600, targets=["loader-candles", "arango-candles"],
+                               progress=False)  # fmt: skip
+        took = time.perf_counter() - started
+        server.shutdown()
+    if set(final["status"]) != {"finished"}:
+        raise SystemExit(f"the workflow did not finish: {final.to_dict('index')}")
+    return took
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 def _create(settings: Settings, topic: str) -> None:
