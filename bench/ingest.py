@@ -1,21 +1,28 @@
 """Ingest: candles per second from a filled data topic into the embedded store, by the sink.
 
-In one run, against a local broker started in a temporary directory:
+Against a local broker started in a temporary directory, the topic filled once, then each
+of `--runs` rounds times, back to back on the same topic:
   anchor 1: the topic's raw read rate by `kcat -C -e` (Debian's kcat, librdkafka, no decoding);
+  anchor 2: a plain confluent-kafka loop: batch consume, `json.loads` of each value, nothing
+            else (no checks, no store, no commits): what a hand-written consumer costs;
   sink:     `python -m streamforge_nb.workers.sink` in a subprocess (validate, batch-write to
-            the embedded CandleStore, commit offsets), timed from start to exit, with its
-            peak RSS;
-  anchor 2: a one-candle-per-write sink: the same consumer and decoding, one store write per
-            candle (on a prefix of the topic, extrapolated to candles per second).
+            the embedded CandleStore, commit offsets), timed from start to exit (its own group
+            and store each round), with its peak RSS.
+The sink's rate, and its ratio to each anchor of the same round, print as min/median/max.
+Optionally, a one-candle-per-write sink (`--single N`, on a prefix, once).
 
-    .venv/bin/python bench/ingest.py [--count 500000] [--single 3000]
-    .venv/bin/python bench/ingest.py --count 5000000 --single 0     # the memory figure
+    .venv/bin/python bench/ingest.py [--count 500000] [--runs 3] [--single 0]
+    .venv/bin/python bench/ingest.py --count 5000000 --runs 1     # the memory figure
+    .venv/bin/python bench/ingest.py --profile /tmp/sink.txt    # and py-spy of one more sink
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +40,7 @@ from streamforge_nb.testing import CandleGenerator, local_broker
 QUEUE_ID = "wf-btcusdt-api_candles_1m-20200101-bench01"
 TOPIC = f"{QUEUE_ID}-data"
 START_MS = 1577836800000  # 2020-01-01
+SINK = "sink -> embedded store, to exit (candles/s)"
 
 
 def fill(bootstrap: str, count: int) -> float:
@@ -83,12 +91,44 @@ def kcat_rate(bootstrap: str, count: int) -> float:
     return count / took
 
 
-def sink_rate(bootstrap: str, store_dir: Path, count: int) -> tuple[float, float]:
-    """Run the sink to the end of the topic; return (candles/s, peak RSS MiB)."""
+def json_loads_rate(bootstrap: str, count: int, group: str) -> float:
+    """Read the topic with a plain confluent-kafka loop that only `json.loads` each value."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    started = time.perf_counter()
+    consumer.subscribe([TOPIC])
+    done = 0
+    while done < count:
+        for message in consumer.consume(10_000, timeout=1.0):
+            if message.error():
+                continue
+            json.loads(message.value())
+            done += 1
+    took = time.perf_counter() - started
+    consumer.close()
+    return count / took
+
+
+def sink_rate(
+    bootstrap: str, store_dir: Path, count: int, group: str, profile: Path | None = None
+) -> tuple[float, float, float]:
+    """Run the sink to the end of the topic; return (candles/s, peak RSS MiB, CPU s)."""
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PATH": "/usr/bin:/bin"}
+    spy: list[str] = []
+    if profile is not None:
+        # py-spy's collapsed stacks (one line a stack, its samples last): text to sum up.
+        py_spy = Path(sys.executable).with_name("py-spy")
+        spy = [str(py_spy), "record", "--format", "raw", "-r", "50", "-o", str(profile), "--"]
     started = time.perf_counter()
     proc = subprocess.Popen(
         [
+            *spy,
             sys.executable,
             "-m",
             "streamforge_nb.workers.sink",
@@ -101,6 +141,8 @@ def sink_rate(bootstrap: str, store_dir: Path, count: int) -> tuple[float, float
             "20000",
             "--report-every",
             "5",
+            "--group-id",
+            group,
         ],
         env=env,
         stderr=subprocess.DEVNULL,
@@ -108,15 +150,29 @@ def sink_rate(bootstrap: str, store_dir: Path, count: int) -> tuple[float, float
     # The sink's own high-water mark, read from /proc while it runs: rusage would also count
     # the parent's pages the child shared between fork and exec.
     peak_kib = 0
-    while proc.poll() is None:
-        peak_kib = max(peak_kib, _vm_hwm_kib(proc.pid))
+    while True:
+        # wait4: the sink's own CPU seconds too, a figure a loaded machine blurs less.
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        for sink_pid in [proc.pid, *_children(proc.pid)] if profile else [proc.pid]:
+            peak_kib = max(peak_kib, _vm_hwm_kib(sink_pid))
         time.sleep(0.2)
     took = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 0, "the sink failed"
     with CandleStore.open(f"local://{store_dir}") as store:
         stored = len(store.load("BTCUSDT", "1m", START_MS, START_MS + count * 60_000))
     assert stored == count, f"sink stored {stored} of {count}"
-    return count / took, peak_kib / 1024
+    return count / took, peak_kib / 1024, usage.ru_utime + usage.ru_stime
+
+
+def _children(pid: int) -> list[int]:
+    """Return the child processes of `pid` (py-spy's: the sink it runs)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _vm_hwm_kib(pid: int) -> int:
@@ -154,15 +210,21 @@ def single_write_rate(bootstrap: str, store_dir: Path, count: int) -> float:
     return done / (time.perf_counter() - (started or time.perf_counter()))
 
 
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    return min(values), statistics.median(values), max(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--single",
         type=int,
-        default=3_000,
+        default=0,
         help="candles for the one-write-per-candle anchor (0 skips it)",
     )
+    parser.add_argument("--profile", type=Path, help="py-spy's raw profile of an extra sink run")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
@@ -175,18 +237,41 @@ def main() -> None:
         admin.close()
         filled = fill(bootstrap, args.count)
         print(f"topic: {args.count:,} candles filled in {filled:.1f} s")
-        kcat = kcat_rate(bootstrap, args.count)
-        print(f"anchor, kcat -C -e raw read:           {kcat:>10,.0f} candles/s")
-        rate, peak = sink_rate(bootstrap, Path(tmp) / "store", args.count)
-        print(
-            f"sink -> embedded store (to exit):       {rate:>10,.0f} candles/s "
-            f"({rate / kcat:.2f}x kcat), peak RSS {peak:,.0f} MiB"
-        )
+        if args.profile:  # apart from the timed runs: py-spy slows what it samples
+            sink_rate(bootstrap, Path(tmp) / "profiled", args.count, "bench-profiled", args.profile)
+            shutil.rmtree(Path(tmp) / "profiled")
+            print(f"py-spy profile of a sink run: {args.profile}")
+        figures: dict[str, list[float]] = {}
+        for run in range(args.runs):
+            kcat = kcat_rate(bootstrap, args.count)
+            loads = json_loads_rate(bootstrap, args.count, f"bench-loads-{run}")
+            store = Path(tmp) / f"store-{run}"
+            rate, peak, cpu = sink_rate(bootstrap, store, args.count, f"bench-sink-{run}")
+            shutil.rmtree(store)
+            print(
+                f"run {run + 1}: kcat {kcat:,.0f}/s, consume + json.loads {loads:,.0f}/s, "
+                f"sink {rate:,.0f}/s ({rate / kcat:.2f}x kcat, {rate / loads:.2f}x loop), "
+                f"peak RSS {peak:,.0f} MiB, {cpu:.1f} CPU s"
+            )
+            for name, value in (
+                ("anchor, kcat -C -e raw read (candles/s)", kcat),
+                ("anchor, consume + json.loads loop (candles/s)", loads),
+                (SINK, rate),
+                ("sink / kcat", rate / kcat),
+                ("sink / consume + json.loads loop", rate / loads),
+                ("sink peak RSS (MiB)", peak),
+                ("sink CPU (user + system) per candle (us)", cpu / args.count * 1e6),
+            ):
+                figures.setdefault(name, []).append(value)
+        print(f"{args.runs} runs, min / median / max:")
+        for name, values in figures.items():
+            low, mid, high = (f"{v:,.2f}" if v < 100 else f"{v:,.0f}" for v in _spread(values))
+            print(f"  {name:<46} {low} / {mid} / {high}")
         if args.single:
             single = single_write_rate(bootstrap, Path(tmp) / "single", args.single)
             print(
                 f"anchor, one write per candle:          {single:>10,.0f} candles/s "
-                f"(sink is {rate / single:.0f}x)"
+                f"(the sink's median is {_spread(figures[SINK])[1] / single:.0f}x)"
             )
 
 

@@ -205,17 +205,20 @@ class LocalBackend(SqliteState, CandleBackend):
             old = self._hot_rows(path)
             if old is None and path.exists():
                 old = _read_file(path).select(_SCHEMA.names).cast(_SCHEMA)
-            if old is not None:
+            if old is not None and old.num_rows:
                 old_t, new_t = _times(old), _times(batch)
-                pos = np.searchsorted(new_t, old_t).clip(max=len(new_t) - 1)
-                keep = new_t[pos] != old_t
-                merged = pa.concat_tables([old.filter(pa.array(keep)), batch])
-                merged_t = _times(merged)
-                if np.any(np.diff(merged_t) < 0):
-                    merged = merged.take(pa.array(np.argsort(merged_t, kind="stable")))
+                if old_t[-1] < new_t[0]:  # a sink's usual batch: after the rows stored
+                    merged = pa.concat_tables([old, batch])
+                else:
+                    pos = np.searchsorted(new_t, old_t).clip(max=len(new_t) - 1)
+                    keep = new_t[pos] != old_t
+                    merged = pa.concat_tables([old.filter(pa.array(keep)), batch])
+                    merged_t = _times(merged)
+                    if np.any(np.diff(merged_t) < 0):
+                        merged = merged.take(pa.array(np.argsort(merged_t, kind="stable")))
             else:
                 merged = batch
-            if merged.column(0).num_chunks > 1:  # one chunk: neither batches nor row groups pile up
+            if merged.column(0).num_chunks > 64:  # kept hot batch after batch: chunks pile up
                 merged = merged.combine_chunks()
             identity = _replace(path, merged, _HOT_WRITE_OPTIONS)
             with self._hot_lock:
