@@ -134,15 +134,11 @@ def _decode_candles_fast(values: Sequence[bytes]) -> Any:
     # One message per line: a message with a newline of its own (or none at all) would
     # shift the rows, so such a batch takes the careful path. So does one that does not start
     # with '{': pyarrow 26's JSON reader crashes the process (SIGSEGV) on a buffer starting
-    # with a top-level `null` (found by tests/test_sink.py's property test). Both counted in
-    # C on the joined batch: with exactly the joins' newlines, "\n{" counts the messages
-    # after the first that start with '{'.
-    if not values:
+    # with a top-level `null` (found by tests/test_sink.py's property test). (Counting "\n"
+    # and "\n{" in the joined batch instead: 1.8x this loop's time, measured.)
+    if not values or any(v[:1] != b"{" or b"\n" in v for v in values):
         return None
     joined = b"\n".join(values)
-    lines = len(values) - 1
-    if joined[:1] != b"{" or joined.count(b"\n") != lines or joined.count(b"\n{") != lines:
-        return None
     schema = _candle_arrow_schema()
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
