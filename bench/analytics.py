@@ -1,6 +1,7 @@
 """Time market analysis on the embedded store against its anchors (issue 21, "Measure").
 
-    python3 bench/analytics.py [--cache DIR] [--symbols 50] [--runs 5] [--arctic-python PY]
+    python3 bench/analytics.py [--cache DIR] [--symbols 50] [--runs 5] [--market 200]
+                               [--arctic-python PY|auto|none]
 
 Data: GENERATED candles (`testing.CandleGenerator`, not market data) written once through
 `CandleStore` under `--cache` (default ~/.cache/streamforge-nb/bench-analytics) and reused:
@@ -12,10 +13,12 @@ asserted): a year of 1m read (anchor `pandas.read_parquet` of the same rows in o
 one day and one month of it; the symbols x a month long and wide (anchors: a loop of
 single-series loads plus concat, `pyarrow.dataset` of the same files); resample a year of
 1m to 1h (anchor: pandas on the frame in memory, and load + resample) and the symbols x a
-month to 1h; the coverage matrix by month. ArcticDB (LMDB) anchors run when
-`--arctic-python` names an interpreter with `arcticdb` (its pandas<3 pin cannot share this
-venv): it loads the same Parquet rows into a library once and times read, date_range,
-read_batch + concat and QueryBuilder resample.
+month to 1h; the coverage matrix by month (footer cache cold and warm); with `--market N`
+daily OHLCV of N symbols x a year of 1m (copies of one generated year) in a child process,
+its peak RSS reported. ArcticDB (LMDB) anchors run in an interpreter with `arcticdb` (its
+pandas<3 pin cannot share this venv): by default a venv this script makes once under
+`--cache` (`pip install arcticdb`); it loads the same Parquet rows into a library once and
+times read, date_range, read_batch + concat and QueryBuilder resample.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,6 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
+from streamforge_nb.store import footers
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.store.frames import COLUMNS, frame_from_arrays
 from streamforge_nb.testing import CandleGenerator
@@ -109,8 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--matrix", type=int, default=200)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--arctic-python", default=os.environ.get("ARCTIC_PYTHON", ""))
+    parser.add_argument("--arctic-python", default=os.environ.get("ARCTIC_PYTHON", "auto"),
+                        help="an interpreter with arcticdb; 'auto' (default): a venv made "
+                        "once under --cache; 'none': skip the ArcticDB anchors")  # fmt: skip
+    parser.add_argument("--market", type=int, default=0,
+                        help="symbols x a year of 1m for the daily-OHLCV case (200 in the "
+                        "issue; 0 skips it: it copies 26 MB per symbol under --cache)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.arctic_python == "auto":
+        args.arctic_python = arctic_python(args.cache)
+    elif args.arctic_python == "none":
+        args.arctic_python = ""
     print(f"data under {args.cache} (GENERATED candles, made once)", flush=True)
     store = prepare(args.cache, args.symbols, args.matrix)
     root = store.backend.root  # type: ignore[attr-defined]
@@ -173,17 +187,85 @@ def main(argv: list[str] | None = None) -> int:
     show(f"resample {args.symbols} x a month -> 1h: resample_many", t_many50,
          {"loop load + pandas": t_loop50})  # fmt: skip
 
-    # 4. Coverage matrix by month.
+    # 4. Coverage matrix by month: a cold footer cache (a new process), then warm.
     mat = [f"MAT{i:03d}USDT" for i in range(args.matrix)]
+
+    def cold() -> object:
+        footers._CACHE.clear()
+        return store.coverage("MAT*", by="month")
+
+    t_cold = median_time(cold, max(1, runs // 2))
     t_cov = median_time(lambda: store.coverage("MAT*", by="month"), max(1, runs // 2))
     cov = store.coverage("MAT*", by="month")
+    t_plain = median_time(store.coverage, max(1, runs // 2))
     show(f"coverage by month, {len(mat)} x 4 intervals ({len(cov):,} rows)", t_cov,
-         {"plain coverage()": median_time(store.coverage, max(1, runs // 2))})  # fmt: skip
+         {"cold footer cache": t_cold, "plain coverage()": t_plain})  # fmt: skip
+    show("  cold footer cache", t_cold, {"plain coverage()": t_plain})
+
+    # 5. A market: `--market` symbols x a year of 1m, daily OHLCV of all, in a child process
+    # (its peak RSS is the figure).
+    if args.market:
+        market_case(args.cache, store, args.market)
     return 0
+
+
+def market_case(cache: Path, store: CandleStore, symbols: int) -> None:
+    """Daily OHLCV of `symbols` x a year of 1m: copies of SYM000USDT's year files (made once;
+    the same GENERATED rows under each symbol), aggregated by resample_many in a child."""
+    root: Path = store.backend.root  # type: ignore[attr-defined]
+    source = root / "candles" / "SYM000USDT" / "1m"
+    for i in range(symbols):
+        target = root / "candles" / f"MKT{i:03d}USDT" / "1m"
+        if not target.is_dir():
+            target.mkdir(parents=True)
+            for f in source.glob("[0-9]*.parquet"):
+                shutil.copyfile(f, target / f.name)
+    code = (
+        "import json, resource, sys, time\n"
+        "from streamforge_nb.store.candles import CandleStore\n"
+        "store = CandleStore.open(sys.argv[1])\n"
+        "t = time.perf_counter()\n"
+        "got = store.resample_many('MKT*', '1m', '1d')\n"
+        "took = time.perf_counter() - t\n"
+        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "n = int(got['candles'].sum())\n"
+        "print(json.dumps({'s': took, 'rows': len(got), 'rss': rss, 'candles': n}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                          text=True, timeout=3600, check=True)  # fmt: skip
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    print(
+        f"{symbols} symbols x a year of 1m ({got['candles']:,} rows) -> daily OHLCV "
+        f"({got['rows']:,} rows): {got['s']:.1f} s (goal 60 s: {got['s'] / 60:.2f}x), "
+        f"peak RSS {got['rss'] / 2**30:.2f} GiB (goal 4 GiB: {got['rss'] / 2**32:.2f}x)",
+        flush=True,
+    )
 
 
 def _a(arctic: dict[str, float], key: str) -> dict[str, float]:
     return {f"ArcticDB {key}": arctic[key]} if key in arctic else {}
+
+
+def arctic_python(cache: Path) -> str:
+    """A venv of its own with arcticdb (it pins pandas<3, this venv has pandas 3), made once
+    under `cache`; return its interpreter, or "" if it cannot be made here."""
+    venv = cache / "arctic-venv"
+    python = venv / "bin" / "python"
+    if (
+        not python.exists()
+        or subprocess.run(
+            [str(python), "-c", "import arcticdb, pyarrow"], capture_output=True, check=False
+        ).returncode
+    ):
+        print(f"setting up ArcticDB in {venv} (pip install arcticdb pyarrow)", flush=True)
+        base = getattr(sys, "_base_executable", sys.executable)
+        install = [str(python), "-m", "pip", "install", "-q", "arcticdb", "pyarrow"]
+        for command in ([base, "-m", "venv", str(venv)], install):
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode:
+                print(f"ArcticDB set-up failed: {done.stderr.strip()[-500:]}")
+                return ""
+    return str(python)
 
 
 def _arctic(args: argparse.Namespace, root: Path) -> dict[str, float]:
