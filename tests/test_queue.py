@@ -430,3 +430,20 @@ def test_a_history_read_that_stops_moving_is_renewed_then_named(
     assert renewed == [True] * follower.HISTORY_RENEWALS
     with pytest.raises(BrokerUnavailable, match="partition 2: 3 of 10"):
         stall.stalled({tp: 3})
+
+
+def test_a_ping_with_a_wrong_password_names_the_refused_login(platform_settings: Settings) -> None:
+    # The ping path is librdkafka, which retries a refused login in the background: a first
+    # version of it said "no usable broker" after 10 s, where kafka-python's clients said why.
+    from pydantic import SecretStr
+
+    from streamforge_nb.exceptions import AuthenticationFailed
+
+    wrong = "not-the-password-" + unique_name("pw")
+    bad = platform_settings.model_copy(update={"kafka_password": SecretStr(wrong)})
+    with (
+        Queue(unique_name("wf-login"), bad) as queue,
+        pytest.raises(AuthenticationFailed, match="refused user 'user-streamforge'") as raised,
+    ):
+        queue.ping(timeout=1)
+    assert wrong not in str(raised.value)

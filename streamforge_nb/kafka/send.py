@@ -215,15 +215,22 @@ def rd_connect(
     }
     client = build(config)
     try:
-        try:
-            metadata = client.list_topics(topic, timeout=clients._CONNECT_TIMEOUT_MS / 1000)
-        except KafkaException as exc:
-            cause = next((e for e in errors if "SSL" in e.str() or "SASL" in e.str()), None)
-            if cause is None and exc.args[0].code() != KafkaError._TIMED_OUT:
-                cause = exc.args[0]
-            raise map_confluent_error(
-                KafkaException(cause or exc.args[0]), what=what, settings=settings
-            ) from None
+        deadline = time.monotonic() + clients._CONNECT_TIMEOUT_MS / 1000
+        while True:
+            try:
+                metadata = client.list_topics(topic, timeout=0.5)
+                break
+            except KafkaException as exc:
+                # A refused login or certificate is fatal at once, as Kafka's own clients
+                # make it; errors reach error_cb only when a poll serves them.
+                client.poll(0)
+                refused = [e for e in errors if "SSL" in e.str() or "SASL" in e.str()]
+                if not refused and time.monotonic() < deadline:
+                    continue
+                cause = refused[0] if refused else exc.args[0]
+                raise map_confluent_error(
+                    KafkaException(cause), what=what, settings=settings
+                ) from None
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
             error = found.error if found is not None and found.error is not None else None
