@@ -328,5 +328,17 @@ def test_flush_raises_when_the_broker_does_not_acknowledge_in_time(settings: Set
     # A topic that does not exist (auto-creation is off): librdkafka holds the messages.
     publisher = CandlePublisher(settings, data_topic(new_queue()))
     publisher.candles("BTCUSDT", "1m", table)
+    assert publisher.acknowledged == 0  # a progress report counts none of them
     with pytest.raises(BrokerUnavailable, match="did not acknowledge 10 messages within 1 s"):
         publisher.flush(timeout=1)
+    # To a topic that exists, all are acknowledged once flushed.
+    topic = data_topic(new_queue())
+    admin = make_admin(settings)
+    try:
+        ensure_queue_topics(admin, settings, topic)
+    finally:
+        admin.close()
+    publisher = CandlePublisher(settings, topic)
+    publisher.candles("BTCUSDT", "1m", table)
+    publisher.flush(timeout=60)
+    assert publisher.acknowledged == 10

@@ -224,8 +224,8 @@ def _publish(worker: Worker, pages: Iterator[Page], topic: str, opts: LoaderOpti
                      opts.symbol, opts.interval, start, end)  # fmt: skip
         empty += len(windows)
         if time.monotonic() - last_report >= opts.report_every:
-            publisher.flush()  # a report counts acknowledged candles only
-            worker.loading(sent, f"Published {sent} candles to {topic}")
+            done = publisher.acknowledged  # a report counts acknowledged candles only
+            worker.loading(done, f"Published {done} candles to {topic}")
             last_report = time.monotonic()
     publisher.flush()  # every message acknowledged before the loader says finished
     worker.records_written = sent

@@ -53,6 +53,7 @@ class CandlePublisher:
         self.topic = topic
         self._what = f"publishing to {topic}"
         self._failed: list[Any] = []
+        self._candles = 0
         options = {**PRODUCER_CONFIG, "on_delivery": self._delivered, **config}
         self._producer: Any = make_bulk_producer(settings, topic, **options)
 
@@ -68,7 +69,20 @@ class CandlePublisher:
                     self._retry(key, value, None)
             self._producer.poll(0)
         self._raise_failed()
+        self._candles += len(values)
         return len(values)
+
+    @property
+    def acknowledged(self) -> int:
+        """Candles the broker acknowledged so far (at least: a queued marker counts too).
+
+        Read from librdkafka's count of messages still waiting: a progress report needs no
+        flush, which would drain the pipeline each time (20% of a load's time, measured).
+        """
+        with self._mapped():
+            self._producer.poll(0)
+        self._raise_failed()
+        return max(0, self._candles - len(self._producer))
 
     def message(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         """Queue one message with `headers` (an exchange-empty marker) for sending."""
