@@ -224,9 +224,8 @@ def test_ping_stop_events_against_a_real_dummy(
     as_json = run("ping", "--queue-id", queue_id, "--json", "--count", "2", env=env)
     rows = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert [row["seq"] for row in rows] == [1, 2]
-    assert {frozenset(row) for row in rows} == {
-        frozenset({"seq", "queue_id", "pongs", "error", "sent"})
-    }
+    keys = {"seq", "queue_id", "pongs", "error", "sent", "partition", "offset"}
+    assert {frozenset(row) for row in rows} == {frozenset(keys)}
     for row in rows:
         assert row["error"] is None and row["queue_id"] == queue_id
         (pong,) = [PongItem.model_validate(p) for p in row["pongs"]]
@@ -576,7 +575,8 @@ def test_an_unanswered_ping_says_where_it_was_delivered(broker: LocalBroker) -> 
     result = run("ping", "--queue-id", queue_id, "--timeout", "1", "--json", env=env)
     assert result.returncode == 0, result.stderr  # delivered, unanswered, no --expect-pong
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
-    assert row["sent"] is True and row["queue_id"] == queue_id
+    assert set(row) == {"seq", "queue_id", "pongs", "error", "sent", "partition", "offset"}
+    assert row["sent"] is True and row["queue_id"] == queue_id and row["pongs"] == []
     assert isinstance(row["partition"], int) and isinstance(row["offset"], int)
 
 

@@ -82,7 +82,7 @@ def ping(
                 where = (
                     {"sent": True, "partition": sent.partition, "offset": sent.offset}
                     if sent is not None
-                    else {"sent": False}
+                    else {"sent": False, "partition": None, "offset": None}
                 )
                 refused = refused or sent is None
                 ping_record = {"seq": seq, "queue_id": queue_id, "pongs": [], **where}
@@ -97,10 +97,9 @@ def ping(
                 )
                 if not as_json:
                     click.echo(f"pong from {reply.producer}: seq={seq} rtt={rtt_ms:.2f} ms")
-            if as_json:
-                echo_json(
-                    {"seq": seq, "queue_id": queue_id, "pongs": pongs, "error": None, "sent": True}
-                )
+            if as_json:  # the same keys as an unanswered ping's (its place is not known here)
+                answered = {"sent": True, "partition": None, "offset": None, "error": None}
+                echo_json({"seq": seq, "queue_id": queue_id, "pongs": pongs, **answered})
     if rtts and not as_json:
         stats = rtt_summary(rtts)
         click.echo(
