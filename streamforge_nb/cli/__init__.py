@@ -24,6 +24,7 @@ from streamforge_nb.cli.api import serve_api
 from streamforge_nb.cli.broker import check, local, topics_ensure
 from streamforge_nb.cli.doctor import doctor
 from streamforge_nb.cli.generate import manifests, schemas
+from streamforge_nb.cli.hub import local_hub as _local_hub  # noqa: F401 (registers `local hub`)
 from streamforge_nb.cli.ops import dlq, lag, messages
 from streamforge_nb.cli.queue import cancel, cleanup, events, notebooks, ping, queues, stop
 from streamforge_nb.cli.store import store

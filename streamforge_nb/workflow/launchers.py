@@ -111,9 +111,27 @@ def _local(**options: Any) -> Launcher:
     return LocalLauncher(**options)
 
 
+NODE_HOST_PATHS_ENV = "STREAMFORGE_NODE_HOST_PATHS"
+"""Set (a JSON list of paths) in the local hub's single-user Pods: there `kubernetes` shapes
+Jobs for the local node (`NodeLauncher`: host network, those host paths mounted)."""
+
+
 def _kubernetes(**options: Any) -> Launcher:
+    import json
+    import os
+
     from streamforge_nb.workflow.kubernetes import KubernetesLauncher
 
+    host_paths = os.environ.get(NODE_HOST_PATHS_ENV)
+    if host_paths is not None:
+        from pathlib import Path
+
+        from streamforge_nb.local.cluster.node import NodeLauncher
+
+        paths = json.loads(host_paths)
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ConfigError(f"{NODE_HOST_PATHS_ENV} must be a JSON list of paths")
+        return NodeLauncher(host_paths=[Path(p) for p in paths], **options)
     return KubernetesLauncher(**options)
 
 
