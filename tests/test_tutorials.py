@@ -63,10 +63,11 @@ def test_tutorial_runs_against_the_local_broker(
     if "cluster" in name:
         parameters = {}  # its store is the cluster's; only the plan runs here
     output = tmp_path / name
+    # A cell that raises raises PapermillExecutionError here, naming the cell.
     papermill.execute_notebook(
         str(source), str(output), parameters=parameters, cwd=str(tmp_path),
         kernel_name="python3", progress_bar=False, execution_timeout=120,
-    )  # fmt: skip  (a cell that raises raises PapermillExecutionError here)
+    )  # fmt: skip
     cells = nbformat.read(output, as_version=4).cells
     errors = [o for c in cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]  # fmt: skip
