@@ -97,7 +97,7 @@ class DeadLetterTab:
             description="Redrive", icon="repeat", button_style="warning", disabled=True
         )
         self.confirm_button = widgets.Button(description="Confirm redrive", button_style="danger")
-        self.cancel_button = widgets.Button(description="Cancel")
+        self.cancel_button = widgets.Button(description="Cancel redrive")
         self.confirm_box = widgets.HBox(
             [self.confirm_button, self.cancel_button], layout=widgets.Layout(display="none")
         )
