@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import missing_prerequisite  # tests/ is on sys.path (rootdir, no package)
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_TIMEOUT_S = 240  # about 10 s on a quiet 2-core machine; the suite's load slows it
@@ -13,6 +16,8 @@ BUILD_TIMEOUT_S = 240  # about 10 s on a quiet 2-core machine; the suite's load 
 
 def build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
     """`mkdocs build --strict` of `config` into `site`, with its output kept for the message."""
+    if importlib.util.find_spec("mkdocs") is None:  # `pip install -e '.[docs]'` (scripts/setup)
+        missing_prerequisite("the docs extra is not installed: pip install -e '.[docs]'")
     return subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
         capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
