@@ -17,6 +17,13 @@ from streamforge_nb.settings import Settings
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 TUTORIALS = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 CLUSTER_ONLY = "cluster-only"
+# What a reader of each tutorial is told happened, in the executed cells' outputs.
+SHOWN = {
+    "01_first_queue_and_ping.ipynb": ["PongReply(producer='dummy__", "interrupted"],
+    "02_load_and_analyse_a_market.ipynb": ["SOLUSDT", "application/vnd.plotly.v1+json"],
+    "03_operate_lag_and_dead_letters.ipynb": ["not-json", "number", "redrive", "ok"],
+    "04_the_cluster_path.ipynb": ["loader-candles", "arango-candles"],
+}
 
 
 @pytest.fixture
@@ -73,3 +80,9 @@ def test_tutorial_runs_against_the_local_broker(
               if o.output_type == "error"]  # fmt: skip
     assert not errors
     assert all(c.execution_count for c in cells if c.cell_type == "code" and c.source.strip())
+    shown = " ".join(
+        f"{key} {value}" for c in cells if c.cell_type == "code" for o in c.outputs
+        for key, value in {**o.get("data", {}), "text": o.get("text", "")}.items()
+    )  # fmt: skip
+    for expected in SHOWN[name]:
+        assert expected in shown, (name, expected)
