@@ -40,14 +40,20 @@ def test_the_site_builds_strictly_with_reference_and_tutorials(tmp_path: Path) -
     assert (site / "operations" / "index.html").is_file()
 
 
-def test_broken_links_fail_the_build(tmp_path: Path) -> None:
-    """The same config over a copy of the docs with bad links: the build refuses, naming each."""
+def project_copy(tmp_path: Path) -> Path:
+    """The docs, the config and the tutorials copied (the package linked) for planting faults."""
     copy = tmp_path / "project"
     copy.mkdir()
     shutil.copy(ROOT / "mkdocs.yml", copy)
     shutil.copytree(ROOT / "docs", copy / "docs", symlinks=True)
     shutil.copytree(ROOT / "notebooks", copy / "notebooks")
     (copy / "streamforge_nb").symlink_to(ROOT / "streamforge_nb")
+    return copy
+
+
+def test_broken_links_fail_the_build(tmp_path: Path) -> None:
+    """The same config over a copy of the docs with bad links: the build refuses, naming each."""
+    copy = project_copy(tmp_path)
     planted = ["glossary.md#no-such-term", "no-such-page.md", "reference/control.md#no-such-anchor"]
     index = copy / "docs" / "index.md"
     index.write_text(index.read_text() + "".join(f"\nSee [this]({link}).\n" for link in planted))
@@ -55,3 +61,13 @@ def test_broken_links_fail_the_build(tmp_path: Path) -> None:
     assert done.returncode != 0, "a site with broken links built"
     for link in planted:
         assert f"'{link}'" in done.stderr, link
+
+
+def test_an_api_reference_to_a_missing_module_fails_the_build(tmp_path: Path) -> None:
+    """A reference page naming a module that is gone (renamed, say) stops the build."""
+    copy = project_copy(tmp_path)
+    control = copy / "docs" / "reference" / "control.md"
+    control.write_text(control.read_text() + "\n::: streamforge_nb.control.no_such_module\n")
+    done = build(copy / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode != 0, "a site with a missing module built"
+    assert "Could not collect 'streamforge_nb.control.no_such_module'" in done.stderr
