@@ -51,6 +51,8 @@ __all__ = [
     "send_event",
 ]
 
+log = logging.getLogger("streamforge_nb.kafka")
+
 # How long a control-plane send waits for the broker's answer.
 SEND_TIMEOUT_S = 10.0
 
@@ -323,6 +325,7 @@ class CommandSender:
         error, sent = done[0]
         if error is not None:
             raise rd_refusal(error, self.settings, self.topic, what)
+        log.debug("%s: stored at partition %d offset %d", what, sent.partition(), sent.offset())
         return SendResult(self.topic, sent.partition(), sent.offset())
 
     def send_nowait(self, message: BaseEvent | BaseCommand) -> list[tuple[Any, Any]]:
