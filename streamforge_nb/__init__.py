@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from streamforge_nb.control.queue import Queue as Queue
     from streamforge_nb.control.telemetry import ProducerState as ProducerState
     from streamforge_nb.control.worker import Worker as Worker
+    from streamforge_nb.exceptions import ApiProblem as ApiProblem
     from streamforge_nb.exceptions import ArchiveError as ArchiveError
     from streamforge_nb.exceptions import AuthenticationFailed as AuthenticationFailed
     from streamforge_nb.exceptions import BrokerError as BrokerError
@@ -26,11 +27,13 @@ if TYPE_CHECKING:
     from streamforge_nb.exceptions import ExchangeBanned as ExchangeBanned
     from streamforge_nb.exceptions import ExchangeError as ExchangeError
     from streamforge_nb.exceptions import ExchangeUnavailable as ExchangeUnavailable
+    from streamforge_nb.exceptions import InputProblem as InputProblem
     from streamforge_nb.exceptions import InvalidName as InvalidName
     from streamforge_nb.exceptions import KubeTestError as KubeTestError
     from streamforge_nb.exceptions import LocalBrokerError as LocalBrokerError
     from streamforge_nb.exceptions import MessageError as MessageError
     from streamforge_nb.exceptions import MissingOption as MissingOption
+    from streamforge_nb.exceptions import NotAllowed as NotAllowed
     from streamforge_nb.exceptions import NotAuthorized as NotAuthorized
     from streamforge_nb.exceptions import NotReady as NotReady
     from streamforge_nb.exceptions import ProcessExited as ProcessExited
@@ -61,12 +64,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _ERRORS = (
-    "ArchiveError", "AuthenticationFailed", "BrokerError", "BrokerUnavailable", "ConfigError",
-    "DashboardError", "DummyFailure", "ExchangeBanned", "ExchangeError", "ExchangeUnavailable",
-    "InvalidName", "KubeTestError", "LocalBrokerError", "MessageError", "MissingOption",
-    "NotAuthorized", "NotReady", "ProcessExited", "QueueExists", "QueueTimeout",
-    "StartTimeout", "StopRequested", "StoreAuthError", "StoreCapabilityError",
-    "StoreCertificateError", "StoreError", "StoreUnavailable",
+    "ApiProblem", "ArchiveError", "AuthenticationFailed", "BrokerError", "BrokerUnavailable",
+    "ConfigError", "DashboardError", "DummyFailure", "ExchangeBanned", "ExchangeError",
+    "ExchangeUnavailable", "InputProblem", "InvalidName", "KubeTestError", "LocalBrokerError",
+    "MessageError", "MissingOption", "NotAllowed", "NotAuthorized", "NotReady", "ProcessExited",
+    "QueueExists", "QueueTimeout", "StartTimeout", "StopRequested", "StoreAuthError",
+    "StoreCapabilityError", "StoreCertificateError", "StoreError", "StoreUnavailable",
     "StreamForgeError", "UnknownSymbol",
 )  # fmt: skip
 

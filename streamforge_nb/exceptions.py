@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from streamforge_nb.local.process import LogFile
 
 __all__ = [
+    "ApiProblem",
     "ArchiveError",
     "AuthenticationFailed",
     "BrokerError",
@@ -25,11 +26,13 @@ __all__ = [
     "ExchangeBanned",
     "ExchangeError",
     "ExchangeUnavailable",
+    "InputProblem",
     "InvalidName",
     "KubeTestError",
     "LocalBrokerError",
     "MessageError",
     "MissingOption",
+    "NotAllowed",
     "NotAuthorized",
     "NotReady",
     "ProcessExited",
@@ -65,6 +68,33 @@ class ConfigError(StreamForgeError):
 
 class InvalidName(StreamForgeError, ValueError):
     """A platform name (queue id, topic, collection, Job...) breaks a naming rule."""
+
+
+class NotAllowed(StreamForgeError, ValueError):
+    """A request names a path or URL the server was not started to allow (`serve-api`)."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+class ApiProblem(StreamForgeError):
+    """An answer of the queue-manager API other than success: status, sentence, members."""
+
+    def __init__(
+        self, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: object
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers, self.extra = status, detail, headers or {}, extra
+
+
+class InputProblem(StreamForgeError, ValueError):
+    """Bad input the library found (an unknown interval, a range backwards): 422."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
 
 
 class MessageError(StreamForgeError, ValueError):

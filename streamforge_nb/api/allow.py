@@ -13,20 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from streamforge_nb.exceptions import ConfigError
+from streamforge_nb.exceptions import ConfigError, NotAllowed
 
 __all__ = ["AllowList", "NotAllowed"]
 
 _WEB = ("http", "https")
-
-
-class NotAllowed(ValueError):
-    """A start request names a path or URL the server was not started to allow."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.message = message
 
 
 def _url_prefix(value: str, option: str) -> str:

@@ -18,36 +18,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamforge_nb.api import models as m
-from streamforge_nb.api.allow import AllowList, NotAllowed
+from streamforge_nb.api.allow import AllowList
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.telemetry import ProducerState, ended, queue_status, safe_timestamp
-from streamforge_nb.exceptions import InvalidName, StreamForgeError
+from streamforge_nb.exceptions import (
+    ApiProblem,
+    InputProblem,
+    InvalidName,
+    NotAllowed,
+    StreamForgeError,
+)
 from streamforge_nb.platform.names import check_label_value
 from streamforge_nb.settings import Settings
 
-__all__ = ["HISTORY_WAIT_S", "ApiProblem", "InputProblem", "QueueService"]
+__all__ = ["HISTORY_WAIT_S", "QueueService"]
 
 HISTORY_WAIT_S = 30.0
 """How long a request waits for a queue's telemetry history before answering 503."""
 _KEYS_KEPT = 1024
-
-
-class ApiProblem(Exception):
-    """An answer other than success: its status, sentence and extension members."""
-
-    def __init__(
-        self, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.headers, self.extra = status, detail, headers or {}, extra
-
-
-class InputProblem(Exception):
-    """Bad input the library found (an unknown interval, a range backwards): 422."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
 
 
 def _utc(value: Any) -> datetime | None:
