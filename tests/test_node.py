@@ -9,6 +9,9 @@ share the session's.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +19,9 @@ from typing import Any
 
 import nbformat
 import pytest
+import yaml
 from conftest import (
+    MANIFESTS,
     NAMESPACE,
     NOTEBOOK_SA,
     missing_prerequisite,
@@ -167,8 +172,26 @@ def test_image_has_the_user_the_library_and_the_tools(
     assert "help-ok" in log, log
     assert "/streamforge_nb/notebooks/loader_candles.ipynb" in log, log
     assert "Client Version: v1.36.3" in log, log
-    assert "v3." in log, log
+    assert "v3.21.4" in log, log  # the Dockerfile's HELM_VERSION, as the release build gets
     assert "kcat - Apache Kafka producer and consumer tool" in log, log
+
+
+def test_image_python_packages_are_the_locked_versions(
+    node: LocalNode, node_image: BuiltImage
+) -> None:
+    """What pip installed into the image (/usr/local: not Debian's own) is requirements.lock's."""
+    from test_pipeline import lock_pins
+
+    from streamforge_nb.testing.image import LOCK
+
+    script = "python -m pip list --format=freeze --path /usr/local/lib/python3.11/dist-packages"
+    phase, log = run_pod(node, "image-lock-check", node_image.ref, script)
+    assert phase == "Succeeded", log
+    installed = lock_pins(log)
+    installed.pop("streamforge-nb")
+    pins = lock_pins(LOCK.read_text())
+    assert {n: (v, pins.get(n)) for n, v in installed.items() if pins.get(n) != v} == {}
+    assert len(installed) > 100  # the library's dependencies and JupyterLab's, not a few
 
 
 def test_host_network_pods_reach_the_broker(
@@ -178,6 +201,98 @@ def test_host_network_pods_reach_the_broker(
     phase, log = run_pod(node, "broker-check", node_image.ref, f"kcat -b {host}:{port} -L -t x")
     assert phase == "Succeeded", log
     assert "broker" in log
+
+
+# --- Pod Security "restricted" ------------------------------------------------------------------
+
+
+# papermill runs a notebook on a real kernel: its connection file, ~/.ipython and the executed
+# notebook (a relative path, as the default `runs`) go to the emptyDirs of a read-only image.
+PAPERMILL_SCRIPT = """
+import nbformat, papermill
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+nbformat.write(nb, "/tmp/in.ipynb")
+papermill.execute_notebook("/tmp/in.ipynb", "out.ipynb", progress_bar=False)
+print("answer", nbformat.read("out.ipynb", 4).cells[0].outputs[0].text)
+"""
+
+
+def as_pod(job: dict[str, Any], namespace: str, name: str) -> dict[str, Any]:
+    """The Pod that `job`'s controller would create (its template), named `name`."""
+    template = job["spec"]["template"]
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, **template.get("metadata", {})},
+        "spec": template["spec"],
+    }  # fmt: skip
+
+
+def refusal(node: LocalNode, pod: dict[str, Any]) -> str:
+    """The API server's refusal of `pod` (server-side dry run: nothing is created)."""
+    from kubernetes.client.exceptions import ApiException
+
+    with pytest.raises(ApiException) as refused:
+        node.create([pod], dry_run=True)
+    assert refused.value.status == 403, refused.value
+    return str(json.loads(refused.value.body)["message"])
+
+
+def test_restricted_namespace_refuses_a_seed_pod_and_runs_the_workers_pod(
+    node: LocalNode, node_image: BuiltImage
+) -> None:
+    """namespace.yaml as shipped: the API server refuses a Pod without our security context
+    and admits the worker Job's Pod as generated; that Pod runs papermill and a kernel on its
+    read-only image. It runs with the host's network, as every Pod here must (a Pod of its
+    own network gets no sandbox on this node: no Pod network), so under "privileged"."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from streamforge_nb.workflow.targets import job_spec
+
+    job = job_spec(job_name="job-dummy-psa", namespace=NAMESPACE, queue_id="wf-psa",
+                   target="dummy", image=node_image.ref, env={}, pull_secret="")  # fmt: skip
+    core = client.CoreV1Api(node.api_client())
+    ours = as_pod(job, NAMESPACE, "workers-pod")
+    container = ours["spec"]["containers"][0]
+    del container["envFrom"]  # no ConfigMap or Secret needed: no broker is reached
+    container["env"] = [{"name": "SCRIPT", "value": PAPERMILL_SCRIPT}]
+    container["command"] = ["sh", "-c", (
+        "echo uid=$(id -u) gid=$(id -g); awk '$2 == \"/\" {print \"root\", $4}' /proc/mounts;"
+        ' exec python -c "$SCRIPT"'
+    )]  # fmt: skip
+    node.apply(MANIFESTS / "namespace.yaml")
+    try:
+        labels = core.read_namespace(NAMESPACE).metadata.labels
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        seed = as_pod(copy.deepcopy(job), NAMESPACE, "seed-pod")
+        del seed["spec"]["securityContext"]
+        del seed["spec"]["containers"][0]["securityContext"]
+        message = refusal(node, seed)
+        assert 'violates PodSecurity "restricted:latest"' in message, message
+        for rule in ("allowPrivilegeEscalation != false", "unrestricted capabilities",
+                     "runAsNonRoot != true", "seccompProfile"):  # fmt: skip
+            assert rule in message, message
+        node.create([ours], dry_run=True)  # admitted: nothing to refuse
+    finally:
+        node.apply_allowing_host_pods(MANIFESTS / "namespace.yaml")
+
+    ours["spec"]["hostNetwork"] = True
+    node.wait_service_account(NAMESPACE)
+    node.create([ours])
+    try:
+        deadline = time.monotonic() + 180
+        phase = "Pending"
+        while phase not in ("Succeeded", "Failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            phase = core.read_namespaced_pod("workers-pod", NAMESPACE).status.phase
+        log = core.read_namespaced_pod_log("workers-pod", NAMESPACE)
+        assert phase == "Succeeded", log
+        assert "uid=1001 gid=100" in log and "root ro," in log, log
+        assert "answer 42" in log, log
+    finally:
+        with contextlib.suppress(ApiException):
+            core.delete_namespaced_pod("workers-pod", NAMESPACE, grace_period_seconds=0)
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -230,6 +345,22 @@ def test_candles_workflow_runs_in_pods_as_the_notebook_service_account(
     assert final.loc[plan.steps[1].producer_id, "records_written"] == stored
     assert "running arango_candles.ipynb" in sink_log, sink_log[-2000:]
     assert set(jobs["state"]) <= {"succeeded", "active"}
+
+    # The Pods that ran are the hardened ones; a namespace enforcing "restricted" (labels as
+    # namespace.yaml ships them) refuses them for what this node adds, and for nothing else.
+    (namespace,) = yaml.safe_load_all((MANIFESTS / "namespace.yaml").read_text())
+    namespace["metadata"]["name"] = "stf-restricted"
+    node.apply([namespace])
+    for step in plan.steps:
+        stored = launcher.get(step.job_name)
+        pod = stored["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsUser"] == 1001
+        assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+        message = refusal(node, as_pod(stored, "stf-restricted", step.job_name))
+        assert message.split('"restricted:latest": ', 1)[1] == (
+            "host namespaces (hostNetwork=true), restricted volume types "
+            '(volume "host-0" uses restricted volume type "hostPath")'
+        ), message
 
     # The Jobs go (as the notebook may delete them); the executed notebooks stay.
     launcher.delete(plan.queue_id)
