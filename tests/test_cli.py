@@ -672,8 +672,7 @@ def test_the_store_option_has_one_spelling_and_the_old_one_still_works(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spellings = set()
-    # serve-api (cli/api.py) is being moved to FastAPI separately: not yet covered here.
-    for path in [p for p in command_paths(cli) if p != ("serve-api",)]:
+    for path in command_paths(cli):
         assert main([*path, "--help"]) == 0
         spellings |= set(re.findall(r"--store(?:-url)?\b", capsys.readouterr().out))
     assert spellings == {"--store-url"}

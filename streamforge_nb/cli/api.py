@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from streamforge_nb.cli._output import store_option
 from streamforge_nb.workers import HOST, PORT_OR_ZERO
 
 __all__ = ["serve_api"]
@@ -19,9 +20,7 @@ __all__ = ["serve_api"]
     show_envvar=True,
     help="The bearer token every request needs (default on 127.0.0.1: a random one, printed).",
 )
-@click.option(
-    "--store", default=None, help="Queue-state store (default: ARANGO_URL, else embedded)."
-)
+@store_option("Queue-state store (default: ARANGO_URL, else embedded).")
 @click.option(
     "--allow-archives",
     "allow_archives",
