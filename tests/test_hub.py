@@ -10,6 +10,7 @@ it, with the times shortened. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -191,10 +192,19 @@ def test_a_user_logs_in_spawns_the_image_and_launches_jobs_from_jupyterlab(
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "hub_launch_panel.png"), full_page=True)
 
-        # The Jobs ran on the node, created by the user's Pod (the notebook ServiceAccount).
-        jobs = client.BatchV1Api(node.api_client()).list_namespaced_job(NAMESPACE)
-        ours = [j for j in jobs.items if j.metadata.labels.get("target") == "loader-candles"]
-        assert ours and all(j.status.succeeded for j in ours)
+        # The queue's Jobs ran on the node, created from the user's Pod, and complete (a Job
+        # ends a little after its worker's last event: the Pod still has to exit).
+        text = page.locator(".jp-OutputArea").first.inner_text()
+        (queue_id,) = set(re.findall(r"wf-ethusdt-api_candles_15m-20240801-[0-9a-z]+", text))
+        batch = client.BatchV1Api(node.api_client())
+        deadline = time.monotonic() + 120
+        while True:
+            jobs = batch.list_namespaced_job(NAMESPACE, label_selector=f"queue_id={queue_id}")
+            done = {j.metadata.labels.get("target"): j.status.succeeded for j in jobs.items}
+            if done == {"loader-candles": 1, "arango-candles": 1} or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert done == {"loader-candles": 1, "arango-candles": 1}
 
         _run_cell(page, 1)
         expect(
