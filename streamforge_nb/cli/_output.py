@@ -104,6 +104,17 @@ def echo_json(obj: Any) -> None:
     click.echo(json.dumps(json_value(obj), sort_keys=True, allow_nan=False))
 
 
+def echo_status(status: dict[str, Any], as_json: bool) -> int:
+    """Print a background server's status (one JSON object, or `key: value` lines); return
+    the exit code: 0 when it runs, 3 (not running) otherwise."""
+    if as_json:
+        echo_json(status)
+    else:
+        for key, value in status.items():
+            click.echo(f"{key}: {value}")
+    return 0 if status.get("running") else int(ExitCode.NOT_RUNNING)
+
+
 def say(as_json: bool, obj: Any, text: str) -> None:
     """Print `obj` as JSON with `--json`, else `text`."""
     if as_json:

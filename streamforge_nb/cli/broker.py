@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from streamforge_nb.cli._output import echo_json, home_option, json_option, kafka_options
+from streamforge_nb.cli._output import (
+    echo_json,
+    echo_status,
+    home_option,
+    json_option,
+    kafka_options,
+)
 from streamforge_nb.exceptions import StreamForgeError
 from streamforge_nb.workers import SECONDS
 
@@ -168,10 +174,4 @@ def local_cluster_status(as_json: bool) -> int:
     """Exit 0 when the cluster runs, 3 when it does not."""
     from streamforge_nb.local.cluster.service import cluster_status
 
-    status = cluster_status()
-    if as_json:
-        echo_json(status)
-    else:
-        for key, value in status.items():
-            click.echo(f"{key}: {value}")
-    return 0 if status.get("running") else 3
+    return echo_status(cluster_status(), as_json)

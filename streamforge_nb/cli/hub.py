@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from streamforge_nb.cli._output import echo_json, json_option
+from streamforge_nb.cli._output import echo_status, json_option
 from streamforge_nb.cli.broker import local
 
 __all__ = ["local_hub"]
@@ -70,10 +70,4 @@ def local_hub_status(as_json: bool) -> int:
     """Exit 0 when the hub runs, 3 when it does not."""
     from streamforge_nb.local.hub import hub_status
 
-    status = hub_status()
-    if as_json:
-        echo_json(status)
-    else:
-        for key, value in status.items():
-            click.echo(f"{key}: {value}")
-    return 0 if status.get("running") else 3
+    return echo_status(hub_status(), as_json)

@@ -31,7 +31,7 @@ from streamforge_nb.exceptions import ConfigError, ProcessExited, StartTimeout, 
 from streamforge_nb.local.process import (
     HttpProbe,
     free_port,
-    pid_alive,
+    read_state,
     spawn,
     terminate_group,
     wait_ready,
@@ -187,14 +187,6 @@ def hub_settings(
     return {"config": config, "spawner": spawner, "cull": cull_settings}
 
 
-def _state(directory: Path) -> dict[str, Any] | None:
-    try:
-        state: dict[str, Any] = json.loads((directory / _STATE).read_text())
-    except (OSError, ValueError):
-        return None
-    return state
-
-
 def hub_up(
     kubeconfig: Path,
     *,
@@ -211,8 +203,8 @@ def hub_up(
     printed). Raises `StreamForgeError` with the log's tail when the hub does not start.
     """
     directory = directory or hub_dir()
-    state = _state(directory)
-    if state and pid_alive(int(state["pid"])):
+    state = read_state(directory / _STATE)
+    if state:
         return state
     if not values_path.is_file():
         raise ConfigError(f"no JupyterHub values at {values_path}")
@@ -323,9 +315,9 @@ def hub_down(directory: Path | None = None, *, timeout: float = 60.0) -> bool:
     cluster's own `down` ends them.
     """
     directory = directory or hub_dir()
-    state = _state(directory)
+    state = read_state(directory / _STATE)
     (directory / _STATE).unlink(missing_ok=True)
-    if not state or not pid_alive(int(state["pid"])):
+    if not state:
         return False
     terminate_group(int(state["pid"]), grace=timeout)
     return True
@@ -334,7 +326,7 @@ def hub_down(directory: Path | None = None, *, timeout: float = 60.0) -> bool:
 def hub_status(directory: Path | None = None) -> dict[str, Any]:
     """Whether the hub runs, its URL, the password file and the log (never the password)."""
     directory = directory or hub_dir()
-    state = _state(directory)
-    if not state or not pid_alive(int(state["pid"])):
+    state = read_state(directory / _STATE)
+    if not state:
         return {"running": False, "directory": str(directory)}
     return {"running": True, **state, "healthy": HttpProbe(f"{state['url']}hub/health")()}

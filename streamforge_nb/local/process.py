@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # urllib.request loads http.client, email and ssl: only HttpProbe needs them
     import ssl
@@ -36,6 +36,7 @@ __all__ = [
     "pid_alive",
     "pids_mentioning",
     "port_open",
+    "read_state",
     "signal_group",
     "spawn",
     "terminate_group",
@@ -240,6 +241,20 @@ def signal_group(pgid: int, signum: int, *, leader_only: bool = False) -> None:
             os.kill(pgid, signum)
         else:
             os.killpg(pgid, signum)
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """The JSON state a background server wrote (`{"pid": ..., ...}`), or None when the file
+    is missing, unreadable, or names a process that is gone."""
+    import json
+
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or not pid_alive(int(state.get("pid", 0))):
+        return None
+    return state
 
 
 def pid_alive(pid: int) -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from streamforge_nb.exceptions import ProcessExited, StartTimeout, StreamForgeError
-from streamforge_nb.local.process import pid_alive, spawn, terminate_group, wait_ready
+from streamforge_nb.local.process import read_state, spawn, terminate_group, wait_ready
 from streamforge_nb.settings import local_home
 
 __all__ = ["cluster_dir", "cluster_down", "cluster_status", "cluster_up"]
@@ -39,11 +39,7 @@ def cluster_dir() -> Path:
 
 
 def _state(directory: Path) -> dict[str, Any] | None:
-    try:
-        state: dict[str, Any] = json.loads((directory / _STATE).read_text())
-    except (OSError, ValueError):
-        return None
-    return state
+    return read_state(directory / _STATE)
 
 
 def cluster_up(directory: Path | None = None, *, timeout: float = 300.0) -> Path:
@@ -56,7 +52,7 @@ def cluster_up(directory: Path | None = None, *, timeout: float = 300.0) -> Path
 
     directory = directory or cluster_dir()
     state = _state(directory)
-    if state and pid_alive(int(state["pid"])):
+    if state:
         return Path(state["kubeconfig"])
     reason = node_unavailable()
     if reason:
@@ -87,7 +83,7 @@ def cluster_down(directory: Path | None = None, *, timeout: float = 120.0) -> bo
     """Stop the cluster; return whether one was running."""
     directory = directory or cluster_dir()
     state = _state(directory)
-    if not state or not pid_alive(int(state["pid"])):
+    if not state:
         (directory / _STATE).unlink(missing_ok=True)
         return False
     # SIGTERM to the server alone: it tears the node down itself; SIGKILL if that hangs.
@@ -100,7 +96,7 @@ def cluster_status(directory: Path | None = None) -> dict[str, Any]:
     """Whether the cluster runs, its kubeconfig, API server and Node conditions."""
     directory = directory or cluster_dir()
     state = _state(directory)
-    if not state or not pid_alive(int(state["pid"])):
+    if not state:
         return {"running": False, "directory": str(directory)}
     status: dict[str, Any] = {"running": True, **state}
     try:
