@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 
 from streamforge_nb import workers
 from streamforge_nb.control.worker import Worker
-from streamforge_nb.exceptions import StreamForgeError
+from streamforge_nb.exceptions import StopRequested, StreamForgeError
 from streamforge_nb.exchange.archives import archive_paths, archive_tables
 from streamforge_nb.exchange.binance import KlinesClient
 from streamforge_nb.kafka.clients import make_admin
@@ -214,19 +214,26 @@ def _publish(worker: Worker, pages: Iterator[Page], topic: str, opts: LoaderOpti
     sent = empty = 0
     last_report = time.monotonic()
     marker = [(RECORD_HEADER, EXCHANGE_EMPTY)]
-    for candles, windows in itertools.chain([] if first is None else [first], pages):
-        worker.check_stop()
-        sent += publisher.candles(opts.symbol, opts.interval, candles)
-        for start, end in windows:
-            key, value = encode_exchange_empty(opts.symbol, opts.interval, start, end)
-            publisher.message(key, value, marker)
-            log.info("the exchange has no %s %s klines in [%d, %d)",
-                     opts.symbol, opts.interval, start, end)  # fmt: skip
-        empty += len(windows)
-        if time.monotonic() - last_report >= opts.report_every:
-            done = publisher.acknowledged  # a report counts acknowledged candles only
-            worker.loading(done, f"Published {done} candles to {topic}")
-            last_report = time.monotonic()
+    try:
+        for candles, windows in itertools.chain([] if first is None else [first], pages):
+            worker.check_stop()
+            sent += publisher.candles(opts.symbol, opts.interval, candles)
+            for start, end in windows:
+                key, value = encode_exchange_empty(opts.symbol, opts.interval, start, end)
+                publisher.message(key, value, marker)
+                log.info("the exchange has no %s %s klines in [%d, %d)",
+                         opts.symbol, opts.interval, start, end)  # fmt: skip
+            empty += len(windows)
+            if time.monotonic() - last_report >= opts.report_every:
+                done = publisher.acknowledged  # a report counts acknowledged candles only
+                worker.loading(done, f"Published {done} candles to {topic}")
+                last_report = time.monotonic()
+    except StopRequested:
+        # What was handed to librdkafka before the stop is delivered, not dropped: the
+        # interrupted queue keeps every candle of the pages already fetched.
+        publisher.flush()
+        worker.records_written = publisher.acknowledged
+        raise
     publisher.flush()  # every message acknowledged before the loader says finished
     worker.records_written = sent
     log.info("published %d candles and %d exchange-empty windows", sent, empty,
