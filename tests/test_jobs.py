@@ -256,9 +256,11 @@ def test_reattach_and_cancel_from_a_new_process(
         env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout)  # one CancelResponse, the API's shape
+    assert answer["queue_id"] == queue_id
     result = {
         row["producer"]: [row["status"], row["cancel"], row["message"]]
-        for row in map(json.loads, done.stdout.strip().splitlines())
+        for row in answer["producers"]
     }
     assert result["dummy__job001"][:2] == ["interrupted", "stopped"]
     assert result["dummy__sleep1"][:2] == ["interrupted", "deleted"]
