@@ -8,11 +8,14 @@ the same way `platform.schemas` renders the messages' JSON Schemas.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamforge_nb.platform.contract import Pong
+
+if TYPE_CHECKING:
+    from streamforge_nb.workflow.steps import Plan
 
 __all__ = [
     "CancelRequest",
@@ -73,6 +76,19 @@ class StartResponse(BaseModel):
     producers: list[str] = Field(description="Producer ids, one per step.")
     jobs: list[str] = Field(description="Job names, one per step.")
     launcher: str
+
+    @classmethod
+    def from_plan(cls, plan: Plan, launcher: str) -> StartResponse:
+        """Answer a start of `plan` by `launcher` (the API and the CLI's --json alike)."""
+        return cls(
+            queue_id=plan.queue_id,
+            data_topic=plan.data_topic,
+            collection=plan.collection,
+            targets=[s.target for s in plan.steps],
+            producers=[s.producer_id for s in plan.steps],
+            jobs=[s.job_name for s in plan.steps],
+            launcher=launcher,
+        )
 
 
 class QueueSummary(BaseModel):

@@ -116,15 +116,7 @@ class QueueService:
         # From here on a failure is the server's (no kubeconfig, broker down): 5xx, not 4xx.
         queue = workflow.launch(request.launcher, **options)
         self._keep(plan.queue_id, queue, [s.target for s in plan.steps])
-        return m.StartResponse(
-            queue_id=plan.queue_id,
-            data_topic=plan.data_topic,
-            collection=plan.collection,
-            targets=[s.target for s in plan.steps],
-            producers=[s.producer_id for s in plan.steps],
-            jobs=[s.job_name for s in plan.steps],
-            launcher=request.launcher,
-        )
+        return m.StartResponse.from_plan(plan, request.launcher)
 
     # -- list --------------------------------------------------------------------------------
     def queues(

@@ -128,15 +128,7 @@ def _started(plan: Any, launcher: str) -> Any:
     """The plan as the API answers a start (`StartResponse`)."""
     from streamforge_nb.api.models import StartResponse
 
-    return StartResponse(
-        queue_id=plan.queue_id,
-        data_topic=plan.data_topic,
-        collection=plan.collection,
-        targets=[s.target for s in plan.steps],
-        producers=[s.producer_id for s in plan.steps],
-        jobs=[s.job_name for s in plan.steps],
-        launcher=launcher,
-    )
+    return StartResponse.from_plan(plan, launcher)
 
 
 def _ended(queue_id: str, launcher: str, final: Any) -> dict[str, Any]:
