@@ -174,6 +174,7 @@ def _wheelhouse(cache: Path) -> Path:
         for stale in partial.glob("streamforge_nb-*.whl"):
             stale.unlink()
         partial.rename(deps)
+    os.utime(deps)  # the newest wheelhouse is the one in use: _forget_older keeps it
     return _merge(wheel, deps, cache / "context" / "inputs" / "wheelhouse")
 
 
@@ -242,9 +243,24 @@ def build_image(*, cache: Path | None = None, force: bool = False) -> BuiltImage
     partial.unlink(missing_ok=True)
     podman("save", "--format", "docker-archive", "-o", str(partial), ref, cache=cache)
     partial.rename(archive)
+    _forget_older(ref, cache)
     return BuiltImage(
         ref, archive, _image_size(ref, cache, archive), time.monotonic() - started, False
     )
+
+
+def _forget_older(ref: str, cache: Path) -> None:
+    """Remove the older builds' images and dependency wheelhouses: each image is about 1.4 GB,
+    and a developer rebuilds after every change (a day's work filled 40 GB)."""
+    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", cache=cache).split()
+    for old in listed:
+        if old.startswith(f"{IMAGE_REPOSITORY}:") and old != ref:
+            podman("rmi", old, cache=cache)
+    podman("image", "prune", "-f", cache=cache)  # the untagged layers those builds left
+    keep = max(cache.glob("wheelhouse-deps-*"), key=lambda p: p.stat().st_mtime, default=None)
+    for deps in cache.glob("wheelhouse-deps-*"):
+        if deps != keep:
+            shutil.rmtree(deps, ignore_errors=True)
 
 
 def _image_size(ref: str, cache: Path, archive: Path) -> int:
