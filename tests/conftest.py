@@ -324,8 +324,10 @@ def stf(node: LocalNode, platform_settings: Settings) -> Iterator[Path]:
     (config,) = _documents("worker-config.yaml")
     config["data"]["KAFKA_BOOTSTRAP_SERVERS"] = platform_settings.kafka_bootstrap_servers
     config["data"]["ARANGO_URL"] = f"local://{shared / 'store'}"
-    # hostNetwork Pods share the node's ports: a second worker could not serve metrics on 8000.
+    # hostNetwork Pods share the node's ports: each worker serves its metrics on a free port
+    # (0), named in its `started` event; no lingering unless a test scrapes (test_node_metrics).
     config["data"]["STREAMFORGE_METRICS_PORT"] = "0"
+    config["data"]["STREAMFORGE_METRICS_LINGER_SECONDS"] = "0"
     (secret,) = _documents("worker-secret.template.yaml")
     assert platform_settings.kafka_user and platform_settings.kafka_password
     secret["stringData"]["KAFKA_USER"] = platform_settings.kafka_user

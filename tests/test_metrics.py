@@ -39,9 +39,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Return every sample at http://127.0.0.1:port/metrics by (name, labels)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int, host: str = "127.0.0.1") -> Samples:
+    """Return every sample at http://host:port/metrics by (name, labels)."""
+    text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -128,6 +131,28 @@ def test_loader_and_sink_metrics_count_the_candles_stored(
     last = history.iloc[-1]
     assert value(sink, "streamforge_lag_messages", group=last["group"],
                  partition=str(last["partition"])) == last["messages_behind"]  # fmt: skip
+
+
+def test_port_0_serves_on_a_free_port_named_in_the_started_event(
+    settings: Settings, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    # Pods sharing a host's network cannot all bind one port: 0 picks a free one, and the
+    # started event tells a scraper where it is.
+    qid = queue_id("BTCUSDT", candle_type("1m"), pd.Timestamp("2024-01-01").date(),
+                   new_short_id())  # fmt: skip
+    env = subprocess_env(settings, STREAMFORGE_METRICS_PORT="0",
+                         STREAMFORGE_METRICS_LINGER_SECONDS="600")  # fmt: skip
+    command = [sys.executable, "-m", "streamforge_nb.workers.dummy", "--queue-id", qid,
+               "--exit-after", "0.5"]  # fmt: skip
+    processes.append(subprocess.Popen(command, env=env))
+    _wait_finished(settings, qid, 1)
+    with Queue(qid, settings) as queue:
+        (started,) = [e for e in queue.events() if e.status == "started"]
+    address = (started.model_extra or {}).get("metrics_address")
+    assert isinstance(address, str), started
+    host, port = address.rsplit(":", 1)
+    samples = scrape(int(port), host)
+    assert value(samples, "streamforge_events_total", status="finished", queue_id=qid) == 1
 
 
 def test_counts_are_totals_so_only_their_rises_are_added() -> None:

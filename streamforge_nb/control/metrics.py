@@ -4,8 +4,11 @@ A `Worker` hands each event it sends (before sending it: a broker outage must no
 work done) to its `WorkerMetrics`, so the loader, the sink and the dummy all count the same
 way without a line of metrics code of their own. The exchange's counts (request weight,
 429 / 418 answers, failed requests) come from `exchange.weight.EXCHANGE_COUNTS`, read at each
-scrape. Served by prometheus-client at `/metrics` on `$STREAMFORGE_METRICS_PORT` (unset or 0:
-not served; the dummy's `--metrics-port` is the same server).
+scrape. Served by prometheus-client at `/metrics` on `$STREAMFORGE_METRICS_PORT` (unset: not
+served; 0: a free port the system picks, for Pods sharing a host's network; the dummy's
+`--metrics-port` is the same server). The worker names the address it serves at (`host:port`)
+in its `started` event (the extra field `metrics_address`) and its log, so a scraper finds a
+port it could not know in advance.
 
 `$STREAMFORGE_METRICS_LINGER_SECONDS` keeps the server up that long after the work ended, so
 a scrape every N seconds still sees a short Job's last counts. Names follow Prometheus's
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -41,13 +45,16 @@ METRICS_LINGER_ENV = "STREAMFORGE_METRICS_LINGER_SECONDS"
 _STATUSES = ("started", "loading", "finished", "error", "interrupted")
 
 
-def metrics_port(environ: Mapping[str, str] = os.environ) -> int:
-    """Return the port `$STREAMFORGE_METRICS_PORT` asks for (0: none); ConfigError if bad."""
+def metrics_port(environ: Mapping[str, str] = os.environ) -> int | None:
+    """Return the port `$STREAMFORGE_METRICS_PORT` asks for (None: unset, no metrics; 0: any
+    free port); ConfigError if bad."""
     text = environ.get(METRICS_PORT_ENV, "").strip()
     if not text:
-        return 0
+        return None
     if not text.isdigit() or int(text) > 65535:
-        raise ConfigError(f"{METRICS_PORT_ENV}={text!r} is not a port 0..65535 (0: no metrics)")
+        raise ConfigError(
+            f"{METRICS_PORT_ENV}={text!r} is not a port 0..65535 (0: any free port; unset: none)"
+        )
     return int(text)
 
 
@@ -71,7 +78,7 @@ def serve_metrics(registry: CollectorRegistry, port: int) -> Any:
         raise ConfigError(
             f"metrics port {port} cannot be used ({exc.strerror or exc}): another process "
             f"listens there? choose another ({METRICS_PORT_ENV}, or the dummy's --metrics-port; "
-            "0 turns metrics off)"
+            "0: any free port)"
         ) from None
     return server
 
@@ -116,10 +123,21 @@ class WorkerMetrics:
         self._lock = threading.Lock()
         self.server: Any = None
 
-    def serve(self, port: int) -> None:
-        """Serve the metrics on `port` (0: do nothing)."""
-        if port:
+    def serve(self, port: int | None) -> None:
+        """Serve the metrics on `port` (0: a free port the system picks; None: do nothing)."""
+        if port is not None:
             self.server = serve_metrics(self.registry, port)
+
+    @property
+    def address(self) -> str | None:
+        """`host:port` a scraper reaches the metrics at (None: not served).
+
+        The host is this machine's address as its own name resolves (a Pod's IP, or on a
+        host's network the host's), since the server listens on every interface.
+        """
+        if self.server is None:
+            return None
+        return f"{_own_host()}:{self.server.server_address[1]}"
 
     def sent(self, event: Any) -> None:
         """Count one telemetry event (its counts are totals so far: only rises are added)."""
@@ -167,6 +185,14 @@ class WorkerMetrics:
         self.server.shutdown()
         self.server.server_close()
         self.server = None
+
+
+def _own_host() -> str:
+    name = socket.gethostname()
+    try:
+        return socket.gethostbyname(name)
+    except OSError:  # a name nothing resolves: the name is still the best a scraper gets
+        return name
 
 
 class _ExchangeCollector(Collector):

@@ -73,7 +73,8 @@ class Worker:
         on_sent: Callable[[BaseEvent], None] | None = None,
         metrics_port: int | None = None,
     ) -> None:
-        """`metrics_port` None: `$STREAMFORGE_METRICS_PORT` (unset: not served); 0: not served."""
+        """`metrics_port` None: `$STREAMFORGE_METRICS_PORT` (unset: not served); 0: any free
+        port (`started` names it)."""
         # The environment is read and the port bound first: a bad value or a taken port is
         # told before anything reaches the broker.
         port = env_metrics_port() if metrics_port is None else metrics_port
@@ -137,7 +138,13 @@ class Worker:
         }
 
     def started(self, message: str | None = None) -> None:
-        self.send(Started(**self._fields(message)))
+        # Where the metrics are (an extra field: the contract keeps what it does not know), so
+        # a scraper finds a port the system picked.
+        address = self.metrics.address
+        if address is not None:
+            log.info("metrics at http://%s/metrics", address)
+        extra: dict[str, Any] = {"metrics_address": address} if address is not None else {}
+        self.send(Started(**self._fields(message), **extra))
 
     def loading(self, records_written: int, message: str | None = None, **fields: Any) -> None:
         """Report progress; best effort: a broker outage must not stop the work itself."""

@@ -246,7 +246,7 @@ DUMMY = WorkerEntry(
                10.0, metavar="S"),
         Option("fail_after", "Send `error` and exit 1 after N seconds.", NON_NEGATIVE_SECONDS,
                metavar="N"),
-        Option("metrics_port", "Port of Prometheus /metrics; 0 turns them off.", PORT_OR_ZERO,
+        Option("metrics_port", "Port of Prometheus /metrics; 0: any free port.", PORT_OR_ZERO,
                8000, envvar="STREAMFORGE_METRICS_PORT", metavar="P"),
         _DEBUG,
     ),
