@@ -44,8 +44,9 @@ def local_hub() -> None:
 def local_hub_up(values_path: Path, image: str | None, host_paths: tuple[Path, ...]) -> None:
     """Start the hub (idempotent); print its login URL and where the password is (not it)."""
     from streamforge_nb.local.cluster.service import cluster_status
-    from streamforge_nb.local.hub import hub_up
+    from streamforge_nb.local.hub import hub_up, read_values
 
+    read_values(values_path)  # a key the local hub does not know: exit 2 before anything
     cluster = cluster_status()
     if not cluster.get("running"):
         raise click.UsageError("no local cluster runs: `streamforge-nb local cluster up` first")

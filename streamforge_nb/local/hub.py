@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from streamforge_nb.exceptions import ConfigError, ProcessExited, StartTimeout, StreamForgeError
+from streamforge_nb.local.hub_config import check_settings, check_values, host_path_inside
 from streamforge_nb.local.process import (
     HttpProbe,
     free_port,
@@ -48,6 +49,7 @@ __all__ = [
     "hub_settings",
     "hub_status",
     "hub_up",
+    "read_values",
 ]
 
 HUB_NODE_ENV = NODE_HOST_PATHS_ENV
@@ -85,11 +87,24 @@ def find_proxy(cache: Path | None = None) -> Path:
     )
 
 
+def read_values(path: Path) -> dict[str, Any]:
+    """Read zero-to-jupyterhub values; `ConfigError` naming a key the local hub does not know."""
+    if not path.is_file():
+        raise ConfigError(f"no JupyterHub values at {path}")
+    values = yaml.safe_load(path.read_text()) or {}
+    check_values(values, str(path))
+    return dict(values)
+
+
 def _host_path(path: str, root: Path) -> Path:
-    """The host path of the cluster (`/data/home`) mapped under the hub's directory."""
-    local = root / "hostpaths" / path.lstrip("/")
-    local.mkdir(parents=True, exist_ok=True)
-    return local
+    """The host path of the cluster (`/data/home`) mapped under the hub's directory.
+
+    A path with `..`, or one a symlink there leads out of `<root>/hostpaths`, is refused.
+    """
+    if not path.startswith("/"):
+        raise ConfigError(f"hostPath {path!r} in the values is not absolute")
+    mapped = root / "hostpaths" / path.lstrip("/")
+    return host_path_inside(mapped, root / "hostpaths", f"hostPath {path!r} of the values, at")
 
 
 def hub_settings(
@@ -108,8 +123,10 @@ def hub_settings(
     registry here, `ctr images tag` a local build to it); `api_port` is the node's API
     server (single-user Pods reach it on 127.0.0.1); `host_paths` are mounted at the same path
     in single-user Pods and in the Jobs they launch (the embedded store, executed notebooks);
-    `cull` overrides `cull.timeout` / `cull.every` (tests shorten them).
+    `cull` overrides `cull.timeout` / `cull.every` (tests shorten them). Raises `ConfigError`
+    for a key the local hub does not know or a hostPath leaving the directory; makes nothing.
     """
+    check_values(values, "the values")
     hub_values = values.get("hub", {})
     config = {
         section: dict(traits)
@@ -206,22 +223,28 @@ def hub_up(
     state = read_state(directory / _STATE)
     if state:
         return state
-    if not values_path.is_file():
-        raise ConfigError(f"no JupyterHub values at {values_path}")
-    values = yaml.safe_load(values_path.read_text()) or {}
+    values = read_values(values_path)
     api_port = _api_port(kubeconfig)
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+    # Every check before the first folder is made: the values, the mapped host paths.
     settings = hub_settings(
         values, directory=directory, image=image, api_port=api_port,
         host_paths=host_paths, cull=cull,
     )  # fmt: skip
+    check_settings({**settings, "hub": {"directory": str(directory), "host_paths": host_paths}})
     home = str(values.get("singleuser", {}).get("storage", {}).get("homeMountPath", ""))
+    made: list[Path] = []
     for volume, mount in _host_mounts(settings["spawner"]):
+        if volume in host_paths:
+            continue  # the caller's folders, as they are
+        made.append(volume)
         if home.startswith(mount.rstrip("/") + "/"):  # the home inside a host path: make it
-            (volume / home[len(mount.rstrip("/")) + 1 :]).mkdir(parents=True, exist_ok=True)
-        if str(volume).startswith(str(directory)):
-            _own(volume, settings["spawner"].get("uid"), settings["spawner"].get("fs_gid"))
+            home_path = volume / home[len(mount.rstrip("/")) + 1 :]
+            made.append(host_path_inside(home_path, volume, "singleuser.storage.homeMountPath"))
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    for folder in made:
+        folder.mkdir(parents=True, exist_ok=True)
+        _own(folder, settings["spawner"].get("uid"), settings["spawner"].get("fs_gid"))
     password_file, token_file = directory / "password", directory / "admin_token"
     for path, secret in ((password_file, secrets.token_urlsafe(18)), (token_file, None)):
         if not path.exists():
@@ -238,6 +261,7 @@ def hub_up(
         "db_url": f"sqlite:///{directory / 'jupyterhub.sqlite'}",
         "password_file": str(password_file),
         "admin_token_file": str(token_file),
+        "host_paths": [str(p) for p in host_paths],
     }
     settings_file = directory / "settings.json"
     settings_file.write_text(json.dumps(settings, indent=1))
