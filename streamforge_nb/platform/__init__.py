@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from streamforge_nb.platform.markers import marker_key as marker_key
     from streamforge_nb.platform.names import DIGIT_SYMBOL_PREFIX as DIGIT_SYMBOL_PREFIX
     from streamforge_nb.platform.names import QueueIdParts as QueueIdParts
-    from streamforge_nb.platform.names import TimeRange as TimeRange
     from streamforge_nb.platform.names import candle_type as candle_type
     from streamforge_nb.platform.names import check_collection_name as check_collection_name
     from streamforge_nb.platform.names import check_dns1123_label as check_dns1123_label
@@ -74,7 +73,6 @@ if TYPE_CHECKING:
     from streamforge_nb.platform.names import new_short_id as new_short_id
     from streamforge_nb.platform.names import parse_collection_name as parse_collection_name
     from streamforge_nb.platform.names import parse_queue_id as parse_queue_id
-    from streamforge_nb.platform.names import parse_time_range as parse_time_range
     from streamforge_nb.platform.names import producer_id as producer_id
     from streamforge_nb.platform.names import queue_id as queue_id
     from streamforge_nb.platform.schemas import json_schemas as json_schemas
@@ -82,6 +80,8 @@ if TYPE_CHECKING:
     from streamforge_nb.platform.schemas import render_schema as render_schema
     from streamforge_nb.platform.schemas import schemas_dir as schemas_dir
     from streamforge_nb.platform.schemas import write_schemas as write_schemas
+    from streamforge_nb.platform.time_range import TimeRange as TimeRange
+    from streamforge_nb.platform.time_range import parse_time_range as parse_time_range
     from streamforge_nb.platform.topics import PLATFORM_ACLS as PLATFORM_ACLS
     from streamforge_nb.platform.topics import PLATFORM_USER as PLATFORM_USER
     from streamforge_nb.platform.topics import SERVICE_TOPICS as SERVICE_TOPICS
@@ -133,7 +133,7 @@ _EXPORTS = {
     "Started": "streamforge_nb.platform.contract",
     "StopCommand": "streamforge_nb.platform.contract",
     "TERMINAL_STATUSES": "streamforge_nb.platform.contract",
-    "TimeRange": "streamforge_nb.platform.names",
+    "TimeRange": "streamforge_nb.platform.time_range",
     "TopicSpec": "streamforge_nb.platform.topics",
     "VIEWER_ACLS": "streamforge_nb.platform.topics",
     "VIEWER_USER": "streamforge_nb.platform.topics",
@@ -180,7 +180,7 @@ _EXPORTS = {
     "open_times": "streamforge_nb.platform.intervals",
     "parse_collection_name": "streamforge_nb.platform.names",
     "parse_queue_id": "streamforge_nb.platform.names",
-    "parse_time_range": "streamforge_nb.platform.names",
+    "parse_time_range": "streamforge_nb.platform.time_range",
     "producer_id": "streamforge_nb.platform.names",
     "queue_id": "streamforge_nb.platform.names",
     "render_schema": "streamforge_nb.platform.schemas",

@@ -24,17 +24,19 @@ import math
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.platform.intervals import INTERVALS, check_interval
 
+# Re-exported: time ranges were parsed here before they had a module of their own.
+from streamforge_nb.platform.time_range import TimeRange as TimeRange
+from streamforge_nb.platform.time_range import parse_time_range as parse_time_range
+
 __all__ = [
     "DIGIT_SYMBOL_PREFIX",
     "QueueIdParts",
-    "TimeRange",
     "candle_type",
     "check_collection_name",
     "check_dns1123_label",
@@ -54,7 +56,6 @@ __all__ = [
     "new_short_id",
     "parse_collection_name",
     "parse_queue_id",
-    "parse_time_range",
     "producer_id",
     "queue_id",
 ]
@@ -69,16 +70,12 @@ _KAFKA_TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 _DNS1123_LABEL_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE_RE = re.compile(r"(?:(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _COLLECTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _COLLECTION_NAME_RE = re.compile(
     r"(?:sym-)?(?P<symbol>[a-z0-9]+)_(?P<type>[a-z0-9_]+?(?:_1M)?)_(?P<day>\d{4}_\d{2}_\d{2})"
 )
 _QUEUE_ID_RE = re.compile(
     r"wf-(?P<symbol>[a-z0-9]+)-(?P<type>[a-z0-9_]+?(?:_1M)?)-(?P<day>\d{8})-(?P<short>[a-z0-9]+)"
 )
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 def _require_str(value: Any, what: str) -> str:
@@ -405,96 +402,3 @@ def _day(day: date) -> date:
     if not isinstance(day, date):
         raise InvalidName(f"day must be a date, got {type(day).__name__} {day!r}")
     return day
-
-
-# --- time ranges ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TimeRange:
-    """A half-open UTC time range [start, end): `2024-08-01:2024-08-02` is one day."""
-
-    start: datetime
-    end: datetime
-
-    def __post_init__(self) -> None:
-        for field in ("start", "end"):
-            value = getattr(self, field)
-            if not isinstance(value, datetime) or value.tzinfo is None:
-                raise InvalidName(
-                    f"time range {field} must be a timezone-aware datetime: {value!r}"
-                )
-            # Frozen: normalise to UTC through object.__setattr__.
-            object.__setattr__(self, field, value.astimezone(UTC))
-        if self.end < self.start:
-            raise InvalidName(f"time range {self} ends before it starts")
-        if self.end == self.start:
-            raise InvalidName(f"time range {self} is empty (the end is exclusive)")
-
-    @property
-    def start_ms(self) -> int:
-        """Start as Unix milliseconds (Binance `startTime`)."""
-        return (self.start - _EPOCH) // _MS
-
-    @property
-    def end_ms(self) -> int:
-        """End as Unix milliseconds, exclusive (Binance's `endTime` is inclusive: pass end_ms-1)."""
-        return (self.end - _EPOCH) // _MS
-
-    @property
-    def day(self) -> date:
-        """The UTC day the range starts on (the day in queue ids and collection names)."""
-        return self.start.date()
-
-    def __str__(self) -> str:
-        if _is_midnight(self.start) and _is_midnight(self.end):
-            return f"{self.start:%Y-%m-%d}:{self.end:%Y-%m-%d}"
-        return f"{_iso(self.start)}/{_iso(self.end)}"
-
-
-def parse_time_range(text: str) -> TimeRange:
-    """Parse `2024-08-01:2024-08-02` or `<ISO datetime>/<ISO datetime>` (naive means UTC)."""
-    _require_str(text, "time range")
-    sides = _split_range(text.strip())
-    if sides is None:
-        raise InvalidName(
-            f"invalid time range {text!r}: expected 'YYYY-MM-DD:YYYY-MM-DD' or "
-            "'<ISO datetime>/<ISO datetime>'"
-        )
-    start, end = (_parse_instant(side, text) for side in sides)
-    return TimeRange(start, end)
-
-
-def _split_range(text: str) -> tuple[str, str] | None:
-    if "/" in text:
-        left, _, right = text.partition("/")
-        return (left, right) if "/" not in right else None
-    # ISO times contain ':' too; the separator is the ':' followed by a date.
-    for i, ch in enumerate(text):
-        if ch == ":" and _DATE_RE.match(text, i + 1):
-            return text[:i], text[i + 1 :]
-    return None
-
-
-def _parse_instant(side: str, text: str) -> datetime:
-    side = side.strip()
-    try:
-        if _DATE_RE.fullmatch(side):
-            return datetime.combine(date.fromisoformat(side), datetime.min.time(), UTC)
-        if not _DATE_RE.match(side):
-            raise ValueError(side)
-        value = datetime.fromisoformat(side)
-    except ValueError:
-        raise InvalidName(
-            f"invalid time range {text!r}: {side!r} is not a date (YYYY-MM-DD) "
-            "or an ISO 8601 datetime"
-        ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _is_midnight(value: datetime) -> bool:
-    return value.time() == datetime.min.time()
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
