@@ -59,8 +59,6 @@ from streamforge_nb.store.base import CandleBackend
 from streamforge_nb.store.frames import (
     COLUMNS,
     empty_coverage,
-    empty_frame,
-    frame_from_arrays,
 )
 from streamforge_nb.store.local_state import SqliteState, _locked
 
@@ -275,28 +273,9 @@ class LocalBackend(SqliteState, CandleBackend):
 
     def read(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
         """Return candles with `start_ms <= open time < end_ms` from the partitions they span."""
-        directory = self.series_dir(symbol, interval)
-        with store_errors(f"cannot read {symbol} {interval} candles", str(directory)):
-            tables = []
-            for lo, hi, path in self._partitions(symbol, interval):
-                if hi <= start_ms or lo >= end_ms:
-                    continue
-                table = _read_file(path).select(_SCHEMA.names).cast(_SCHEMA)
-                if lo < start_ms or hi > end_ms:
-                    t = _times(table)
-                    first, last = np.searchsorted(t, [start_ms, end_ms])
-                    table = table.slice(int(first), int(last - first))
-                tables.append(table)
-        if not tables:
-            return empty_frame()
-        table = pa.concat_tables(tables)
-        columns = {}
-        for name in COLUMNS:
-            col = table.column(name)
-            columns[name] = (
-                col.cast(pa.int64()).to_numpy() if name == "close_time" else col.to_numpy()
-            )
-        return frame_from_arrays(_times(table), columns)
+        from streamforge_nb.store import scan  # decoded tables kept per file version
+
+        return scan.read_frame(self, symbol, interval, start_ms, end_ms)
 
     def partition_files(
         self, symbol: str, interval: str, start_ms: int, end_ms: int
@@ -309,21 +288,9 @@ class LocalBackend(SqliteState, CandleBackend):
         self, symbol: str, interval: str, start_ms: int, end_ms: int, fields: Sequence[str]
     ) -> pa.Table:
         """Read `open_time` and `fields` only (column pushdown) of the partitions spanned."""
-        names = ["open_time", *fields]
-        schema = pa.schema([_SCHEMA.field(n) for n in names])
-        directory = self.series_dir(symbol, interval)
-        tables = []
-        with store_errors(f"cannot read {symbol} {interval} candles", str(directory)):
-            for lo, hi, path in self._partitions(symbol, interval):
-                if hi <= start_ms or lo >= end_ms:
-                    continue
-                table = _read_file(path, names).select(names).cast(schema)
-                if lo < start_ms or hi > end_ms:
-                    t = _times(table)
-                    first, last = np.searchsorted(t, [start_ms, end_ms])
-                    table = table.slice(int(first), int(last - first))
-                tables.append(table)
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+        from streamforge_nb.store import scan
+
+        return scan.read_table(self, symbol, interval, start_ms, end_ms, fields)
 
     def series(self) -> list[tuple[str, str]]:
         """Return (symbol, interval) of every series directory holding a partition."""

@@ -1,0 +1,227 @@
+"""Reads of the embedded store's partition files: each file version decoded once and kept.
+
+Decoding is what a read costs: a year of 1m candles is 12 zstd Parquet files whose decode
+takes ~6x the CPU of ArcticDB's read of the same rows, and a notebook reads the same series
+again and again (a cell run again, a month after the year, a resample after a load). So the
+decoded Arrow table of each file version stays in memory, least recently used first out,
+within `STREAMFORGE_READ_CACHE_MB` (default 512; 0 turns the cache off).
+
+A file version is its path plus (device, inode, size, mtime ns), as `footers` keys footers:
+every write replaces a partition with a new file (`os.replace`), so a replaced partition is
+a miss and read again. The identity is taken BEFORE the file is opened: a file replaced in
+between is kept under the old identity, which no later `stat` matches, so a stale table is
+never served. Tables are immutable; a frame built on one file's table shares its read-only
+buffers (as a frame built straight from Parquet does), one spanning files is a copy.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from streamforge_nb.exceptions import ConfigError, store_errors
+from streamforge_nb.store.local import _SCHEMA
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from streamforge_nb.store.local import LocalBackend
+
+__all__ = ["SCHEMA", "cache_bytes", "clear", "read_frame", "read_table"]
+
+# The columns of a partition file as every read returns them, as the writer stores them.
+SCHEMA = _SCHEMA
+
+_ENV = "STREAMFORGE_READ_CACHE_MB"
+_READERS = 2  # files decoded at once on a miss: pyarrow decodes without the GIL; 2 cores
+
+_Key = tuple[int, int, int, int]  # device, inode, size, mtime ns
+
+
+class _Cache:
+    """Decoded tables per path and file version, least recently used first."""
+
+    def __init__(self) -> None:
+        self._tables: OrderedDict[str, tuple[_Key, pa.Table]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, path: str, key: _Key) -> pa.Table | None:
+        with self._lock:
+            hit = self._tables.get(path)
+            if hit is None or hit[0] != key:
+                return None
+            self._tables.move_to_end(path)
+            return hit[1]
+
+    def put(self, path: str, key: _Key, table: pa.Table, budget: int) -> None:
+        size = table.nbytes
+        with self._lock:
+            old = self._tables.pop(path, None)
+            if old is not None:
+                self._bytes -= old[1].nbytes
+            if size > budget:
+                return
+            self._tables[path] = (key, table)
+            self._bytes += size
+            while self._bytes > budget:
+                _, (_, dropped) = self._tables.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tables.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
+_CACHE = _Cache()
+
+
+def clear() -> None:
+    """Drop every decoded table kept (the files are untouched)."""
+    _CACHE.clear()
+
+
+def cache_bytes() -> int:
+    """Return the bytes of decoded tables kept now."""
+    return _CACHE.nbytes
+
+
+def _budget() -> int:
+    raw = os.environ.get(_ENV, "").strip()
+    if not raw:
+        return 512 * 2**20
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = -1.0
+    if not mb >= 0:
+        raise ConfigError(f"{_ENV} must be a number of megabytes >= 0 (0: no cache), got {raw!r}")
+    return int(mb * 2**20)
+
+
+def _key(path: str) -> _Key:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _decode(path: str, names: Sequence[str] | None) -> pa.Table:
+    # One handle opened here: a file replaced meanwhile stays readable through it (POSIX
+    # keeps the old inode). The files hold one thread's work each; several decode at once.
+    with pa.OSFile(path, "rb") as source:
+        table = pq.read_table(source, columns=None if names is None else list(names))
+    schema = SCHEMA if names is None else pa.schema([SCHEMA.field(n) for n in names])
+    return table.select(schema.names).cast(schema)
+
+
+def _tables(
+    files: list[tuple[int, int, str]], start_ms: int, end_ms: int, names: Sequence[str] | None
+) -> list[pa.Table]:
+    """The rows of `files` ((start, end, path) of partitions, by time) in `[start_ms, end_ms)`,
+    one table per file: `names` only (None: every column)."""
+    budget = _budget()
+    found: list[pa.Table | None] = []
+    misses: list[tuple[int, str, _Key]] = []
+    for i, (_, _, path) in enumerate(files):
+        key = _key(path)
+        table = _CACHE.get(path, key) if budget else None
+        found.append(table if table is None or names is None else table.select(list(names)))
+        if table is None:
+            misses.append((i, path, key))
+    # A subset of columns is read as such (column pushdown), and kept only as a whole file.
+    keep = budget > 0 and names is None
+
+    def miss(item: tuple[int, str, _Key]) -> tuple[int, pa.Table]:
+        i, path, key = item
+        table = _decode(path, names)
+        if keep:
+            _CACHE.put(path, key, table, budget)
+        return i, table
+
+    if len(misses) > 1:
+        with ThreadPoolExecutor(min(_READERS, len(misses))) as pool:
+            decoded = list(pool.map(miss, misses))
+    else:
+        decoded = [miss(m) for m in misses]
+    for i, table in decoded:
+        found[i] = table
+    out = []
+    for (lo, hi, _), table in zip(files, found, strict=True):
+        assert table is not None
+        if lo < start_ms or hi > end_ms:  # a partition the range cuts
+            t = _ms(table.column("open_time"))
+            first, last = np.searchsorted(t, [start_ms, end_ms])
+            table = table.slice(int(first), int(last - first))
+        out.append(table)
+    return out
+
+
+def _ms(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    return np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.int64)
+
+
+def _spanned(
+    backend: LocalBackend, symbol: str, interval: str, start_ms: int, end_ms: int
+) -> list[tuple[int, int, str]]:
+    parts = backend._partitions(symbol, interval)
+    return [(lo, hi, str(p)) for lo, hi, p in parts if hi > start_ms and lo < end_ms]
+
+
+def read_frame(
+    backend: LocalBackend, symbol: str, interval: str, start_ms: int, end_ms: int
+) -> pd.DataFrame:
+    """Return the candle frame of `[start_ms, end_ms)` of one series (`LocalBackend.read`)."""
+    from streamforge_nb.store.frames import COLUMNS, empty_frame, frame_from_arrays
+
+    directory = backend.series_dir(symbol, interval)
+    with store_errors(f"cannot read {symbol} {interval} candles", str(directory)):
+        files = _spanned(backend, symbol, interval, start_ms, end_ms)
+        tables = _tables(files, start_ms, end_ms, None)
+    if not tables:
+        return empty_frame()
+    columns = {name: _column(tables, name) for name in ("open_time", *COLUMNS)}
+    return frame_from_arrays(columns.pop("open_time"), columns)
+
+
+def _column(tables: list[pa.Table], name: str) -> np.ndarray[Any, Any]:
+    """One column of `tables` as one numpy array: a view of a single chunk, else one copy."""
+    chunks = [c for t in tables for c in t.column(name).chunks]
+    if chunks and pa.types.is_timestamp(chunks[0].type):
+        chunks = [c.view(pa.int64()) for c in chunks]
+    if len(chunks) == 1:
+        return np.asarray(chunks[0].to_numpy(zero_copy_only=False))
+    if not chunks:
+        return np.empty(0, dtype=np.int64 if name in ("open_time", "close_time") else np.float64)
+    return np.concatenate([c.to_numpy(zero_copy_only=False) for c in chunks])
+
+
+def read_table(
+    backend: LocalBackend,
+    symbol: str,
+    interval: str,
+    start_ms: int,
+    end_ms: int,
+    fields: Sequence[str],
+) -> pa.Table:
+    """Read `open_time` and `fields` of `[start_ms, end_ms)` of one series (pushdown)."""
+    names = ["open_time", *fields]
+    directory = backend.series_dir(symbol, interval)
+    with store_errors(f"cannot read {symbol} {interval} candles", str(directory)):
+        files = _spanned(backend, symbol, interval, start_ms, end_ms)
+        every = list(fields) == SCHEMA.names[1:]
+        tables = _tables(files, start_ms, end_ms, None if every else names)
+    if not tables:
+        return pa.schema([SCHEMA.field(n) for n in names]).empty_table()
+    return pa.concat_tables(tables)

@@ -1,0 +1,124 @@
+"""Reads of the embedded store through `store.scan`: the same rows as a plain per-file Parquet
+read on any range, each file version decoded once, a replaced partition read again.
+
+Real Parquet files under tmp_path; GENERATED candles (`testing.CandleGenerator`, not market
+data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_market import AUG1, MIN, generated  # tests/ is on sys.path (rootdir, no package)
+
+from streamforge_nb.exceptions import ConfigError
+from streamforge_nb.store import scan
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.store.frames import COLUMNS, empty_frame, frame_from_arrays
+
+DAY = 86_400_000
+START, END = AUG1 - 3 * DAY, AUG1 + 2 * DAY  # July and August partitions, holes inside
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> CandleStore:
+    store = CandleStore.open(tmp_path_factory.mktemp("read") / "store")
+    for a, b in ((START, AUG1 - DAY), (AUG1 - DAY + 7 * MIN, AUG1 + 90 * MIN), (AUG1 + DAY, END)):
+        store.write(generated("BTCUSDT", "1m", a, b), "BTCUSDT", "1m")
+    store.close()  # hot partitions compressed, as a sink leaves them
+    return store
+
+
+def reference(store: CandleStore, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """The read before `store.scan`: each partition file read whole, then cut and joined."""
+    directory: Path = store.backend.root / "candles" / "BTCUSDT" / "1m"  # type: ignore[attr-defined]
+    tables = [pq.read_table(p) for p in sorted(directory.glob("[0-9]*.parquet"))]
+    table = pa.concat_tables(tables)
+    times = table.column("open_time").cast(pa.int64()).to_numpy()
+    table = table.filter(pa.array((times >= start_ms) & (times < end_ms)))
+    if table.num_rows == 0:
+        return empty_frame()
+    columns = {
+        n: table.column(n).cast(pa.int64()).to_numpy() if n == "close_time" else
+        table.column(n).to_numpy() for n in COLUMNS
+    }  # fmt: skip
+    return frame_from_arrays(table.column("open_time").cast(pa.int64()).to_numpy(), columns)
+
+
+times = st.integers(START - DAY, END + DAY)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(a=times, b=times, fields=st.lists(st.sampled_from(COLUMNS), min_size=1, unique=True))
+def test_any_range_reads_the_rows_a_plain_parquet_read_gives(
+    store: CandleStore, a: int, b: int, fields: list[str]
+) -> None:
+    lo, hi = min(a, b), max(a, b)
+    want = reference(store, lo, hi)
+    for cached in (False, True):  # first read (decoded now), then from the decoded tables
+        if not cached:
+            scan.clear()
+        got = store.load("BTCUSDT", "1m", lo, hi)
+        pd.testing.assert_frame_equal(got, want, check_freq=False)
+    part = store.backend.read_table("BTCUSDT", "1m", lo, hi, fields)
+    assert part.column_names == ["open_time", *fields]
+    for name in fields:
+        column = part.column(name)
+        column = column.cast(pa.int64()) if name == "close_time" else column
+        expected = want[name]
+        expected = pd.DatetimeIndex(expected).asi8 if name == "close_time" else expected.to_numpy()
+        np.testing.assert_array_equal(column.to_numpy(), expected)
+
+
+def test_a_load_again_decodes_only_the_partition_a_write_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CandleStore.open(tmp_path / "store")
+    store.write(generated("BTCUSDT", "1m", AUG1 - DAY, AUG1 + DAY), "BTCUSDT", "1m")
+    first = store.load("BTCUSDT", "1m")
+    decoded: list[str] = []
+    real = scan._decode
+
+    def spy(path: str, names: Any) -> pa.Table:
+        decoded.append(Path(path).name)
+        return real(path, names)
+
+    monkeypatch.setattr(scan, "_decode", spy)
+    again = store.load("BTCUSDT", "1m")
+    pd.testing.assert_frame_equal(again, first)
+    assert decoded == []  # nothing changed: nothing decoded
+    # The same rows with other values: a file of the same size, in the same second.
+    changed = generated("BTCUSDT", "1m", AUG1, AUG1 + DAY)
+    changed["close"] = changed["close"] * 2
+    store.write(changed, "BTCUSDT", "1m")
+    now = store.load("BTCUSDT", "1m")
+    assert decoded == ["2024-08.parquet"]
+    np.testing.assert_array_equal(now["close"].to_numpy()[1440:], changed["close"].to_numpy())
+    pd.testing.assert_frame_equal(now.iloc[:1440], first.iloc[:1440])
+
+
+def test_a_frame_spanning_partitions_is_the_callers_to_change(store: CandleStore) -> None:
+    got = store.load("BTCUSDT", "1m")
+    got.iloc[0, got.columns.get_loc("close")] = -1.0
+    assert store.load("BTCUSDT", "1m")["close"].iloc[0] != -1.0
+
+
+def test_a_cache_size_that_is_not_a_number_is_refused(
+    store: CandleStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAMFORGE_READ_CACHE_MB", "lots")
+    with pytest.raises(ConfigError, match="STREAMFORGE_READ_CACHE_MB"):
+        store.load("BTCUSDT", "1m")
+    monkeypatch.setenv("STREAMFORGE_READ_CACHE_MB", "0")  # off: read straight from the files
+    scan.clear()
+    pd.testing.assert_frame_equal(store.load("BTCUSDT", "1m"), reference(store, 0, 2**53 - 1))
+    assert scan.cache_bytes() == 0
