@@ -169,3 +169,28 @@ def test_reset_refuses_a_running_broker(broker: LocalBroker) -> None:
         broker.up(reset=True)
     assert broker.status().pid == pid
     assert "queue-events" in check_connection(broker.settings())
+
+
+def test_a_listener_for_pods_serves_the_platform_users_on_that_address(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """`pods_address` (the local node's Pod network gateway, tests/test_node_restricted.py):
+    SASL_SSL there too, advertised with that address and named by the certificate; the
+    default broker has none; a home set up without it is refused before anything starts."""
+    with pytest.raises(LocalBrokerError, match="no listener for Pods"):
+        broker.pods_bootstrap()
+    home = tmp_path / "pods"
+    pods = LocalBroker(home, pods_address="127.0.0.2")
+    pods.up(port=0)
+    try:
+        address = pods.pods_bootstrap()
+        assert address.rsplit(":", 1)[0] == "127.0.0.2"
+        via_pods = pods.settings(PLATFORM_USER).model_copy(
+            update={"kafka_bootstrap_servers": address}
+        )
+        assert "queue-events" in check_connection(via_pods)
+    finally:
+        pods.down()
+    with pytest.raises(LocalBrokerError, match=r"address '127.0.0.2', not None.*--reset"):
+        LocalBroker(home).up(port=0)
+    assert not LocalBroker(home).status().running

@@ -97,9 +97,15 @@ class BrokerStatus:
 class LocalBroker:
     """Start, stop and describe the local broker living in `home`."""
 
-    def __init__(self, home: Path, *, java: str | None = None) -> None:
+    def __init__(
+        self, home: Path, *, java: str | None = None, pods_address: str | None = None
+    ) -> None:
+        """`pods_address`: also serve SASL_SSL there (listener PODS, advertised with that
+        address), for Pods of the local node's Pod network (its `pod_gateway`); opt-in, as
+        the address exists only while that node runs."""
         self.home = Path(home).expanduser().resolve()
         self.java = java or shutil.which("java") or "java"
+        self.pods_address = pods_address
         self._process: subprocess.Popen[bytes] | None = None
         self.log_path = self.home / "logs" / "broker.log"
         self.env_file = self.home / "local.env"
@@ -150,9 +156,9 @@ class LocalBroker:
             if reset or state is None or not is_formatted(data):
                 if reset:
                     self._reset(say)
-                state = self._prepare(self._choose_ports(port, previous), say)
+                state = self._prepare(self._ports(port, previous), say)
             else:
-                self._keep(state, self._choose_ports(port, previous), say)
+                self._keep(state, self._ports(port, previous), say)
             jars = maven.fetch_jars()
             self._start(state, jars, timeout, say)
             self._grant(state)
@@ -207,6 +213,13 @@ class LocalBroker:
             source=str(self.sasl_env_file),
         )
 
+    def pods_bootstrap(self) -> str:
+        """The PODS listener's address (SASL_SSL, the same users and CA as `settings(user)`)."""
+        state = self._read_state()
+        if state is None or not state.get("pods_address"):
+            raise LocalBrokerError(f"the local broker in {self.home} has no listener for Pods")
+        return f"{state['pods_address']}:{state['ports']['pods']}"
+
     def password(self, user: str) -> str:
         """Return the SCRAM password created for `user` at format time."""
         credentials: dict[str, str] = json.loads(self._credentials_path.read_text())
@@ -225,19 +238,23 @@ class LocalBroker:
         shutil.rmtree(self.home / "data", ignore_errors=True)
         for sub in ("config", "data", "logs", "tls"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
-        certs = make_certificates(self.home / "tls")
+        also = (self.pods_address,) if self.pods_address else ()
+        certs = make_certificates(self.home / "tls", also=also)
         credentials = {
             u: secrets.token_urlsafe(18) for u in (ADMIN_USER, PLATFORM_USER, VIEWER_USER)
         }
         self._credentials_path.touch(mode=0o600)
         self._credentials_path.write_text(json.dumps(credentials, indent=2))
         props = self.home / "config" / "server.properties"
-        props.write_text(server_properties(self.home, ports, certs.keystore_path))
+        props.write_text(
+            server_properties(self.home, ports, certs.keystore_path, self.pods_address)
+        )
         (self.home / "config" / "log4j2.properties").write_text(LOG4J2)
         state: dict[str, Any] = {
             "ports": ports,
             "cluster_id": kafka_uuid(),
             "kafka_version": maven.KAFKA_VERSION,
+            "pods_address": self.pods_address,
             "pid": None,
             "started_at": None,
         }
@@ -261,11 +278,19 @@ class LocalBroker:
         another controller port than the last run's. So new ports only rewrite the config.
         """
         data = self.home / "data"
+        if state.get("pods_address") != self.pods_address:
+            # The certificate names the address: it was made for the broker's first start.
+            raise LocalBrokerError(
+                f"the local broker in {self.home} was set up with the Pods' listener address "
+                f"{state.get('pods_address')!r}, not {self.pods_address!r}; "
+                "`streamforge-nb local up --reset` deletes its data and starts afresh"
+            )
         if ports != state["ports"]:
             moved = ", ".join(f"{k} {state['ports'][k]} -> {ports[k]}" for k in ports)
             say(f"ports changed ({moved}): config and env files rewritten")
             props = self.home / "config" / "server.properties"
-            props.write_text(server_properties(self.home, ports, self.home / "tls" / "broker.pem"))
+            keystore = self.home / "tls" / "broker.pem"
+            props.write_text(server_properties(self.home, ports, keystore, self.pods_address))
             write_env_files(
                 self.env_file,
                 self.sasl_env_file,
@@ -294,6 +319,12 @@ class LocalBroker:
             shutil.rmtree(data)
         self._credentials_path.unlink(missing_ok=True)
         self._state_path.unlink(missing_ok=True)
+
+    def _ports(self, port: int | None, previous: dict[str, int] | None) -> dict[str, int]:
+        ports = self._choose_ports(port, previous)
+        if self.pods_address and "pods" not in ports:
+            ports = {**ports, "pods": free_port()}
+        return ports
 
     def _choose_ports(self, port: int | None, previous: dict[str, int] | None) -> dict[str, int]:
         if port is None and previous is not None:

@@ -66,17 +66,31 @@ def kafka_uuid() -> str:
             return text
 
 
-def server_properties(home: Path, ports: dict[str, int], keystore: Path) -> str:
-    """The broker's `server.properties`: one KRaft node, PLAINTEXT and SASL_SSL listeners."""
+def server_properties(
+    home: Path, ports: dict[str, int], keystore: Path, pods_address: str | None = None
+) -> str:
+    """The broker's `server.properties`: one KRaft node, PLAINTEXT and SASL_SSL listeners.
+
+    With `pods_address` (the local node's Pod network gateway) a third listener, PODS, serves
+    SASL_SSL there on `ports["pods"]`, advertised with that address: Pods that are not on
+    the host's network reach the broker only so.
+    """
     p, s, c = ports["plaintext"], ports["sasl_ssl"], ports["controller"]
+    pods = f",PODS://{pods_address}:{ports['pods']}" if pods_address else ""
+    pods_login = [
+        "listener.name.pods.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    ] if pods_address else []  # fmt: skip
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{c}",
-            f"listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},CONTROLLER://127.0.0.1:{c}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s}",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            f"listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},CONTROLLER://127.0.0.1:{c}"
+            + pods,
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s}" + pods,
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
+            + (",PODS:SASL_SSL" if pods_address else ""),
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={home / 'data'}",
@@ -98,6 +112,7 @@ def server_properties(home: Path, ports: dict[str, int], keystore: Path) -> str:
             "sasl.enabled.mechanisms=SCRAM-SHA-512",
             "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
             "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            *pods_login,
             "ssl.keystore.type=PEM",
             f"ssl.keystore.location={keystore}",
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",

@@ -117,13 +117,16 @@ def make_server_certificate(
     return ServerCertificate(ca_cert.public_bytes(pem), cert.public_bytes(pem), pkcs8_pem(key))
 
 
-def make_certificates(directory: Path, host: str = "127.0.0.1") -> BrokerCertificates:
-    """Write `ca.crt` and `broker.pem` (PKCS#8 key + chain) into `directory`."""
+def make_certificates(
+    directory: Path, host: str = "127.0.0.1", also: tuple[str, ...] = ()
+) -> BrokerCertificates:
+    """Write `ca.crt` and `broker.pem` (PKCS#8 key + chain) into `directory`; the certificate
+    names `host` and the IP addresses `also`."""
     directory.mkdir(parents=True, exist_ok=True)
     made = make_server_certificate(
         organization="streamforge-nb local",
         common_name=host,
-        ip_addresses=[host],
+        ip_addresses=[host, *also],
         dns_names=["localhost"],
     )
     ca_path = directory / "ca.crt"

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streamforge_nb.local.cluster.podnet import POD_BRIDGE
 from streamforge_nb.local.process import pid_alive, pids_mentioning, signal_group
 
 __all__ = ["HOST_PATHS", "HostState", "cgroup_dirs", "host_snapshot", "mount_points", "oci_archive"]
@@ -84,7 +85,8 @@ def _iptables() -> str:
 
 
 def host_snapshot(cgroup_root: str) -> dict[str, object]:
-    """What a node may change on the host: mounts, its cgroups, iptables, the hard-coded paths.
+    """What a node may change on the host: mounts, its cgroups, iptables, the hard-coded paths,
+    the Pod network's bridge.
 
     Two snapshots, before start and after teardown, must be equal.
     """
@@ -99,6 +101,7 @@ def host_snapshot(cgroup_root: str) -> dict[str, object]:
         "cgroups": sorted(str(p) for p in cgroup_dirs(cgroup_root)),
         "iptables": _iptables(),
         "paths": entries,
+        "pod_bridge": Path("/sys/class/net", POD_BRIDGE).exists(),
     }
 
 

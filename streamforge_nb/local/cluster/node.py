@@ -6,16 +6,18 @@ with local_node(tmp_path) as node:                  # etcd, API server, controll
     node.import_image(archive)                       # kubelet, containerd + runc
     node.apply("manifests/namespace.yaml")           # everything LocalApiServer does, and Pods run
     launcher = node.launcher(host_paths=[shared])    # KubernetesLauncher; Pods on the host network
+    launcher = node.launcher(host_network=False)     # ... or on the Pod network (podnet.py)
 
 On top of `testing.kube.local_apiserver` (etcd + kube-apiserver) it starts containerd (Debian's,
-with runc and the `loopback` CNI plugin), kube-controller-manager (all default controllers:
+with runc and the `bridge` CNI plugin), kube-controller-manager (all default controllers:
 Job, TTL-after-finished, garbage collector, ServiceAccount tokens, ...), kube-scheduler and a
 kubelet, all built by `scripts/build-kube --node` and installed by `scripts/install-node-deps`.
 The settings are those that work on these machines (../shared/FACTS.md, "A real node"): no
 negative oom_score_adj, cgroupfs driver under a cgroup root of its own, cgroup v1 allowed, the
 kubelet leaves iptables alone, a static pause binary as the sandbox image. There is no
-kube-proxy and no DNS: Pods use the host's network (`hostNetwork: true`), so they reach the
-API server and a local Kafka broker on 127.0.0.1.
+kube-proxy and no DNS: Pods on the host's network (`hostNetwork: true`, `NodeLauncher`'s
+default) reach the API server and a local Kafka broker on 127.0.0.1; Pods on the Pod network
+(a bridge, podnet.py) reach only servers listening on the bridge's address, `pod_gateway`.
 
 Needs root (containers, mounts, cgroups); `node_unavailable()` says why not otherwise. One
 node per machine at a time (containerd and the kubelet hard-code a few host paths); teardown
@@ -52,6 +54,7 @@ from streamforge_nb.local.cluster.parts import (
     start_controllers,
     start_kubelet,
 )
+from streamforge_nb.local.cluster.podnet import POD_GATEWAY, make_pod_bridge, remove_pod_bridge
 from streamforge_nb.local.process import (
     LogFile,
     terminate_group,
@@ -81,7 +84,8 @@ def find_node_binaries() -> dict[str, Path]:
         located = shutil.which(name)
         found[name] = Path(located) if located else Path("/usr/bin") / name
     missing = [f"{n} ({p})" for n, p in found.items() if not os.access(p, os.X_OK)]
-    if not os.access(RUNC, os.X_OK) or not (CNI_BIN / "loopback").is_file():
+    plugins = ("loopback", "bridge", "host-local")
+    if not os.access(RUNC, os.X_OK) or not all((CNI_BIN / p).is_file() for p in plugins):
         missing.append(f"runc ({RUNC}) or the CNI plugins ({CNI_BIN})")
     if missing:
         raise KubeTestError(
@@ -130,11 +134,14 @@ ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 
 
 class NodeLauncher(KubernetesLauncher):
-    """`KubernetesLauncher` for the local node: Pods on the host network, local images only.
+    """`KubernetesLauncher` for the local node: local images only, by default on the host network.
 
-    Each Job's Pod gets `hostNetwork: true` (no kube-proxy or DNS here: 127.0.0.1 is the
-    host's, where the broker and the API server listen), `imagePullPolicy: IfNotPresent` (no
-    registry) and `host_paths` mounted at the same path (an embedded store, executed notebooks).
+    Each Job's Pod gets `imagePullPolicy: IfNotPresent` (no registry), `host_paths` mounted at
+    the same path (an embedded store, executed notebooks) and, unless `host_network` is False,
+    `hostNetwork: true` (no kube-proxy or DNS here: 127.0.0.1 is the host's, where the broker
+    and the API server listen). With `host_network=False` and no `host_paths` the Jobs are left
+    as planned, so they pass Pod Security "restricted"; they then reach only servers on the
+    Pod network's gateway (`LocalNode.pod_gateway`) and keep files on a PersistentVolumeClaim.
     """
 
     def __init__(
@@ -142,21 +149,27 @@ class NodeLauncher(KubernetesLauncher):
         namespace: str = "stf",
         api_client: Any = None,
         host_paths: Sequence[Path] = (),
+        host_network: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(namespace=namespace, api_client=api_client, **options)
         self.host_paths = [Path(p) for p in host_paths]
+        self.host_network = host_network
 
     def submit(self, job: dict[str, Any], *, dry_run: bool = False) -> str:
-        return super().submit(for_node(job, self.host_paths), dry_run=dry_run)
+        shaped = for_node(job, self.host_paths, host_network=self.host_network)
+        return super().submit(shaped, dry_run=dry_run)
 
 
-def for_node(job: Mapping[str, Any], host_paths: Sequence[Path] = ()) -> dict[str, Any]:
+def for_node(
+    job: Mapping[str, Any], host_paths: Sequence[Path] = (), *, host_network: bool = True
+) -> dict[str, Any]:
     """Return a copy of `job` shaped for the local node (see `NodeLauncher`)."""
     shaped: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(job)))
     pod = shaped["spec"]["template"]["spec"]
-    pod["hostNetwork"] = True
-    pod["dnsPolicy"] = "ClusterFirstWithHostNet"
+    if host_network:
+        pod["hostNetwork"] = True
+        pod["dnsPolicy"] = "ClusterFirstWithHostNet"
     volumes = pod.setdefault("volumes", [])
     for index, path in enumerate(host_paths):
         volumes.append(
@@ -180,6 +193,8 @@ class LocalNode:
     containerd_socket: Path
     binaries: dict[str, Path]
     timings: dict[str, float] = field(default_factory=dict)
+    # The host's address on the Pod network: what Pods without hostNetwork can reach.
+    pod_gateway: str = POD_GATEWAY
 
     @property
     def kubeconfig(self) -> Path:
@@ -222,19 +237,22 @@ class LocalNode:
         namespace: str = "stf",
         api_client: Any = None,
         host_paths: Sequence[Path] = (),
+        host_network: bool = True,
         **options: Any,
     ) -> NodeLauncher:
         """A launcher for this node (admin, or `api_client`: e.g. a ServiceAccount's);
         `options` go to `KubernetesLauncher` (e.g. `stuck_grace`)."""
-        return NodeLauncher(namespace, api_client or self.api_client(), host_paths, **options)
+        return NodeLauncher(
+            namespace, api_client or self.api_client(), host_paths, host_network, **options
+        )
 
     def apply_allowing_host_pods(self, manifest: Path) -> list[dict[str, Any]]:
         """Apply `manifest` with its Namespaces' Pod Security enforcement set to "privileged".
 
-        There is no Pod network and no shared storage here, so `NodeLauncher` gives Pods
-        `hostNetwork` and hostPath volumes, which Pod Security "restricted" (and "baseline")
-        forbids. Only the enforce label changes: warn and audit stay as shipped, and
-        applying the manifest as is (same field manager) restores its enforcement.
+        `NodeLauncher` by default gives Pods `hostNetwork` and hostPath volumes (the host's
+        127.0.0.1 and files), which Pod Security "restricted" (and "baseline") forbids. Only
+        the enforce label changes: warn and audit stay as shipped, and applying the manifest
+        as is (same field manager) restores its enforcement.
         """
         with manifest.open(encoding="utf-8") as handle:
             documents = [d for d in yaml.safe_load_all(handle) if d]
@@ -329,6 +347,7 @@ def _node(
     processes: list[subprocess.Popen[bytes]] = []
     timings: dict[str, float] = {}
     try:
+        make_pod_bridge()  # before any server may want to listen on its address
         with ExitStack() as stack:
             api = stack.enter_context(
                 local_apiserver(
@@ -366,6 +385,7 @@ def _node(
         for process in reversed(processes):
             terminate_group(process, grace=10)
         left = host.cleanup(str(directory))
+        remove_pod_bridge()
         if left:
             (directory / "teardown.log").write_text("\n".join(left) + "\n")
 

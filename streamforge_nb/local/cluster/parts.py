@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from streamforge_nb.exceptions import KubeTestError, NotReady
 from streamforge_nb.local.cluster.api import LocalApiServer
+from streamforge_nb.local.cluster.podnet import pod_network_conflist
 from streamforge_nb.local.process import (
     HttpProbe,
     LogFile,
@@ -73,9 +74,10 @@ def start_containerd(
     for path in (base / "root", base / "state", base / "opt", net_d):
         path.mkdir(parents=True, exist_ok=True)
     socket_path = base / "containerd.sock"
-    # Only `loopback`: enough for a Ready node and hostNetwork Pods (FACTS).
-    (net_d / "10-loopback.conflist").write_text(
-        '{"cniVersion": "1.0.0", "name": "streamforge-lo", "plugins": [{"type": "loopback"}]}\n'
+    # The Pod network (podnet.py): a Ready node, and Pods of their own address on the
+    # node's bridge; hostNetwork Pods do not use it.
+    (net_d / "10-streamforge-pods.conflist").write_text(
+        pod_network_conflist(directory / "cni" / "ipam")
     )
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     config = f"""version = 2
