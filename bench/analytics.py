@@ -27,23 +27,22 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
-from streamforge_nb.store import footers
+from streamforge_nb.store import footers, scan
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.store.frames import COLUMNS, frame_from_arrays
 from streamforge_nb.testing import CandleGenerator
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from read import median_time  # bench/read.py, a script beside this one
 
 YEAR = 1_672_531_200_000  # 2023-01-01 00:00 UTC
 FEB = 1_675_209_600_000  # 2023-02-01
@@ -99,11 +98,50 @@ def _matrix_series(store: CandleStore, i: int) -> None:
             store.write(generated(symbol, interval, ms, ms + DAY), symbol, interval)
 
 
-def show(case: str, seconds: float, anchors: dict[str, float]) -> None:
-    ratios = ", ".join(
-        f"{seconds / t:.2f}x {name} ({t * 1000:.1f} ms)" for name, t in anchors.items()
-    )
-    print(f"{case:<46} {seconds * 1000:9.1f} ms   {ratios}", flush=True)
+class Timing(float):
+    """The median of some runs (the float), with their fastest and slowest."""
+
+    lo: float
+    hi: float
+
+    @classmethod
+    def of(cls, times: list[float]) -> Timing:
+        out = cls(statistics.median(times))
+        out.lo, out.hi = min(times), max(times)
+        return out
+
+    def spread(self) -> str:
+        return f"{self.lo * 1000:.1f}/{self * 1000:.1f}/{self.hi * 1000:.1f} ms"
+
+
+def median_time(fn: Callable[[], object], runs: int) -> Timing:
+    """Time `runs` calls of `fn`: their median, fastest and slowest wall time."""
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return Timing.of(times)
+
+
+def cleared(fn: Callable[[], object]) -> Callable[[], object]:
+    """`fn` after dropping the decoded tables `store.scan` keeps: a first read's cost."""
+
+    def first() -> object:
+        scan.clear()
+        return fn()
+
+    return first
+
+
+def show(case: str, seconds: Timing, anchors: dict[str, float]) -> None:
+    """Print a case's min/median/max and its ratio (of medians) to each anchor's median."""
+
+    def spread(t: float) -> str:
+        return t.spread() if isinstance(t, Timing) else f"{t * 1000:.1f} ms"
+
+    ratios = ", ".join(f"{seconds / t:.2f}x {name} ({spread(t)})" for name, t in anchors.items())
+    print(f"{case:<46} {spread(seconds):>24}   {ratios}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,14 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     if not one_file.exists():
         year.to_parquet(one_file)
     t_load = median_time(lambda: store.load("SYM000USDT", "1m"), runs)
+    t_first = median_time(cleared(lambda: store.load("SYM000USDT", "1m")), runs)
     t_pq = median_time(lambda: pd.read_parquet(one_file), runs)
     show(
         f"year of 1m ({len(year):,} rows): load",
         t_load,
         {"read_parquet": t_pq, **_a(arctic, "read")},
     )
+    show("  first load (decoded tables dropped)", t_first,
+         {"read_parquet": t_pq, **_a(arctic, "read")})  # fmt: skip
     for what, end in (("day", YEAR + DAY), ("month", FEB)):
-        t = median_time(lambda end=end: store.load("SYM000USDT", "1m", YEAR, end), runs)
+        t = median_time(partial(store.load, "SYM000USDT", "1m", YEAR, end), runs)
         show(f"one {what} of it: load", t, _a(arctic, f"date_range_{what}"))
 
     # 2. The symbols x a month of 1m, long and wide.
@@ -180,12 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     show("resample a year 1m -> 1h: resample_many", t_many, {
         "pandas in memory": t_pandas, "load + pandas": t_both, **_a(arctic, "resample"),
     })  # fmt: skip
+    t_many_first = median_time(cleared(lambda: store.resample_many("SYM000USDT", "1m", "1h")), runs)
+    show("  first resample (decoded tables dropped)", t_many_first, _a(arctic, "resample"))
     t_many50 = median_time(lambda: store.resample_many(names, "1m", "1h", YEAR, FEB), runs)
     t_loop50 = median_time(
         lambda: [store.resample(store.load(s, "1m", YEAR, FEB), "1h") for s in names], runs
     )
     show(f"resample {args.symbols} x a month -> 1h: resample_many", t_many50,
-         {"loop load + pandas": t_loop50})  # fmt: skip
+         {"loop load + pandas": t_loop50, **_a(arctic, "resample_batch")})  # fmt: skip
 
     # 4. Coverage matrix by month: a cold footer cache (a new process), then warm.
     mat = [f"MAT{i:03d}USDT" for i in range(args.matrix)]
@@ -279,8 +322,13 @@ def _arctic(args: argparse.Namespace, root: Path) -> dict[str, float]:
     if done.returncode != 0:
         print(f"ArcticDB anchors failed: {done.stderr.strip()[-500:]}")
         return {}
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    result: dict[str, list[float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    out: dict[str, float] = {}
+    for key, (lo, med, hi) in result.items():
+        timing = Timing(med)
+        timing.lo, timing.hi = lo, hi
+        out[key] = timing
+    return out
 
 
 if __name__ == "__main__":

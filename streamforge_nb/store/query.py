@@ -22,6 +22,7 @@ import contextlib
 import os
 import re
 import sqlite3
+import warnings
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
@@ -175,7 +176,12 @@ def exchange_empty_rows(backend: LocalBackend) -> list[tuple[str, str, int, int]
 def fetch(relation: Any, backend: str) -> Any:
     """Return a DuckDB result as pandas (default), a pyarrow Table or a polars frame."""
     if backend == "arrow":
-        return relation.fetch_arrow_table()
+        # duckdb 1.x spells it fetch_arrow_table; 2.x only to_arrow_table, and warns that a
+        # result of `execute` (which any statement a user types needs) is copied once.
+        method = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+            return method()
     if backend == "polars":
         try:
             return relation.pl()
@@ -263,8 +269,37 @@ def resample_many(
     )
     bounds = {"start": start, "end": end}
     partitions = len({_partition_of(f) for f in files})
+    if set(files) == {p for sym, iv in series for p in _plain_files(backend, sym, iv, span)}:
+        # Each partition one file, as the sink writes them: a pass over the decoded tables
+        # (`store.scan`, kept per file version) instead of DuckDB decoding every file again.
+        from streamforge_nb.store import scan
+
+        return as_result(scan.resample(backend, series, check_interval(rule), span), result)
     query = resample_sql(files, interval, rule, newest=partitions < len(files))
     return run_sql(backend, query, bounds, result)
+
+
+def _plain_files(
+    backend: LocalBackend, symbol: str, interval: str, span: tuple[int, int]
+) -> list[str]:
+    """The `<period>.parquet` files `LocalBackend.read` reads for `span` of one series."""
+    parts = backend._partitions(symbol, interval)
+    return [str(p) for lo, hi, p in parts if hi > span[0] and lo < span[1]]
+
+
+def as_result(table: Any, result: str) -> Any:
+    """Return an Arrow table as pandas (default), itself or a polars frame, as `fetch`."""
+    if result == "arrow":
+        return table
+    if result == "polars":
+        try:
+            import polars as pl
+        except ImportError:  # polars is optional
+            raise ConfigError(
+                "backend='polars' needs polars: pip install 'streamforge-nb[polars]'"
+            ) from None
+        return pl.from_arrow(table)
+    return table.to_pandas()
 
 
 def _length(interval: str) -> int:

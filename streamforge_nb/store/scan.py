@@ -225,3 +225,77 @@ def read_table(
     if not tables:
         return pa.schema([SCHEMA.field(n) for n in names]).empty_table()
     return pa.concat_tables(tables)
+
+
+# How each field of a longer candle comes from its candles (as `query._AGG` in DuckDB).
+_FIRST, _LAST, _MAX, _MIN = ("open",), ("close",), ("high", "close_time"), ("low",)
+
+
+def resample(
+    backend: LocalBackend, series: list[tuple[str, str]], rule: str, span: tuple[int, int]
+) -> pa.Table:
+    """Aggregate each series' candles in `span` to `rule` candles: one sorted pass per series
+    over the decoded tables (`query.resample_many`'s result, where each partition is one file).
+
+    Rows by symbol, then open time: symbol, open_time, the candle fields, `candles` (merged).
+    """
+    from streamforge_nb.platform.intervals import WEEK_OFFSET_MS, interval_ms
+
+    step = interval_ms(rule)
+    offset = WEEK_OFFSET_MS if rule == "1w" else 0
+
+    def one(item: tuple[str, str]) -> pa.Table:
+        sym, iv = item
+        table = read_table(backend, sym, iv, span[0], span[1], SCHEMA.names[1:])
+        times = _ms(table.column("open_time"))
+        if not len(times):
+            return one_empty()
+        if step is None:  # calendar months
+            slots = times.view("M8[ms]").astype("M8[M]").astype("M8[ms]").view(np.int64)
+        else:
+            slots = times - (times - offset) % step  # numpy's % floors, as the SQL's double mod
+        new_slot = np.r_[True, slots[1:] != slots[:-1]]  # rows are sorted by open time
+        starts = np.flatnonzero(new_slot)
+        ends = np.r_[starts[1:], len(times)]
+        group = np.cumsum(new_slot) - 1
+        out: dict[str, Any] = {
+            "symbol": pa.array(np.full(len(starts), sym, dtype=object), pa.string()),
+            "open_time": pa.array(slots[starts] * 1000, pa.int64()).cast(_US),
+        }
+        for name in SCHEMA.names[1:]:
+            values = _column([table], name)
+            if name in _FIRST:
+                got = values[starts]
+            elif name in _LAST:
+                got = values[ends - 1]
+            elif name in _MAX:
+                got = np.maximum.reduceat(values, starts)
+            elif name in _MIN:
+                got = np.minimum.reduceat(values, starts)
+            elif values.dtype.kind == "f":  # added in time order one by one, as DuckDB's sum
+                got = np.bincount(group, weights=values, minlength=len(starts))
+            else:
+                got = np.add.reduceat(values, starts)
+            out[name] = pa.array(got * 1000, pa.int64()).cast(_US) if name == "close_time" else got
+        out["candles"] = pa.array(ends - starts, pa.int64())
+        return pa.table(out)
+
+    order = sorted(series)  # by symbol, as the SQL orders
+    if len(order) > 1:
+        with ThreadPoolExecutor(_READERS) as pool:
+            parts = list(pool.map(one, order))
+    else:
+        parts = [one(s) for s in order]
+    return pa.concat_tables(parts) if parts else one_empty()
+
+
+_US = pa.timestamp("us", tz="UTC")
+
+
+def one_empty() -> pa.Table:
+    """The result of `resample` with no rows."""
+    fields = [pa.field("symbol", pa.string()), pa.field("open_time", _US)]
+    for f in SCHEMA:
+        if f.name != "open_time":
+            fields.append(pa.field(f.name, _US if f.name == "close_time" else f.type))
+    return pa.schema([*fields, pa.field("candles", pa.int64())]).empty_table()
