@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import json
@@ -17,7 +16,6 @@ from urllib.parse import urlsplit
 
 import nbformat
 import pytest
-import yaml
 
 from streamforge_nb.exceptions import LocalBrokerError
 from streamforge_nb.local.broker import LocalBroker
@@ -25,6 +23,12 @@ from streamforge_nb.platform.names import new_short_id, queue_id
 from streamforge_nb.platform.topics import PLATFORM_USER, VIEWER_USER
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import local_broker
+from streamforge_nb.testing.hub import (  # MANIFESTS: tests import it from here
+    MANIFESTS,  # noqa: F401
+    NAMESPACE,
+    NOTEBOOK_SA,
+    platform_namespace,
+)
 from streamforge_nb.workflow.targets import OUTPUT_ENV, PARAMETERS_ENV, job_spec
 
 if TYPE_CHECKING:
@@ -298,65 +302,12 @@ def node(tmp_path_factory: pytest.TempPathFactory, node_image: BuiltImage) -> It
 
 
 # -- namespace stf on the node, as manifests/ deploy it ------------------------------------------
-MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
-NAMESPACE = "stf"
-NOTEBOOK_SA = "streamforge-notebook"
-
-
-def _documents(name: str) -> list[dict[str, Any]]:
-    with (MANIFESTS / name).open() as handle:
-        return [d for d in yaml.safe_load_all(handle) if d]
-
-
 @pytest.fixture
 def stf(node: LocalNode, platform_settings: Settings) -> Iterator[Path]:
     """Namespace stf as manifests/ deploy it: ConfigMap, Secrets (test values), notebook RBAC;
     return a shared directory (hostPath) for the embedded store and the executed notebooks."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(node.api_client())
-    # Not enforcing "restricted": the node's Pods need hostNetwork and hostPath (test_node.py).
-    node.apply_allowing_host_pods(MANIFESTS / "namespace.yaml")
-    node.apply(MANIFESTS / "notebook-rbac.yaml")
-    shared = node.directory / "shared" / f"run-{time.monotonic_ns()}"
-    shared.mkdir(parents=True)
-    os.chmod(shared, 0o777)
-    (config,) = _documents("worker-config.yaml")
-    config["data"]["KAFKA_BOOTSTRAP_SERVERS"] = platform_settings.kafka_bootstrap_servers
-    config["data"]["ARANGO_URL"] = f"local://{shared / 'store'}"
-    # hostNetwork Pods share the node's ports: each worker serves its metrics on a free port
-    # (0), named in its `started` event; no lingering unless a test scrapes (test_node_metrics).
-    config["data"]["STREAMFORGE_METRICS_PORT"] = "0"
-    config["data"]["STREAMFORGE_METRICS_LINGER_SECONDS"] = "0"
-    (secret,) = _documents("worker-secret.template.yaml")
-    assert platform_settings.kafka_user and platform_settings.kafka_password
-    secret["stringData"]["KAFKA_USER"] = platform_settings.kafka_user
-    secret["stringData"]["KAFKA_PASSWORD"] = platform_settings.kafka_password.get_secret_value()
-    assert platform_settings.kafka_ca_path
-    ca = Path(platform_settings.kafka_ca_path).read_bytes()
-    ca_secret = {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "kafka-cluster-ca", "namespace": NAMESPACE},
-        "data": {"ca.crt": base64.b64encode(ca).decode()},
-    }  # fmt: skip
-    # The platform's registry Secret, which every Job names (imagePullSecrets); a test value.
-    auths = {"auths": {"registry.dmz.home": {"auth": base64.b64encode(b"ci:test").decode()}}}
-    regcred = {
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-        "metadata": {"name": "regcred", "namespace": NAMESPACE},
-        "data": {".dockerconfigjson": base64.b64encode(json.dumps(auths).encode()).decode()},
-    }  # fmt: skip
-    node.apply([config, secret, ca_secret, regcred])
-    node.wait_service_account(NAMESPACE, NOTEBOOK_SA)
-    node.wait_service_account(NAMESPACE)
-    # Files the host makes (the queue's record) stay writable for the Pods' uid 1001.
-    umask = os.umask(0)
-    try:
+    with platform_namespace(node, platform_settings) as shared:
         yield shared
-    finally:
-        os.umask(umask)
-        for name in ("kafka-cluster-ca", "streamforge-secrets", "regcred"):
-            core.delete_namespaced_secret(name, NAMESPACE)
 
 
 def node_queue_id() -> str:

@@ -9,24 +9,29 @@ it, with the times shortened. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-import yaml
 from conftest import MANIFESTS, NAMESPACE
 from playwright.sync_api import Page, expect
 
 from streamforge_nb.local.cluster.node import LocalNode
-from streamforge_nb.local.hub import hub_down, hub_up
+from streamforge_nb.local.hub import hub_up
 from streamforge_nb.testing.exchange import ExchangeServer
+from streamforge_nb.testing.hub import (
+    hub_api,
+    login,
+    open_notebook,
+    put_notebook,
+    run_cell,
+    server,
+    stop_hub,
+    tag_values_image,
+)
 from streamforge_nb.testing.image import BuiltImage
 
 pytestmark = [pytest.mark.node, pytest.mark.browser]
@@ -36,18 +41,10 @@ VALUES = MANIFESTS / "jupyterhub-values.yaml"
 SPAWN_MS = 240_000
 
 
-def _values_image() -> str:
-    image = yaml.safe_load(VALUES.read_text())["singleuser"]["image"]
-    return f"{image['name']}:{image['tag']}"
-
-
 @pytest.fixture
 def platform_image(node: LocalNode, node_image: BuiltImage) -> str:
     """The locally built image under the name the values give (no registry to pull from)."""
-    name = _values_image()
-    if name not in node.images():
-        node.ctr("images", "tag", "--force", node_image.ref, name)
-    return name
+    return tag_values_image(node, node_image.ref, VALUES)
 
 
 def _start(directory: Path, node: LocalNode, stf: Path, **options: Any) -> dict[str, Any]:
@@ -60,76 +57,7 @@ def _start(directory: Path, node: LocalNode, stf: Path, **options: Any) -> dict[
 def hub_dir(tmp_path: Path, node: LocalNode) -> Iterator[Path]:
     directory = tmp_path / "hub"
     yield directory
-    hub_down(directory)
-    node.kubectl(
-        "delete", "pods", "-n", NAMESPACE, "-l", "component=singleuser-server",
-        "--wait=false", check=False,
-    )  # fmt: skip
-
-
-def _api(state: dict[str, Any], method: str, path: str) -> Any:
-    token = Path(state["admin_token_file"]).read_text().strip()
-    request = urllib.request.Request(
-        f"{state['url']}hub/api{path}",
-        method=method,
-        headers={"Authorization": f"token {token}"},
-        data=b"{}" if method == "POST" else None,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        log = Path(state["log"]).read_text()[-4000:]
-        pytest.fail(f"{method} {path}: {exc.code} {exc.read()[:500]!r}\nhub log:\n{log}")
-    return json.loads(body) if body else None
-
-
-def _login(page: Page, state: dict[str, Any], user: str) -> None:
-    page.goto(state["login"], wait_until="domcontentloaded")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", Path(state["password_file"]).read_text().strip())
-    page.click("#login_submit")
-
-
-def _notebook(cells: list[str]) -> str:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return nbformat.writes(nb)
-
-
-def _put_notebook(page: Page, base: str, name: str, cells: list[str]) -> None:
-    xsrf = next(c["value"] for c in page.context.cookies() if c["name"] == "_xsrf")
-    content = json.loads(_notebook(cells))
-    answer = page.request.put(
-        f"{base}api/contents/{name}",
-        data=json.dumps({"type": "notebook", "format": "json", "content": content}),
-        headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"},
-    )
-    assert answer.ok, answer.text()
-
-
-def _run_cell(page: Page, index: int) -> None:
-    """Run cell `index` (Shift+Enter in it); again if the keys came before the editor did."""
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    prompt = cell.locator(".jp-InputPrompt")
-    for _ in range(3):
-        cell.locator(".jp-InputArea-editor").click()
-        page.keyboard.press("Shift+Enter")
-        try:
-            expect(prompt).not_to_have_text("[ ]:", timeout=15_000)
-            return
-        except AssertionError:
-            continue
-    pytest.fail(f"cell {index} never started: {prompt.inner_text()!r}")
-
-
-def _server(user: dict[str, Any]) -> dict[str, Any]:
-    server: dict[str, Any] = user.get("servers", {}).get("", {})
-    return server
+    stop_hub(node, directory)
 
 
 def test_a_user_logs_in_spawns_the_image_and_launches_jobs_from_jupyterlab(
@@ -145,7 +73,7 @@ def test_a_user_logs_in_spawns_the_image_and_launches_jobs_from_jupyterlab(
     assert state["image"] == platform_image
     page = browser_page
     with ExchangeServer() as exchange:
-        _login(page, state, "jovyan")
+        login(page, state, "jovyan")
         page.wait_for_url("**/user/jovyan/lab**", timeout=SPAWN_MS)
         expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=120_000)
 
@@ -175,11 +103,9 @@ def test_a_user_logs_in_spawns_the_image_and_launches_jobs_from_jupyterlab(
             "    n = len(store.load('ETHUSDT', '15m', '2024-08-01', '2024-08-02'))\n"
             "print(f'read back {n} candles')"
         )
-        _put_notebook(page, base, "hub_launch.ipynb", [panel, read_back])
-        page.goto(base + "lab/tree/hub_launch.ipynb", wait_until="domcontentloaded")
-        idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-        expect(idle).to_have_count(1, timeout=120_000)
-        _run_cell(page, 0)
+        put_notebook(page, base, "hub_launch.ipynb", [panel, read_back])
+        open_notebook(page, base, "hub_launch.ipynb")
+        run_cell(page, 0)
         launch = page.locator(".widget-button", has_text="Launch")
         expect(launch).to_be_visible(timeout=120_000)
         launch.click()
@@ -206,7 +132,7 @@ def test_a_user_logs_in_spawns_the_image_and_launches_jobs_from_jupyterlab(
             time.sleep(2)
         assert done == {"loader-candles": 1, "arango-candles": 1}
 
-        _run_cell(page, 1)
+        run_cell(page, 1)
         expect(
             page.locator(".jp-OutputArea-output", has_text="read back 96 candles")
         ).to_be_visible(timeout=60_000)
@@ -218,15 +144,15 @@ def test_culling_stops_idle_servers_admins_included_and_keeps_every_account(
     """manifests/jupyterhub-values.yaml: `cull.users: false` keeps accounts, `adminUsers: true`
     (which the culler reads only when it deletes users) leaves admins' servers culled too."""
     state = _start(hub_dir, node, stf, cull={"timeout": 20, "every": 5})
-    _api(state, "POST", "/users/analyst")  # jovyan exists: an admin user of the values
+    hub_api(state, "POST", "/users/analyst")  # jovyan exists: an admin user of the values
     for user in ("jovyan", "analyst"):
-        _api(state, "POST", f"/users/{user}/server")
+        hub_api(state, "POST", f"/users/{user}/server")
     seen: set[str] = set()  # a server may be culled before the other is ready: each once
     deadline = time.monotonic() + SPAWN_MS / 1000
     users: dict[str, Any] = {}
     while seen != {"jovyan", "analyst"} and time.monotonic() < deadline:
-        users = {u["name"]: u for u in _api(state, "GET", "/users")}
-        seen |= {n for n in ("jovyan", "analyst") if _server(users[n]).get("ready")}
+        users = {u["name"]: u for u in hub_api(state, "GET", "/users")}
+        seen |= {n for n in ("jovyan", "analyst") if server(users[n]).get("ready")}
         time.sleep(1)
     assert seen == {"jovyan", "analyst"}, f"servers not ready: {users}"
     assert users["jovyan"]["admin"] and not users["analyst"]["admin"]
@@ -234,7 +160,7 @@ def test_culling_stops_idle_servers_admins_included_and_keeps_every_account(
     # Idle past the (shortened) timeout, checked every 5 s: both servers stopped.
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        users = {u["name"]: u for u in _api(state, "GET", "/users")}
+        users = {u["name"]: u for u in hub_api(state, "GET", "/users")}
         if not any(users[n]["servers"] for n in ("jovyan", "analyst")):
             break
         time.sleep(3)
