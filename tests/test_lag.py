@@ -121,7 +121,7 @@ def test_the_lag_command_prints_each_groups_judgement(settings: Settings, store_
     assert {p["source"] for p in record["partitions"]} == {"live"}
     followed = subprocess.run(
         [sys.executable, "-m", "streamforge_nb.cli", "lag", qid, "--follow", "--every", "0.5",
-         "--timeout", "1.4"],
+         "--timeout", "5"],
         env=subprocess_env(settings), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert followed.returncode == 0, followed.stderr
@@ -218,3 +218,65 @@ def test_lag_is_per_partition_of_the_data_topic(settings: Settings, store_url: s
     assert live["partition"].tolist() == [0, 1]
     assert live["messages_behind"].tolist() == [0, 0]
     assert live["end"].sum() == 4000
+
+
+def test_lag_reads_only_the_queues_well_formed_samples(settings: Settings) -> None:
+    """Poison on the queue's partition of queue-events (garbage, samples out of the contract,
+    another queue's report naming this one) gives no row and breaks nothing."""
+    import orjson
+
+    from streamforge_nb.control.telemetry import MALFORMED
+    from streamforge_nb.kafka.clients import make_consumer
+    from streamforge_nb.kafka.partitions import queue_partition
+
+    qid, other = new_queue(), new_queue()
+    now = time.time()
+    group = f"{qid}-sink"
+
+    def report(t: float, lag: object, **fields: object) -> bytes:
+        doc = {"status": "loading", "queue_id": qid, "producer": "arango-candles__p1",
+               "timestamp": t, "group": group, "lag": lag, **fields}  # fmt: skip
+        return orjson.dumps(doc)
+
+    def sample(partition: int, committed: object, end: int = 100) -> dict[str, object]:
+        return {"partition": partition, "committed": committed, "end": end,
+                "messages": 10, "seconds": 0.5}  # fmt: skip
+
+    good = [
+        encode(Loading(queue_id=qid, producer="arango-candles__p1", timestamp=now - 3,
+                       group=group, lag=[sample(0, 90), sample(1, 50)])),
+        report(now - 1, [sample(0, 95)]),
+    ]  # fmt: skip
+    poison = [
+        b"\x00\xffnot json " + qid.encode(),
+        b'{"queue_id": "' + qid.encode() + b'", "lag": [',
+        report(now - 2, [sample(0, -1)]),  # a count below 0
+        report(now - 2, [sample(0, 5.0)]),  # a count that is no int
+        report(now - 2, [sample(0, 1), "x"]),  # one bad sample spoils its report
+        report(now - 2, [sample(2**31, 1)]),  # no partition number
+        report(True, [sample(0, 1)]),  # a bool is no time
+        report(now - 2, [sample(0, 1)], group=None),  # no group: no sample
+        report(now - 2, [sample(0, 1)], status="started"),  # only reports carry samples
+        report(now - 2, [sample(0, 1)], queue_id=other, message=qid),  # another queue's
+    ]
+    consumer = make_consumer(settings)
+    try:
+        where = queue_partition(consumer, settings.queue_events_topic, qid, settings).partition
+    finally:
+        consumer.close()
+    producer = make_producer(settings)
+    for value in [good[0], *poison, good[1]]:
+        producer.send(settings.queue_events_topic, key=qid.encode(), value=value,
+                      partition=where)  # fmt: skip
+    producer.flush()
+    producer.close()
+
+    malformed = MALFORMED.total
+    with Queue(qid, settings) as queue:
+        frame = queue.lag()
+    rows = frame[["partition", "committed", "end", "messages_behind"]].values.tolist()
+    assert rows == [[0, 90, 100, 10], [0, 95, 100, 10], [1, 50, 100, 10]]
+    assert set(frame["group"]) == {group} and set(frame["source"]) == {"telemetry"}
+    assert frame["time"].tolist() == pd.to_datetime([now - 3, now - 1, now - 3], unit="s",
+                                                    utc=True).tolist()  # fmt: skip
+    assert MALFORMED.total > malformed  # counted, not silently dropped

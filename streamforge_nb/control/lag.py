@@ -5,16 +5,32 @@ A sink adds its lag per partition to every progress report (`loading` events: `g
 costs no request while the sink runs and outlives it. `lag_frame` reads it back, `live_lag`
 adds what the broker says now (committed vs end offsets of each group), and `judge_lag` gives
 each group one word, Burrow's way: over a window of samples, not from one.
+
+`read_lag` is `lag_frame` of a queue's history read in bulk: a librdkafka consumer reads the
+queue's partition of queue-events from the queue's start (`offsets_for_times`) in batches, a
+batch's candidates are decoded by one `orjson.loads`, and only the fields a sample uses are
+checked against the contract's bounds (a full model per event cost more than the read itself:
+a week of a sink's reports is 300k events).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-from streamforge_nb.exceptions import kafka_errors
-from streamforge_nb.platform.contract import BaseEvent
+import orjson
+
+from streamforge_nb.control.telemetry import MALFORMED
+from streamforge_nb.exceptions import kafka_errors, map_confluent_error
+from streamforge_nb.platform.contract import (
+    MAX_COUNT,
+    MAX_ID_CHARS,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    BaseEvent,
+)
 from streamforge_nb.settings import Settings
 
 if TYPE_CHECKING:
@@ -22,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JUDGEMENT_COLUMNS", "LAG_COLUMNS", "judge_lag", "judge_queues", "lag_frame", "live_lag",
+    "read_lag",
 ]  # fmt: skip
 
 LAG_COLUMNS = (
@@ -60,6 +77,147 @@ def lag_frame(events: Iterable[BaseEvent]) -> pd.DataFrame:
             columns["producer"].append(event.producer)
             columns["source"].append("telemetry")
     return _typed(columns)
+
+
+def read_lag(settings: Settings, queue_id: str, since: float | None = None) -> pd.DataFrame:
+    """Return `lag_frame` of the queue's events, read in bulk from queue-events.
+
+    Where `Queue.events()` reads: the queue's own partition from its start (`since`, else the
+    day in its id), and with `since` every partition from then (services that do not key by
+    queue id). A sample is kept when its event is the queue's `loading` event and every field
+    the row takes is within the contract's bounds; a malformed candidate counts in
+    `telemetry.MALFORMED`.
+    """
+    from confluent_kafka import KafkaException
+
+    from streamforge_nb.kafka.clients import make_assigned_reader
+    from streamforge_nb.kafka.reader import EndReader
+
+    topic = settings.queue_events_topic
+    columns: dict[str, list[Any]] = {name: [] for name in LAG_COLUMNS}
+    needle = queue_id.encode()
+    consumer = make_assigned_reader(settings, topic)
+    try:
+        starts, ends = _history(consumer, settings, queue_id, since)
+        batch: list[bytes] = []
+        for message in EndReader(consumer, topic, starts, ends, batch=_READ_BATCH):
+            raw = message.value()
+            # Other queues' telemetry is most of the topic: skip it unparsed.
+            if raw and b'"lag"' in raw and (needle in raw or message.key() == needle):
+                batch.append(raw)
+                if len(batch) >= _READ_BATCH:
+                    _add_samples(columns, _decode_batch(batch), queue_id)
+                    batch = []
+        _add_samples(columns, _decode_batch(batch), queue_id)
+    except KafkaException as exc:
+        raise map_confluent_error(exc, what=f"reading {topic}", settings=settings) from None
+    finally:
+        consumer.close()  # no group joined: nothing for the close to wait on
+    return _typed(columns)
+
+
+_READ_BATCH = 5_000
+
+
+def _history(
+    consumer: Any, settings: Settings, queue_id: str, since: float | None
+) -> tuple[dict[int, int], dict[int, int]]:
+    """(start, end) offsets of the queue's history per partition, as `Follower.plan` finds."""
+    from streamforge_nb.kafka.partitions import START_SLACK_S, partition_for, queue_start_time
+    from streamforge_nb.kafka.reader import end_offsets, offsets_since, topic_numbers
+
+    topic = settings.queue_events_topic
+    numbers = topic_numbers(consumer, settings, topic)
+    ends = end_offsets(consumer, topic, numbers)
+    starts = dict(ends)  # a partition not read has no history to read
+    at: float | None
+    if since is not None:
+        at, read = since - START_SLACK_S, numbers
+    else:
+        at, read = queue_start_time(queue_id), [partition_for(queue_id, len(numbers))]
+    if at is None:  # an id that names no day: its partition from the beginning
+        starts.update(end_offsets(consumer, topic, read, first=True))
+    else:
+        starts.update(offsets_since(consumer, topic, int(at * 1000), {p: ends[p] for p in read}))
+    return starts, ends
+
+
+def _decode_batch(raws: list[bytes]) -> list[Any]:
+    """The JSON documents of `raws`: one decode for the batch, one each if any is malformed."""
+    if not raws:
+        return []
+    try:
+        docs: list[Any] = orjson.loads(b"[" + b",".join(raws) + b"]")
+        if len(docs) == len(raws):  # a value like `1,2` would split in two
+            return docs
+    except orjson.JSONDecodeError:
+        pass
+    docs = []
+    for raw in raws:
+        try:
+            docs.append(orjson.loads(raw))
+        except orjson.JSONDecodeError as exc:
+            MALFORMED.note(f"queue-events: not JSON ({exc})")
+    return docs
+
+
+def _add_samples(columns: dict[str, list[Any]], docs: list[Any], queue_id: str) -> None:
+    """Append the lag samples of the queue's `loading` documents among `docs` to `columns`."""
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("queue_id") != queue_id:
+            continue
+        if doc.get("status") != "loading" or doc.get("lag") is None or doc.get("group") is None:
+            continue  # no sample (lag_frame skips those too)
+        rows = _sample_rows(doc)
+        if rows is None:
+            MALFORMED.note(f"queue-events: a loading event of {queue_id} with a malformed lag")
+            continue
+        for row in rows:
+            for name, value in zip(LAG_COLUMNS, row, strict=True):
+                columns[name].append(value)
+
+
+def _sample_rows(doc: dict[str, Any]) -> list[tuple[Any, ...]] | None:
+    """The rows of one `loading` event's samples, None if a field is out of the contract.
+
+    The checks of `platform.contract.Loading` and `PartitionLag` for the fields a row takes
+    (strict types: a bool is no number, a count no float).
+    """
+    stamp, group, producer, samples = (
+        doc.get("timestamp"), doc.get("group"), doc.get("producer"), doc.get("lag"),
+    )  # fmt: skip
+    if not (_is_number(stamp) and MIN_TIMESTAMP <= stamp <= MAX_TIMESTAMP):
+        return None
+    if not (isinstance(group, str) and len(group) <= MAX_ID_CHARS):
+        return None
+    if not (isinstance(producer, str) and 0 < len(producer) <= MAX_ID_CHARS):
+        return None
+    if not isinstance(samples, list) or len(samples) > 10_000:
+        return None
+    rows = []
+    for sample in samples:
+        if not isinstance(sample, dict):
+            return None
+        partition, seconds = sample.get("partition"), sample.get("seconds")
+        counts = (sample.get("committed"), sample.get("end"), sample.get("messages"))
+        if not (_is_int(partition) and partition < 2**31 and all(map(_is_count, counts))):
+            return None
+        if seconds is not None and not (_is_number(seconds) and 0 <= seconds <= MAX_TIMESTAMP):
+            return None
+        rows.append((stamp, group, producer, partition, *counts, seconds, "telemetry"))
+    return rows
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return type(value) is int and value >= 0
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return type(value) is int and 0 <= value <= MAX_COUNT
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return type(value) in (int, float) and math.isfinite(value)
 
 
 def _typed(columns: dict[str, list[Any]]) -> pd.DataFrame:

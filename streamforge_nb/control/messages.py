@@ -16,10 +16,9 @@ from typing import Any
 
 from streamforge_nb.exceptions import (
     InvalidName,
-    acl_refusal,
     map_confluent_error,
 )
-from streamforge_nb.kafka.reader import EndReader
+from streamforge_nb.kafka.reader import EndReader, end_offsets, offsets_since, topic_numbers
 from streamforge_nb.platform.names import check_kafka_topic
 from streamforge_nb.settings import Settings
 
@@ -91,7 +90,7 @@ def browse(
 ) -> Iterator[dict[str, Any]]:
     """Yield `topic`'s messages (envelopes) from `since` (Unix ms; None: the start) to the end
     known now or `until`, with `key` (when given) in `partition` (when given)."""
-    from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, KafkaException
 
     from streamforge_nb.kafka.clients import make_assigned_reader
 
@@ -101,34 +100,16 @@ def browse(
     wanted = None if key is None else key.encode()
     consumer = make_assigned_reader(settings, topic)
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        error = None if metadata is None else metadata.error
-        if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            # ACLs hide whether it exists: a refusal, never "does not exist".
-            raise acl_refusal(
-                settings.kafka_user, "read", topic, where=settings.kafka_bootstrap_servers,
-                cause="TOPIC_AUTHORIZATION_FAILED",
-            )  # fmt: skip
-        if metadata is None or error is not None or not metadata.partitions:
-            raise InvalidName(f"topic {topic} does not exist or has no partitions")
-        numbers = sorted(metadata.partitions)
+        numbers = topic_numbers(consumer, settings, topic)
         if partition is not None:
             if partition not in numbers:
                 raise InvalidName(f"topic {topic} has no partition {partition} ({numbers})")
             numbers = [partition]
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in numbers
-        }
+        ends = end_offsets(consumer, topic, numbers)
         if since is None:
             starts = {p: OFFSET_BEGINNING for p in numbers}
         else:
-            asked = [TopicPartition(topic, p, max(0, since)) for p in numbers]
-            found = consumer.offsets_for_times(asked, timeout=10)
-            # -1: nothing that recent in the partition (its end).
-            starts = {
-                tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found
-            }
+            starts = offsets_since(consumer, topic, since, ends)
         reader = EndReader(consumer, topic, starts, ends, stall_s=_STALL_S)
         sent = 0
         for message in reader:

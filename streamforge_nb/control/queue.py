@@ -538,10 +538,10 @@ class Queue:
         """
         import pandas as pd
 
-        from streamforge_nb.control.lag import lag_frame, live_lag
+        from streamforge_nb.control.lag import live_lag, read_lag
         from streamforge_nb.platform.names import data_topic
 
-        frame = lag_frame(self.events())
+        frame = read_lag(self.settings, self.queue_id, self.since)
         if not live:
             return frame
         groups = sorted(set(frame["group"])) or [f"{self.queue_id}-sink"]
