@@ -60,7 +60,8 @@ _KEY_RE = re.compile(r"(?P<symbol>[A-Za-z0-9]+)_(?P<interval>[0-9]+[smhdwM])_[0-
 def utc_index(ms: np.ndarray[Any, Any], name: str | None = "open_time") -> pd.DatetimeIndex:
     """Return Unix ms as a UTC `DatetimeIndex` of millisecond resolution."""
     times = np.asarray(ms, dtype=np.int64).view("M8[ms]")
-    return pd.DatetimeIndex(times, name=name).tz_localize(UTC)
+    # Naive times read as UTC in one copy (tz_localize after the constructor made two).
+    return pd.DatetimeIndex(times, dtype=_UTC_MS, name=name)
 
 
 def frame_from_arrays(
