@@ -84,12 +84,20 @@ class GroupReader:
         return messages
 
     def stored(self, positions: list[tuple[int, int]]) -> None:
-        """Commit, without waiting, past the (partition, offset)s the store now has."""
+        """Commit, without waiting, past the (partition, offset)s the store now has.
+
+        Those offsets, not the consumer's position: the sink reads the next batch while it
+        stores this one."""
         for partition, offset in positions:
             self._stored_upto[partition] = max(self._stored_upto.get(partition, 0), offset + 1)
         self._raise_refusal()
         try:
-            self.consumer.commit(asynchronous=True)
+            # Only partitions still owned: one a rebalance gave away is its new owner's.
+            owned = {tp.partition for tp in self.consumer.assignment()}
+            upto = self._stored_upto
+            offsets = [TopicPartition(self.topic, p, upto[p]) for p, _ in positions if p in owned]
+            if offsets:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() in _MOVED or is_passing_kafka_error(exc):

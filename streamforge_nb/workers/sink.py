@@ -2,7 +2,8 @@
 
 Consumes the queue's data topic in a consumer group, validates every message, writes batches
 to the CandleStore (idempotent upserts by `_key`) and commits Kafka offsets only after the
-store has the batch: a crash replays at most one batch, and the replay overwrites itself.
+store has the batch: a crash replays at most two batches (the one being stored and the next,
+read meanwhile), and the replay overwrites itself.
 A message that breaks the contract is counted, logged and copied to `<topic>-dlq` with the
 reason in a header; it never stops the pipeline. Exchange-empty markers (header
 `streamforge-record: exchange-empty`, see `platform.markers`) are told apart before candle
@@ -16,20 +17,20 @@ the topic. Runs as `streamforge-nb sink ...`, `python -m streamforge_nb.workers.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Message
 from kafka import KafkaProducer
 
 from streamforge_nb import workers
-from streamforge_nb.control.dlq import CONNECT_HEADERS, connect_class
 from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import (
@@ -43,7 +44,7 @@ from streamforge_nb.exceptions import (
 from streamforge_nb.kafka.clients import make_admin, make_producer
 from streamforge_nb.platform.checks import candle_anomalies, decode_and_check
 from streamforge_nb.platform.intervals import INTERVALS
-from streamforge_nb.platform.markers import decode_exchange_empty, is_marker
+from streamforge_nb.platform.markers import decode_exchange_empty
 from streamforge_nb.platform.names import (
     data_topic,
     dlq_topic,
@@ -56,8 +57,28 @@ from streamforge_nb.platform.topics import ensure_queue_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.workers.group import GroupReader
+from streamforge_nb.workers.sink_batch import Batch
+from streamforge_nb.workers.sink_dlq import (
+    DLQ_MAX_KEY,
+    DLQ_MAX_VALUE,
+    MAX_REASON_CHARS,
+    DeadLetter,
+    dlq_copy,
+    dlq_headers,
+)
 
-__all__ = ["SinkOptions", "main", "run_sink"]
+# The dead-letter names live in `sink_dlq`; they stay importable from here.
+__all__ = [
+    "DLQ_MAX_KEY",
+    "DLQ_MAX_VALUE",
+    "SinkOptions",
+    "dlq_copy",
+    "dlq_headers",
+    "main",
+    "queue_series",
+    "queue_span",
+    "run_sink",
+]
 
 log = logging.getLogger("streamforge_nb.sink")
 TARGET = "arango-candles"
@@ -87,66 +108,6 @@ class SinkOptions:
     debug: bool = False
 
 
-class _Batch:
-    """Messages read since the last commit: values and keys, then decoded and rejected."""
-
-    def __init__(self) -> None:
-        self.keys: list[bytes | None] = []
-        self.values: list[bytes] = []
-        self.candles: list[Message] = []  # by value index: where a rejected one came from
-        # The last message read of each partition: its offset is what the batch commits.
-        self.last: dict[int, Message] = {}
-        # A redriven dead letter's first-source headers, by message index: a second refusal
-        # keeps them (most messages have none).
-        self.sources: dict[int, list[tuple[str, bytes]]] = {}
-        # Exchange-empty markers: (key, value, (partition, offset)), apart from the candles.
-        self.markers: list[tuple[bytes | None, bytes, tuple[int, int]]] = []
-        self.started = time.monotonic()
-
-    def __len__(self) -> int:
-        return len(self.values) + len(self.markers)
-
-    def add(self, messages: list[Message]) -> None:
-        """Take messages as read: a handful of C calls each, in comprehensions (a per-message
-        loop with a header check was a quarter of the sink's time)."""
-        self.last.update({m.partition() or 0: m for m in messages})
-        # Headers are rare (markers, redriven dead letters): only those go one by one.
-        if any([m.headers() for m in messages]):
-            for message in messages:
-                self._add_one(message)
-            return
-        self.keys += [m.key() for m in messages]
-        self.values += [m.value() or b"" for m in messages]
-        self.candles += messages
-
-    def _add_one(self, message: Message) -> None:
-        headers = message.headers()
-        if is_marker(headers):
-            where = (message.partition() or 0, message.offset() or 0)
-            self.markers.append((message.key(), message.value() or b"", where))
-            return
-        source = first_source(headers)
-        if source:
-            self.sources[len(self.values)] = source
-        self.keys.append(message.key())
-        self.values.append(message.value() or b"")
-        self.candles.append(message)
-
-    def where(self, index: int) -> tuple[int, int]:
-        """Return (partition, offset) of the candle message at `index`."""
-        message = self.candles[index]
-        return message.partition() or 0, message.offset() or 0
-
-    def positions(self) -> list[tuple[int, int]]:
-        """Return (partition, offset) of the last message read of each partition."""
-        return [(p, m.offset() or 0) for p, m in self.last.items()]
-
-    def last_ms(self) -> dict[int, int]:
-        """Return each partition's last message timestamp (ms), where the producer set one."""
-        stamps = {p: m.timestamp() for p, m in self.last.items()}
-        return {p: stamp for p, (kind, stamp) in stamps.items() if kind}
-
-
 class Sink:
     """One run of the sink: consume, validate, store, commit."""
 
@@ -161,6 +122,10 @@ class Sink:
         self.anomalies: dict[str, int] = {}  # candles stored with each kind of anomaly
         # Per partition, the timestamp (ms) of the last message stored: seconds behind.
         self.last_ms: dict[int, int] = {}
+        # When the first message came and the last batch was committed (monotonic s): the
+        # sink's own rate, without the process start a bench timing it to exit also counts.
+        self.first_read: float | None = None
+        self.last_stored: float | None = None
         # Candles are checked against the queue the topic belongs to, and its range.
         self.symbol, self.interval = queue_series(self.topic, options.queue_id)
         self.span = queue_span(self.topic, options.queue_id, options.time_range)
@@ -185,24 +150,74 @@ class Sink:
 
     def run(self) -> int:
         """Consume until done or stopped; return the number of candles stored."""
+        # Every batch makes tens of thousands of GC-tracked `Message`s: with the default
+        # thresholds the collector ran every 700 of them and rescanned what the imports made
+        # (15% of the sink's CPU, py-spy --native). The sink makes no cycles worth chasing
+        # per message: leave what exists now out of every collection, and collect rarely.
+        # Restored after: a notebook kernel or test process running the sink keeps its own.
+        thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(_GC_THRESHOLD, *thresholds[1:])
+        try:
+            return self._run()
+        finally:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
+            self._log_rate()
+
+    def _run(self) -> int:
+        """Read the next batch while a thread stores the last one; commit each once stored.
+
+        The consumer is used by this thread only. Storing (Arrow's decoding, checks and
+        Parquet writes, mostly free of the GIL) overlaps reading (librdkafka's messages made
+        into Python objects): on two cores that is most of the reading's time saved.
+        """
         last_report = time.monotonic()
         end: dict[int, int] | None = None
-        while True:
-            batch = self._read_batch()
-            self._store(batch)
-            if time.monotonic() - last_report >= self.options.report_every and len(batch):
-                lag = self.group.lag(self.last_ms, time.time())
-                # The lag sample rides on the progress report: its history costs no request.
-                extra = {"group": self.group.group_id, "lag": lag} if lag else {}
-                self.worker.loading(self.worker.records_written, self._progress(), **extra)
-                last_report = time.monotonic()
-            self.worker.check_stop()
-            if end is None and self._loader_done():
-                end = self.group.end_offsets()
-            if end is not None and self.group.reached(end):
-                if self.options.cleanup:
-                    self._cleanup()
-                return self.worker.records_written
+        pending: Future[tuple[Batch, int]] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="sink-store") as storing:
+            while True:
+                batch = self._read_batch()
+                committed = pending is not None
+                if pending is not None:
+                    self._commit(*pending.result())  # raises what the store raised
+                    pending = None
+                if len(batch):
+                    pending = storing.submit(self._store, batch)
+                if self.worker.stop_requested and pending is not None:
+                    self._commit(*pending.result())  # stop with every batch read committed
+                    pending, committed = None, True
+                # Progress only once a batch is stored and committed: `loading` never comes
+                # before the store has something.
+                if time.monotonic() - last_report >= self.options.report_every and committed:
+                    lag = self.group.lag(self.last_ms, time.time())
+                    # The lag sample rides on the progress report: its history costs no
+                    # request.
+                    extra = {"group": self.group.group_id, "lag": lag} if lag else {}
+                    self.worker.loading(self.worker.records_written, self._progress(), **extra)
+                    last_report = time.monotonic()
+                self.worker.check_stop()
+                if pending is not None:
+                    continue  # the end is asked once everything read is committed
+                if end is None and self._loader_done():
+                    end = self.group.end_offsets()
+                if end is not None and self.group.reached(end):
+                    if self.options.cleanup:
+                        self._cleanup()
+                    return self.worker.records_written
+
+    def _log_rate(self) -> None:
+        """Log the candles stored and the seconds from the first message read to the last
+        batch committed (bench/ingest.py reads this line)."""
+        if self.first_read is None or self.last_stored is None:
+            return
+        took = max(self.last_stored - self.first_read, 1e-9)
+        stored = self.worker.records_written
+        log.info(
+            "stored %d candles in %.3f s from the first message read to the last commit "
+            "(%.0f candles/s)",
+            stored, took, stored / took,
+        )  # fmt: skip
 
     def _cleanup(self) -> None:
         # Every partition's end is committed: nothing the store has not taken goes with it.
@@ -215,35 +230,40 @@ class Sink:
             return
         log.info("cleanup: %s", "; ".join(f"{t}: {what}" for t, what in done.items()))
 
-    def _read_batch(self) -> _Batch:
-        batch = _Batch()
+    def _read_batch(self) -> Batch:
+        batch = Batch()
         deadline = batch.started + self.options.batch_seconds
         while len(batch) < self.options.batch_size and time.monotonic() < deadline:
             if self.worker.stop_requested:
                 break
             messages = self.group.read(self.options.batch_size - len(batch), timeout=0.1)
+            if messages and self.first_read is None:
+                self.first_read = time.monotonic()
             if not messages and len(batch):
                 break  # caught up: store what we have rather than wait
             batch.add(messages)
         return batch
 
-    def _store(self, batch: _Batch) -> None:
-        if not len(batch):
-            return
+    def _store(self, batch: Batch) -> tuple[Batch, int]:
+        """Store the batch and dead-letter its rejects: (the batch, candles stored)."""
         stored, rejected = self._store_candles(batch) if batch.values else (0, [])
-        dead: list[_DeadLetter] = [
+        dead: list[DeadLetter] = [
             (batch.keys[i], batch.values[i], why, batch.where(i), batch.sources.get(i, []))
             for i, why in rejected
         ]
         dead += [(k, v, why, at, []) for k, v, why, at in self._store_markers(batch.markers)]
         if dead:
             self._dead_letter(dead)
+        return batch, stored
+
+    def _commit(self, batch: Batch, stored: int) -> None:
         # Only now is the batch safe: the store has it and the DLQ has the rejects.
         self.group.stored(batch.positions())
+        self.last_stored = time.monotonic()
         self.worker.records_written += stored
         self.last_ms.update(batch.last_ms())
 
-    def _store_candles(self, batch: _Batch) -> tuple[int, list[tuple[int, str]]]:
+    def _store_candles(self, batch: Batch) -> tuple[int, list[tuple[int, str]]]:
         """Store the batch's candles: (rows stored, [(index, why)] to dead-letter)."""
         # Never raises on any message: each one is either in `candles` or in `rejected`.
         candles, rejected = decode_and_check(
@@ -324,7 +344,7 @@ class Sink:
         second, second_refused = self._write(table.slice(middle))
         return first + second, first_refused + [(middle + r, w) for r, w in second_refused]
 
-    def _dead_letter(self, rejected: list[_DeadLetter]) -> None:
+    def _dead_letter(self, rejected: list[DeadLetter]) -> None:
         sent = []
         for key, value, reason, (partition, offset), source in rejected:
             log.warning(
@@ -370,74 +390,8 @@ class Sink:
         self.dlq_producer.close(timeout=10)
 
 
-_DeadLetter = tuple[bytes | None, bytes, str, tuple[int, int], list[tuple[str, bytes]]]
-"""(key, value, reason, (partition, offset), first-source headers it came with)."""
-MAX_REASON_CHARS = 2000
-_SOURCE_HEADERS = ("source_topic", "source_partition", "source_offset", "truncated")
-
-
-def first_source(headers: Any) -> list[tuple[str, bytes]]:
-    """Return the source headers a redriven dead letter carries (librdkafka's pairs)."""
-    if not headers:
-        return []
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    found = []
-    for name, value in pairs:
-        if name in _SOURCE_HEADERS and isinstance(value, bytes) and len(value) <= 1024:
-            found.append((name, value))
-    return found
-
-
-def dlq_headers(
-    reason: str, topic: str, partition: int, offset: int, source: list[tuple[str, bytes]]
-) -> list[tuple[str, bytes]]:
-    """Return a dead letter's headers: the reason, and where the message first came from.
-
-    A message redriven from a DLQ and refused again keeps its first source (and its
-    `truncated` note): that is where the data was lost. Where it was refused this time
-    goes in `refused_topic` / `refused_partition` / `refused_offset`, and in Kafka Connect's
-    `__connect.errors.*` headers (`control.dlq.CONNECT_HEADERS`), with the reason's class.
-    """
-    here = [
-        ("source_topic", topic.encode()),
-        ("source_partition", str(partition).encode()),
-        ("source_offset", str(offset).encode()),
-    ]
-    reason = reason[:MAX_REASON_CHARS]
-    headers = [("error", reason.encode())]
-    if any(name == "source_topic" for name, _ in source):
-        headers += source
-        headers += [(name.replace("source_", "refused_"), value) for name, value in here]
-    else:
-        headers += here
-    # Kafka Connect's names, for tools that read Connect's DLQs: like Connect's, they say
-    # where this refusal happened (the message this sink read), not where it first came from.
-    topic_h, partition_h, offset_h, class_h, message_h = CONNECT_HEADERS
-    return [
-        *headers,
-        (topic_h, topic.encode()),
-        (partition_h, str(partition).encode()),
-        (offset_h, str(offset).encode()),
-        (class_h, connect_class(reason).encode()),
-        (message_h, reason.encode()),
-    ]
-
-
-DLQ_MAX_VALUE = 256 * 1024
-"""Bytes of a bad message the DLQ keeps; a longer one is cut, with a `truncated` header."""
-DLQ_MAX_KEY = 1024
-
-
-def dlq_copy(key: bytes | None, value: bytes) -> tuple[bytes | None, bytes, str]:
-    """Return (key, value, note) to send to the DLQ: cut to a size any broker takes."""
-    notes = []
-    if key is not None and len(key) > DLQ_MAX_KEY:
-        notes.append(f"key cut from {len(key)} to {DLQ_MAX_KEY} bytes")
-        key = key[:DLQ_MAX_KEY]
-    if len(value) > DLQ_MAX_VALUE:
-        notes.append(f"value cut from {len(value)} to {DLQ_MAX_VALUE} bytes")
-        value = value[:DLQ_MAX_VALUE]
-    return key, value, "; ".join(notes)
+_GC_THRESHOLD = 100_000
+"""Objects allocated between the collector's young-generation runs (Python's default: 700)."""
 
 
 def queue_span(topic: str, queue_id: str, time_range: str | None) -> tuple[int, int] | None:
