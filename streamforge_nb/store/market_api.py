@@ -86,8 +86,9 @@ class MarketQueries:
         *,
         backend: str = "pandas",
     ) -> Any:
-        """Aggregate `interval` candles of many symbols to `rule` in DuckDB; memory follows
-        the result. Long: symbol, open_time, the candle fields, `candles` (how many merged)."""
+        """Aggregate `interval` candles of many symbols to `rule`, series by series over the
+        decoded partitions (`store.scan`; DuckDB where a partition is several files).
+        Long: symbol, open_time, the candle fields, `candles` (how many merged)."""
         from streamforge_nb.store import market
         from streamforge_nb.store import query as q
 

@@ -7,7 +7,9 @@ Views: `candles` (symbol, interval, open_time, the candle fields; symbol and int
 from the file layout `candles/<SYMBOL>/<interval>/<period>.parquet`, `1mo` read as `1M`) and
 `exchange_empty` (symbol, interval, start, end: windows the exchange confirmed empty).
 Times are TIMESTAMPTZ in UTC. DuckDB aggregates while it scans, so memory follows the result,
-not the input; `open_time` filters skip row groups by their statistics.
+not the input; `open_time` filters skip row groups by their statistics. `resample_many` runs
+DuckDB only where a partition is several files; otherwise `scan.resample` aggregates the
+decoded tables a load keeps, series by series, with the same results.
 
 Reading while a sink writes: DuckDB opens the files without a database and takes no lock, and
 every partition is replaced whole (`os.replace` of a fully written temporary), so a query sees
