@@ -276,17 +276,23 @@ def _series_masks(
     import pyarrow.compute as pc
 
     key_col = table["_key"]
-    parts = pc.extract_regex(key_col, r"^(?P<symbol>[^_]*)_(?P<interval>[^_]*)_")
-    row_symbols = pc.struct_field(parts, "symbol")
-    row_intervals = pc.struct_field(parts, "interval")
+
+    def split_keys() -> tuple[Any, Any]:
+        parts = pc.extract_regex(key_col, r"^(?P<symbol>[^_]*)_(?P<interval>[^_]*)_")
+        return pc.struct_field(parts, "symbol"), pc.struct_field(parts, "interval")
+
     if symbol is not None and interval is not None:
         expected = pc.binary_join_element_wise(
             f"{symbol}_{interval}_", pc.cast(table["open_time"], pa.string()), ""
         )
         same = pc.fill_null(pc.equal(key_col, expected), False).to_numpy(zero_copy_only=False)
+        split: list[tuple[Any, Any]] = []  # the keys taken apart, only if one is wrong
 
         def wrong_key(row: int) -> str:
             got = key_of(row)
+            if not split:
+                split.append(split_keys())
+            row_symbols, row_intervals = split[0]
             sym, iv = row_symbols[row].as_py(), row_intervals[row].as_py()
             if sym != symbol:
                 return f"symbol {_clip(sym)!r} in _key {got!r} is not the queue's {symbol}"
@@ -297,6 +303,7 @@ def _series_masks(
         flag(same, wrong_key)
         return {(symbol, interval): same}
     series = {}
+    row_symbols, row_intervals = split_keys()
     pairs = pc.binary_join_element_wise(row_symbols, row_intervals, "_")
     for name in pc.unique(pairs).to_pylist():
         sym, _, iv = (name or "").partition("_")
