@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -134,11 +135,15 @@ def _decode_candles_fast(values: Sequence[bytes]) -> Any:
     # One message per line: a message with a newline of its own (or none at all) would
     # shift the rows, so such a batch takes the careful path. So does one that does not start
     # with '{': pyarrow 26's JSON reader crashes the process (SIGSEGV) on a buffer starting
-    # with a top-level `null` (found by tests/test_sink.py's property test). (Counting "\n"
-    # and "\n{" in the joined batch instead: 1.8x this loop's time, measured.)
-    if not values or any(v[:1] != b"{" or b"\n" in v for v in values):
+    # with a top-level `null` (found by tests/test_sink.py's property test). Both checked
+    # in C, without a Python step per message: `startswith` mapped over the values, and the
+    # joined batch's newlines are exactly its separators (0.19 us a message against a
+    # generator's 0.25, measured; the sink's reading thread waits for the GIL meanwhile).
+    if not values or not all(map(bytes.startswith, values, repeat(b"{"))):
         return None
     joined = b"\n".join(values)
+    if joined.count(b"\n") != len(values) - 1:
+        return None
     schema = _candle_arrow_schema()
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
