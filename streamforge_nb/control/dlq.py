@@ -70,6 +70,8 @@ STALL_S = 60.0
 _MAX_TEXT = 2_000  # a header longer than the sink ever writes is cut, never kept whole
 _PARSE_MAX = 256 * 1024 + 1  # values the sink could have kept whole; larger ones: poison
 _KEY_RE = re.compile(r"([A-Z0-9]{2,20})_([0-9]+[smhdwM])_(?:empty_)?([0-9]{1,19})(?:_[0-9]+)?")
+# A value whose first field is a plain `_key` string (a duplicate `_key` later is not seen).
+_LEADING_KEY_RE = re.compile(rb'\{\s*"_key"\s*:\s*"([^"\\]{1,200})"\s*[,}]')
 _CUT_RE = re.compile(r"value cut from ([0-9]{1,19}) to")
 # Ordered: the first matching phrase of the reason's first clause names its class.
 _CLASS_RULES = (
@@ -122,9 +124,16 @@ class DeadLetter:
     headers: list[tuple[str, bytes]]
 
 
+# Bytes `printable` would change: control characters, DEL, and anything not ASCII.
+_NOT_PLAIN = re.compile(rb"[^\x20-\x7e]")
+
+
 def _text(value: Any, limit: int = _MAX_TEXT) -> str | None:
     if value is None:
         return None
+    # What the sink writes is plain ASCII: kept as it is, without escaping it char by char.
+    if type(value) is bytes and len(value) <= limit and _NOT_PLAIN.search(value) is None:
+        return value.decode("ascii")
     if isinstance(value, bytes | bytearray):
         value = bytes(value[: limit * 4]).decode("utf-8", errors="replace")
     return printable(value, limit)
@@ -132,24 +141,14 @@ def _text(value: Any, limit: int = _MAX_TEXT) -> str | None:
 
 def _count(value: Any) -> int | None:
     """A header's non-negative int64, or None (absent, garbage, absurd)."""
+    if type(value) is bytes and 0 < len(value) <= 19 and value.isdigit():  # ASCII digits only
+        number = int(value)
+        return number if number < 2**63 else None
     text = _text(value, 40)
     if text is None or not text.isascii() or not text.isdigit() or len(text) > 19:
         return None
     number = int(text)
     return number if number < 2**63 else None
-
-
-def _headers(raw: Any) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
-    """(first value per name, the pairs with a value) of a librdkafka message's headers
-    (None, or (str, bytes | None) pairs: the binding decodes names, never values)."""
-    first: dict[str, Any] = {}
-    pairs: list[tuple[str, bytes]] = []
-    for name, value in raw or ():
-        if name not in first:
-            first[name] = value
-        if value is not None:
-            pairs.append((name, value))
-    return first, pairs
 
 
 @functools.lru_cache(maxsize=1024)
@@ -163,7 +162,10 @@ def _series(
 ) -> tuple[str | None, str | None, int | None]:
     """(symbol, interval, open time ms) from the value's `_key`/`open_time`, else the key."""
     candidates: list[Any] = []
-    if whole and value[:1] == b"{" and len(value) <= _PARSE_MAX:
+    named = _LEADING_KEY_RE.match(value) if key else None
+    if named is not None and named[1] == key:
+        pass  # `_key` first and the Kafka key's copy, as the platform writes: no parse needed
+    elif whole and value[:1] == b"{" and len(value) <= _PARSE_MAX:
         try:
             doc = orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -182,40 +184,47 @@ def _series(
 
 def _row(message: Any) -> DeadLetter:
     """Read one DLQ message into a row; never raises on what the message holds."""
-    first, pairs = _headers(message.headers())
+    raw = message.headers()
     key = message.key() if isinstance(message.key(), bytes) else None
     value = message.value() if isinstance(message.value(), bytes) else b""
+    pairs = [(name, got) for name, got in raw or () if got is not None]
+    row = dict(zip(DEAD_LETTER_COLUMNS, _values(message, raw, key, value), strict=True))
+    return DeadLetter(row, key, value, pairs)
+
+
+def _values(message: Any, raw: Any, key: bytes | None, value: bytes) -> tuple[Any, ...]:
+    """The row of one DLQ message, in `DEAD_LETTER_COLUMNS` order; never raises."""
+    # The first value of each header name: the last assignment wins, so assign in reverse.
+    first: dict[str, Any] = dict(reversed(raw)) if raw else {}
     reason = _text(first.get("error")) or _text(first.get(CONNECT_PREFIX + "exception.message"))
     named = _text(first.get(CONNECT_PREFIX + "exception.class.name"), 100) or ""
     kind = named.removeprefix(CONNECT_CLASS_PREFIX)
     if kind not in REASON_CLASSES or not named.startswith(CONNECT_CLASS_PREFIX):
         kind = reason_class(reason or "")
     cut = _text(first.get("truncated"), 200)
-    original = _CUT_RE.search(cut or "")
+    original = _CUT_RE.search(cut) if cut else None
     symbol, interval, open_ms = _series(key, value, not cut)
     try:
         kind_ts, stamp = message.timestamp()
     except (TypeError, ValueError):
         kind_ts, stamp = 0, -1
-    row = {
-        "reason": reason,
-        "reason_class": kind,
-        "source_topic": _name(topic)
-        if isinstance(topic := first.get("source_topic"), bytes)
-        else None,
-        "source_partition": _count(first.get("source_partition")),
-        "source_offset": _count(first.get("source_offset")),
-        "key": _text(key, 200),
-        "symbol": symbol,
-        "interval": interval,
-        "open_time": open_ms,
-        "size": int(original[1]) if original and len(original[1]) < 19 else len(value),
-        "truncated": bool(cut),
-        "dlq_partition": message.partition(),
-        "dlq_offset": message.offset(),
-        "dlq_timestamp": stamp if kind_ts and stamp is not None and 0 <= stamp < 2**62 else None,
-    }
-    return DeadLetter(row, key, value, pairs)
+    topic = first.get("source_topic")
+    return (
+        reason,
+        kind,
+        _name(topic) if isinstance(topic, bytes) else None,
+        _count(first.get("source_partition")),
+        _count(first.get("source_offset")),
+        _text(key, 200),
+        symbol,
+        interval,
+        open_ms,
+        int(original[1]) if original and len(original[1]) < 19 else len(value),
+        bool(cut),
+        message.partition(),
+        message.offset(),
+        stamp if kind_ts and stamp is not None and 0 <= stamp < 2**62 else None,
+    )
 
 
 def scan_dead_letters(
@@ -226,6 +235,12 @@ def scan_dead_letters(
     A librdkafka consumer that joins no group (`kafka.clients.make_assigned_reader`) reads
     batches of `_READ_BATCH`; a DLQ that does not exist has no dead letters.
     """
+    for message in _messages(settings, dlq, limit):
+        yield _row(message)
+
+
+def _messages(settings: Settings, dlq: str, limit: int | None) -> Iterator[Any]:
+    """The DLQ's librdkafka messages from its start up to its end when asked, `limit` at most."""
     from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
     consumer = make_assigned_reader(settings, dlq)
@@ -245,7 +260,7 @@ def scan_dead_letters(
         starts = dict.fromkeys(ends, OFFSET_BEGINNING)
         reader = EndReader(consumer, dlq, starts, ends, batch=_READ_BATCH, stall_s=STALL_S)
         for read, message in enumerate(reader, start=1):
-            yield _row(message)
+            yield message
             if limit is not None and read >= limit:
                 return
     except KafkaException as exc:
@@ -257,12 +272,14 @@ def scan_dead_letters(
 def read_dead_letters(settings: Settings, dlq: str, *, limit: int | None = 100_000) -> pd.DataFrame:
     """Return the DLQ's dead letters, one row each (`DEAD_LETTER_COLUMNS`), `limit` at most."""
     check_limit(limit)
-    # Column lists, not a dict per row: a third of the memory for 100k rows.
-    columns: dict[str, list[Any]] = {name: [] for name in DEAD_LETTER_COLUMNS}
-    for letter in scan_dead_letters(settings, dlq, limit=limit):
-        for name, values in columns.items():
-            values.append(letter.row[name])
-    return dead_letter_frame(columns)
+    # A tuple per row, no value kept: memory grows with the rows, not with the values.
+    rows = []
+    for message in _messages(settings, dlq, limit):
+        key, value = message.key(), message.value()
+        key = key if isinstance(key, bytes) else None
+        value = value if isinstance(value, bytes) else b""
+        rows.append(_values(message, message.headers(), key, value))
+    return dead_letter_frame(rows)
 
 
 def check_limit(limit: Any) -> None:
@@ -271,11 +288,11 @@ def check_limit(limit: Any) -> None:
         raise InvalidName(f"limit must be None or a whole number >= 1, got {limit!r}")
 
 
-def dead_letter_frame(rows: list[dict[str, Any]] | dict[str, list[Any]]) -> pd.DataFrame:
-    """Return rows (from `scan_dead_letters`), or their columns, as the dead-letters frame."""
+def dead_letter_frame(rows: list[dict[str, Any]] | list[tuple[Any, ...]]) -> pd.DataFrame:
+    """Return rows (from `scan_dead_letters`, or tuples in column order) as the frame."""
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=list(DEAD_LETTER_COLUMNS))
+    frame = pd.DataFrame.from_records(rows, columns=list(DEAD_LETTER_COLUMNS))
     for name in _INT_COLUMNS:
         frame[name] = frame[name].astype("Int64")
     frame["truncated"] = frame["truncated"].astype(bool)
