@@ -15,8 +15,8 @@ Starts a local broker in a temporary directory (or uses `--bootstrap`, PLAINTEXT
   streamforge_nb.cli" start for the interpreter's share.
 
 Anchors measured in the same run: a bare librdkafka consumer reading the same DLQ to its end
-(no rows made), and a bare kafka-python read of the queue's events (`Queue.events()`) that
-`lag()` folds.
+(no rows made), and a kafka-python read of the queue's events into models (`Queue.events()`),
+which `lag()` folded before it read the samples in bulk (`control.lag.read_lag`).
 
     python bench/operate.py [--dead 100000] [--samples 20000] [--topic-size 1000000]
                             [--bootstrap HOST:PORT]
