@@ -69,6 +69,8 @@ def test_any_range_reads_the_rows_a_plain_parquet_read_gives(
             scan.clear()
         got = store.load("BTCUSDT", "1m", lo, hi)
         pd.testing.assert_frame_equal(got, want, check_freq=False)
+    if a % 2:  # columns read from the files themselves (pushdown), not the decoded tables
+        scan.clear()
     part = store.backend.read_table("BTCUSDT", "1m", lo, hi, fields)
     assert part.column_names == ["open_time", *fields]
     for name in fields:
