@@ -94,7 +94,7 @@ def read_lag(settings: Settings, queue_id: str, since: float | None = None) -> p
     from streamforge_nb.kafka.reader import EndReader
 
     topic = settings.queue_events_topic
-    columns: dict[str, list[Any]] = {name: [] for name in LAG_COLUMNS}
+    rows: list[tuple[Any, ...]] = []
     needle = queue_id.encode()
     consumer = make_assigned_reader(settings, topic)
     try:
@@ -106,14 +106,15 @@ def read_lag(settings: Settings, queue_id: str, since: float | None = None) -> p
             if raw and b'"lag"' in raw and (needle in raw or message.key() == needle):
                 batch.append(raw)
                 if len(batch) >= _READ_BATCH:
-                    _add_samples(columns, _decode_batch(batch), queue_id)
+                    _add_samples(rows, _decode_batch(batch), queue_id)
                     batch = []
-        _add_samples(columns, _decode_batch(batch), queue_id)
+        _add_samples(rows, _decode_batch(batch), queue_id)
     except KafkaException as exc:
         raise map_confluent_error(exc, what=f"reading {topic}", settings=settings) from None
     finally:
         consumer.close()  # no group joined: nothing for the close to wait on
-    return _typed(columns)
+    by_column = zip(*rows, strict=True) if rows else ((),) * len(LAG_COLUMNS)
+    return _typed({name: list(values) for name, values in zip(LAG_COLUMNS, by_column, strict=True)})
 
 
 _READ_BATCH = 5_000
@@ -161,20 +162,18 @@ def _decode_batch(raws: list[bytes]) -> list[Any]:
     return docs
 
 
-def _add_samples(columns: dict[str, list[Any]], docs: list[Any], queue_id: str) -> None:
-    """Append the lag samples of the queue's `loading` documents among `docs` to `columns`."""
+def _add_samples(rows: list[tuple[Any, ...]], docs: list[Any], queue_id: str) -> None:
+    """Append the lag samples of the queue's `loading` documents among `docs` to `rows`."""
     for doc in docs:
         if not isinstance(doc, dict) or doc.get("queue_id") != queue_id:
             continue
         if doc.get("status") != "loading" or doc.get("lag") is None or doc.get("group") is None:
             continue  # no sample (lag_frame skips those too)
-        rows = _sample_rows(doc)
-        if rows is None:
+        found = _sample_rows(doc)
+        if found is None:
             MALFORMED.note(f"queue-events: a loading event of {queue_id} with a malformed lag")
             continue
-        for row in rows:
-            for name, value in zip(LAG_COLUMNS, row, strict=True):
-                columns[name].append(value)
+        rows.extend(found)
 
 
 def _sample_rows(doc: dict[str, Any]) -> list[tuple[Any, ...]] | None:
