@@ -307,7 +307,7 @@ def map_confluent_error(exc: BaseException, *, what: str, settings: Any) -> Stre
         KafkaError.TOPIC_AUTHORIZATION_FAILED,
         KafkaError.GROUP_AUTHORIZATION_FAILED,
         KafkaError.CLUSTER_AUTHORIZATION_FAILED,  # an idempotent producer without the ACL
-    ):
+    ) or (code == KafkaError._FATAL and "authorization failed" in detail.lower()):
         user = settings.kafka_user or "ANONYMOUS"
         return NotAuthorized(
             f"{what}: an ACL refusal: the broker{where} does not authorize {user} ({detail})"

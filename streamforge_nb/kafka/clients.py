@@ -360,7 +360,7 @@ def make_bulk_producer(settings: Settings, topic: str, **config: Any) -> Any:
     pure-Python CRC32C, 11% in murmur2). Keys land where kafka-python's and Java's
     partitioner put them (`murmur2_random` is their murmur2 for a non-null key). Metadata for
     `topic` proves the login, TLS trust and the user's view of the topic before any send.
-    `config` uses librdkafka's property names.
+    `config` uses librdkafka's property names; its `error_cb` gets every error after ours.
     """
     from confluent_kafka import Producer
 
@@ -368,11 +368,20 @@ def make_bulk_producer(settings: Settings, topic: str, **config: Any) -> Any:
     with _connecting(what, settings):
         pass  # the TCP probe: a dead broker fails at once, not after librdkafka's retries
     errors: list[Any] = []
+    theirs = config.pop("error_cb", None)
+
+    def reported(error: Any) -> None:
+        # Both: a refused login is told only here, and a caller needs the cause of a later
+        # fatal error (librdkafka's produce and flush say only "_FATAL").
+        errors.append(error)
+        if theirs is not None:
+            theirs(error)
+
     producer = Producer(
         {
             **_librdkafka_config(settings),
             "partitioner": "murmur2_random",
-            "error_cb": errors.append,
+            "error_cb": reported,
             "logger": logging.getLogger("streamforge_nb.librdkafka"),
             **config,
         }

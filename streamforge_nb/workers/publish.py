@@ -53,8 +53,14 @@ class CandlePublisher:
         self.topic = topic
         self._what = f"publishing to {topic}"
         self._failed: list[Any] = []
+        self._fatal: list[Any] = []
         self._candles = 0
-        options = {**PRODUCER_CONFIG, "on_delivery": self._delivered, **config}
+        options = {
+            **PRODUCER_CONFIG,
+            "on_delivery": self._delivered,
+            "error_cb": self._reported,
+            **config,
+        }
         self._producer: Any = make_bulk_producer(settings, topic, **options)
 
     def candles(self, symbol: str, interval: str, table: pa.Table) -> int:
@@ -119,6 +125,37 @@ class CandlePublisher:
         if error is not None and not self._failed:
             self._failed.append(error)
 
+    def _reported(self, error: Any) -> None:
+        # Only recorded: a callback must not poll, flush or raise (the binding then raises
+        # SystemError from the next call).
+        if error.fatal() and not self._fatal:
+            self._fatal.append(error)
+
+    def _fatal_cause(self, exc: Any) -> Any:
+        """Return the error that made librdkafka's `_FATAL` `exc`, or `exc` if none is known.
+
+        librdkafka tells the cause (an idempotent producer without the cluster ACL) only in
+        `poll`, to `error_cb` or raised from it: when produce or flush fails first, one poll
+        here, outside any callback, delivers it (at once: librdkafka queued it before it
+        failed the call, or is about to).
+        """
+        from confluent_kafka import KafkaError, KafkaException
+
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is None or error.code() != KafkaError._FATAL:
+            if error is not None and error.fatal():
+                self._reported(error)  # told by a poll that raised it: the cause for later
+            return exc
+        if not self._fatal:
+            try:
+                self._producer.poll(1)
+            except (KafkaException, SystemError) as raised:
+                # confluent-kafka 2.16 raises the cause here (or a SystemError caused by it)
+                told = raised if isinstance(raised, KafkaException) else raised.__cause__
+                if isinstance(told, KafkaException) and isinstance(told.args[0], KafkaError):
+                    self._reported(told.args[0])
+        return KafkaException(self._fatal[0]) if self._fatal else exc
+
     def _raise_failed(self) -> None:
         if self._failed:
             from confluent_kafka import KafkaException
@@ -134,12 +171,13 @@ class CandlePublisher:
         try:
             yield
         except KafkaException as exc:
-            raise map_confluent_error(exc, what=self._what, settings=self.settings) from None
+            cause = self._fatal_cause(exc)
+            raise map_confluent_error(cause, what=self._what, settings=self.settings) from None
         except SystemError as exc:
             # A fatal error (the user may not write idempotently: no cluster ACL) is raised,
             # then the binding runs a delivery callback with it still set (confluent-kafka
             # 2.16): the cause is the real error.
             if not isinstance(exc.__cause__, KafkaException):
                 raise
-            cause = exc.__cause__
+            cause = self._fatal_cause(exc.__cause__)
             raise map_confluent_error(cause, what=self._what, settings=self.settings) from None
