@@ -265,16 +265,29 @@ def resample(
     step = interval_ms(rule)
     offset = WEEK_OFFSET_MS if rule == "1w" else 0
 
+    def slots_of(times: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        if step is None:  # calendar months
+            months = times.view("M8[ms]").astype("M8[M]").astype("M8[ms]")
+            return np.asarray(months.view(np.int64))
+        slots: np.ndarray[Any, Any] = times - (times - offset) % step  # % floors, as the SQL
+        return slots
+
     def one(item: tuple[str, str]) -> pa.Table:
         sym, iv = item
         table = read_table(backend, sym, iv, span[0], span[1], SCHEMA.names[1:])
-        times = _ms(table.column("open_time"))
-        if not len(times):
+        batches = [b for b in table.to_batches() if b.num_rows]
+        if not batches:
             return one_empty()
-        if step is None:  # calendar months
-            slots = times.view("M8[ms]").astype("M8[M]").astype("M8[ms]").view(np.int64)
-        else:
-            slots = times - (times - offset) % step  # numpy's % floors, as the SQL's double mod
+        # A batch per partition file, views of the decoded tables: aggregated one by one
+        # unless a longer candle spans two files (a week across a month's end).
+        edges = [int(slots_of(_ms(b.column(0))[[0, -1]])[k]) for b in batches for k in (0, 1)]
+        if any(edges[i] == edges[i + 1] for i in range(1, len(edges) - 1, 2)):
+            batches = table.combine_chunks().to_batches()
+        return pa.concat_tables([aggregate(sym, b) for b in batches])
+
+    def aggregate(sym: str, batch: pa.RecordBatch) -> pa.Table:
+        times = _ms(batch.column(0))
+        slots = slots_of(times)
         new_slot = np.r_[True, slots[1:] != slots[:-1]]  # rows are sorted by open time
         starts = np.flatnonzero(new_slot)
         ends = np.r_[starts[1:], len(times)]
@@ -284,7 +297,10 @@ def resample(
             "open_time": pa.array(slots[starts] * 1000, pa.int64()).cast(_US),
         }
         for name in SCHEMA.names[1:]:
-            values = _column([table], name)
+            column = batch.column(name)
+            if pa.types.is_timestamp(column.type):
+                column = column.view(pa.int64())
+            values = column.to_numpy(zero_copy_only=False)
             if name in _FIRST:
                 got = values[starts]
             elif name in _LAST:
