@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from streamforge_nb.store.local import LocalBackend
 
-__all__ = ["SCHEMA", "cache_bytes", "clear", "read_frame", "read_table"]
+__all__ = ["SCHEMA", "cache_bytes", "clear", "read_frame", "read_table", "resample"]
 
 # The columns of a partition file as every read returns them, as the writer stores them.
 SCHEMA = _SCHEMA
@@ -277,7 +277,7 @@ def resample(
         table = read_table(backend, sym, iv, span[0], span[1], SCHEMA.names[1:])
         batches = [b for b in table.to_batches() if b.num_rows]
         if not batches:
-            return one_empty()
+            return _empty_resample()
         # A batch per partition file, views of the decoded tables: aggregated one by one
         # unless a longer candle spans two files (a week across a month's end).
         edges = [int(slots_of(_ms(b.column(0))[[0, -1]])[k]) for b in batches for k in (0, 1)]
@@ -323,13 +323,13 @@ def resample(
             parts = list(pool.map(one, order))
     else:
         parts = [one(s) for s in order]
-    return pa.concat_tables(parts) if parts else one_empty()
+    return pa.concat_tables(parts) if parts else _empty_resample()
 
 
 _US = pa.timestamp("us", tz="UTC")
 
 
-def one_empty() -> pa.Table:
+def _empty_resample() -> pa.Table:
     """The result of `resample` with no rows."""
     fields = [pa.field("symbol", pa.string()), pa.field("open_time", _US)]
     for f in SCHEMA:
