@@ -11,6 +11,10 @@ In one run, against a local broker started in a temporary directory, each case t
   end to end (--end-to-end): `Workflow.candles(..., source="archive").launch("local")` into
             the embedded store, the archives served over HTTP in Binance's layout, from the
             launch to `Queue.wait` returning (goal, issue 20: <= 20x by hand).
+  batch (--symbols N, N > 1; only this case and its anchor run): N symbols x the months as
+            one `Batch.candles(..., source="archive").launch("local")` into the embedded
+            store, from the launch to `Batch.wait` returning, against pandas on the same
+            N x 12 zips (goal, issue 20: 5 symbols x a year <= 5x by hand).
 Prints min/median/max of each and the ratios (goal, issue 20: loader >= 0.5x kcat -P).
 
 The 12 GENERATED archives (`streamforge_nb.testing.write_archive`, 2023, BTCUSDT) are cached
@@ -19,11 +23,13 @@ in ~/.cache/streamforge-nb/bench-archives (about a minute to make the first time
     .venv/bin/python bench/archive_load.py [--runs 3] [--months 12]
     PYTHONPATH=/path/to/older/checkout .venv/bin/python bench/archive_load.py   # "before"
     .venv/bin/python bench/archive_load.py --end-to-end    # also launch("local") to the store
+    .venv/bin/python bench/archive_load.py --symbols 5 --runs 1   # the 5-symbol Batch
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import functools
 import os
@@ -35,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -46,6 +53,7 @@ from streamforge_nb.settings import Settings
 from streamforge_nb.testing import local_broker, read_topic, write_archive
 
 SYMBOL, INTERVAL, YEAR = "BTCUSDT", "1m", 2023
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
 ARCHIVES = CACHE / "streamforge-nb" / "bench-archives"
 KCAT_CONFIG = {
@@ -57,13 +65,13 @@ KCAT_CONFIG = {
 }
 
 
-def archives(months: int) -> list[Path]:
+def archives(months: int, symbol: str = SYMBOL) -> list[Path]:
     """Return the cached monthly archives of the year, writing those missing."""
     paths = []
     for month in range(1, months + 1):
-        path = ARCHIVES / f"{SYMBOL}-{INTERVAL}-{YEAR}-{month:02d}.zip"
+        path = ARCHIVES / f"{symbol}-{INTERVAL}-{YEAR}-{month:02d}.zip"
         if not path.with_name(path.name + ".CHECKSUM").exists():
-            write_archive(ARCHIVES, SYMBOL, INTERVAL, f"{YEAR}-{month:02d}")
+            write_archive(ARCHIVES, symbol, INTERVAL, f"{YEAR}-{month:02d}")
         paths.append(path)
     return paths
 
@@ -147,7 +155,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--end-to-end", action="store_true")
+    parser.add_argument("--symbols", type=int, default=1, choices=range(1, len(SYMBOLS) + 1))
     args = parser.parse_args()
+    if args.symbols > 1:
+        batch_main(args.symbols, args.months, args.runs)
+        return
     paths = archives(args.months)
     hand, kcat, loader, rss, e2e = [], [], [], [], []
     cpu: dict[str, list[float]] = {"hand": [], "kcat": [], "loader": []}
@@ -198,12 +210,53 @@ def main() -> None:
     print(f"peak RSS of this process: {own} MiB")
 
 
-def end_to_end(settings: Settings, paths: list[Path], home: Path, months: int) -> float:
-    """Launch the candle workflow from archives into a new local store; return seconds."""
-    from streamforge_nb.exchange.archives import parse_archive_name
-    from streamforge_nb.workflow import Workflow
+def batch_main(symbols: int, months: int, runs: int) -> None:
+    """The batch case: `symbols` x `months` of 1m as one Batch, against pandas on the zips."""
+    names = SYMBOLS[:symbols]
+    paths = [p for name in names for p in archives(months, name)]
+    hand, batch = [], []
+    with tempfile.TemporaryDirectory() as tmp, local_broker(Path(tmp) / "broker") as broker:
+        settings = broker.settings()
+        for run in range(runs):
+            hand.append(by_hand(paths, Path(tmp))[0])
+            batch.append(batch_end_to_end(settings, names, paths, Path(tmp) / f"b{run}", months))
+            print(f"run {run + 1}: by hand {hand[-1]:.2f} s, batch {batch[-1]:.2f} s", flush=True)
+    candles = sum(len(pd.read_csv(p, header=None)) for p in paths)
+    print(f"\n{candles} candles: {symbols} symbols x {months} monthly archives, {runs} runs")
+    print(f"by hand (pandas read_csv + to_parquet) s: {spread(hand)}")
+    print(f"batch (launch -> wait, store)          s: {spread(batch)}")
+    print(f"batch candles/s (median): {candles / statistics.median(batch):,.0f}")
+    ratio = statistics.median(batch) / statistics.median(hand)
+    print(f"batch / by hand (median): {ratio:.1f}x (goal <= 5x for 5 symbols x 12 months)")
 
-    served = home / "served"
+
+def batch_end_to_end(
+    settings: Settings, symbols: tuple[str, ...], paths: list[Path], home: Path, months: int
+) -> float:
+    """Launch one Batch of `symbols` from archives into a new local store; return seconds."""
+    from streamforge_nb.workflow.batch import Batch
+
+    with served_archives(paths, home / "served") as base_url:
+        batch = Batch.candles(
+            list(symbols), INTERVAL, time_range(months), source="archive", base_url=base_url,
+            store=f"local://{home / 'store'}", settings=settings,
+        )  # fmt: skip
+        started = time.perf_counter()
+        with batch.launch("local", settings=settings, home=home, max_parallel=len(symbols)):
+            final = batch.wait(timeout=3600, progress=False)
+        took = time.perf_counter() - started
+    if set(final["status"]) != {"finished"}:
+        raise SystemExit(f"the batch did not finish: {final.to_dict('index')}")
+    written = int(final["records_written"].sum())
+    print(f"  the batch's queues recorded {written} records written", flush=True)
+    return took
+
+
+@contextlib.contextmanager
+def served_archives(paths: list[Path], served: Path) -> Iterator[str]:
+    """Serve `paths` over HTTP in Binance's layout; yield the base URL."""
+    from streamforge_nb.exchange.archives import parse_archive_name
+
     for path in paths:  # Binance's layout, so the loader derives the URLs itself
         named = parse_archive_name(path.name)
         assert named is not None
@@ -214,9 +267,19 @@ def end_to_end(settings: Settings, paths: list[Path], home: Path, months: int) -
     handler = functools.partial(QuietHandler, directory=str(served))
     with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+
+
+def end_to_end(settings: Settings, paths: list[Path], home: Path, months: int) -> float:
+    """Launch the candle workflow from archives into a new local store; return seconds."""
+    from streamforge_nb.workflow import Workflow
+
+    with served_archives(paths, home / "served") as base_url:
         workflow = Workflow.candles(
-            SYMBOL, INTERVAL, time_range(months), source="archive",
-            base_url=f"http://127.0.0.1:{server.server_address[1]}",
+            SYMBOL, INTERVAL, time_range(months), source="archive", base_url=base_url,
             store=f"local://{home / 'store'}", settings=settings,
         )  # fmt: skip
         started = time.perf_counter()
@@ -224,7 +287,6 @@ def end_to_end(settings: Settings, paths: list[Path], home: Path, months: int) -
             final = queue.wait(timeout=3600, targets=["loader-candles", "arango-candles"],
                                progress=False)  # fmt: skip
         took = time.perf_counter() - started
-        server.shutdown()
     if set(final["status"]) != {"finished"}:
         raise SystemExit(f"the workflow did not finish: {final.to_dict('index')}")
     return took
