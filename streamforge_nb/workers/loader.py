@@ -28,6 +28,7 @@ import queue
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,7 @@ from streamforge_nb.exchange.archives import archive_paths, archive_tables
 from streamforge_nb.exchange.binance import KlinesClient
 from streamforge_nb.kafka.clients import make_admin
 from streamforge_nb.platform.anomalies import grid_floor_ms
-from streamforge_nb.platform.candle_columns import candles_table
+from streamforge_nb.platform.candle_columns import candles_table, encode_columns
 from streamforge_nb.platform.intervals import check_interval, close_time, longest_ms, open_times
 from streamforge_nb.platform.markers import EXCHANGE_EMPTY, RECORD_HEADER, encode_exchange_empty
 from streamforge_nb.platform.names import (
@@ -73,6 +74,8 @@ SETTLE_MS = 120_000
 Window = tuple[int, int]
 Page = tuple[pa.Table, list[Window]]
 """Candles (`CANDLE_SCHEMA` columns) and the exchange-empty windows found with them."""
+Encoded = tuple[pa.Array, pa.Array]
+"""A page's candles as `encode_columns` makes them: Kafka keys and JSON values."""
 
 
 @dataclass(frozen=True)
@@ -186,12 +189,16 @@ READ_AHEAD = 2
 """Archive pages (a month of 1m each) read while the loader publishes the one before."""
 
 
-def _read_ahead(pages: Iterator[Page], depth: int = READ_AHEAD) -> Iterator[Page]:
-    """Yield `pages` in order, read by a background thread up to `depth` pages ahead.
+def _read_ahead(
+    pages: Iterator[Page], symbol: str, interval: str, depth: int = READ_AHEAD
+) -> Iterator[tuple[Page, Encoded]]:
+    """Return `pages` in order, each with its encoded candles, read and encoded by a
+    background thread up to `depth` pages ahead.
 
     Unzipping, Arrow's CSV reader and its kernels release the GIL: the next archive is parsed
-    while this one is encoded and handed to librdkafka (issue 20: parsing was a third of the
-    loader's time). A reading error is raised here, after the pages before it.
+    and encoded while this one is handed to librdkafka (issue 20: parsing and encoding were
+    half of the loader's time). Reading starts now, while the worker connects; it has no side
+    effect. A reading error is raised from the iterator, after the pages before it.
     """
     ahead: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     done = threading.Event()
@@ -208,7 +215,7 @@ def _read_ahead(pages: Iterator[Page], depth: int = READ_AHEAD) -> Iterator[Page
     def read() -> None:
         try:
             for page in pages:
-                if not offer(("page", page)):
+                if not offer(("page", (page, encode_columns(symbol, interval, page[0])))):
                     return
             offer(("end", None))
         except BaseException as exc:
@@ -216,26 +223,35 @@ def _read_ahead(pages: Iterator[Page], depth: int = READ_AHEAD) -> Iterator[Page
         finally:
             getattr(pages, "close", lambda: None)()  # closes the open archive
 
+    def taken() -> Iterator[tuple[Page, Encoded]]:
+        try:
+            while True:
+                kind, value = ahead.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                yield value
+        finally:
+            done.set()
+
     threading.Thread(target=read, name="loader-read-ahead", daemon=True).start()
-    try:
-        while True:
-            kind, value = ahead.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        done.set()
+    pages_taken = taken()
+    weakref.finalize(pages_taken, done.set)  # never started (the worker failed): stop too
+    return pages_taken
 
 
 def run_loader(options: LoaderOptions, settings: Settings | None = None) -> int:
     """Load candles into the data topic; return the exit code (0 finished or stopped)."""
     time_range, topic = options.validated()
     settings = settings or Settings.from_env()
-    pages = _candle_pages(options, time_range)
-    if options.source == "archive":
-        pages = _read_ahead(pages)
+    read = _candle_pages(options, time_range)
+    symbol, interval = options.symbol, options.interval
+    pages = (
+        _read_ahead(read, symbol, interval)
+        if options.source == "archive"
+        else ((page, encode_columns(symbol, interval, page[0])) for page in read)
+    )
     with Worker(
         settings,
         queue_id=options.queue_id,
@@ -252,11 +268,13 @@ def run_loader(options: LoaderOptions, settings: Settings | None = None) -> int:
     return 0
 
 
-def _publish(worker: Worker, pages: Iterator[Page], topic: str, opts: LoaderOptions) -> int:
+def _publish(
+    worker: Worker, pages: Iterator[tuple[Page, Encoded]], topic: str, opts: LoaderOptions
+) -> int:
     settings = worker.settings
     # The first page comes before the topic or any message exists: an unknown symbol fails
     # here with nothing published.
-    first: Page | None = next(pages, None)
+    first = next(pages, None)
     admin = make_admin(settings)
     try:
         ensure_queue_topics(admin, settings, topic, partitions=opts.partitions)
@@ -267,9 +285,9 @@ def _publish(worker: Worker, pages: Iterator[Page], topic: str, opts: LoaderOpti
     last_report = time.monotonic()
     marker = [(RECORD_HEADER, EXCHANGE_EMPTY)]
     try:
-        for candles, windows in itertools.chain([] if first is None else [first], pages):
+        for (_, windows), encoded in itertools.chain([] if first is None else [first], pages):
             worker.check_stop()
-            sent += publisher.candles(opts.symbol, opts.interval, candles)
+            sent += publisher.encoded(*encoded)
             for start, end in windows:
                 key, value = encode_exchange_empty(opts.symbol, opts.interval, start, end)
                 publisher.message(key, value, marker)

@@ -65,7 +65,10 @@ class CandlePublisher:
 
     def candles(self, symbol: str, interval: str, table: pa.Table) -> int:
         """Queue the candles of `table` (`CANDLE_SCHEMA`) for sending; return how many."""
-        keys, values = encode_columns(symbol, interval, table)
+        return self.encoded(*encode_columns(symbol, interval, table))
+
+    def encoded(self, keys: pa.Array, values: pa.Array) -> int:
+        """Queue candles `encode_columns` encoded (keys, values) for sending; return how many."""
         produce, topic = self._producer.produce, self.topic
         with self._mapped():
             for key, value in zip(keys.to_pylist(), values.to_pylist(), strict=True):
