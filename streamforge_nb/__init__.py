@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from streamforge_nb import plugins as _plugins  # noqa: F401 (registers the built-in parts)
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from streamforge_nb.local.process import LogFile
+from pathlib import Path
+from typing import Any, Protocol
 
 __all__ = [
     "ApiProblem",
@@ -36,6 +34,7 @@ __all__ = [
     "NotAuthorized",
     "NotReady",
     "ProcessExited",
+    "ProcessLog",
     "QueueExists",
     "QueueTimeout",
     "StartTimeout",
@@ -121,11 +120,25 @@ class LocalBrokerError(StreamForgeError):
     """The local Kafka broker could not be fetched, formatted, started or stopped."""
 
 
+class ProcessLog(Protocol):
+    """The log a `NotReady` error carries (`streamforge_nb.process.LogFile`).
+
+    Told here as a protocol so this bottom module imports nothing of the package.
+    """
+
+    @property
+    def path(self) -> Path: ...
+
+    def read(self) -> str: ...
+
+    def tail(self, lines: int = 30, *, missing: str = "(no log)") -> str: ...
+
+
 class NotReady(StreamForgeError):
     """A started process did not become ready; `tail` is the end of its log at that moment."""
 
     def __init__(
-        self, message: str, *, what: str, log: LogFile, tail: str, returncode: int | None
+        self, message: str, *, what: str, log: ProcessLog, tail: str, returncode: int | None
     ) -> None:
         super().__init__(message)
         self.what = what

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import click
 
 from streamforge_nb import workers
-from streamforge_nb.cli._output import EXIT_CODES_HELP, ExitCode
+from streamforge_nb.cli._output import EXIT_CODES_HELP
 from streamforge_nb.cli.api import serve_api
 from streamforge_nb.cli.broker import check, local, topics_ensure
 from streamforge_nb.cli.doctor import doctor
@@ -29,32 +27,19 @@ from streamforge_nb.cli.ops import dlq, lag, messages
 from streamforge_nb.cli.queue import cancel, cleanup, events, notebooks, ping, queues, stop
 from streamforge_nb.cli.store import store
 from streamforge_nb.cli.workflow import candles, dashboard, quickstart
-from streamforge_nb.exceptions import (
-    BrokerError,
-    BrokerUnavailable,
-    ConfigError,
-    QueueTimeout,
-    StreamForgeError,
+from streamforge_nb.program import (
+    CONTEXT_SETTINGS,
+    CliState,
+    ExitCode,
+    exit_code,
+    run_command,
 )
 
 __all__ = ["CONTEXT_SETTINGS", "CliState", "ExitCode", "cli", "exit_code", "main", "run_command"]
 
-# One style for every command, `python -m streamforge_nb.workers.<name>` included.
-CONTEXT_SETTINGS: dict[str, Any] = {
-    "help_option_names": ["-h", "--help"],
-    "show_default": True,
-    "max_content_width": 100,
-}
 # Options without a platform variable of their own read STREAMFORGE_<COMMAND>_<OPTION>
 # (`queues --json`: STREAMFORGE_QUEUES_AS_JSON); `--help` shows each one's name.
 ENV_PREFIX = "STREAMFORGE"
-
-
-@dataclass
-class CliState:
-    """What the group's options tell the commands and `run_command` (the context's `obj`)."""
-
-    debug: bool = False
 
 
 @click.group(
@@ -110,55 +95,6 @@ def _show_envvars(command: click.Command) -> None:
 
 
 _show_envvars(cli)
-
-
-def exit_code(exc: StreamForgeError) -> int:
-    """Return the exit code (`ExitCode`) of one of our errors."""
-    if isinstance(exc, QueueTimeout):
-        return ExitCode.TIMEOUT
-    if isinstance(exc, BrokerUnavailable):
-        return ExitCode.NOT_RUNNING
-    # Bad input the command was given: a name, an interval, a time, a setting.
-    if isinstance(exc, ValueError | ConfigError):
-        return ExitCode.USAGE
-    return ExitCode.FAILED
-
-
-def run_command(
-    command: click.Command,
-    argv: Sequence[str] | None,
-    prog_name: str,
-    env_prefix: str | None = None,
-) -> int:
-    """Run a click command as a program; return its exit code (errors handled as above)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    state = CliState()
-    try:
-        result = command.main(
-            args=args,
-            prog_name=prog_name,
-            standalone_mode=False,
-            obj=state,
-            auto_envvar_prefix=env_prefix,
-            **CONTEXT_SETTINGS,
-        )
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except StreamForgeError as exc:
-        if state.debug:
-            raise
-        # A broker refusal says which (NotAuthorized, AuthenticationFailed, ...): the class
-        # is what tells a viewer's ACL from a wrong password.
-        kind = f"{type(exc).__name__}: " if isinstance(exc, BrokerError) else ""
-        click.echo(f"{prog_name}: error: {kind}{exc}", err=True)
-        return exit_code(exc)
-    return result if isinstance(result, int) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,11 +7,12 @@ import datetime as dt
 import math
 import os
 from collections.abc import Callable, Mapping
-from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from streamforge_nb.program import EXIT_CODES_HELP, ExitCode
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -31,27 +32,6 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound="BaseModel")
-
-
-class ExitCode(IntEnum):
-    """The exit codes of every command (`--help` and the README show the same table)."""
-
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    NOT_RUNNING = 3
-    TIMEOUT = 4
-
-
-EXIT_CODES_HELP = (
-    "\b\nExit codes:\n"
-    "  0  ok\n"
-    "  1  failed (the command ran and the answer is no, or a refusal)\n"
-    "  2  usage or bad input (an option, a queue id, an interval, a time)\n"
-    "  3  not running or unreachable (the broker, the local cluster)\n"
-    "  4  timeout (no pong, no acknowledgement of stop in time)\n"
-    "  130  interrupted (Ctrl-C)"
-)
 
 
 def json_value(value: Any) -> Any:

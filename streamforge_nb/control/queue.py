@@ -29,13 +29,14 @@ from streamforge_nb.control.telemetry import (
     merge_jobs,
     safe_timestamp,
 )
-from streamforge_nb.exceptions import InvalidName, QueueTimeout, StreamForgeError
+from streamforge_nb.exceptions import QueueTimeout, StreamForgeError
 from streamforge_nb.kafka.send import CommandSender, SendResult
 from streamforge_nb.platform.contract import (
     BaseEvent,
     PingCommand,
     StopCommand,
 )
+from streamforge_nb.platform.names import check_queue_handle_id
 from streamforge_nb.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,22 +59,6 @@ def _epoch(value: float | datetime | Any | None) -> float | None:
     if hasattr(value, "timestamp"):
         return float(value.timestamp())
     raise TypeError(f"since must be Unix seconds or a datetime, got {value!r}")
-
-
-def check_queue_handle_id(queue_id: Any) -> str:
-    """Return `queue_id` if the CLI's `--queue-id` accepts it, else raise `InvalidName`.
-
-    The CLI's own check, so Python and `streamforge-nb ping` accept and refuse the same ids
-    (hand-made ones too, e.g. a dummy service's): a refused id never reaches queue-control.
-    """
-    import click
-
-    from streamforge_nb.workers import QUEUE_ID
-
-    try:
-        return str(QUEUE_ID.convert(queue_id, None, None))
-    except click.BadParameter as exc:
-        raise InvalidName(exc.message) from None
 
 
 def _postfix(state: ProducerState) -> str:
@@ -210,8 +195,8 @@ class Queue:
         return self.launcher
 
     def _lookup(self) -> None:
+        from streamforge_nb.control.launchers import launcher_for
         from streamforge_nb.store.candles import CandleStore
-        from streamforge_nb.workflow.launchers import launcher_for
 
         try:
             with CandleStore.open(
@@ -517,9 +502,8 @@ class Queue:
         the queue id implies.
         Returns a `Redrive`: its plan, the windows a backfill would load, the gaps.
         """
-        from streamforge_nb.control.redrive import redrive
+        from streamforge_nb.control.redrive import queue_series, queue_span, redrive
         from streamforge_nb.platform.names import data_topic
-        from streamforge_nb.workers.sink import queue_series, queue_span
 
         topic = data_topic(self.queue_id)
         return redrive(
@@ -639,8 +623,8 @@ class Queue:
         `options` go to `QueuePanel` (history, log_lines, ping_timeout, stop_timeout,
         refresh_s). Closing the queue closes its panels.
         """
-        from streamforge_nb.ui.panel import QueuePanel
+        from streamforge_nb.registry import PANELS
 
-        panel = QueuePanel(self, **options)
+        panel = PANELS.get("queue")(self, **options)
         self._panels.append(panel)
         return panel.widget

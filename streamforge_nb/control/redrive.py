@@ -13,8 +13,10 @@ result lists the windows a backfill would load (`Workflow(...).backfill` loads m
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,9 +24,9 @@ import orjson
 from streamforge_nb.control.dlq import dead_letter_frame, scan_dead_letters
 from streamforge_nb.exceptions import InvalidName, MessageError, kafka_errors
 from streamforge_nb.platform.checks import ERA_START_MS, decode_and_check
-from streamforge_nb.platform.intervals import close_time
+from streamforge_nb.platform.intervals import INTERVALS, close_time
 from streamforge_nb.platform.markers import EXCHANGE_EMPTY, RECORD_HEADER, decode_exchange_empty
-from streamforge_nb.platform.names import data_topic, dlq_topic
+from streamforge_nb.platform.names import data_topic, dlq_topic, parse_queue_id, parse_time_range
 from streamforge_nb.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
     from streamforge_nb.store.candles import CandleStore
 
-__all__ = ["REDRIVEN_FROM", "Redrive", "redrive"]
+__all__ = ["REDRIVEN_FROM", "Redrive", "queue_series", "queue_span", "redrive"]
 
 REDRIVEN_FROM = "redriven-from"
 """Header of a redriven message: the dead letter it came from, `<dlq>:<partition>:<offset>`."""
@@ -392,3 +394,38 @@ def _still_missing(a: int, b: int, gaps: pd.DataFrame | None) -> list[tuple[int,
         if lo < hi:
             found.append((lo, hi))
     return found
+
+
+# -- what a queue id implies (the sink checks the same) -------------------------------------
+def queue_span(topic: str, queue_id: str, time_range: str | None) -> tuple[int, int] | None:
+    """Return the open times (ms, end exclusive) the queue's candles may have, or None.
+
+    The queue's TIME_RANGE when given; else from the start of the day in its queue id (a
+    queue's id carries the day its range starts); None for a hand-made queue id.
+    """
+    if time_range:
+        span = parse_time_range(time_range)
+        return span.start_ms, span.end_ms
+    qid = topic.removesuffix("-data") if topic.endswith("-data") else queue_id
+    try:
+        day = parse_queue_id(qid).day
+    except InvalidName:
+        return None
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return int(start.timestamp()) * 1000, 2**63 - 1
+
+
+def queue_series(topic: str, queue_id: str) -> tuple[str | None, str | None]:
+    """Return (symbol, interval) of the queue owning `topic` (None, None: a hand-made queue)."""
+    qid = topic.removesuffix("-data") if topic.endswith("-data") else queue_id
+    try:
+        parts = parse_queue_id(qid)
+    except InvalidName:
+        return None, None
+    m = _CANDLES_TYPE.fullmatch(parts.type)
+    if m is None or m["interval"] not in INTERVALS:
+        return None, None
+    return parts.symbol, m["interval"]
+
+
+_CANDLES_TYPE = re.compile(r"[a-z][a-z0-9]*_candles_(?P<interval>[0-9A-Za-z]+)")

@@ -148,7 +148,7 @@ def final_states(record: Mapping[str, Any] | None) -> dict[str, ProducerState] |
 
 def launcher_jobs(record: Mapping[str, Any], cache: dict[str, Any] | None = None) -> list[JobView]:
     """What the launcher recorded in `record` knows of the queue's Jobs ([] if unreachable)."""
-    from streamforge_nb.workflow.launchers import launcher_for
+    from streamforge_nb.control.launchers import launcher_for
 
     kind = record.get("launcher")
     if not isinstance(kind, str) or not kind:

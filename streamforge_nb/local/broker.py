@@ -40,7 +40,9 @@ from streamforge_nb.local.broker_config import (
     stored_topics,
     write_env_files,
 )
-from streamforge_nb.local.process import (
+from streamforge_nb.local.tls import make_certificates
+from streamforge_nb.platform.topics import PLATFORM_ACLS, PLATFORM_USER, VIEWER_ACLS, VIEWER_USER
+from streamforge_nb.process import (
     LogFile,
     free_port,
     port_open,
@@ -48,8 +50,6 @@ from streamforge_nb.local.process import (
     terminate_group,
     wait_ready,
 )
-from streamforge_nb.local.tls import make_certificates
-from streamforge_nb.platform.topics import PLATFORM_ACLS, PLATFORM_USER, VIEWER_ACLS, VIEWER_USER
 from streamforge_nb.settings import Settings
 
 __all__ = ["BrokerStatus", "LocalBroker"]

@@ -29,7 +29,7 @@ import yaml
 
 from streamforge_nb.exceptions import ConfigError, ProcessExited, StartTimeout, StreamForgeError
 from streamforge_nb.local.hub_config import check_settings, check_values, host_path_inside
-from streamforge_nb.local.process import (
+from streamforge_nb.process import (
     HttpProbe,
     free_port,
     read_state,

@@ -44,6 +44,7 @@ __all__ = [
     "check_label_value",
     "check_parameter_name",
     "check_parameters",
+    "check_queue_handle_id",
     "check_queue_id",
     "check_short_id",
     "check_symbol",
@@ -337,6 +338,25 @@ def check_queue_id(qid: str) -> str:
     """Return `qid` if it is a well-formed queue id, else raise `InvalidName`."""
     parse_queue_id(qid)
     return qid
+
+
+_HANDLE_ID_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+
+
+def check_queue_handle_id(queue_id: Any) -> str:
+    """Return `queue_id` if it can name a queue at all, else raise `InvalidName`.
+
+    1..63 characters of A-Z a-z 0-9 . _ -, starting and ending with a letter or digit: the
+    rule a topic name (`<queue id>-data`) and a Kubernetes label value share. Hand-made ids
+    (a dummy service's) pass; workflows make `wf-<symbol>-<type>-<YYYYMMDD>-<short>`.
+    """
+    if not isinstance(queue_id, str) or not _HANDLE_ID_RE.fullmatch(queue_id):
+        raise InvalidName(
+            f"invalid queue id {queue_id!r}: 1..63 characters of A-Z a-z 0-9 . _ -, "
+            "starting and ending with a letter or digit "
+            "(e.g. wf-btcusdt-api_candles_1m-20240801-abc123)"
+        )
+    return queue_id
 
 
 def data_topic(qid: str) -> str:

@@ -7,16 +7,15 @@ open times, and merged, non-empty ranges. A URL scheme maps to a factory:
 `register_backend("mirror", factory)` makes `CandleStore.open("mirror://...")` call
 `factory(url, settings)`.
 
-The built-in factories import their backend module when first called, never here: the
-backends import this module (and `frames`), so nothing in the store imports in a circle, and
-python-arango loads only for an ArangoDB store.
+The built-in factories are registered by `streamforge_nb.plugins` and import their backend
+module when first called, never here: the backends import this module (and `frames`), so
+nothing in the store imports in a circle, and python-arango loads only for an ArangoDB store.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamforge_nb.exceptions import ConfigError, StoreCapabilityError
@@ -149,25 +148,3 @@ def backend_for(url: str, settings: Settings) -> CandleBackend:
         known = ", ".join(sorted(_BACKENDS))
         raise ConfigError(f"no candle store backend for scheme {scheme!r} (known: {known})")
     return factory(url, settings)
-
-
-def _local(url: str, settings: Settings) -> CandleBackend:
-    from streamforge_nb.store.local import LocalBackend
-
-    return LocalBackend(Path(url.removeprefix("local://")) if "://" in url else Path(url))
-
-
-def _arango(url: str, settings: Settings) -> CandleBackend:
-    from streamforge_nb.store.arango import ArangoBackend
-
-    return ArangoBackend(url, settings)
-
-
-for _scheme, _factory in (
-    ("local", _local),
-    ("arango", _arango),
-    ("arangos", _arango),
-    ("http", _arango),
-    ("https", _arango),
-):
-    register_backend(_scheme, _factory)

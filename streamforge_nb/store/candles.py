@@ -45,7 +45,7 @@ from streamforge_nb.store.frames import (
 from streamforge_nb.store.market_api import MarketQueries
 
 if TYPE_CHECKING:
-    from streamforge_nb.store.update import Updated
+    from streamforge_nb.store.update import SeriesUpdate, Updated
 
 __all__ = ["CandleStore"]
 
@@ -316,10 +316,24 @@ class CandleStore(MarketQueries):
         go to each Workflow, the rest (`launcher`, launcher options) to its `launch`. Every
         Workflow is made (and so validated) before the first launch. Returns the queues.
         """
-        import inspect
+        # The workflow layer launches the loads (`workflow.update`); the store plans them.
+        from streamforge_nb.registry import UPDATERS
 
-        from streamforge_nb.store.update import Updated, plan_updates, split_options
-        from streamforge_nb.workflow.plan import Workflow  # store must not import workflow early
+        updated: Updated = UPDATERS.get("candles")(
+            self, symbols, intervals, since=since, now=now, **options
+        )
+        return updated
+
+    def plan_update(
+        self,
+        symbols: str | Iterable[str],
+        intervals: str | Iterable[str],
+        *,
+        since: Any = None,
+        now: datetime | None = None,
+    ) -> list[SeriesUpdate]:
+        """Return what `update` would load per symbol x interval, launching nothing."""
+        from streamforge_nb.store.update import plan_updates
 
         when = now or datetime.now(UTC)
         names = [symbols] if isinstance(symbols, str) else list(symbols)
@@ -333,18 +347,9 @@ class CandleStore(MarketQueries):
             if sym in {n.upper() for n in names} and iv in ivs
         }
         series = plan_updates(coverage, names, ivs, when, since, empty)
-        keywords = set(inspect.signature(Workflow.__init__).parameters) - {"store", "now", "self"}
-        wf_options, launch_options = split_options(options, keywords)
-        workflows = [
-            Workflow.candles(
-                s.symbol, s.interval, s.time_range, store=self.url, now=when, **wf_options
-            )
-            for s in series
-            if s.needed
-        ]
         for s in series:
             _log.info("update %s %s: %s", s.symbol, s.interval, s.note)
-        return Updated([wf.launch(**launch_options) for wf in workflows], series)
+        return series
 
     def save_queue_state(self, record: Mapping[str, Any]) -> None:
         """Insert or replace one queue's state record (the platform's `queue_state`)."""

@@ -15,16 +15,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from streamforge_nb.platform.intervals import close_time, longest_ms, open_times
 from streamforge_nb.store.base import merge_ranges
 from streamforge_nb.store.frames import check_series, to_ms
-
-if TYPE_CHECKING:
-    from streamforge_nb.control.queue import Queue
 
 __all__ = ["SeriesUpdate", "Updated", "closed_end_ms", "plan_updates", "split_options"]
 
@@ -118,10 +115,13 @@ def plan_updates(
     return out
 
 
-class Updated(list["Queue"]):
-    """The queues `CandleStore.update` launched (a list), with what it decided per series."""
+class Updated(list[Any]):
+    """The queues `CandleStore.update` launched (a list), with what it decided per series.
 
-    def __init__(self, queues: Iterable[Queue], series: Iterable[SeriesUpdate]) -> None:
+    The items are `Queue`s; the store does not name the type, the control layer being above it.
+    """
+
+    def __init__(self, queues: Iterable[Any], series: Iterable[SeriesUpdate]) -> None:
         super().__init__(queues)
         self.series = list(series)
         """Every series asked for, launched or not, with its note."""

@@ -47,7 +47,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from streamforge_nb.exceptions import DashboardError, InvalidName, ProcessExited, StartTimeout
-from streamforge_nb.local.process import (
+from streamforge_nb.platform.names import check_parameter_name
+from streamforge_nb.process import (
     HttpProbe,
     LogFile,
     free_port,
@@ -58,7 +59,6 @@ from streamforge_nb.local.process import (
     wait_pids_gone,
     wait_ready,
 )
-from streamforge_nb.platform.names import check_parameter_name
 from streamforge_nb.ui.page_parameters import VOILA_ARGUMENTS
 
 __all__ = ["PAGES", "Dashboard", "DashboardError", "default_notebooks_dir", "start_dashboard"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from streamforge_nb.exceptions import ConfigError, MissingOption, StreamForgeError
+from streamforge_nb.exceptions import ConfigError, InvalidName, MissingOption, StreamForgeError
 
 __all__ = [
     "COUNT",
@@ -59,25 +59,18 @@ class _FiniteSeconds(click.FloatRange):
 class _QueueIdType(click.ParamType[str]):
     """A queue id: it names the topic `<queue id>-data` and labels Kubernetes Jobs.
 
-    So 1..63 characters of A-Z a-z 0-9 . _ -, starting and ending with a letter or digit
-    (the rule both share). Workflows make `wf-<symbol>-<type>-<YYYYMMDD>-<short>`.
+    The rule is `check_queue_handle_id`'s, so Python and the command line accept the same ids.
     """
 
     name = "queue id"
-    _RULE = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        import re
+        from streamforge_nb.platform.names import check_queue_handle_id
 
-        if not isinstance(value, str) or not re.fullmatch(self._RULE, value):
-            self.fail(
-                f"invalid queue id {value!r}: 1..63 characters of A-Z a-z 0-9 . _ -, "
-                "starting and ending with a letter or digit "
-                "(e.g. wf-btcusdt-api_candles_1m-20240801-abc123)",
-                param,
-                ctx,
-            )
-        return value
+        try:
+            return check_queue_handle_id(value)
+        except InvalidName as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class _HostType(click.ParamType[str]):
@@ -391,7 +384,7 @@ def run(name: str, options: Any) -> int:
     try:
         return run_function(options)
     except StreamForgeError as exc:
-        from streamforge_nb.cli import exit_code
+        from streamforge_nb.program import exit_code
 
         logging.getLogger(f"streamforge_nb.{name}").error(
             "%s could not run: %s", name, exc, exc_info=debug
@@ -442,6 +435,6 @@ def command(name: str) -> click.Command:
 
 def main(name: str, argv: Sequence[str] | None = None) -> int:
     """`python -m streamforge_nb.workers.<name> ...`: run the worker's command; exit code."""
-    from streamforge_nb.cli import run_command
+    from streamforge_nb.program import run_command
 
     return run_command(command(name), argv, prog_name=f"python -m {_entry(name).module}")

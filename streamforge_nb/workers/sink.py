@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
 import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
 
 from streamforge_nb import workers
 from streamforge_nb.control.queue import Queue
+from streamforge_nb.control.redrive import queue_series, queue_span
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import (
     BrokerUnavailable,
@@ -43,14 +42,12 @@ from streamforge_nb.exceptions import (
 )
 from streamforge_nb.kafka.clients import make_admin, make_producer
 from streamforge_nb.platform.checks import candle_anomalies, decode_and_check
-from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.platform.markers import decode_exchange_empty
 from streamforge_nb.platform.names import (
     data_topic,
     dlq_topic,
     new_short_id,
     parse_queue_id,
-    parse_time_range,
     producer_id,
 )
 from streamforge_nb.platform.topics import ensure_queue_topics
@@ -396,42 +393,8 @@ _GC_THRESHOLD = 100_000
 """Objects allocated between the collector's young-generation runs (Python's default: 700)."""
 
 
-def queue_span(topic: str, queue_id: str, time_range: str | None) -> tuple[int, int] | None:
-    """Return the open times (ms, end exclusive) the queue's candles may have, or None.
-
-    The queue's TIME_RANGE when given; else from the start of the day in its queue id (a
-    queue's id carries the day its range starts); None for a hand-made queue id.
-    """
-    if time_range:
-        span = parse_time_range(time_range)
-        return span.start_ms, span.end_ms
-    qid = topic.removesuffix("-data") if topic.endswith("-data") else queue_id
-    try:
-        day = parse_queue_id(qid).day
-    except InvalidName:
-        return None
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return int(start.timestamp()) * 1000, 2**63 - 1
-
-
 def _plural(count: int, what: str) -> str:
     return f"{count} {what}{'' if count == 1 else 's'}"
-
-
-def queue_series(topic: str, queue_id: str) -> tuple[str | None, str | None]:
-    """Return (symbol, interval) of the queue owning `topic` (None, None: a hand-made queue)."""
-    qid = topic.removesuffix("-data") if topic.endswith("-data") else queue_id
-    try:
-        parts = parse_queue_id(qid)
-    except InvalidName:
-        return None, None
-    m = _CANDLES_TYPE.fullmatch(parts.type)
-    if m is None or m["interval"] not in INTERVALS:
-        return None, None
-    return parts.symbol, m["interval"]
-
-
-_CANDLES_TYPE = re.compile(r"[a-z][a-z0-9]*_candles_(?P<interval>[0-9A-Za-z]+)")
 
 
 def run_sink(options: SinkOptions, settings: Settings | None = None) -> int:

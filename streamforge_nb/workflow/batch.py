@@ -427,9 +427,9 @@ class Batch:
     # -- lifecycle and display ---------------------------------------------------------------
     def panel(self, **options: Any) -> Any:
         """Return an ipywidgets panel of the batch's queues (`ui.batch_panel.BatchPanel`)."""
-        from streamforge_nb.ui.batch_panel import BatchPanel
+        from streamforge_nb.registry import PANELS
 
-        panel = BatchPanel(self, **options)
+        panel = PANELS.get("batch")(self, **options)
         self._panels.append(panel)
         return panel.widget
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from streamforge_nb.exceptions import StreamForgeError
-from streamforge_nb.local.process import pid_alive, spawn, terminate_group
+from streamforge_nb.process import pid_alive, spawn, terminate_group
 from streamforge_nb.settings import Settings, local_home
 from streamforge_nb.workflow.launchers import JobStatus, Launcher, _container, _labels, _producer
 

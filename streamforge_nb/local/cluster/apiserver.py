@@ -36,7 +36,7 @@ from typing import TypeVar
 from streamforge_nb.exceptions import KubeTestError, ProcessExited, StartTimeout
 from streamforge_nb.local.cluster.api import SERVICE_ACCOUNT_ISSUER, LocalApiServer
 from streamforge_nb.local.cluster.pki import write_kubeconfig, write_pki
-from streamforge_nb.local.process import (
+from streamforge_nb.process import (
     LOOPBACK,
     HttpProbe,
     free_port,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamforge_nb.local.cluster.podnet import POD_BRIDGE
-from streamforge_nb.local.process import pid_alive, pids_mentioning, signal_group
+from streamforge_nb.process import pid_alive, pids_mentioning, signal_group
 
 __all__ = ["HOST_PATHS", "HostState", "cgroup_dirs", "host_snapshot", "mount_points", "oci_archive"]
 

@@ -55,7 +55,7 @@ from streamforge_nb.local.cluster.parts import (
     start_kubelet,
 )
 from streamforge_nb.local.cluster.podnet import POD_GATEWAY, make_pod_bridge, remove_pod_bridge
-from streamforge_nb.local.process import (
+from streamforge_nb.process import (
     LogFile,
     terminate_group,
 )

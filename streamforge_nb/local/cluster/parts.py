@@ -22,14 +22,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from streamforge_nb.exceptions import KubeTestError, NotReady
 from streamforge_nb.local.cluster.api import LocalApiServer
 from streamforge_nb.local.cluster.podnet import pod_network_conflist
-from streamforge_nb.local.process import (
+from streamforge_nb.local.tls import pkcs8_pem
+from streamforge_nb.process import (
     HttpProbe,
     LogFile,
     free_port,
     spawn,
     wait_ready,
 )
-from streamforge_nb.local.tls import pkcs8_pem
 
 __all__ = [
     "CNI_BIN",

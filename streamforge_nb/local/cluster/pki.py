@@ -10,8 +10,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from streamforge_nb.local.process import LOOPBACK
 from streamforge_nb.local.tls import make_server_certificate, pkcs8_pem
+from streamforge_nb.process import LOOPBACK
 
 __all__: list[str] = []  # the harness's own business: nothing for the `testing` face
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from streamforge_nb.exceptions import ProcessExited, StartTimeout, StreamForgeError
-from streamforge_nb.local.process import read_state, spawn, terminate_group, wait_ready
+from streamforge_nb.process import read_state, spawn, terminate_group, wait_ready
 from streamforge_nb.settings import local_home
 
 __all__ = ["cluster_dir", "cluster_down", "cluster_status", "cluster_up"]
