@@ -2,10 +2,11 @@
 
 A lower layer finds what an upper layer provides by name, never by importing it: the store's
 base its backends (`register_backend`), the control plane its launchers (`LAUNCHERS`), a Queue
-and a Batch their panels (`PANELS`), `CandleStore.update` its Workflows (`UPDATERS`). The
-package imports this module first thing, so the built-in names are there whatever a program
-imports. Each factory imports its module when first called: python-arango, the kubernetes
-client and ipywidgets load only when used.
+and a Batch their panels (`PANELS`), `CandleStore.update` its Workflows (`UPDATERS`), and
+`Workflow.candles` a Batch for lists (`BATCHES`). The package imports this module first
+thing, so the built-in names are there whatever a program imports. Each factory imports its
+module when first called: python-arango, the kubernetes client and ipywidgets load only when
+used.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamforge_nb.control.launchers import register_launcher
 from streamforge_nb.exceptions import ConfigError
-from streamforge_nb.registry import PANELS, UPDATERS
+from streamforge_nb.registry import BATCHES, PANELS, UPDATERS
 from streamforge_nb.store.base import register_backend
 
 if TYPE_CHECKING:
@@ -85,6 +86,12 @@ def _update_candles(store: Any, *args: Any, **options: Any) -> Any:
     return update_candles(store, *args, **options)
 
 
+def _candles_batch(*args: Any, **options: Any) -> Any:
+    from streamforge_nb.workflow.batch import Batch
+
+    return Batch.candles(*args, **options)
+
+
 for _scheme, _factory in (
     ("local", _local_store),
     ("arango", _arango_store),
@@ -98,3 +105,4 @@ register_launcher("kubernetes", _kubernetes_launcher)
 PANELS.register("queue", _queue_panel)
 PANELS.register("batch", _batch_panel)
 UPDATERS.register("candles", _update_candles)
+BATCHES.register("candles", _candles_batch)

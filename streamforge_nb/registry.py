@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from streamforge_nb.exceptions import ConfigError
 
-__all__ = ["PANELS", "UPDATERS", "Registry"]
+__all__ = ["BATCHES", "PANELS", "UPDATERS", "Registry"]
 
 T = TypeVar("T")
 
@@ -55,3 +55,7 @@ takes the object and the panel's options and returns the panel. The UI layer pro
 UPDATERS: Registry[Callable[..., Any]] = Registry("updater")
 """What `CandleStore.update` hands its work to: "candles" launches one candle Workflow per
 series that needs loading. The workflow layer provides it."""
+
+BATCHES: Registry[Callable[..., Any]] = Registry("batch")
+"""What `Workflow.candles` hands lists of symbols or intervals to: "candles" is
+`Batch.candles` (a Batch is made of Workflows, so the Workflow module cannot import it)."""

@@ -28,8 +28,8 @@ from starlette.routing import Match
 from streamforge_nb import __version__
 from streamforge_nb.api import models as m
 from streamforge_nb.api.allow import AllowList
+from streamforge_nb.api.document import ROUTE_PROBLEMS, finish_document
 from streamforge_nb.api.edge import PROBLEM_JSON, ApiMetrics, Edge, Receive, Scope, Send
-from streamforge_nb.api.openapi import ROUTE_PROBLEMS, finish_document
 from streamforge_nb.api.service import QueueService
 from streamforge_nb.exceptions import (
     ApiProblem,

@@ -17,7 +17,6 @@ frames without duplicate open times.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from streamforge_nb.exceptions import InvalidName, MessageError, QueueExists
 from streamforge_nb.platform.contract import Candle
 from streamforge_nb.settings import Settings, local_home
 from streamforge_nb.store.base import CandleBackend, backend_for, merge_ranges
+from streamforge_nb.store.display import _redact
 from streamforge_nb.store.frames import (
     COLUMNS,
     MAX_MS,
@@ -413,11 +413,3 @@ class CandleStore(MarketQueries):
         from streamforge_nb.store.display import store_html
 
         return store_html(self, limit)
-
-
-_USERINFO = re.compile(r"(?<=://)[^/\s'\"]*@")
-
-
-def _redact(text: str) -> str:
-    """Drop the user info (`user:password@`) of every URL in `text`."""
-    return _USERINFO.sub("", text)

@@ -24,7 +24,8 @@ import pandas as pd
 from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.platform.intervals import INTERVALS, WEEK_OFFSET_MS, interval_ms
 from streamforge_nb.store.base import merge_ranges
-from streamforge_nb.store.footers import Part, all_exchange_empty, local_parts
+from streamforge_nb.store.footers import Part, local_parts
+from streamforge_nb.store.query import all_exchange_empty
 
 if TYPE_CHECKING:
     from streamforge_nb.store.base import CandleBackend

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -48,7 +49,9 @@ def store_html(store: CandleStore, limit: int) -> str:
     )
 
 
-def _redact(text: str) -> str:
-    from streamforge_nb.store.candles import _redact as redact
+_USERINFO = re.compile(r"(?<=://)[^/\s'\"]*@")
 
-    return redact(text)
+
+def _redact(text: str) -> str:
+    """Drop the user info (`user:password@`) of every URL in `text`."""
+    return _USERINFO.sub("", text)

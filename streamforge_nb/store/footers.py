@@ -30,7 +30,7 @@ from streamforge_nb.store.local import partition_unit
 if TYPE_CHECKING:
     from streamforge_nb.store.local import LocalBackend
 
-__all__ = ["Part", "all_exchange_empty", "local_parts", "local_series", "partition_paths"]
+__all__ = ["Part", "local_parts", "local_series", "partition_paths"]
 
 _STEM = {"D": 10, "M": 7, "Y": 4}  # characters of a partition's period in its file name
 _SMALL = 5_000  # open times kept in memory per file: year files of daily candles, not months
@@ -216,13 +216,3 @@ def local_series(backend: LocalBackend) -> list[tuple[str, str]]:
 def _has_partition(directory: str) -> bool:
     with os.scandir(directory) as entries:
         return any(e.name[:1].isdigit() and e.name.endswith(".parquet") for e in entries)
-
-
-def all_exchange_empty(backend: LocalBackend) -> dict[tuple[str, str], list[tuple[int, int]]]:
-    """Every recorded exchange-empty window of the embedded store, per series, read once."""
-    from streamforge_nb.store.query import exchange_empty_rows
-
-    out: dict[tuple[str, str], list[tuple[int, int]]] = {}
-    for sym, iv, a, b in exchange_empty_rows(backend):
-        out.setdefault((sym, iv), []).append((int(a), int(b)))
-    return out

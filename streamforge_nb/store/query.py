@@ -37,7 +37,7 @@ from streamforge_nb.store.frames import COLUMNS
 if TYPE_CHECKING:
     from streamforge_nb.store.local import LocalBackend
 
-__all__ = ["connect", "resample_many", "resample_sql", "run_sql"]
+__all__ = ["all_exchange_empty", "connect", "resample_many", "resample_sql", "run_sql"]
 
 _LAST_DATETIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _SERIES = r"/([^/]+)/([^/]+)/[^/]+\.parquet$"
@@ -173,6 +173,14 @@ def exchange_empty_rows(backend: LocalBackend) -> list[tuple[str, str, int, int]
             "ORDER BY symbol, interval, start_ms"
         ).fetchall()
     return rows
+
+
+def all_exchange_empty(backend: LocalBackend) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """Every recorded exchange-empty window of the embedded store, per series, read once."""
+    out: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for sym, iv, a, b in exchange_empty_rows(backend):
+        out.setdefault((sym, iv), []).append((int(a), int(b)))
+    return out
 
 
 def fetch(relation: Any, backend: str) -> Any:

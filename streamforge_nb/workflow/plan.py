@@ -193,12 +193,14 @@ class Workflow:
         check_series_names("symbol", symbol)
         check_series_names("interval", interval)
         if not isinstance(symbol, str) or not isinstance(interval, str):
-            from streamforge_nb.workflow.batch import Batch
+            # A Batch is made of Workflows (workflow.batch imports this module): found by name.
+            from streamforge_nb.registry import BATCHES
 
-            return Batch.candles(
+            batch: Batch = BATCHES.get("candles")(
                 symbol, interval, time_range, source=source, store=store, sinks=sinks,
                 partitions=partitions, **options,
             )  # fmt: skip
+            return batch
         check_count("sinks", sinks)
         check_count("partitions", partitions)
         # Workflow's keywords; the others would fail as a TypeError inside __init__.
