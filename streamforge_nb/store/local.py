@@ -61,21 +61,13 @@ from streamforge_nb.store.frames import (
     empty_coverage,
 )
 from streamforge_nb.store.local_state import SqliteState, _locked
+from streamforge_nb.store.scan import SCHEMA as _SCHEMA
+from streamforge_nb.store.scan import TS as _TS
 
 __all__ = ["LocalBackend", "partition_unit"]
 
 log = logging.getLogger("streamforge_nb.store")
 
-_TS = pa.timestamp("ms", tz="UTC")
-
-
-def _field(name: str) -> pa.Field:
-    if name == "close_time":
-        return pa.field(name, _TS)
-    return pa.field(name, pa.int64() if name == "number_of_trades" else pa.float64())
-
-
-_SCHEMA = pa.schema([pa.field("open_time", _TS), *map(_field, COLUMNS)])
 _DIRNAMES = {iv: ("1mo" if iv == "1M" else iv) for iv in INTERVALS}
 _INTERVAL_OF_DIR = {d: iv for iv, d in _DIRNAMES.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

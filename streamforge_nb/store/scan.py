@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from streamforge_nb.exceptions import ConfigError, store_errors
-from streamforge_nb.store.local import _SCHEMA
+from streamforge_nb.store.frames import COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,8 +37,18 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA", "cache_bytes", "clear", "read_frame", "read_table", "resample"]
 
-# The columns of a partition file as every read returns them, as the writer stores them.
-SCHEMA = _SCHEMA
+TS = pa.timestamp("ms", tz="UTC")
+
+
+def _field(name: str) -> pa.Field:
+    if name == "close_time":
+        return pa.field(name, TS)
+    return pa.field(name, pa.int64() if name == "number_of_trades" else pa.float64())
+
+
+# The columns of a partition file as every read returns them, as the writer stores them
+# (`store.local` writes with it and imports this module; this one names it only in types).
+SCHEMA = pa.schema([pa.field("open_time", TS), *map(_field, COLUMNS)])
 
 _ENV = "STREAMFORGE_READ_CACHE_MB"
 _READERS = 2  # files decoded at once on a miss: pyarrow decodes without the GIL; 2 cores
