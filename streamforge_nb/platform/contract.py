@@ -1,7 +1,7 @@
 """Typed models of the platform's Kafka messages, and their one encoder and decoder.
 
 Commands travel on `queue-control`, telemetry events on `queue-events`, candles on each
-queue's data topic (PLATFORM.md). The models are strict about the fields the platform requires
+queue's data topic. The models are strict about the fields the platform requires
 and their JSON types (a count sent as `"15000"` is an error, not a number), and tolerant of
 fields they do not know: a newer sender's extra fields are accepted and kept on re-encode.
 

@@ -5,7 +5,7 @@ system that stores it: Kafka for topics, Kubernetes for Job names and label valu
 for collections. A name that breaks a rule raises `InvalidName` naming the value and the rule,
 so a bad symbol fails in the notebook instead of deep inside a worker.
 
-Platform names (PLATFORM.md, "Names"):
+The platform's names:
 
     queue id     wf-btcusdt-api_candles_1m-20240801-abc123
     data topic   <queue_id>-data
