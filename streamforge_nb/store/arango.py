@@ -1,6 +1,6 @@
 """The ArangoDB candle backend: the platform's own collections, through python-arango.
 
-Collections follow the platform's naming (PLATFORM.md): one per workflow, named for its
+Collections follow the platform's naming: one per workflow, named for its
 start day, e.g. `btcusdt_api_candles_1m_2024_08_01`. Writes go to the collection of each
 candle's UTC day (as a day-long workflow would write it; `1d` and longer candles to the
 collection of January 1st, else each would get its own). Reads find every collection of the

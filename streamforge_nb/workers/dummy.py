@@ -1,4 +1,4 @@
-"""The platform's test service (`dummy-service`, seed Appendix F).
+"""The platform's test service (`dummy-service`).
 
 Answers `ping` with `pong`, turns `stop` into `interrupted`, and can simulate loading, failure
 or a timed exit. Runs the same three ways: `streamforge-nb dummy ...`,
@@ -52,7 +52,7 @@ class DummyOptions:
 
 
 class _Metrics:
-    """The seed's Prometheus metrics, beside every worker's in the worker's registry."""
+    """The test service's own Prometheus metrics, beside every worker's in the worker's registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry

@@ -1,7 +1,7 @@
 """Workflow targets (worker kinds) and the Kubernetes Job that runs each as a notebook.
 
 A target names its payload notebook and the platform variables it reads; `job_spec` shapes
-the seed's Job around `python -m streamforge_nb.workflow.runner run <notebook>`. The notebooks
+the platform's Job around `python -m streamforge_nb.workflow.runner run <notebook>`. The notebooks
 ship inside the package (`streamforge_nb/notebooks/`); `STREAMFORGE_NOTEBOOKS` overrides them.
 """
 
@@ -134,7 +134,7 @@ def job_spec(
     pull_secret: str = "regcred",
     volume: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Return the Kubernetes Job of one workflow step, shaped like the seed's (PLATFORM.md).
+    """Return the Kubernetes Job of one workflow step, shaped like the platform's.
 
     `resources` overrides the target's requests/limits (merged per key), `timeout_s` its
     timeout; `pull_secret` names the registry Secret ("" for none); `volume` is a
