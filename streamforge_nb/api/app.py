@@ -169,6 +169,9 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's answer to a body it cannot decode (not UTF-8)
+            field = m.FieldProblem(field="body", message="not JSON text (UTF-8)")
+            return _problem(422, "invalid body: not JSON text (UTF-8)", request, errors=[field])
         detail = {
             404: f"no route {request.url.path}",
             405: f"{request.method} is not allowed on {request.url.path}",
