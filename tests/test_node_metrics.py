@@ -94,3 +94,8 @@ def test_a_jobs_metrics_are_scraped_where_its_started_event_says(
         assert len(addresses) == len(plan.steps)
     finally:
         launcher.delete(plan.queue_id)
+        # The patch above made this test a field manager of the ConfigMap: the next test's
+        # server-side apply of worker-config.yaml would conflict on the linger (409).
+        client.CoreV1Api(node.api_client()).delete_namespaced_config_map(
+            "streamforge-config", NAMESPACE
+        )

@@ -80,8 +80,11 @@ def platform_namespace(node: LocalNode, settings: Settings) -> Iterator[Path]:
     (config,) = _documents("worker-config.yaml")
     config["data"]["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
     config["data"]["ARANGO_URL"] = f"local://{shared / 'store'}"
-    # hostNetwork Pods share the node's ports: a second worker could not serve metrics on 8000.
+    # hostNetwork Pods share the node's ports: each worker serves its metrics on a free port
+    # (0), named in its `started` event; no lingering unless a test scrapes (test_node_metrics):
+    # worker-config.yaml's 30 s would hold every Job (and every node test) 30 s longer.
     config["data"]["STREAMFORGE_METRICS_PORT"] = "0"
+    config["data"]["STREAMFORGE_METRICS_LINGER_SECONDS"] = "0"
     (secret,) = _documents("worker-secret.template.yaml")
     if not (settings.kafka_user and settings.kafka_password and settings.kafka_ca_path):
         raise KubeTestError("platform_namespace needs SASL_SSL settings (a user and the CA)")
