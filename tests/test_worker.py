@@ -53,8 +53,17 @@ def test_run_sends_started_then_finished(settings: Settings, worker: Worker) -> 
 
 
 def test_busy_worker_answers_ping_and_stops_on_stop(settings: Settings, worker: Worker) -> None:
-    runner = threading.Thread(target=worker.run, args=(lambda w: w.sleep(60),))
+    begun = threading.Event()
+
+    def work(w: Worker) -> None:
+        begun.set()
+        w.sleep(60)
+
+    runner = threading.Thread(target=worker.run, args=(work,))
     runner.start()
+    # A worker answers pings from the moment it exists; ping once it is busy, after `started`
+    # (a ping racing the start could be answered first, and the order below would not hold).
+    assert begun.wait(10)
     with Queue(worker.queue_id, settings) as queue:
         replies = queue.ping(timeout=10)
         assert [r.producer for r in replies] == ["loader-candles__abc123"]
