@@ -37,7 +37,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from streamforge_nb.store import footers, scan
 from streamforge_nb.store.candles import CandleStore
@@ -186,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     show("  first load (decoded tables dropped)", t_first,
          {"read_parquet": t_pq, **_a(arctic, "read")})  # fmt: skip
+    t_fresh, cpu = fresh_read(root, runs)
+    show(f"  first load in a new process (CPU {cpu * 1000:.0f} ms)", t_fresh,
+         {"read_parquet": t_pq, **_a(arctic, "read")})  # fmt: skip
+    year_bytes = sum(f.stat().st_size for f in (root / "candles/SYM000USDT/1m").glob("2*.parquet"))
+    print(f"  a year on disk: {year_bytes / 2**20:.1f} MiB in 12 files", flush=True)
     for what, end in (("day", YEAR + DAY), ("month", FEB)):
         t = median_time(partial(store.load, "SYM000USDT", "1m", YEAR, end), runs)
         show(f"one {what} of it: load", t, _a(arctic, f"date_range_{what}"))
@@ -215,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     show("  wide, fields=['close']", t_wide_c, anchors)
 
     rss_case(root, names)
+    write_case(args.cache, root, runs, arctic)
 
     # 3. Resample to 1h: one symbol a year, the symbols a month.
     t_many = median_time(lambda: store.resample_many("SYM000USDT", "1m", "1h"), runs)
@@ -278,6 +286,58 @@ def rss_case(root: Path, names: list[str]) -> None:
         print(f"  long, first load in a new process (read cache {cache} MB): peak RSS "
               f"+{grew / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB frame: "
               f"{grew / size:.2f}x (goal 1.5x)", flush=True)  # fmt: skip
+
+
+def fresh_read(root: Path, runs: int) -> tuple[Timing, float]:
+    """A year of 1m read first in a new process (imports done before): wall, median CPU s."""
+    code = (
+        "import json, sys, time\n"
+        "from streamforge_nb.store.candles import CandleStore\n"
+        "store = CandleStore.open(sys.argv[1])\n"
+        f"store.load('SYM001USDT', '1m', {YEAR}, {YEAR} + 60000)  # imports done\n"
+        "w, c = time.perf_counter(), time.process_time()\n"
+        "store.load('SYM000USDT', '1m')\n"
+        "print('RESULT', json.dumps([time.perf_counter() - w, time.process_time() - c]))\n"
+    )
+    walls, cpus = [], []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                              text=True, timeout=600, check=True)  # fmt: skip
+        wall, cpu = json.loads(done.stdout.rsplit("RESULT ", 1)[1])
+        walls.append(wall)
+        cpus.append(cpu)
+    return Timing.of(walls), statistics.median(cpus)
+
+
+def write_case(cache: Path, root: Path, runs: int, arctic: dict[str, float]) -> None:
+    """The sink's write: a year of 1m in 10k-candle batches through `write_arrow` (each lands
+    in its month partition) into an empty store, then `close` (the last partitions
+    compressed), against ArcticDB `update` of the same batches."""
+    from streamforge_nb.store.local import LocalBackend
+
+    files = sorted((root / "candles" / "SYM000USDT" / "1m").glob("2*.parquet"))
+    year = pa.concat_tables([pq.read_table(f) for f in files])
+    batches = [year.slice(lo, 10_000) for lo in range(0, year.num_rows, 10_000)]
+    target = cache / "write-case"
+    times, cpus = [], []
+    for _ in range(runs):
+        shutil.rmtree(target, ignore_errors=True)
+        backend = LocalBackend(target)
+        w, c = time.perf_counter(), time.process_time()
+        for batch in batches:
+            backend.write_arrow("SYM000USDT", "1m", batch)
+        backend.close()
+        times.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    shutil.rmtree(target, ignore_errors=True)
+    took = Timing.of(times)
+    rate = year.num_rows / took
+    anchor = _a(arctic, "update")
+    print(f"write a year of 1m in 10k batches: {rate / 1e6:.2f}M rows/s "
+          f"(CPU {statistics.median(cpus):.2f} s)" + "".join(
+              f", {year.num_rows / t / 1e6:.2f}M rows/s {k}: {t / took:.2f}x its rows/s"
+              for k, t in anchor.items()), flush=True)  # fmt: skip
+    show("  write: seconds", took, anchor)
 
 
 def market_case(cache: Path, store: CandleStore, symbols: int) -> None:

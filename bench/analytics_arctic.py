@@ -5,7 +5,8 @@
 Loads the same Parquet rows the embedded store holds into an LMDB library once (naive UTC
 index), then prints one JSON line of [min, median, max] seconds: read, date_range_day,
 date_range_month, read_batch (+ concat), resample (QueryBuilder 1m -> 1h of the year),
-resample_batch (the symbols x January to 1h, read_batch with a QueryBuilder, + concat).
+resample_batch (the symbols x January to 1h, read_batch with a QueryBuilder, + concat),
+update (the year of 1m written as a first 10k batch, then `update` of each next 10k).
 Imports nothing of streamforge_nb: arcticdb pins pandas<3, which the project's venv does not have.
 """
 
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from arcticdb import Arctic, QueryBuilder
 
 YEAR = pd.Timestamp("2023-01-01")
+BATCH = 10_000
 
 
 def series(root: Path, symbol: str) -> pd.DataFrame:
@@ -100,6 +102,17 @@ def main() -> int:
         return pd.concat({r.symbol: r.data for r in got}, names=["symbol"])
 
     out["resample_batch"] = median(resample_batch, runs)
+    year = series(root, "SYM000USDT")
+
+    def update() -> None:
+        # The sink's write: 10k-candle batches, each merged into what is stored.
+        if lib.has_symbol("WRITE"):
+            lib.delete("WRITE")
+        lib.write("WRITE", year.iloc[:BATCH])
+        for lo in range(BATCH, len(year), BATCH):
+            lib.update("WRITE", year.iloc[lo : lo + BATCH], upsert=True)
+
+    out["update"] = median(update, runs)
     print(json.dumps(out))
     return 0
 

@@ -659,32 +659,74 @@ def test_local_layout_is_partitioned_and_leaves_no_temporaries(tmp_path: Path) -
     assert len(opened.load("BTCUSDT", "1d")) == 400
 
 
-def test_a_month_filled_batch_by_batch_is_read_live_and_compressed_on_close(
-    tmp_path: Path,
-) -> None:
-    # A sink's backend keeps the partitions it writes in memory, uncompressed, and zstd's
-    # them when it moves on or closes: readers see every batch at once, each candle once.
+def _codecs(path: Path) -> set[tuple[str, str]]:
+    """(codec, value encoding) of every column chunk of a Parquet file."""
     import pyarrow.parquet as pq
 
+    meta = pq.ParquetFile(path).metadata
+    chunks = [meta.row_group(g).column(c) for g in range(meta.num_row_groups)
+              for c in range(meta.num_columns)]  # fmt: skip
+    return {(ch.compression, next(e for e in ch.encodings if e != "RLE")) for ch in chunks}
+
+
+def test_a_month_filled_batch_by_batch_is_read_live_and_compact_after_every_batch(
+    tmp_path: Path,
+) -> None:
+    # A sink's backend keeps the partitions it writes in memory; readers see every batch at
+    # once, each candle once, and each file is in its compact final form as soon as it is
+    # written: a sink killed -9 between batches leaves no bigger files behind.
     writer, reader = CandleStore.open(tmp_path), CandleStore.open(tmp_path)
+    compact = {("LZ4", "BYTE_STREAM_SPLIT"), ("LZ4", "DELTA_BINARY_PACKED")}  # pyarrow: LZ4_RAW
     day = 86_400_000
     months = [AUG1 + m * 31 * day for m in range(7)]  # 7 months: more than are kept hot
     for m, start in enumerate(months):
         for part in range(3):
             writer.write(make_candles("BTCUSDT", "1m", start + part * 10 * MIN, 10))
             assert len(reader.load("BTCUSDT", "1m")) == (3 * m + part + 1) * 10
+            newest = max((tmp_path / "candles" / "BTCUSDT" / "1m").glob("*.parquet"))
+            assert _codecs(newest) == compact
     writer.write(make_candles("BTCUSDT", "1m", AUG1 + 5 * MIN, 10, v=7))  # re-delivered
     writer.close()
     files = sorted((tmp_path / "candles" / "BTCUSDT" / "1m").glob("*.parquet"))
     assert len(files) == 7
-    for path in files:
-        meta = pq.ParquetFile(path).metadata
-        columns = range(meta.num_columns)
-        assert {meta.row_group(0).column(c).compression for c in columns} == {"ZSTD"}
+    assert all(_codecs(path) == compact for path in files)
     df = reader.load("BTCUSDT", "1m")
     assert len(df) == 210 and df.index.is_unique
     trades = list(df["number_of_trades"].iloc[:15])
     assert trades == [0, 10, 20, 30, 40, 7, 17, 27, 37, 47, 57, 67, 77, 87, 97]
+
+
+@pytest.mark.parametrize(
+    ("old", "codec"),
+    [
+        ({"compression": "zstd", "compression_level": 1}, "ZSTD"),
+        ({"compression": "none"}, "UNCOMPRESSED"),
+    ],
+)
+def test_partitions_written_by_older_versions_read_exactly_and_take_new_batches(
+    tmp_path: Path, old: dict[str, Any], codec: str
+) -> None:
+    # Stores written before the LZ4 format (zstd files, or plain ones a killed sink left)
+    # load the same frame, and a batch merged into such a file keeps every old row.
+    import pyarrow.parquet as pq
+
+    new = CandleStore.open(tmp_path / "new")
+    new.write(make_candles("BTCUSDT", "1m", JUL31_23H, 180))
+    expected = new.load("BTCUSDT", "1m")
+    older = tmp_path / "old"
+    for path in (tmp_path / "new" / "candles").rglob("[0-9]*.parquet"):
+        target = older / "candles" / path.relative_to(tmp_path / "new" / "candles")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pq.read_table(path), target, use_dictionary=False,
+                       write_statistics=["open_time"], **old)  # fmt: skip
+        assert {written for written, _ in _codecs(target)} == {codec}
+    store = CandleStore.open(older)
+    pd.testing.assert_frame_equal(store.load("BTCUSDT", "1m"), expected)
+    assert store.coverage()["rows"].tolist() == [180]
+    store.write(make_candles("BTCUSDT", "1m", JUL31_23H + 170 * MIN, 20, v=3))
+    got = CandleStore.open(older).load("BTCUSDT", "1m")
+    pd.testing.assert_frame_equal(got.iloc[:170], expected.iloc[:170])
+    assert len(got) == 190 and list(got["number_of_trades"].iloc[170:172]) == [3, 13]
 
 
 def test_a_sinks_table_is_stored_as_the_same_candles_written_one_by_one(tmp_path: Path) -> None:
