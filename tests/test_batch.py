@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -398,3 +400,18 @@ def test_a_batch_id_is_launched_once(settings: Settings, home: Path) -> None:
     finally:
         runner.delete(queue_id, grace=5)
         first.close()
+
+
+def test_a_jobs_runner_starts_papermill_without_building_the_iri_grammar() -> None:
+    # Every Job's runner imports papermill; jsonschema's IRI checker (`rfc3987_syntax`) builds a
+    # grammar on import, about a second of CPU per Job, ten Jobs at once in a 5-symbol batch.
+    script = (
+        "import sys\n"
+        "from streamforge_nb.workflow import runner\n"
+        "papermill = runner._import_papermill()\n"
+        "assert callable(papermill.execute_notebook)\n"
+        "print('rfc3987_syntax' in sys.modules and sys.modules['rfc3987_syntax'] is not None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, timeout=120)  # fmt: skip
+    assert done.stdout.strip() == "False"
