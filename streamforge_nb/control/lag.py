@@ -6,11 +6,12 @@ costs no request while the sink runs and outlives it. `lag_frame` reads it back,
 adds what the broker says now (committed vs end offsets of each group), and `judge_lag` gives
 each group one word, Burrow's way: over a window of samples, not from one.
 
-`read_lag` is `lag_frame` of a queue's history read in bulk: a librdkafka consumer reads the
-queue's partition of queue-events from the queue's start (`offsets_for_times`) in batches, a
-batch's candidates are decoded by one `orjson.loads`, and only the fields a sample uses are
-checked against the contract's bounds (a full model per event cost more than the read itself:
-a week of a sink's reports is 300k events).
+`control.lag_read` reads the samples back from queue-events for `Queue.lag()` and
+`Batch.lag()`: each partition once for all its queues, a long window at a resolution
+(buckets found by the broker's time index, the newest samples in full); a batch's candidates
+are decoded by one `orjson.loads`, and only the fields a sample uses are checked against the
+contract's bounds here (a full model per event cost more than the read itself: a week of a
+sink's reports is 300k events).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import orjson
 
 from streamforge_nb.control.telemetry import MALFORMED
-from streamforge_nb.exceptions import kafka_errors, map_confluent_error
+from streamforge_nb.exceptions import kafka_errors
 from streamforge_nb.platform.contract import (
     MAX_COUNT,
     MAX_ID_CHARS,
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JUDGEMENT_COLUMNS", "LAG_COLUMNS", "judge_lag", "judge_queues", "lag_frame", "live_lag",
-    "read_lag",
 ]  # fmt: skip
 
 LAG_COLUMNS = (
@@ -77,70 +77,6 @@ def lag_frame(events: Iterable[BaseEvent]) -> pd.DataFrame:
             columns["producer"].append(event.producer)
             columns["source"].append("telemetry")
     return _typed(columns)
-
-
-def read_lag(settings: Settings, queue_id: str, since: float | None = None) -> pd.DataFrame:
-    """Return `lag_frame` of the queue's events, read in bulk from queue-events.
-
-    Where `Queue.events()` reads: the queue's own partition from its start (`since`, else the
-    day in its id), and with `since` every partition from then (services that do not key by
-    queue id). A sample is kept when its event is the queue's `loading` event and every field
-    the row takes is within the contract's bounds; a malformed candidate counts in
-    `telemetry.MALFORMED`.
-    """
-    from confluent_kafka import KafkaException
-
-    from streamforge_nb.kafka.clients import make_assigned_reader
-    from streamforge_nb.kafka.reader import EndReader
-
-    topic = settings.queue_events_topic
-    rows: list[tuple[Any, ...]] = []
-    needle = queue_id.encode()
-    consumer = make_assigned_reader(settings, topic)
-    try:
-        starts, ends = _history(consumer, settings, queue_id, since)
-        batch: list[bytes] = []
-        for message in EndReader(consumer, topic, starts, ends, batch=_READ_BATCH):
-            raw = message.value()
-            # Other queues' telemetry is most of the topic: skip it unparsed.
-            if raw and b'"lag"' in raw and (needle in raw or message.key() == needle):
-                batch.append(raw)
-                if len(batch) >= _READ_BATCH:
-                    _add_samples(rows, _decode_batch(batch), queue_id)
-                    batch = []
-        _add_samples(rows, _decode_batch(batch), queue_id)
-    except KafkaException as exc:
-        raise map_confluent_error(exc, what=f"reading {topic}", settings=settings) from None
-    finally:
-        consumer.close()  # no group joined: nothing for the close to wait on
-    by_column = zip(*rows, strict=True) if rows else ((),) * len(LAG_COLUMNS)
-    return _typed({name: list(values) for name, values in zip(LAG_COLUMNS, by_column, strict=True)})
-
-
-_READ_BATCH = 5_000
-
-
-def _history(
-    consumer: Any, settings: Settings, queue_id: str, since: float | None
-) -> tuple[dict[int, int], dict[int, int]]:
-    """(start, end) offsets of the queue's history per partition, as `Follower.plan` finds."""
-    from streamforge_nb.kafka.partitions import START_SLACK_S, partition_for, queue_start_time
-    from streamforge_nb.kafka.reader import end_offsets, offsets_since, topic_numbers
-
-    topic = settings.queue_events_topic
-    numbers = topic_numbers(consumer, settings, topic)
-    ends = end_offsets(consumer, topic, numbers)
-    starts = dict(ends)  # a partition not read has no history to read
-    at: float | None
-    if since is not None:
-        at, read = since - START_SLACK_S, numbers
-    else:
-        at, read = queue_start_time(queue_id), [partition_for(queue_id, len(numbers))]
-    if at is None:  # an id that names no day: its partition from the beginning
-        starts.update(end_offsets(consumer, topic, read, first=True))
-    else:
-        starts.update(offsets_since(consumer, topic, int(at * 1000), {p: ends[p] for p in read}))
-    return starts, ends
 
 
 def _decode_batch(raws: list[bytes]) -> list[Any]:
@@ -220,14 +156,17 @@ def _is_number(value: Any) -> TypeGuard[float]:
 
 
 def _typed(columns: dict[str, list[Any]]) -> pd.DataFrame:
+    """A lag frame of `columns` (with a `queue_id` column first if it has one), sorted."""
     import pandas as pd
 
-    frame = pd.DataFrame(columns, columns=list(LAG_COLUMNS))
+    first = ["queue_id"] if "queue_id" in columns else []
+    frame = pd.DataFrame(columns, columns=[*first, *LAG_COLUMNS])
     frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
     for name in ("partition", "committed", "end", "messages_behind"):
         frame[name] = frame[name].astype("Int64")
     frame["seconds_behind"] = frame["seconds_behind"].astype("float64")
-    return frame.sort_values(["group", "partition", "time"], kind="stable").reset_index(drop=True)
+    order = [*first, "group", "partition", "time"]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def live_lag(settings: Settings, topic: str, groups: Iterable[str]) -> pd.DataFrame:

@@ -513,26 +513,25 @@ class Queue:
             series=queue_series(topic, self.queue_id),
         )  # fmt: skip
 
-    def lag(self, *, live: bool = False) -> pd.DataFrame:
+    def lag(
+        self, *, live: bool = False, since: Any = None, until: Any = None, points: int | None = 300
+    ) -> pd.DataFrame:
         """Return the sinks' lag over time: one row per sample, group and partition.
 
-        From the lag samples the sinks put in their progress reports (`control.lag`); with
-        `live`, plus one row per group and partition read from the broker now (committed vs
-        end offsets, `source` `live`). `lag_status()` judges each group.
+        From the lag samples the sinks put in their progress reports, `since` to `until`
+        (2h, @<Unix ms>, ISO, a datetime or Unix s; default: the queue's start, now). A long
+        window is read at a resolution (`control.lag_read`): the first sample of each of
+        `points` time buckets, the newest samples in full; `frame.attrs["resolution"]` says
+        which (`points=None`: every sample). `live`: plus each group's offsets now (`source`
+        `live`). `lag_status()` judges each group.
         """
-        import pandas as pd
+        from streamforge_nb.control.lag_read import read_queues_lag, window_time
 
-        from streamforge_nb.control.lag import live_lag, read_lag
-        from streamforge_nb.platform.names import data_topic
-
-        frame = read_lag(self.settings, self.queue_id, self.since)
-        if not live:
-            return frame
-        groups = sorted(set(frame["group"])) or [f"{self.queue_id}-sink"]
-        now = live_lag(self.settings, data_topic(self.queue_id), groups)
-        if now.empty or frame.empty:
-            return now if frame.empty else frame
-        return pd.concat([frame, now], ignore_index=True)
+        start = window_time(since)
+        return read_queues_lag(
+            self.settings, [self.queue_id], since=self.since if start is None else start,
+            until=window_time(until), points=points, live=live,
+        ).drop(columns="queue_id")  # fmt: skip
 
     def lag_status(
         self, *, live: bool = True, window: int = 10, stale_s: float = 120.0

@@ -390,12 +390,13 @@ def make_bulk_producer(settings: Settings, topic: str, **config: Any) -> Any:
     return producer
 
 
-def make_assigned_reader(settings: Settings, topic: str) -> Any:
+def make_assigned_reader(settings: Settings, topic: str, **config: Any) -> Any:
     """Return a librdkafka consumer that joins no group, for reading `topic` by assignment.
 
     Not `make_bulk_consumer`: its subscription's rebalance, served during a later `consume`,
     would take back an assignment made after it (seen: a read that never got a message).
-    Nothing is committed; the group id only satisfies librdkafka.
+    Nothing is committed; the group id only satisfies librdkafka. `config`: librdkafka
+    settings over these (a reader that seeks often fetches less ahead).
     """
     from confluent_kafka import Consumer, KafkaException
 
@@ -411,6 +412,7 @@ def make_assigned_reader(settings: Settings, topic: str) -> Any:
             "queued.max.messages.kbytes": 16 * 1024,
             "fetch.wait.max.ms": 100,
             "logger": logging.getLogger("streamforge_nb.librdkafka"),
+            **config,
         }
     )
     try:  # proves the login, TLS trust and ACLs before the first read

@@ -348,26 +348,20 @@ class Batch:
         finally:
             bar.close()
 
-    def lag(self, *, live: bool = False) -> pd.DataFrame:
-        """Return the sinks' lag over time of every queue (`Queue.lag`), with a `queue_id`
-        column first; queues with no lag sample yet add no row."""
-        import pandas as pd
+    def lag(
+        self, *, live: bool = False, since: Any = None, until: Any = None, points: int | None = 300
+    ) -> pd.DataFrame:
+        """Return the sinks' lag over time of every queue (`Queue.lag`, the same window and
+        resolution), with a `queue_id` column first; queues with no lag sample yet add no row.
 
-        from streamforge_nb.control.lag import LAG_COLUMNS, lag_frame
+        Each partition of queue-events is read once for all the queues it holds.
+        """
+        from streamforge_nb.control.lag_read import read_queues_lag, window_time
 
-        frames: dict[str, pd.DataFrame] = {}
-
-        def one(queue_id: str) -> None:
-            frames[queue_id] = self.queue(queue_id).lag(live=live)
-
-        # Each queue reads its own telemetry: a few at a time, not one after the other.
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{self.batch_id}-lag-") as pool:
-            list(pool.map(one, self._ids))
-        found = [f.assign(queue_id=q) for q, f in sorted(frames.items()) if not f.empty]
-        if not found:  # the columns and their types all the same
-            found = [lag_frame([]).assign(queue_id=pd.Series(dtype="object"))]
-        frame = pd.concat(found, ignore_index=True)
-        return frame[["queue_id", *LAG_COLUMNS]]
+        return read_queues_lag(
+            self.settings, list(self._ids), since=window_time(since), until=window_time(until),
+            points=points, live=live,
+        )  # fmt: skip
 
     def lag_status(
         self, *, live: bool = True, window: int = 10, stale_s: float = 120.0
