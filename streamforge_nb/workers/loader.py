@@ -31,18 +31,15 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamforge_nb import workers
-from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import StopRequested, StreamForgeError
 from streamforge_nb.exchange.archives import archive_paths, archive_tables
-from streamforge_nb.exchange.binance import KlinesClient
-from streamforge_nb.kafka.clients import make_admin
 from streamforge_nb.platform.anomalies import grid_floor_ms
 from streamforge_nb.platform.candle_columns import candles_table, encode_columns
 from streamforge_nb.platform.intervals import check_interval, close_time, longest_ms, open_times
@@ -57,9 +54,11 @@ from streamforge_nb.platform.names import (
     parse_time_range,
     producer_id,
 )
-from streamforge_nb.platform.topics import ensure_queue_topics
 from streamforge_nb.settings import Settings
-from streamforge_nb.workers.publish import CandlePublisher
+
+if TYPE_CHECKING:
+    from streamforge_nb.control.worker import Worker
+    from streamforge_nb.exchange.binance import KlinesClient
 
 __all__ = ["EmptyWindows", "LoaderOptions", "main", "run_loader"]
 
@@ -163,6 +162,8 @@ def _listed_before(client: KlinesClient, symbol: str, interval: str, ms: int) ->
 def _candle_pages(options: LoaderOptions, time_range: TimeRange) -> Iterator[Page]:
     start_ms, end_ms = time_range.start_ms, time_range.end_ms
     if options.source == "api":
+        from streamforge_nb.exchange.binance import KlinesClient
+
         client = KlinesClient(options.base_url or BINANCE_API)
         windows = EmptyWindows(
             options.interval,
@@ -215,7 +216,8 @@ def _read_ahead(
     def read() -> None:
         try:
             for page in pages:
-                if not offer(("page", (page, encode_columns(symbol, interval, page[0])))):
+                encoded = encode_columns(symbol, interval, page[0], checked=True)
+                if not offer(("page", (page, encoded))):
                     return
             offer(("end", None))
         except BaseException as exc:
@@ -247,11 +249,17 @@ def run_loader(options: LoaderOptions, settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
     read = _candle_pages(options, time_range)
     symbol, interval = options.symbol, options.interval
+    # Pages are checked where they are made (`archive_tables`, or `candles_table` of models).
     pages = (
         _read_ahead(read, symbol, interval)
         if options.source == "archive"
-        else ((page, encode_columns(symbol, interval, page[0])) for page in read)
+        else ((page, encode_columns(symbol, interval, page[0], checked=True)) for page in read)
     )
+    # Imported once the archives are being read (issue 20: the Kafka clients, the contract's
+    # events and the metrics take a few hundred ms to import, in parallel with the first
+    # archive's reading instead of before it).
+    from streamforge_nb.control.worker import Worker
+
     with Worker(
         settings,
         queue_id=options.queue_id,
@@ -271,6 +279,10 @@ def run_loader(options: LoaderOptions, settings: Settings | None = None) -> int:
 def _publish(
     worker: Worker, pages: Iterator[tuple[Page, Encoded]], topic: str, opts: LoaderOptions
 ) -> int:
+    from streamforge_nb.kafka.clients import make_admin
+    from streamforge_nb.platform.topics import ensure_queue_topics
+    from streamforge_nb.workers.publish import CandlePublisher
+
     settings = worker.settings
     # The first page comes before the topic or any message exists: an unknown symbol fails
     # here with nothing published.
