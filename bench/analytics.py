@@ -191,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     t_fresh, cpu = fresh_read(root, runs)
     show(f"  first load in a new process (CPU {cpu * 1000:.0f} ms)", t_fresh,
          {"read_parquet": t_pq, **_a(arctic, "read")})  # fmt: skip
-    year_bytes = sum(f.stat().st_size for f in (root / "candles/SYM000USDT/1m").glob("2*.parquet"))
-    print(f"  a year on disk: {year_bytes / 2**20:.1f} MiB in 12 files", flush=True)
+    year_files = sorted((root / "candles/SYM000USDT/1m").glob("2*.parquet"))
+    codec = pq.ParquetFile(year_files[0]).metadata.row_group(0).column(1).compression
+    year_bytes = sum(f.stat().st_size for f in year_files)
+    print(f"  a year on disk: {year_bytes / 2**20:.1f} MiB in 12 files ({codec}: the files "
+          "of the version that made --cache)", flush=True)  # fmt: skip
     for what, end in (("day", YEAR + DAY), ("month", FEB)):
         t = median_time(partial(store.load, "SYM000USDT", "1m", YEAR, end), runs)
         show(f"one {what} of it: load", t, _a(arctic, f"date_range_{what}"))

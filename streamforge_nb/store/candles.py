@@ -210,14 +210,16 @@ class CandleStore(MarketQueries):
         series = market.resolve_series(self._backend, symbols, intervals)
         span = range_ms(start, end)
         kept: list[Any] | None = [] if manifest else None
+        # A long pandas frame is built as the files' tables are let go (store.market).
+        long_frame = backend == "pandas" and not single and (how or "long") == "long"
         result = market.load_market(
             self._backend, series, span, (start is not None, end is not None),
-            fields=fields_, how=how or "long", missing=missing, keep=kept,
+            fields=fields_, how=how or "long", missing=missing, keep=kept, pandas=long_frame,
         )  # fmt: skip
         if single and backend == "pandas":  # one series with options: indexed by open time
             out = result.to_pandas().drop(columns=["symbol", "interval"]).set_index("open_time")
         else:
-            out = market.to_backend(result, backend)
+            out = result if long_frame else market.to_backend(result, backend)
         if kept is None:
             return out
         from streamforge_nb.store.manifest import Manifest

@@ -45,7 +45,7 @@ import itertools
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -279,6 +279,14 @@ class LocalBackend(SqliteState, CandleBackend):
         from streamforge_nb.store import scan
 
         return scan.read_table(self, symbol, interval, start_ms, end_ms, fields)
+
+    def column_chunks(
+        self, series: Sequence[tuple[str, str]], start_ms: int, end_ms: int, fields: Sequence[str]
+    ) -> Iterator[tuple[pa.Field, list[list[pa.Array]]]]:
+        """Yield `open_time` and `fields` of `series` a column at a time (`scan.column_chunks`)."""
+        from streamforge_nb.store import scan
+
+        return scan.column_chunks(self, series, start_ms, end_ms, fields)
 
     def series(self) -> list[tuple[str, str]]:
         """Return (symbol, interval) of every series directory holding a partition."""

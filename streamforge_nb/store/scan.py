@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +37,10 @@ if TYPE_CHECKING:
 
     from streamforge_nb.store.local import LocalBackend
 
-__all__ = ["SCHEMA", "cache_bytes", "clear", "read_frame", "read_table", "resample"]
+__all__ = [
+    "SCHEMA", "cache_bytes", "clear", "column_chunks", "concat_numpy", "read_frame",
+    "read_table", "resample",
+]  # fmt: skip
 
 TS = pa.timestamp("ms", tz="UTC")
 
@@ -53,6 +57,7 @@ SCHEMA = pa.schema([pa.field("open_time", TS), *map(_field, COLUMNS)])
 
 _ENV = "STREAMFORGE_READ_CACHE_MB"
 _READERS = 2  # files decoded at once on a miss: pyarrow decodes without the GIL; 2 cores
+_MAX_OPEN = 256  # files `column_chunks` holds open at once (the rest are read whole)
 
 _Key = tuple[int, int, int, int]  # device, inode, size, mtime ns
 
@@ -230,13 +235,78 @@ def _column(tables: list[pa.Table], name: str) -> np.ndarray[Any, Any]:
         return np.asarray(chunks[0].to_numpy(zero_copy_only=False))
     if not chunks:
         return np.empty(0, dtype=np.int64 if name in ("open_time", "close_time") else np.float64)
+    return concat_numpy(chunks, pa.default_memory_pool())
+
+
+def column_chunks(
+    backend: LocalBackend,
+    series: Sequence[tuple[str, str]],
+    start_ms: int,
+    end_ms: int,
+    names: Sequence[str],
+) -> Iterator[tuple[pa.Field, list[list[pa.Array]]]]:
+    """Yield `open_time`, then each of `names`, of `[start_ms, end_ms)`: per series, its chunks.
+
+    A file the read cache keeps gives its decoded table's column; any other is read one
+    column at a time, not kept. A caller that copies each column and drops it before asking
+    for the next never holds all the files decoded (the next column's decode reuses their
+    freed buffers): a long pandas frame of 50 symbols x a month peaked at 2x its size.
+    Every file is opened before the first column is read, so all of a file's columns come
+    from the version opened, even if a writer replaces it meanwhile."""
+    budget = _budget()
+    fields = [SCHEMA.field("open_time"), *(SCHEMA.field(n) for n in names)]
+    where = str(backend.root / "candles")
+    with store_errors("cannot read candles", where), ExitStack() as stack:
+        parts: list[tuple[int, pa.Table | ds.Fragment, bool]] = []  # series, source, cut
+        for i, (sym, iv) in enumerate(series):
+            for lo, hi, path in _spanned(backend, sym, iv, start_ms, end_ms):
+                table = _CACHE.get(path, _key(path)) if budget else None
+                if table is None and len(parts) < _MAX_OPEN:
+                    source: pa.Table | ds.Fragment = _FORMAT.make_fragment(
+                        stack.enter_context(pa.OSFile(path, "rb"))
+                    )
+                else:  # cached, or more files than are held open: read whole, as _tables
+                    source = table if table is not None else _decode(path, None)
+                parts.append((i, source, lo < start_ms or hi > end_ms))
+        bounds: dict[int, tuple[int, int]] = {}
+
+        def read(j: int, field: pa.Field) -> pa.ChunkedArray:
+            _, source, cut = parts[j]
+            if isinstance(source, pa.Table):
+                column = source.column(field.name)
+            else:
+                got = source.to_table(columns=[field.name], memory_pool=_pool())
+                column = got.column(0).cast(field.type)
+            if cut:  # a partition the range cuts: its rows in range, found by open time
+                if field.name == "open_time":
+                    first, last = np.searchsorted(_ms(column), [start_ms, end_ms])
+                    bounds[j] = (int(first), int(last - first))
+                column = column.slice(*bounds[j])
+            return column
+
+        with ThreadPoolExecutor(_READERS) as pool:
+            for field in fields:
+                columns = list(pool.map(lambda j, f=field: read(j, f), range(len(parts))))
+                per: list[list[pa.Array]] = [[] for _ in series]
+                for (i, _, _), column in zip(parts, columns, strict=True):
+                    per[i].extend(column.chunks)
+                del columns
+                yield field, per
+
+
+def concat_numpy(
+    chunks: Sequence[pa.Array], pool: pa.MemoryPool | None = None
+) -> np.ndarray[Any, Any]:
+    """Copy numeric `chunks` (at least one, no nulls) into one writable numpy array, in a
+    buffer of `pool` (None: the pool files are decoded into, which holds freed decoded
+    buffers to reuse)."""
     parts = [c.to_numpy(zero_copy_only=False) for c in chunks]
-    # Into a writable buffer of Arrow's pool (mimalloc keeps freed pages): numpy's malloc
-    # gives a year's 46 MB back to the OS after each frame, and faulting it in again took
-    # longer than the copy itself.
+    # Into a writable buffer of Arrow's pool (it keeps freed pages): numpy's malloc gives a
+    # year's 46 MB back to the OS after each frame, and faulting it in again took longer
+    # than the copy itself.
     size = sum(len(p) for p in parts)
-    out = np.frombuffer(pa.allocate_buffer(size * parts[0].itemsize), dtype=parts[0].dtype)
-    return np.concatenate(parts, out=out)
+    buffer = pa.allocate_buffer(size * parts[0].itemsize, memory_pool=pool or _pool())
+    return np.concatenate(parts, out=np.frombuffer(buffer, dtype=parts[0].dtype))
 
 
 def read_table(
