@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from test_lag import fill
+from test_lag import assert_sampled, events_topic, fill, write_reports
 
 from streamforge_nb.control.lag import LAG_COLUMNS
 from streamforge_nb.platform.names import data_topic
@@ -49,3 +50,27 @@ def test_batch_lag_joins_its_queues_and_judges_each_group(settings: Settings, ho
     assert judged["queue_id"].to_dict() == {f"{q}-sink": q for q in ids[:2]}
     assert set(judged["status"]) == {"ok"}
     assert judged["messages_behind"].tolist() == [0, 0]
+
+
+def test_batch_lag_over_a_long_window_reads_each_queue_at_the_resolution(
+    settings: Settings, home: Path
+) -> None:
+    """Two queues' reports share one partition of queue-events: one read gives each queue its
+    bucket samples and its newest reports in full, and says the resolution."""
+    own = events_topic(settings)
+    batch = Workflow.candles(["BTCUSDT", "ETHUSDT"], "1m", "2024-08-01:2024-08-02",
+                             store=f"local://{home / 'store'}", settings=own)  # fmt: skip
+    ids = sorted(s.queue_id for s in batch.plan().shards)
+    start = float(int(time.time()) - 6000 * 60 - 120)
+    write_reports(own, ids, 6000, start)
+    try:
+        frame = batch.lag(since=start, until=start + 6000 * 60, points=10)
+    finally:
+        batch.close()
+    assert list(frame.columns) == ["queue_id", *LAG_COLUMNS]
+    assert frame["queue_id"].drop_duplicates().tolist() == ids
+    for qid in ids:
+        own_rows = frame[frame["queue_id"] == qid].reset_index(drop=True)
+        assert set(own_rows["group"]) == {f"{qid}-sink"}
+        own_rows.attrs = frame.attrs
+        assert_sampled(own_rows.drop(columns="queue_id"), start + ids.index(qid))

@@ -280,3 +280,84 @@ def test_lag_reads_only_the_queues_well_formed_samples(settings: Settings) -> No
     assert frame["time"].tolist() == pd.to_datetime([now - 3, now - 1, now - 3], unit="s",
                                                     utc=True).tolist()  # fmt: skip
     assert MALFORMED.total > malformed  # counted, not silently dropped
+
+
+def write_reports(settings: Settings, qids: list[str], count: int, start: float) -> None:
+    """`count` sink reports a minute apart from `start` for each of `qids`, interleaved on one
+    partition, each stamped with its report's time (the broker's time index is real)."""
+    producer = make_producer(settings, linger_ms=20, batch_size=64 * 1024)
+    for k in range(count):
+        for n, qid in enumerate(qids):
+            at = start + 60 * k + n
+            lag = [{"partition": 0, "committed": k, "end": k + 5, "messages": 5, "seconds": 1.0}]
+            report = Loading(queue_id=qid, producer="arango-candles__p1", timestamp=at,
+                             group=f"{qid}-sink", lag=lag)  # fmt: skip
+            producer.send(settings.queue_events_topic, key=qid.encode(), value=encode(report),
+                          partition=0, timestamp_ms=int(at * 1000))  # fmt: skip
+    producer.flush()
+    producer.close()
+
+
+def events_topic(settings: Settings) -> Settings:
+    """Settings whose queue-events is a new topic of one partition (every queue shares it)."""
+    from streamforge_nb.testing import unique_name
+
+    topic = unique_name("queue-events")
+    admin = make_admin(settings)
+    try:
+        ensure_topics(admin, (TopicSpec(topic),))
+    finally:
+        admin.close()
+    return settings.model_copy(update={"queue_events_topic": topic})
+
+
+def assert_sampled(frame: pd.DataFrame, start: float) -> None:
+    """Rows of one group: the first report of each of 10 buckets of 600 reports, then the
+    newest reports in full (at least the judgement's window), as `attrs` says."""
+    from streamforge_nb.control.lag import WINDOW
+
+    committed = frame["committed"].tolist()
+    assert committed[:10] == list(range(0, 6000, 600))
+    newest = committed[10:]
+    assert newest == list(range(newest[0], 6000)) and 5400 < newest[0] <= 6000 - WINDOW
+    resolution = frame.attrs["resolution"]
+    assert resolution["sampled"] is True and resolution["points"] == 10
+    assert resolution["bucket_s"] == pytest.approx(36_000, abs=1)
+    # from then on every report is a row (the partition's: another queue's may come first)
+    assert frame["time"].iloc[9].timestamp() < resolution["full_since"]
+    assert resolution["full_since"] <= frame["time"].iloc[10].timestamp()
+    assert frame["time"].iloc[0].timestamp() == pytest.approx(start)
+
+
+def test_a_long_window_reads_a_sample_per_bucket_and_the_newest_in_full(
+    settings: Settings,
+) -> None:
+    """100 hours of reports a minute apart, read at 10 points: one report per 10 hours found
+    by the broker's time index, the newest in full; the judgement sees what a full read sees."""
+    own = events_topic(settings)
+    qid, other = new_queue(), new_queue()
+    start = float(int(time.time()) - 6000 * 60 - 120)
+    write_reports(own, [qid, other], 6000, start)
+    with Queue(qid, own) as queue:
+        frame = queue.lag(since=start, until=start + 6000 * 60, points=10)
+        full = queue.lag(since=start, until=start + 6000 * 60, points=None)
+    assert list(frame.columns) == list(LAG_COLUMNS)
+    assert set(frame["group"]) == {f"{qid}-sink"}  # the other queue's reports are not its
+    assert_sampled(frame, start)
+    assert len(full) == 6000 and full.attrs["resolution"]["sampled"] is False
+    newest = frame.tail(10).reset_index(drop=True)
+    pd.testing.assert_frame_equal(newest, full.tail(10).reset_index(drop=True))
+    now = start + 6000 * 60
+    assert judge_lag(frame, now=now).equals(judge_lag(full, now=now))
+
+
+def test_lag_refuses_a_bad_window_before_reading(settings: Settings) -> None:
+    from streamforge_nb.exceptions import InvalidName
+
+    with Queue(new_queue(), settings) as queue:
+        with pytest.raises(InvalidName, match="points"):
+            queue.lag(points=1)
+        with pytest.raises(InvalidName, match="invalid time 'yesterday'"):
+            queue.lag(since="yesterday")
+        with pytest.raises(InvalidName, match="until"):
+            queue.lag(since="1h", until="2h")

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -212,7 +213,7 @@ class _Read:
             if offset + 1 >= stops[p]:
                 left.discard(p)
             stamp = message.timestamp()[1]
-            if first[p] is None:
+            if first[p] is None and stamp >= 0:  # -1: the message has no time
                 first[p] = stamp
             if until_ms is not None:
                 count[p] += 1
@@ -328,8 +329,8 @@ class _Read:
                 consumer.close()
 
         # Hundreds of short runs, each mostly a round trip: a few readers at once.
-        parts = [range(k * points // _READERS, (k + 1) * points // _READERS)
-                 for k in range(_READERS)]  # fmt: skip
+        cuts = [k * points // _READERS for k in range(_READERS + 1)]
+        parts = [range(a, b) for a, b in pairwise(cuts) if b > a]
         with ThreadPoolExecutor(_READERS, thread_name_prefix="lag-buckets") as pool:
             for rows in pool.map(buckets, parts):
                 for p, kept in rows.items():
