@@ -30,6 +30,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -160,51 +161,74 @@ def _listed_before(client: KlinesClient, symbol: str, interval: str, ms: int) ->
 
 
 def _candle_pages(options: LoaderOptions, time_range: TimeRange) -> Iterator[Page]:
-    start_ms, end_ms = time_range.start_ms, time_range.end_ms
-    if options.source == "api":
-        from streamforge_nb.exchange.binance import KlinesClient
+    """The REST API's pages, with the exchange-empty windows each one reveals."""
+    from streamforge_nb.exchange.binance import KlinesClient
 
-        client = KlinesClient(options.base_url or BINANCE_API)
-        windows = EmptyWindows(
-            options.interval,
-            start_ms,
-            end_ms,
-            lambda ms: _listed_before(client, options.symbol, options.interval, ms),
-        )
-        for page in client.candles(options.symbol, options.interval, start_ms, end_ms):
-            yield candles_table(page), windows.feed([c.open_time for c in page])
-        yield candles_table([]), windows.finish(int(time.time() * 1000))
-        return
+    start_ms, end_ms = time_range.start_ms, time_range.end_ms
+    client = KlinesClient(options.base_url or BINANCE_API)
+    windows = EmptyWindows(
+        options.interval,
+        start_ms,
+        end_ms,
+        lambda ms: _listed_before(client, options.symbol, options.interval, ms),
+    )
+    for page in client.candles(options.symbol, options.interval, start_ms, end_ms):
+        yield candles_table(page), windows.feed([c.open_time for c in page])
+    yield candles_table([]), windows.finish(int(time.time() * 1000))
+
+
+def _archive_parts(options: LoaderOptions, time_range: TimeRange) -> Iterator[Iterator[Page]]:
+    """One iterator of pages per archive, in order; an archive is read when iterated."""
     sources = list(options.archives) or [
         f"{(options.base_url or BINANCE_DATA).rstrip('/')}/{path}"
         for path in archive_paths(options.symbol, options.interval, time_range)
     ]
-    for table in archive_tables(options.symbol, options.interval, sources):
+    for source in sources:
+        yield _archive_pages(options.symbol, options.interval, source, time_range)
+
+
+def _archive_pages(
+    symbol: str, interval: str, source: str, time_range: TimeRange
+) -> Iterator[Page]:
+    for table in archive_tables(symbol, interval, [source]):
         # Archives hold whole days or months: keep only the asked range.
         times = table.column("open_time")
-        inside = pc.and_(pc.greater_equal(times, start_ms), pc.less(times, end_ms))
+        inside = pc.and_(
+            pc.greater_equal(times, time_range.start_ms), pc.less(times, time_range.end_ms)
+        )
         yield table.filter(inside), []
 
 
 READ_AHEAD = 2
-"""Archive pages (a month of 1m each) read while the loader publishes the one before."""
+"""Pages (a month of 1m each) read ahead of the one being published, per archive."""
+READERS = 2
+"""Archives read at once."""
 
 
 def _read_ahead(
-    pages: Iterator[Page], symbol: str, interval: str, depth: int = READ_AHEAD
+    parts: Iterator[Iterator[Page]],
+    symbol: str,
+    interval: str,
+    *,
+    depth: int = READ_AHEAD,
+    readers: int = READERS,
 ) -> Iterator[tuple[Page, Encoded]]:
-    """Return `pages` in order, each with its encoded candles, read and encoded by a
-    background thread up to `depth` pages ahead.
+    """Return the pages of `parts` in order, each with its encoded candles, read and encoded
+    by `readers` background threads, one part (an archive) each, up to `depth` pages ahead.
 
-    Unzipping, Arrow's CSV reader and its kernels release the GIL: the next archive is parsed
-    and encoded while this one is handed to librdkafka (issue 20: parsing and encoding were
-    half of the loader's time). Reading starts now, while the worker connects; it has no side
-    effect. A reading error is raised from the iterator, after the pages before it.
+    Unzipping, Arrow's CSV reader and its kernels release the GIL: the next archives are
+    parsed and encoded while this one is handed to librdkafka (issue 20: one reader was the
+    loader's wall, the publishing thread waited for it). Reading starts now, while the worker
+    connects; it has no side effect. A reading error is raised from the iterator, after the
+    pages before it; what other readers read past it is dropped.
     """
-    ahead: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     done = threading.Event()
+    # Each part's own queue of pages, queued in the parts' order (None: no more parts).
+    slots: queue.Queue[queue.Queue[tuple[str, Any]] | None] = queue.Queue()
+    taking = threading.Lock()
+    over = False
 
-    def offer(item: tuple[str, Any]) -> bool:
+    def offer(ahead: queue.Queue[tuple[str, Any]], item: tuple[str, Any]) -> bool:
         while not done.is_set():  # the consumer may be gone: never block for good
             try:
                 ahead.put(item, timeout=0.1)
@@ -213,31 +237,57 @@ def _read_ahead(
                 continue
         return False
 
+    def next_part() -> tuple[Iterator[Page] | None, queue.Queue[tuple[str, Any]] | None]:
+        nonlocal over
+        with taking:  # a part and its slot are taken together: slots keep the parts' order
+            if over:
+                return None, None
+            ahead: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+            try:
+                part = next(parts, None)
+            except BaseException as exc:
+                part, over = None, True
+                ahead.put(("error", exc))
+                slots.put(ahead)
+                return None, None
+            if part is None:
+                over = True
+                slots.put(None)
+                return None, None
+            slots.put(ahead)
+            return part, ahead
+
     def read() -> None:
-        try:
-            for page in pages:
-                encoded = encode_columns(symbol, interval, page[0], checked=True)
-                if not offer(("page", (page, encoded))):
-                    return
-            offer(("end", None))
-        except BaseException as exc:
-            offer(("error", exc))
-        finally:
-            getattr(pages, "close", lambda: None)()  # closes the open archive
+        while not done.is_set():
+            part, ahead = next_part()
+            if part is None or ahead is None:
+                return
+            try:
+                for page in part:
+                    encoded = encode_columns(symbol, interval, page[0], checked=True)
+                    if not offer(ahead, ("page", (page, encoded))):
+                        return
+                offer(ahead, ("end", None))
+            except BaseException as exc:
+                offer(ahead, ("error", exc))
+            finally:
+                getattr(part, "close", lambda: None)()  # closes the open archive
 
     def taken() -> Iterator[tuple[Page, Encoded]]:
         try:
-            while True:
-                kind, value = ahead.get()
-                if kind == "end":
-                    return
-                if kind == "error":
-                    raise value
-                yield value
+            while (ahead := slots.get()) is not None:
+                while True:
+                    kind, value = ahead.get()
+                    if kind == "end":
+                        break
+                    if kind == "error":
+                        raise value
+                    yield value
         finally:
             done.set()
 
-    threading.Thread(target=read, name="loader-read-ahead", daemon=True).start()
+    for n in range(readers):
+        threading.Thread(target=read, name=f"loader-read-ahead-{n}", daemon=True).start()
     pages_taken = taken()
     weakref.finalize(pages_taken, done.set)  # never started (the worker failed): stop too
     return pages_taken
@@ -247,13 +297,15 @@ def run_loader(options: LoaderOptions, settings: Settings | None = None) -> int:
     """Load candles into the data topic; return the exit code (0 finished or stopped)."""
     time_range, topic = options.validated()
     settings = settings or Settings.from_env()
-    read = _candle_pages(options, time_range)
     symbol, interval = options.symbol, options.interval
     # Pages are checked where they are made (`archive_tables`, or `candles_table` of models).
     pages = (
-        _read_ahead(read, symbol, interval)
+        _read_ahead(_archive_parts(options, time_range), symbol, interval)
         if options.source == "archive"
-        else ((page, encode_columns(symbol, interval, page[0], checked=True)) for page in read)
+        else (
+            (page, encode_columns(symbol, interval, page[0], checked=True))
+            for page in _candle_pages(options, time_range)
+        )
     )
     # Imported once the archives are being read (issue 20: the Kafka clients, the contract's
     # events and the metrics take a few hundred ms to import, in parallel with the first
@@ -287,12 +339,17 @@ def _publish(
     # The first page comes before the topic or any message exists: an unknown symbol fails
     # here with nothing published.
     first = next(pages, None)
-    admin = make_admin(settings)
-    try:
-        ensure_queue_topics(admin, settings, topic, partitions=opts.partitions)
-    finally:
-        admin.close()
-    publisher = CandlePublisher(settings, topic)
+    # The producer connects and gets its idempotent id while the topic is created (issue 20:
+    # a few hundred ms one after the other); it sends nothing before the topic exists, and
+    # its metadata requests never create it (`allow.auto.create.topics` off).
+    with ThreadPoolExecutor(1, thread_name_prefix="loader-connect") as pool:
+        connecting = pool.submit(CandlePublisher, settings, topic)
+        admin = make_admin(settings)
+        try:
+            ensure_queue_topics(admin, settings, topic, partitions=opts.partitions)
+        finally:
+            admin.close()
+        publisher = connecting.result()
     sent = empty = 0
     last_report = time.monotonic()
     marker = [(RECORD_HEADER, EXCHANGE_EMPTY)]

@@ -42,6 +42,9 @@ PRODUCER_CONFIG: dict[str, Any] = {
     "queue.buffering.max.kbytes": 256 * 1024,
     "message.timeout.ms": MESSAGE_TIMEOUT_MS,
     "delivery.report.only.error": True,
+    # A topic is the loader's to create, with the platform's partitions and retention: the
+    # producer's metadata requests (it may connect before the topic exists) never create one.
+    "allow.auto.create.topics": False,
 }
 
 
