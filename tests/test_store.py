@@ -710,6 +710,8 @@ def test_partitions_written_by_older_versions_read_exactly_and_take_new_batches(
     # load the same frame, and a batch merged into such a file keeps every old row.
     import pyarrow.parquet as pq
 
+    from streamforge_nb.store.scan import SCHEMA
+
     new = CandleStore.open(tmp_path / "new")
     new.write(make_candles("BTCUSDT", "1m", JUL31_23H, 180))
     expected = new.load("BTCUSDT", "1m")
@@ -717,8 +719,9 @@ def test_partitions_written_by_older_versions_read_exactly_and_take_new_batches(
     for path in (tmp_path / "new" / "candles").rglob("[0-9]*.parquet"):
         target = older / "candles" / path.relative_to(tmp_path / "new" / "candles")
         target.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pq.read_table(path), target, use_dictionary=False,
-                       write_statistics=["open_time"], **old)  # fmt: skip
+        rows = pq.read_table(path).cast(SCHEMA)  # OPTIONAL columns, as they were written
+        pq.write_table(rows, target, use_dictionary=False, write_statistics=["open_time"], **old)
+        assert pq.ParquetFile(target).schema_arrow.field("close").nullable
         assert {written for written, _ in _codecs(target)} == {codec}
     store = CandleStore.open(older)
     pd.testing.assert_frame_equal(store.load("BTCUSDT", "1m"), expected)

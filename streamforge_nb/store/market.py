@@ -16,9 +16,9 @@ Holes are never filled silently (`missing`):
 
 Nulls make `number_of_trades` float64 and `close_time` NaT in pandas. Only `fields` (and
 the open time) are read from the files. A long pandas frame (`"drop"`) is built a column at
-a time as the embedded store's files are read (`scan.column_chunks`), none of them kept. `backend`: `"pandas"`, `"arrow"` (a `pyarrow.Table`)
-or `"polars"` (needs the `polars` extra); arrow and polars wide tables name columns
-`<field>_<SYMBOL>`.
+a time as the embedded store's files are read (`scan.column_chunks`), none of them kept.
+`backend`: `"pandas"`, `"arrow"` (a `pyarrow.Table`) or `"polars"` (needs the `polars`
+extra); arrow and polars wide tables name columns `<field>_<SYMBOL>`.
 """
 
 from __future__ import annotations
