@@ -13,7 +13,7 @@ import pytest
 from conftest import subprocess_env
 
 from streamforge_nb.control.queue import Queue
-from streamforge_nb.exceptions import BrokerUnavailable, InvalidName, NotAuthorized
+from streamforge_nb.exceptions import ArchiveError, BrokerUnavailable, InvalidName, NotAuthorized
 from streamforge_nb.exchange.archives import SAMPLE_ARCHIVE, archive_candles
 from streamforge_nb.kafka.clients import make_admin
 from streamforge_nb.kafka.partitions import partition_for
@@ -25,7 +25,13 @@ from streamforge_nb.platform.topics import ensure_queue_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import read_topic, topic_exists
 from streamforge_nb.testing.exchange import ExchangeServer
-from streamforge_nb.workers.loader import SETTLE_MS, EmptyWindows, LoaderOptions, run_loader
+from streamforge_nb.workers.loader import (
+    SETTLE_MS,
+    EmptyWindows,
+    LoaderOptions,
+    _read_ahead,
+    run_loader,
+)
 from streamforge_nb.workers.publish import CandlePublisher
 
 
@@ -352,3 +358,32 @@ def test_flush_raises_when_the_broker_does_not_acknowledge_in_time(settings: Set
     publisher.candles("BTCUSDT", "1m", table)
     publisher.flush(timeout=60)
     assert publisher.acknowledged == 10
+
+
+def test_two_archives_are_read_at_once_and_their_pages_published_in_order() -> None:
+    candles = next(archive_candles("BTCUSDT", "1m", [SAMPLE_ARCHIVE]))
+    second_started = threading.Event()
+
+    def first() -> Iterator[tuple]:
+        # Only a second reader, working while this archive is still being read, lets it go on.
+        assert second_started.wait(60), "the next archive was not read alongside this one"
+        yield candles_table(candles[0:2]), []
+        yield candles_table(candles[2:3]), []
+
+    def second() -> Iterator[tuple]:
+        second_started.set()
+        yield candles_table(candles[3:5]), []
+
+    def broken() -> Iterator[tuple]:
+        raise ArchiveError("a corrupted archive")
+        yield  # a generator, read by a reader thread
+
+    published = []
+    with pytest.raises(ArchiveError, match="corrupted"):
+        for (table, _windows), (keys, _values) in _read_ahead(
+            iter([first(), second(), broken()]), "BTCUSDT", "1m"
+        ):
+            published += keys.to_pylist()
+            assert table.num_rows == len(keys)
+    # In the archives' order, every page before the error, whichever reader finished first.
+    assert published == [c.key for c in candles[:5]]
