@@ -72,12 +72,19 @@ def frame_from_arrays(
     for name in COLUMNS:
         values = columns[name]
         if name == "close_time":
-            data[name] = utc_index(np.asarray(values), None)
+            data[name] = _utc(values, None)
         elif name == "number_of_trades":
             data[name] = np.asarray(values, dtype=np.int64)
         else:
             data[name] = np.asarray(values, dtype=np.float64)
-    return pd.DataFrame(data, index=utc_index(open_time_ms), copy=False)
+    return pd.DataFrame(data, index=_utc(open_time_ms, "open_time"), copy=False)
+
+
+def _utc(values: Any, name: str | None) -> pd.DatetimeIndex:
+    """Unix ms as a UTC index; one that already is one (Arrow made it) as it is."""
+    if isinstance(values, pd.DatetimeIndex) and values.dtype == _UTC_MS:
+        return values.rename(name)
+    return utc_index(np.asarray(values), name)
 
 
 def empty_frame() -> pd.DataFrame:

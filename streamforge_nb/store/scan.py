@@ -26,6 +26,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -34,8 +35,6 @@ from streamforge_nb.exceptions import ConfigError, store_errors
 from streamforge_nb.store.frames import COLUMNS
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from streamforge_nb.store.local import LocalBackend
 
 __all__ = [
@@ -224,15 +223,20 @@ def read_frame(
         tables = _tables(files, start_ms, end_ms, None)
     if not tables:
         return empty_frame()
-    columns = {name: _column(tables, name) for name in ("open_time", *COLUMNS)}
+    names = ("open_time", *COLUMNS)
+    # Columns copied two at a time (the copies release the GIL; a year is 46 MB), times by
+    # Arrow straight into a UTC index: one copy, not two.
+    with ThreadPoolExecutor(_READERS) as pool:
+        columns = dict(zip(names, pool.map(lambda n: _column(tables, n), names), strict=True))
     return frame_from_arrays(columns.pop("open_time"), columns)
 
 
-def _column(tables: list[pa.Table], name: str) -> np.ndarray[Any, Any]:
-    """One column of `tables` as one numpy array: a view of a single chunk, else one copy."""
+def _column(tables: list[pa.Table], name: str) -> Any:
+    """One column of `tables` as one numpy array (a view of a single chunk, else one copy),
+    or a UTC `DatetimeIndex` of a time column."""
     chunks = [c for t in tables for c in t.column(name).chunks]
     if chunks and pa.types.is_timestamp(chunks[0].type):
-        chunks = [c.view(pa.int64()) for c in chunks]
+        return pd.DatetimeIndex(pa.chunked_array(chunks, TS).to_pandas())
     if len(chunks) == 1:
         return np.asarray(chunks[0].to_numpy(zero_copy_only=False))
     if not chunks:
