@@ -29,11 +29,12 @@ project on a 2-vCPU VM; ours: `bench/read.py` on a 2-vCPU VM):
   memory (the merge reads nothing while the file is the one this backend wrote: same inode,
   size and mtime).
 - Files are encoded for the read, the hot path (`_WRITE_OPTIONS`): floats split by byte
-  (BYTE_STREAM_SPLIT), times and counts delta-encoded, then LZ4. A year of 1m decodes in
-  ~30 ms CPU (zstd, the format before: ~90 ms) and takes 27 MiB (zstd: 26; plain: 44), and
-  encoding a month costs what writing it plain does (zstd: 3x), so a file is written once
-  in its final form. Files of older versions (zstd, or plain if a writer was killed) read
-  as they are: Parquet names its codec and encodings per column chunk.
+  (BYTE_STREAM_SPLIT), times and counts delta-encoded, then LZ4, columns REQUIRED (no
+  definition levels). A year of 1m decodes in ~20 ms CPU (zstd, the format before: ~90 ms)
+  and takes 27 MiB (zstd: 26; plain: 44), and encoding a month costs what writing it plain
+  does (zstd: 3x), so a file is written once in its final form. Files of older versions
+  (zstd, or plain if a writer was killed; OPTIONAL columns) read as they are: Parquet names
+  its codec and encodings per column chunk.
 
 A read spanning partitions is consistent per partition, not across them: a batch crossing a
 month boundary may show in one month before the other.
@@ -72,10 +73,11 @@ __all__ = ["LocalBackend", "partition_unit"]
 _DIRNAMES = {iv: ("1mo" if iv == "1M" else iv) for iv in INTERVALS}
 _INTERVAL_OF_DIR = {d: iv for iv, d in _DIRNAMES.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Measured on a year of 1m of generated candles: decode CPU / size / encode CPU
-# a month: zstd-1 ~90 ms / 25.7 MiB / 12.7 ms; lz4_raw 40 / 33.6 / 8.2; plain 26 / 44.1 / 3.7;
-# this 28 / 27.1 / 4.0. Split bytes make a float's exponent and high mantissa bytes runs LZ4
-# finds; deltas of a grid's times are near constant. Dictionaries only slow float columns.
+# Measured on a year of 1m of generated candles (dataset fragments, OPTIONAL columns):
+# the year's decode CPU / size / a month's encode CPU: zstd-1 ~90 ms / 25.7 MiB / 12.7 ms; lz4_raw
+# 40 / 33.6 / 8.2; plain 26 / 44.1 / 3.7; this 28 / 27.1 / 4.0 (REQUIRED, ParquetFile: 18).
+# Split bytes make a float's exponent and high mantissa bytes runs LZ4 finds; deltas of a
+# grid's times are near constant. Dictionaries only slow float columns.
 _WRITE_OPTIONS: dict[str, Any] = {
     "compression": "lz4_raw",
     "use_dictionary": False,
