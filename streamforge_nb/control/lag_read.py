@@ -8,8 +8,9 @@ messages, reads it sampled:
 
 - the window is cut into `points` buckets of equal time; the broker's offsets-for-times
   lookup finds each bucket's first offset, and a short run from there (until every asked
-  queue of the partition was seen, `RUN_S` of message time, `RUN_MAX` messages or the next
-  bucket) keeps the first sample of each group and partition;
+  queue of the partition was seen, `RUN_MAX` messages or the next bucket) keeps the first
+  sample of each group and partition (a group that reports rarely among many busy ones may
+  have none in a bucket);
 - the newest samples are read in full, backwards from the end in growing steps, until each
   asked queue of a partition has `lag.WINDOW` samples of each of its groups and partitions
   (what `judge_lag` looks at) or the read reaches the last bucket.
@@ -46,15 +47,14 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_POINTS", "read_queues_lag", "window_time"]
 
-DEFAULT_POINTS = 300
+DEFAULT_POINTS = 200
 """Buckets a long window is read in (a chart's width; the newest samples come in full)."""
 FULL_PER_POINT = 64
 """A window of at most `points` x this many messages is read in full: sampling would not
 read much less."""
-RUN_S = 10.0
-"""Message time a bucket's run covers at most (sinks report every 2 s while they store)."""
-RUN_MAX = 400
-"""Messages a bucket's run reads at most per partition."""
+RUN_MAX = 200
+"""Messages a bucket's run reads at most per partition (a queue that stopped reporting while
+others on its partition go on costs this much per bucket)."""
 _TAIL_FIRST = 256
 _STALL_S = 30.0
 _READERS = 4
@@ -92,7 +92,7 @@ def read_queues_lag(
     if since is not None and until is not None and until <= since:
         raise InvalidName(f"until ({until}) must be after since ({since})")
     topic = settings.queue_events_topic
-    consumer = make_assigned_reader(settings, topic)
+    consumer = make_assigned_reader(settings, topic, **_SEEKING)
     try:
         numbers = topic_numbers(consumer, settings, topic)
         owners: dict[int, set[str]] = {}
@@ -113,7 +113,11 @@ def read_queues_lag(
         read = _Read(settings, consumer, topic, owners)
         held = sum(max(0, ends[p] - starts[p]) for p in owners)
         if points is None or held <= points * FULL_PER_POINT:
-            read.run(starts, ends)
+            read.consumer = make_assigned_reader(settings, topic)  # fetching far ahead
+            try:
+                read.run(starts, ends)
+            finally:
+                read.consumer.close()
             resolution = {"sampled": False, "points": None, "bucket_s": None,
                           "full_since": None}  # fmt: skip
         else:
@@ -185,24 +189,16 @@ class _Read:
         self.rows: dict[int, list[tuple[Any, ...]]] = {p: [] for p in owners}
 
     def run(
-        self,
-        starts: dict[int, int],
-        stops: dict[int, int],
-        *,
-        until_ms: dict[int, int] | None = None,
-        first_only: bool = False,
-        keep: bool = True,
+        self, starts: dict[int, int], stops: dict[int, int], *, bucket: bool = False
     ) -> dict[int, int | None]:
-        """Read each partition from `starts` to `stops` (a bucket's run with `until_ms`: also
-        to that message time or once each owner was seen); return each first message's time
-        (ms)."""
+        """Read each partition from `starts` to `stops` (a `bucket`: also until each owner
+        was seen or `RUN_MAX` messages were read); return each first message's time (ms)."""
         todo = {p: s for p, s in starts.items() if s < stops.get(p, 0)}
         first: dict[int, int | None] = dict.fromkeys(starts)
         if not todo:
             return first
         raws: dict[int, list[tuple[bytes | None, bytes]]] = {p: [] for p in todo}
         seen: dict[int, set[bytes]] = {p: set() for p in todo}
-        count = dict.fromkeys(todo, 0)
         left = set(todo)
         for message in self._messages(todo, stops, left):
             if not left:
@@ -210,32 +206,27 @@ class _Read:
             p, offset = message.partition(), message.offset()
             if p not in left or not todo[p] <= offset < stops[p]:
                 continue  # fetched for an earlier run, or past this one
-            if offset + 1 >= stops[p]:
+            if offset + 1 >= stops[p] or (bucket and offset + 1 - todo[p] >= RUN_MAX):
                 left.discard(p)
             stamp = message.timestamp()[1]
             if first[p] is None and stamp >= 0:  # -1: the message has no time
                 first[p] = stamp
-            if until_ms is not None:
-                count[p] += 1
-                if stamp >= until_ms[p] or count[p] >= RUN_MAX:
-                    left.discard(p)
             key, raw = message.key(), message.value()
             if raw and b'"lag"' in raw and (key is None or key in self.owners[p]):
                 raws[p].append((key, raw))
-                if until_ms is not None and key is not None:
+                if bucket and key is not None:
                     seen[p].add(key)
                     if seen[p] >= self.owners[p]:
                         left.discard(p)
         for p, found in raws.items():
             rows = self._rows(found)
-            if first_only:  # a bucket: the first sample of each group and partition
+            if bucket:  # the first sample of each group and partition
                 rows.sort(key=lambda r: r[1])
                 kept: dict[tuple[Any, ...], tuple[Any, ...]] = {}
                 for row in rows:
                     kept.setdefault((row[2], row[4]), row)
                 rows = list(kept.values())
-            if keep:
-                self.rows[p].extend(rows)
+            self.rows[p].extend(rows)
         return first
 
     def _messages(
@@ -257,7 +248,7 @@ class _Read:
             messages = self.consumer.consume(1, timeout=0.05)
             if messages:
                 quiet = time.monotonic()
-                messages += self.consumer.consume(RUN_MAX, timeout=0)
+                messages += self.consumer.consume(500, timeout=0)
             else:  # the last offsets may hold no message (a transaction marker)
                 at = self.consumer.position([TopicPartition(self.topic, p) for p in left])
                 left.difference_update(t.partition for t in at if t.offset >= stops[t.partition])
@@ -295,7 +286,9 @@ class _Read:
         resolution read."""
         from streamforge_nb.kafka.reader import offsets_since
 
-        found = self.run(starts, ends, until_ms=dict.fromkeys(starts, -1), keep=False)
+        found = self.run(starts, {p: min(ends[p], o + 1) for p, o in starts.items()})
+        for p in self.rows:  # only its time: bucket 0 reads that message again
+            self.rows[p].clear()
         known = [t for t in found.values() if t is not None]
         low = min(known) / 1000 if known else time.time()
         high = max(low + points, time.time() if until is None else until)
@@ -305,7 +298,6 @@ class _Read:
         last = offsets_since(self.consumer, self.topic, at[-1], ends)
         firsts = self._tail(dict(ends), {p: max(starts[p], last[p]) for p in ends})
         full_since = max((t for t in firsts.values() if t is not None), default=None)
-        run_ms = int(min(width, RUN_S) * 1000)
 
         def buckets(part: range) -> dict[int, list[tuple[Any, ...]]]:
             """Read the buckets `part` with a consumer of its own."""
@@ -320,10 +312,9 @@ class _Read:
                     else offsets_since(consumer, self.topic, at[i], ends)
                     for i in [*part, part.stop]
                 ]  # fmt: skip
-                for j, i in enumerate(part):
+                for j in range(len(part)):
                     stops = {p: min(bounds[j + 1][p], self.tail_starts[p]) for p in ends}
-                    read.run(bounds[j], stops, until_ms=dict.fromkeys(ends, at[i] + run_ms),
-                             first_only=True)  # fmt: skip
+                    read.run(bounds[j], stops, bucket=True)
                 return read.rows
             finally:
                 consumer.close()

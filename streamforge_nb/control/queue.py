@@ -514,7 +514,7 @@ class Queue:
         )  # fmt: skip
 
     def lag(
-        self, *, live: bool = False, since: Any = None, until: Any = None, points: int | None = 300
+        self, *, live: bool = False, since: Any = None, until: Any = None, points: int | None = 200
     ) -> pd.DataFrame:
         """Return the sinks' lag over time: one row per sample, group and partition.
 

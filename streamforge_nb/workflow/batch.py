@@ -349,7 +349,7 @@ class Batch:
             bar.close()
 
     def lag(
-        self, *, live: bool = False, since: Any = None, until: Any = None, points: int | None = 300
+        self, *, live: bool = False, since: Any = None, until: Any = None, points: int | None = 200
     ) -> pd.DataFrame:
         """Return the sinks' lag over time of every queue (`Queue.lag`, the same window and
         resolution), with a `queue_id` column first; queues with no lag sample yet add no row.
