@@ -361,3 +361,26 @@ def test_lag_refuses_a_bad_window_before_reading(settings: Settings) -> None:
             queue.lag(since="yesterday")
         with pytest.raises(InvalidName, match="until"):
             queue.lag(since="1h", until="2h")
+
+
+def test_the_lag_command_reads_from_since_at_points(settings: Settings) -> None:
+    own = events_topic(settings)
+    qid = new_queue()
+    start = float(int(time.time()) - 600 * 60)
+    write_reports(own, [qid], 600, start)
+
+    def lag(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "streamforge_nb.cli", "lag", qid, "--json", *args],
+            env=subprocess_env(own), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    done = lag("--since", f"@{int(start * 1000) + 3_600_000}", "--points", "4")
+    assert done.returncode == 0, done.stderr
+    [record] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert record["group"] == f"{qid}-sink"
+    [newest] = record["partitions"]  # the newest report, read in full
+    assert (newest["committed"], newest["messages_behind"]) == (599, 5)
+    refused = lag("--since", "yesterday")
+    assert refused.returncode != 0 and "invalid time 'yesterday'" in refused.stderr
+    assert lag("--points", "1").returncode != 0

@@ -102,18 +102,31 @@ def redrive(
 @click.option("--follow", "-f", is_flag=True, help="Judge again every --every seconds.")
 @click.option("--every", type=SECONDS, default=5.0, help="Seconds between judgements.")
 @click.option("--timeout", type=SECONDS, default=None, help="Stop following after S seconds.")
+@click.option(
+    "--since", default=None,
+    help="Samples from: 2h (ago; ms s m h d w), @<Unix ms> or ISO (default: the queue's start).",
+)  # fmt: skip
+@click.option(
+    "--points", type=click.IntRange(min=2), default=200,
+    help="Time buckets a long window is read in (the newest samples come in full).",
+)  # fmt: skip
 @kafka_options
 @json_option("One JSON object per sink group (its judgement and latest lag per partition).")
-def lag(queue_id: str, follow: bool, every: float, timeout: float | None, as_json: bool) -> None:
+def lag(
+    queue_id: str, follow: bool, every: float, timeout: float | None, since: str | None,
+    points: int, as_json: bool,
+) -> None:  # fmt: skip
     """Judge each sink group of a queue (ok, lagging, stalled, rewinding) and show its lag."""
     import time
 
     from streamforge_nb.control.lag import judge_lag
+    from streamforge_nb.control.lag_read import window_time
 
+    window_time(since)  # a bad time is refused before anything is read
     deadline = None if timeout is None else time.monotonic() + timeout
     with _queue(queue_id) as queue:
         while True:
-            frame = queue.lag(live=True)
+            frame = queue.lag(live=True, since=since, points=points)
             judged = judge_lag(frame)
             if judged.empty:
                 say(as_json, {"queue_id": queue_id, "groups": []}, "no lag samples or commits yet")
