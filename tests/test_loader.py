@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import subprocess_env
@@ -387,3 +388,46 @@ def test_two_archives_are_read_at_once_and_their_pages_published_in_order() -> N
             assert table.num_rows == len(keys)
     # In the archives' order, every page before the error, whichever reader finished first.
     assert published == [c.key for c in candles[:5]]
+
+
+def test_publishing_goes_on_while_the_broker_is_slow_to_take_a_progress_report(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from streamforge_nb.control.worker import Worker
+
+    # The same day from a second folder: a second archive, published after the first report.
+    for suffix in ("", ".CHECKSUM"):
+        name = SAMPLE_ARCHIVE.name + suffix
+        (tmp_path / name).write_bytes(SAMPLE_ARCHIVE.with_name(name).read_bytes())
+    release, loading = threading.Event(), Worker.loading
+
+    def slow_to_acknowledge(self: Worker, records_written: int, message: str | None = None,
+                            **fields: object) -> None:  # fmt: skip
+        release.wait(300)
+        loading(self, records_written, message, **fields)
+
+    monkeypatch.setattr(Worker, "loading", slow_to_acknowledge)
+    qid = new_queue()
+    options = LoaderOptions(
+        queue_id=qid, symbol="BTCUSDT", interval="1m", time_range="2024-08-01:2024-08-02",
+        source="archive", archives=(str(SAMPLE_ARCHIVE), str(tmp_path / SAMPLE_ARCHIVE.name)),
+        report_every=0.0,
+    )  # fmt: skip
+    codes: list[int] = []
+    loader = threading.Thread(target=lambda: codes.append(run_loader(options, settings)))
+    loader.start()
+    try:
+        published = 0
+        for _ in range(120):  # both archives' candles arrive while the first report waits
+            published = len(read_topic(settings, data_topic(qid), timeout=5))
+            if published == 2 * 1440:
+                break
+            time.sleep(0.5)
+        assert published == 2 * 1440
+        assert not codes  # the loader still waits to report, as it must before finishing
+    finally:
+        release.set()
+        loader.join(120)
+    assert codes == [0]
+    final = events(settings, qid)[-1]
+    assert (final.status, final.records_written) == ("finished", 2 * 1440)

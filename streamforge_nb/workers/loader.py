@@ -333,7 +333,7 @@ def _publish(
 ) -> int:
     from streamforge_nb.kafka.clients import make_admin
     from streamforge_nb.platform.topics import ensure_queue_topics
-    from streamforge_nb.workers.publish import CandlePublisher
+    from streamforge_nb.workers.publish import CandlePublisher, ProgressReports
 
     settings = worker.settings
     # The first page comes before the topic or any message exists: an unknown symbol fails
@@ -353,6 +353,7 @@ def _publish(
     sent = empty = 0
     last_report = time.monotonic()
     marker = [(RECORD_HEADER, EXCHANGE_EMPTY)]
+    reports = ProgressReports(worker, topic)
     try:
         for (_, windows), encoded in itertools.chain([] if first is None else [first], pages):
             worker.check_stop()
@@ -364,16 +365,18 @@ def _publish(
                          opts.symbol, opts.interval, start, end)  # fmt: skip
             empty += len(windows)
             if time.monotonic() - last_report >= opts.report_every:
-                done = publisher.acknowledged  # a report counts acknowledged candles only
-                worker.loading(done, f"Published {done} candles to {topic}")
+                reports.offer(publisher.acknowledged)  # acknowledged candles only
                 last_report = time.monotonic()
+        publisher.flush()  # every message acknowledged before the loader says finished
     except StopRequested:
         # What was handed to librdkafka before the stop is delivered, not dropped: the
         # interrupted queue keeps every candle of the pages already fetched.
         publisher.flush()
+        reports.close()
         worker.records_written = publisher.acknowledged
         raise
-    publisher.flush()  # every message acknowledged before the loader says finished
+    finally:
+        reports.close()  # no report after the run's last event
     worker.records_written = sent
     log.info("published %d candles and %d exchange-empty windows", sent, empty,
              extra={"topic": topic})  # fmt: skip

@@ -11,19 +11,23 @@ deliveries: the first one is raised, mapped to the library's errors, at the next
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from streamforge_nb.exceptions import BrokerUnavailable, map_confluent_error
+from streamforge_nb.exceptions import BrokerUnavailable, StreamForgeError, map_confluent_error
 from streamforge_nb.kafka.clients import make_bulk_producer
 from streamforge_nb.platform.candle_columns import encode_columns
 from streamforge_nb.settings import Settings
 
-__all__ = ["FLUSH_TIMEOUT_S", "PRODUCER_CONFIG", "CandlePublisher"]
+if TYPE_CHECKING:
+    from streamforge_nb.control.worker import Worker
+
+__all__ = ["FLUSH_TIMEOUT_S", "PRODUCER_CONFIG", "CandlePublisher", "ProgressReports"]
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +191,47 @@ class CandlePublisher:
                 raise
             cause = self._fatal_cause(exc.__cause__)
             raise map_confluent_error(cause, what=self._what, settings=self.settings) from None
+
+
+class ProgressReports:
+    """Send a worker's `loading` reports from a thread of their own, newest count first.
+
+    Publishing never waits for the broker to acknowledge a report: each one is a send that
+    waits for its ack, seconds on a loaded broker (issue 20: five loaders and their sinks on
+    one broker). A count offered while one is being sent replaces any older one waiting.
+    `close` sends what is waiting, then returns; reports stay best effort, as in `Worker`.
+    """
+
+    def __init__(self, worker: Worker, topic: str) -> None:
+        self._worker, self._topic = worker, topic
+        self._waiting: int | None = None
+        self._closed = False
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._send, name="loader-progress", daemon=True)
+        self._thread.start()
+
+    def offer(self, published: int) -> None:
+        """Report `published` candles (acknowledged by the broker) as soon as possible."""
+        with self._ready:
+            self._waiting = published
+            self._ready.notify()
+
+    def close(self) -> None:
+        """Send the report still waiting, if any; then stop."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join()
+
+    def _send(self) -> None:
+        while True:
+            with self._ready:
+                while self._waiting is None and not self._closed:
+                    self._ready.wait()
+                published, self._waiting = self._waiting, None
+            if published is None:
+                return
+            try:
+                self._worker.loading(published, f"Published {published} candles to {self._topic}")
+            except StreamForgeError as exc:  # Worker.loading keeps broker errors to itself
+                log.warning("progress report not sent: %s", exc)
