@@ -116,13 +116,16 @@ class Timing(float):
         return f"{self.lo * 1000:.1f}/{self * 1000:.1f}/{self.hi * 1000:.1f} ms"
 
 
-def median_time(fn: Callable[[], object], runs: int) -> Timing:
-    """Time `runs` calls of `fn`: their median, fastest and slowest wall time."""
+def median_time(
+    fn: Callable[[], object], runs: int, clock: Callable[[], float] = time.perf_counter
+) -> Timing:
+    """Time `runs` calls of `fn`: their median, fastest and slowest wall time (or `clock`'s:
+    `time.process_time` for CPU seconds, which other processes on the machine change less)."""
     times = []
     for _ in range(runs):
-        began = time.perf_counter()
+        began = clock()
         fn()
-        times.append(time.perf_counter() - began)
+        times.append(clock() - began)
     return Timing.of(times)
 
 
@@ -188,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     show("  first load (decoded tables dropped)", t_first,
          {"read_parquet": t_pq, **_a(arctic, "read")})  # fmt: skip
+    c_first = median_time(cleared(lambda: store.load("SYM000USDT", "1m")), runs, time.process_time)
+    show("  first load, CPU seconds (all threads)", c_first, _a(arctic, "read_cpu"))
     t_fresh, cpu = fresh_read(root, runs)
     show(f"  first load in a new process (CPU {cpu * 1000:.0f} ms)", t_fresh,
          {"read_parquet": t_pq, **_a(arctic, "read")})  # fmt: skip

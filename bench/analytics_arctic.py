@@ -3,7 +3,8 @@
     <python with arcticdb> bench/analytics_arctic.py STORE_ROOT ARCTIC_DIR SYMBOLS RUNS
 
 Loads the same Parquet rows the embedded store holds into an LMDB library once (naive UTC
-index), then prints one JSON line of [min, median, max] seconds: read, date_range_day,
+index), then prints one JSON line of [min, median, max] seconds: read (and read_cpu, its
+CPU seconds in all of this process's threads), date_range_day,
 date_range_month, read_batch (+ concat), resample (QueryBuilder 1m -> 1h of the year),
 resample_batch (the symbols x January to 1h, read_batch with a QueryBuilder, + concat),
 update (the year of 1m written as a first 10k batch, then `update` of each next 10k) and
@@ -63,6 +64,7 @@ def main() -> int:
             lib.write(name, series(root, name))
     out = {
         "read": median(lambda: lib.read("SYM000USDT").data, runs),
+        "read_cpu": median(lambda: lib.read("SYM000USDT").data, runs, clock=time.process_time),
         "date_range_day": median(
             lambda: (
                 lib.read(
