@@ -202,6 +202,17 @@ def test_a_long_pandas_load_is_the_arrow_tables_frame(
             pd.testing.assert_frame_equal(got, want.to_pandas(), check_exact=True)
 
 
+def test_a_long_load_of_more_files_than_are_held_open_reads_the_rest_whole(
+    market: CandleStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "_MAX_OPEN", 2)  # of 8 files: 6 read whole
+    scan.clear()
+    names = ["SOLUSDT", "BTCUSDT", "ETHUSDT"]
+    got = market.load(names, ["1m", "5m"], START, END)
+    want = market.load(names, ["1m", "5m"], START, END, backend="arrow")
+    pd.testing.assert_frame_equal(got, want.to_pandas(), check_exact=True)
+
+
 def test_a_long_load_reads_each_file_as_it_was_when_the_load_began(market: CandleStore) -> None:
     # Columns are read one after the other; a write landing in between does not mix
     # versions: every column of a file comes from the version opened.
