@@ -281,7 +281,7 @@ def _long_frame(
                 ("symbol", symbols, [symbols.index(s) for s, _ in series]),
                 ("interval", intervals, [intervals.index(iv) for _, iv in series]),
             ):
-                small = np.int8 if len(values) < 128 else np.int32  # pandas' code type
+                small = np.int8 if len(values) < 128 else np.int32  # pandas narrows the rest
                 data[name] = pd.Categorical.from_codes(
                     np.repeat(np.asarray(codes, small), sizes), values
                 )
