@@ -5,8 +5,17 @@ Starts a local broker in a temporary directory (or uses `--bootstrap`, PLAINTEXT
 - `dead_letters()` of a DLQ holding `--dead` messages (default 100k) as the sink writes them
   (reason and source headers, Kafka Connect's too, a ~400-byte value), with the process's
   peak RSS before and after, and `dead_letters(limit=1000)`;
-- `lag()` of one queue whose queue-events hold `--samples` sink progress reports with a lag
-  sample (default 20k, about 11 hours of a sink reporting every 2 s), and `lag_status()`;
+- `lag(points=None)` (every sample) of one queue whose queue-events hold `--samples` sink
+  progress reports with a lag sample (default 20k, about 11 hours of a sink reporting every
+  2 s), and `lag_status()`;
+- a real week for `--week-queues` queues (default 100) reporting every `--week-step` seconds
+  (default 2: 302,400 reports per queue, 30,240,000 in all) on a queue-events topic of its
+  own with 12 partitions, produced by librdkafka with each report's time as the message
+  timestamp (the broker's time index is real), in 16 KiB lz4 batches: `Batch.lag()`'s read
+  of all the queues (`control.lag_read.read_queues_lag`, 200 points) and one queue's
+  `Queue.lag()`, three runs each (min / median / max, CPU), with one queue's full read
+  (`points=None`: every message of its partition from the queue's start, the work the old
+  `Queue.lag()` did for each queue of a batch) as the anchor;
 - `judge_lag` over a synthetic week of samples for 100 queues (one a minute per queue:
   1,008,000 rows), the judgement alone, without reading Kafka;
 - `streamforge-nb messages TOPIC --since @<ms> --limit 1` on a topic of `--topic-size`
@@ -19,6 +28,7 @@ Anchors measured in the same run: a bare librdkafka consumer reading the same DL
 which `lag()` folded before it read the samples in bulk (`control.lag.read_lag`).
 
     python bench/operate.py [--dead 100000] [--samples 20000] [--topic-size 1000000]
+                            [--week-queues 100] [--week-step 2 (0: no week)]
                             [--bootstrap HOST:PORT]
 """
 
@@ -190,6 +200,129 @@ def first_message(settings: Settings, topic: str, since_ms: int) -> tuple[float,
     return times[0], times[1], times[2]
 
 
+WEEK_S = 7 * 24 * 3600
+
+
+def week_ids(queues: int) -> list[str]:
+    """Queue ids named for the day the week began (each queue's reads start there)."""
+    import datetime as dt
+
+    from streamforge_nb.platform.names import queue_id
+
+    day = dt.datetime.fromtimestamp(time.time() - WEEK_S, dt.UTC).date()
+    tag = uuid.uuid4().hex[:3]
+    return [
+        queue_id(f"Q{i:03d}USDT", "api_candles_1m", day, f"{tag}{i:03x}") for i in range(queues)
+    ]
+
+
+def fill_week(settings: Settings, ids: list[str], step: float) -> int:
+    """A week of sink reports, one per `step` seconds per queue, on each queue's partition of
+    queue-events, each stamped with its report time (`offsets_for_times` searches a real time
+    index); the values are the sink's `loading` reports (checked against the contract once).
+    Return how many."""
+    from confluent_kafka import Producer
+
+    from streamforge_nb.kafka.partitions import partition_for
+    from streamforge_nb.platform.contract import Loading
+
+    # Batches of ~50 reports (16 KiB), lz4: a sink sends one report at a time (smaller batches
+    # still), and 30M uncompressed reports would be 9 GiB on this disk.
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "linger.ms": 5,
+            "batch.size": 16 * 1024,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    topic = settings.queue_events_topic
+    count = len(producer.list_topics(topic, timeout=10).topics[topic].partitions)
+    where = [(q.encode(), partition_for(q, count), f"{q}-sink") for q in ids]
+    template = (
+        '{"status":"loading","queue_id":"%s","producer":"arango-candles__bench1","timestamp":%.3f,'
+        '"records_written":%d,"group":"%s","lag":[{"partition":0,"committed":%d,"end":%d,'
+        '"messages":500,"seconds":1.5}]}'
+    )
+    Loading.model_validate_json(template % (ids[0], time.time(), 0, where[0][2], 0, 500))
+    start = time.time() - WEEK_S
+    sent = 0
+    for k in range(int(WEEK_S / step)):
+        at = start + k * step
+        ms = int(at * 1000)
+        for (key, partition, group), qid in zip(where, ids, strict=True):
+            value = (template % (qid, at, k * 1000, group, k * 1000, k * 1000 + 500)).encode()
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value, partition=partition,
+                                     timestamp=ms)  # fmt: skip
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            sent += 1
+        if k % 100 == 0:
+            producer.poll(0)
+    producer.flush(600)
+    return sent
+
+
+def _three(what: str, call: Callable[[], Any]) -> Any:
+    """Run `call` three times; print min / median / max wall and CPU seconds."""
+    import statistics
+
+    walls, cpus = [], []
+    for _ in range(3):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = call()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    print(
+        f"{what:<58} {min(walls):.3f} / {statistics.median(walls):.3f} / {max(walls):.3f} s "
+        f"(CPU {statistics.median(cpus):.3f} s)"
+    )
+    return result, statistics.median(walls)
+
+
+def week_case(settings: Settings, queues: int, step: float) -> None:
+    """`Batch.lag()` over a real week for `queues` queues, one queue's, and the full read."""
+    from streamforge_nb.control.lag_read import read_queues_lag
+    from streamforge_nb.control.queue import Queue
+    from streamforge_nb.kafka.clients import make_admin
+    from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+
+    # queue-events of its own (12 partitions, as the platform's): the other cases' reports,
+    # stamped now, would sit in the time index before the week's.
+    week = settings.model_copy(update={"queue_events_topic": f"bench-week-{uuid.uuid4().hex[:6]}"})
+    admin = make_admin(week)
+    try:
+        ensure_topics(admin, (TopicSpec(week.queue_events_topic, partitions=12),))
+    finally:
+        admin.close()
+    ids = week_ids(queues)
+    sent = _timed(
+        f"fill a week x {queues} queues, a report every {step:g} s",
+        lambda: fill_week(week, ids, step),
+    )
+    print(f"  {sent:,} reports on 12 partitions ({sent // queues:,} per queue)")
+    frame, batch_s = _three(
+        f"Batch.lag() read: {queues} queues, a week (points=200)",
+        lambda: read_queues_lag(week, ids),
+    )
+    print(f"  {len(frame):,} rows; resolution {frame.attrs['resolution']}")
+    with Queue(ids[0], week) as queue:
+        one, one_s = _three("Queue.lag(): one queue, a week (points=200)", queue.lag)
+        print(f"  {len(one):,} rows")
+        full, full_s = _three("anchor: Queue.lag(points=None): one queue, every sample",
+                              lambda: queue.lag(points=None))  # fmt: skip
+    assert len(full) == sent // queues, len(full)
+    print(
+        f"  one queue sampled / full read: {one_s / full_s:.3f}; {queues} queues sampled / one "
+        f"queue's full read: {batch_s / full_s:.3f} (the full read per queue, as Batch.lag "
+        f"did: ~{full_s * queues:.0f} s)"
+    )
+
+
 def synthetic_week(queues: int = 100) -> Any:
     """A lag frame: one sample a minute for a week for each of `queues` sink groups."""
     import numpy as np
@@ -223,6 +356,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--topic-size", type=int, default=1_000_000)
     parser.add_argument("--bootstrap", default=None)
+    parser.add_argument("--week-queues", type=int, default=100)
+    parser.add_argument("--week-step", type=float, default=2.0, help="0: no week case")
     args = parser.parse_args()
 
     from streamforge_nb.control.lag import judge_lag
@@ -253,10 +388,15 @@ def main() -> int:
             assert len(frame) == args.dead, len(frame)
             _timed("dead_letters(limit=1000)", lambda: queue.dead_letters(limit=1000))
             _timed("anchor: bare librdkafka read of the DLQ", lambda: bare_read(settings, dlq))
-            lag = _timed(f"lag() over {args.samples:,} samples", queue.lag)
+            lag = _timed(
+                f"lag(points=None) over {args.samples:,} samples",
+                lambda: queue.lag(points=None),
+            )
             assert len(lag) == args.samples, len(lag)
             _timed("lag_status() (samples and a live read)", queue.lag_status)
             _timed("anchor: list(events()) of those samples", lambda: list(queue.events()))
+        if args.week_step > 0:
+            week_case(settings, args.week_queues, args.week_step)
         week = synthetic_week()
         judged = _timed(
             f"judge_lag over a week x 100 queues ({len(week):,} rows)", lambda: judge_lag(week)

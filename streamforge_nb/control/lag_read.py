@@ -62,6 +62,8 @@ _READERS = 4
 # Nor wait librdkafka's default second to fetch again once its queue holds enough.
 _SEEKING = {"fetch.max.bytes": 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024,
             "queued.min.messages": 200, "fetch.queue.backoff.ms": 5}  # fmt: skip
+_EVERY = {"sampled": False, "points": None, "bucket_s": None, "full_since": None}
+"""The resolution of a frame that holds every sample."""
 
 
 def read_queues_lag(
@@ -92,6 +94,10 @@ def read_queues_lag(
     if since is not None and until is not None and until <= since:
         raise InvalidName(f"until ({until}) must be after since ({since})")
     topic = settings.queue_events_topic
+    if not queue_ids:
+        empty = _typed({name: [] for name in ("queue_id", *LAG_COLUMNS)})
+        empty.attrs["resolution"] = dict(_EVERY)
+        return empty
     consumer = make_assigned_reader(settings, topic, **_SEEKING)
     try:
         numbers = topic_numbers(consumer, settings, topic)
@@ -118,8 +124,7 @@ def read_queues_lag(
                 read.run(starts, ends)
             finally:
                 read.consumer.close()
-            resolution = {"sampled": False, "points": None, "bucket_s": None,
-                          "full_since": None}  # fmt: skip
+            resolution = dict(_EVERY)
         else:
             resolution = read.sampled(starts, ends, points, until)
     except KafkaException as exc:
