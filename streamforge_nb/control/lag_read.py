@@ -13,7 +13,9 @@ messages, reads it sampled:
   have none in a bucket);
 - the newest samples are read in full, backwards from the end in growing steps, until each
   asked queue of a partition has `lag.WINDOW` samples of each of its groups and partitions
-  (what `judge_lag` looks at) or the read reaches the last bucket.
+  (what `judge_lag` looks at) or the read reaches the last bucket. A queue whose sinks
+  stopped reporting before the last bucket keeps one sample per bucket to its end: judge it
+  with the live read (`lag_status()`'s default), which says where its group is now.
 
 The frame says what it holds in `frame.attrs["resolution"]`: `sampled`, `points`,
 `bucket_s` and `full_since` (rows from then on are every sample read; before it, one per
