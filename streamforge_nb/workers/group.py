@@ -57,6 +57,11 @@ class GroupReader:
             # whatever the topic's size.
             "queued.max.messages.kbytes": 32 * 1024,
             "fetch.wait.max.ms": 100,
+            # Once its queue holds queued.min.messages (100,000), librdkafka stops fetching
+            # for this long before looking again: by default a second, and the sink drains
+            # the queue in well under one (the wall of the whole sink: 125k candles/s with
+            # it, 220-230k without, same CPU).
+            "fetch.queue.backoff.ms": 10,
             # Static membership: a sink restarted after a crash takes its partitions back at
             # once instead of waiting out the dead member's session.
             "group.instance.id": instance_id,
