@@ -5,6 +5,8 @@ of `--runs` rounds times, back to back on the same topic:
   anchor 1: the topic's raw read rate by `kcat -C -e` (Debian's kcat, librdkafka, no decoding);
   anchor 2: a plain confluent-kafka loop: batch consume, `json.loads` of each value, nothing
             else (no checks, no store, no commits): what a hand-written consumer costs;
+            then the same loop with the sink's fetch.queue.backoff.ms (10 ms), since
+            librdkafka's default pause (a second, once 100,000 messages wait) bounds it too;
   sink:     `python -m streamforge_nb.workers.sink` in a subprocess (validate, batch-write to
             the embedded CandleStore, commit offsets), its own group and store each round,
             with its peak RSS and CPU seconds. Two figures, both honest: the process from
@@ -99,7 +101,7 @@ def kcat_rate(bootstrap: str, count: int) -> float:
     return count / took
 
 
-def json_loads_rate(bootstrap: str, count: int, group: str) -> float:
+def json_loads_rate(bootstrap: str, count: int, group: str, **config: object) -> float:
     """Read the topic with a plain confluent-kafka loop that only `json.loads` each value."""
     consumer = Consumer(
         {
@@ -107,6 +109,7 @@ def json_loads_rate(bootstrap: str, count: int, group: str) -> float:
             "group.id": group,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            **config,
         }
     )
     started = time.perf_counter()
@@ -281,6 +284,11 @@ def main() -> None:
         for run in range(args.runs):
             kcat = kcat_rate(bootstrap, args.count)
             loads = json_loads_rate(bootstrap, args.count, f"bench-loads-{run}")
+            # The same loop with the sink's fetch.queue.backoff.ms: librdkafka's default
+            # (a second's pause once 100,000 messages wait) bounds the plain loop too.
+            tuned = json_loads_rate(
+                bootstrap, args.count, f"bench-tuned-{run}", **{"fetch.queue.backoff.ms": 10}
+            )
             store = Path(tmp) / f"store-{run}"
             rate, loop, peak, cpu = sink_rate(bootstrap, store, args.count, f"bench-sink-{run}")
             shutil.rmtree(store)
@@ -299,6 +307,8 @@ def main() -> None:
                 (SINK_LOOP, loop),
                 ("sink's loop / kcat", loop / kcat),
                 ("sink's loop / consume + json.loads loop", loop / loads),
+                ("anchor, that loop, fetch.queue.backoff.ms 10", tuned),
+                ("sink's loop / that loop, backoff 10 ms", loop / tuned),
                 ("sink peak RSS (MiB)", peak),
                 ("sink CPU (user + system) per candle (us)", cpu / args.count * 1e6),
             ):
