@@ -144,7 +144,9 @@ class Worker:
         if address is not None:
             log.info("metrics at http://%s/metrics", address)
         extra: dict[str, Any] = {"metrics_address": address} if address is not None else {}
-        self.send(Started(**self._fields(message), **extra))
+        # Ridden out like the last event: a worker starting while the broker restarts would
+        # otherwise fail a run that has not begun (seen: a sink, "did not answer" after 10 s).
+        self._send_terminal(Started(**self._fields(message), **extra))
 
     def loading(self, records_written: int, message: str | None = None, **fields: Any) -> None:
         """Report progress; best effort: a broker outage must not stop the work itself."""
@@ -165,9 +167,9 @@ class Worker:
         self._send_terminal(Error(**self._fields(reason), error_type=error_type, cell=cell))
 
     def _send_terminal(self, event: BaseEvent) -> None:
-        """Send the run's last event, riding out a broker that does not answer for up to
-        `TERMINAL_SEND_S`: the work is done, and without this event the queue's status can
-        only come from the Job's exit (a refusal, such as a missing ACL, raises at once)."""
+        """Send the run's first or last event, riding out a broker that does not answer for up
+        to `TERMINAL_SEND_S`: without these the queue's status can only come from the Job's
+        exit (a refusal, such as a missing ACL, raises at once)."""
         deadline = time.monotonic() + TERMINAL_SEND_S
         pause = 1.0
         while True:

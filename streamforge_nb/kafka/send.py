@@ -245,6 +245,13 @@ def rd_connect(
     return client, len(found.partitions)
 
 
+def _unknown_partition(exc: BaseException) -> bool:
+    from confluent_kafka import KafkaError
+
+    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return error is not None and error.code() == KafkaError._UNKNOWN_PARTITION
+
+
 def _close(client: Any) -> None:
     if hasattr(client, "assign"):  # a consumer; a producer has nothing to close
         client.close()
@@ -268,7 +275,8 @@ def live_reader(
         settings, topic, what, lambda base: Consumer({**base, **config}), operation="read"
     )
     numbers = range(count) if partition_of is None else [partition_for(partition_of, count)]
-    deadline = time.monotonic() + SEND_TIMEOUT_S
+    # A broker restarting under load can take longer than one send's timeout to come back.
+    deadline = time.monotonic() + 3 * SEND_TIMEOUT_S
     try:
         while True:
             try:
@@ -278,8 +286,13 @@ def live_reader(
                 )
                 break
             except KafkaException as exc:
-                # A new topic's leaders are still being elected: ask again, as kafka-python does.
-                if not is_passing_kafka_error(exc) or time.monotonic() > deadline:
+                # A new topic's leaders are still being elected, or the broker went down
+                # between the metadata and this lookup: librdkafka then forgets the partitions
+                # it was just told of ("Local: Unknown partition"; a sink starting during a
+                # broker restart exited 1 on it). Ask again, as kafka-python does.
+                if not (is_passing_kafka_error(exc) or _unknown_partition(exc)) or (
+                    time.monotonic() > deadline
+                ):
                     raise
                 time.sleep(0.1)
         consumer.assign(ends)

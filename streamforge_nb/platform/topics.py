@@ -7,6 +7,7 @@ are rendered from; a test keeps the committed manifests equal to this module's o
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,20 +152,41 @@ def ensure_topics(
     missing = {t.name: t.create_request() for t in topics if t.name not in existing}
     if not missing:
         return []
-    with kafka_errors("creating topics"):
-        result = admin.create_topics(missing, raise_errors=False)
     created = []
-    for topic in result["topics"]:
-        error = kerr.for_code(topic["error_code"])
-        if error is kerr.NoError:
-            created.append(topic["name"])
-        elif error is not kerr.TopicAlreadyExistsError:
-            with kafka_errors(f"creating topic {topic['name']}"):
-                raise error(topic.get("error_message") or "")
+    deadline = time.monotonic() + FENCED_WAIT_S
+    while missing:
+        with kafka_errors("creating topics"):
+            result = admin.create_topics(missing, raise_errors=False)
+        fenced = {}
+        for topic in result["topics"]:
+            error = kerr.for_code(topic["error_code"])
+            message = topic.get("error_message") or ""
+            if error is kerr.NoError:
+                created.append(topic["name"])
+            elif _fenced(error, message) and time.monotonic() < deadline:
+                fenced[topic["name"]] = missing[topic["name"]]
+            elif error is not kerr.TopicAlreadyExistsError:
+                with kafka_errors(f"creating topic {topic['name']}"):
+                    raise error(message)
+        missing = fenced
+        if missing:
+            time.sleep(0.5)
     if created:
         with kafka_errors("waiting for new topics"):
             admin.wait_for_topics(created)
     return created
+
+
+FENCED_WAIT_S = 30.0
+"""How long a topic's creation waits for a fenced broker (KRaft, just restarted) to rejoin."""
+
+
+def _fenced(error: type[Exception], message: str) -> bool:
+    # A KRaft broker that has just (re)started is fenced until the controller hears from it,
+    # and creations meanwhile are refused as if replicas were missing ("All brokers are
+    # currently fenced"; a sink starting during a broker restart exited 1 on it). Only that
+    # wording: a genuine replication shortfall is said at once.
+    return error is kerr.InvalidReplicationFactorError and "fenced" in message
 
 
 def data_topic_spec(

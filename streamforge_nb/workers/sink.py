@@ -34,9 +34,12 @@ from streamforge_nb.control.queue import Queue
 from streamforge_nb.control.redrive import queue_series, queue_span
 from streamforge_nb.control.worker import Worker
 from streamforge_nb.exceptions import (
+    AuthenticationFailed,
+    BrokerError,
     BrokerUnavailable,
     InvalidName,
     MessageError,
+    NotAuthorized,
     StoreError,
     StreamForgeError,
     kafka_errors,
@@ -146,7 +149,11 @@ class Sink:
         self.loader_watch = Queue(options.queue_id, settings) if options.wait_for_loader else None
         if self.loader_watch is not None:
             # Connect now: once following, the watch rides out a broker restart by itself.
-            self.loader_watch.producers()
+            try:
+                self.loader_watch.producers()
+            except BaseException:
+                self.close()  # `start_sink` may make another
+                raise
 
     def run(self) -> int:
         """Consume until done or stopped; return the number of candles stored."""
@@ -440,6 +447,27 @@ def _plural(count: int, what: str) -> str:
     return f"{count} {what}{'' if count == 1 else 's'}"
 
 
+START_RETRY_S = 60.0
+"""How long a sink's start asks again while the broker does not answer (a restart)."""
+
+
+def start_sink(worker: Worker, options: SinkOptions, store: CandleStore) -> Sink:
+    """Make the sink, asking again while the broker is down or just back (a restart, a
+    rolling upgrade): what it does at start (topics made, the loader watched) is safe to
+    repeat. A refusal, or no answer for `START_RETRY_S`, is raised."""
+    deadline = time.monotonic() + START_RETRY_S
+    while True:
+        try:
+            return Sink(worker, options, store)
+        except (AuthenticationFailed, NotAuthorized):
+            raise
+        except BrokerError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("the broker did not answer the sink's start, trying again: %s", exc)
+            time.sleep(1.0)
+
+
 def run_sink(options: SinkOptions, settings: Settings | None = None) -> int:
     """Store the data topic's candles; return the exit code (0 finished or stopped)."""
     settings = settings or Settings.from_env()
@@ -461,7 +489,7 @@ def run_sink(options: SinkOptions, settings: Settings | None = None) -> int:
         type=type_,
     ) as worker:
         try:
-            sink = Sink(worker, options, store)
+            sink = start_sink(worker, options, store)
         except StreamForgeError as exc:
             worker.error(str(exc), error_type=type(exc).__name__)
             store.close()
