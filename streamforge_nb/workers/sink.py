@@ -193,7 +193,6 @@ class Sink:
             try:
                 while True:
                     batch = self._read_batch()
-                    committed = False
                     # Commit what is stored, oldest first; wait only for a full pipeline, or
                     # when nothing new came (then everything read is committed before the end
                     # is asked).
@@ -201,23 +200,14 @@ class Sink:
                         in_flight[0].done() or len(in_flight) >= _IN_FLIGHT or not len(batch)
                     ):
                         self._commit(*in_flight.popleft().result())  # raises what the store did
-                        committed = True
+                        last_report = self._report(last_report)
                     if len(batch):
                         checked = checking.submit(self._check, batch)
                         in_flight.append(storing.submit(self._store, batch, checked))
                     if self.worker.stop_requested and in_flight:
                         while in_flight:  # stop with every batch read committed
                             self._commit(*in_flight.popleft().result())
-                        committed = True
-                    # Progress only once a batch is stored and committed: `loading` never
-                    # comes before the store has something.
-                    if time.monotonic() - last_report >= self.options.report_every and committed:
-                        lag = self.group.lag(self.last_ms, time.time())
-                        # The lag sample rides on the progress report: its history costs no
-                        # request.
-                        extra = {"group": self.group.group_id, "lag": lag} if lag else {}
-                        self.worker.loading(self.worker.records_written, self._progress(), **extra)
-                        last_report = time.monotonic()
+                            last_report = self._report(last_report)
                     self.worker.check_stop()
                     if in_flight:
                         continue  # the end is asked once everything read is committed
@@ -233,6 +223,18 @@ class Sink:
                 for future in in_flight:
                     future.cancel()
                 raise
+
+    def _report(self, last_report: float) -> float:
+        """Report progress after a batch was committed, at most every `report_every` s;
+        return when the last report went. After the commit: `loading` never comes before
+        the store has something, and each committed batch may have its own report."""
+        if time.monotonic() - last_report < self.options.report_every:
+            return last_report
+        lag = self.group.lag(self.last_ms, time.time())
+        # The lag sample rides on the progress report: its history costs no request.
+        extra = {"group": self.group.group_id, "lag": lag} if lag else {}
+        self.worker.loading(self.worker.records_written, self._progress(), **extra)
+        return time.monotonic()
 
     def _log_rate(self) -> None:
         """Log the candles stored and the seconds from the first message read to the last
