@@ -48,6 +48,7 @@ __all__ = [
     "acl_refusal",
     "describe_validation_error",
     "is_passing_kafka_error",
+    "kafka_error_of",
     "kafka_errors",
     "map_confluent_error",
     "map_kafka_error",
@@ -302,7 +303,7 @@ def map_confluent_error(exc: BaseException, *, what: str, settings: Any) -> Stre
     """Translate a confluent-kafka (librdkafka) exception into our hierarchy."""
     from confluent_kafka import KafkaError
 
-    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    error = kafka_error_of(exc)
     code = error.code() if error is not None else None
     detail = error.str() if error is not None else str(exc)
     where = f" at {settings.kafka_bootstrap_servers}"
@@ -330,12 +331,19 @@ def map_confluent_error(exc: BaseException, *, what: str, settings: Any) -> Stre
     return BrokerError(f"{what}: {detail}")
 
 
+def kafka_error_of(exc: BaseException) -> Any:
+    """Return the confluent-kafka KafkaError an exception carries, or None."""
+    from confluent_kafka import KafkaError
+
+    return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+
+
 def is_passing_kafka_error(exc: BaseException) -> bool:
     """Whether a confluent-kafka exception means "not now" (a timeout, a moving leader or
     group coordinator), not "no" (authorization, a fatal error): worth asking again."""
     from confluent_kafka import KafkaError
 
-    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    error = kafka_error_of(exc)
     if error is None or error.fatal():
         return False
     passing = (

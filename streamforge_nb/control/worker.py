@@ -44,6 +44,7 @@ from streamforge_nb.platform.contract import (
     clip_message,
     decode_command,
 )
+from streamforge_nb.retry import ask_again
 from streamforge_nb.settings import Settings
 
 __all__ = ["Worker"]
@@ -170,18 +171,13 @@ class Worker:
         """Send the run's first or last event, riding out a broker that does not answer for up
         to `TERMINAL_SEND_S`: without these the queue's status can only come from the Job's
         exit (a refusal, such as a missing ACL, raises at once)."""
-        deadline = time.monotonic() + TERMINAL_SEND_S
-        pause = 1.0
-        while True:
-            try:
-                self.send(event)
-                return
-            except BrokerUnavailable as exc:
-                if time.monotonic() + pause > deadline:
-                    raise
-                log.warning("%s not sent yet, trying again: %s", event.status, exc)
-                time.sleep(pause)
-                pause = min(pause * 2, 10.0)
+        ask_again(
+            lambda: self.send(event),
+            passing=(BrokerUnavailable,),
+            seconds=TERMINAL_SEND_S,
+            what=f"the {event.status} event",
+            log=log,
+        )
 
     # -- control -----------------------------------------------------------------------------
     @property

@@ -28,6 +28,7 @@ from streamforge_nb.exceptions import (
     BrokerUnavailable,
     StreamForgeError,
     is_passing_kafka_error,
+    kafka_error_of,
     map_confluent_error,
     map_kafka_error,
     map_topic_error,
@@ -248,7 +249,7 @@ def rd_connect(
 def _unknown_partition(exc: BaseException) -> bool:
     from confluent_kafka import KafkaError
 
-    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    error = kafka_error_of(exc)
     return error is not None and error.code() == KafkaError._UNKNOWN_PARTITION
 
 

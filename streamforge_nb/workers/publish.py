@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from streamforge_nb.exceptions import BrokerUnavailable, StreamForgeError, map_confluent_error
+from streamforge_nb.exceptions import (
+    BrokerUnavailable,
+    StreamForgeError,
+    kafka_error_of,
+    map_confluent_error,
+)
 from streamforge_nb.kafka.clients import make_bulk_producer
 from streamforge_nb.platform.candle_columns import encode_columns
 from streamforge_nb.settings import Settings
@@ -151,7 +156,7 @@ class CandlePublisher:
         """
         from confluent_kafka import KafkaError, KafkaException
 
-        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        error = kafka_error_of(exc)
         if error is None or error.code() != KafkaError._FATAL:
             if error is not None and error.fatal():
                 self._reported(error)  # told by a poll that raised it: the cause for later

@@ -55,6 +55,7 @@ from streamforge_nb.platform.names import (
     producer_id,
 )
 from streamforge_nb.platform.topics import ensure_queue_topics
+from streamforge_nb.retry import ask_again
 from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.workers.group import GroupReader
@@ -457,17 +458,16 @@ def start_sink(worker: Worker, options: SinkOptions, store: CandleStore) -> Sink
     """Make the sink, asking again while the broker is down or just back (a restart, a
     rolling upgrade): what it does at start (topics made, the loader watched) is safe to
     repeat. A refusal, or no answer for `START_RETRY_S`, is raised."""
-    deadline = time.monotonic() + START_RETRY_S
-    while True:
-        try:
-            return Sink(worker, options, store)
-        except (AuthenticationFailed, NotAuthorized):
-            raise
-        except BrokerError as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("the broker did not answer the sink's start, trying again: %s", exc)
-            time.sleep(1.0)
+    return ask_again(
+        lambda: Sink(worker, options, store),
+        passing=(BrokerError,),
+        refusing=(AuthenticationFailed, NotAuthorized),
+        seconds=START_RETRY_S,
+        pause=1.0,
+        max_pause=1.0,
+        what="the sink's start",
+        log=log,
+    )
 
 
 def run_sink(options: SinkOptions, settings: Settings | None = None) -> int:
