@@ -88,13 +88,15 @@ def test_a_load_again_decodes_only_the_partition_a_write_replaced(
     store.write(generated("BTCUSDT", "1m", AUG1 - DAY, AUG1 + DAY), "BTCUSDT", "1m")
     first = store.load("BTCUSDT", "1m")
     decoded: list[str] = []
-    real = scan._decode
+    real = scan.decoded
 
-    def spy(path: str, names: Any) -> pa.Table:
-        decoded.append(Path(path).name)
-        return real(path, names)
+    def spy(source: pq.ParquetFile, names: Any = None) -> pa.Table:
+        table = real(source, names)
+        month = table.column("open_time")[0].as_py().strftime("%Y-%m")
+        decoded.append(f"{month}.parquet")
+        return table
 
-    monkeypatch.setattr(scan, "_decode", spy)
+    monkeypatch.setattr(scan, "decoded", spy)
     again = store.load("BTCUSDT", "1m")
     pd.testing.assert_frame_equal(again, first)
     assert decoded == []  # nothing changed: nothing decoded
@@ -112,6 +114,25 @@ def test_a_frame_spanning_partitions_is_the_callers_to_change(store: CandleStore
     got = store.load("BTCUSDT", "1m")
     got.iloc[0, got.columns.get_loc("close")] = -1.0
     assert store.load("BTCUSDT", "1m")["close"].iloc[0] != -1.0
+
+
+@pytest.mark.parametrize("span", [(START, END), (AUG1, END), (AUG1 + DAY, AUG1 + DAY + 9 * MIN)])
+def test_a_loaded_frame_is_the_callers_to_change_and_nobody_elses(
+    store: CandleStore, span: tuple[int, int]
+) -> None:
+    # Frames of one partition were views of read-only Arrow memory (assignment raised);
+    # now every frame is writable, and shares the read cache's memory only until written.
+    scan.clear()
+    want = reference(store, *span)
+    first = store.load("BTCUSDT", "1m", *span)
+    again = store.load("BTCUSDT", "1m", *span)  # from what the first load kept
+    first.iloc[0, first.columns.get_loc("close")] = -1.0
+    again.loc[again.index[-1], "volume"] = -2.0
+    assert first["close"].iloc[0] == -1.0 and again["volume"].iloc[-1] == -2.0
+    pd.testing.assert_frame_equal(store.load("BTCUSDT", "1m", *span), want, check_freq=False)
+    kept = store.backend.read_table("BTCUSDT", "1m", *span, ["close", "volume"])
+    np.testing.assert_array_equal(kept.column("close").to_numpy(), want["close"].to_numpy())
+    np.testing.assert_array_equal(kept.column("volume").to_numpy(), want["volume"].to_numpy())
 
 
 def test_a_cache_size_that_is_not_a_number_is_refused(

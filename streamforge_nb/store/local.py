@@ -264,9 +264,9 @@ class LocalBackend(SqliteState, CandleBackend):
 
     def read(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
         """Return candles with `start_ms <= open time < end_ms` from the partitions they span."""
-        from streamforge_nb.store import scan  # decoded tables kept per file version
+        from streamforge_nb.store import series_read  # frames kept per file version
 
-        return scan.read_frame(self, symbol, interval, start_ms, end_ms)
+        return series_read.read_frame(self, symbol, interval, start_ms, end_ms)
 
     def partition_files(
         self, symbol: str, interval: str, start_ms: int, end_ms: int

@@ -11,8 +11,8 @@ A file version is its path plus (device, inode, size, mtime ns), as `footers` ke
 every write replaces a partition with a new file (`os.replace`), so a replaced partition is
 a miss and read again. The identity is taken BEFORE the file is opened: a file replaced in
 between is kept under the old identity, which no later `stat` matches, so a stale table is
-never served. Tables are immutable; a frame built on one file's table shares its read-only
-buffers (as a frame built straight from Parquet does), one spanning files is a copy.
+never served. Tables are immutable. A one-series pandas load (`store.series_read`) keeps
+views of the frame it built instead of the decoded tables.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -38,8 +37,8 @@ if TYPE_CHECKING:
     from streamforge_nb.store.local import LocalBackend
 
 __all__ = [
-    "SCHEMA", "cache_bytes", "clear", "column_chunks", "concat_numpy", "read_frame",
-    "read_table", "resample",
+    "SCHEMA", "cache_bytes", "clear", "column_chunks", "concat_numpy", "decoded", "read_table",
+    "resample",
 ]  # fmt: skip
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -63,22 +62,29 @@ _Key = tuple[int, int, int, int]  # device, inode, size, mtime ns
 
 
 class _Cache:
-    """Decoded tables per path and file version, least recently used first."""
+    """Decoded tables per path and file version, least recently used first. A table may be
+    a view of a frame `series_read` built (its `origin`: that frame and the table's first row
+    in it), so a load of the same rows can hand out the frame again instead of a copy."""
 
     def __init__(self) -> None:
-        self._tables: OrderedDict[str, tuple[_Key, pa.Table]] = OrderedDict()
+        self._tables: OrderedDict[str, tuple[_Key, pa.Table, Any]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, path: str, key: _Key) -> pa.Table | None:
+        hit = self.entry(path, key)
+        return None if hit is None else hit[0]
+
+    def entry(self, path: str, key: _Key) -> tuple[pa.Table, Any] | None:
+        """The table kept of this file version and its origin (None: decoded on its own)."""
         with self._lock:
             hit = self._tables.get(path)
             if hit is None or hit[0] != key:
                 return None
             self._tables.move_to_end(path)
-            return hit[1]
+            return hit[1], hit[2]
 
-    def put(self, path: str, key: _Key, table: pa.Table, budget: int) -> None:
+    def put(self, path: str, key: _Key, table: pa.Table, budget: int, origin: Any = None) -> None:
         size = table.nbytes
         with self._lock:
             old = self._tables.pop(path, None)
@@ -86,10 +92,10 @@ class _Cache:
                 self._bytes -= old[1].nbytes
             if size > budget:
                 return
-            self._tables[path] = (key, table)
+            self._tables[path] = (key, table, origin)
             self._bytes += size
             while self._bytes > budget:
-                _, (_, dropped) = self._tables.popitem(last=False)
+                _, (_, dropped, _) = self._tables.popitem(last=False)
                 self._bytes -= dropped.nbytes
 
     def clear(self) -> None:
@@ -151,9 +157,12 @@ def _decode(path: str, names: Sequence[str] | None) -> pa.Table:
     # keeps the old inode). The files hold one thread's work each; several decode at once.
     # ParquetFile, not a dataset fragment: 30% less CPU a year (its scanner's overhead).
     with pa.OSFile(path, "rb") as source:
-        table = pq.ParquetFile(source).read(
-            columns=None if names is None else list(names), use_threads=False
-        )
+        return decoded(pq.ParquetFile(source), names)
+
+
+def decoded(file: pq.ParquetFile, names: Sequence[str] | None = None) -> pa.Table:
+    """Decode `names` (None: every column) of an open partition file, as `SCHEMA` types them."""
+    table = file.read(columns=None if names is None else list(names), use_threads=False)
     schema = SCHEMA if names is None else pa.schema([SCHEMA.field(n) for n in names])
     return table.select(schema.names).cast(schema)
 
@@ -209,39 +218,6 @@ def _spanned(
 ) -> list[tuple[int, int, str]]:
     parts = backend._partitions(symbol, interval)
     return [(lo, hi, str(p)) for lo, hi, p in parts if hi > start_ms and lo < end_ms]
-
-
-def read_frame(
-    backend: LocalBackend, symbol: str, interval: str, start_ms: int, end_ms: int
-) -> pd.DataFrame:
-    """Return the candle frame of `[start_ms, end_ms)` of one series (`LocalBackend.read`)."""
-    from streamforge_nb.store.frames import COLUMNS, empty_frame, frame_from_arrays
-
-    directory = backend.series_dir(symbol, interval)
-    with store_errors(f"cannot read {symbol} {interval} candles", str(directory)):
-        files = _spanned(backend, symbol, interval, start_ms, end_ms)
-        tables = _tables(files, start_ms, end_ms, None)
-    if not tables:
-        return empty_frame()
-    names = ("open_time", *COLUMNS)
-    # Columns copied two at a time (the copies release the GIL; a year is 46 MB), times by
-    # Arrow straight into a UTC index: one copy, not two.
-    with ThreadPoolExecutor(_READERS) as pool:
-        columns = dict(zip(names, pool.map(lambda n: _column(tables, n), names), strict=True))
-    return frame_from_arrays(columns.pop("open_time"), columns)
-
-
-def _column(tables: list[pa.Table], name: str) -> Any:
-    """One column of `tables` as one numpy array (a view of a single chunk, else one copy),
-    or a UTC `DatetimeIndex` of a time column."""
-    chunks = [c for t in tables for c in t.column(name).chunks]
-    if chunks and pa.types.is_timestamp(chunks[0].type):
-        return pd.DatetimeIndex(pa.chunked_array(chunks, TS).to_pandas())
-    if len(chunks) == 1:
-        return np.asarray(chunks[0].to_numpy(zero_copy_only=False))
-    if not chunks:
-        return np.empty(0, dtype=np.int64 if name in ("open_time", "close_time") else np.float64)
-    return concat_numpy(chunks, pa.default_memory_pool())
 
 
 def column_chunks(

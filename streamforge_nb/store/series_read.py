@@ -1,0 +1,189 @@
+"""One series' candle frame from its partition files (`CandleStore.load` of one series).
+
+A first read decodes each file into a scratch table, copies its rows into the frame's own
+arrays and lets the table go, so the next file's decode reuses that memory: a year of 1m
+needs 46 MB of frame, not also 46 MB of decoded tables. In a new process each fresh page is
+zeroed by the kernel before use, and that zeroing was most of a first read's CPU.
+
+The read cache (`store.scan`) then keeps, per file, an Arrow view of the frame's rows, and
+through them the frame itself (the "keeper", never handed out). A later load of rows the
+keeper holds (the year again, a month of it) is a slice of it, not a copy.
+
+Why no caller can see another's writes (pandas Copy-on-Write): a caller gets a new frame
+sharing the keeper's arrays. The keeper lives while any view of it does (their buffers own
+it), and while it lives pandas copies a block before a caller's write lands in it. Every
+frame returned is writable like any pandas frame (`df.iloc[0, 0] = x`).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pandas.api.internals import create_dataframe_from_blocks
+
+from streamforge_nb.exceptions import store_errors
+from streamforge_nb.store import scan
+from streamforge_nb.store.frames import COLUMNS, FLOAT_COLUMNS, empty_frame, utc_index
+
+if TYPE_CHECKING:
+    from streamforge_nb.store.local import LocalBackend
+
+__all__ = ["read_frame"]
+
+_FLOATS = [n for n in COLUMNS if n in FLOAT_COLUMNS]  # the float block's rows, frame order
+_BLOCKS = (
+    np.array([COLUMNS.index(n) for n in _FLOATS]),
+    np.array([COLUMNS.index("close_time")]),
+    np.array([COLUMNS.index("number_of_trades")]),
+)
+_UTC_MS = pd.DatetimeTZDtype("ms", "UTC")
+
+
+class _Origin(NamedTuple):
+    """Where a kept table's rows are in a keeper frame."""
+
+    keeper: pd.DataFrame
+    row: int
+
+
+class _File(NamedTuple):
+    path: str
+    key: Any  # the file version read (scan._key)
+    cut: bool  # the range cuts this partition
+    table: pa.Table | None  # decoded already (kept, or a cut partition)
+    source: pq.ParquetFile | None  # open, to decode
+    rows: tuple[int, int]  # the rows of the file in range
+
+
+def read_frame(
+    backend: LocalBackend, symbol: str, interval: str, start_ms: int, end_ms: int
+) -> pd.DataFrame:
+    """Return the candle frame of `[start_ms, end_ms)` of one series (`LocalBackend.read`)."""
+    directory = backend.series_dir(symbol, interval)
+    where = str(directory)
+    with store_errors(f"cannot read {symbol} {interval} candles", where), ExitStack() as stack:
+        spanned = scan._spanned(backend, symbol, interval, start_ms, end_ms)
+        budget = scan._budget()
+        # Each file's identity BEFORE it is opened: a file replaced in between is kept
+        # under the old identity, which no later stat matches (store.scan).
+        keys = [scan._key(path) for _, _, path in spanned]
+        hits = [
+            scan._CACHE.entry(p, k) if budget else None
+            for (_, _, p), k in zip(spanned, keys, strict=True)
+        ]
+        files = []
+        for (lo, hi, path), key, hit in zip(spanned, keys, hits, strict=True):
+            cut = lo < start_ms or hi > end_ms
+            table: pa.Table | None = None if hit is None else hit[0]
+            source: pq.ParquetFile | None = None
+            if table is None:
+                source = pq.ParquetFile(stack.enter_context(pa.OSFile(path, "rb")))
+                count = source.metadata.num_rows
+                if cut:  # its rows in range are known once its times are
+                    table = scan.decoded(source)
+            else:
+                count = table.num_rows
+            rows = _in_range(table, start_ms, end_ms) if cut else (0, count)
+            files.append(_File(path, key, cut, table, source, rows))
+        kept = _kept(files, hits)
+        if kept is not None:
+            return kept
+        frame = _copied(files)
+    if not len(frame) or not budget:
+        return frame
+    for file, hit, row in zip(files, hits, _offsets(files), strict=True):
+        if not file.cut:  # kept as a view of the frame: a later load of it is a slice
+            view = _view(frame, row, file.rows[1])
+            scan._CACHE.put(file.path, file.key, view, budget, _Origin(frame, row))
+        elif hit is None:  # decoded whole for its times: kept as decoded
+            scan._CACHE.put(file.path, file.key, file.table, budget)
+    return frame.copy(deep=False)
+
+
+def _in_range(table: pa.Table, start_ms: int, end_ms: int) -> tuple[int, int]:
+    times = scan._ms(table.column("open_time"))
+    first, last = np.searchsorted(times, [start_ms, end_ms])
+    return int(first), int(last)
+
+
+def _offsets(files: list[_File]) -> list[int]:
+    sizes = [hi - lo for _, _, _, _, _, (lo, hi) in files]
+    return np.r_[0, np.cumsum(sizes)[:-1]].astype(int).tolist() if files else []
+
+
+def _kept(files: list[_File], hits: list[tuple[pa.Table, Any] | None]) -> pd.DataFrame | None:
+    """A slice of one keeper frame if every file's rows are kept there, in order."""
+    if not files or any(h is None or h[1] is None for h in hits):
+        return None
+    origins: list[_Origin] = [h[1] for h in hits if h is not None]
+    keeper = origins[0].keeper
+    for origin, hit, after in zip(origins, hits, origins[1:], strict=False):
+        assert hit is not None
+        if after.keeper is not keeper or origin.row + hit[0].num_rows != after.row:
+            return None
+    first = origins[0].row + files[0].rows[0]
+    last = origins[-1].row + files[-1].rows[1]
+    return keeper.iloc[first:last]
+
+
+def _copied(files: list[_File]) -> pd.DataFrame:
+    """A new frame of the files' rows in range, each file decoded (if not yet) and let go."""
+    offsets = _offsets(files)
+    n = offsets[-1] + files[-1].rows[1] - files[-1].rows[0] if files else 0
+    if n == 0:
+        return empty_frame()
+    floats = np.empty((len(_FLOATS), n))
+    open_ms, close_ms, trades = (np.empty(n, dtype=np.int64) for _ in range(3))
+
+    def copy(item: tuple[_File, int]) -> None:
+        file, at = item
+        table = file.table if file.table is not None else scan.decoded(file.source)
+        lo, hi = file.rows
+        table = table.slice(lo, hi - lo)
+        span = slice(at, at + hi - lo)
+        _into(open_ms[span], table.column("open_time"))
+        _into(close_ms[span], table.column("close_time"))
+        _into(trades[span], table.column("number_of_trades"))
+        for row, name in enumerate(_FLOATS):
+            _into(floats[row, span], table.column(name))
+
+    # Two files at a time: pyarrow decodes and numpy copies without the GIL; 2 cores.
+    with ThreadPoolExecutor(min(scan._READERS, len(files))) as pool:
+        list(pool.map(copy, zip(files, offsets, strict=True)))
+    close_time = pd.DatetimeIndex(close_ms.view("M8[ms]"), dtype=_UTC_MS).array
+    blocks = [(floats, _BLOCKS[0]), (close_time, _BLOCKS[1]), (trades.reshape(1, -1), _BLOCKS[2])]
+    return create_dataframe_from_blocks(blocks, index=utc_index(open_ms), columns=pd.Index(COLUMNS))
+
+
+def _into(out: np.ndarray[Any, Any], column: pa.ChunkedArray) -> None:
+    at = 0
+    for chunk in column.chunks:
+        if pa.types.is_timestamp(chunk.type):
+            chunk = chunk.view(pa.int64())
+        out[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+        at += len(chunk)
+
+
+def _view(keeper: pd.DataFrame, row: int, rows: int) -> pa.Table:
+    """Rows `[row, row + rows)` of `keeper` as an Arrow table of `scan.SCHEMA` sharing its
+    memory; the table's buffers own `keeper`, so it lives while they do."""
+
+    def array(values: np.ndarray[Any, Any], kind: pa.DataType) -> pa.Array:
+        part = values[row : row + rows]
+        buffer = pa.foreign_buffer(part.ctypes.data, part.nbytes, base=keeper)
+        return pa.Array.from_buffers(kind, rows, [None, buffer])
+
+    columns = {"open_time": array(np.asarray(keeper.index.asi8), scan.TS)}
+    for name in COLUMNS:
+        values = keeper[name].array
+        if name == "close_time":
+            columns[name] = array(np.asarray(values.asi8), scan.TS)
+        else:
+            columns[name] = array(np.asarray(values), scan.SCHEMA.field(name).type)
+    return pa.table(columns, schema=scan.SCHEMA)
