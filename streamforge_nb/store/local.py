@@ -167,6 +167,9 @@ class LocalBackend(SqliteState, CandleBackend):
             for lo, hi in itertools.pairwise(cuts):
                 path = directory / f"{parts[lo]}.parquet"
                 self._merge(path, table.slice(lo, hi - lo))
+            # The renames are durable once their directory is synced: once for all the
+            # partitions of this batch (one directory), before the write returns.
+            _fsync_dir(directory)
             while (coldest := self._coldest(_HOT_PARTITIONS)) is not None:
                 self._forget(coldest)
         return len(times)
@@ -377,7 +380,8 @@ class LocalBackend(SqliteState, CandleBackend):
 
 
 def _replace(path: Path, table: pa.Table, options: dict[str, Any]) -> tuple[int, ...]:
-    """Write `table` to `path` atomically and durably; return the new file's identity.
+    """Write `table` to `path` atomically; return the new file's identity. Durable once the
+    caller has synced `path`'s directory (the rename's entry).
 
     The caller holds the partition's lock: only it writes this temporary, so a leftover from
     a crashed writer is simply overwritten; readers list `*.parquet` and never see it.
@@ -395,7 +399,6 @@ def _replace(path: Path, table: pa.Table, options: dict[str, Any]) -> tuple[int,
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
     return identity
 
 
