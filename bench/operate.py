@@ -29,7 +29,10 @@ which `lag()` folded before it read the samples in bulk (`control.lag.read_lag`)
 
     python bench/operate.py [--dead 100000] [--samples 20000] [--topic-size 1000000]
                             [--week-queues 100] [--week-step 2 (0: no week)]
-                            [--bootstrap HOST:PORT]
+                            [--bootstrap HOST:PORT | --home DIR] [--week-cache FILE]
+
+`--home DIR` keeps the local broker's folder, and `--week-cache FILE` names the week filled
+there (topic, queue ids): a later run with both reads that week again instead of filling one.
 """
 
 from __future__ import annotations
@@ -60,13 +63,13 @@ def _timed(what: str, call: Callable[[], Any]) -> Any:
 
 
 @contextmanager
-def _broker(bootstrap: str | None) -> Iterator[Settings]:
+def _broker(bootstrap: str | None, home: Path | None = None) -> Iterator[Settings]:
     if bootstrap:
         yield Settings(kafka_bootstrap_servers=bootstrap)
         return
     from streamforge_nb.testing import local_broker
 
-    with local_broker(Path(tempfile.mkdtemp(prefix="bench-operate-"))) as broker:
+    with local_broker(home or Path(tempfile.mkdtemp(prefix="bench-operate-"))) as broker:
         yield broker.settings()
 
 
@@ -284,26 +287,50 @@ def _three(what: str, call: Callable[[], Any]) -> Any:
     return result, statistics.median(walls)
 
 
-def week_case(settings: Settings, queues: int, step: float) -> None:
-    """`Batch.lag()` over a real week for `queues` queues, one queue's, and the full read."""
+def week_case(settings: Settings, queues: int, step: float, cache: Path | None = None) -> None:
+    """`Batch.lag()` over a real week for `queues` queues, one queue's, and the full read.
+
+    `cache`: a file naming a week filled earlier on this broker (topic, queue ids) for the
+    same `queues` and `step`, read again instead of filling one (4 minutes); written after a fill.
+    """
+    import json
+
     from streamforge_nb.control.lag_read import read_queues_lag
     from streamforge_nb.control.queue import Queue
     from streamforge_nb.kafka.clients import make_admin
     from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+    from streamforge_nb.testing import topic_exists
 
-    # queue-events of its own (12 partitions, as the platform's): the other cases' reports,
-    # stamped now, would sit in the time index before the week's.
-    week = settings.model_copy(update={"queue_events_topic": f"bench-week-{uuid.uuid4().hex[:6]}"})
-    admin = make_admin(week)
-    try:
-        ensure_topics(admin, (TopicSpec(week.queue_events_topic, partitions=12),))
-    finally:
-        admin.close()
-    ids = week_ids(queues)
-    sent = _timed(
-        f"fill a week x {queues} queues, a report every {step:g} s",
-        lambda: fill_week(week, ids, step),
-    )
+    kept = json.loads(cache.read_text()) if cache is not None and cache.exists() else None
+    if kept is not None and (kept["queues"], kept["step"]) == (queues, step):
+        week = settings.model_copy(update={"queue_events_topic": kept["topic"]})
+        kept = kept if topic_exists(week, kept["topic"]) else None
+    else:
+        kept = None
+    if kept is not None:
+        ids, sent = kept["ids"], kept["sent"]
+        print(f"the week of {cache}: {kept['topic']}, filled {kept['filled']}")
+    else:
+        # queue-events of its own (12 partitions, as the platform's): the other cases'
+        # reports, stamped now, would sit in the time index before the week's. Kept forever:
+        # its first reports are a week old.
+        name = f"bench-week-{uuid.uuid4().hex[:6]}"
+        week = settings.model_copy(update={"queue_events_topic": name})
+        admin = make_admin(week)
+        try:
+            spec = TopicSpec(name, partitions=12, config={"retention.ms": "-1"})
+            ensure_topics(admin, (spec,))
+        finally:
+            admin.close()
+        ids = week_ids(queues)
+        sent = _timed(
+            f"fill a week x {queues} queues, a report every {step:g} s",
+            lambda: fill_week(week, ids, step),
+        )
+        if cache is not None:
+            filled = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            cache.write_text(json.dumps({"topic": name, "queues": queues, "step": step,
+                                         "ids": ids, "sent": sent, "filled": filled}))  # fmt: skip
     print(f"  {sent:,} reports on 12 partitions ({sent // queues:,} per queue)")
     frame, batch_s = _three(
         f"Batch.lag() read: {queues} queues, a week (points=200)",
@@ -358,6 +385,11 @@ def main() -> int:
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--week-queues", type=int, default=100)
     parser.add_argument("--week-step", type=float, default=2.0, help="0: no week case")
+    parser.add_argument("--home", type=Path, default=None, help="the local broker's folder, kept")
+    parser.add_argument(
+        "--week-cache", type=Path, default=None,
+        help="a file naming the filled week (with --home or --bootstrap: read it again)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from streamforge_nb.control.lag import judge_lag
@@ -366,7 +398,7 @@ def main() -> int:
     from streamforge_nb.platform.names import data_topic, dlq_topic
     from streamforge_nb.platform.topics import TopicSpec, ensure_topics
 
-    with _broker(args.bootstrap) as settings:
+    with _broker(args.bootstrap, args.home) as settings:
         qid = f"wf-btcusdt-api_candles_1m-20240801-{uuid.uuid4().hex[:6]}"
         dlq = dlq_topic(data_topic(qid))
         admin = make_admin(settings)
@@ -396,7 +428,7 @@ def main() -> int:
             _timed("lag_status() (samples and a live read)", queue.lag_status)
             _timed("anchor: list(events()) of those samples", lambda: list(queue.events()))
         if args.week_step > 0:
-            week_case(settings, args.week_queues, args.week_step)
+            week_case(settings, args.week_queues, args.week_step, args.week_cache)
         week = synthetic_week()
         judged = _timed(
             f"judge_lag over a week x 100 queues ({len(week):,} rows)", lambda: judge_lag(week)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -37,8 +37,8 @@ import orjson
 from streamforge_nb.control.lag import (
     LAG_COLUMNS,
     WINDOW,
-    _add_samples,
     _decode_batch,
+    _loading_rows,
     _typed,
 )
 from streamforge_nb.exceptions import BrokerUnavailable, InvalidName, map_confluent_error
@@ -60,10 +60,23 @@ others on its partition go on costs this much per bucket)."""
 _TAIL_FIRST = 256
 _STALL_S = 30.0
 _READERS = 4
+# Connect to the brokers at once: with librdkafka's sparse connections a new reader's first
+# metadata request waited ~50 ms for one (a few readers are made per read).
+_EAGER = {"enable.sparse.connections": False}
 # A reader that seeks every few messages must not fetch megabytes ahead of each seek.
-# Nor wait librdkafka's default second to fetch again once its queue holds enough.
-_SEEKING = {"fetch.max.bytes": 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024,
-            "queued.min.messages": 200, "fetch.queue.backoff.ms": 5}  # fmt: skip
+# Nor wait librdkafka's default second to fetch again once its queue holds enough; nor, read
+# to a partition's end, have the broker hold its next fetch (one at a time) 100 ms for more.
+_SEEKING = {**_EAGER, "fetch.max.bytes": 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024,
+            "queued.min.messages": 200, "fetch.queue.backoff.ms": 5,
+            "fetch.wait.max.ms": 10}  # fmt: skip
+# A bucket's reader: a partition's next batch is fetched once its queue is empty (a run
+# seldom needs more than one; a seek drops the rest), and 1 ms after a fetch found it not
+# empty: the 5 ms back-off held each run's fetch after its seek (50 runs: 0.33 -> 0.12 s);
+# at 0 ms librdkafka's broker thread spun while the queue held a message (twice the CPU).
+_RUNS = {**_SEEKING, "queued.min.messages": 1, "fetch.queue.backoff.ms": 1}
+_TAKE = 20
+"""Messages a run's reader takes at a time: a seek at a run's end drops what librdkafka still
+holds of its partition, but not what it has handed over (about 95% of 500 were)."""
 _EVERY = {"sampled": False, "points": None, "bucket_s": None, "full_since": None}
 """The resolution of a frame that holds every sample."""
 
@@ -121,7 +134,7 @@ def read_queues_lag(
         read = _Read(settings, consumer, topic, owners)
         held = sum(max(0, ends[p] - starts[p]) for p in owners)
         if points is None or held <= points * FULL_PER_POINT:
-            read.consumer = make_assigned_reader(settings, topic)  # fetching far ahead
+            read.consumer = make_assigned_reader(settings, topic, **_EAGER)  # fetching far ahead
             try:
                 read.run(starts, ends)
             finally:
@@ -195,25 +208,27 @@ class _Read:
         self.ids = {q for qs in owners.values() for q in qs}
         self.rows: dict[int, list[tuple[Any, ...]]] = {p: [] for p in owners}
 
-    def run(
-        self, starts: dict[int, int], stops: dict[int, int], *, bucket: bool = False
-    ) -> dict[int, int | None]:
-        """Read each partition from `starts` to `stops` (a `bucket`: also until each owner
-        was seen or `RUN_MAX` messages were read); return each first message's time (ms)."""
+    def run(self, starts: dict[int, int], stops: dict[int, int]) -> dict[int, int | None]:
+        """Read each partition from `starts` to `stops`; return each first message's time (ms)."""
         todo = {p: s for p, s in starts.items() if s < stops.get(p, 0)}
         first: dict[int, int | None] = dict.fromkeys(starts)
         if not todo:
             return first
+        from confluent_kafka import TopicPartition
+
         raws: dict[int, list[tuple[bytes | None, bytes]]] = {p: [] for p in todo}
-        seen: dict[int, set[bytes]] = {p: set() for p in todo}
         left = set(todo)
-        for message in self._messages(todo, stops, left):
+        self.consumer.assign([TopicPartition(self.topic, p, o) for p, o in todo.items()])
+        def reading() -> dict[int, int]:
+            return {p: stops[p] for p in left}
+
+        for message in _arriving(self.consumer, self.topic, 500, reading, left.discard):
             if not left:
                 break  # the rest of a fetched batch: past every run's end
             p, offset = message.partition(), message.offset()
             if p not in left or not todo[p] <= offset < stops[p]:
                 continue  # fetched for an earlier run, or past this one
-            if offset + 1 >= stops[p] or (bucket and offset + 1 - todo[p] >= RUN_MAX):
+            if offset + 1 >= stops[p]:
                 left.discard(p)
             stamp = message.timestamp()[1]
             if first[p] is None and stamp >= 0:  # -1: the message has no time
@@ -221,69 +236,21 @@ class _Read:
             key, raw = message.key(), message.value()
             if raw and b'"lag"' in raw and (key is None or key in self.owners[p]):
                 raws[p].append((key, raw))
-                if bucket and key is not None:
-                    seen[p].add(key)
-                    if seen[p] >= self.owners[p]:
-                        left.discard(p)
         for p, found in raws.items():
-            rows = self._rows(found)
-            if bucket:  # the first sample of each group and partition
-                rows.sort(key=lambda r: r[1])
-                kept: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-                for row in rows:
-                    kept.setdefault((row[2], row[4]), row)
-                rows = list(kept.values())
-            self.rows[p].extend(rows)
+            self.rows[p].extend(self._rows(found))
         return first
 
-    def _messages(
-        self, starts: dict[int, int], stops: dict[int, int], left: set[int]
-    ) -> Iterator[Any]:
-        """Yield messages from `starts` while `left` (the caller's) names partitions to read.
-
-        Not `kafka.reader.EndReader`: its `consume` waits for a full batch, 50 ms a run, and a
-        sampled read makes hundreds of short runs. This waits for the first message only.
-        """
-        from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-        # A reader joins no group: the group's ACL (librdkafka looks up the coordinator of
-        # the id it must have) is not needed to read; a partition's end is no error.
-        harmless = (KafkaError._PARTITION_EOF, KafkaError.GROUP_AUTHORIZATION_FAILED)
-        self.consumer.assign([TopicPartition(self.topic, p, o) for p, o in starts.items()])
-        quiet = time.monotonic()
-        while left:
-            messages = self.consumer.consume(1, timeout=0.05)
-            if messages:
-                quiet = time.monotonic()
-                messages += self.consumer.consume(500, timeout=0)
-            else:  # the last offsets may hold no message (a transaction marker)
-                at = self.consumer.position([TopicPartition(self.topic, p) for p in left])
-                left.difference_update(t.partition for t in at if t.offset >= stops[t.partition])
-                if left and time.monotonic() - quiet > _STALL_S:
-                    raise BrokerUnavailable(
-                        f"reading {self.topic}: nothing came for {_STALL_S:g} s with "
-                        f"partitions {sorted(left)} not read to their end"
-                    )
-            for message in messages:
-                error = message.error()
-                if error is None:
-                    yield message
-                elif error.code() not in harmless:
-                    raise KafkaException(error)
-
-    def _rows(self, raws: list[tuple[bytes | None, bytes]]) -> list[tuple[Any, ...]]:
-        """The asked queues' sample rows in `raws` (key, value), the queue id first: a report
-        counts for the queue it names, and only on a message keyed by that queue (or unkeyed)."""
-        mine: dict[str, list[Any]] = {}
-        for (key, _), doc in zip(raws, _decode_each(raws), strict=True):
-            named = doc.get("queue_id") if isinstance(doc, dict) else None
-            if named in self.ids and (key is None or key == named.encode()):
-                mine.setdefault(named, []).append(doc)
+    def _rows(
+        self, raws: list[tuple[bytes | None, bytes]], docs: list[Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The asked queues' sample rows in `raws` (key, value; `docs`: their values decoded),
+        the queue id first: a report counts for the queue it names, and only on a message
+        keyed by that queue (or unkeyed)."""
         rows: list[tuple[Any, ...]] = []
-        for queue_id, docs in mine.items():
-            found: list[tuple[Any, ...]] = []
-            _add_samples(found, docs, queue_id)
-            rows.extend((queue_id, *row) for row in found)
+        for (key, _), doc in zip(raws, _decode_each(raws) if docs is None else docs, strict=True):
+            named = doc.get("queue_id") if type(doc) is dict else None
+            if type(named) is str and named in self.ids and key in (None, named.encode()):
+                rows.extend([(named, *row) for row in _loading_rows(doc)])
         return rows
 
     def sampled(
@@ -291,52 +258,83 @@ class _Read:
     ) -> dict[str, Any]:
         """Read the window in `points` buckets and the newest samples in full; return the
         resolution read."""
+        from concurrent.futures import Future
+
         from streamforge_nb.kafka.reader import offsets_since
 
-        found = self.run(starts, {p: min(ends[p], o + 1) for p, o in starts.items()})
-        for p in self.rows:  # only its time: bucket 0 reads that message again
-            self.rows[p].clear()
-        known = [t for t in found.values() if t is not None]
-        low = min(known) / 1000 if known else time.time()
-        high = max(low + points, time.time() if until is None else until)
-        width = (high - low) / points
-        at = [int((low + i * width) * 1000) for i in range(points)]
-
-        last = offsets_since(self.consumer, self.topic, at[-1], ends)
-        firsts = self._tail(dict(ends), {p: max(starts[p], last[p]) for p in ends})
-        full_since = max((t for t in firsts.values() if t is not None), default=None)
-
-        def buckets(part: range) -> dict[int, list[tuple[Any, ...]]]:
-            """Read the buckets `part` with a consumer of its own."""
-            from streamforge_nb.kafka.clients import make_assigned_reader
-
-            consumer = make_assigned_reader(self.settings, self.topic, **_SEEKING)
-            try:
-                read = _Read(self.settings, consumer, self.topic, self.asked)
-                # One lookup per bucket: a request asking one partition twice answers once.
-                bounds = [
-                    starts if i == 0 else self.tail_starts if i == points
-                    else offsets_since(consumer, self.topic, at[i], ends)
-                    for i in [*part, part.stop]
-                ]  # fmt: skip
-                for j in range(len(part)):
-                    stops = {p: min(bounds[j + 1][p], self.tail_starts[p]) for p in ends}
-                    read.run(bounds[j], stops, bucket=True)
-                return read.rows
-            finally:
-                consumer.close()
-
-        # Hundreds of short runs, each mostly a round trip: a few readers at once.
-        cuts = [k * points // _READERS for k in range(_READERS + 1)]
+        # Buckets but the last by a few readers at once: a connection each, as the broker
+        # answers one connection's requests in turn. They connect while this reader finds the
+        # window's first time; the last bucket ends where the tail begins, so it comes after.
+        plan: Future[list[int]] = Future()
+        cuts = [k * (points - 1) // _READERS for k in range(_READERS + 1)]
         parts = [range(a, b) for a, b in pairwise(cuts) if b > a]
-        with ThreadPoolExecutor(_READERS, thread_name_prefix="lag-buckets") as pool:
-            for rows in pool.map(buckets, parts):
-                for p, kept in rows.items():
-                    self.rows[p].extend(kept)
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="lag-buckets") as pool:
+            jobs = [pool.submit(self._buckets, part, plan, starts, ends) for part in parts]
+            try:
+                found = self.run(starts, {p: min(ends[p], o + 1) for p, o in starts.items()})
+                for p in self.rows:  # only its time: bucket 0 reads that message again
+                    self.rows[p].clear()
+                known = [t for t in found.values() if t is not None]
+                low = min(known) / 1000 if known else time.time()
+                high = max(low + points, time.time() if until is None else until)
+                width = (high - low) / points
+                at = [int((low + i * width) * 1000) for i in range(points)]
+                plan.set_result(at)
+                last = offsets_since(self.consumer, self.topic, at[-1], ends)
+                firsts = self._tail(dict(ends), {p: max(starts[p], last[p]) for p in ends})
+                runs = _Runs(self.consumer, self.topic, self.owners)
+                runs.read([last], [self.tail_starts])
+                kept = [self._firsts(runs.found)]
+            finally:
+                plan.cancel()  # a reader still waiting for the plan: this one failed
+            kept += [job.result() for job in jobs]
+        for each in kept:
+            for p, rows in each.items():
+                self.rows[p].extend(rows)
+        full_since = max((t for t in firsts.values() if t is not None), default=None)
         return {
             "sampled": True, "points": points, "bucket_s": width,
             "full_since": None if full_since is None else full_since / 1000,
         }  # fmt: skip
+
+    def _buckets(
+        self, part: range, plan: Any, starts: dict[int, int], ends: dict[int, int]
+    ) -> dict[int, list[tuple[Any, ...]]]:
+        """Read the buckets `part` (their times from `plan`) with a reader of its own; return
+        each partition's rows (decoded here, while the other readers wait on the broker)."""
+        from streamforge_nb.kafka.clients import make_assigned_reader
+        from streamforge_nb.kafka.reader import offsets_since
+
+        consumer = make_assigned_reader(self.settings, self.topic, **_RUNS)
+        try:
+            at = plan.result()
+            # One lookup per bucket: a request asking one partition twice answers once.
+            bounds = [
+                starts if i == 0 else offsets_since(consumer, self.topic, at[i], ends)
+                for i in [*part, part.stop]
+            ]
+            runs = _Runs(consumer, self.topic, self.owners)
+            runs.read(bounds[:-1], bounds[1:])
+        finally:
+            consumer.close()
+        return self._firsts(runs.found)
+
+    def _firsts(
+        self, found: dict[int, list[list[tuple[bytes | None, bytes]]]]
+    ) -> dict[int, list[tuple[Any, ...]]]:
+        """The first sample of each group and partition in each run of each partition in
+        `found` (its runs' key and value of each message), all decoded at once."""
+        runs = [run for each in found.values() for run in each]
+        docs = iter(_decode_each([raw for run in runs for raw in run]))
+        rows: dict[int, list[tuple[Any, ...]]] = {}
+        for p, each in found.items():
+            rows[p] = []
+            for run in each:
+                kept: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+                for row in sorted(self._rows(run, [next(docs) for _ in run]), key=_time):
+                    kept.setdefault((row[2], row[4]), row)
+                rows[p].extend(kept.values())
+        return rows
 
     def _tail(self, ends: dict[int, int], limits: dict[int, int]) -> dict[int, int | None]:
         """Read backwards from `ends` in growing steps until each owner of a partition has
@@ -366,6 +364,10 @@ class _Read:
         return all(q in counts and min(counts[q].values()) >= WINDOW for q in owners)
 
 
+def _time(row: tuple[Any, ...]) -> Any:
+    return row[1]
+
+
 def _decode_each(raws: list[tuple[bytes | None, bytes]]) -> list[Any]:
     """The JSON document of each value in `raws` (None where it is malformed)."""
     docs = _decode_batch([raw for _, raw in raws])
@@ -378,3 +380,110 @@ def _decode_each(raws: list[tuple[bytes | None, bytes]]) -> list[Any]:
         except orjson.JSONDecodeError:
             decoded.append(None)
     return decoded
+
+
+class _Runs:
+    """Short runs of one reader, each partition going on to its next run at its run's end.
+
+    Not one assignment per bucket: each waited for every partition's run before the next
+    began. A partition's next run starts by a seek (librdkafka drops what it fetched before),
+    so a reader keeps all its partitions fetching.
+    """
+
+    def __init__(self, consumer: Any, topic: str, owners: dict[int, set[bytes]]) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.owners = owners
+        self.found: dict[int, list[list[tuple[bytes | None, bytes]]]] = {p: [] for p in owners}
+        """Each partition's runs: the asked queues' (key, value) read in each."""
+
+    def read(self, bounds: list[dict[int, int]], stops: list[dict[int, int]]) -> None:
+        """Read the run of each partition from each of `bounds` until each owner was seen,
+        `RUN_MAX` offsets or the same place in `stops`."""
+        from confluent_kafka import TopicPartition
+
+        plans = {
+            p: [(b[p], s[p]) for b, s in zip(bounds, stops, strict=True) if b[p] < s[p]]
+            for p in self.owners
+        }
+        now = {p: 0 for p, plan in plans.items() if plan}  # each partition's run in its plan
+        if not now:
+            return
+        raws: dict[int, list[tuple[bytes | None, bytes]]] = {p: [] for p in now}
+        seen: dict[int, set[bytes]] = {p: set() for p in now}
+        after = {p: plans[p][0][0] for p in now}  # a message before this was read already
+
+        def done(p: int) -> None:
+            self.found[p].append(raws[p])
+            raws[p], seen[p] = [], set()
+            now[p] += 1
+            if now[p] < len(plans[p]):
+                after[p] = plans[p][now[p]][0]
+                self.consumer.seek(TopicPartition(self.topic, p, after[p]))
+            else:
+                del now[p]
+                self.consumer.pause([TopicPartition(self.topic, p)])
+
+        self.consumer.assign([TopicPartition(self.topic, p, after[p]) for p in now])
+        def reading() -> dict[int, int]:
+            return {p: plans[p][now[p]][1] for p in now}
+
+        for message in _arriving(self.consumer, self.topic, _TAKE, reading, done):
+            p, offset = message.partition(), message.offset()
+            if p not in now or offset < after[p]:
+                continue  # fetched before its seek (a run's later messages, read again)
+            start, stop = plans[p][now[p]]
+            if offset >= stop:
+                done(p)
+                continue
+            after[p] = offset + 1
+            key, raw = message.key(), message.value()
+            if raw and b'"lag"' in raw and (key is None or key in self.owners[p]):
+                raws[p].append((key, raw))
+                if key is not None:
+                    seen[p].add(key)
+            if offset + 1 >= stop or offset + 1 - start >= RUN_MAX or seen[p] >= self.owners[p]:
+                done(p)
+
+
+def _arriving(
+    consumer: Any,
+    topic: str,
+    take: int,
+    reading: Callable[[], dict[int, int]],
+    ended: Callable[[int], None],
+) -> Iterator[Any]:
+    """Yield the messages `consumer` hands over, `take` at a time, while `reading()` names
+    partitions still read (each with the offset its read ends at); `ended(p)`: partition p's
+    position passed that end while nothing came (its last offsets held no message, as a
+    transaction marker).
+
+    Not `kafka.reader.EndReader`: its `consume` waits for a full batch, 50 ms a run, and a
+    sampled read makes hundreds of short runs. This waits for the first message only.
+    """
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    # A reader joins no group: the group's ACL (librdkafka looks up the coordinator of the id
+    # it must have) is not needed to read; a partition's end is no error.
+    harmless = (KafkaError._PARTITION_EOF, KafkaError.GROUP_AUTHORIZATION_FAILED)
+    quiet = time.monotonic()
+    while stops := reading():
+        messages = consumer.consume(1, timeout=0.05)
+        if messages:
+            quiet = time.monotonic()
+            messages += consumer.consume(take, timeout=0)
+        else:
+            for at in consumer.position([TopicPartition(topic, p) for p in stops]):
+                if at.offset >= stops[at.partition]:
+                    ended(at.partition)
+            if reading() and time.monotonic() - quiet > _STALL_S:
+                raise BrokerUnavailable(
+                    f"reading {topic}: nothing came for {_STALL_S:g} s with partitions "
+                    f"{sorted(reading())} not read to their end"
+                )
+        for message in messages:
+            error = message.error()
+            if error is None:
+                yield message
+            elif error.code() not in harmless:
+                raise KafkaException(error)
