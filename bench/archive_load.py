@@ -51,16 +51,18 @@ from streamforge_nb.exchange.archives import KLINE_CSV_HEADER
 from streamforge_nb.platform.names import data_topic, new_short_id, queue_id
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import local_broker, read_topic, write_archive
+from streamforge_nb.workers.publish import PRODUCER_CONFIG
 
 SYMBOL, INTERVAL, YEAR = "BTCUSDT", "1m", 2023
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
 ARCHIVES = CACHE / "streamforge-nb" / "bench-archives"
+# The loader's own producer settings (of the package being timed), so kcat batches alike.
 KCAT_CONFIG = {
     "enable.idempotence": "true",
     "acks": "all",
-    "linger.ms": "20",
-    "batch.size": "1000000",
+    "linger.ms": str(PRODUCER_CONFIG["linger.ms"]),
+    "batch.size": str(PRODUCER_CONFIG["batch.size"]),
     "partitioner": "murmur2_random",
 }
 

@@ -431,3 +431,33 @@ def test_publishing_goes_on_while_the_broker_is_slow_to_take_a_progress_report(
     assert codes == [0]
     final = events(settings, qid)[-1]
     assert (final.status, final.records_written) == ("finished", 2 * 1440)
+
+
+def test_closing_progress_reports_does_not_wait_for_a_report_that_hangs(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from streamforge_nb.control.worker import Worker
+    from streamforge_nb.workers import publish
+
+    hang = threading.Event()
+
+    def hanging(self: Worker, records_written: int, message: str | None = None,
+                **fields: object) -> None:  # fmt: skip
+        hang.wait(600)
+
+    monkeypatch.setattr(Worker, "loading", hanging)
+    monkeypatch.setattr(publish, "CLOSE_TIMEOUT_S", 0.2)
+    qid = new_queue()
+    with Worker(settings, queue_id=qid, producer_id="loader-candles__close",
+                target="loader-candles") as worker:  # fmt: skip
+        reports = publish.ProgressReports(worker, data_topic(qid))
+        reports.offer(5)
+        closing = threading.Thread(target=reports.close)
+        closing.start()
+        try:
+            closing.join(120)  # not a timing: a close that waits for the report never returns
+            assert not closing.is_alive(), "close waited for a report that never ends"
+            assert "still being sent" in caplog.text
+        finally:
+            hang.set()
+            closing.join(120)

@@ -26,6 +26,7 @@ from streamforge_nb.exceptions import (
     map_confluent_error,
 )
 from streamforge_nb.kafka.clients import make_bulk_producer
+from streamforge_nb.kafka.send import SEND_TIMEOUT_S
 from streamforge_nb.platform.candle_columns import encode_columns
 from streamforge_nb.settings import Settings
 
@@ -44,7 +45,9 @@ as its delivery error when it has one."""
 PRODUCER_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
-    "linger.ms": 20,
+    # Longer than a produce round trip on a busy broker: a part batch waiting for the one in
+    # flight is not due yet (see HELD_MESSAGES).
+    "linger.ms": 500,
     "batch.size": 1_000_000,
     # Bounds what waits in this process for the broker (RSS goal: 1 GB for a year's load).
     "queue.buffering.max.messages": 500_000,
@@ -55,6 +58,21 @@ PRODUCER_CONFIG: dict[str, Any] = {
     # producer's metadata requests (it may connect before the topic exists) never create one.
     "allow.auto.create.topics": False,
 }
+
+
+HELD_MESSAGES = 4_000
+"""Messages librdkafka may hold (queued or in flight) before `encoded` hands it more: about
+two 1 MB batches of candles, enough to keep one request in flight and the next one full.
+
+An idempotent librdkafka producer sends one request at a time per partition here, and while
+it waits for the broker with a large queue behind it, its broker thread polls its sockets
+without a timeout (strace: tens of thousands of `poll(..., 0)` a second). On a busy broker
+that spin was most of a loader's CPU (issue 20: a 5-symbol batch, 3 s of 5 per loader, py-spy
+and /proc per thread); with at most this many held it sleeps until the answer comes, and a
+lone loader is as fast (a producer benchmark: 300k candles, same wall, a third of the CPU)."""
+HANDED_AT_ONCE = 2_000
+"""Messages `encoded` hands to librdkafka between two looks at what it holds."""
+_ROOM_POLL_S = 0.002
 
 
 class CandlePublisher:
@@ -82,12 +100,16 @@ class CandlePublisher:
     def encoded(self, keys: pa.Array, values: pa.Array) -> int:
         """Queue candles `encode_columns` encoded (keys, values) for sending; return how many."""
         produce, topic = self._producer.produce, self.topic
+        all_keys, all_values = keys.to_pylist(), values.to_pylist()
         with self._mapped():
-            for key, value in zip(keys.to_pylist(), values.to_pylist(), strict=True):
-                try:
-                    produce(topic, value, key)
-                except BufferError:  # the local queue is full: let the broker catch up
-                    self._retry(key, value, None)
+            for start in range(0, len(all_values), HANDED_AT_ONCE):
+                self._wait_for_room()
+                end = start + HANDED_AT_ONCE
+                for key, value in zip(all_keys[start:end], all_values[start:end], strict=True):
+                    try:
+                        produce(topic, value, key)
+                    except BufferError:  # the local queue is full: let the broker catch up
+                        self._retry(key, value, None)
             self._producer.poll(0)
         self._raise_failed()
         self._candles += len(values)
@@ -123,6 +145,17 @@ class CandlePublisher:
                 f"{self._what}: the broker at {self.settings.kafka_bootstrap_servers} did not "
                 f"acknowledge {left} messages within {timeout:g} s"
             )
+
+    def _wait_for_room(self) -> None:
+        """Wait until librdkafka holds at most `HELD_MESSAGES` (see there); raise as `_retry`."""
+        if len(self._producer) <= HELD_MESSAGES:
+            return
+        started = time.monotonic()
+        while len(self._producer) > HELD_MESSAGES:
+            self._producer.poll(_ROOM_POLL_S)  # serves failed deliveries too
+            self._raise_failed()
+            if time.monotonic() - started > FLUSH_TIMEOUT_S:
+                self.flush(0)  # raises: the broker took nothing for that long
 
     def _retry(self, key: Any, value: Any, headers: list[tuple[str, bytes]] | None) -> None:
         started = time.monotonic()
@@ -198,6 +231,10 @@ class CandlePublisher:
             raise map_confluent_error(cause, what=self._what, settings=self.settings) from None
 
 
+CLOSE_TIMEOUT_S = SEND_TIMEOUT_S * 2
+"""How long `ProgressReports.close` waits for a report being sent."""
+
+
 class ProgressReports:
     """Send a worker's `loading` reports from a thread of their own, newest count first.
 
@@ -222,11 +259,17 @@ class ProgressReports:
             self._ready.notify()
 
     def close(self) -> None:
-        """Send the report still waiting, if any; then stop."""
+        """Send the report still waiting, if any; then stop (waiting `CLOSE_TIMEOUT_S` at most)."""
         with self._ready:
             self._closed = True
             self._ready.notify()
-        self._thread.join()
+        # A report is one send that gives up after SEND_TIMEOUT_S: the thread ends well within
+        # this bound unless something below the send hangs, and then the run's last event and
+        # exit must not wait for a progress report (the thread is a daemon).
+        self._thread.join(CLOSE_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.warning("a progress report to %s was still being sent after %g s; not waited for",
+                        self._topic, CLOSE_TIMEOUT_S)  # fmt: skip
 
     def _send(self) -> None:
         while True:
