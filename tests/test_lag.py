@@ -258,6 +258,7 @@ def test_lag_reads_only_the_queues_well_formed_samples(settings: Settings) -> No
         report(now - 2, [sample(0, 1)], group=None),  # no group: no sample
         report(now - 2, [sample(0, 1)], status="started"),  # only reports carry samples
         report(now - 2, [sample(0, 1)], queue_id=other, message=qid),  # another queue's
+        report(now - 2, [sample(0, 1)], queue_id=[qid]),  # a queue id that is no text
     ]
     consumer = make_consumer(settings)
     try:
