@@ -14,19 +14,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_candle_columns import counts, decimals
 
 from streamforge_nb.platform import checks
 from streamforge_nb.platform.canonical import decode_canonical
 from streamforge_nb.platform.contract import Candle, encode
 
-digits = st.text(alphabet="0123456789", min_size=1, max_size=20)
-decimals = st.builds(
-    lambda sign, whole, fraction: f"{sign}{whole}{fraction and '.' + fraction}",
-    st.sampled_from(["", "-"]),
-    digits,
-    st.one_of(st.just(""), digits),
-)
-counts = st.integers(min_value=0, max_value=2**63 - 1)
 START_MS = 1722470400000  # 2024-08-01
 
 
