@@ -337,7 +337,26 @@ def resample(
         slots: np.ndarray[Any, Any] = times - (times - offset) % step  # % floors, as the SQL
         return slots
 
-    def one(item: tuple[str, str]) -> pa.Table:
+    def groups(times: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Each non-empty slot of sorted `times` and its first row: found by binary search of
+        the slots' bounds, not a slot computed per row (a year of 1m to 1h: 8,760 searches
+        instead of 525,600 divisions)."""
+        first, last = slots_of(times[[0, -1]]).tolist()
+        if step is None:
+            lo, hi = (np.datetime64(t, "ms").astype("M8[M]") for t in (first, last))
+            months = np.arange(lo, hi + 1)
+            bounds = months.astype("M8[ms]").view(np.int64)
+        elif (last - first) // step < len(times):
+            bounds = np.arange(first, last + 1, step, dtype=np.int64)
+        else:  # fewer rows than slots: per row
+            slots = slots_of(times)
+            starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
+            return slots[starts], starts
+        at = np.searchsorted(times, bounds)
+        filled = at < np.r_[at[1:], len(times)]
+        return bounds[filled], at[filled]
+
+    def one(item: tuple[str, str], pool: ThreadPoolExecutor | None = None) -> pa.Table:
         sym, iv = item
         table = read_table(backend, sym, iv, span[0], span[1], SCHEMA.names[1:])
         batches = [b for b in table.to_batches() if b.num_rows]
@@ -348,18 +367,20 @@ def resample(
         edges = [int(slots_of(_ms(b.column(0))[[0, -1]])[k]) for b in batches for k in (0, 1)]
         if any(edges[i] == edges[i + 1] for i in range(1, len(edges) - 1, 2)):
             batches = table.combine_chunks().to_batches()
-        return pa.concat_tables([aggregate(sym, b) for b in batches])
+        aggregated = (
+            pool.map(lambda b: aggregate(sym, b), batches)
+            if pool
+            else (aggregate(sym, b) for b in batches)
+        )
+        return pa.concat_tables(list(aggregated))
 
     def aggregate(sym: str, batch: pa.RecordBatch) -> pa.Table:
-        times = _ms(batch.column(0))
-        slots = slots_of(times)
-        new_slot = np.r_[True, slots[1:] != slots[:-1]]  # rows are sorted by open time
-        starts = np.flatnonzero(new_slot)
-        ends = np.r_[starts[1:], len(times)]
-        group = np.cumsum(new_slot) - 1
+        slots, starts = groups(_ms(batch.column(0)))  # rows are sorted by open time
+        ends = np.r_[starts[1:], batch.num_rows]
+        group = np.repeat(np.arange(len(starts)), ends - starts)
         out: dict[str, Any] = {
             "symbol": pa.array(np.full(len(starts), sym, dtype=object), pa.string()),
-            "open_time": pa.array(slots[starts] * 1000, pa.int64()).cast(_US),
+            "open_time": pa.array(slots * 1000, pa.int64()).cast(_US),
         }
         for name in SCHEMA.names[1:]:
             column = batch.column(name)
@@ -386,8 +407,9 @@ def resample(
     if len(order) > 1:
         with ThreadPoolExecutor(_READERS) as pool:
             parts = list(pool.map(one, order))
-    else:
-        parts = [one(s) for s in order]
+    else:  # one series: its files aggregated two at a time (numpy lets the GIL go)
+        with ThreadPoolExecutor(_READERS) as pool:
+            parts = [one(s, pool) for s in order]
     return pa.concat_tables(parts) if parts else _empty_resample()
 
 
