@@ -96,7 +96,9 @@ def decode_canonical(joined: bytes, count: int) -> Any:
         # The name, quotes and braces around each value: the value is what lies between.
         # (Where they overlap, as in `"open":"`, the value is empty, which no pattern the
         # values are checked against takes.)
-        framed = pc.and_(pc.starts_with(column, before), pc.ends_with(column, after))
+        framed = pc.starts_with(column, before)
+        if after:  # an integer's field ends where its value does
+            framed = pc.and_(framed, pc.ends_with(column, after))
         if not pc.all(framed).as_py():
             return None
         # No None for "to the end" in Arrow's slice, and a huge stop overflows its output
