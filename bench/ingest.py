@@ -20,7 +20,8 @@ Optionally, a one-candle-per-write sink (`--single N`, on a prefix, once).
     .venv/bin/python bench/ingest.py [--count 1000000] [--runs 3] [--single 0]
     .venv/bin/python bench/ingest.py --count 5000000 --runs 1     # the memory figure
     .venv/bin/python bench/ingest.py --profile bench/flames/sink.svg   # py-spy of one more
-        sink: a flame graph (.svg), speedscope (.json) or py-spy's collapsed stacks (other)
+        sink: a flame graph (.svg), speedscope (.json) or py-spy's collapsed stacks (other);
+        with --gil, of the thread holding the GIL only
 """
 
 from __future__ import annotations
@@ -127,7 +128,12 @@ def json_loads_rate(bootstrap: str, count: int, group: str, **config: object) ->
 
 
 def sink_rate(
-    bootstrap: str, store_dir: Path, count: int, group: str, profile: Path | None = None
+    bootstrap: str,
+    store_dir: Path,
+    count: int,
+    group: str,
+    profile: Path | None = None,
+    gil: bool = False,
 ) -> tuple[float, float, float, float]:
     """Run the sink to the end of the topic; return (candles/s to exit, candles/s of its
     loop, peak RSS MiB, CPU s)."""
@@ -140,6 +146,9 @@ def sink_rate(
         kind = {".svg": "flamegraph", ".json": "speedscope"}.get(profile.suffix, "raw")
         # --nolineno: one box a function, not a line: a flame graph small enough to commit.
         spy = [str(py_spy), "record", "--format", kind, "--nolineno", "-r", "100"]
+        # --gil: only the thread holding the GIL is sampled: on two cores the sink's stages
+        # wait for each other there, and this shows who holds it.
+        spy += ["--gil"] if gil else []
         spy += ["-o", str(profile), "--"]
     log = store_dir.with_name(f"{store_dir.name}.log")
     err = log.open("wb")  # its JSON log lines: the loop's own timing is the last
@@ -264,6 +273,9 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="py-spy profile of an extra sink run (.svg, .json, raw)"
     )
+    parser.add_argument(
+        "--gil", action="store_true", help="profile only the thread holding the GIL"
+    )
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
@@ -277,8 +289,9 @@ def main() -> None:
         filled = fill(bootstrap, args.count)
         print(f"topic: {args.count:,} candles filled in {filled:.1f} s")
         if args.profile:  # apart from the timed runs: py-spy slows what it samples
-            sink_rate(bootstrap, Path(tmp) / "profiled", args.count, "bench-profiled", args.profile)
-            shutil.rmtree(Path(tmp) / "profiled")
+            profiled = Path(tmp) / "profiled"
+            sink_rate(bootstrap, profiled, args.count, "bench-profiled", args.profile, args.gil)
+            shutil.rmtree(profiled)
             print(f"py-spy profile of a sink run: {args.profile}")
         figures: dict[str, list[float]] = {}
         for run in range(args.runs):
