@@ -153,11 +153,20 @@ _FORMAT = ds.ParquetFileFormat()
 
 
 def _decode(path: str, names: Sequence[str] | None) -> pa.Table:
-    # One handle opened here: a file replaced meanwhile stays readable through it (POSIX
+    # One map opened here: a file replaced meanwhile stays readable through it (POSIX
     # keeps the old inode). The files hold one thread's work each; several decode at once.
     # ParquetFile, not a dataset fragment: 30% less CPU a year (its scanner's overhead).
-    with pa.OSFile(path, "rb") as source:
-        return decoded(pq.ParquetFile(source), names)
+    with mapped(path) as source:
+        return decoded(pq.ParquetFile(source, pre_buffer=False), names)
+
+
+def mapped(path: str) -> pa.MemoryMappedFile:
+    """Open a partition file as a memory map: its pages are decoded from the page cache where
+    they are, not first read into fresh buffers (a year of 1m read first in a new process:
+    ~10 ms less CPU of ~55). A partition is replaced by a rename, never rewritten in place,
+    so a mapped file does not change under a reader (a file rewritten in place by another
+    tool while mapped could crash the reading process: SIGBUS)."""
+    return pa.memory_map(path, "r")
 
 
 def decoded(file: pq.ParquetFile, names: Sequence[str] | None = None) -> pa.Table:

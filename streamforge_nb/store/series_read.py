@@ -83,7 +83,7 @@ def read_frame(
             table: pa.Table | None = None if hit is None else hit[0]
             source: pq.ParquetFile | None = None
             if table is None:
-                source = pq.ParquetFile(stack.enter_context(pa.OSFile(path, "rb")))
+                source = _open(stack, path)
                 count = source.metadata.num_rows
                 if cut:  # its rows in range are known once its times are
                     table = scan.decoded(source)
@@ -105,6 +105,10 @@ def read_frame(
         elif hit is None:  # decoded whole for its times: kept as decoded
             scan._CACHE.put(file.path, file.key, file.table, budget)
     return frame.copy(deep=False)
+
+
+def _open(stack: ExitStack, path: str) -> pq.ParquetFile:
+    return pq.ParquetFile(stack.enter_context(scan.mapped(path)), pre_buffer=False)
 
 
 def _in_range(table: pa.Table, start_ms: int, end_ms: int) -> tuple[int, int]:
