@@ -415,3 +415,22 @@ def test_a_jobs_runner_starts_papermill_without_building_the_iri_grammar() -> No
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True, timeout=120)  # fmt: skip
     assert done.stdout.strip() == "False"
+
+
+def test_a_jobs_runner_starts_papermill_without_pyarrow_unless_the_notebook_goes_to_hdfs() -> None:
+    # papermill's HDFS handler imports pyarrow, a third of papermill's import in every Job.
+    script = (
+        "import sys\n"
+        "from streamforge_nb.workflow import runner\n"
+        "papermill = runner._import_papermill()\n"
+        "print('pyarrow' in sys.modules)\n"
+        "import pyarrow.fs\n"  # still there for whatever needs it after
+        "print(papermill.iorw.papermill_io.get_handler('x.ipynb').__class__.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["False", "LocalHandler"]
+    hdfs = script.replace("_import_papermill()", "_import_papermill(hdfs=True)")
+    done = subprocess.run([sys.executable, "-c", hdfs], capture_output=True, text=True,
+                          check=True, timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["True", "LocalHandler"]
