@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -41,7 +41,9 @@ from streamforge_nb.control.lag import (
     _loading_rows,
     _typed,
 )
-from streamforge_nb.exceptions import BrokerUnavailable, InvalidName, map_confluent_error
+from streamforge_nb.control.lag_runs import RUN_MAX as RUN_MAX  # the runs' length, named above
+from streamforge_nb.control.lag_runs import Runs, arriving
+from streamforge_nb.exceptions import InvalidName, map_confluent_error
 from streamforge_nb.settings import Settings
 
 if TYPE_CHECKING:
@@ -54,11 +56,7 @@ DEFAULT_POINTS = 200
 FULL_PER_POINT = 64
 """A window of at most `points` x this many messages is read in full: sampling would not
 read much less."""
-RUN_MAX = 200
-"""Messages a bucket's run reads at most per partition (a queue that stopped reporting while
-others on its partition go on costs this much per bucket)."""
 _TAIL_FIRST = 256
-_STALL_S = 30.0
 _READERS = 4
 # Connect to the brokers at once: with librdkafka's sparse connections a new reader's first
 # metadata request waited ~50 ms for one (a few readers are made per read).
@@ -74,9 +72,6 @@ _SEEKING = {**_EAGER, "fetch.max.bytes": 1024 * 1024, "max.partition.fetch.bytes
 # empty: the 5 ms back-off held each run's fetch after its seek (50 runs: 0.33 -> 0.12 s);
 # at 0 ms librdkafka's broker thread spun while the queue held a message (twice the CPU).
 _RUNS = {**_SEEKING, "queued.min.messages": 1, "fetch.queue.backoff.ms": 1}
-_TAKE = 20
-"""Messages a run's reader takes at a time: a seek at a run's end drops what librdkafka still
-holds of its partition, but not what it has handed over (about 95% of 500 were)."""
 _EVERY = {"sampled": False, "points": None, "bucket_s": None, "full_since": None}
 """The resolution of a frame that holds every sample."""
 
@@ -219,10 +214,11 @@ class _Read:
         raws: dict[int, list[tuple[bytes | None, bytes]]] = {p: [] for p in todo}
         left = set(todo)
         self.consumer.assign([TopicPartition(self.topic, p, o) for p, o in todo.items()])
+
         def reading() -> dict[int, int]:
             return {p: stops[p] for p in left}
 
-        for message in _arriving(self.consumer, self.topic, 500, reading, left.discard):
+        for message in arriving(self.consumer, self.topic, 500, reading, left.discard):
             if not left:
                 break  # the rest of a fetched batch: past every run's end
             p, offset = message.partition(), message.offset()
@@ -282,8 +278,8 @@ class _Read:
                 plan.set_result(at)
                 last = offsets_since(self.consumer, self.topic, at[-1], ends)
                 firsts = self._tail(dict(ends), {p: max(starts[p], last[p]) for p in ends})
-                runs = _Runs(self.consumer, self.topic, self.owners)
-                runs.read([last], [self.tail_starts])
+                runs = Runs(self.consumer, self.topic, self.owners)
+                runs.read([last, self.tail_starts])
                 kept = [self._firsts(runs.found)]
             finally:
                 plan.cancel()  # a reader still waiting for the plan: this one failed
@@ -313,8 +309,8 @@ class _Read:
                 starts if i == 0 else offsets_since(consumer, self.topic, at[i], ends)
                 for i in [*part, part.stop]
             ]
-            runs = _Runs(consumer, self.topic, self.owners)
-            runs.read(bounds[:-1], bounds[1:])
+            runs = Runs(consumer, self.topic, self.owners)
+            runs.read(bounds)
         finally:
             consumer.close()
         return self._firsts(runs.found)
@@ -380,110 +376,3 @@ def _decode_each(raws: list[tuple[bytes | None, bytes]]) -> list[Any]:
         except orjson.JSONDecodeError:
             decoded.append(None)
     return decoded
-
-
-class _Runs:
-    """Short runs of one reader, each partition going on to its next run at its run's end.
-
-    Not one assignment per bucket: each waited for every partition's run before the next
-    began. A partition's next run starts by a seek (librdkafka drops what it fetched before),
-    so a reader keeps all its partitions fetching.
-    """
-
-    def __init__(self, consumer: Any, topic: str, owners: dict[int, set[bytes]]) -> None:
-        self.consumer = consumer
-        self.topic = topic
-        self.owners = owners
-        self.found: dict[int, list[list[tuple[bytes | None, bytes]]]] = {p: [] for p in owners}
-        """Each partition's runs: the asked queues' (key, value) read in each."""
-
-    def read(self, bounds: list[dict[int, int]], stops: list[dict[int, int]]) -> None:
-        """Read the run of each partition from each of `bounds` until each owner was seen,
-        `RUN_MAX` offsets or the same place in `stops`."""
-        from confluent_kafka import TopicPartition
-
-        plans = {
-            p: [(b[p], s[p]) for b, s in zip(bounds, stops, strict=True) if b[p] < s[p]]
-            for p in self.owners
-        }
-        now = {p: 0 for p, plan in plans.items() if plan}  # each partition's run in its plan
-        if not now:
-            return
-        raws: dict[int, list[tuple[bytes | None, bytes]]] = {p: [] for p in now}
-        seen: dict[int, set[bytes]] = {p: set() for p in now}
-        after = {p: plans[p][0][0] for p in now}  # a message before this was read already
-
-        def done(p: int) -> None:
-            self.found[p].append(raws[p])
-            raws[p], seen[p] = [], set()
-            now[p] += 1
-            if now[p] < len(plans[p]):
-                after[p] = plans[p][now[p]][0]
-                self.consumer.seek(TopicPartition(self.topic, p, after[p]))
-            else:
-                del now[p]
-                self.consumer.pause([TopicPartition(self.topic, p)])
-
-        self.consumer.assign([TopicPartition(self.topic, p, after[p]) for p in now])
-        def reading() -> dict[int, int]:
-            return {p: plans[p][now[p]][1] for p in now}
-
-        for message in _arriving(self.consumer, self.topic, _TAKE, reading, done):
-            p, offset = message.partition(), message.offset()
-            if p not in now or offset < after[p]:
-                continue  # fetched before its seek (a run's later messages, read again)
-            start, stop = plans[p][now[p]]
-            if offset >= stop:
-                done(p)
-                continue
-            after[p] = offset + 1
-            key, raw = message.key(), message.value()
-            if raw and b'"lag"' in raw and (key is None or key in self.owners[p]):
-                raws[p].append((key, raw))
-                if key is not None:
-                    seen[p].add(key)
-            if offset + 1 >= stop or offset + 1 - start >= RUN_MAX or seen[p] >= self.owners[p]:
-                done(p)
-
-
-def _arriving(
-    consumer: Any,
-    topic: str,
-    take: int,
-    reading: Callable[[], dict[int, int]],
-    ended: Callable[[int], None],
-) -> Iterator[Any]:
-    """Yield the messages `consumer` hands over, `take` at a time, while `reading()` names
-    partitions still read (each with the offset its read ends at); `ended(p)`: partition p's
-    position passed that end while nothing came (its last offsets held no message, as a
-    transaction marker).
-
-    Not `kafka.reader.EndReader`: its `consume` waits for a full batch, 50 ms a run, and a
-    sampled read makes hundreds of short runs. This waits for the first message only.
-    """
-    from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-    # A reader joins no group: the group's ACL (librdkafka looks up the coordinator of the id
-    # it must have) is not needed to read; a partition's end is no error.
-    harmless = (KafkaError._PARTITION_EOF, KafkaError.GROUP_AUTHORIZATION_FAILED)
-    quiet = time.monotonic()
-    while stops := reading():
-        messages = consumer.consume(1, timeout=0.05)
-        if messages:
-            quiet = time.monotonic()
-            messages += consumer.consume(take, timeout=0)
-        else:
-            for at in consumer.position([TopicPartition(topic, p) for p in stops]):
-                if at.offset >= stops[at.partition]:
-                    ended(at.partition)
-            if reading() and time.monotonic() - quiet > _STALL_S:
-                raise BrokerUnavailable(
-                    f"reading {topic}: nothing came for {_STALL_S:g} s with partitions "
-                    f"{sorted(reading())} not read to their end"
-                )
-        for message in messages:
-            error = message.error()
-            if error is None:
-                yield message
-            elif error.code() not in harmless:
-                raise KafkaException(error)
