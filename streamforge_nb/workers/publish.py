@@ -72,7 +72,8 @@ and /proc per thread); with at most this many held it sleeps until the answer co
 lone loader is as fast (a producer benchmark: 300k candles, same wall, a third of the CPU)."""
 HANDED_AT_ONCE = 2_000
 """Messages `encoded` hands to librdkafka between two looks at what it holds."""
-_ROOM_POLL_S = 0.002
+_ROOM_POLL_S = 0.001
+_ROOM_POLL_MAX_S = 0.016
 
 
 class CandlePublisher:
@@ -150,10 +151,13 @@ class CandlePublisher:
         """Wait until librdkafka holds at most `HELD_MESSAGES` (see there); raise as `_retry`."""
         if len(self._producer) <= HELD_MESSAGES:
             return
-        started = time.monotonic()
+        started, pause = time.monotonic(), _ROOM_POLL_S
         while len(self._producer) > HELD_MESSAGES:
-            self._producer.poll(_ROOM_POLL_S)  # serves failed deliveries too
+            self._producer.poll(pause)  # serves failed deliveries too
             self._raise_failed()
+            # Looked at less often the longer the broker takes: each look wakes this thread
+            # (a busy broker answers in tenths of a second; a quiet one in milliseconds).
+            pause = min(pause * 2, _ROOM_POLL_MAX_S)
             if time.monotonic() - started > FLUSH_TIMEOUT_S:
                 self.flush(0)  # raises: the broker took nothing for that long
 
