@@ -9,9 +9,10 @@ The read cache (`store.scan`) then keeps, per file, an Arrow view of the frame's
 through them the frame itself (the "keeper", never handed out). A later load of rows the
 keeper holds (the year again, a month of it) is a slice of it, not a copy.
 
-Why no caller can see another's writes (pandas Copy-on-Write): a caller gets a new frame
-sharing the keeper's arrays. The keeper lives while any view of it does (their buffers own
-it), and while it lives pandas copies a block before a caller's write lands in it. Every
+Why no caller can see another's writes (pandas Copy-on-Write, always on from pandas 3; on
+pandas 2 without it a caller gets a copy): a caller gets a new frame sharing the keeper's
+arrays. The keeper lives while any view of it does (their buffers own it), and while it
+lives pandas copies a block before a caller's write lands in it. Every
 frame returned is writable like any pandas frame (`df.iloc[0, 0] = x`).
 """
 
@@ -25,7 +26,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pandas.api.internals import create_dataframe_from_blocks
 
 from streamforge_nb.exceptions import store_errors
 from streamforge_nb.store import scan
@@ -43,6 +43,13 @@ _BLOCKS = (
     np.array([COLUMNS.index("number_of_trades")]),
 )
 _UTC_MS = pd.DatetimeTZDtype("ms", "UTC")
+_PANDAS_3 = int(pd.__version__.split(".", 1)[0]) >= 3
+
+
+def _shared() -> bool:
+    """Whether a frame handed out may share the kept frame's arrays: only with Copy-on-Write
+    (always on from pandas 3, an option in 2.x), where a write copies first. Else a copy."""
+    return _PANDAS_3 or pd.get_option("mode.copy_on_write") is True
 
 
 class _Origin(NamedTuple):
@@ -104,7 +111,7 @@ def read_frame(
             scan._CACHE.put(file.path, file.key, view, budget, _Origin(frame, row))
         elif hit is None:  # decoded whole for its times: kept as decoded
             scan._CACHE.put(file.path, file.key, file.table, budget)
-    return frame.copy(deep=False)
+    return frame.copy(deep=not _shared())
 
 
 def _open(stack: ExitStack, path: str) -> pq.ParquetFile:
@@ -134,7 +141,7 @@ def _kept(files: list[_File], hits: list[tuple[pa.Table, Any] | None]) -> pd.Dat
             return None
     first = origins[0].row + files[0].rows[0]
     last = origins[-1].row + files[-1].rows[1]
-    return keeper.iloc[first:last]
+    return keeper.iloc[first:last] if _shared() else keeper.iloc[first:last].copy()
 
 
 def _copied(files: list[_File]) -> pd.DataFrame:
@@ -164,9 +171,15 @@ def _copied(files: list[_File]) -> pd.DataFrame:
     # int64 ms as UTC times without a copy (pyarrow's own to_pandas does the same): through
     # a naive datetime64 array pandas copied and converted 8 MB, ~7 ms of a year's read.
     close_time = pd.array(close_ms, dtype=_UTC_MS, copy=False)
-    blocks = [(floats, _BLOCKS[0]), (close_time, _BLOCKS[1]), (trades.reshape(1, -1), _BLOCKS[2])]
     open_time = pd.array(open_ms, dtype=_UTC_MS, copy=False)
     index = pd.DatetimeIndex(open_time, name="open_time", copy=False)
+    if not _PANDAS_3:  # no create_dataframe_from_blocks: pandas 2 consolidates (a copy)
+        data = {name: floats[row] for row, name in enumerate(_FLOATS)}
+        data.update(close_time=close_time, number_of_trades=trades)
+        return pd.DataFrame(data, index=index, columns=list(COLUMNS), copy=False)
+    from pandas.api.internals import create_dataframe_from_blocks
+
+    blocks = [(floats, _BLOCKS[0]), (close_time, _BLOCKS[1]), (trades.reshape(1, -1), _BLOCKS[2])]
     return create_dataframe_from_blocks(blocks, index=index, columns=pd.Index(COLUMNS))
 
 
