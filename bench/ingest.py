@@ -52,6 +52,8 @@ START_MS = 1577836800000  # 2020-01-01
 SINK = "sink -> embedded store, to exit (candles/s)"
 SINK_LOOP = "sink, first message to last commit (candles/s)"
 _SINK_LINE = re.compile(r"stored (\d+) candles in ([0-9.]+) s from the first message read")
+_STAGE_LINE = re.compile(r"CPU per candle by stage: (.*)")
+STAGES = ("read", "check", "store")
 
 
 def fill(bootstrap: str, count: int) -> float:
@@ -211,6 +213,20 @@ def _loop_rate(log: Path, count: int) -> float:
     return float("nan")
 
 
+def _stage_cpu(log: Path) -> dict[str, float]:
+    """Return the CPU us per candle of each sink stage's own thread, as the sink logged it
+    (NaN for a sink from before the line existed)."""
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        try:
+            found = _STAGE_LINE.search(json.loads(line).get("msg", ""))
+        except (ValueError, AttributeError):
+            continue
+        if found:
+            parts = dict(part.split()[:2] for part in found[1].split(", "))
+            return {stage: float(parts.get(stage, "nan")) for stage in STAGES}
+    return dict.fromkeys(STAGES, float("nan"))
+
+
 def _children(pid: int) -> list[int]:
     """Return the child processes of `pid` (py-spy's: the sink it runs)."""
     try:
@@ -304,6 +320,7 @@ def main() -> None:
             )
             store = Path(tmp) / f"store-{run}"
             rate, loop, peak, cpu = sink_rate(bootstrap, store, args.count, f"bench-sink-{run}")
+            stages = _stage_cpu(store.with_name(f"{store.name}.log"))
             shutil.rmtree(store)
             print(
                 f"run {run + 1}: kcat {kcat:,.0f}/s, consume + json.loads {loads:,.0f}/s, "
@@ -324,6 +341,12 @@ def main() -> None:
                 ("sink's loop / that loop, backoff 10 ms", loop / tuned),
                 ("sink peak RSS (MiB)", peak),
                 ("sink CPU (user + system) per candle (us)", cpu / args.count * 1e6),
+                # Each stage's own thread, without waits: the figure a loaded machine blurs
+                # least (librdkafka's threads and the process's start are in none).
+                *(
+                    (f"  of which the {stage} stage's thread (us)", stages[stage])
+                    for stage in STAGES
+                ),
             ):
                 figures.setdefault(name, []).append(value)
         print(f"{args.runs} runs, min / median / max:")

@@ -117,6 +117,7 @@ class Sink(SinkStages):
         # sink's own rate, without the process start a bench timing it to exit also counts.
         self.first_read: float | None = None
         self.last_stored: float | None = None
+        self.stage_cpu = {"read": 0.0, "check": 0.0, "store": 0.0}
         # Candles are checked against the queue the topic belongs to, and its range.
         self.symbol, self.interval = queue_series(self.topic, options.queue_id)
         self.span = queue_span(self.topic, options.queue_id, options.time_range)
@@ -166,7 +167,7 @@ class Sink(SinkStages):
 
     def _log_rate(self) -> None:
         """Log the candles stored and the seconds from the first message read to the last
-        batch committed (bench/ingest.py reads this line)."""
+        batch committed, and each stage's CPU per candle (bench/ingest.py reads both)."""
         if self.first_read is None or self.last_stored is None:
             return
         took = max(self.last_stored - self.first_read, 1e-9)
@@ -176,6 +177,12 @@ class Sink(SinkStages):
             "(%.0f candles/s)",
             stored, took, stored / took,
         )  # fmt: skip
+        if stored:
+            # librdkafka's own threads (fetching) and the process's start are in neither.
+            log.info(
+                "CPU per candle by stage: %s",
+                ", ".join(f"{k} {cpu / stored * 1e6:.2f} us" for k, cpu in self.stage_cpu.items()),
+            )
 
     def _cleanup(self) -> None:
         # Every partition's end is committed: nothing the store has not taken goes with it.
