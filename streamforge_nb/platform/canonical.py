@@ -113,9 +113,13 @@ def decode_canonical(joined: bytes, count: int) -> Any:
     try:
         return pa.table(
             {
-                name: pc.cast(values[name], pa.int64() if integer else pa.string())
+                # Text in the patterns is ASCII: the bytes are read as UTF-8 as they are,
+                # without a cast checking them again.
+                name: pc.cast(values[name], pa.int64())
+                if integer
+                else values[name].view(pa.string())
                 for name, _, _, integer in _FIELDS
             }
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not UTF-8, or past an int64
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # past an int64
         return None
