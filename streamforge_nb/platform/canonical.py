@@ -15,6 +15,7 @@ or zero-padded integer) returns None, and the caller reads the batch as JSON.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from streamforge_nb.platform.contract import DECIMAL_PATTERN, KEY_PATTERN, Candle
@@ -46,6 +47,13 @@ def _value_pattern(name: str, integer: bool) -> str:
 
 _VALUES = "^{}$".format(r"\|".join(f"(?:{_value_pattern(*f[::3])})" for f in _FIELDS))
 """Each field's value in its pattern, in order, joined by `|` (which none of them allows)."""
+_MESSAGE = re.compile(
+    b",".join(
+        re.escape(before) + f"(?:{_value_pattern(name, integer)})".encode() + re.escape(after)
+        for name, before, after, integer in _FIELDS
+    )
+)
+"""One canonical message, for a look at a batch's first before the whole batch is read."""
 
 
 def decode_canonical(joined: bytes, count: int) -> Any:
@@ -60,8 +68,11 @@ def decode_canonical(joined: bytes, count: int) -> Any:
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
-    # A UTF-8 byte order mark before the first message would be dropped by the CSV reader.
-    if count == 0 or not joined.startswith(_FIELDS[0][1]):
+    # A batch from another writer (spaces, another order) is told by its first message, not
+    # after the CSV reader has cut all of it; that test also refuses a UTF-8 byte order mark
+    # before the first message, which the CSV reader would drop.
+    first = joined.find(b"\n")
+    if count == 0 or not _MESSAGE.fullmatch(joined, 0, first if first >= 0 else len(joined)):
         return None
     names = [name for name, _, _, _ in _FIELDS]
     reading = pcsv.ReadOptions(use_threads=False, column_names=names)
