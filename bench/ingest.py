@@ -52,7 +52,7 @@ START_MS = 1577836800000  # 2020-01-01
 SINK = "sink -> embedded store, to exit (candles/s)"
 SINK_LOOP = "sink, first message to last commit (candles/s)"
 _SINK_LINE = re.compile(r"stored (\d+) candles in ([0-9.]+) s from the first message read")
-_STAGE_LINE = re.compile(r"CPU per candle by stage: (.*)")
+_STAGE_LINE = re.compile(r"(CPU|wall) per candle by stage: (.*)")
 STAGES = ("read", "check", "store")
 
 
@@ -213,16 +213,16 @@ def _loop_rate(log: Path, count: int) -> float:
     return float("nan")
 
 
-def _stage_cpu(log: Path) -> dict[str, float]:
-    """Return the CPU us per candle of each sink stage's own thread, as the sink logged it
-    (NaN for a sink from before the line existed)."""
+def _stage_cpu(log: Path, what: str = "CPU") -> dict[str, float]:
+    """Return the us per candle of each sink stage, `what` "CPU" (its own thread's) or
+    "wall" (at work), as the sink logged it (NaN for a sink from before the line existed)."""
     for line in reversed(log.read_text(errors="replace").splitlines()):
         try:
             found = _STAGE_LINE.search(json.loads(line).get("msg", ""))
         except (ValueError, AttributeError):
             continue
-        if found:
-            parts = dict(part.split()[:2] for part in found[1].split(", "))
+        if found and found[1] == what:
+            parts = dict(part.split()[:2] for part in found[2].split(", "))
             return {stage: float(parts.get(stage, "nan")) for stage in STAGES}
     return dict.fromkeys(STAGES, float("nan"))
 
@@ -321,6 +321,7 @@ def main() -> None:
             store = Path(tmp) / f"store-{run}"
             rate, loop, peak, cpu = sink_rate(bootstrap, store, args.count, f"bench-sink-{run}")
             stages = _stage_cpu(store.with_name(f"{store.name}.log"))
+            walls = _stage_cpu(store.with_name(f"{store.name}.log"), "wall")
             shutil.rmtree(store)
             print(
                 f"run {run + 1}: kcat {kcat:,.0f}/s, consume + json.loads {loads:,.0f}/s, "
@@ -345,6 +346,11 @@ def main() -> None:
                 # least (librdkafka's threads and the process's start are in none).
                 *(
                     (f"  of which the {stage} stage's thread (us)", stages[stage])
+                    for stage in STAGES
+                ),
+                # The stage whose wall is nearest the loop's (1e6 / its rate) is its wall.
+                *(
+                    (f"sink's {stage} stage at work (us per candle)", walls[stage])
                     for stage in STAGES
                 ),
             ):

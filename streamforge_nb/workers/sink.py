@@ -118,6 +118,7 @@ class Sink(SinkStages):
         self.first_read: float | None = None
         self.last_stored: float | None = None
         self.stage_cpu = {"read": 0.0, "check": 0.0, "store": 0.0}
+        self.stage_wall = dict.fromkeys(self.stage_cpu, 0.0)
         # Candles are checked against the queue the topic belongs to, and its range.
         self.symbol, self.interval = queue_series(self.topic, options.queue_id)
         self.span = queue_span(self.topic, options.queue_id, options.time_range)
@@ -179,10 +180,9 @@ class Sink(SinkStages):
         )  # fmt: skip
         if stored:
             # librdkafka's own threads (fetching) and the process's start are in neither.
-            log.info(
-                "CPU per candle by stage: %s",
-                ", ".join(f"{k} {cpu / stored * 1e6:.2f} us" for k, cpu in self.stage_cpu.items()),
-            )
+            for what, seconds in (("CPU", self.stage_cpu), ("wall", self.stage_wall)):
+                per_candle = (f"{k} {s / stored * 1e6:.2f} us" for k, s in seconds.items())
+                log.info("%s per candle by stage: %s", what, ", ".join(per_candle))
 
     def _cleanup(self) -> None:
         # Every partition's end is committed: nothing the store has not taken goes with it.

@@ -57,6 +57,9 @@ class SinkStages:
     stage_cpu: dict[str, float]
     """CPU seconds of each stage's own thread ("read", "check", "store"): what the stages
     cost apart from waiting, whatever else the machine runs."""
+    stage_wall: dict[str, float]
+    """Seconds each stage was at work (the store's wait for the check left out): the stage
+    whose time is nearest the loop's is its wall."""
 
     def _loader_done(self) -> bool:
         """Tell whether the loader has finished (the end may then be asked)."""
@@ -133,7 +136,7 @@ class SinkStages:
         return time.monotonic()
 
     def _read_batch(self) -> Batch:
-        cpu = time.thread_time()
+        since = _now()
         batch = Batch()
         deadline = batch.started + self.options.batch_seconds
         while len(batch) < self.options.batch_size and time.monotonic() < deadline:
@@ -148,17 +151,17 @@ class SinkStages:
             if not messages and len(batch):
                 break  # caught up: store what we have rather than wait
             batch.add(messages)
-        self.stage_cpu["read"] += time.thread_time() - cpu
+        self._took("read", since)
         return batch
 
     def _check(self, batch: Batch) -> tuple[Any, list[tuple[int, str]]]:
         """Decode and check the batch's candles: (table of the sane ones, [(index, why)])."""
-        cpu = time.thread_time()
+        since = _now()
         # Never raises on any message: each one is either in the table or rejected.
         checked = decode_and_check(
             batch.values, batch.keys, self.symbol, self.interval, span=self.span
         )  # fmt: skip
-        self.stage_cpu["check"] += time.thread_time() - cpu
+        self._took("check", since)
         return checked
 
     def _store(
@@ -166,7 +169,7 @@ class SinkStages:
     ) -> tuple[Batch, int]:
         """Store the checked batch and dead-letter its rejects: (the batch, candles stored)."""
         candles, rejected = checked.result()  # raises what the check raised
-        cpu = time.thread_time()
+        since = _now()
         stored, rejected = self._store_candles(batch, candles, rejected)
         dead: list[DeadLetter] = [
             (batch.keys[i], batch.values[i], why, batch.where(i), batch.sources.get(i, []))
@@ -175,8 +178,14 @@ class SinkStages:
         dead += [(k, v, why, at, []) for k, v, why, at in self._store_markers(batch.markers)]
         if dead:
             self._dead_letter(dead)
-        self.stage_cpu["store"] += time.thread_time() - cpu
+        self._took("store", since)
         return batch, stored
+
+    def _took(self, stage: str, since: tuple[float, float]) -> None:
+        """Count the thread CPU and wall seconds since `since` (`_now()`) to `stage`."""
+        cpu, wall = since
+        self.stage_cpu[stage] += time.thread_time() - cpu
+        self.stage_wall[stage] += time.perf_counter() - wall
 
     def _commit(self, batch: Batch, stored: int) -> None:
         # Only now is the batch safe: the store has it and the DLQ has the rejects.
@@ -294,6 +303,11 @@ _IN_FLIGHT = 2
 """Batches checked or stored while the next is read: one in each stage."""
 _READ_STEP = 2_000
 """Messages made into Python objects at a time (0.7 us each, with the GIL held): 1.4 ms."""
+
+
+def _now() -> tuple[float, float]:
+    """Return (this thread's CPU seconds, wall seconds), for `SinkStages._took`."""
+    return time.thread_time(), time.perf_counter()
 
 
 def _plural(count: int, what: str) -> str:
