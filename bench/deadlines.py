@@ -103,10 +103,14 @@ def main() -> int:
         dummy = ["-m", "streamforge_nb.workers.dummy", "--metrics-port", "0", "--exit-after", "1"]
         cases: dict[str, tuple[Callable[[], object], Callable[[], object] | None, str]] = {
             "ping(timeout=1), nobody serves": (
-                lambda: ping_nobody(settings), lambda: time.sleep(1), "the 1 s asked"
+                lambda: ping_nobody(settings),
+                lambda: time.sleep(1),
+                "the 1 s asked",
             ),
             "stop(timeout=1), nobody serves": (
-                lambda: stop_nobody(settings), lambda: time.sleep(1), "the 1 s asked"
+                lambda: stop_nobody(settings),
+                lambda: time.sleep(1),
+                "the 1 s asked",
             ),
             "a command to a missing topic": (
                 lambda: missing_topic(settings),

@@ -88,9 +88,14 @@ class Filler:
         self.keys = [q.encode() for q in ids]
         self.values = [
             orjson.dumps(
-                {"status": "loading", "queue_id": q, "producer": f"loader__{q[-8:]}",
-                 "records_written": 15000, "message": "Saved 15000 records",
-                 "timestamp": time.time()}
+                {
+                    "status": "loading",
+                    "queue_id": q,
+                    "producer": f"loader__{q[-8:]}",
+                    "records_written": 15000,
+                    "message": "Saved 15000 records",
+                    "timestamp": time.time(),
+                }
             )
             for q in ids
         ]
@@ -233,9 +238,15 @@ def store_with_records(settings: Settings, home: Path, running: int = 10) -> Pat
             qid = queue_id()
             store.save_queue_state(
                 new_record(
-                    queue_id=qid, symbol="BTCUSDT", type_="api_candles_1m",
-                    targets=["loader"], parameters={}, data_topic="t", outputs={},
-                    launcher="local", jobs=[],
+                    queue_id=qid,
+                    symbol="BTCUSDT",
+                    type_="api_candles_1m",
+                    targets=["loader"],
+                    parameters={},
+                    data_topic="t",
+                    outputs={},
+                    launcher="local",
+                    jobs=[],
                 )
             )
             with Worker(settings, queue_id=qid, producer_id=f"loader__{qid[-8:]}",
@@ -274,8 +285,10 @@ def run() -> int:
     )}  # fmt: skip
     with broker_settings(args.bootstrap) as (given, how), tempfile.TemporaryDirectory() as tmp:
         settings = fresh_events_topic(given)
-        print(f"broker: {settings.kafka_bootstrap_servers} ({how}); "
-              f"events topic {settings.queue_events_topic}, {PARTITIONS} partitions")
+        print(
+            f"broker: {settings.kafka_bootstrap_servers} ({how}); "
+            f"events topic {settings.queue_events_topic}, {PARTITIONS} partitions"
+        )
         live = queue_id()
         early, early_since = finished_queue(settings)
         launched_store = Path(tmp) / "launched"

@@ -234,9 +234,7 @@ def wait_until_serving(queue: Queue, process: subprocess.Popen[bytes], timeout: 
                 raise SystemExit(f"the dummy service did not answer within {timeout:g} s") from None
 
 
-def interleaved(
-    measures: list[Callable[[], float]], count: int, warmup: int
-) -> list[list[float]]:
+def interleaved(measures: list[Callable[[], float]], count: int, warmup: int) -> list[list[float]]:
     """Alternate the measurements (rotating which goes first every round) so all see the
     same broker warm-up, garbage collections and noisy neighbours; drop `warmup` rounds."""
     samples: list[list[float]] = [[] for _ in measures]

@@ -77,8 +77,14 @@ def test_status_wait_and_reopen(settings: Settings) -> None:
         assert final.loc["loader-candles__a1b2c3", "status"] == "finished"
         assert final.loc["loader-candles__a1b2c3", "records_written"] == 2000
         assert list(final.columns) == [
-        "status", "records_written", "last_seen", "age_s", "message", "dead_letters", "anomalies"
-    ]
+            "status",
+            "records_written",
+            "last_seen",
+            "age_s",
+            "message",
+            "dead_letters",
+            "anomalies",
+        ]
         assert "loader-candles__a1b2c3" in queue._repr_html_()
     runner.join()
     worker.close()

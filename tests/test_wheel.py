@@ -375,8 +375,7 @@ def test_the_installed_cli_says_what_is_missing_and_never_writes_into_itself(
     assert check["check"] == "kubeconfig" and check["ok"] is False and "KUBECONFIG" in check["how"]
 
     script = (
-        "import json, streamforge_nb.platform.schemas as s; "
-        "print(json.dumps(str(s.schemas_dir())))"
+        "import json, streamforge_nb.platform.schemas as s; print(json.dumps(str(s.schemas_dir())))"
     )
     shipped = Path(installed.python_script(script, env=installed.env(), timeout=120))
     assert shipped.resolve().is_relative_to(installed.venv.resolve())

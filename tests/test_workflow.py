@@ -229,7 +229,9 @@ def test_a_registered_target_runs_its_own_notebook_locally(
     params.metadata["tags"] = ["parameters"]
     notebook = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(GREETER)])
     notebook.metadata["kernelspec"] = {
-        "name": "python3", "display_name": "Python 3", "language": "python"
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
     }
     nbformat.write(notebook, folder / "greeter.ipynb")
     monkeypatch.setenv("STREAMFORGE_NOTEBOOKS", str(folder))

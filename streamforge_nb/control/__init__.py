@@ -74,4 +74,3 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
 __all__ = [*_EXPORTS]
-

@@ -278,9 +278,7 @@ class LocalBackend(SqliteState, CandleBackend):
 
         return series_read.read_frame(self, symbol, interval, start_ms, end_ms)
 
-    def partition_files(
-        self, symbol: str, interval: str, start_ms: int, end_ms: int
-    ) -> list[Path]:
+    def partition_files(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Path]:
         """Return the partition files that may hold candles of `[start_ms, end_ms)`."""
         parts = self._partitions(symbol, interval)
         return [p for lo, hi, p in parts if lo < end_ms and hi > start_ms]
