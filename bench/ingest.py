@@ -37,14 +37,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 
 from streamforge_nb.kafka.clients import make_admin
 from streamforge_nb.platform.contract import Candle, decode_candle, encode
 from streamforge_nb.platform.topics import TopicSpec, ensure_topics
+from streamforge_nb.settings import Settings
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.testing import CandleGenerator, local_broker
+from streamforge_nb.workers.group import GroupReader
+from streamforge_nb.workers.sink_stages import _READ_STEP
 
 QUEUE_ID = "wf-btcusdt-api_candles_1m-20200101-bench01"
 TOPIC = f"{QUEUE_ID}-data"
@@ -127,6 +131,42 @@ def json_loads_rate(bootstrap: str, count: int, group: str, **config: object) ->
     took = time.perf_counter() - started
     consumer.close()
     return count / took
+
+
+def consume_rate(settings: Settings, count: int, group: str, values: bool) -> Consumed:
+    """Read the topic to its end with the sink's own consumer (`GroupReader`: its settings,
+    its group options) calling only `consume(2000)`, as the sink's read stage does; with
+    `values`, also take each message's `.value()` into a list (kept a batch of 20,000 long,
+    as the sink's), the least any decoder needs. Nothing else: no checks, store or commits.
+
+    Timed as the sink's loop is: from the first message read to the last."""
+    reader = GroupReader(settings, TOPIC, group_id=group, instance_id=f"{group}-1")
+    consumer = reader.consumer
+    done, first, batch = 0, 0.0, list[bytes | None]()
+    cpu, thread = time.process_time(), time.thread_time()
+    while done < count:
+        messages = consumer.consume(_READ_STEP, timeout=0.1)
+        if messages and not done:
+            first = time.perf_counter()
+            cpu, thread = time.process_time(), time.thread_time()
+        done += len(messages)
+        if values:
+            batch += map(Message.value, messages)
+            if len(batch) >= 20_000:
+                batch = []
+    took = time.perf_counter() - first
+    used = Consumed(count / took, time.process_time() - cpu, time.thread_time() - thread)
+    reader.drop()  # as the sink lets go of it (see make_bulk_consumer)
+    return used
+
+
+class Consumed(NamedTuple):
+    """A consume-only loop's rate (messages/s) and CPU seconds: the whole process's
+    (librdkafka's own threads included) and the calling thread's alone."""
+
+    rate: float
+    cpu: float
+    thread_cpu: float
 
 
 def sink_rate(
@@ -318,6 +358,9 @@ def main() -> None:
             tuned = json_loads_rate(
                 bootstrap, args.count, f"bench-tuned-{run}", **{"fetch.queue.backoff.ms": 10}
             )
+            # The ceiling of any sink on confluent-kafka's Python API: its consume() alone.
+            bare = consume_rate(settings, args.count, f"bench-consume-{run}", values=False)
+            taken = consume_rate(settings, args.count, f"bench-values-{run}", values=True)
             store = Path(tmp) / f"store-{run}"
             rate, loop, peak, cpu = sink_rate(bootstrap, store, args.count, f"bench-sink-{run}")
             stages = _stage_cpu(store.with_name(f"{store.name}.log"))
@@ -329,6 +372,12 @@ def main() -> None:
                 f"loop), sink's loop {loop:,.0f}/s ({loop / kcat:.2f}x kcat, "
                 f"{loop / loads:.2f}x loop), peak RSS {peak:,.0f} MiB, {cpu:.1f} CPU s"
             )
+            print(
+                f"run {run + 1}: consume() only {bare.rate:,.0f}/s ({bare.rate / kcat:.2f}x "
+                f"kcat), consume() + .value() {taken.rate:,.0f}/s ({taken.rate / kcat:.2f}x "
+                f"kcat); the sink's loop is {loop / bare.rate:.2f}x consume() only"
+            )
+            per, rd = 1e6 / args.count, stages["read"]  # per: CPU seconds to us a candle
             for name, value in (
                 ("anchor, kcat -C -e raw read (candles/s)", kcat),
                 ("anchor, consume + json.loads loop (candles/s)", loads),
@@ -340,6 +389,21 @@ def main() -> None:
                 ("sink's loop / consume + json.loads loop", loop / loads),
                 ("anchor, that loop, fetch.queue.backoff.ms 10", tuned),
                 ("sink's loop / that loop, backoff 10 ms", loop / tuned),
+                # The most a sink on confluent-kafka's Python API could reach: the sink's
+                # consumer doing nothing but consume(2000) until the end, then also
+                # taking .value() of each message (the least any decoder needs).
+                ("consume() only, sink's settings (candles/s)", bare.rate),
+                ("consume() only / kcat", bare.rate / kcat),
+                ("consume() + .value() (candles/s)", taken.rate),
+                ("consume() + .value() / kcat", taken.rate / kcat),
+                ("sink's loop / consume() only", loop / bare.rate),
+                ("consume() only CPU per candle, process (us)", bare.cpu * per),
+                ("  of which the calling thread (us)", bare.thread_cpu * per),
+                ("consume() + .value() CPU per candle (us)", taken.cpu * per),
+                # What the sink's consume calls cost of its CPU: the consume-only process
+                # (librdkafka's threads included) against the sink's whole process.
+                ("consume() only CPU / sink CPU", bare.cpu / cpu),
+                ("  calling thread / sink's read stage thread", bare.thread_cpu * per / rd),
                 ("sink peak RSS (MiB)", peak),
                 ("sink CPU (user + system) per candle (us)", cpu / args.count * 1e6),
                 # Each stage's own thread, without waits: the figure a loaded machine blurs
