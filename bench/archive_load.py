@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -216,16 +217,24 @@ def main() -> None:
 
 
 def batch_main(symbols: int, months: int, runs: int) -> None:
-    """The batch case: `symbols` x `months` of 1m as one Batch, against pandas on the zips."""
+    """The batch case: `symbols` x `months` of 1m as one Batch, against pandas on the zips,
+    with the CPU seconds of each kind of process the batch ran."""
     names = SYMBOLS[:symbols]
     paths = [p for name in names for p in archives(months, name)]
-    hand, batch = [], []
+    hand, batch, hand_cpu = [], [], []
+    cpu: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, local_broker(Path(tmp) / "broker") as broker:
         settings = broker.settings()
         for run in range(runs):
-            hand.append(by_hand(paths, Path(tmp))[0])
-            batch.append(batch_end_to_end(settings, names, paths, Path(tmp) / f"b{run}", months))
-            print(f"run {run + 1}: by hand {hand[-1]:.2f} s, batch {batch[-1]:.2f} s", flush=True)
+            seconds, used = by_hand(paths, Path(tmp))
+            hand.append(seconds)
+            hand_cpu.append(used)
+            took, kinds = batch_end_to_end(settings, names, paths, Path(tmp) / f"b{run}", months)
+            batch.append(took)
+            for kind, value in kinds.items():
+                cpu.setdefault(kind, []).append(value)
+            print(f"run {run + 1}: by hand {hand[-1]:.2f} s, batch {batch[-1]:.2f} s, CPU s "
+                  f"by hand {used:.2f}, batch {kinds[BATCH_CPU]:.1f}", flush=True)  # fmt: skip
     candles = sum(len(pd.read_csv(p, header=None)) for p in paths)
     print(f"\n{candles} candles: {symbols} symbols x {months} monthly archives, {runs} runs")
     print(f"by hand (pandas read_csv + to_parquet) s: {spread(hand)}")
@@ -233,12 +242,45 @@ def batch_main(symbols: int, months: int, runs: int) -> None:
     print(f"batch candles/s (median): {candles / statistics.median(batch):,.0f}")
     ratio = statistics.median(batch) / statistics.median(hand)
     print(f"batch / by hand (median): {ratio:.1f}x (goal <= 5x for 5 symbols x 12 months)")
+    print_batch_cpu(cpu, hand, hand_cpu)
+
+
+BATCH_CPU = "the batch, all its processes"
+# Kinds of process a local Batch runs, told apart by their command lines (see cpu_kind).
+_JOB_KINDS = {"loader_candles": "loader", "arango_candles": "sink"}
+
+
+def print_batch_cpu(cpu: dict[str, list[float]], hand: list[float], hand_cpu: list[float]) -> None:
+    """Print the batch's CPU seconds by kind of process against by hand's, and the shortest
+    wall that much CPU allows on this machine's cores."""
+    cores = len(os.sched_getaffinity(0))
+    print("CPU s (user + system), min / median / max:")
+    print(f"  {'by hand (pandas, this process)':<52} {spread(hand_cpu)}")
+    for kind, values in sorted(cpu.items(), key=lambda kv: -statistics.median(kv[1])):
+        print(f"  {kind:<52} {spread(values)}")
+    total, mid_hand = statistics.median(cpu[BATCH_CPU]), statistics.median(hand)
+    print(f"batch CPU / by hand CPU (median): {total / statistics.median(hand_cpu):.1f}x")
+    # Even spread perfectly over every core, the batch cannot take less wall than this.
+    floor = total / cores
+    print(f"floor from the batch's CPU on {cores} cores: {floor:.1f} s = "
+          f"{floor / mid_hand:.1f}x by hand's wall (goal <= 5x: {5 * mid_hand:.1f} s)")  # fmt: skip
+    # By hand runs on one core: its CPU is its wall on a quiet machine, a steadier anchor.
+    mid_cpu = statistics.median(hand_cpu)
+    print(f"  = {floor / mid_cpu:.1f}x by hand's CPU (its wall on a quiet machine)")
+    if BROKER_CPU in cpu:
+        floor = (total + statistics.median(cpu[BROKER_CPU])) / cores
+        print(f"  with the broker's CPU too: {floor:.1f} s = {floor / mid_hand:.1f}x by hand's "
+              f"wall, {floor / mid_cpu:.1f}x its CPU")  # fmt: skip
+
+
+BROKER_CPU = "broker (Kafka, shared; not in the batch's sum)"
 
 
 def batch_end_to_end(
     settings: Settings, symbols: tuple[str, ...], paths: list[Path], home: Path, months: int
-) -> float:
-    """Launch one Batch of `symbols` from archives into a new local store; return seconds."""
+) -> tuple[float, dict[str, float]]:
+    """Launch one Batch of `symbols` from archives into a new local store; return seconds
+    and the CPU seconds of each kind of process it ran."""
     from streamforge_nb.workflow.batch import Batch
 
     with served_archives(paths, home / "served") as base_url:
@@ -246,15 +288,149 @@ def batch_end_to_end(
             list(symbols), INTERVAL, time_range(months), source="archive", base_url=base_url,
             store=f"local://{home / 'store'}", settings=settings,
         )  # fmt: skip
-        started = time.perf_counter()
-        with batch.launch("local", settings=settings, home=home, max_parallel=len(symbols)):
-            final = batch.wait(timeout=3600, progress=False)
-        took = time.perf_counter() - started
+        with ProcessCpu() as cpu:
+            started = time.perf_counter()
+            with batch.launch("local", settings=settings, home=home, max_parallel=len(symbols)):
+                final = batch.wait(timeout=3600, progress=False)
+            took = time.perf_counter() - started
+            cpu.wait_jobs_gone(timeout=120)  # their last CPU (kernel shutdown, notebook save)
     if set(final["status"]) != {"finished"}:
         raise SystemExit(f"the batch did not finish: {final.to_dict('index')}")
     written = int(final["records_written"].sum())
     print(f"  the batch's queues recorded {written} records written", flush=True)
-    return took
+    return took, cpu.kinds
+
+
+@dataclasses.dataclass
+class _Seen:
+    """A descendant process as last polled: its kind, own CPU s, reaped children's CPU s."""
+
+    kind: str
+    ppid: int
+    own: float = 0.0
+    children: float = 0.0
+
+
+class ProcessCpu:
+    """CPU seconds of this process's descendants by kind, polled from /proc while in use,
+    plus this process's own (the notebook side: `Batch.wait`, the launch thread, the
+    archives' HTTP server). The Jobs' exact total comes from RUSAGE_CHILDREN once they are
+    reaped; what a process spent after its last poll shows as "lost between polls"."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.seen: dict[tuple[int, str], _Seen] = {}  # by (pid, start ticks)
+        self.before: dict[tuple[int, str], float] = {}  # own CPU s of those already running
+        self.kinds: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_until_stopped, daemon=True)
+        self._poller_cpu = 0.0
+
+    def __enter__(self) -> ProcessCpu:
+        self._poll()
+        self.before = {key: seen.own for key, seen in self.seen.items()}
+        self._reaped = _children_cpu()
+        self._own = time.process_time()
+        self._poller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._poller.join()
+        self._poll()
+        own = time.process_time() - self._own - self._poller_cpu
+        reaped = _children_cpu() - self._reaped  # exact, for the processes reaped since
+        runners = {pid: seen for (pid, _), seen in self.seen.items() if "runner" in seen.kind}
+        kinds: dict[str, float] = {}
+        for key, seen in self.seen.items():
+            used = seen.own - self.before.get(key, 0.0)
+            if "kernel" in seen.kind and seen.ppid in runners:
+                # Once its runner reaped it, the kernel's whole CPU is in the runner's.
+                used = max(used, runners[seen.ppid].children)
+            kinds[seen.kind] = kinds.get(seen.kind, 0.0) + used
+        jobs = sum(v for k, v in kinds.items() if "Job" in k)
+        kinds["notebook side (this process: wait, launch, HTTP server)"] = own
+        kinds["Jobs, lost between polls (exact total - polled)"] = max(0.0, reaped - jobs)
+        kinds[BATCH_CPU] = max(reaped, jobs) + own
+        self.kinds = kinds
+
+    def wait_jobs_gone(self, timeout: float) -> None:
+        """Wait until every Job process (runner or kernel) of this process is reaped."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._poll()
+            jobs = [key for key, seen in self.seen.items() if "Job" in seen.kind]
+            if all(_stat(pid, start) is None for pid, start in jobs):
+                return
+            time.sleep(self.interval)
+        print(f"  Job processes still running after {timeout:.0f} s", file=sys.stderr)
+
+    def _poll_until_stopped(self) -> None:
+        started = time.thread_time()
+        while not self._stop.wait(self.interval):
+            self._poll()
+        self._poller_cpu = time.thread_time() - started
+
+    def _poll(self) -> None:
+        """Read every descendant's CPU (its own, and its reaped children's), parents first."""
+        pending, found = [os.getpid()], list[int]()
+        while pending:
+            pid = pending.pop(0)
+            for task in _listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):  # it just ended
+                    kids = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+                    pending += map(int, kids)
+                    found += map(int, kids)
+        for pid in found:
+            fields = _stat(pid)
+            if fields is None:
+                continue
+            key, ppid = (pid, fields[19]), int(fields[1])
+            seen = self.seen.get(key)
+            if seen is None:
+                seen = self.seen[key] = _Seen(self._kind(pid, ppid), ppid)
+            seen.own = (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+            seen.children = (int(fields[13]) + int(fields[14])) / self.tick  # cutime + cstime
+
+    def _kind(self, pid: int, ppid: int) -> str:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return "other"
+        line = " ".join(a.decode(errors="replace") for a in argv)
+        for notebook, worker in _JOB_KINDS.items():
+            if "streamforge_nb.workflow.runner" in line and notebook in line:
+                return f"{worker} Jobs' runners (papermill)"
+        parent = next((seen for (p, _), seen in self.seen.items() if p == ppid), None)
+        if parent is not None and "runner" in parent.kind:
+            worker = parent.kind.split()[0]
+            return f"{worker} Jobs' kernels (the {worker}s themselves)"
+        if "java" in line or "kafka" in line:
+            return BROKER_CPU
+        return f"other ({Path(argv[0].decode(errors='replace')).name})"
+
+
+def _stat(pid: int, start: str | None = None) -> list[str] | None:
+    """Return /proc/pid/stat's fields after the command (state first); None once the pid
+    is reaped, or is another process's now (`start`: its start ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if start is not None and fields[19] != start else fields
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 @contextlib.contextmanager
