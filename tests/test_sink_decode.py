@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_candle_columns import counts, decimals
 
-from streamforge_nb.platform import checks
+from streamforge_nb.platform import candle_decode, checks
 from streamforge_nb.platform.canonical import decode_canonical
 from streamforge_nb.platform.contract import Candle, encode
 
@@ -69,7 +69,7 @@ def test_what_the_canonical_decode_takes_is_what_json_says(values: list[bytes]) 
     table = decode_canonical(b"\n".join(values), len(values))
     if table is None:
         return
-    assert table.schema == checks._candle_arrow_schema() and table.num_rows == len(values)
+    assert table.schema == candle_decode._candle_arrow_schema() and table.num_rows == len(values)
     # Each row is its message as a strict JSON parser reads it: the same fields, no more.
     assert table.to_pylist() == [orjson.loads(v) for v in values]
 
@@ -88,7 +88,7 @@ def test_the_sinks_verdict_is_the_json_readers(values: list[bytes], with_keys: b
     keys = [v[9:34] for v in values] if with_keys else None
     got = checks.decode_and_check(values, keys, "BTCUSDT", "1m", now_ms=START_MS + 10**12)
     with pytest.MonkeyPatch.context() as patch:  # the JSON reader alone: the reference
-        patch.setattr(checks, "decode_canonical", lambda joined, count: None)
+        patch.setattr(candle_decode, "decode_canonical", lambda joined, count: None)
         expected = checks.decode_and_check(
             values, keys, "BTCUSDT", "1m", now_ms=START_MS + 10**12
         )  # fmt: skip

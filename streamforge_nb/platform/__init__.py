@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from streamforge_nb._lazy import attach
 
 if TYPE_CHECKING:
+    from streamforge_nb.platform.candle_decode import decode_candles as decode_candles
     from streamforge_nb.platform.checks import ERA_START_MS as ERA_START_MS
     from streamforge_nb.platform.checks import check_candles as check_candles
     from streamforge_nb.platform.checks import decode_and_check as decode_and_check
-    from streamforge_nb.platform.checks import decode_candles as decode_candles
     from streamforge_nb.platform.contract import COMMANDS as COMMANDS
     from streamforge_nb.platform.contract import MAX_COUNT as MAX_COUNT
     from streamforge_nb.platform.contract import MAX_ID_CHARS as MAX_ID_CHARS
@@ -156,7 +156,7 @@ _EXPORTS = {
     "data_topic": "streamforge_nb.platform.names",
     "decode_and_check": "streamforge_nb.platform.checks",
     "decode_candle": "streamforge_nb.platform.contract",
-    "decode_candles": "streamforge_nb.platform.checks",
+    "decode_candles": "streamforge_nb.platform.candle_decode",
     "decode_command": "streamforge_nb.platform.contract",
     "decode_event": "streamforge_nb.platform.contract",
     "decode_exchange_empty": "streamforge_nb.platform.markers",
