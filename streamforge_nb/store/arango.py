@@ -28,37 +28,31 @@ collections works on collections that exist. A load asks the server for the seri
 listing and one AQL per `_STATS_PER_QUERY` candle collections: counts from the collections'
 statistics (`LENGTH`), first and last from the ends of the open_time index.
 
-Connections: `arango_client` bounds the time to "unreachable" (CONNECT_ATTEMPTS x
-`ARANGO_CONNECT_TIMEOUT` per address), trusts `ARANGO_CA_PATH`, and raises TLS failures at
-once instead of letting python-arango retry them as lost connections.
+Connections are made in `store.arango_connect` (re-exported here), the collections named,
+listed and created in `store.arango_collections` (`ArangoCollections`, this backend's base).
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
-import logging
-import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
 
-from streamforge_nb.exceptions import (
-    ConfigError,
-    InvalidName,
-    StoreError,
-    map_store_error,
-    store_errors,
-)
+from streamforge_nb.exceptions import InvalidName, StoreError, store_errors
 from streamforge_nb.platform.intervals import DAY_MS, INTERVALS, interval_ms
-from streamforge_nb.platform.names import candle_type, collection_name, parse_collection_name
-from streamforge_nb.settings import Settings
+from streamforge_nb.platform.names import parse_collection_name
+from streamforge_nb.store.arango_collections import ArangoCollections
+from streamforge_nb.store.arango_connect import (
+    CONNECT_ATTEMPTS,
+    ArangoTarget,
+    arango_client,
+    parse_arango_url,
+)
 from streamforge_nb.store.base import CandleBackend
 from streamforge_nb.store.frames import (
     COLUMNS,
@@ -79,8 +73,6 @@ __all__ = [
     "parse_arango_url",
 ]
 
-log = logging.getLogger(__name__)
-
 _FIELDS = ("open_time", *COLUMNS)
 # One subquery per collection, `{i}` the collection's place (later collections win).
 _READ_PART = (
@@ -93,16 +85,9 @@ _STATS_PART = (
     "first: FIRST(FOR d IN @@c{i} SORT d.open_time ASC LIMIT 1 RETURN d.open_time), "
     "last: FIRST(FOR d IN @@c{i} SORT d.open_time DESC LIMIT 1 RETURN d.open_time)}}"
 )
-_NAMES_QUERY = "FOR c IN COLLECTIONS() FILTER STARTS_WITH(c.name, @head) RETURN c.name"
 _MAX_PER_QUERY = 64  # collections one read query names at most
 _READ_BUDGET = 200_000  # candles one read query is expected to return at most
 _STATS_PER_QUERY = 100  # collections one coverage query names
-CONNECT_ATTEMPTS = 2
-"""Connection attempts before "unreachable": urllib3 retries a failed connect once
-(`Retry(total=1)`, no back-off before a first retry), python-arango does not try again
-(`resolver_max_tries=1`); each attempt waits at most `ARANGO_CONNECT_TIMEOUT` per address."""
-_ERR_NOT_FOUND = 1203
-_ERR_DUPLICATE_NAME = 1207
 _ERR_UNIQUE_CONSTRAINT = 1210  # a document of that _key exists
 QUEUE_STATE = "queue_state"
 """The platform's collection of queue records."""
@@ -115,109 +100,6 @@ _EMPTY_QUERY = (
 )
 
 
-class ArangoTarget:
-    """Where an ArangoDB URL points: hosts (no credentials), database, user, password."""
-
-    def __init__(self, hosts: str, database: str, user: str, password: str) -> None:
-        self.hosts, self.database, self.user, self.password = hosts, database, user, password
-
-    def __repr__(self) -> str:
-        return f"ArangoTarget({self.hosts!r}, database={self.database!r}, user={self.user!r})"
-
-
-def parse_arango_url(url: str, settings: Settings | None = None) -> ArangoTarget:
-    """Split `arango[s]://` or `http[s]://[user[:password]@]host:port[/db | /_db/db]`.
-
-    The database defaults to `settings.arango_db`, the user and password to the settings'
-    `arango_user` (else `root`) and `arango_password`.
-    """
-    settings = settings or Settings()
-    parts = urlsplit(url)
-    scheme = {"arango": "http", "arangos": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            "invalid ArangoDB URL: expected arango://host:port or http(s)://host:port "
-            f"(got scheme {parts.scheme!r})"
-        )
-    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    hosts = f"{scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-    path = parts.path.strip("/").removeprefix("_db/").strip("/")
-    password = None if parts.password is None else unquote(parts.password)
-    if password is None and settings.arango_password is not None:
-        password = settings.arango_password.get_secret_value()
-    return ArangoTarget(
-        hosts=hosts,
-        database=path or settings.arango_db,
-        user=unquote(parts.username or "") or settings.arango_user or "root",
-        password=password or "",
-    )
-
-
-def arango_client(hosts: str, settings: Settings) -> Any:
-    """Return a python-arango `ArangoClient` for `hosts` with the settings' CA and timeouts."""
-    from arango.client import ArangoClient
-
-    ca = settings.arango_ca_path
-    if ca and not Path(ca).is_file():
-        raise ConfigError(f"ARANGO_CA_PATH {ca!r} is not a readable file")
-    http = _http_client_class()(
-        settings.arango_connect_timeout, settings.arango_request_timeout, ca
-    )
-    return ArangoClient(
-        hosts=hosts, http_client=http, resolver_max_tries=1, verify_override=ca or None
-    )
-
-
-@functools.cache
-def _http_client_class() -> type[Any]:
-    # Built on first use: python-arango (and requests) load only for an ArangoDB store.
-    from arango.exceptions import ArangoClientError
-    from arango.http import DefaultHTTPClient
-    from arango.response import Response
-    from requests.exceptions import SSLError
-
-    class HTTPClient(DefaultHTTPClient):
-        """python-arango's HTTP client with a connect timeout of its own and TLS failures
-        raised as such: requests' SSLError is a ConnectionError, which python-arango would
-        retry and then report as an unreachable host."""
-
-        def __init__(self, connect: float, read: float, ca: str | None) -> None:
-            super().__init__(
-                request_timeout=read, retry_attempts=CONNECT_ATTEMPTS - 1, backoff_factor=0.0
-            )
-            self._timeouts = (connect, read)
-            # Given with each request: requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
-            # in the environment override the session's CA, never a request's.
-            self._verify: str | bool = ca or True
-            self._trust = f"ARANGO_CA_PATH={ca}" if ca else "ARANGO_CA_PATH unset"
-
-        def send_request(
-            self,
-            session: Any,
-            method: str,
-            url: str,
-            headers: Any = None,
-            params: Any = None,
-            data: Any = None,
-            auth: Any = None,
-        ) -> Any:
-            try:
-                response = session.request(
-                    method=method, url=url, params=params, data=data, headers=headers,
-                    auth=auth, timeout=self._timeouts, verify=self._verify,
-                )  # fmt: skip
-            except SSLError as exc:
-                host = urlsplit(url).netloc
-                raise ArangoClientError(f"TLS with {host} ({self._trust})") from exc
-            return Response(
-                method=method, url=response.url, headers=response.headers,
-                status_code=response.status_code, status_text=response.reason,
-                raw_body=response.text,
-            )  # fmt: skip
-
-    return HTTPClient
-
-
 def _format_decimals(values: np.ndarray[Any, Any]) -> list[str]:
     """Render floats as the shortest decimal strings that read back exactly, no exponent."""
     text = values.astype(str)
@@ -228,112 +110,8 @@ def _format_decimals(values: np.ndarray[Any, Any]) -> list[str]:
     return out
 
 
-class ArangoBackend(CandleBackend):
+class ArangoBackend(ArangoCollections, CandleBackend):
     """Candles in the platform's ArangoDB collections (see the module docstring)."""
-
-    def __init__(
-        self,
-        url: str,
-        settings: Settings | None = None,
-        *,
-        source: str = "api",
-        chunk: int = 10_000,
-    ) -> None:
-        settings = settings or Settings()
-        self._target = parse_arango_url(url, settings)
-        self.url = f"{self._target.hosts}/_db/{self._target.database}"
-        self.source = source
-        self.chunk = chunk
-        # A notebook hears about a dead server in seconds, not python-arango's minutes.
-        self._client = arango_client(self._target.hosts, settings)
-        # No request yet (verify=False): the first operation reports an unreachable server.
-        # Typed Any: python-arango types every result as a union with async and batch jobs,
-        # which a standard database never returns.
-        self._db: Any = self._client.db(
-            self._target.database, username=self._target.user, password=self._target.password
-        )
-        # Collections known to exist (never dropped by the library): the listing, read once.
-        self._known: set[str] | None = None
-
-    # --- names ---------------------------------------------------------------------------
-
-    def _type(self, interval: str) -> str:
-        return candle_type(interval, self.source)
-
-    def collection_for(self, symbol: str, interval: str, open_ms: int) -> str:
-        """Return the collection a candle opening at `open_ms` is written to."""
-        day = datetime.fromtimestamp(open_ms / 1000, UTC).date()
-        if interval in ("1d", "3d", "1w", "1M"):
-            day = day.replace(month=1, day=1)
-        return collection_name(symbol, self._type(interval), day)
-
-    def collections(self, symbol: str, interval: str) -> list[str]:
-        """Return the names of every collection of the series, oldest day first.
-
-        Asked of the server each time (filtered there): another process may have made one.
-        """
-        # The name without its date: `sym-` prefixed for a symbol starting with a digit.
-        head = collection_name(symbol, self._type(interval), date(2000, 1, 1))[: -len("2000_01_01")]
-        pattern = re.compile(re.escape(head) + r"\d{4}_\d{2}_\d{2}")
-        with store_errors("cannot list ArangoDB collections", self.url):
-            names = list(self._db.aql.execute(_NAMES_QUERY, bind_vars={"head": head}))
-        found = sorted(n for n in names if pattern.fullmatch(n))
-        if self._known is not None:
-            self._known.update(found)
-        return found
-
-    def _listing(self, *, refresh: bool = False) -> set[str]:
-        """Return the names of the database's collections, listed once per process."""
-        if self._known is None or refresh:
-            self._known = {c["name"] for c in self._db.collections()}
-        return self._known
-
-    def _exists(self, name: str) -> bool:
-        """Whether collection `name` exists: known, else asked for by name (the listing may
-        predate another process creating it)."""
-        if name in self._listing():
-            return True
-        from arango.exceptions import ArangoServerError
-
-        try:
-            self._db.collection(name).properties()
-        except ArangoServerError as exc:
-            if exc.error_code == _ERR_NOT_FOUND:
-                return False
-            raise
-        self._listing().add(name)
-        return True
-
-    def _ensure(self, name: str, index: Sequence[str] = ("open_time",)) -> Any:
-        """Return collection `name`, created (with a persistent index on `index`) if missing.
-
-        Existence is checked first: creating needs rw on the database, which a user with
-        rights on the collections only does not have.
-        """
-        col = self._db.collection(name)
-        if self._exists(name):
-            return col
-        from arango.exceptions import ArangoServerError
-
-        try:
-            self._db.create_collection(name)
-        except ArangoServerError as exc:
-            if exc.error_code != _ERR_DUPLICATE_NAME:  # else another writer created it first
-                what = (
-                    f"cannot create collection {name} (creating one needs rw on database "
-                    f"{self._target.database} for user {self._target.user})"
-                )
-                raise map_store_error(exc, what=what, where=self.url) from exc
-            self._listing().add(name)
-            return col
-        self._listing().add(name)
-        if index:
-            try:
-                col.add_index({"type": "persistent", "fields": list(index), "sparse": False})
-            except ArangoServerError as exc:
-                # The index only speeds reads up: a refusal must not fail the write.
-                log.warning("no index on %s: %s", name, exc.error_message or exc)
-        return col
 
     # --- writing -------------------------------------------------------------------------
 
