@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import json
 import os
 import resource
 import shutil
@@ -225,6 +226,7 @@ def batch_main(symbols: int, months: int, runs: int) -> None:
     cpu: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, local_broker(Path(tmp) / "broker") as broker:
         settings = broker.settings()
+        empty = {worker: empty_job_cpu(worker, Path(tmp)) for worker in _JOB_KINDS.values()}
         for run in range(runs):
             seconds, used = by_hand(paths, Path(tmp))
             hand.append(seconds)
@@ -243,6 +245,44 @@ def batch_main(symbols: int, months: int, runs: int) -> None:
     ratio = statistics.median(batch) / statistics.median(hand)
     print(f"batch / by hand (median): {ratio:.1f}x (goal <= 5x for 5 symbols x 12 months)")
     print_batch_cpu(cpu, hand, hand_cpu)
+    # What every Job costs before its first candle: the batch pays it once per Job.
+    fixed = sum(empty[w] * statistics.median(cpu[f"{w} Jobs started"]) for w in empty)
+    total = statistics.median(cpu[BATCH_CPU])
+    print("a Job that only starts (runner, kernel, the worker's imports), CPU s: "
+          + ", ".join(f"{w} {used:.2f}" for w, used in empty.items())
+          + f"; times the batch's Jobs: {fixed:.1f} s of its {total:.1f}")  # fmt: skip
+
+
+def empty_job_cpu(worker: str, tmp: Path) -> float:
+    """CPU seconds of a Job that only starts: papermill as the runner calls it, on a
+    notebook that imports what the worker's notebook imports, and does nothing."""
+    cells = ["from streamforge_nb.workers import run_notebook", f"import {WORKER_MODULES[worker]}"]
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "id": f"c{i}", "execution_count": None, "metadata": {},
+             "outputs": [], "source": cell}
+            for i, cell in enumerate(cells)
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }  # fmt: skip
+    source = tmp / f"empty_{worker}.ipynb"
+    source.write_text(json.dumps(notebook))
+    run = (
+        "import sys, tempfile\n"
+        "from streamforge_nb.workflow.runner import _import_papermill, kernel_over_ipc\n"
+        "with tempfile.TemporaryDirectory() as sockets:\n"
+        "    _import_papermill().execute_notebook(sys.argv[1], sys.argv[2], kernel_name="
+        "'python3', progress_bar=False, config=kernel_over_ipc(sockets))\n"
+    )
+    out = source.with_name(f"{source.stem}.out.ipynb")
+    # wait4's rusage: the runner's and the kernel it waited for.
+    return timed_process([sys.executable, "-c", run, str(source), str(out)])[1]
+
+
+WORKER_MODULES = {"loader": "streamforge_nb.workers.loader", "sink": "streamforge_nb.workers.sink"}
 
 
 BATCH_CPU = "the batch, all its processes"
@@ -257,16 +297,17 @@ def print_batch_cpu(cpu: dict[str, list[float]], hand: list[float], hand_cpu: li
     print("CPU s (user + system), min / median / max:")
     print(f"  {'by hand (pandas, this process)':<52} {spread(hand_cpu)}")
     for kind, values in sorted(cpu.items(), key=lambda kv: -statistics.median(kv[1])):
-        print(f"  {kind:<52} {spread(values)}")
+        if not kind.endswith("Jobs started"):
+            print(f"  {kind:<52} {spread(values)}")
     total, mid_hand = statistics.median(cpu[BATCH_CPU]), statistics.median(hand)
     print(f"batch CPU / by hand CPU (median): {total / statistics.median(hand_cpu):.1f}x")
     # Even spread perfectly over every core, the batch cannot take less wall than this.
     floor = total / cores
     print(f"floor from the batch's CPU on {cores} cores: {floor:.1f} s = "
           f"{floor / mid_hand:.1f}x by hand's wall (goal <= 5x: {5 * mid_hand:.1f} s)")  # fmt: skip
-    # By hand runs on one core: its CPU is its wall on a quiet machine, a steadier anchor.
+    # By hand's CPU: an anchor a loaded machine blurs less than its wall.
     mid_cpu = statistics.median(hand_cpu)
-    print(f"  = {floor / mid_cpu:.1f}x by hand's CPU (its wall on a quiet machine)")
+    print(f"  = {floor / mid_cpu:.1f}x by hand's CPU seconds")
     if BROKER_CPU in cpu:
         floor = (total + statistics.median(cpu[BROKER_CPU])) / cores
         print(f"  with the broker's CPU too: {floor:.1f} s = {floor / mid_hand:.1f}x by hand's "
@@ -351,6 +392,10 @@ class ProcessCpu:
             kinds[seen.kind] = kinds.get(seen.kind, 0.0) + used
         jobs = sum(v for k, v in kinds.items() if "Job" in k)
         kinds["notebook side (this process: wait, launch, HTTP server)"] = own
+        for worker in _JOB_KINDS.values():  # counts, not seconds: printed apart
+            kinds[f"{worker} Jobs started"] = sum(
+                f"{worker} Jobs' runners" in seen.kind for seen in self.seen.values()
+            )
         kinds["Jobs, lost between polls (exact total - polled)"] = max(0.0, reaped - jobs)
         kinds[BATCH_CPU] = max(reaped, jobs) + own
         self.kinds = kinds
@@ -390,6 +435,8 @@ class ProcessCpu:
             seen = self.seen.get(key)
             if seen is None:
                 seen = self.seen[key] = _Seen(self._kind(pid, ppid), ppid)
+            elif seen.kind.startswith("other"):  # seen between fork and exec: look again
+                seen.kind = self._kind(pid, ppid)
             seen.own = (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
             seen.children = (int(fields[13]) + int(fields[14])) / self.tick  # cutime + cstime
 
@@ -399,13 +446,14 @@ class ProcessCpu:
         except OSError:
             return "other"
         line = " ".join(a.decode(errors="replace") for a in argv)
-        for notebook, worker in _JOB_KINDS.items():
-            if "streamforge_nb.workflow.runner" in line and notebook in line:
-                return f"{worker} Jobs' runners (papermill)"
+        # By its parent first: a kernel seen before its exec still has its runner's command.
         parent = next((seen for (p, _), seen in self.seen.items() if p == ppid), None)
         if parent is not None and "runner" in parent.kind:
             worker = parent.kind.split()[0]
             return f"{worker} Jobs' kernels (the {worker}s themselves)"
+        for notebook, worker in _JOB_KINDS.items():
+            if "streamforge_nb.workflow.runner" in line and notebook in line:
+                return f"{worker} Jobs' runners (papermill)"
         if "java" in line or "kafka" in line:
             return BROKER_CPU
         return f"other ({Path(argv[0].decode(errors='replace')).name})"
