@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from test_market import AUG1, MIN, generated  # tests/ is on sys.path (rootdir, no package)
 
 from streamforge_nb.exceptions import ConfigError
-from streamforge_nb.store import scan
+from streamforge_nb.store import scan, series_read
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.store.frames import COLUMNS, empty_frame, frame_from_arrays
 
@@ -88,15 +88,19 @@ def test_a_load_again_decodes_only_the_partition_a_write_replaced(
     store.write(generated("BTCUSDT", "1m", AUG1 - DAY, AUG1 + DAY), "BTCUSDT", "1m")
     first = store.load("BTCUSDT", "1m")
     decoded: list[str] = []
-    real = scan.decoded
 
-    def spy(source: pq.ParquetFile, names: Any = None) -> pa.Table:
-        table = real(source, names)
-        month = table.column("open_time")[0].as_py().strftime("%Y-%m")
-        decoded.append(f"{month}.parquet")
-        return table
+    def spying(real: Any) -> Any:
+        def spy(source: pq.ParquetFile, *names: Any) -> pa.Table:
+            table = real(source, *names)
+            month = table.column("open_time")[0].as_py().strftime("%Y-%m")
+            decoded.append(f"{month}.parquet")
+            return table
 
-    monkeypatch.setattr(scan, "decoded", spy)
+        return spy
+
+    # A partition a load reads whole is decoded by series_read, one it cuts by scan.
+    monkeypatch.setattr(scan, "decoded", spying(scan.decoded))
+    monkeypatch.setattr(series_read, "_decoded", spying(series_read._decoded))
     again = store.load("BTCUSDT", "1m")
     pd.testing.assert_frame_equal(again, first)
     assert decoded == []  # nothing changed: nothing decoded

@@ -3,7 +3,8 @@
 A first read decodes each file into a scratch table, copies its rows into the frame's own
 arrays and lets the table go, so the next file's decode reuses that memory: a year of 1m
 needs 46 MB of frame, not also 46 MB of decoded tables. In a new process each fresh page is
-zeroed by the kernel before use, and that zeroing was most of a first read's CPU.
+zeroed by the kernel before use, and that zeroing was most of a first read's CPU; the frame's
+arrays come from Arrow's pool, which keeps the pages a dropped frame freed for the next one.
 
 The read cache (`store.scan`) then keeps, per file, an Arrow view of the frame's rows, and
 through them the frame itself (the "keeper", never handed out). A later load of rows the
@@ -104,10 +105,10 @@ def read_frame(
         frame = _copied(files)
     if not len(frame) or not budget:
         return frame
-    columns = _columns(frame)
+    whole = _view(frame)
     for file, hit, row in zip(files, hits, _offsets(files), strict=True):
         if not file.cut:  # kept as a view of the frame: a later load of it is a slice
-            view = _view(frame, columns, row, file.rows[1])
+            view = whole.slice(row, file.rows[1])
             scan._CACHE.put(file.path, file.key, view, budget, _Origin(frame, row))
         elif hit is None:  # decoded whole for its times: kept as decoded
             scan._CACHE.put(file.path, file.key, file.table, budget)
@@ -150,20 +151,22 @@ def _copied(files: list[_File]) -> pd.DataFrame:
     n = offsets[-1] + files[-1].rows[1] - files[-1].rows[0] if files else 0
     if n == 0:
         return empty_frame()
-    floats = np.empty((len(_FLOATS), n))
-    open_ms, close_ms, trades = (np.empty(n, dtype=np.int64) for _ in range(3))
+    floats = _fresh((len(_FLOATS), n), np.float64)
+    open_ms, close_ms, trades = (_fresh((n,), np.int64) for _ in range(3))
 
     def copy(item: tuple[_File, int]) -> None:
         file, at = item
-        table = file.table if file.table is not None else scan.decoded(file.source)
+        # As read, not cast to `scan.SCHEMA` as a whole (a table's cast costs a year ~1 ms):
+        # `_into` casts only a column of another type (files of older versions).
+        table = file.table if file.table is not None else _decoded(file.source)
         lo, hi = file.rows
         table = table.slice(lo, hi - lo)
         span = slice(at, at + hi - lo)
-        _into(open_ms[span], table.column("open_time"))
-        _into(close_ms[span], table.column("close_time"))
-        _into(trades[span], table.column("number_of_trades"))
+        _into(open_ms[span], table, "open_time")
+        _into(close_ms[span], table, "close_time")
+        _into(trades[span], table, "number_of_trades")
         for row, name in enumerate(_FLOATS):
-            _into(floats[row, span], table.column(name))
+            _into(floats[row, span], table, name)
 
     # Two files at a time: pyarrow decodes and numpy copies without the GIL; 2 cores.
     with ThreadPoolExecutor(min(scan._READERS, len(files))) as pool:
@@ -183,9 +186,28 @@ def _copied(files: list[_File]) -> pd.DataFrame:
     return create_dataframe_from_blocks(blocks, index=index, columns=pd.Index(COLUMNS))
 
 
-def _into(out: np.ndarray[Any, Any], column: pa.ChunkedArray) -> None:
+def _fresh(shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray[Any, Any]:
+    """A writable array in Arrow's default pool, not numpy's malloc: the pool keeps the pages
+    a dropped frame freed, where malloc hands a year's 46 MB back to the OS and the next
+    frame faults them in again (a year of 1m read first in a warm process: ~5 ms CPU of 35;
+    in a new process every page is fresh either way)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buffer = pa.allocate_buffer(size)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+def _decoded(source: pq.ParquetFile | None) -> pa.Table:
+    assert source is not None  # a file not decoded yet is open
+    return source.read(use_threads=False)
+
+
+def _into(out: np.ndarray[Any, Any], table: pa.Table, name: str) -> None:
+    """Copy column `name` of `table` into `out`, cast first if not of `scan.SCHEMA`'s type."""
+    want = scan.SCHEMA.field(name).type
     at = 0
-    for chunk in column.chunks:
+    for chunk in table.column(name).chunks:
+        if chunk.type != want:
+            chunk = chunk.cast(want)
         if pa.types.is_timestamp(chunk.type):
             chunk = chunk.view(pa.int64())
         out[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
@@ -201,14 +223,12 @@ def _columns(keeper: pd.DataFrame) -> list[np.ndarray[Any, Any]]:
     return arrays
 
 
-def _view(
-    keeper: pd.DataFrame, columns: list[np.ndarray[Any, Any]], row: int, rows: int
-) -> pa.Table:
-    """Rows `[row, row + rows)` of `keeper` (its `columns`) as an Arrow table of `scan.SCHEMA`
-    sharing its memory; the table's buffers own `keeper`, so it lives while they do."""
+def _view(keeper: pd.DataFrame) -> pa.Table:
+    """`keeper` as an Arrow table of `scan.SCHEMA` sharing its memory, each file's rows a slice
+    of it (one buffer a column, not one a column and file); its buffers own `keeper`, so it
+    lives while any slice does."""
     arrays = []
-    for values, field in zip(columns, scan.SCHEMA, strict=True):
-        part = values[row : row + rows]
-        buffer = pa.foreign_buffer(part.ctypes.data, part.nbytes, base=keeper)
-        arrays.append(pa.Array.from_buffers(field.type, rows, [None, buffer]))
+    for values, field in zip(_columns(keeper), scan.SCHEMA, strict=True):
+        buffer = pa.foreign_buffer(values.ctypes.data, values.nbytes, base=keeper)
+        arrays.append(pa.Array.from_buffers(field.type, len(values), [None, buffer]))
     return pa.Table.from_arrays(arrays, schema=scan.SCHEMA)
