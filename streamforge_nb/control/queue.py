@@ -6,37 +6,31 @@ the queue's start is known, so opening a Queue, pinging, `status()`, `events()` 
 cost the same with 1k or 1M events of other queues on the topic. The launcher that started
 the queue's Jobs (given, or reattached from queue state) adds what telemetry cannot say: a
 Job that died without a word. `close()` (or leaving a `with` block) ends the threads.
+
+The methods are grouped by concern: the commands and the handle's life here, the telemetry
+in `QueueTelemetry` (control/queue_telemetry.py), the Jobs in `QueueJobs`
+(control/queue_jobs.py), dead letters, redrive, lag and messages in `QueueOperations`
+(control/queue_ops.py).
 """
 
 from __future__ import annotations
 
 import builtins
 import html
-import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from streamforge_nb.control.follower import Follower, PongReply
 from streamforge_nb.control.queue_ops import QueueOperations
-from streamforge_nb.control.state import final_states, settled
-from streamforge_nb.control.telemetry import (
-    JobView,
-    ProducerState,
-    ended,
-    merge_jobs,
-    safe_timestamp,
-)
-from streamforge_nb.exceptions import QueueTimeout, StreamForgeError
+from streamforge_nb.control.queue_telemetry import DEFAULT_WAIT_S, QueueTelemetry
+from streamforge_nb.control.telemetry import JobView, safe_timestamp
+from streamforge_nb.exceptions import QueueTimeout
 from streamforge_nb.kafka.send import CommandSender, SendResult
-from streamforge_nb.platform.contract import (
-    BaseEvent,
-    PingCommand,
-    StopCommand,
-)
+from streamforge_nb.platform.contract import PingCommand, StopCommand
 from streamforge_nb.platform.names import check_queue_handle_id
 from streamforge_nb.settings import Settings
 
@@ -44,12 +38,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["DEFAULT_WAIT_S", "Queue", "check_queue_handle_id"]
-
-log = logging.getLogger(__name__)
-DEFAULT_WAIT_S = 3600.0
-"""`Queue.wait()`'s default timeout: it always ends, even when nothing can tell it to."""
-_JOBS_TTL_S = 1.0  # how long the launcher's answer is reused (the API server is not polled)
-
 
 def _epoch(value: float | datetime | Any | None) -> float | None:
     """Return `value` (Unix seconds, a datetime or a pandas Timestamp) as Unix seconds."""
@@ -62,12 +50,7 @@ def _epoch(value: float | datetime | Any | None) -> float | None:
     raise TypeError(f"since must be Unix seconds or a datetime, got {value!r}")
 
 
-def _postfix(state: ProducerState) -> str:
-    waiting = f" ({state.message})" if state.status == "pending" and state.message else ""
-    return f"{state.producer}: {state.status}{waiting}"
-
-
-class Queue(QueueOperations):
+class Queue(QueueTelemetry, QueueOperations):
     """Ping, stop, watch and wait for the workers of one queue."""
 
     def __init__(
@@ -144,83 +127,6 @@ class Queue(QueueOperations):
                 frame[column].map(safe_timestamp), unit="s", utc=True, errors="coerce"
             )
         return frame.set_index("queue_id").sort_values("created_at")
-
-    def jobs(self) -> pd.DataFrame:
-        """Return the queue's Jobs as its launcher sees them (name, target, state)."""
-        import pandas as pd
-
-        statuses = self._launcher().list(self.queue_id)
-        return pd.DataFrame(
-            [vars(s) for s in statuses], columns=["name", "queue_id", "target", "state", "detail"]
-        ).set_index("name")
-
-    def logs(self, target: str | None = None) -> str:
-        """Return the output of the queue's Jobs (one target's, or all of them)."""
-        runner = self._launcher()
-        return "\n".join(
-            runner.logs(job.name)
-            for job in runner.list(self.queue_id)
-            if target is None or job.target == target
-        )
-
-    def _jobs_running(self) -> bool:
-        return any(j.state in ("active", "pending") for j in self._job_views())
-
-    def _job_views(self, *, fresh: bool = False) -> builtins.list[Any]:
-        # launchers.JobStatus, a telemetry.JobView with a name
-        """The launcher's Jobs of this queue ([] without one), reused for a second."""
-        launcher = self._reattach()
-        if launcher is None:
-            return []
-        now = time.monotonic()
-        cached = self._jobs_cache
-        if cached is not None and not fresh and now - cached[0] < _JOBS_TTL_S:
-            return cached[1]
-        try:
-            jobs = builtins.list(launcher.list(self.queue_id))
-        except StreamForgeError as exc:  # telemetry alone, rather than no status
-            log.warning("could not list the Jobs of %s: %s", self.queue_id, exc)
-            jobs = cached[1] if cached is not None else []
-        self._jobs_cache = (now, jobs)
-        return jobs
-
-    def _reattach(self, *, record: bool = False) -> Any:
-        """Return the launcher, reattaching the one queue state records (once); or None.
-
-        With `record`, the queue-state record is read even when the launcher was given.
-        """
-        with self._reattach_lock:
-            if not self._looked_up or (record and not self._record_read):
-                self._lookup()
-                self._looked_up = self._record_read = True
-        return self.launcher
-
-    def _lookup(self) -> None:
-        from streamforge_nb.control.launchers import launcher_for
-        from streamforge_nb.store.candles import CandleStore
-
-        try:
-            with CandleStore.open(
-                self.store or self.settings.arango_url, settings=self.settings
-            ) as store:
-                record = store.queue_state(self.queue_id)
-            self._record = record
-            if record is not None and record.get("launcher") and self.launcher is None:
-                self.launcher = launcher_for(
-                    record["launcher"], record.get("launcher_options") or {}
-                )
-                if self.since is None:
-                    self.since = safe_timestamp(record.get("created_at"))
-        except Exception as exc:  # no store, no kubeconfig: telemetry alone
-            log.warning("could not reattach the launcher of %s: %s", self.queue_id, exc)
-
-    def _launcher(self) -> Any:
-        if self._reattach() is None:
-            raise StreamForgeError(
-                f"{self!r} does not know its launcher and its queue state records none; "
-                "pass launcher= (e.g. LocalLauncher()) or store= (where it was launched)"
-            )
-        return self.launcher
 
     # -- commands ----------------------------------------------------------------------------
     def ping(
@@ -313,142 +219,7 @@ class Queue(QueueOperations):
         """Send `command` to the queue's partition of queue-control; wait for the broker."""
         return self._make_producer().send(command)
 
-    # -- telemetry ---------------------------------------------------------------------------
-    def events(self, follow: bool = False, *, timeout: float | None = None) -> Iterator[BaseEvent]:
-        """Yield this queue's events from its start; with `follow`, keep waiting for more."""
-        return self._telemetry.events(follow, timeout=timeout)
-
-    def _follow(self) -> None:
-        """Follow the telemetry; a queue whose state record kept its final states (it ended)
-        starts from them, without reading what queue-events received since its start."""
-        self._reattach(record=True)
-        final = final_states(self._record)
-        if final is not None:
-            self._telemetry.settle(final)
-        self._telemetry.follow()
-
-    def _keep_final(self, states: dict[str, ProducerState]) -> None:
-        """Save the producers' final states in the queue-state record once the queue ended,
-        so a later status() need not read the history again (`state.settled`)."""
-        from streamforge_nb.store.candles import CandleStore
-
-        record = self._record
-        if not states or record is None or final_states(record) is not None:
-            return
-        if not self._telemetry.caught_up.is_set():
-            return  # the history is not all read: these may not be the final states
-        updated = settled(record, states)
-        if "producers" not in updated:
-            return
-        try:
-            with CandleStore.open(
-                self.store or self.settings.arango_url, settings=self.settings
-            ) as store:
-                store.save_queue_state(updated)
-            self._record = updated
-        except Exception as exc:  # the status stands; the next one reads the history again
-            log.warning("could not save the final state of %s: %s", self.queue_id, exc)
-
-    def status(self, *, timeout: float = 10.0) -> pd.DataFrame:
-        """Return one row per producer: status, records written, last seen and its age, and
-        the messages refused to the DLQ and candles stored with an anomaly (a sink's)."""
-        import pandas as pd
-
-        self._follow()
-        self._telemetry.caught_up.wait(timeout)
-        states = self.producers()
-        self._keep_final(states)
-        now = time.time()
-        rows = [
-            {
-                "producer": s.producer,
-                "status": s.status,
-                "records_written": s.records_written,
-                "last_seen": pd.to_datetime(
-                    safe_timestamp(s.last_seen), unit="s", utc=True, errors="coerce"
-                ),
-                "age_s": round(now - s.last_seen, 1),
-                "message": s.message,
-                "dead_letters": s.dead_letters,
-                "anomalies": s.anomalies,
-            }
-            for s in states.values()
-        ]
-        columns = [
-            "producer", "status", "records_written", "last_seen", "age_s", "message",
-            "dead_letters", "anomalies",
-        ]  # fmt: skip
-        return pd.DataFrame(rows, columns=columns).set_index("producer")
-
-    @property
-    def history_read(self) -> bool:
-        """Tell whether the queue's telemetry history has been read (its states are whole)."""
-        return self._telemetry.caught_up.is_set()
-
-    def producers(self, *, timeout: float = 0.0) -> dict[str, ProducerState]:
-        """Return the current state of every producer (a snapshot): the telemetry merged
-        with the launcher's Jobs (`telemetry.merge_jobs`), so a Job that ended without a
-        terminal event shows its producer `failed` with the reason ("exit code 1 before any
-        telemetry", "killed by SIGKILL after loading").
-
-        `timeout`: seconds to wait for the history to be read first (`history_read`).
-        Until it is read, an ended Job is not taken for a failure: its worker's last events
-        may be in the part not read yet (a fresh `Queue` of a finished queue said `failed`).
-        """
-        self._follow()
-        if timeout > 0:
-            self._telemetry.caught_up.wait(timeout)
-        jobs = self._job_views()
-        if not self.history_read:
-            jobs = [j for j in jobs if j.state in ("pending", "active")]
-        return merge_jobs(self._telemetry.states(), jobs)
-
-    def wait(
-        self,
-        timeout: float | None = DEFAULT_WAIT_S,
-        *,
-        targets: Iterable[str] = (),
-        progress: bool = True,
-    ) -> pd.DataFrame:
-        """Block until every producer finished, failed or was interrupted; return status().
-
-        Always ends: when the workers report their end; when the queue's Jobs end without a
-        terminal event (the producer is then `failed` with the launcher's reason, a few
-        seconds after the Job ended); or at `timeout` (default `DEFAULT_WAIT_S`, one hour;
-        None waits for as long as it takes) with `QueueTimeout` naming every state.
-
-        `targets` (e.g. `["loader-candles", "arango-candles"]`) names workers that must have
-        reported before the queue counts as done: a fast first step must not end the wait
-        before a slower one has even started.
-        """
-        from tqdm.auto import tqdm
-
-        self._follow()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = tqdm(desc=self.queue_id, unit=" records", disable=not progress)
-        try:
-            while True:
-                states = self.producers()
-                # Steps pass the same records along: the furthest one is the progress.
-                bar.n = max((s.records_written for s in states.values()), default=0)
-                # A Job still waiting says why (Unschedulable for 3 min, pulling...).
-                bar.set_postfix_str(", ".join(map(_postfix, states.values())))
-                # With a launcher, also wait for the Jobs to exit: their executed notebooks
-                # are saved after the worker's last event.
-                if ended(states, targets) and not self._jobs_running():
-                    return self.status()
-                if deadline is not None and time.monotonic() > deadline:
-                    seen = ", ".join(f"{p} {s.status}" for p, s in states.items())
-                    if not self._telemetry.caught_up.is_set():
-                        seen = (seen + "; " if seen else "") + "its history is still being read"
-                    raise QueueTimeout(
-                        f"queue {self.queue_id} still running after {timeout:g} s: "
-                        + (seen or "no events")
-                    )
-                time.sleep(0.2)
-        finally:
-            bar.close()
-
+    # -- cancel and clean-up -----------------------------------------------------------------
     def cancel(
         self, grace: float = 30.0, *, kill_grace: float = 10.0, target: str | None = None
     ) -> pd.DataFrame:
@@ -475,13 +246,6 @@ class Queue(QueueOperations):
         from streamforge_nb.control.lifecycle import cleanup
 
         return cleanup(self, force=force)
-
-    def subscribe(self, callback: Callable[[BaseEvent], None]) -> None:
-        """Call `callback(event)` from the follower thread for every event of this queue."""
-        self._telemetry.subscribe(callback)
-
-    def unsubscribe(self, callback: Callable[[BaseEvent], None]) -> None:
-        self._telemetry.unsubscribe(callback)
 
     # -- lifecycle and display ---------------------------------------------------------------
     def close(self) -> None:
