@@ -245,3 +245,74 @@ def test_final_states_are_taken_only_from_an_ended_record() -> None:
     loading = {**done, "status": "loading"}
     assert final_states({**ended_record, "producers": [done, loading]}) is None
     assert final_states(None) is None
+
+
+def _records_since(settings: Settings, queue_id: str, since: float) -> int:
+    """Records in `queue_id`'s partition of queue-events from `since` (less the slack) to now."""
+    from kafka import TopicPartition
+
+    from streamforge_nb.kafka.partitions import offsets_at
+
+    consumer = make_consumer(settings)
+    try:
+        topic = settings.queue_events_topic
+        count = len(consumer.partitions_for_topic(topic))
+        tp = TopicPartition(topic, partition_for(queue_id, count))
+        start = offsets_at(consumer, [tp], since - START_SLACK_S)[tp]
+        return int(consumer.end_offsets([tp])[tp]) - start
+    finally:
+        consumer.close()
+
+
+def test_a_history_reader_reads_each_event_once_and_on_from_where_it_stopped(
+    settings: Settings,
+) -> None:
+    """What `Batch.wait` polls with: each read reads only what arrived since the last."""
+    from streamforge_nb.control.state import HistoryReader
+    from streamforge_nb.kafka.send import send_event
+    from streamforge_nb.platform.contract import Finished, Loading, Started
+
+    early = platform_queue_id()
+    probe = make_consumer(settings)
+    try:
+        count = len(probe.partitions_for_topic(settings.queue_events_topic))
+    finally:
+        probe.close()
+    # Another queue of the reader's on the same partition, asked about first.
+    late = next(
+        q for q in (platform_queue_id() for _ in range(1000))
+        if partition_for(q, count) == partition_for(early, count)
+    )  # fmt: skip
+    producer = "loader__x1"
+    early_start = time.time()
+    send_event(settings, Loading(queue_id=early, producer=producer, records_written=5,
+                                 anomalies=2))  # fmt: skip
+    time.sleep(START_SLACK_S + 1)  # so the late queue's read starts after that event
+    late_start = time.time()
+    send_event(settings, Started(queue_id=late, producer=producer))
+    reader = HistoryReader(settings, [early, late])
+    try:
+        states = reader.read({late: late_start})
+        assert states[late][producer].status == "started" and early not in states
+        read = reader.records_read
+        assert read == _records_since(settings, late, late_start)  # from its start only
+        # Nothing new: nothing read.
+        assert reader.read({late: late_start}) == states and reader.records_read == read
+        # A deadline passed stops a read before it reads; the next one goes on from there.
+        send_event(settings, Finished(queue_id=late, producer=producer))
+        assert reader.read({late: late_start}, deadline=time.monotonic() - 1) == states
+        assert reader.read({late: late_start})[late][producer].status == "finished"
+        assert reader.records_read == read + 1
+        # The early queue asked about now: its partition is read again from its start.
+        both = reader.read({late: late_start, early: early_start})
+        assert both[early][producer].anomalies == 2
+        assert both[early][producer].records_written == 5
+        assert both[late][producer].status == "finished"
+        assert reader.records_read == read + 1 + _records_since(settings, early, early_start)
+        assert reader.consumers_made == 1
+        # Closed, it starts afresh and folds the same.
+        reader.close()
+        assert reader.read({late: late_start, early: early_start}) == both
+        assert reader.consumers_made == 2
+    finally:
+        reader.close()

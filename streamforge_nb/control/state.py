@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from streamforge_nb.control.telemetry import (
     ENDED_STATUSES,
@@ -42,7 +43,7 @@ from streamforge_nb.settings import Settings
 if TYPE_CHECKING:
     from streamforge_nb.store.candles import CandleStore
 
-__all__ = ["final_states", "launcher_jobs", "new_record", "refresh", "settled"]
+__all__ = ["HistoryReader", "final_states", "launcher_jobs", "new_record", "refresh", "settled"]
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,20 @@ def new_record(
 
 
 def refresh(
-    store: CandleStore, settings: Settings, only: Collection[str] | None = None
+    store: CandleStore,
+    settings: Settings,
+    only: Collection[str] | None = None,
+    *,
+    reader: HistoryReader | None = None,
+    deadline: float | None = None,
 ) -> list[dict[str, Any]]:
     """Update unfinished records from the telemetry history; return every queue's record,
-    or only those of the queue ids in `only` (the others are neither read nor refreshed)."""
+    or only those of the queue ids in `only` (the others are neither read nor refreshed).
+
+    With `reader` (kept by the caller across refreshes of the same queues), only what
+    arrived since its last read is read; by `deadline` (`time.monotonic()`) it stops
+    reading and the records show what it read so far.
+    """
     # A batch's record (workflow.batch) lives in the same store but is no queue.
     records = [
         r
@@ -89,7 +100,10 @@ def refresh(
     }
     if not open_ids:
         return records
-    folded = _fold_history(settings, open_ids)
+    if reader is not None:
+        folded = reader.read(open_ids, deadline)
+    else:
+        folded = _fold_history(settings, open_ids)
     launchers: dict[str, Any] = {}
     for record in records:
         if record.get("queue_id") not in open_ids:
@@ -218,6 +232,125 @@ def _fold_history(
     finally:
         consumer.close()
     return folded
+
+
+class HistoryReader:
+    """Fold the queue-events of a fixed set of queues, reading each event once across reads.
+
+    What `refresh` alone makes and reads anew each time, kept: one group-less consumer,
+    each queue's partition (murmur2 of its id) read from the queue's start, and the
+    producer states folded so far. A read goes on from where the last one stopped to the
+    end offsets of now, so a wait polling every second costs what arrived in that second,
+    not the queues' whole history again (and no new consumer). Reads are serialised.
+    """
+
+    def __init__(self, settings: Settings, queue_ids: Collection[str]) -> None:
+        self.settings = settings
+        # Events of every one of these are folded, asked about yet or not: a queue launched
+        # after its partition's read began has its events folded from the first.
+        self._ids = frozenset(queue_ids)
+        self._needles = {qid.encode(): qid for qid in self._ids}
+        self._lock = threading.Lock()
+        self._consumer: KafkaConsumer | None = None
+        self._count = 0  # partitions of queue-events, once known
+        self._begin: dict[TopicPartition, int] = {}  # where each partition's read began
+        self._starts: dict[str, float | None] = {}  # queues asked about: their start time
+        self._folded: dict[str, dict[str, ProducerState]] = {}
+        self.records_read = 0
+        """Records of queue-events read so far (what the reads cost)."""
+        self.consumers_made = 0
+        """Consumers made so far: one, unless a read failed (the next starts afresh)."""
+
+    def __repr__(self) -> str:
+        return f"HistoryReader({len(self._ids)} queues, {self.records_read} records read)"
+
+    def read(
+        self, queue_ids: Mapping[str, float | None], deadline: float | None = None
+    ) -> dict[str, dict[str, ProducerState]]:
+        """Return the producer states of `queue_ids` (id -> start time, if known), folded
+        from their events up to now, or up to where `deadline` (`time.monotonic()`) stopped
+        the read: the next read goes on from there. Ids not the reader's are not read."""
+        topic = self.settings.queue_events_topic
+        with self._lock:
+            try:
+                with kafka_errors("reading " + topic, self.settings.kafka_bootstrap_servers):
+                    self._read(topic, queue_ids, deadline)
+            except BaseException:
+                # A failed poll may have moved positions past events not folded: start over.
+                self._reset()
+                raise
+            return {qid: dict(self._folded[qid]) for qid in queue_ids if qid in self._folded}
+
+    def close(self) -> None:
+        """Release the consumer and forget what was read (a later read starts afresh)."""
+        with self._lock:
+            self._reset()
+
+    def _read(
+        self, topic: str, queue_ids: Mapping[str, float | None], deadline: float | None
+    ) -> None:
+        if self._consumer is None:
+            self._consumer = make_consumer(self.settings, enable_auto_commit=False,
+                                           fetch_max_wait_ms=100)  # fmt: skip
+            self.consumers_made += 1
+        consumer = self._consumer
+        if not self._count:
+            self._count = len(consumer.partitions_for_topic(topic) or ())
+            if not self._count:
+                return
+        new = {q: t for q, t in queue_ids.items() if q in self._ids and q not in self._starts}
+        if new:
+            self._place(consumer, topic, new)
+        partitions = sorted(self._begin, key=lambda tp: tp.partition)
+        if not partitions:
+            return
+        end = consumer.end_offsets(partitions)
+        remaining = [tp for tp in partitions if consumer.position(tp) < end[tp]]
+        while remaining and (deadline is None or time.monotonic() < deadline):
+            for batch in consumer.poll(timeout_ms=200, max_records=10_000).values():
+                self.records_read += len(batch)
+                for record in batch:
+                    event = _event(record.value, record.key, self._needles)
+                    if event is not None and event.queue_id in self._ids:
+                        folded = self._folded.get(event.queue_id, {})
+                        self._folded[event.queue_id] = fold(folded, event)
+            remaining = [tp for tp in remaining if consumer.position(tp) < end[tp]]
+
+    def _place(self, consumer: KafkaConsumer, topic: str, new: Mapping[str, float | None]) -> None:
+        """Have the partitions of the `new` queues read from their start (as `_fold_history`)."""
+        wanted: dict[TopicPartition, float | None] = {}
+        for qid, created in new.items():
+            tp = TopicPartition(topic, partition_for(qid, self._count))
+            since = None if created is None else created - START_SLACK_S
+            known = wanted.get(tp, since)
+            wanted[tp] = None if known is None or since is None else min(known, since)
+        seeks: dict[TopicPartition, int] = {}
+        for tp, since in wanted.items():
+            offset = offsets_at(consumer, [tp], since)[tp]
+            if tp in self._begin and offset >= self._begin[tp]:
+                continue  # read from before this queue's start already
+            if tp in self._begin:
+                # A queue that started before this partition's read began (launched at the
+                # same time, on a clock a little behind): fold that partition again from it.
+                for qid in self._ids:
+                    if partition_for(qid, self._count) == tp.partition:
+                        self._folded.pop(qid, None)
+            self._begin[tp] = seeks[tp] = offset
+        if seeks:
+            consumer.assign(sorted(self._begin, key=lambda tp: tp.partition))
+            for tp, offset in seeks.items():
+                consumer.seek(tp, offset)
+        self._starts.update(new)
+
+    def _reset(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        self._count = 0
+        self._begin, self._starts, self._folded = {}, {}, {}
+        if consumer is not None:
+            try:
+                consumer.close()
+            except Exception as exc:  # closing what failed must not hide why it failed
+                log.warning("closing the queue-events reader failed: %s", exc)
 
 
 def _event(raw: bytes | None, key: bytes | None, needles: Mapping[bytes, str]) -> BaseEvent | None:

@@ -46,6 +46,8 @@ from streamforge_nb.workflow.shards import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from streamforge_nb.control.state import HistoryReader
+
 __all__ = ["BATCH_KIND", "Batch"]
 
 log = logging.getLogger(__name__)
@@ -198,6 +200,7 @@ class Batch:
         self._runner: Launcher | None = None
         self._queues: dict[str, Queue] = {}
         self._panels: list[Any] = []
+        self._reader: HistoryReader | None = None
 
     def __repr__(self) -> str:
         return f"Batch({self.batch_id!r}, {len(self.workflows)} queues)"
@@ -288,12 +291,24 @@ class Batch:
         Queues not launched yet are `waiting`; the others' queue state is refreshed from
         telemetry and their launcher first.
         """
+        return self._status(None)
+
+    def _status(self, deadline: float | None) -> pd.DataFrame:
         import pandas as pd
 
-        from streamforge_nb.control.state import refresh
+        from streamforge_nb.control.state import HistoryReader, refresh
 
+        with self._lock:
+            # One reader for the batch's life: each poll reads only what arrived since the
+            # last (a new consumer folding every queue's history again cost 30-60 ms a poll).
+            if self._reader is None:
+                self._reader = HistoryReader(self.settings, self._ids)
+            reader = self._reader
         with CandleStore.open(self.store_url, settings=self.settings) as store:
-            records = {r["queue_id"]: r for r in refresh(store, self.settings, self._ids)}
+            records = {
+                r["queue_id"]: r
+                for r in refresh(store, self.settings, self._ids, reader=reader, deadline=deadline)
+            }
         rows = []
         for shard in self._plan.shards:
             record = records.get(shard.queue_id, {})
@@ -327,7 +342,7 @@ class Batch:
         try:
             while True:
                 launching = self.launching
-                frame = self.status()
+                frame = self._status(deadline)
                 counts = frame["status"].value_counts().to_dict()
                 bar.n = int(frame["records_written"].sum())
                 bar.set_postfix_str(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
@@ -435,6 +450,8 @@ class Batch:
         for queue in self._queues.values():
             queue.close()
         self._queues.clear()
+        if self._reader is not None:
+            self._reader.close()
 
     def __enter__(self) -> Batch:
         return self
