@@ -65,7 +65,13 @@ TARGETS = {
     "checks": Target(
         "streamforge_nb/platform/checks.py",
         ("check_candles", "_series_masks", "candle_anomalies", "decode_and_check",
-         "_decode_and_check", "decode_candles", "_decode_into", "_decode_candles_fast"),
+         "_decode_and_check"),
+        ("tests/test_real_klines.py", "tests/test_sink.py",
+         "-k", f"{_NOT_BROKER} and (test_real_klines or {_SINK_PURE})"),
+    ),
+    "decode": Target(
+        "streamforge_nb/platform/candle_decode.py",
+        ("decode_candles", "_decode_into", "_decode_candles_fast"),
         ("tests/test_real_klines.py", "tests/test_sink.py",
          "-k", f"{_NOT_BROKER} and (test_real_klines or {_SINK_PURE})"),
     ),
