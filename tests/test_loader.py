@@ -175,6 +175,39 @@ def test_stop_between_pages_ends_with_interrupted(
     assert 0 < published < 86_400
 
 
+_LOAD_WITHOUT_PANDAS = """
+import sys
+from streamforge_nb.workers.loader import main
+code = main(sys.argv[1:])
+print("pandas imported" if "pandas" in sys.modules else "no pandas")
+sys.exit(code)
+"""
+
+
+def test_an_archive_load_never_imports_pandas(settings: Settings) -> None:
+    """pyarrow imports pandas on its first conversion of a Python value: 0.3-0.45 s of the
+    loader's start (issue 20). The loader's Arrow constants never take that path."""
+    qid = new_queue()
+    command = [
+        sys.executable, "-c", _LOAD_WITHOUT_PANDAS, "--queue-id", qid, "--symbol", "BTCUSDT",
+        "--interval", "1m", "--time-range", "2024-08-01T06:00/2024-08-01T18:00",
+        "--source", "archive", "--archive", str(SAMPLE_ARCHIVE),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        command,
+        env=subprocess_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "no pandas"
+    records = read_topic(settings, data_topic(qid))  # part of the day: the range was filtered
+    assert len(records) == 720
+    assert decode_candle(records[0].value).open_time == 1722492000000
+
+
 def test_cli_bad_interval_is_one_line(settings: Settings) -> None:
     proc = subprocess.run(
         [

@@ -44,6 +44,7 @@ import pyarrow.csv as pacsv
 import requests
 
 from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName
+from streamforge_nb.platform.arrow_values import int64_scalar
 from streamforge_nb.platform.candle_columns import (
     CANDLE_FIELDS,
     CANDLE_SCHEMA,
@@ -320,13 +321,15 @@ def _normalised_columns(table: pa.Table) -> pa.Table:
     for name, kind in zip(CANDLE_SCHEMA.names, CANDLE_SCHEMA.types, strict=True):
         columns[name] = pc.cast(table.column(name), kind)  # ArrowInvalid: not an integer
     opens, closes = columns["open_time"], columns["close_time"]
+    # Constants as Arrow scalars: a Python int here would import pandas (`arrow_values`).
+    micros, one, thousand = int64_scalar(_MICROS), int64_scalar(1), int64_scalar(1000)
     # Spot files from 2025 hold microseconds; x...999999 us ends the same ms as x...999.
     columns["open_time"] = pc.if_else(
-        pc.greater_equal(opens, _MICROS), pc.divide(opens, 1000), opens
+        pc.greater_equal(opens, micros), pc.divide(opens, thousand), opens
     )
     columns["close_time"] = pc.if_else(
-        pc.greater_equal(closes, _MICROS),
-        pc.subtract(pc.divide(pc.add(closes, 1), 1000), 1),
+        pc.greater_equal(closes, micros),
+        pc.subtract(pc.divide(pc.add(closes, one), thousand), one),
         closes,
     )
     result = pa.table(columns, schema=CANDLE_SCHEMA)

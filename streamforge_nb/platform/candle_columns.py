@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamforge_nb.exceptions import MessageError
+from streamforge_nb.platform.arrow_values import empty_strings, string_scalar
 from streamforge_nb.platform.contract import DECIMAL_PATTERN, Candle
 from streamforge_nb.platform.intervals import check_interval
 from streamforge_nb.platform.names import check_symbol
@@ -88,17 +89,19 @@ def encode_columns(
     if problem is not None:
         raise MessageError(f"invalid {sym} {iv} candles: {problem}")
     if table.num_rows == 0:
-        empty = pa.array([], pa.string())
+        empty = empty_strings()
         return empty, empty
     times = pc.cast(table.column("open_time"), pa.string())
-    keys = pc.binary_join_element_wise(f"{sym}_{iv}_", times, "")
-    parts: list[object] = ['{"_key":"', keys, '"']
+    # Literals as Arrow scalars: a Python str here would import pandas (`arrow_values`).
+    text = string_scalar
+    keys = pc.binary_join_element_wise(text(f"{sym}_{iv}_"), times, text(""))
+    parts: list[object] = [text('{"_key":"'), keys, text('"')]
     for name in CANDLE_FIELDS:
         if name in _INTEGERS:
-            parts += [f',"{name}":', pc.cast(table.column(name), pa.string())]
+            parts += [text(f',"{name}":'), pc.cast(table.column(name), pa.string())]
         else:
-            parts += [f',"{name}":"', table.column(name), '"']
-    values = pc.binary_join_element_wise(*parts, "}", "")
+            parts += [text(f',"{name}":"'), table.column(name), text('"')]
+    values = pc.binary_join_element_wise(*parts, text("}"), text(""))
     return _flat(keys), _flat(values)
 
 

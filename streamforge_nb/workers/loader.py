@@ -42,6 +42,7 @@ from streamforge_nb import workers
 from streamforge_nb.exceptions import StopRequested, StreamForgeError
 from streamforge_nb.exchange.archives import archive_paths, archive_tables
 from streamforge_nb.platform.anomalies import grid_floor_ms
+from streamforge_nb.platform.arrow_values import int64_scalar
 from streamforge_nb.platform.candle_columns import candles_table, encode_columns
 from streamforge_nb.platform.intervals import check_interval, close_time, longest_ms, open_times
 from streamforge_nb.platform.markers import EXCHANGE_EMPTY, RECORD_HEADER, encode_exchange_empty
@@ -190,13 +191,18 @@ def _archive_parts(options: LoaderOptions, time_range: TimeRange) -> Iterator[It
 def _archive_pages(
     symbol: str, interval: str, source: str, time_range: TimeRange
 ) -> Iterator[Page]:
+    # Constants as Arrow scalars: a Python int here would import pandas (`arrow_values`).
+    start, end = int64_scalar(time_range.start_ms), int64_scalar(time_range.end_ms)
     for table in archive_tables(symbol, interval, [source]):
-        # Archives hold whole days or months: keep only the asked range.
+        # Archives hold whole days or months: keep only the asked range. A block wholly
+        # inside (most of a long range) is kept as it is: filtering copies every column.
         times = table.column("open_time")
-        inside = pc.and_(
-            pc.greater_equal(times, time_range.start_ms), pc.less(times, time_range.end_ms)
-        )
-        yield table.filter(inside), []
+        bounds = pc.min_max(times)
+        first, last = bounds["min"].as_py(), bounds["max"].as_py()
+        if table.num_rows and time_range.start_ms <= first and last < time_range.end_ms:
+            yield table, []
+        else:
+            yield table.filter(pc.and_(pc.greater_equal(times, start), pc.less(times, end))), []
 
 
 READ_AHEAD = 2
