@@ -7,8 +7,10 @@ a compare-and-set); later changes replace it (`save_queue_state`). `refresh` fol
 error message) and saves them back, so the state is right whoever looks, in whichever kernel.
 Each unfinished record is read from its own partition (murmur2 of its queue id) from its
 `created_at`, never from offset 0, so the cost follows the unfinished queues, not the topic's
-history. Records live in the CandleStore's backend: the `queue_state` collection in ArangoDB,
-a SQLite table next to the embedded store's files.
+history. A caller refreshing the same queues again and again (`Batch.wait`, once a second)
+keeps a `HistoryReader`: it reads on from where its last read stopped, each event once.
+Records live in the CandleStore's backend: the `queue_state` collection in ArangoDB, a SQLite
+table next to the embedded store's files.
 """
 
 from __future__ import annotations
