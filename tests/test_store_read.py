@@ -21,7 +21,7 @@ from test_market import AUG1, MIN, generated  # tests/ is on sys.path (rootdir, 
 from streamforge_nb.exceptions import ConfigError
 from streamforge_nb.store import scan, series_read
 from streamforge_nb.store.candles import CandleStore
-from streamforge_nb.store.frames import COLUMNS, empty_frame, frame_from_arrays
+from streamforge_nb.store.frames import COLUMNS, MAX_MS, empty_frame, frame_from_arrays
 
 DAY = 86_400_000
 START, END = AUG1 - 3 * DAY, AUG1 + 2 * DAY  # July and August partitions, holes inside
@@ -112,6 +112,28 @@ def test_a_load_again_decodes_only_the_partition_a_write_replaced(
     assert decoded == ["2024-08.parquet"]
     np.testing.assert_array_equal(now["close"].to_numpy()[1440:], changed["close"].to_numpy())
     pd.testing.assert_frame_equal(now.iloc[:1440], first.iloc[:1440])
+
+
+def test_partitions_another_tool_typed_otherwise_load_as_the_canonical_frame(
+    store: CandleStore, tmp_path: Path
+) -> None:
+    # A file decoded for a load is copied column by column as read, not cast as a whole:
+    # a column of another type (close times in us, counts as int32) is converted first.
+    source: Path = store.backend.root / "candles" / "BTCUSDT" / "1m"  # type: ignore[attr-defined]
+    other = tmp_path / "other" / "candles" / "BTCUSDT" / "1m"
+    other.mkdir(parents=True)
+    types = {"close_time": pa.timestamp("us", tz="UTC"), "number_of_trades": pa.int32()}
+    for path in sorted(source.glob("[0-9]*.parquet")):
+        table = pq.read_table(path)
+        for name, kind in types.items():
+            at = table.schema.get_field_index(name)
+            table = table.set_column(at, name, table.column(name).cast(kind))
+        pq.write_table(table, other / path.name, write_statistics=["open_time"])
+    assert pq.ParquetFile(other / path.name).schema_arrow.field("close_time").type.unit == "us"
+    for span in ((0, MAX_MS), (AUG1, AUG1 + 30 * MIN)):  # whole files, then a cut one
+        scan.clear()
+        got = CandleStore.open(tmp_path / "other").load("BTCUSDT", "1m", *span)
+        pd.testing.assert_frame_equal(got, reference(store, *span), check_freq=False)
 
 
 def test_a_frame_spanning_partitions_is_the_callers_to_change(store: CandleStore) -> None:
