@@ -30,7 +30,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -342,15 +342,21 @@ def _publish(
     from streamforge_nb.workers.publish import CandlePublisher, ProgressReports
 
     settings = worker.settings
-    # The first page comes before the topic or any message exists: an unknown symbol fails
-    # here with nothing published.
-    first = next(pages, None)
-    # The producer connects and gets its idempotent id while the topic is created (issue 20:
-    # a few hundred ms one after the other); it sends nothing before the topic exists, and
-    # its metadata requests never create it (`allow.auto.create.topics` off).
-    with ThreadPoolExecutor(1, thread_name_prefix="loader-connect") as pool:
+    # The producer and the admin client connect while the first page is read (issue 20:
+    # tens of ms each, after the page before). Neither has a side effect: the producer sends
+    # nothing before the topic exists and its metadata requests never create it
+    # (`allow.auto.create.topics` off).
+    with ThreadPoolExecutor(2, thread_name_prefix="loader-connect") as pool:
         connecting = pool.submit(CandlePublisher, settings, topic)
-        admin = make_admin(settings)
+        admin_connecting = pool.submit(make_admin, settings)
+        try:
+            # The first page comes before the topic or any message exists: an unknown
+            # symbol fails here with nothing published.
+            first = next(pages, None)
+        except BaseException:
+            admin_connecting.add_done_callback(_close_admin)
+            raise
+        admin = admin_connecting.result()
         try:
             ensure_queue_topics(admin, settings, topic, partitions=opts.partitions)
         finally:
@@ -387,6 +393,11 @@ def _publish(
     log.info("published %d candles and %d exchange-empty windows", sent, empty,
              extra={"topic": topic})  # fmt: skip
     return sent
+
+
+def _close_admin(connecting: Future[Any]) -> None:
+    if not connecting.cancelled() and connecting.exception() is None:
+        connecting.result().close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
