@@ -297,8 +297,12 @@ def print_batch_cpu(cpu: dict[str, list[float]], hand: list[float], hand_cpu: li
     print("CPU s (user + system), min / median / max:")
     print(f"  {'by hand (pandas, this process)':<52} {spread(hand_cpu)}")
     for kind, values in sorted(cpu.items(), key=lambda kv: -statistics.median(kv[1])):
-        if not kind.endswith("Jobs started"):
-            print(f"  {kind:<52} {spread(values)}")
+        if kind.endswith("Jobs started") or " / " in kind:
+            continue
+        print(f"  {kind:<52} {spread(values)}")
+        for part, of in sorted(cpu.items(), key=lambda kv: -statistics.median(kv[1])):
+            if part.startswith(f"{kind} / "):
+                print(f"    of which {part.split(' / ', 1)[1]:<41} {spread(of)}")
     total, mid_hand = statistics.median(cpu[BATCH_CPU]), statistics.median(hand)
     print(f"batch CPU / by hand CPU (median): {total / statistics.median(hand_cpu):.1f}x")
     # Even spread perfectly over every core, the batch cannot take less wall than this.
@@ -350,6 +354,8 @@ class _Seen:
     ppid: int
     own: float = 0.0
     children: float = 0.0
+    threads: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)
+    """A kernel's threads by id: (group, CPU s)."""
 
 
 class ProcessCpu:
@@ -390,7 +396,13 @@ class ProcessCpu:
                 # Once its runner reaped it, the kernel's whole CPU is in the runner's.
                 used = max(used, runners[seen.ppid].children)
             kinds[seen.kind] = kinds.get(seen.kind, 0.0) + used
-        jobs = sum(v for k, v in kinds.items() if "Job" in k)
+            if seen.threads:
+                for group, cpu in seen.threads.values():
+                    kinds[f"{seen.kind} / {group}"] = kinds.get(f"{seen.kind} / {group}", 0) + cpu
+                ended = used - sum(cpu for _, cpu in seen.threads.values())
+                lost = f"{seen.kind} / not seen per thread (short threads, the end)"
+                kinds[lost] = kinds.get(lost, 0.0) + max(0.0, ended)
+        jobs = sum(v for k, v in kinds.items() if "Job" in k and " / " not in k)
         kinds["notebook side (this process: wait, launch, HTTP server)"] = own
         for worker in _JOB_KINDS.values():  # counts, not seconds: printed apart
             kinds[f"{worker} Jobs started"] = sum(
@@ -439,6 +451,13 @@ class ProcessCpu:
                 seen.kind = self._kind(pid, ppid)
             seen.own = (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
             seen.children = (int(fields[13]) + int(fields[14])) / self.tick  # cutime + cstime
+            if "kernel" in seen.kind:  # where a worker's CPU goes: librdkafka's or Python's
+                for task in _listdir(f"/proc/{pid}/task"):
+                    with contextlib.suppress(OSError, IndexError):  # it just ended
+                        text = Path(f"/proc/{pid}/task/{task}/stat").read_text()
+                        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+                        cpu = sum(map(int, rest.split()[11:13])) / self.tick
+                        seen.threads[task] = (_thread_group(task == str(pid), name), cpu)
 
     def _kind(self, pid: int, ppid: int) -> str:
         try:
@@ -467,6 +486,18 @@ def _stat(pid: int, start: str | None = None) -> list[str] | None:
     except (OSError, IndexError):
         return None
     return None if start is not None and fields[19] != start else fields
+
+
+def _thread_group(main: bool, name: str) -> str:
+    """Name a kernel thread's group from its thread name (librdkafka and ZeroMQ name theirs;
+    Python 3.11's threads keep the process's name)."""
+    if main:
+        return "main thread (cells: the worker's loop)"
+    if name.startswith("rdk:"):
+        return "librdkafka threads"
+    if name.startswith("ZMQ"):
+        return "ZeroMQ threads (the kernel's messaging)"
+    return "other Python threads"
 
 
 def _children_cpu() -> float:
