@@ -443,7 +443,8 @@ class Batch:
         return panel.widget
 
     def close(self) -> None:
-        """Close the panels and queue handles (the launch thread goes on until paused)."""
+        """Close the panels, queue handles and telemetry reader (the launch thread goes on
+        until paused)."""
         for panel in self._panels:
             panel.close()
         self._panels.clear()
