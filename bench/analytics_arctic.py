@@ -5,7 +5,8 @@
 Loads the same Parquet rows the embedded store holds into an LMDB library once (naive UTC
 index), then prints one JSON line of [min, median, max] seconds: read (and read_cpu, its
 CPU seconds in all of this process's threads), date_range_day,
-date_range_month, read_batch (+ concat), resample (QueryBuilder 1m -> 1h of the year),
+date_range_month, read_batch (+ concat), resample (QueryBuilder 1m -> 1h of the year; and
+resample_cpu, its CPU seconds),
 resample_batch (the symbols x January to 1h, read_batch with a QueryBuilder, + concat),
 update (the year of 1m written as a first 10k batch, then `update` of each next 10k) and
 update_cpu (the same, CPU seconds of this process). CASES (comma-separated, default all):
@@ -99,6 +100,7 @@ def main() -> int:
 
     if "resample" in cases:
         out["resample"] = median(resample, runs)
+        out["resample_cpu"] = median(resample, runs, clock=time.process_time)
         out["resample_batch"] = median(resample_batch, runs)
 
     def update() -> None:
