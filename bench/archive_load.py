@@ -297,11 +297,11 @@ def print_batch_cpu(cpu: dict[str, list[float]], hand: list[float], hand_cpu: li
     print("CPU s (user + system), min / median / max:")
     print(f"  {'by hand (pandas, this process)':<52} {spread(hand_cpu)}")
     for kind, values in sorted(cpu.items(), key=lambda kv: -statistics.median(kv[1])):
-        if kind.endswith("Jobs started") or " / " in kind:
+        if kind.endswith("Jobs started") or " / " in kind or not max(values):
             continue
         print(f"  {kind:<52} {spread(values)}")
         for part, of in sorted(cpu.items(), key=lambda kv: -statistics.median(kv[1])):
-            if part.startswith(f"{kind} / "):
+            if part.startswith(f"{kind} / ") and max(of):
                 print(f"    of which {part.split(' / ', 1)[1]:<41} {spread(of)}")
     total, mid_hand = statistics.median(cpu[BATCH_CPU]), statistics.median(hand)
     print(f"batch CPU / by hand CPU (median): {total / statistics.median(hand_cpu):.1f}x")
@@ -490,14 +490,15 @@ def _stat(pid: int, start: str | None = None) -> list[str] | None:
 
 def _thread_group(main: bool, name: str) -> str:
     """Name a kernel thread's group from its thread name (librdkafka and ZeroMQ name theirs;
-    Python 3.11's threads keep the process's name)."""
+    Python 3.11's threads and Arrow's keep the process's name: the worker's own threads,
+    e.g. the loader's read-ahead and the sink's check and store stages, are among those)."""
     if main:
         return "main thread (cells: the worker's loop)"
     if name.startswith("rdk:"):
         return "librdkafka threads"
     if name.startswith("ZMQ"):
         return "ZeroMQ threads (the kernel's messaging)"
-    return "other Python threads"
+    return "other threads (Python's, Arrow's pool: unnamed)"
 
 
 def _children_cpu() -> float:
