@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -494,3 +496,55 @@ def test_closing_progress_reports_does_not_wait_for_a_report_that_hangs(
         finally:
             hang.set()
             closing.join(120)
+
+
+def test_a_loader_killed_mid_load_and_run_again_stores_every_candle_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """kill -9 of a loader publishing archives (issue 20): what it handed librdkafka and the
+    broker never acknowledged is lost with it, a second run publishes every candle again, and
+    the store holds each one once."""
+    from streamforge_nb.store.candles import CandleStore
+    from streamforge_nb.testing import write_archive
+    from streamforge_nb.workers.sink import SinkOptions, run_sink
+
+    months = ("2023-01", "2023-02", "2023-03", "2023-04")
+    archives = [write_archive(tmp_path, "BTCUSDT", "1m", month) for month in months]
+    start_ms, end_ms = 1672531200000, 1682899200000  # 2023-01-01 to 2023-05-01
+    count = (end_ms - start_ms) // 60_000
+    # The sink stores only the candles of the range the queue's id names.
+    qid = queue_id("BTCUSDT", "archive_candles_1m", dt.date(2023, 1, 1), new_short_id())
+    command = [
+        sys.executable, "-m", "streamforge_nb.workers.loader", "--queue-id", qid,
+        "--symbol", "BTCUSDT", "--interval", "1m", "--time-range", "2023-01-01:2023-05-01",
+        "--source", "archive", "--report-every", "0",
+        *[arg for path in archives for arg in ("--archive", str(path))],
+    ]  # fmt: skip
+    with Queue(qid, settings) as queue:  # open before the loader starts: it may be quick
+        first = subprocess.Popen(command, env=subprocess_env(settings), stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 180  # generous: a loaded 2-core machine starts slowly
+            # The first report comes once the first month is handed to librdkafka.
+            while not any(s.status == "loading" for s in queue.producers().values()):
+                assert first.poll() is None, "the loader ended before it reported loading"
+                assert time.monotonic() < deadline, "the loader never reported progress"
+                time.sleep(0.01)
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=10)
+    published = len(read_topic(settings, data_topic(qid), timeout=120))
+    assert 0 < published < count, "kill the loader mid-load, not before or after it"
+    again = subprocess.run(
+        command, env=subprocess_env(settings), capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(read_topic(settings, data_topic(qid), timeout=120)) == published + count
+    store_url = f"local://{tmp_path / 'store'}"
+    sink = SinkOptions(queue_id=qid, store_url=store_url, wait_for_loader=False)
+    assert run_sink(sink, settings) == 0
+    with CandleStore.open(store_url) as store:
+        frame = store.load("BTCUSDT", "1m", start_ms, end_ms)
+    # As many distinct minutes as the range has: each candle stored, and once.
+    assert len(frame) == count
+    assert frame.index.nunique() == count
