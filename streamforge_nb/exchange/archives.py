@@ -34,14 +34,13 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import requests
 
 from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName
 from streamforge_nb.platform.arrow_values import int64_scalar
@@ -54,6 +53,9 @@ from streamforge_nb.platform.candle_columns import (
 from streamforge_nb.platform.contract import DECIMAL_PATTERN, Candle
 from streamforge_nb.platform.intervals import check_interval
 from streamforge_nb.platform.names import TimeRange, check_symbol, parse_time_range
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = [
     "ARCHIVE_BASE_URL",
@@ -375,6 +377,9 @@ def _fetch(
 def _download(
     url: str, *, verify: bool, session: requests.Session | None
 ) -> tuple[IO[bytes], str, str | None]:
+    # Imported here: a load from local files never needs it (30-100 ms of a loader's start).
+    import requests
+
     http = session or requests.Session()
     try:
         # Spool big monthly files to disk instead of holding them in memory; the caller

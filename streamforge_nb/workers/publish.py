@@ -101,7 +101,10 @@ class CandlePublisher:
     def encoded(self, keys: pa.Array, values: pa.Array) -> int:
         """Queue candles `encode_columns` encoded (keys, values) for sending; return how many."""
         produce, topic = self._producer.produce, self.topic
-        all_keys, all_values = keys.to_pylist(), values.to_pylist()
+        # As bytes (a view of the same buffers): strings would be decoded from UTF-8 one by
+        # one here for `produce` to encode again (15% of the conversion, measured).
+        all_keys = keys.view(pa.binary()).to_pylist()
+        all_values = values.view(pa.binary()).to_pylist()
         with self._mapped():
             for start in range(0, len(all_values), HANDED_AT_ONCE):
                 self._wait_for_room()
