@@ -508,15 +508,15 @@ def test_a_loader_killed_mid_load_and_run_again_stores_every_candle_once(
     from streamforge_nb.testing import write_archive
     from streamforge_nb.workers.sink import SinkOptions, run_sink
 
-    months = ("2023-01", "2023-02", "2023-03", "2023-04")
+    months = ("2023-01", "2023-02", "2023-03", "2023-04", "2023-05", "2023-06")
     archives = [write_archive(tmp_path, "BTCUSDT", "1m", month) for month in months]
-    start_ms, end_ms = 1672531200000, 1682899200000  # 2023-01-01 to 2023-05-01
+    start_ms, end_ms = 1672531200000, 1688169600000  # 2023-01-01 to 2023-07-01
     count = (end_ms - start_ms) // 60_000
     # The sink stores only the candles of the range the queue's id names.
     qid = queue_id("BTCUSDT", "archive_candles_1m", dt.date(2023, 1, 1), new_short_id())
     command = [
         sys.executable, "-m", "streamforge_nb.workers.loader", "--queue-id", qid,
-        "--symbol", "BTCUSDT", "--interval", "1m", "--time-range", "2023-01-01:2023-05-01",
+        "--symbol", "BTCUSDT", "--interval", "1m", "--time-range", "2023-01-01:2023-07-01",
         "--source", "archive", "--report-every", "0",
         *[arg for path in archives for arg in ("--archive", str(path))],
     ]  # fmt: skip
@@ -524,7 +524,7 @@ def test_a_loader_killed_mid_load_and_run_again_stores_every_candle_once(
         first = subprocess.Popen(command, env=subprocess_env(settings), stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 180  # generous: a loaded 2-core machine starts slowly
-            # The first report comes once the first month is handed to librdkafka.
+            # The first report comes once the first of six months is handed to librdkafka.
             while not any(s.status == "loading" for s in queue.producers().values()):
                 assert first.poll() is None, "the loader ended before it reported loading"
                 assert time.monotonic() < deadline, "the loader never reported progress"
