@@ -61,8 +61,8 @@ class GroupReader:
             # broker. On two busy cores the fetches, not the GIL, kept the stages waiting
             # (/proc schedstat: the read stage asleep in consume() 3.7 us a candle, the check
             # stage's excess wall mostly waiting for a core, 0.2-0.5 us for the GIL); the
-            # loop went 0.39-0.50x -> 0.42-0.63x kcat in paired runs. Still bounded by the
-            # queue's 32 MiB below.
+            # loop went 0.39-0.50x -> 0.42-0.63x kcat in paired runs of 0.3M and 1M candles.
+            # The prefetch stays bounded by queued.max.messages.kbytes above.
             "max.partition.fetch.bytes": 8 * 1024 * 1024,
             # Once its queue holds queued.min.messages (100,000), librdkafka stops fetching
             # for this long before looking again: by default a second, and the sink drains

@@ -119,6 +119,7 @@ class Sink(SinkStages):
         self.last_stored: float | None = None
         self.stage_cpu = {"read": 0.0, "check": 0.0, "store": 0.0}
         self.stage_wall = dict.fromkeys(self.stage_cpu, 0.0)
+        self.stage_queued = dict.fromkeys(self.stage_cpu, 0.0)
         # Candles are checked against the queue the topic belongs to, and its range.
         self.symbol, self.interval = queue_series(self.topic, options.queue_id)
         self.span = queue_span(self.topic, options.queue_id, options.time_range)
@@ -180,7 +181,13 @@ class Sink(SinkStages):
         )  # fmt: skip
         if stored:
             # librdkafka's own threads (fetching) and the process's start are in neither.
-            for what, seconds in (("CPU", self.stage_cpu), ("wall", self.stage_wall)):
+            # A stage at work is on a core, waiting for one, or asleep (the GIL, the broker,
+            # the disk): on two shared cores the check's wait was mostly for a core (issue 20).
+            for what, seconds in (
+                ("CPU", self.stage_cpu),
+                ("wall", self.stage_wall),
+                ("waiting for a core", self.stage_queued),
+            ):
                 per_candle = (f"{k} {s / stored * 1e6:.2f} us" for k, s in seconds.items())
                 log.info("%s per candle by stage: %s", what, ", ".join(per_candle))
 

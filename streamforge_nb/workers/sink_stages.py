@@ -60,6 +60,9 @@ class SinkStages:
     stage_wall: dict[str, float]
     """Seconds each stage was at work (the store's wait for the check left out): the stage
     whose time is nearest the loop's is its wall."""
+    stage_queued: dict[str, float]
+    """Seconds each stage's thread waited for a core while at work (Linux; 0 elsewhere): at
+    work = CPU + this + asleep (the GIL, the broker's fetches, the disk)."""
 
     def _loader_done(self) -> bool:
         """Tell whether the loader has finished (the end may then be asked)."""
@@ -181,11 +184,13 @@ class SinkStages:
         self._took("store", since)
         return batch, stored
 
-    def _took(self, stage: str, since: tuple[float, float]) -> None:
-        """Count the thread CPU and wall seconds since `since` (`_now()`) to `stage`."""
-        cpu, wall = since
+    def _took(self, stage: str, since: tuple[float, float, float]) -> None:
+        """Count the thread CPU, wall and core-wait seconds since `since` (`_now()`) to
+        `stage`."""
+        cpu, wall, queued = since
         self.stage_cpu[stage] += time.thread_time() - cpu
         self.stage_wall[stage] += time.perf_counter() - wall
+        self.stage_queued[stage] += _queued() - queued
 
     def _commit(self, batch: Batch, stored: int) -> None:
         # Only now is the batch safe: the store has it and the DLQ has the rejects.
@@ -305,9 +310,19 @@ _READ_STEP = 2_000
 """Messages made into Python objects at a time (0.7 us each, with the GIL held): 1.4 ms."""
 
 
-def _now() -> tuple[float, float]:
-    """Return (this thread's CPU seconds, wall seconds), for `SinkStages._took`."""
-    return time.thread_time(), time.perf_counter()
+def _now() -> tuple[float, float, float]:
+    """Return (this thread's CPU seconds, wall seconds, seconds waited for a core), for
+    `SinkStages._took`."""
+    return time.thread_time(), time.perf_counter(), _queued()
+
+
+def _queued() -> float:
+    """Return the seconds this thread has waited for a core (Linux's schedstat), else 0."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stats:
+            return int(stats.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _plural(count: int, what: str) -> str:
