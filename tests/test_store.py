@@ -676,7 +676,7 @@ def test_a_month_filled_batch_by_batch_is_read_live_and_compact_after_every_batc
     # once, each candle once, and each file is in its compact final form as soon as it is
     # written: a sink killed -9 between batches leaves no bigger files behind.
     writer, reader = CandleStore.open(tmp_path), CandleStore.open(tmp_path)
-    compact = {("LZ4", "BYTE_STREAM_SPLIT"), ("LZ4", "DELTA_BINARY_PACKED")}  # pyarrow: LZ4_RAW
+    compact = {("UNCOMPRESSED", "PLAIN"), ("UNCOMPRESSED", "DELTA_BINARY_PACKED")}
     day = 86_400_000
     months = [AUG1 + m * 31 * day for m in range(7)]  # 7 months: more than are kept hot
     for m, start in enumerate(months):
@@ -696,18 +696,28 @@ def test_a_month_filled_batch_by_batch_is_read_live_and_compact_after_every_batc
     assert trades == [0, 10, 20, 30, 40, 7, 17, 27, 37, 47, 57, 67, 77, 87, 97]
 
 
+_LZ4_ENCODINGS = {  # the format before: floats split by byte, times and counts delta-encoded
+    **dict.fromkeys(["open_time", "close_time", "number_of_trades"], "DELTA_BINARY_PACKED"),
+    **dict.fromkeys(["open", "high", "low", "close", "volume", "quote_asset_volume",
+                     "taker_buy_base_asset_volume", "taker_buy_quote_asset_volume"],
+                    "BYTE_STREAM_SPLIT"),
+}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("old", "codec"),
     [
         ({"compression": "zstd", "compression_level": 1}, "ZSTD"),
         ({"compression": "none"}, "UNCOMPRESSED"),
+        ({"compression": "lz4_raw", "column_encoding": _LZ4_ENCODINGS}, "LZ4"),  # pyarrow: LZ4_RAW
     ],
 )
 def test_partitions_written_by_older_versions_read_exactly_and_take_new_batches(
     tmp_path: Path, old: dict[str, Any], codec: str
 ) -> None:
-    # Stores written before the LZ4 format (zstd files, or plain ones a killed sink left)
-    # load the same frame, and a batch merged into such a file keeps every old row.
+    # Stores written before the current format (zstd, LZ4 with byte-split floats, or plain
+    # files a killed sink left) load the same frame, and a batch merged into such a file
+    # keeps every old row.
     import pyarrow.parquet as pq
 
     from streamforge_nb.store.scan import SCHEMA

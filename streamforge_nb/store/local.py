@@ -35,13 +35,13 @@ project on a 2-vCPU VM; ours: `bench/read.py` on a 2-vCPU VM):
   that dear, so the last `_HOT_PARTITIONS` partitions a backend wrote stay "hot": kept in
   memory (the merge reads nothing while the file is the one this backend wrote: same inode,
   size and mtime).
-- Files are encoded for the read, the hot path (`_WRITE_OPTIONS`): floats split by byte
-  (BYTE_STREAM_SPLIT), times and counts delta-encoded, then LZ4, columns REQUIRED (no
-  definition levels). A year of 1m decodes in ~20 ms CPU (zstd, the format before: ~90 ms)
-  and takes 27 MiB (zstd: 26; plain: 44), and encoding a month costs what writing it plain
-  does (zstd: 3x), so a file is written once in its final form. Files of older versions
-  (zstd, or plain if a writer was killed; OPTIONAL columns) read as they are: Parquet names
-  its codec and encodings per column chunk.
+- Files are encoded for the read, the hot path (`_WRITE_OPTIONS`): floats PLAIN, times and
+  counts delta-encoded, no codec, columns REQUIRED (no definition levels). A year of 1m
+  decodes in ~18 ms CPU (LZ4 with byte-split floats, the format before: ~23; zstd: ~90) and
+  takes 33 MiB (LZ4: 27; zstd: 26; ArcticDB on LMDB: 36), and encoding costs less than
+  writing LZ4 did, so a file is written once in its final form. Files of older versions
+  (LZ4, zstd, or plain; OPTIONAL columns) read as they are: Parquet names its codec and
+  encodings per column chunk.
 
 A read spanning partitions is consistent per partition, not across them: a batch crossing a
 month boundary may show in one month before the other.
@@ -80,16 +80,19 @@ __all__ = ["LocalBackend", "partition_unit"]
 _DIRNAMES = {iv: ("1mo" if iv == "1M" else iv) for iv in INTERVALS}
 _INTERVAL_OF_DIR = {d: iv for iv, d in _DIRNAMES.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Measured on a year of 1m of generated candles (dataset fragments, OPTIONAL columns):
-# the year's decode CPU / size / a month's encode CPU: zstd-1 ~90 ms / 25.7 MiB / 12.7 ms; lz4_raw
-# 40 / 33.6 / 8.2; plain 26 / 44.1 / 3.7; this 28 / 27.1 / 4.0 (REQUIRED, ParquetFile: 18).
-# Split bytes make a float's exponent and high mantissa bytes runs LZ4 finds; deltas of a
-# grid's times are near constant. Dictionaries only slow float columns.
+# Measured on a year of 1m of generated candles, read first (`load`, decoded tables dropped;
+# 20 interleaved runs): CPU min/median / size / the year's encode CPU. Floats byte-split, all
+# LZ4 (the format before): 23.3/25.0 ms / 27.1 MiB / 44 ms; floats PLAIN with no codec, ints
+# delta + LZ4: 18.4/21.6 / 32.8 / 33; this: 18.0/20.5 / 32.8 / 34; all PLAIN, no codec:
+# 19.1/20.5 / 44.1 / 31 (zstd-1, before LZ4: ~90 ms / 25.7 MiB). LZ4 found only a float's
+# exponent and high mantissa bytes (split out): 17% of the disk for a fifth of the read's CPU.
+# Deltas of a grid's times and of counts bit-pack to near nothing; a codec adds nothing to
+# them. Dictionaries only slow float columns. ArcticDB (LMDB, its defaults): 35.7 MiB.
 _WRITE_OPTIONS: dict[str, Any] = {
-    "compression": "lz4_raw",
+    "compression": "none",
     "use_dictionary": False,
     "column_encoding": {
-        **{f.name: "BYTE_STREAM_SPLIT" for f in _SCHEMA if pa.types.is_floating(f.type)},
+        **{f.name: "PLAIN" for f in _SCHEMA if pa.types.is_floating(f.type)},
         **{f.name: "DELTA_BINARY_PACKED" for f in _SCHEMA if not pa.types.is_floating(f.type)},
     },
     "write_statistics": ["open_time"],
