@@ -118,6 +118,16 @@ def _decode_candles_fast(values: Sequence[bytes]) -> Any:
     return _decode_json(values)
 
 
+def decode_canonical_keys_unchecked(values: Sequence[bytes]) -> Any:
+    """Return the batch's table if every message is canonical, else None.
+
+    Each `_key` is in its pattern but not checked against its open time, as
+    `decode_candles` does: the caller must check it (`checks` does, when a queue names its
+    series, as `SYMBOL_INTERVAL_<open_time>`).
+    """
+    return decode_canonical(b"\n".join(values), len(values)) if values else None
+
+
 def _decode_json(values: Sequence[bytes]) -> Any:
     """Return the batch read by Arrow's JSON reader if every message is valid, else None."""
     import pyarrow as pa

@@ -107,10 +107,10 @@ def decode_canonical(joined: bytes, count: int) -> Any:
         # The name, quotes and braces around each value: the value is what lies between.
         # (Where they overlap, as in `"open":"`, the value is empty, which no pattern the
         # values are checked against takes.)
-        framed = pc.starts_with(column, before)
-        if after:  # an integer's field ends where its value does
-            framed = pc.and_(framed, pc.ends_with(column, after))
-        if not pc.all(framed).as_py():
+        if not pc.all(pc.starts_with(column, before)).as_py():
+            return None
+        # An integer's field ends where its value does: nothing after it to check.
+        if after and not pc.all(pc.ends_with(column, after)).as_py():
             return None
         # No None for "to the end" in Arrow's slice, and a huge stop overflows its output
         # size: the column's longest value is the end of every value.
