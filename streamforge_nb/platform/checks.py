@@ -23,6 +23,7 @@ from typing import Any
 from streamforge_nb.platform.anomalies import anomaly_masks
 from streamforge_nb.platform.candle_decode import (
     _candle_table_from_rows,
+    _keys_name_open_times,
     decode_candles,
     decode_canonical_keys_unchecked,
 )
@@ -284,13 +285,14 @@ def _decode_and_check(
     if symbol is not None and interval is not None:
         # A key that is the queue's `SYMBOL_INTERVAL_<open_time>` ends with its open time,
         # all the decoder's own key check asks: a canonical batch found sound needs no
-        # other (0.07 us a candle). Any refusal, and the batch is read again the full way
-        # below, so every reason is the one it was.
+        # other (0.07 us a candle). With refusals, the decoder's check decides whose
+        # reasons count: it passes, and they are what `decode_candles` then `check_candles`
+        # would say; it fails, and the batch is read again the full way below.
         table = decode_canonical_keys_unchecked(values)
         if table is not None:
             checked, unsound = check_candles(table, keys, symbol, interval, now_ms, span=span)
-            if not unsound:
-                return checked, []
+            if not unsound or _keys_name_open_times(table):
+                return checked, unsound
     table, bad = decode_candles(values)
     if bad:
         rejected = {index for index, _ in bad}
