@@ -18,6 +18,9 @@ REST row.
 the checks on whole columns) for the loader's bulk path; anything unusual in a file (a
 header, spaces, a line that does not parse) sends that file through the row reader above,
 which names the line: both give the same candles.
+
+Paths and names are `exchange.archive_names`; fetching and verifying a file is
+`exchange.archive_fetch` (both re-exported here).
 """
 
 from __future__ import annotations
@@ -26,23 +29,28 @@ import csv
 import hashlib
 import io
 import itertools
-import logging
 import re
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
+from typing import IO, TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from streamforge_nb.exceptions import ArchiveError, ExchangeUnavailable, InvalidName
+from streamforge_nb.exceptions import ArchiveError
+from streamforge_nb.exchange.archive_fetch import fetch_archive, source_name, verify_checksum
+from streamforge_nb.exchange.archive_names import (
+    ARCHIVE_BASE_URL,
+    ArchiveName,
+    archive_interval,
+    archive_path,
+    archive_paths,
+    archive_url,
+    parse_archive_name,
+)
 from streamforge_nb.platform.arrow_values import int64_scalar
 from streamforge_nb.platform.candle_columns import (
     CANDLE_FIELDS,
@@ -52,7 +60,7 @@ from streamforge_nb.platform.candle_columns import (
 )
 from streamforge_nb.platform.contract import DECIMAL_PATTERN, Candle
 from streamforge_nb.platform.intervals import check_interval
-from streamforge_nb.platform.names import TimeRange, check_symbol, parse_time_range
+from streamforge_nb.platform.names import check_symbol
 
 if TYPE_CHECKING:
     import requests
@@ -75,9 +83,6 @@ __all__ = [
     "read_archive",
 ]
 
-log = logging.getLogger(__name__)
-
-ARCHIVE_BASE_URL = "https://data.binance.vision"
 KLINE_CSV_HEADER: tuple[str, ...] = (
     "open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
     "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore",
@@ -87,104 +92,13 @@ KLINE_CSV_HEADER: tuple[str, ...] = (
 SAMPLE_ARCHIVE = Path(__file__).parent.parent / "resources" / "sample" / "BTCUSDT-1m-2024-08-01.zip"
 """A GENERATED (not market data) day of BTCUSDT 1m candles for the offline quickstart."""
 
-# Binance publishes no daily files for these intervals: their candles live in monthly files.
-_MONTHLY_ONLY = frozenset({"3d", "1w", "1M"})
 _MICROS = 10**15  # Any timestamp this large is in microseconds (ms reach it in year 33658).
-_NAME_RE = re.compile(
-    r"(?P<symbol>[A-Z0-9]+)-(?P<interval>[0-9a-z]+)-(?P<period>\d{4}-\d{2}(?:-\d{2})?)\.zip"
-)
-_ONE_DAY = timedelta(days=1)
 _DECIMAL_RE = re.compile(DECIMAL_PATTERN)
 _DECIMAL_COLUMNS = (1, 2, 3, 4, 5, 7, 9, 10)
-_SPOOL_BYTES = 32 * 2**20
 # Arrow reads the CSV in blocks of this size: about 55k 1m candles, so a month of 1s candles
 # never sits in memory whole.
 _BLOCK_BYTES = 8 * 2**20
 _SLOW_ROWS = 50_000
-
-
-def archive_interval(interval: str) -> str:
-    """Return `interval` as spelled in archive paths (`1M`, a month, is `1mo` there)."""
-    return "1mo" if check_interval(interval) == "1M" else interval
-
-
-def archive_path(symbol: str, interval: str, day: date, *, monthly: bool) -> str:
-    """Return the relative path of the monthly (or daily) archive holding `day`."""
-    sym, iv = check_symbol(symbol), archive_interval(interval)
-    kind, stamp = ("monthly", f"{day:%Y-%m}") if monthly else ("daily", f"{day:%Y-%m-%d}")
-    return f"data/spot/{kind}/klines/{sym}/{iv}/{sym}-{iv}-{stamp}.zip"
-
-
-class ArchiveName(NamedTuple):
-    """What an archive's file name says: symbol, interval (Binance spelling) and period."""
-
-    symbol: str
-    interval: str
-    first_day: date
-    monthly: bool
-
-    @property
-    def start_ms(self) -> int:
-        """Start of the period, Unix ms."""
-        return _ms(self.first_day)
-
-    @property
-    def end_ms(self) -> int:
-        """End of the period (exclusive), Unix ms."""
-        return _ms(_next_month(self.first_day) if self.monthly else self.first_day + _ONE_DAY)
-
-    @property
-    def path(self) -> str:
-        """The archive's relative path, as `archive_path` makes it."""
-        return archive_path(self.symbol, self.interval, self.first_day, monthly=self.monthly)
-
-
-def parse_archive_name(name: str) -> ArchiveName | None:
-    """Parse `<SYM>-<iv>-YYYY-MM[-DD].zip` (a file name or a path ending in one), else None."""
-    m = _NAME_RE.fullmatch(name.rsplit("/", 1)[-1])
-    if m is None:
-        return None
-    interval = "1M" if m["interval"] == "1mo" else m["interval"]
-    monthly = len(m["period"]) == 7
-    try:
-        first = date.fromisoformat(m["period"] + ("-01" if monthly else ""))
-        return ArchiveName(check_symbol(m["symbol"]), check_interval(interval), first, monthly)
-    except (ValueError, InvalidName):
-        return None
-
-
-def archive_paths(symbol: str, interval: str, time_range: TimeRange | str) -> list[str]:
-    """Return the archives covering `time_range`: monthly files for whole months, else daily.
-
-    Days only partly in the range are included whole: filter rows by open time afterwards.
-    Intervals 3d, 1w and 1M are published in monthly files only.
-    """
-    tr = parse_time_range(time_range) if isinstance(time_range, str) else time_range
-    check_symbol(symbol)
-    check_interval(interval)
-    first = tr.start.date()
-    last = (tr.end - timedelta(microseconds=1)).date()
-    paths: list[str] = []
-    month = first.replace(day=1)
-    while month <= last:
-        following = _next_month(month)
-        month_start = datetime.combine(month, datetime.min.time(), UTC)
-        month_end = datetime.combine(following, datetime.min.time(), UTC)
-        whole = tr.start <= month_start and month_end <= tr.end
-        if whole or interval in _MONTHLY_ONLY:
-            paths.append(archive_path(symbol, interval, month, monthly=True))
-        else:
-            day = max(first, month)
-            while day < following and day <= last:
-                paths.append(archive_path(symbol, interval, day, monthly=False))
-                day += timedelta(days=1)
-        month = following
-    return paths
-
-
-def archive_url(path: str, base_url: str = ARCHIVE_BASE_URL) -> str:
-    """Return the URL of archive `path` (from `archive_paths`) under `base_url`."""
-    return f"{base_url.rstrip('/')}/{path.lstrip('/')}"
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -214,11 +128,11 @@ def _open(
     source: str | Path, *, verify: bool, session: requests.Session | None
 ) -> tuple[str, zipfile.ZipFile, zipfile.ZipInfo, IO[bytes]]:
     """Fetch and verify one archive; return its name, zip, CSV member and the open data."""
-    name = _source_name(source)
-    data, digest, checksum = _fetch(source, verify=verify, session=session)
+    name = source_name(source)
+    data, digest, checksum = fetch_archive(source, verify=verify, session=session)
     try:
         if verify:
-            _verify(name, digest, checksum)
+            verify_checksum(name, digest, checksum)
         try:
             archive = zipfile.ZipFile(data)
         except zipfile.BadZipFile as exc:
@@ -245,7 +159,7 @@ def archive_candles(
     check_symbol(symbol)
     check_interval(interval)
     for source in sources:
-        _check_name(_source_name(source), symbol, interval)
+        _check_name(source_name(source), symbol, interval)
         rows = iter_archive(source, verify=verify, session=session)
         yield [Candle.from_kline(symbol, interval, row) for row in rows]
 
@@ -266,7 +180,7 @@ def archive_tables(
     check_symbol(symbol)
     check_interval(interval)
     for source in sources:
-        _check_name(_source_name(source), symbol, interval)
+        _check_name(source_name(source), symbol, interval)
         name, archive, member, data = _open(source, verify=verify, session=session)
         done, unusual = 0, False
         try:
@@ -344,86 +258,6 @@ def _check_name(name: str, symbol: str, interval: str) -> None:
     named = parse_archive_name(name)
     if named is not None and (named.symbol, named.interval) != (symbol, interval):
         raise ArchiveError(f"{name} does not hold {symbol} {interval} klines")
-
-
-def _source_name(source: str | Path) -> str:
-    if isinstance(source, str) and _is_url(source):
-        return urlsplit(source).path.rsplit("/", 1)[-1]
-    return Path(source).name
-
-
-def _is_url(text: str) -> bool:
-    return urlsplit(text).scheme in ("http", "https", "file")
-
-
-def _fetch(
-    source: str | Path, *, verify: bool, session: requests.Session | None
-) -> tuple[IO[bytes], str, str | None]:
-    """Return the zip as an open binary file, its sha256 and the CHECKSUM text (or None)."""
-    if isinstance(source, str) and urlsplit(source).scheme in ("http", "https"):
-        return _download(source, verify=verify, session=session)
-    if isinstance(source, str) and urlsplit(source).scheme == "file":
-        source = url2pathname(urlsplit(source).path)
-    path = Path(source)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ArchiveError(f"cannot read archive {path}: {exc.strerror or exc}") from None
-    sibling = path.with_name(path.name + ".CHECKSUM")
-    checksum = sibling.read_text() if verify and sibling.is_file() else None
-    return io.BytesIO(data), hashlib.sha256(data).hexdigest(), checksum
-
-
-def _download(
-    url: str, *, verify: bool, session: requests.Session | None
-) -> tuple[IO[bytes], str, str | None]:
-    # Imported here: a load from local files never needs it (30-100 ms of a loader's start).
-    import requests
-
-    http = session or requests.Session()
-    try:
-        # Spool big monthly files to disk instead of holding them in memory; the caller
-        # closes the spool when it has read the rows.
-        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
-        sha = hashlib.sha256()
-        with http.get(url, stream=True, timeout=60) as resp:
-            if resp.status_code != 200:
-                spool.close()
-                raise ArchiveError(f"no archive at {url} (HTTP {resp.status_code})")
-            for chunk in resp.iter_content(chunk_size=2**16):
-                sha.update(chunk)
-                spool.write(chunk)
-        spool.seek(0)
-        checksum = _download_checksum(http, url + ".CHECKSUM") if verify else None
-    except requests.RequestException as exc:
-        raise ExchangeUnavailable(f"GET {url} failed: {exc}", url=url) from None
-    finally:
-        if session is None:
-            http.close()
-    return spool, sha.hexdigest(), checksum
-
-
-def _download_checksum(http: requests.Session, url: str) -> str | None:
-    resp = http.get(url, timeout=30)
-    if resp.status_code == 404:
-        return None
-    if resp.status_code != 200:
-        raise ArchiveError(f"cannot fetch checksum {url} (HTTP {resp.status_code})")
-    return str(resp.text)
-
-
-def _verify(name: str, digest: str, checksum: str | None) -> None:
-    if checksum is None:
-        log.info("no %s.CHECKSUM next to the archive; its integrity is not verified", name)
-        return
-    expected = (checksum.split() or [""])[0].lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", expected):
-        raise ArchiveError(f"{name}.CHECKSUM is malformed: {checksum[:100]!r}")
-    if expected != digest:
-        raise ArchiveError(
-            f"checksum mismatch for {name}: sha256 is {digest}, its CHECKSUM says {expected} "
-            "(a truncated or corrupted download; fetch it again)"
-        )
 
 
 def _rows(
@@ -515,11 +349,3 @@ def pack_archive(
 def checksum_line(data: bytes, filename: str) -> str:
     """Return the `.CHECKSUM` text for `data` named `filename`: `<sha256>  <filename>`."""
     return f"{hashlib.sha256(data).hexdigest()}  {filename}\n"
-
-
-def _next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
-def _ms(day: date) -> int:
-    return int(datetime.combine(day, datetime.min.time(), UTC).timestamp()) * 1000
