@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamforge_nb.exceptions import store_errors
-from streamforge_nb.store import scan
+from streamforge_nb.store import pages, scan
 from streamforge_nb.store.frames import COLUMNS, FLOAT_COLUMNS, empty_frame
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["read_frame"]
 
 _FLOATS = [n for n in COLUMNS if n in FLOAT_COLUMNS]  # the float block's rows, frame order
+_INTS = ["open_time", "close_time", "number_of_trades"]
 _BLOCKS = (
     np.array([COLUMNS.index(n) for n in _FLOATS]),
     np.array([COLUMNS.index("close_time")]),
@@ -66,6 +67,7 @@ class _File(NamedTuple):
     cut: bool  # the range cuts this partition
     table: pa.Table | None  # decoded already (kept, or a cut partition)
     source: pq.ParquetFile | None  # open, to decode
+    mapped: pa.MemoryMappedFile | None  # the map `source` reads
     rows: tuple[int, int]  # the rows of the file in range
 
 
@@ -90,15 +92,17 @@ def read_frame(
             cut = lo < start_ms or hi > end_ms
             table: pa.Table | None = None if hit is None else hit[0]
             source: pq.ParquetFile | None = None
+            mapped: pa.MemoryMappedFile | None = None
             if table is None:
-                source = _open(stack, path)
+                mapped = stack.enter_context(scan.mapped(path))
+                source = pq.ParquetFile(mapped, pre_buffer=False)
                 count = source.metadata.num_rows
                 if cut:  # its rows in range are known once its times are
                     table = scan.decoded(source)
             else:
                 count = table.num_rows
             rows = _in_range(table, start_ms, end_ms) if cut else (0, count)
-            files.append(_File(path, key, cut, table, source, rows))
+            files.append(_File(path, key, cut, table, source, mapped, rows))
         kept = _kept(files, hits)
         if kept is not None:
             return kept
@@ -115,10 +119,6 @@ def read_frame(
     return frame.copy(deep=not _shared())
 
 
-def _open(stack: ExitStack, path: str) -> pq.ParquetFile:
-    return pq.ParquetFile(stack.enter_context(scan.mapped(path)), pre_buffer=False)
-
-
 def _in_range(table: pa.Table, start_ms: int, end_ms: int) -> tuple[int, int]:
     times = scan._ms(table.column("open_time"))
     first, last = np.searchsorted(times, [start_ms, end_ms])
@@ -126,7 +126,7 @@ def _in_range(table: pa.Table, start_ms: int, end_ms: int) -> tuple[int, int]:
 
 
 def _offsets(files: list[_File]) -> list[int]:
-    sizes = [hi - lo for _, _, _, _, _, (lo, hi) in files]
+    sizes = [hi - lo for *_, (lo, hi) in files]
     return np.r_[0, np.cumsum(sizes)[:-1]].astype(int).tolist() if files else []
 
 
@@ -156,16 +156,22 @@ def _copied(files: list[_File]) -> pd.DataFrame:
 
     def copy(item: tuple[_File, int]) -> None:
         file, at = item
+        lo, hi = file.rows
+        span = slice(at, at + hi - lo)
+        # A file read whole and not decoded yet: its floats straight from its bytes if they
+        # are PLAIN (`store.pages`), so only its times and counts are decoded.
+        plain = file.table is None and _plain_into(floats[:, span], file)
         # As read, not cast to `scan.SCHEMA` as a whole (a table's cast costs a year ~1 ms):
         # `_into` casts only a column of another type (files of older versions).
-        table = file.table if file.table is not None else _decoded(file.source)
-        lo, hi = file.rows
+        if file.table is not None:
+            table = file.table
+        else:
+            table = _decoded(file.source, _INTS if plain else None)
         table = table.slice(lo, hi - lo)
-        span = slice(at, at + hi - lo)
         _into(open_ms[span], table, "open_time")
         _into(close_ms[span], table, "close_time")
         _into(trades[span], table, "number_of_trades")
-        for row, name in enumerate(_FLOATS):
+        for row, name in enumerate([] if plain else _FLOATS):
             _into(floats[row, span], table, name)
 
     # Two files at a time: pyarrow decodes and numpy copies without the GIL; 2 cores.
@@ -196,9 +202,26 @@ def _fresh(shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray[Any, A
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
-def _decoded(source: pq.ParquetFile | None) -> pa.Table:
+def _decoded(source: pq.ParquetFile | None, names: list[str] | None = None) -> pa.Table:
     assert source is not None  # a file not decoded yet is open
-    return source.read(use_threads=False)
+    return source.read(columns=names, use_threads=False)
+
+
+def _plain_into(out: np.ndarray[Any, Any], file: _File) -> bool:
+    """Copy the float columns of `file` (whole, open) into `out`'s rows, straight from the
+    file's bytes, if `store.pages` finds them PLAIN; else copy nothing and return False."""
+    assert file.source is not None and file.mapped is not None
+    file.mapped.seek(0)
+    data = file.mapped.read_buffer()  # the map itself, no copy
+    spans = pages.float_spans(memoryview(data), file.source.metadata, _FLOATS)
+    if spans is None:
+        return False
+    for row, found in zip(out, spans, strict=True):
+        at = 0
+        for offset, values in found:
+            row[at : at + values] = np.frombuffer(data, np.float64, values, offset)
+            at += values
+    return True
 
 
 def _into(out: np.ndarray[Any, Any], table: pa.Table, name: str) -> None:

@@ -1,0 +1,238 @@
+"""A first load copies PLAIN floats straight from a partition file's bytes (`store.pages`):
+the frame is bit for bit the one pyarrow decodes, for the store's files and any other
+(older codecs, OPTIONAL columns, dictionaries, several pages a column), and a damaged file
+gives a `StoreError` or pyarrow's own values, never bytes from elsewhere.
+
+Real Parquet files under tmp_path, written by the store or by pyarrow as other versions and
+tools write them; GENERATED candles (`testing.CandleGenerator`, not market data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_market import AUG1, MIN, generated  # tests/ is on sys.path (rootdir, no package)
+
+from streamforge_nb.exceptions import StoreError
+from streamforge_nb.store import pages, scan
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.store.frames import COLUMNS, FLOAT_COLUMNS, MAX_MS, frame_from_arrays
+from streamforge_nb.store.local import _REQUIRED, _WRITE_OPTIONS
+
+DAY = 86_400_000
+FLOATS = [n for n in COLUMNS if n in FLOAT_COLUMNS]
+SERIES = ("BTCUSDT", "1m")
+
+
+def series_dir(root: Path) -> Path:
+    return root / "candles" / "BTCUSDT" / "1m"
+
+
+def pyarrow_frame(root: Path, start_ms: int = 0, end_ms: int = MAX_MS) -> pd.DataFrame:
+    """The frame of the series' files as pyarrow decodes them, cut to `[start_ms, end_ms)`."""
+    tables = [pq.read_table(p) for p in sorted(series_dir(root).glob("[0-9]*.parquet"))]
+    table = pa.concat_tables(tables)
+    times = table.column("open_time").cast(pa.int64()).to_numpy()
+    table = table.filter(pa.array((times >= start_ms) & (times < end_ms)))
+    columns = {
+        n: table.column(n).cast(pa.int64()).to_numpy() if n == "close_time" else
+        table.column(n).to_numpy() for n in COLUMNS
+    }  # fmt: skip
+    return frame_from_arrays(table.column("open_time").cast(pa.int64()).to_numpy(), columns)
+
+
+def assert_same_bits(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """Equal frames, and every float the same 64 bits (NaN payloads, -0.0 kept)."""
+    pd.testing.assert_frame_equal(got, want, check_freq=False)
+    for name in FLOATS:
+        np.testing.assert_array_equal(
+            got[name].to_numpy().view(np.int64), want[name].to_numpy().view(np.int64)
+        )
+
+
+def first_load(root: Path, start_ms: int = 0, end_ms: int = MAX_MS) -> pd.DataFrame:
+    scan.clear()  # nothing decoded or kept: the files are read
+    return CandleStore.open(root).load(*SERIES, start_ms, end_ms)
+
+
+def spans_of(path: Path) -> list[list[tuple[int, int]]] | None:
+    with pa.memory_map(str(path)) as mapped:
+        data = mapped.read_buffer()
+        return pages.float_spans(memoryview(data), pq.ParquetFile(path).metadata, FLOATS)
+
+
+def write_as(root: Path, frame: pd.DataFrame, required: bool = True, **options: Any) -> None:
+    """Write `frame`'s months as partition files with the store's options and `options`."""
+    schema = _REQUIRED if required else pa.schema([f.with_nullable(True) for f in _REQUIRED])
+    arrays = [pd.DatetimeIndex(frame.index).asi8]  # NaN stays NaN: not pandas' null
+    for name in COLUMNS:
+        values = frame[name]
+        arrays.append(pd.DatetimeIndex(values).asi8 if name == "close_time" else values.to_numpy())
+    table = pa.Table.from_arrays(
+        [pa.array(a).cast(f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema
+    )
+    series_dir(root).mkdir(parents=True, exist_ok=True)
+    months = frame.index.strftime("%Y-%m")
+    for month in sorted(set(months)):
+        part = table.filter(pa.array(months == month))
+        pq.write_table(part, series_dir(root) / f"{month}.parquet", **{**_WRITE_OPTIONS, **options})
+
+
+CANDLES = generated("BTCUSDT", "1m", AUG1 - 2 * DAY, AUG1 + 2 * DAY)  # two partitions
+CUT = (AUG1 - DAY + 7 * MIN, AUG1 + 90 * MIN)  # cuts both
+
+# Files as other versions and tools write them: read straight from their bytes or not.
+FORMATS: dict[str, tuple[bool, dict[str, Any]]] = {
+    "several pages a column": (True, {"data_page_size": 4096}),
+    "page checksums (a header field more)": (True, {"write_page_checksum": True}),
+    "page statistics": (True, {"write_statistics": True}),
+    "lz4": (False, {"compression": "lz4"}),
+    "dictionary": (False, {"use_dictionary": True, "column_encoding": None}),
+    "byte-split floats": (False, {"column_encoding": dict.fromkeys(FLOATS, "BYTE_STREAM_SPLIT")}),
+    "data page v2": (False, {"data_page_version": "2.0"}),
+    "several row groups": (False, {"row_group_size": 1000}),
+}
+
+
+def test_the_stores_own_files_load_straight_from_their_bytes_as_pyarrow_decodes_them(
+    tmp_path: Path,
+) -> None:
+    store = CandleStore.open(tmp_path)
+    store.write(CANDLES, *SERIES)
+    store.close()
+    files = sorted(series_dir(tmp_path).glob("*.parquet"))
+    assert len(files) == 2 and all(spans_of(p) is not None for p in files)
+    for span in ((0, MAX_MS), CUT, (AUG1, MAX_MS)):  # whole files, cut ones, one whole
+        assert_same_bits(first_load(tmp_path, *span), pyarrow_frame(tmp_path, *span))
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_files_of_other_versions_and_tools_load_as_pyarrow_decodes_them(
+    tmp_path: Path, name: str
+) -> None:
+    straight, options = FORMATS[name]
+    write_as(tmp_path, CANDLES, **options)
+    files = sorted(series_dir(tmp_path).glob("*.parquet"))
+    assert [spans_of(p) is not None for p in files] == [straight] * len(files)
+    if name == "several pages a column":
+        assert all(len(column) > 1 for column in spans_of(files[0]) or [])
+    for span in ((0, MAX_MS), CUT):
+        assert_same_bits(first_load(tmp_path, *span), pyarrow_frame(tmp_path, *span))
+
+
+def test_optional_columns_load_as_pyarrow_decodes_them(tmp_path: Path) -> None:
+    write_as(tmp_path, CANDLES, required=False)
+    assert all(spans_of(p) is None for p in series_dir(tmp_path).glob("*.parquet"))
+    assert_same_bits(first_load(tmp_path), pyarrow_frame(tmp_path))
+
+
+def test_a_frame_read_from_the_bytes_is_the_callers_to_change(tmp_path: Path) -> None:
+    write_as(tmp_path, CANDLES)
+    first = first_load(tmp_path)
+    again = CandleStore.open(tmp_path).load(*SERIES)  # from what the first load kept
+    first.iloc[0, first.columns.get_loc("close")] = -1.0
+    assert again["close"].iloc[0] != -1.0
+    assert_same_bits(CandleStore.open(tmp_path).load(*SERIES), pyarrow_frame(tmp_path))
+
+
+def first_page_header(path: Path) -> int:
+    """The offset of the first float column's first page header."""
+    return int(pq.ParquetFile(path).metadata.row_group(0).column(1).data_page_offset)
+
+
+# A float page header as pyarrow writes it: 15 00 (type), 15 + 3 bytes (uncompressed
+# size), 15 + 3 bytes (compressed size), 2c 15 + 3 bytes (values), 15 00 (PLAIN), ...
+DAMAGES = {
+    "sizes that differ": {3: 0x90},
+    "sizes past the chunk and the file": {5: 0x7F, 9: 0x7F},
+    "one value more than the page holds": {12: 0xC2},
+    "a varint cut short": {12: 0x7F},
+    "a dictionary page": {1: 0x04},
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_page_header_gives_a_store_error_or_pyarrows_values_never_others(
+    tmp_path: Path, damage: str
+) -> None:
+    write_as(tmp_path, CANDLES)
+    path = sorted(series_dir(tmp_path).glob("*.parquet"))[0]
+    raw = bytearray(path.read_bytes())
+    for where, byte in DAMAGES[damage].items():
+        raw[first_page_header(path) + where] = byte
+    path.write_bytes(bytes(raw))
+    assert spans_of(path) is None  # not read from its bytes: pyarrow decodes it
+    try:
+        want = pyarrow_frame(tmp_path)
+    except (OSError, pa.ArrowException):  # pyarrow refuses it: so does the store
+        with pytest.raises(StoreError, match="cannot read BTCUSDT 1m candles"):
+            first_load(tmp_path)
+    else:
+        assert_same_bits(first_load(tmp_path), want)
+
+
+def test_a_truncated_file_gives_a_store_error(tmp_path: Path) -> None:
+    write_as(tmp_path, CANDLES)
+    path = sorted(series_dir(tmp_path).glob("*.parquet"))[0]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(StoreError, match="cannot read BTCUSDT 1m candles"):
+        first_load(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def one_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A partition file of the store's format with several pages a float column."""
+    root = tmp_path_factory.mktemp("one")
+    write_as(root, CANDLES.iloc[:3000], data_page_size=8192)
+    return sorted(series_dir(root).glob("*.parquet"))[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(at=st.integers(0, 200), junk=st.binary(min_size=1, max_size=8))
+def test_no_damaged_header_yields_spans_outside_its_column_chunk(
+    one_file: Path, at: int, junk: bytes
+) -> None:
+    raw = bytearray(one_file.read_bytes())
+    start = first_page_header(one_file) + at
+    raw[start : start + len(junk)] = junk
+    metadata = pq.ParquetFile(one_file).metadata
+    spans = pages.float_spans(memoryview(bytes(raw)), metadata, FLOATS)
+    if spans is None:
+        return
+    group = metadata.row_group(0)
+    for name, column in zip(FLOATS, spans, strict=True):
+        chunk = group.column(metadata.schema.names.index(name))
+        lo, hi = chunk.data_page_offset, chunk.data_page_offset + chunk.total_compressed_size
+        assert sum(values for _, values in column) == metadata.num_rows
+        assert all(lo <= offset and offset + 8 * values <= hi for offset, values in column)
+
+
+bits = st.integers(0, 2**64 - 1).map(lambda b: np.uint64(b).view(np.float64))
+specials = st.sampled_from([np.nan, -np.nan, np.inf, -np.inf, -0.0, 0.0, 5e-324, -2.2e-308])
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=st.lists(st.one_of(bits, specials), min_size=1, max_size=400),
+    page=st.sampled_from([1024, 1 << 20]),
+)
+def test_any_float_values_load_exactly_as_written(
+    tmp_path_factory: pytest.TempPathFactory, values: list[float], page: int
+) -> None:
+    root = tmp_path_factory.mktemp("floats")
+    rows = len(values)
+    frame = CANDLES.iloc[:rows].copy()
+    for k, name in enumerate(FLOATS):
+        frame[name] = np.roll(np.asarray(values, dtype=np.float64), k)
+    write_as(root, frame, data_page_size=page)
+    assert all(spans_of(p) is not None for p in series_dir(root).glob("*.parquet"))
+    assert_same_bits(first_load(root), pyarrow_frame(root))
