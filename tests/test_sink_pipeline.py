@@ -9,6 +9,7 @@ import datetime as dt
 import gc
 import logging
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,28 @@ def test_the_sink_logs_its_own_rate_and_leaves_the_collector_as_it_was(
     # A notebook kernel (or this test process) running the sink keeps its own collector.
     assert gc.get_threshold() == thresholds
     assert gc.get_freeze_count() == 0
+
+
+def test_a_caught_up_sink_commits_without_waiting_out_its_batch_window(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A long batch window (a slow live topic) must not hold back the commits of batches
+    # already stored once every message is read: the sink finishes as soon as they are.
+    # Before, it waited out the window (an hour here; a second, by default, at the end of
+    # every topic) for messages that were not coming, with everything stored uncommitted.
+    qid = queue_id("BTCUSDT", "api_candles_1m", dt.date(2024, 8, 31), new_short_id())
+    fill_candles(settings, qid, AUGUST_LAST_HOUR_MS, 120)
+    store_url = f"local://{tmp_path}"
+    options = SinkOptions(
+        queue_id=qid, store_url=store_url, wait_for_loader=False, batch_size=50,
+        batch_seconds=3600.0,
+    )  # fmt: skip
+    exit_codes: list[int] = []
+    sink = threading.Thread(target=lambda: exit_codes.append(run_sink(options, settings)))
+    sink.daemon = True  # a sink that waits out the hour must not hold pytest at exit
+    sink.start()
+    # Not a timing: a liveness bound, a minute against the window's hour (it takes seconds).
+    sink.join(timeout=60)
+    assert not sink.is_alive(), "the sink is waiting out its batch window, all of it read"
+    assert exit_codes == [0]
+    assert stored_rows(store_url, AUGUST_LAST_HOUR_MS, 120) == 120

@@ -94,7 +94,7 @@ class SinkStages:
         ):
             try:
                 while True:
-                    batch = self._read_batch()
+                    batch = self._read_batch(waiting=bool(in_flight))
                     # Commit what is stored, oldest first; wait only for a full pipeline, or
                     # when nothing new came (then everything read is committed before the end
                     # is asked).
@@ -138,7 +138,10 @@ class SinkStages:
         self.worker.loading(self.worker.records_written, self._progress(), **extra)
         return time.monotonic()
 
-    def _read_batch(self) -> Batch:
+    def _read_batch(self, waiting: bool) -> Batch:
+        """Read the next batch; return it early once caught up: with something read, or
+        with batches in flight (`waiting`), whose commits must not wait out the batch's
+        window for messages that are not coming (a second at the end of every topic)."""
         since = _now()
         batch = Batch()
         deadline = batch.started + self.options.batch_seconds
@@ -151,8 +154,8 @@ class SinkStages:
             messages = self.group.read(count, timeout=0.1)
             if messages and self.first_read is None:
                 self.first_read = time.monotonic()
-            if not messages and len(batch):
-                break  # caught up: store what we have rather than wait
+            if not messages and (len(batch) or waiting):
+                break  # caught up: store what we have, or commit what is stored, not wait
             batch.add(messages)
         self._took("read", since)
         return batch
