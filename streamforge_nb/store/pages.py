@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 import pyarrow.parquet as pq
 
@@ -130,6 +131,7 @@ _COMMON = re.compile(
 )  # fmt: skip
 
 
+@lru_cache(maxsize=4096)  # a store's pages repeat a few sizes: a dict look-up, not a loop
 def _unzigzag(raw: bytes) -> int:
     value = 0
     for byte in reversed(raw):
@@ -173,7 +175,8 @@ def _chunk_spans(data: memoryview, start: int, size: int, rows: int) -> list[tup
         common = _COMMON.match(data, at, end)
         if common is not None:
             raw, length, values = map(_unzigzag, common.groups())
-            kind, encoding, body = _DATA_PAGE if raw == length else -1, _PLAIN, common.end()
+            kind = _DATA_PAGE if raw == length else -1
+            encoding, body = _PLAIN, common.end()
         else:
             try:
                 kind, length, values, encoding, body = _page(data[at:end])
@@ -202,7 +205,7 @@ def float_spans(
         return None
     data = data.cast("B")  # bytes as 0-255 (a pyarrow buffer's view is signed)
     schema, group, rows = metadata.schema, metadata.row_group(0), metadata.num_rows
-    where = {schema.column(i).path: i for i in range(len(schema))}
+    where = {name: i for i, name in enumerate(schema.names)}  # leaf names (paths: checked)
     out = []
     try:
         for name in names:
@@ -211,7 +214,8 @@ def float_spans(
                 return None
             column, chunk = schema.column(i), group.column(i)
             if (
-                column.physical_type != "DOUBLE"
+                column.path != name
+                or column.physical_type != "DOUBLE"
                 or column.max_definition_level
                 or column.max_repetition_level
                 or chunk.compression != "UNCOMPRESSED"
