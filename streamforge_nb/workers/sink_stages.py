@@ -95,12 +95,11 @@ class SinkStages:
             try:
                 while True:
                     batch = self._read_batch(waiting=bool(in_flight))
-                    # Commit what is stored, oldest first; wait only for a full pipeline, or
-                    # when nothing new came (then everything read is committed before the end
-                    # is asked).
-                    while in_flight and (
-                        in_flight[0].done() or len(in_flight) >= _IN_FLIGHT or not len(batch)
-                    ):
+                    # Commit what is stored, oldest first; wait only for a full pipeline. When
+                    # nothing new came, the next read looks again shortly (`_CAUGHT_UP_S`):
+                    # the last batches commit as soon as they are stored, and the end is
+                    # asked only once everything read is committed.
+                    while in_flight and (in_flight[0].done() or len(in_flight) >= _IN_FLIGHT):
                         self._commit(*in_flight.popleft().result())  # raises what the store did
                         last_report = self._report(last_report)
                     if len(batch):
@@ -141,7 +140,8 @@ class SinkStages:
     def _read_batch(self, waiting: bool) -> Batch:
         """Read the next batch; return it early once caught up: with something read, or
         with batches in flight (`waiting`), whose commits must not wait out the batch's
-        window for messages that are not coming (a second at the end of every topic)."""
+        window for messages that are not coming (a second at the end of every topic), nor
+        a whole poll (0.1 s): with nothing read yet, they are looked at every `_CAUGHT_UP_S`."""
         since = _now()
         batch = Batch()
         deadline = batch.started + self.options.batch_seconds
@@ -151,7 +151,8 @@ class SinkStages:
             # In steps: librdkafka's messages become Python objects with the GIL held for the
             # whole call, and the other stages need it between their Arrow calls.
             count = min(self.options.batch_size - len(batch), _READ_STEP)
-            messages = self.group.read(count, timeout=0.1)
+            timeout = _CAUGHT_UP_S if waiting and not len(batch) else 0.1
+            messages = self.group.read(count, timeout=timeout)
             if messages and self.first_read is None:
                 self.first_read = time.monotonic()
             if not messages and (len(batch) or waiting):
@@ -309,6 +310,9 @@ class SinkStages:
 
 _IN_FLIGHT = 2
 """Batches checked or stored while the next is read: one in each stage."""
+_CAUGHT_UP_S = 0.01
+"""How long a read with batches in flight and nothing read yet waits for a message before
+the loop commits what is stored (a poll of librdkafka's queue, no request to the broker)."""
 _READ_STEP = 2_000
 """Messages made into Python objects at a time (0.7 us each, with the GIL held): 1.4 ms."""
 
