@@ -409,10 +409,11 @@ def main() -> None:
                 # Each stage's own thread, without waits: the figure a loaded machine blurs
                 # least (librdkafka's threads and the process's start are in none).
                 *(
-                    (f"  of which the {stage} stage's thread (us)", stages[stage])
+                    (f"  of which the {stage} stage's thread(s) (us)", stages[stage])
                     for stage in STAGES
                 ),
-                # The stage whose wall is nearest the loop's (1e6 / its rate) is its wall.
+                # The stage whose wall is nearest the loop's (1e6 / its rate) is its wall; the
+                # check's is summed over its two threads (two batches are checked at once).
                 *(
                     (f"sink's {stage} stage at work (us per candle)", walls[stage])
                     for stage in STAGES
