@@ -236,3 +236,25 @@ def test_any_float_values_load_exactly_as_written(
     write_as(root, frame, data_page_size=page)
     assert all(spans_of(p) is not None for p in series_dir(root).glob("*.parquet"))
     assert_same_bits(first_load(root), pyarrow_frame(root))
+
+
+def _load_in_child(root: str, want: pd.DataFrame) -> None:
+    assert_same_bits(first_load(Path(root)), want)
+
+
+def test_a_forked_child_loads_after_its_parent_did(tmp_path: Path) -> None:
+    # Files are read by threads started once per process: a child forked after a load has
+    # none of its parent's threads, and must start its own rather than wait on them.
+    import multiprocessing
+
+    write_as(tmp_path, CANDLES)
+    want = first_load(tmp_path)
+    child = multiprocessing.get_context("fork").Process(
+        target=_load_in_child, args=(str(tmp_path), want)
+    )
+    child.start()
+    child.join(60)  # a child waiting on its parent's threads never ends: not a timing
+    if child.is_alive():
+        child.kill()
+        child.join()
+    assert child.exitcode == 0

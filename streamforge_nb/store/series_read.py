@@ -19,6 +19,8 @@ frame returned is writable like any pandas frame (`df.iloc[0, 0] = x`).
 
 from __future__ import annotations
 
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -178,8 +180,10 @@ def _copied(files: list[_File]) -> tuple[pd.DataFrame, list[np.ndarray[Any, Any]
             _into(floats[row, span], table, name)
 
     # Two files at a time: pyarrow decodes and numpy copies without the GIL; 2 cores.
-    with ThreadPoolExecutor(min(scan._READERS, len(files))) as pool:
-        list(pool.map(copy, zip(files, offsets, strict=True)))
+    if len(files) > 1:
+        list(_readers().map(copy, zip(files, offsets, strict=True)))
+    else:
+        copy((files[0], 0))
     # int64 ms as UTC times without a copy (pyarrow's own to_pandas does the same): through
     # a naive datetime64 array pandas copied and converted 8 MB, ~7 ms of a year's read.
     close_time = pd.array(close_ms, dtype=_UTC_MS, copy=False)
@@ -196,6 +200,29 @@ def _copied(files: list[_File]) -> tuple[pd.DataFrame, list[np.ndarray[Any, Any]
     rows = dict(zip(_FLOATS, floats, strict=True))
     rows.update(close_time=close_ms, number_of_trades=trades)
     return frame, [open_ms, *(rows[name] for name in COLUMNS)]
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _readers() -> ThreadPoolExecutor:
+    """The threads files are read by, started once per process, not per load (two thread
+    starts were ~0.3 ms of a year's first load)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(scan._READERS, "streamforge-read")
+        return _POOL
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's threads (and a lock they held) do not exist there."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _fresh(shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray[Any, Any]:
