@@ -1,7 +1,9 @@
-"""A first load copies PLAIN floats straight from a partition file's bytes (`store.pages`):
-the frame is bit for bit the one pyarrow decodes, for the store's files and any other
-(older codecs, OPTIONAL columns, dictionaries, several pages a column), and a damaged file
-gives a `StoreError` or pyarrow's own values, never bytes from elsewhere.
+"""A first load copies PLAIN values straight from a partition file's bytes (`store.pages`):
+every column of the store's files, the floats of files with delta-encoded ints (the format
+before); the frame is bit for bit the one pyarrow decodes, for the store's files and any
+other (older codecs, OPTIONAL columns, dictionaries, several pages a column, other time
+units), and a damaged file gives a `StoreError` or pyarrow's own values, never bytes from
+elsewhere.
 
 Real Parquet files under tmp_path, written by the store or by pyarrow as other versions and
 tools write them; GENERATED candles (`testing.CandleGenerator`, not market data)."""
@@ -28,6 +30,11 @@ from streamforge_nb.store.local import _REQUIRED, _WRITE_OPTIONS
 
 DAY = 86_400_000
 FLOATS = [n for n in COLUMNS if n in FLOAT_COLUMNS]
+INTS = ["open_time", "close_time", "number_of_trades"]
+ALL = {**dict.fromkeys(INTS, "INT64"), **dict.fromkeys(FLOATS, "DOUBLE")}
+FLOAT_TYPES = dict.fromkeys(FLOATS, "DOUBLE")
+PLAIN = dict.fromkeys(["open_time", *COLUMNS], "PLAIN")  # every column, as the store writes
+DELTA_INTS = dict.fromkeys(INTS, "DELTA_BINARY_PACKED")  # the format before: floats PLAIN
 SERIES = ("BTCUSDT", "1m")
 
 
@@ -38,7 +45,7 @@ def series_dir(root: Path) -> Path:
 def pyarrow_frame(root: Path, start_ms: int = 0, end_ms: int = MAX_MS) -> pd.DataFrame:
     """The frame of the series' files as pyarrow decodes them, cut to `[start_ms, end_ms)`."""
     tables = [pq.read_table(p) for p in sorted(series_dir(root).glob("[0-9]*.parquet"))]
-    table = pa.concat_tables(tables)
+    table = pa.concat_tables([t.cast(scan.SCHEMA) for t in tables])  # times in ms
     times = table.column("open_time").cast(pa.int64()).to_numpy()
     table = table.filter(pa.array((times >= start_ms) & (times < end_ms)))
     columns = {
@@ -62,10 +69,17 @@ def first_load(root: Path, start_ms: int = 0, end_ms: int = MAX_MS) -> pd.DataFr
     return CandleStore.open(root).load(*SERIES, start_ms, end_ms)
 
 
-def spans_of(path: Path) -> list[list[tuple[int, int]]] | None:
+def spans_of(path: Path, columns: dict[str, str] = ALL) -> list[list[tuple[int, int]]] | None:
     with pa.memory_map(str(path)) as mapped:
         data = mapped.read_buffer()
-        return pages.float_spans(memoryview(data), pq.ParquetFile(path).metadata, FLOATS)
+        return pages.plain_spans(memoryview(data), pq.ParquetFile(path).metadata, columns)
+
+
+def straight(path: Path) -> str:
+    """Which of a file's values a first load copies from its bytes: all, floats, none."""
+    if spans_of(path) is not None:
+        return "all"
+    return "floats" if spans_of(path, FLOAT_TYPES) is not None else "none"
 
 
 def write_as(root: Path, frame: pd.DataFrame, required: bool = True, **options: Any) -> None:
@@ -88,16 +102,22 @@ def write_as(root: Path, frame: pd.DataFrame, required: bool = True, **options: 
 CANDLES = generated("BTCUSDT", "1m", AUG1 - 2 * DAY, AUG1 + 2 * DAY)  # two partitions
 CUT = (AUG1 - DAY + 7 * MIN, AUG1 + 90 * MIN)  # cuts both
 
-# Files as other versions and tools write them: read straight from their bytes or not.
-FORMATS: dict[str, tuple[bool, dict[str, Any]]] = {
-    "several pages a column": (True, {"data_page_size": 4096}),
-    "page checksums (a header field more)": (True, {"write_page_checksum": True}),
-    "page statistics": (True, {"write_statistics": True}),
-    "lz4": (False, {"compression": "lz4"}),
-    "dictionary": (False, {"use_dictionary": True, "column_encoding": None}),
-    "byte-split floats": (False, {"column_encoding": dict.fromkeys(FLOATS, "BYTE_STREAM_SPLIT")}),
-    "data page v2": (False, {"data_page_version": "2.0"}),
-    "several row groups": (False, {"row_group_size": 1000}),
+# Files as other versions and tools write them: which values are read straight from their
+# bytes (all, the floats, none).
+FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
+    "several pages a column": ("all", {"data_page_size": 4096}),
+    "page checksums (a header field more)": ("all", {"write_page_checksum": True}),
+    "page statistics": ("all", {"write_statistics": True}),
+    "delta ints (the format before)": ("floats", {"column_encoding": {**PLAIN, **DELTA_INTS}}),
+    "times in us": ("floats", {"coerce_timestamps": "us"}),
+    "lz4": ("none", {"compression": "lz4"}),
+    "dictionary": ("none", {"use_dictionary": True, "column_encoding": None}),
+    "byte-split floats": (
+        "none",
+        {"column_encoding": {**PLAIN, **dict.fromkeys(FLOATS, "BYTE_STREAM_SPLIT")}},
+    ),
+    "data page v2": ("none", {"data_page_version": "2.0"}),
+    "several row groups": ("none", {"row_group_size": 1000}),
 }
 
 
@@ -108,7 +128,7 @@ def test_the_stores_own_files_load_straight_from_their_bytes_as_pyarrow_decodes_
     store.write(CANDLES, *SERIES)
     store.close()
     files = sorted(series_dir(tmp_path).glob("*.parquet"))
-    assert len(files) == 2 and all(spans_of(p) is not None for p in files)
+    assert len(files) == 2 and [straight(p) for p in files] == ["all", "all"]  # no decode
     for span in ((0, MAX_MS), CUT, (AUG1, MAX_MS)):  # whole files, cut ones, one whole
         assert_same_bits(first_load(tmp_path, *span), pyarrow_frame(tmp_path, *span))
 
@@ -117,10 +137,10 @@ def test_the_stores_own_files_load_straight_from_their_bytes_as_pyarrow_decodes_
 def test_files_of_other_versions_and_tools_load_as_pyarrow_decodes_them(
     tmp_path: Path, name: str
 ) -> None:
-    straight, options = FORMATS[name]
+    read, options = FORMATS[name]
     write_as(tmp_path, CANDLES, **options)
     files = sorted(series_dir(tmp_path).glob("*.parquet"))
-    assert [spans_of(p) is not None for p in files] == [straight] * len(files)
+    assert [straight(p) for p in files] == [read] * len(files)
     if name == "several pages a column":
         assert all(len(column) > 1 for column in spans_of(files[0]) or [])
     for span in ((0, MAX_MS), CUT):
@@ -129,7 +149,7 @@ def test_files_of_other_versions_and_tools_load_as_pyarrow_decodes_them(
 
 def test_optional_columns_load_as_pyarrow_decodes_them(tmp_path: Path) -> None:
     write_as(tmp_path, CANDLES, required=False)
-    assert all(spans_of(p) is None for p in series_dir(tmp_path).glob("*.parquet"))
+    assert {straight(p) for p in series_dir(tmp_path).glob("*.parquet")} == {"none"}
     assert_same_bits(first_load(tmp_path), pyarrow_frame(tmp_path))
 
 
@@ -142,12 +162,16 @@ def test_a_frame_read_from_the_bytes_is_the_callers_to_change(tmp_path: Path) ->
     assert_same_bits(CandleStore.open(tmp_path).load(*SERIES), pyarrow_frame(tmp_path))
 
 
-def first_page_header(path: Path) -> int:
-    """The offset of the first float column's first page header."""
-    return int(pq.ParquetFile(path).metadata.row_group(0).column(1).data_page_offset)
+def first_page_header(path: Path, column: int = 1) -> int:
+    """The offset of a column's first page header (1: the first float column)."""
+    return int(pq.ParquetFile(path).metadata.row_group(0).column(column).data_page_offset)
 
 
-# A float page header as pyarrow writes it: 15 00 (type), 15 + 3 bytes (uncompressed
+# Columns damaged: a float, the open time (statistics end its header: read generically),
+# the count (an int's header read as a float's is).
+DAMAGED = {"open": 1, "open_time": 0, "number_of_trades": 8}
+
+# A page header as pyarrow writes it: 15 00 (type), 15 + 3 bytes (uncompressed
 # size), 15 + 3 bytes (compressed size), 2c 15 + 3 bytes (values), 15 00 (PLAIN), ...
 DAMAGES = {
     "sizes that differ": {3: 0x90},
@@ -158,15 +182,17 @@ DAMAGES = {
 }
 
 
+@pytest.mark.parametrize("column", DAMAGED)
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_a_damaged_page_header_gives_a_store_error_or_pyarrows_values_never_others(
-    tmp_path: Path, damage: str
+    tmp_path: Path, damage: str, column: str
 ) -> None:
     write_as(tmp_path, CANDLES)
     path = sorted(series_dir(tmp_path).glob("*.parquet"))[0]
     raw = bytearray(path.read_bytes())
+    header = first_page_header(path, DAMAGED[column])
     for where, byte in DAMAGES[damage].items():
-        raw[first_page_header(path) + where] = byte
+        raw[header + where] = byte
     path.write_bytes(bytes(raw))
     assert spans_of(path) is None  # not read from its bytes: pyarrow decodes it
     try:
@@ -188,26 +214,30 @@ def test_a_truncated_file_gives_a_store_error(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def one_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A partition file of the store's format with several pages a float column."""
+    """A partition file of the store's format with several pages a column."""
     root = tmp_path_factory.mktemp("one")
     write_as(root, CANDLES.iloc[:3000], data_page_size=8192)
     return sorted(series_dir(root).glob("*.parquet"))[0]
 
 
 @settings(max_examples=60, deadline=None)
-@given(at=st.integers(0, 200), junk=st.binary(min_size=1, max_size=8))
+@given(
+    at=st.integers(0, 200),
+    junk=st.binary(min_size=1, max_size=8),
+    damaged=st.sampled_from(list(DAMAGED.values())),
+)
 def test_no_damaged_header_yields_spans_outside_its_column_chunk(
-    one_file: Path, at: int, junk: bytes
+    one_file: Path, at: int, junk: bytes, damaged: int
 ) -> None:
     raw = bytearray(one_file.read_bytes())
-    start = first_page_header(one_file) + at
+    start = first_page_header(one_file, damaged) + at
     raw[start : start + len(junk)] = junk
     metadata = pq.ParquetFile(one_file).metadata
-    spans = pages.float_spans(memoryview(bytes(raw)), metadata, FLOATS)
+    spans = pages.plain_spans(memoryview(bytes(raw)), metadata, ALL)
     if spans is None:
         return
     group = metadata.row_group(0)
-    for name, column in zip(FLOATS, spans, strict=True):
+    for name, column in zip(ALL, spans, strict=True):
         chunk = group.column(metadata.schema.names.index(name))
         lo, hi = chunk.data_page_offset, chunk.data_page_offset + chunk.total_compressed_size
         assert sum(values for _, values in column) == metadata.num_rows

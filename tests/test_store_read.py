@@ -98,9 +98,19 @@ def test_a_load_again_decodes_only_the_partition_a_write_replaced(
 
         return spy
 
-    # A partition a load reads whole is decoded by series_read, one it cuts by scan.
+    # A partition a load reads whole is copied from its bytes or decoded by series_read,
+    # one it cuts is decoded by scan.
     monkeypatch.setattr(scan, "decoded", spying(scan.decoded))
     monkeypatch.setattr(series_read, "_decoded", spying(series_read._decoded))
+    real_plain = series_read._plain_into
+
+    def copying(out: Any, file: Any, columns: Any) -> bool:  # read from its bytes, not decoded
+        copied = real_plain(out, file, columns)
+        if copied and len(columns) == len(series_read._PLAIN_ALL):
+            decoded.append(Path(file.path).name)
+        return bool(copied)
+
+    monkeypatch.setattr(series_read, "_plain_into", copying)
     again = store.load("BTCUSDT", "1m")
     pd.testing.assert_frame_equal(again, first)
     assert decoded == []  # nothing changed: nothing decoded

@@ -91,10 +91,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WRITE_OPTIONS: dict[str, Any] = {
     "compression": "none",
     "use_dictionary": False,
-    "column_encoding": {
-        **{f.name: "PLAIN" for f in _SCHEMA if pa.types.is_floating(f.type)},
-        **{f.name: "DELTA_BINARY_PACKED" for f in _SCHEMA if not pa.types.is_floating(f.type)},
-    },
+    "column_encoding": dict.fromkeys(_SCHEMA.names, "PLAIN"),
     "write_statistics": ["open_time"],
 }
 _REQUIRED = pa.schema([field.with_nullable(False) for field in _SCHEMA])

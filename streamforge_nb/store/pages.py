@@ -1,12 +1,13 @@
-"""Where a partition file's float values lie, read from its footer and page headers.
+"""Where a partition file's values lie, read from its footer and page headers.
 
-A first read of the store's files spent most of its decode copying PLAIN floats out of the
-file into scratch buffers, then copied them again into the frame. The floats of a file as
+A first read of the store's files spent most of its decode copying PLAIN values out of the
+file into scratch buffers, then copied them again into the frame. The values of a file as
 `store.local` writes them (no codec, PLAIN, REQUIRED: no levels, one row group) are the
-file's own bytes, so `float_spans` finds them and a reader copies them straight into the
-frame. Only those files: anything else (a codec, a dictionary, OPTIONAL columns, data page
-v2, a header this module does not expect, sizes that do not add up) gives None, and the
-reader decodes the file with pyarrow as before. Every offset is checked against the column
+file's own bytes, 8 a value (doubles; int64 counts and times in ms), so `plain_spans` finds
+them and a reader copies them straight into the frame. Only those files: anything else (a
+codec, a dictionary, delta-encoded ints, OPTIONAL columns, data page v2, another type or
+time unit, a header this module does not expect, sizes that do not add up) gives None, and
+the reader decodes those columns with pyarrow as before. Every offset is checked against the column
 chunk before any byte is copied, so a damaged file never yields values from outside it.
 
 Page headers are Thrift compact structs (parquet.thrift `PageHeader`): this module reads
@@ -16,16 +17,16 @@ the fields it needs and skips any other, of any type, generically.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping
 from functools import lru_cache
 
 import pyarrow.parquet as pq
 
-__all__ = ["float_spans"]
+__all__ = ["plain_spans"]
 
 _DATA_PAGE = 0  # PageType.DATA_PAGE (v1); v2 and dictionary pages are not read here
 _PLAIN = 0  # Encoding.PLAIN
-_DOUBLE = 8  # bytes a value
+_VALUE = 8  # bytes a value (DOUBLE, INT64)
 _DEPTH = 16  # nested structs skipped at most (a page header nests two)
 
 # Thrift compact protocol types.
@@ -122,7 +123,7 @@ def _skip(b: memoryview, pos: int, kind: int, depth: int) -> int:
 # The header of a PLAIN data page as pyarrow writes it: type 0, uncompressed and compressed
 # size, a data page header (values, encoding PLAIN, two level encodings, maybe an empty
 # statistics struct), nothing else. Matched in C, it costs ~1 us of the generic read's ~4
-# (a year of 1m has 288 pages of floats); any other header is read generically.
+# (a year of 1m has ~400 pages); any other header is read generically.
 _VARINT = rb"([\x80-\xff]{0,9}[\x00-\x7f])"
 _COMMON = re.compile(
     rb"\x15\x00\x15" + _VARINT + rb"\x15" + _VARINT + rb"\x2c\x15" + _VARINT
@@ -185,7 +186,7 @@ def _chunk_spans(data: memoryview, start: int, size: int, rows: int) -> list[tup
             body += at
         if kind != _DATA_PAGE or encoding != _PLAIN:
             raise _Bad("not a PLAIN v1 data page")
-        if values <= 0 or length != values * _DOUBLE or body + length > end:
+        if values <= 0 or length != values * _VALUE or body + length > end:
             raise _Bad("page values do not fill the page, or the page runs past the chunk")
         spans.append((body, values))
         found += values
@@ -195,12 +196,25 @@ def _chunk_spans(data: memoryview, start: int, size: int, rows: int) -> list[tup
     return spans
 
 
-def float_spans(
-    data: memoryview, metadata: pq.FileMetaData, names: Sequence[str]
+def _plain_type(column: pq.ColumnSchema, physical: str) -> bool:
+    """Whether `column`'s values are 8-byte `physical` values as the frame holds them: a
+    double, or an int64 that is a plain integer or a time in ms (another time unit is not)."""
+    if column.physical_type != physical:
+        return False
+    logical = column.logical_type
+    if logical.type == "NONE":
+        return True
+    unit = logical.to_json() if logical.type == "TIMESTAMP" else ""
+    return physical == "INT64" and '"timeUnit":"milliseconds"' in unit
+
+
+def plain_spans(
+    data: memoryview, metadata: pq.FileMetaData, columns: Mapping[str, str]
 ) -> list[list[tuple[int, int]]] | None:
-    """Return, per column of `names`, (byte offset, values) of each of its pages in `data` (the
-    whole file), or None if any of them is not uncompressed PLAIN REQUIRED doubles in the
-    file's only row group, or its headers do not add up."""
+    """Return, per column of `columns` (name: physical type, "DOUBLE" or "INT64"), (byte
+    offset, values) of each of its pages in `data` (the whole file), or None if any of them
+    is not uncompressed PLAIN REQUIRED values of that type in the file's only row group, or
+    its headers do not add up."""
     if metadata.num_row_groups != 1:
         return None
     data = data.cast("B")  # bytes as 0-255 (a pyarrow buffer's view is signed)
@@ -208,14 +222,14 @@ def float_spans(
     where = {name: i for i, name in enumerate(schema.names)}  # leaf names (paths: checked)
     out = []
     try:
-        for name in names:
+        for name, physical in columns.items():
             i = where.get(name)
             if i is None:
                 return None
             column, chunk = schema.column(i), group.column(i)
             if (
                 column.path != name
-                or column.physical_type != "DOUBLE"
+                or not _plain_type(column, physical)
                 or column.max_definition_level
                 or column.max_repetition_level
                 or chunk.compression != "UNCOMPRESSED"

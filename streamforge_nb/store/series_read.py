@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -41,6 +42,11 @@ __all__ = ["read_frame"]
 
 _FLOATS = [n for n in COLUMNS if n in FLOAT_COLUMNS]  # the float block's rows, frame order
 _INTS = ["open_time", "close_time", "number_of_trades"]
+# What `store.pages` may find PLAIN in a file, by physical type: every column (the store's
+# files), else the floats alone (files written before its ints were PLAIN). Ints first: a
+# file of delta ints fails on its first column, before its float pages are read.
+_PLAIN_ALL = {**dict.fromkeys(_INTS, "INT64"), **dict.fromkeys(_FLOATS, "DOUBLE")}
+_PLAIN_FLOATS = dict.fromkeys(_FLOATS, "DOUBLE")
 _BLOCKS = (
     np.array([COLUMNS.index(n) for n in _FLOATS]),
     np.array([COLUMNS.index("close_time")]),
@@ -163,9 +169,12 @@ def _copied(files: list[_File]) -> tuple[pd.DataFrame, list[np.ndarray[Any, Any]
         file, at = item
         lo, hi = file.rows
         span = slice(at, at + hi - lo)
-        # A file read whole and not decoded yet: its floats straight from its bytes if they
-        # are PLAIN (`store.pages`), so only its times and counts are decoded.
-        plain = file.table is None and _plain_into(floats[:, span], file)
+        # A file read whole and not decoded yet: its values straight from its bytes where
+        # they are PLAIN (`store.pages`): all of them (nothing decoded), or its floats only.
+        ints = [open_ms[span], close_ms[span], trades[span]]
+        if file.table is None and _plain_into([*ints, *floats[:, span]], file, _PLAIN_ALL):
+            return
+        plain = file.table is None and _plain_into(list(floats[:, span]), file, _PLAIN_FLOATS)
         # As read, not cast to `scan.SCHEMA` as a whole (a table's cast costs a year ~1 ms):
         # `_into` casts only a column of another type (files of older versions).
         if file.table is not None:
@@ -240,19 +249,19 @@ def _decoded(source: pq.ParquetFile | None, names: list[str] | None = None) -> p
     return source.read(columns=names, use_threads=False)
 
 
-def _plain_into(out: np.ndarray[Any, Any], file: _File) -> bool:
-    """Copy the float columns of `file` (whole, open) into `out`'s rows, straight from the
-    file's bytes, if `store.pages` finds them PLAIN; else copy nothing and return False."""
+def _plain_into(out: Sequence[np.ndarray[Any, Any]], file: _File, columns: dict[str, str]) -> bool:
+    """Copy `columns` of `file` (whole, open) into the arrays of `out`, in order, straight
+    from the file's bytes, if `store.pages` finds them PLAIN; else copy nothing, False."""
     assert file.source is not None and file.mapped is not None
     file.mapped.seek(0)
     data = file.mapped.read_buffer()  # the map itself, no copy
-    spans = pages.float_spans(memoryview(data), file.source.metadata, _FLOATS)
+    spans = pages.plain_spans(memoryview(data), file.source.metadata, columns)
     if spans is None:
         return False
     for row, found in zip(out, spans, strict=True):
         at = 0
         for offset, values in found:
-            row[at : at + values] = np.frombuffer(data, np.float64, values, offset)
+            row[at : at + values] = np.frombuffer(data, row.dtype, values, offset)
             at += values
     return True
 
