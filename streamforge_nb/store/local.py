@@ -35,13 +35,15 @@ project on a 2-vCPU VM; ours: `bench/read.py` on a 2-vCPU VM):
   that dear, so the last `_HOT_PARTITIONS` partitions a backend wrote stay "hot": kept in
   memory (the merge reads nothing while the file is the one this backend wrote: same inode,
   size and mtime).
-- Files are encoded for the read, the hot path (`_WRITE_OPTIONS`): floats PLAIN, times and
-  counts delta-encoded, no codec, columns REQUIRED (no definition levels). A year of 1m
-  decodes in ~18 ms CPU (LZ4 with byte-split floats, the format before: ~23; zstd: ~90) and
-  takes 33 MiB (LZ4: 27; zstd: 26; ArcticDB on LMDB: 36), and encoding costs less than
-  writing LZ4 did, so a file is written once in its final form. Files of older versions
-  (LZ4, zstd, or plain; OPTIONAL columns) read as they are: Parquet names its codec and
-  encodings per column chunk.
+- Files are encoded for the read, the hot path (`_WRITE_OPTIONS`): every column PLAIN
+  (floats, times and counts), no codec, columns REQUIRED (no definition levels), so a first
+  load copies each column's pages from the file into the frame and decodes nothing
+  (`store.pages`). A year of 1m takes 44.1 MiB: ~23 B a row (+11.3 MiB a year) more than
+  with times and counts delta-encoded (the format before: 32.8 MiB; LZ4: 27; zstd: 26;
+  ArcticDB on LMDB: 36), for a first load of ~12 ms CPU instead of ~15 (figures at
+  `_WRITE_OPTIONS`). A file is written once in its final form. Files of older versions
+  (delta-encoded ints, LZ4, zstd; OPTIONAL columns) read as they are: Parquet names its
+  codec and encodings per column chunk.
 
 A read spanning partitions is consistent per partition, not across them: a batch crossing a
 month boundary may show in one month before the other.
@@ -81,13 +83,19 @@ _DIRNAMES = {iv: ("1mo" if iv == "1M" else iv) for iv in INTERVALS}
 _INTERVAL_OF_DIR = {d: iv for iv, d in _DIRNAMES.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Measured on a year of 1m of generated candles, read first (`load`, decoded tables dropped;
-# 20 interleaved runs): CPU min/median / size / the year's encode CPU. Floats byte-split, all
-# LZ4 (the format before): 23.3/25.0 ms / 27.1 MiB / 44 ms; floats PLAIN with no codec, ints
-# delta + LZ4: 18.4/21.6 / 32.8 / 33; this: 18.0/20.5 / 32.8 / 34; all PLAIN, no codec:
-# 19.1/20.5 / 44.1 / 31 (zstd-1, before LZ4: ~90 ms / 25.7 MiB). LZ4 found only a float's
-# exponent and high mantissa bytes (split out): 17% of the disk for a fifth of the read's CPU.
-# Deltas of a grid's times and of counts bit-pack to near nothing; a codec adds nothing to
-# them. Dictionaries only slow float columns. ArcticDB (LMDB, its defaults): 35.7 MiB.
+# 20 interleaved runs): CPU min/median / size / the year's encode CPU. Floats byte-split,
+# all LZ4 (two formats before): 23.3/25.0 ms / 27.1 MiB / 44 ms; floats PLAIN with no codec,
+# ints delta + LZ4: 18.4/21.6 / 32.8 / 33; ints delta, no codec (the format before):
+# 18.0/20.5 / 32.8 / 34; all PLAIN, no codec (decoded by pyarrow): 19.1/20.5 / 44.1 / 31
+# (zstd-1, before LZ4: ~90 ms / 25.7 MiB). LZ4 found only a float's exponent and high
+# mantissa bytes (split out): 17% of the disk for a fifth of the read's CPU. Deltas of a
+# grid's times and of counts bit-pack to near nothing; a codec adds nothing to them.
+# Dictionaries only slow float columns. ArcticDB (LMDB, its defaults): 35.7 MiB.
+# Since `store.pages` copies PLAIN pages straight into the frame, all PLAIN is the fastest:
+# nothing is decoded. Three interleaved `bench/analytics.py --cases read --runs 20` pairs
+# against delta ints (min/median/max of the runs' medians): first load 10.2/11.0/11.0 ms
+# wall (delta ints: 11.2/11.5/11.5), CPU 11.9/12.2/12.9 ms (14.7/15.0/16.1), in a new
+# process 16.8/16.9/18.3 ms (19.5/19.8/20.3); 44.1 MiB a year (32.8).
 _WRITE_OPTIONS: dict[str, Any] = {
     "compression": "none",
     "use_dictionary": False,
