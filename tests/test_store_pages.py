@@ -1,9 +1,9 @@
 """A first load copies PLAIN values straight from a partition file's bytes (`store.pages`):
-every column of the store's files, the floats of files with delta-encoded ints (the format
-before); the frame is bit for bit the one pyarrow decodes, for the store's files and any
-other (older codecs, OPTIONAL columns, dictionaries, several pages a column, other time
-units), and a damaged file gives a `StoreError` or pyarrow's own values, never bytes from
-elsewhere.
+the floats of the store's files (their times and counts are delta-encoded and decoded),
+every column of a file written all PLAIN; the frame is bit for bit the one pyarrow decodes,
+for the store's files and any other (older codecs, OPTIONAL columns, dictionaries, several
+pages a column, other time units), and a damaged file gives a `StoreError` or pyarrow's own
+values, never bytes from elsewhere.
 
 Real Parquet files under tmp_path, written by the store or by pyarrow as other versions and
 tools write them; GENERATED candles (`testing.CandleGenerator`, not market data)."""
@@ -33,8 +33,7 @@ FLOATS = [n for n in COLUMNS if n in FLOAT_COLUMNS]
 INTS = ["open_time", "close_time", "number_of_trades"]
 ALL = {**dict.fromkeys(INTS, "INT64"), **dict.fromkeys(FLOATS, "DOUBLE")}
 FLOAT_TYPES = dict.fromkeys(FLOATS, "DOUBLE")
-PLAIN = dict.fromkeys(["open_time", *COLUMNS], "PLAIN")  # every column, as the store writes
-DELTA_INTS = dict.fromkeys(INTS, "DELTA_BINARY_PACKED")  # the format before: floats PLAIN
+PLAIN = dict.fromkeys(["open_time", *COLUMNS], "PLAIN")  # every column (a format not kept)
 SERIES = ("BTCUSDT", "1m")
 
 
@@ -105,11 +104,13 @@ CUT = (AUG1 - DAY + 7 * MIN, AUG1 + 90 * MIN)  # cuts both
 # Files as other versions and tools write them: which values are read straight from their
 # bytes (all, the floats, none).
 FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
-    "several pages a column": ("all", {"data_page_size": 4096}),
-    "page checksums (a header field more)": ("all", {"write_page_checksum": True}),
-    "page statistics": ("all", {"write_statistics": True}),
-    "delta ints (the format before)": ("floats", {"column_encoding": {**PLAIN, **DELTA_INTS}}),
-    "times in us": ("floats", {"coerce_timestamps": "us"}),
+    "several pages a column": ("floats", {"data_page_size": 4096}),
+    "page checksums (a header field more)": ("floats", {"write_page_checksum": True}),
+    "page statistics": ("floats", {"write_statistics": True}),
+    "all PLAIN (ints too)": ("all", {"column_encoding": PLAIN}),
+    "all PLAIN, several pages": ("all", {"column_encoding": PLAIN, "data_page_size": 4096}),
+    "all PLAIN, page statistics": ("all", {"column_encoding": PLAIN, "write_statistics": True}),
+    "all PLAIN, times in us": ("floats", {"column_encoding": PLAIN, "coerce_timestamps": "us"}),
     "lz4": ("none", {"compression": "lz4"}),
     "dictionary": ("none", {"use_dictionary": True, "column_encoding": None}),
     "byte-split floats": (
@@ -128,7 +129,7 @@ def test_the_stores_own_files_load_straight_from_their_bytes_as_pyarrow_decodes_
     store.write(CANDLES, *SERIES)
     store.close()
     files = sorted(series_dir(tmp_path).glob("*.parquet"))
-    assert len(files) == 2 and [straight(p) for p in files] == ["all", "all"]  # no decode
+    assert len(files) == 2 and [straight(p) for p in files] == ["floats", "floats"]
     for span in ((0, MAX_MS), CUT, (AUG1, MAX_MS)):  # whole files, cut ones, one whole
         assert_same_bits(first_load(tmp_path, *span), pyarrow_frame(tmp_path, *span))
 
@@ -141,8 +142,9 @@ def test_files_of_other_versions_and_tools_load_as_pyarrow_decodes_them(
     write_as(tmp_path, CANDLES, **options)
     files = sorted(series_dir(tmp_path).glob("*.parquet"))
     assert [straight(p) for p in files] == [read] * len(files)
-    if name == "several pages a column":
-        assert all(len(column) > 1 for column in spans_of(files[0]) or [])
+    if "several pages" in name:
+        spans = spans_of(files[0], ALL if read == "all" else FLOAT_TYPES)
+        assert spans is not None and all(len(column) > 1 for column in spans)
     for span in ((0, MAX_MS), CUT):
         assert_same_bits(first_load(tmp_path, *span), pyarrow_frame(tmp_path, *span))
 
@@ -187,7 +189,7 @@ DAMAGES = {
 def test_a_damaged_page_header_gives_a_store_error_or_pyarrows_values_never_others(
     tmp_path: Path, damage: str, column: str
 ) -> None:
-    write_as(tmp_path, CANDLES)
+    write_as(tmp_path, CANDLES, column_encoding=PLAIN)  # every column read from its bytes
     path = sorted(series_dir(tmp_path).glob("*.parquet"))[0]
     raw = bytearray(path.read_bytes())
     header = first_page_header(path, DAMAGED[column])
@@ -214,9 +216,9 @@ def test_a_truncated_file_gives_a_store_error(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def one_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A partition file of the store's format with several pages a column."""
+    """A partition file, all PLAIN, with several pages a column."""
     root = tmp_path_factory.mktemp("one")
-    write_as(root, CANDLES.iloc[:3000], data_page_size=8192)
+    write_as(root, CANDLES.iloc[:3000], column_encoding=PLAIN, data_page_size=8192)
     return sorted(series_dir(root).glob("*.parquet"))[0]
 
 
@@ -264,7 +266,7 @@ def test_any_float_values_load_exactly_as_written(
     for k, name in enumerate(FLOATS):
         frame[name] = np.roll(np.asarray(values, dtype=np.float64), k)
     write_as(root, frame, data_page_size=page)
-    assert all(spans_of(p) is not None for p in series_dir(root).glob("*.parquet"))
+    assert all(spans_of(p, FLOAT_TYPES) is not None for p in series_dir(root).glob("*.parquet"))
     assert_same_bits(first_load(root), pyarrow_frame(root))
 
 

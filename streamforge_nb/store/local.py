@@ -36,15 +36,13 @@ project on a 2-vCPU VM; ours: `bench/read.py` on a 2-vCPU VM):
   that dear, so the last `_HOT_PARTITIONS` partitions a backend wrote stay "hot": kept in
   memory (the merge reads nothing while the file is the one this backend wrote: same inode,
   size and mtime).
-- Files are encoded for the read, the hot path (`_WRITE_OPTIONS`): every column PLAIN
-  (floats, times and counts), no codec, columns REQUIRED (no definition levels), so a first
-  load copies each column's pages from the file into the frame and decodes nothing
-  (`store.pages`). A year of 1m takes 44.1 MiB: ~23 B a row (+11.3 MiB a year) more than
-  with times and counts delta-encoded (the format before: 32.8 MiB; LZ4: 27; zstd: 26;
-  ArcticDB on LMDB: 36), for a first load of ~12 ms CPU instead of ~15 (figures at
-  `_WRITE_OPTIONS`). A file is written once in its final form. Files of older versions
-  (delta-encoded ints, LZ4, zstd; OPTIONAL columns) read as they are: Parquet names its
-  codec and encodings per column chunk.
+- Files are encoded for the read, the hot path (`_WRITE_OPTIONS`): floats PLAIN, times and
+  counts delta-encoded, no codec, columns REQUIRED (no definition levels). A first load
+  copies the float pages from the file into the frame (`store.pages`) and decodes only the
+  times and counts. A year of 1m takes 32.8 MiB (LZ4: 27; zstd: 26; ArcticDB on LMDB: 36;
+  all PLAIN: 44.1, figures at `_WRITE_OPTIONS`). A file is written once in its final form.
+  Files of older versions (LZ4, zstd, all PLAIN; OPTIONAL columns) read as they are:
+  Parquet names its codec and encodings per column chunk.
 
 A read spanning partitions is consistent per partition, not across them: a batch crossing a
 month boundary may show in one month before the other.
@@ -92,15 +90,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # mantissa bytes (split out): 17% of the disk for a fifth of the read's CPU. Deltas of a
 # grid's times and of counts bit-pack to near nothing; a codec adds nothing to them.
 # Dictionaries only slow float columns. ArcticDB (LMDB, its defaults): 35.7 MiB.
-# Since `store.pages` copies PLAIN pages straight into the frame, all PLAIN is the fastest:
-# nothing is decoded. Three interleaved `bench/analytics.py --cases read --runs 20` pairs
-# against delta ints (min/median/max of the runs' medians): first load 10.2/11.0/11.0 ms
-# wall (delta ints: 11.2/11.5/11.5), CPU 11.9/12.2/12.9 ms (14.7/15.0/16.1), in a new
-# process 16.8/16.9/18.3 ms (19.5/19.8/20.3); 44.1 MiB a year (32.8).
+# With `store.pages` copying PLAIN pages straight into the frame, all PLAIN (ints too) was
+# measured against this format: three interleaved `bench/analytics.py --cases read --runs
+# 20` pairs (min/median/max of the runs' medians) gave a first load of 10.2/11.0/11.0 ms
+# wall against 11.2/11.5/11.5, CPU 11.9/12.2/12.9 ms against 14.7/15.0/16.1, but 44.1 MiB a
+# year against 32.8 (more than ArcticDB's 35.7) and ~3% fewer rows/s written. Still short
+# of ArcticDB's read either way, so the third more disk (2.2 GiB a year of 200 symbols' 1m)
+# is not paid: ints stay delta-encoded.
 _WRITE_OPTIONS: dict[str, Any] = {
     "compression": "none",
     "use_dictionary": False,
-    "column_encoding": dict.fromkeys(_SCHEMA.names, "PLAIN"),
+    "column_encoding": {
+        **{f.name: "PLAIN" for f in _SCHEMA if pa.types.is_floating(f.type)},
+        **{f.name: "DELTA_BINARY_PACKED" for f in _SCHEMA if not pa.types.is_floating(f.type)},
+    },
     "write_statistics": ["open_time"],
 }
 _REQUIRED = pa.schema([field.with_nullable(False) for field in _SCHEMA])
