@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -51,7 +50,7 @@ __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
 
-# How long a control poll may block; bounds how late `close()` notices it should end.
+# How long a control poll may block; bounds how late the control thread ends after `close()`.
 _POLL_MS = 100
 _MALFORMED_COMMANDS = MalformedCounter(logger=log)
 TERMINAL_SEND_S = 120.0
@@ -228,17 +227,23 @@ class Worker:
         return consumer
 
     def _listen(self) -> None:
-        while not self._closed.is_set():
-            try:
-                message = self._consumer.poll(_POLL_MS / 1000)
-            except Exception:  # the consumer was closed under us, or the broker went away
-                if self._closed.is_set():
-                    return
-                log.exception("control poll failed; retrying")
-                time.sleep(0.5)
-                continue
-            if message is not None and message.error() is None:
-                self._handle(message.value())
+        # The thread owns its consumer and closes it once told to end: `close()` then need not
+        # wait out a poll (up to `_POLL_MS`, ~0.1 s of every worker's exit) for commands no one
+        # would act on.
+        try:
+            while not self._closed.is_set():
+                try:
+                    message = self._consumer.poll(_POLL_MS / 1000)
+                except Exception:  # the broker went away
+                    if self._closed.is_set():
+                        return
+                    log.exception("control poll failed; retrying")
+                    self._closed.wait(0.5)
+                    continue
+                if message is not None and message.error() is None:
+                    self._handle(message.value())
+        finally:
+            self._consumer.close()
 
     def _handle(self, raw: bytes | None) -> None:
         if raw is None or self.queue_id.encode() not in raw:
@@ -259,6 +264,8 @@ class Worker:
             self.stop_event.set()
 
     def _answer(self, ping: PingCommand) -> None:
+        if self._closed.is_set():
+            return  # the pong sender is closed or closing: the worker has ended
         pong = Pong.answer(
             ping,
             self.producer_id,
@@ -279,12 +286,13 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop listening and release the Kafka clients (sent telemetry is flushed first)."""
+        """Stop listening and release the Kafka clients (sent telemetry is flushed first).
+
+        The control thread ends and closes its consumer on its own, within one poll.
+        """
         if self._closed.is_set():
             return
         self._closed.set()
-        self._thread.join(timeout=5)
-        self._consumer.close()
         self._pongs.close(timeout=10)
         self._producer.flush(timeout=10)
         self._producer.close(timeout=10)
