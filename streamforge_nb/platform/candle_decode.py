@@ -134,6 +134,8 @@ def _decode_json(values: Sequence[bytes]) -> Any:
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
+    from streamforge_nb.platform.arrow_values import string_scalar
+
     # One message per line: a message with a newline of its own (or none at all) would
     # shift the rows, so such a batch takes the careful path. So does one that does not start
     # with '{': pyarrow 26's JSON reader crashes the process (SIGSEGV) on a buffer starting
@@ -169,7 +171,8 @@ def _decode_json(values: Sequence[bytes]) -> Any:
     # patterns allows (one regex pass: 0.34 us a message, against 0.45 for nine); then the
     # key's last part against the open time (a split: 0.05 us, against 0.12 for a regex;
     # every key has its underscores once matched).
-    joined = pc.binary_join_element_wise(keys, *(table[name] for name in DECIMAL_FIELDS), "|")
+    bar = string_scalar("|")  # from its bytes: pyarrow converting "|" imports pandas
+    joined = pc.binary_join_element_wise(keys, *(table[name] for name in DECIMAL_FIELDS), bar)
     if not pc.all(pc.match_substring_regex(joined, _KEY_AND_DECIMALS)).as_py():
         return None
     return table if _keys_name_open_times(table) else None
@@ -180,8 +183,11 @@ def _keys_name_open_times(table: Any) -> bool:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from streamforge_nb.platform.arrow_values import int64_scalar
+
     keys = table["_key"]
-    suffix = pc.list_element(pc.split_pattern(keys, "_", max_splits=1, reverse=True), 1)
+    parts = pc.split_pattern(keys, "_", max_splits=1, reverse=True)
+    suffix = pc.list_element(parts, int64_scalar(1))
     return bool(pc.all(pc.equal(suffix, pc.cast(table["open_time"], pa.string()))).as_py())
 
 

@@ -74,6 +74,9 @@ def check_candles(
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    # Arrow values made from their bytes: pyarrow converting a Python value imports pandas.
+    from streamforge_nb.platform.arrow_values import FALSE, binary_array, from_numpy, to_numpy
+
     source = table  # the decimal strings as sent: a refusal quotes them
     for name in DECIMAL_FIELDS:
         index = table.schema.get_field_index(name)
@@ -98,13 +101,13 @@ def check_candles(
             key_list = key_col.to_pylist()
         return _clip(key_list[row])
 
-    open_ms = table["open_time"].to_numpy()
+    open_ms = to_numpy(table["open_time"])
     series = _series_masks(table, symbol, interval, flag, key_of)
     if keys is not None:
-        kafka = pa.array(keys, type=pa.binary())
-        same = pc.fill_null(pc.equal(kafka, pc.cast(key_col, pa.binary())), False)
+        kafka = binary_array(keys)
+        same = pc.fill_null(pc.equal(kafka, pc.cast(key_col, pa.binary())), FALSE)
         flag(
-            same.to_numpy(zero_copy_only=False),
+            to_numpy(same),
             lambda r: f"Kafka key {_clip(keys[r])} differs from _key {key_of(r)!r}",
         )
     # Times: the exchange's era, per series (one, on a queue's topic); the queue's range.
@@ -129,7 +132,7 @@ def check_candles(
             ),
         )
     # Values: numbers, prices > 0, volumes and trades >= 0 (absurd otherwise).
-    values = {name: table[name].to_numpy() for name in DECIMAL_FIELDS}
+    values = {name: to_numpy(table[name]) for name in DECIMAL_FIELDS}
     with np.errstate(invalid="ignore"):
         for name in _PRICE_FIELDS:
             v = values[name]
@@ -137,7 +140,7 @@ def check_candles(
         for name in _VOLUME_FIELDS:
             v = values[name]
             flag(np.isfinite(v) & (v >= 0), lambda r, n=name: _value_why(source, n, r, ">= 0"))
-        trades = table["number_of_trades"].to_numpy()
+        trades = to_numpy(table["number_of_trades"])
         flag(trades >= 0, lambda r: f"number_of_trades {trades[r]} is negative")
     if not failed:
         return table, []
@@ -145,15 +148,18 @@ def check_candles(
     keep = np.ones(rows, dtype=bool)
     keep[bad] = False
     reasons = [(row, f"invalid candle {key_of(row)!r}: " + "; ".join(failed[row])) for row in bad]
-    return table.filter(pa.array(keep)), reasons
+    return table.filter(from_numpy(keep)), reasons
 
 
 def _series_masks(
     table: Any, symbol: str | None, interval: str | None, flag: Any, key_of: Any
 ) -> dict[tuple[str, str], Any]:
     """Flag rows of another series; return {(symbol, interval): mask of its rows}."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from streamforge_nb.platform.arrow_values import FALSE, string_scalar, to_numpy
 
     key_col = table["_key"]
 
@@ -163,9 +169,11 @@ def _series_masks(
 
     if symbol is not None and interval is not None:
         expected = pc.binary_join_element_wise(
-            f"{symbol}_{interval}_", pc.cast(table["open_time"], pa.string()), ""
+            string_scalar(f"{symbol}_{interval}_"),
+            pc.cast(table["open_time"], pa.string()),
+            string_scalar(""),
         )
-        same = pc.fill_null(pc.equal(key_col, expected), False).to_numpy(zero_copy_only=False)
+        same = to_numpy(pc.fill_null(pc.equal(key_col, expected), FALSE))
         split: list[tuple[Any, Any]] = []  # the keys taken apart, only if one is wrong
 
         def wrong_key(row: int) -> str:
@@ -184,10 +192,14 @@ def _series_masks(
         return {(symbol, interval): same}
     series = {}
     row_symbols, row_intervals = split_keys()
-    pairs = pc.binary_join_element_wise(row_symbols, row_intervals, "_")
+    pairs = pc.binary_join_element_wise(row_symbols, row_intervals, string_scalar("_"))
     for name in pc.unique(pairs).to_pylist():
         sym, _, iv = (name or "").partition("_")
-        mask = pc.fill_null(pc.equal(pairs, name), False).to_numpy(zero_copy_only=False)
+        if name is None:  # keys not in the pattern: equal to nothing, as null compares
+            mask = np.zeros(len(pairs), dtype=bool)
+        else:
+            equal = pc.equal(pairs, string_scalar(name))
+            mask = to_numpy(pc.fill_null(equal, FALSE))
         if _SYMBOL_RE.fullmatch(sym) and iv in INTERVALS:
             series[(sym, iv)] = mask
         else:
@@ -206,6 +218,8 @@ def candle_anomalies(table: Any, interval: str | None = None) -> tuple[dict[str,
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from streamforge_nb.platform.arrow_values import string_scalar, to_numpy
+
     counts: dict[str, int] = {}
     odd = 0
     if table.num_rows == 0:
@@ -214,18 +228,23 @@ def candle_anomalies(table: Any, interval: str | None = None) -> tuple[dict[str,
         groups = {interval: table}
     else:
         ivs = pc.struct_field(pc.extract_regex(table["_key"], r"^[^_]*_(?P<iv>[^_]*)_"), "iv")
-        groups = {iv: table.filter(pc.equal(ivs, iv)) for iv in pc.unique(ivs).to_pylist()}
+        # A null interval (a key out of its pattern) is in no group, as a null mask drops.
+        groups = {
+            iv: table.filter(pc.equal(ivs, string_scalar(iv)))
+            for iv in pc.unique(ivs).to_pylist()
+            if iv is not None
+        }
     for iv, part in groups.items():
         if iv not in INTERVALS:
             continue
         # A no-op on `check_candles`' float64 columns; decimal strings (a table straight from
         # `decode_candles`) are cast here.
         prices = {
-            name: pc.cast(part[name], pa.float64()).to_numpy()
+            name: to_numpy(pc.cast(part[name], pa.float64()))
             for name in ("open", "high", "low", "close", "volume")
         }
         masks = anomaly_masks(
-            iv, part["open_time"].to_numpy(), part["close_time"].to_numpy(),
+            iv, to_numpy(part["open_time"]), to_numpy(part["close_time"]),
             prices["open"], prices["high"], prices["low"], prices["close"], prices["volume"],
         )  # fmt: skip
         for kind, mask in masks.items():

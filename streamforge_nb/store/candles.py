@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-import pandas as pd
 
 from streamforge_nb.exceptions import InvalidName, MessageError, QueueExists
 from streamforge_nb.platform.contract import Candle
@@ -45,6 +44,8 @@ from streamforge_nb.store.frames import (
 from streamforge_nb.store.market_api import MarketQueries
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from streamforge_nb.store.update import SeriesUpdate, Updated
 
 __all__ = ["CandleStore"]
@@ -96,6 +97,8 @@ class CandleStore(MarketQueries):
         A frame needs `symbol` and `interval`, or a `_key` column to derive them from.
         Durable on return: a sink may commit its Kafka offsets afterwards.
         """
+        import pandas as pd
+
         if isinstance(candles, pd.DataFrame):
             if (symbol is None or interval is None) and "_key" in candles.columns:
                 if len(candles) == 0:
@@ -285,6 +288,8 @@ class CandleStore(MarketQueries):
         self, symbol: str, interval: str, start: Any = None, end: Any = None
     ) -> pd.DataFrame:
         """Return recorded exchange-empty windows within `[start, end)`: start, end (UTC)."""
+        import pandas as pd
+
         sym, iv = check_series(symbol, interval)
         start_ms, end_ms = range_ms(start, end)
         spans = np.asarray(self._empty_ms(sym, iv, start_ms, end_ms), dtype=np.int64)

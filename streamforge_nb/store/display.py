@@ -6,8 +6,6 @@ import html
 import re
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from streamforge_nb.exceptions import StreamForgeError
 
 if TYPE_CHECKING:
@@ -18,6 +16,8 @@ __all__ = ["store_html"]
 
 def store_html(store: CandleStore, limit: int) -> str:
     """The backend, where it points and the first `limit` series stored, for notebooks."""
+    import pandas as pd
+
     head = (
         f"<b>CandleStore</b> <code>{html.escape(_redact(store.url))}</code> "
         f"<small>{html.escape(type(store.backend).__name__)}"

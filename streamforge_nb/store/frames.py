@@ -12,16 +12,19 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
+from functools import cache
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from streamforge_nb.exceptions import InvalidName, MessageError
 from streamforge_nb.platform.contract import Candle
 from streamforge_nb.platform.intervals import check_interval
 from streamforge_nb.platform.names import check_symbol
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "COLUMNS",
@@ -51,23 +54,34 @@ COLUMNS: tuple[str, ...] = (
 MAX_MS = 2**53 - 1
 """Open end of a range: the largest millisecond count JSON numbers (ArangoDB) hold exactly."""
 
-_UTC_MS = pd.DatetimeTZDtype("ms", "UTC")
 _CANDLE_FIELDS = ("key", "open_time", *COLUMNS)
 _MAPPING_FIELDS = ("_key", "open_time", *COLUMNS)
 _KEY_RE = re.compile(r"(?P<symbol>[A-Za-z0-9]+)_(?P<interval>[0-9]+[smhdwM])_[0-9]+")
 
 
+@cache
+def _utc_ms() -> pd.DatetimeTZDtype:
+    # Built on first use: pandas is imported only by what makes frames (a sink never does).
+    import pandas as pd
+
+    return pd.DatetimeTZDtype("ms", "UTC")
+
+
 def utc_index(ms: np.ndarray[Any, Any], name: str | None = "open_time") -> pd.DatetimeIndex:
     """Return Unix ms as a UTC `DatetimeIndex` of millisecond resolution."""
+    import pandas as pd
+
     times = np.asarray(ms, dtype=np.int64).view("M8[ms]")
     # Naive times read as UTC in one copy (tz_localize after the constructor made two).
-    return pd.DatetimeIndex(times, dtype=_UTC_MS, name=name)
+    return pd.DatetimeIndex(times, dtype=_utc_ms(), name=name)
 
 
 def frame_from_arrays(
     open_time_ms: np.ndarray[Any, Any], columns: Mapping[str, Any]
 ) -> pd.DataFrame:
     """Build a candle frame from int64 ms open times and per-column arrays, without copies."""
+    import pandas as pd
+
     data: dict[str, Any] = {}
     for name in COLUMNS:
         values = columns[name]
@@ -82,7 +96,9 @@ def frame_from_arrays(
 
 def _utc(values: Any, name: str | None) -> pd.DatetimeIndex:
     """Unix ms as a UTC index; one that already is one (Arrow made it) as it is."""
-    if isinstance(values, pd.DatetimeIndex) and values.dtype == _UTC_MS:
+    import pandas as pd
+
+    if isinstance(values, pd.DatetimeIndex) and values.dtype == _utc_ms():
         return values.rename(name)
     return utc_index(np.asarray(values), name)
 
@@ -95,7 +111,9 @@ def empty_frame() -> pd.DataFrame:
 
 def empty_coverage() -> pd.DataFrame:
     """Return a coverage frame with no rows: symbol, interval, first, last, rows."""
-    times = pd.Series([], dtype=_UTC_MS)
+    import pandas as pd
+
+    times = pd.Series([], dtype=_utc_ms())
     return pd.DataFrame(
         {
             "symbol": pd.Series([], dtype=str),
@@ -164,6 +182,8 @@ def candles_to_frame(
 
 def _times_ms(values: Any, what: str) -> np.ndarray[Any, Any]:
     """Return int64 ms for ms numbers or datetimes (naive means UTC)."""
+    import pandas as pd
+
     if isinstance(values, pd.Series | pd.Index):
         # Datetime columns convert as a whole; to_numpy() would box every tz-aware value.
         if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
@@ -199,6 +219,8 @@ def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
     Accepts the index or an `open_time` column as ms numbers or datetimes; decimal strings
     become float64; extra columns (`_key`, ...) are dropped.
     """
+    import pandas as pd
+
     if not isinstance(frame, pd.DataFrame):
         raise MessageError(f"expected a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in COLUMNS if c not in frame.columns]
@@ -265,6 +287,8 @@ def to_ms(value: Any, what: str = "time") -> int:
             f"{what} {value!r} is not an ISO 8601 date or datetime "
             "(YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[Z|+HH:MM]); other spellings are ambiguous"
         )
+    import pandas as pd  # not for numbers: a sink's times are ms ints
+
     given = value
     if isinstance(value, date) and not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day, tzinfo=UTC)

@@ -57,14 +57,14 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamforge_nb.exceptions import store_errors
+from streamforge_nb.platform.arrow_values import from_numpy, to_numpy
 from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.store.base import CandleBackend
 from streamforge_nb.store.frames import (
@@ -74,6 +74,9 @@ from streamforge_nb.store.frames import (
 from streamforge_nb.store.local_state import SqliteState, _locked
 from streamforge_nb.store.scan import SCHEMA as _SCHEMA
 from streamforge_nb.store.scan import TS as _TS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["LocalBackend", "partition_unit"]
 
@@ -134,7 +137,7 @@ def _read_file(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
 
 
 def _times(table: pa.Table) -> np.ndarray[Any, Any]:
-    return np.asarray(table.column("open_time").cast(pa.int64()).to_numpy(), dtype=np.int64)
+    return np.asarray(to_numpy(table.column("open_time").cast(pa.int64())), dtype=np.int64)
 
 
 class LocalBackend(SqliteState, CandleBackend):
@@ -164,11 +167,11 @@ class LocalBackend(SqliteState, CandleBackend):
         columns) as `write_frame` merges a frame; the sink's path, with no pandas on it."""
         if table.num_rows == 0:
             return 0
-        times = np.asarray(table["open_time"].cast(pa.int64()).to_numpy(), dtype=np.int64)
+        times = np.asarray(to_numpy(table["open_time"].cast(pa.int64())), dtype=np.int64)
         if not np.all(np.diff(times) > 0):
             # Unique over the reversed times keeps the LAST of duplicates, as normalize_frame.
             _, first_in_rev = np.unique(times[::-1], return_index=True)
-            table = table.take(pa.array(len(times) - 1 - first_in_rev))
+            table = table.take(from_numpy(len(times) - 1 - first_in_rev))
         columns = [table[f.name].cast(f.type) for f in _SCHEMA]
         rows = pa.Table.from_arrays(columns, schema=_SCHEMA)
         return self._write_partitions(symbol, interval, rows)
@@ -205,6 +208,8 @@ class LocalBackend(SqliteState, CandleBackend):
 
     @staticmethod
     def _to_table(frame: pd.DataFrame) -> pa.Table:
+        import pandas as pd
+
         arrays = [pa.array(frame.index.as_unit("ms").asi8, pa.int64()).cast(_TS)]
         for name in COLUMNS:
             col = frame[name]
@@ -227,10 +232,10 @@ class LocalBackend(SqliteState, CandleBackend):
                 else:
                     pos = np.searchsorted(new_t, old_t).clip(max=len(new_t) - 1)
                     keep = new_t[pos] != old_t
-                    merged = pa.concat_tables([old.filter(pa.array(keep)), batch])
+                    merged = pa.concat_tables([old.filter(from_numpy(keep)), batch])
                     merged_t = _times(merged)
                     if np.any(np.diff(merged_t) < 0):
-                        merged = merged.take(pa.array(np.argsort(merged_t, kind="stable")))
+                        merged = merged.take(from_numpy(np.argsort(merged_t, kind="stable")))
             else:
                 merged = batch
             if merged.column(0).num_chunks > 64:  # kept hot batch after batch: chunks pile up
@@ -345,6 +350,8 @@ class LocalBackend(SqliteState, CandleBackend):
 
     def coverage(self) -> pd.DataFrame:
         """Return symbol, interval, first, last, rows per series, from the files' footers."""
+        import pandas as pd
+
         rows: list[dict[str, Any]] = []
         base = self.root / "candles"
         with store_errors("cannot read the candle store's coverage", str(base)):

@@ -10,14 +10,14 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from streamforge_nb.exceptions import InvalidName
 from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.store.base import CandleBackend
 from streamforge_nb.store.frames import range_ms
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from streamforge_nb.store.manifest import Manifest, Verification
 
 __all__ = ["MarketQueries"]
@@ -45,6 +45,8 @@ class MarketQueries:
         stored, missing and exchange_empty candle counts, from file statistics (see
         `store.coverage`; `analysis.plot_coverage` draws it). `symbols`: names or patterns.
         """
+        import pandas as pd
+
         from streamforge_nb.store import market
         from streamforge_nb.store.coverage import BY, coverage_by
 

@@ -17,6 +17,7 @@ views of the frame it built instead of the decoded tables.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections import OrderedDict
@@ -27,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from streamforge_nb.exceptions import ConfigError, store_errors
 from streamforge_nb.store.frames import COLUMNS
 
 if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
     from streamforge_nb.store.local import LocalBackend
 
 __all__ = [
@@ -158,7 +160,12 @@ def _pool() -> pa.MemoryPool:
         return pa.default_memory_pool()
 
 
-_FORMAT = ds.ParquetFileFormat()
+@functools.cache
+def _parquet_format() -> ds.ParquetFileFormat:
+    # Imported on first use: pyarrow.dataset imports pandas (~0.2 s), which a sink never needs.
+    import pyarrow.dataset as ds
+
+    return ds.ParquetFileFormat()
 
 
 def _decode(path: str, names: Sequence[str] | None) -> pa.Table:
@@ -262,7 +269,7 @@ def column_chunks(
             for lo, hi, path in _spanned(backend, sym, iv, start_ms, end_ms):
                 table = _CACHE.get(path, _key(path)) if budget else None
                 if table is None and len(parts) < _MAX_OPEN:
-                    source: pa.Table | ds.Fragment = _FORMAT.make_fragment(
+                    source: pa.Table | ds.Fragment = _parquet_format().make_fragment(
                         stack.enter_context(pa.OSFile(path, "rb"))
                     )
                 else:  # cached, or more files than are held open: read whole, as _tables

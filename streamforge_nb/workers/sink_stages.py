@@ -230,9 +230,9 @@ class SinkStages:
             keep = [True] * candles.num_rows
             for row, _ in refused:
                 keep[row] = False
-            import pyarrow as pa
+            from streamforge_nb.platform.arrow_values import from_numpy
 
-            candles = candles.filter(pa.array(keep))
+            candles = candles.filter(from_numpy(keep))
         found, odd = candle_anomalies(candles, self.interval)
         if not odd:
             return
