@@ -95,12 +95,16 @@ def _converted(values: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
 
 def binary_array(values: Sequence[bytes | None]) -> pa.BinaryArray:
     """Return `values` as an Arrow binary array (None: null)."""
-    lengths = np.fromiter((0 if v is None else len(v) for v in values), np.int64, len(values))
+    bitmap = None
+    present: Sequence[bytes] = values  # type: ignore[assignment]
+    if None in values:  # rare (a message without a key): the generators only then
+        valid = np.fromiter((v is not None for v in values), np.bool_, len(values))
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        present = [b"" if v is None else v for v in values]
+    # map(len) and one join run in C: ~0.04 us a key (pa.array: ~0.017, but it imports pandas).
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    valid = np.fromiter((v is not None for v in values), np.bool_, len(values))
-    bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    data = pa.py_buffer(b"".join(v for v in values if v is not None))
+    np.cumsum(np.fromiter(map(len, present), np.int64, len(values)), out=offsets[1:])
+    data = pa.py_buffer(b"".join(present))
     if offsets[-1] < 2**31:
         array: pa.BinaryArray = pa.Array.from_buffers(
             pa.binary(), len(values), [bitmap, pa.py_buffer(offsets.astype(np.int32)), data]
