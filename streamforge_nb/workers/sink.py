@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -265,6 +266,9 @@ def run_sink(options: SinkOptions, settings: Settings | None = None) -> int:
         symbol = type_ = None
         short = new_short_id()
     store = CandleStore.open(options.store_url or settings.arango_url, settings=settings)
+    # What the first batch's check imports (~25 ms), imported while the worker and the group
+    # wait on the broker rather than in the loop.
+    threading.Thread(target=_import_check_modules, name="sink-imports", daemon=True).start()
     with Worker(
         settings,
         queue_id=options.queue_id,
@@ -288,6 +292,12 @@ def run_sink(options: SinkOptions, settings: Settings | None = None) -> int:
             sink.close()
             store.close()
     return 0
+
+
+def _import_check_modules() -> None:
+    import pyarrow.compute
+    import pyarrow.csv
+    import pyarrow.json  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> int:
