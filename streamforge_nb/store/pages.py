@@ -10,6 +10,13 @@ time unit, a header this module does not expect, sizes that do not add up) gives
 the reader decodes those columns with pyarrow as before. Every offset is checked against the column
 chunk before any byte is copied, so a damaged file never yields values from outside it.
 
+The store's times are DELTA_BINARY_PACKED, and a month without holes is, page by page, one
+first value and one step: each block's minimum delta is the step and its miniblocks have
+bit width 0. `steady_runs` finds exactly such pages (first, step, values) by comparing the
+page body with the bytes that run would have, and the reader fills them instead of decoding.
+Any other page (a hole, an odd close time, bits, a value past int64) gives None and pyarrow
+decodes the file as before.
+
 Page headers are Thrift compact structs (parquet.thrift `PageHeader`): this module reads
 the fields it needs and skips any other, of any type, generically.
 """
@@ -17,15 +24,20 @@ the fields it needs and skips any other, of any type, generically.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from typing import TypeVar
 
 import pyarrow.parquet as pq
 
-__all__ = ["plain_spans"]
+__all__ = ["plain_spans", "steady_runs"]
+
+_T = TypeVar("_T")
 
 _DATA_PAGE = 0  # PageType.DATA_PAGE (v1); v2 and dictionary pages are not read here
 _PLAIN = 0  # Encoding.PLAIN
+_DELTA = 5  # Encoding.DELTA_BINARY_PACKED
+_INT64 = (-(2**63), 2**63 - 1)
 _VALUE = 8  # bytes a value (DOUBLE, INT64)
 _DEPTH = 16  # nested structs skipped at most (a page header nests two)
 
@@ -133,7 +145,7 @@ _STATISTICS = (
 )
 _COMMON = re.compile(
     rb"\x15\x00\x15" + _VARINT + rb"\x15" + _VARINT + rb"\x2c\x15" + _VARINT
-    + rb"\x15\x00\x15[\x00-\x7f]\x15[\x00-\x7f]" + _STATISTICS + rb"\x00\x00",
+    + rb"\x15([\x00-\x7f])\x15[\x00-\x7f]\x15[\x00-\x7f]" + _STATISTICS + rb"\x00\x00",
     re.DOTALL,
 )  # fmt: skip
 
@@ -171,35 +183,71 @@ def _page(b: memoryview) -> tuple[int, int, int, int, int]:
     return head.get(1, -1), head.get(3, -1), page.get(1, -1), page.get(2, -1), pos
 
 
-def _chunk_spans(data: memoryview, start: int, size: int, rows: int) -> list[tuple[int, int]]:
-    """(offset, values) of each data page's values in the column chunk `data[start:start+size]`."""
+def _pages(data: memoryview, start: int, size: int, rows: int) -> list[tuple[int, int, int, int]]:
+    """(body offset, body bytes, values, encoding) of each v1 data page of the column chunk
+    `data[start:start+size]`, which must hold exactly `rows` values in its pages."""
     end = start + size
     if start < 0 or size < 0 or end > len(data):
         raise _Bad("column chunk outside the file")
-    spans: list[tuple[int, int]] = []
+    found_pages: list[tuple[int, int, int, int]] = []
     at, found = start, 0
     while found < rows:
         common = _COMMON.match(data, at, end)
         if common is not None:
-            raw, length, values = map(_unzigzag, common.groups())
-            kind = _DATA_PAGE if raw == length else -1
-            encoding, body = _PLAIN, common.end()
+            raw, length, values, encoding = map(_unzigzag, common.groups())
+            kind, body = (_DATA_PAGE if raw == length else -1), common.end()
         else:
             try:
                 kind, length, values, encoding, body = _page(data[at:end])
             except IndexError:
                 raise _Bad("page header runs past its column chunk") from None
             body += at
-        if kind != _DATA_PAGE or encoding != _PLAIN:
-            raise _Bad("not a PLAIN v1 data page")
-        if values <= 0 or length != values * _VALUE or body + length > end:
-            raise _Bad("page values do not fill the page, or the page runs past the chunk")
-        spans.append((body, values))
+        if kind != _DATA_PAGE:
+            raise _Bad("not a v1 data page")
+        if values <= 0 or length < 0 or body + length > end:
+            raise _Bad("a page without values, or running past its chunk")
+        found_pages.append((body, length, values, encoding))
         found += values
         at = body + length
     if found != rows or at != end:
         raise _Bad("pages do not hold exactly the chunk's rows")
+    return found_pages
+
+
+def _chunk_spans(data: memoryview, start: int, size: int, rows: int) -> list[tuple[int, int]]:
+    """(offset, values) of each data page's values in the column chunk `data[start:start+size]`."""
+    spans = []
+    for body, length, values, encoding in _pages(data, start, size, rows):
+        if encoding != _PLAIN or length != values * _VALUE:
+            raise _Bad("not PLAIN, or its values do not fill the page")
+        spans.append((body, values))
     return spans
+
+
+def _steady(data: memoryview, start: int, size: int, rows: int) -> list[tuple[int, int, int]]:
+    """(first, step, values) of each data page of the DELTA_BINARY_PACKED column chunk
+    `data[start:start+size]` whose values are `first + step * i`: every block's miniblocks
+    of bit width 0 and one minimum delta. Any other page is `_Bad`."""
+    runs = []
+    for body, length, values, encoding in _pages(data, start, size, rows):
+        if encoding != _DELTA:
+            raise _Bad("not DELTA_BINARY_PACKED")
+        end = body + length
+        block, pos = _varint(data, body)
+        minis, pos = _varint(data, pos)
+        total, pos = _varint(data, pos)
+        first, pos = _zigzag(data, pos)
+        if total != values or not minis or block % 128 or block % minis or block // minis % 32:
+            raise _Bad("a delta header this reader does not expect")
+        blocks = -(-(values - 1) // block)
+        step, after = _zigzag(data, pos) if blocks else (0, pos)
+        unit = bytes(data[pos:after]) + bytes(minis)  # the minimum delta, widths all 0
+        if end - pos != len(unit) * blocks or data[pos:end] != unit * blocks:
+            raise _Bad("deltas that are not one step")
+        if not _INT64[0] <= first + step * (values - 1) <= _INT64[1]:
+            raise _Bad("values outside int64")  # pyarrow would wrap them; it decodes these
+        runs.append((first, step, values))
+    return runs
 
 
 def _plain_type(column: pq.ColumnSchema, physical: str) -> bool:
@@ -221,6 +269,28 @@ def plain_spans(
     offset, values) of each of its pages in `data` (the whole file), or None if any of them
     is not uncompressed PLAIN REQUIRED values of that type in the file's only row group, or
     its headers do not add up."""
+    return _per_chunk(data, metadata, columns, _chunk_spans)
+
+
+def steady_runs(
+    data: memoryview, metadata: pq.FileMetaData, names: Sequence[str]
+) -> list[list[tuple[int, int, int]]] | None:
+    """Return, per int64 column of `names`, (first, step, values) of each of its pages in
+    `data` (the whole file), each page's values being `first + step * i` (times of a series
+    without holes: one step, no bits), or None if any page is not such a run of uncompressed
+    DELTA_BINARY_PACKED REQUIRED values in the file's only row group."""
+    return _per_chunk(data, metadata, dict.fromkeys(names, "INT64"), _steady)
+
+
+def _per_chunk(
+    data: memoryview,
+    metadata: pq.FileMetaData,
+    columns: Mapping[str, str],
+    read: Callable[[memoryview, int, int, int], list[_T]],
+) -> list[list[_T]] | None:
+    """`read` of each column chunk of `columns` (name: physical type) as (data, start, size,
+    rows), in order, or None if a column is not REQUIRED values of that type, uncompressed
+    and without a dictionary, in the file's only row group, or `read` finds it `_Bad`."""
     if metadata.num_row_groups != 1:
         return None
     data = data.cast("B")  # bytes as 0-255 (a pyarrow buffer's view is signed)
@@ -243,9 +313,7 @@ def plain_spans(
                 or chunk.num_values != rows
             ):
                 return None
-            out.append(
-                _chunk_spans(data, chunk.data_page_offset, chunk.total_compressed_size, rows)
-            )
-    except _Bad:
+            out.append(read(data, chunk.data_page_offset, chunk.total_compressed_size, rows))
+    except (_Bad, IndexError):  # IndexError: a varint or header running past the file
         return None
     return out

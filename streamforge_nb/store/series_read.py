@@ -6,6 +6,12 @@ needs 46 MB of frame, not also 46 MB of decoded tables. In a new process each fr
 zeroed by the kernel before use, and that zeroing was most of a first read's CPU; the frame's
 arrays come from Arrow's pool, which keeps the pages a dropped frame freed for the next one.
 
+A file as the store writes it is not decoded at all but for its trades: this thread plans it
+(`store.pages`: where its float pages are, its times as runs of one step) and hands it to a
+reading thread, which copies the floats from the map, fills the times and has pyarrow decode
+the trades, while this thread plans the next file. Planned in the reading threads, the page
+headers read in Python held the GIL the other thread's copies waited for.
+
 The read cache (`store.scan`) then keeps, per file, an Arrow view of the frame's rows, and
 through them the frame itself (the "keeper", never handed out). A later load of rows the
 keeper holds (the year again, a month of it) is a slice of it, not a copy.
@@ -19,6 +25,7 @@ frame returned is writable like any pandas frame (`df.iloc[0, 0] = x`).
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections.abc import Sequence
@@ -42,6 +49,7 @@ __all__ = ["read_frame"]
 
 _FLOATS = [n for n in COLUMNS if n in FLOAT_COLUMNS]  # the float block's rows, frame order
 _INTS = ["open_time", "close_time", "number_of_trades"]
+_TIMES = ("open_time", "close_time")
 # What `store.pages` may find PLAIN in a file, by physical type: every column (the store's
 # files), else the floats alone (files written before its ints were PLAIN). Ints first: a
 # file of delta ints fails on its first column, before its float pages are read.
@@ -76,7 +84,7 @@ class _File(NamedTuple):
     cut: bool  # the range cuts this partition
     table: pa.Table | None  # decoded already (kept, or a cut partition)
     source: pq.ParquetFile | None  # open, to decode
-    mapped: pa.MemoryMappedFile | None  # the map `source` reads
+    mapped: pa.NativeFile | None  # the map `source` reads
     rows: tuple[int, int]  # the rows of the file in range
 
 
@@ -101,9 +109,9 @@ def read_frame(
             cut = lo < start_ms or hi > end_ms
             table: pa.Table | None = None if hit is None else hit[0]
             source: pq.ParquetFile | None = None
-            mapped: pa.MemoryMappedFile | None = None
+            mapped: pa.NativeFile | None = None
             if table is None:
-                mapped = stack.enter_context(scan.mapped(path))
+                mapped = stack.enter_context(_map_whole(path))
                 source = pq.ParquetFile(mapped, pre_buffer=False)
                 count = source.metadata.num_rows
                 if cut:  # its rows in range are known once its times are
@@ -127,6 +135,23 @@ def read_frame(
         elif hit is None:  # decoded whole for its times: kept as decoded
             scan._CACHE.put(file.path, file.key, file.table, budget)
     return frame.copy(deep=not _shared())
+
+
+def _map_whole(path: str) -> pa.NativeFile:
+    """Open a partition file as `scan.mapped` does, for a read of all of it: the map is
+    populated as it is made (MAP_POPULATE: one call maps every page; a cold file is read
+    whole). Touched a page at a time instead, the faults of two reading threads serialized
+    on the process's memory map lock, some with the GIL held (page headers read in Python).
+    The map stays while the reader or any buffer read from it lives."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if not os.fstat(fd).st_size:  # mmap refuses an empty file; Parquet's reader says why
+            return pa.BufferReader(b"")
+        populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux; elsewhere pages fault in
+        region = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    return pa.BufferReader(pa.py_buffer(region))
 
 
 def _in_range(table: pa.Table, start_ms: int, end_ms: int) -> tuple[int, int]:
@@ -165,13 +190,16 @@ def _copied(files: list[_File]) -> tuple[pd.DataFrame, list[np.ndarray[Any, Any]
     floats = _fresh((len(_FLOATS), n), np.float64)
     open_ms, close_ms, trades = (_fresh((n,), np.int64) for _ in range(3))
 
-    def copy(item: tuple[_File, int]) -> None:
-        file, at = item
+    def copy(item: tuple[_File, int, _Plan | None]) -> None:
+        file, at, plan = item
         lo, hi = file.rows
         span = slice(at, at + hi - lo)
+        ints = [open_ms[span], close_ms[span], trades[span]]
+        if plan is not None:
+            _planned_into(plan, floats[:, span], ints, file)
+            return
         # A file read whole and not decoded yet: its values straight from its bytes where
         # they are PLAIN (`store.pages`): all of them (nothing decoded), or its floats only.
-        ints = [open_ms[span], close_ms[span], trades[span]]
         if file.table is None and _plain_into([*ints, *floats[:, span]], file, _PLAIN_ALL):
             return
         plain = file.table is None and _plain_into(list(floats[:, span]), file, _PLAIN_FLOATS)
@@ -189,10 +217,15 @@ def _copied(files: list[_File]) -> tuple[pd.DataFrame, list[np.ndarray[Any, Any]
             _into(floats[row, span], table, name)
 
     # Two files at a time: pyarrow decodes and numpy copies without the GIL; 2 cores.
+    items = ((file, at, _plan(file)) for file, at in zip(files, offsets, strict=True))
     if len(files) > 1:
-        list(_readers().map(copy, zip(files, offsets, strict=True)))
+        pool = _readers()
+        # Each file planned here, then handed over: the readers copy one while this thread
+        # reads the next one's headers.
+        for future in [pool.submit(copy, item) for item in items]:
+            future.result()
     else:
-        copy((files[0], 0))
+        copy(next(items))
     # int64 ms as UTC times without a copy (pyarrow's own to_pandas does the same): through
     # a naive datetime64 array pandas copied and converted 8 MB, ~7 ms of a year's read.
     close_time = pd.array(close_ms, dtype=_UTC_MS, copy=False)
@@ -258,12 +291,82 @@ def _plain_into(out: Sequence[np.ndarray[Any, Any]], file: _File, columns: dict[
     spans = pages.plain_spans(memoryview(data), file.source.metadata, columns)
     if spans is None:
         return False
+    _copy_spans(out, data, spans)
+    return True
+
+
+class _Plan(NamedTuple):
+    """Where a store file's values are: its times as runs (`pages.steady_runs`), its floats'
+    pages (`pages.plain_spans`)."""
+
+    runs: list[list[tuple[int, int, int]]]
+    spans: list[list[tuple[int, int]]]
+
+
+def _plan(file: _File) -> _Plan | None:
+    """The plan of a file (whole, open, not decoded yet) as the store writes it: floats
+    PLAIN, times runs of one step (months without holes), trades delta-encoded; else None."""
+    if file.table is not None or file.source is None or file.mapped is None:
+        return None
+    file.mapped.seek(0)
+    view, metadata = memoryview(file.mapped.read_buffer()), file.source.metadata
+    runs = pages.steady_runs(view, metadata, _TIMES)
+    spans = None if runs is None else pages.plain_spans(view, metadata, _PLAIN_FLOATS)
+    return None if runs is None or spans is None else _Plan(runs, spans)
+
+
+def _planned_into(
+    plan: _Plan, floats: np.ndarray[Any, Any], ints: Sequence[np.ndarray[Any, Any]], file: _File
+) -> None:
+    """Copy `file` by its plan into `floats` (the float block's rows) and `ints` (open times,
+    close times, trades): floats copied from the map, times filled, trades decoded by
+    pyarrow. (Reading the floats into place with `os.preadv` was measured against the copy
+    from the populated map, in turns: no difference beyond the noise.)"""
+    assert file.mapped is not None  # a planned file is open
+    file.mapped.seek(0)
+    _copy_spans(list(floats), file.mapped.read_buffer(), plan.spans)
+    for out, runs in zip(ints, plan.runs, strict=False):
+        _fill(out, runs)
+    _into(ints[2], _decoded(file.source, ["number_of_trades"]), "number_of_trades")
+
+
+def _fill(out: np.ndarray[Any, Any], runs: list[tuple[int, int, int]]) -> None:
+    """Write each run's `first + step * i` into `out`, one after another."""
+    at = 0
+    for first, step, values in runs:
+        # In int64: wrapping in between is exact, as every value is in range (store.pages).
+        np.add(_ramp(step, values), first, out=out[at : at + values])
+        at += values
+
+
+_RAMPS: dict[int, np.ndarray[Any, Any]] = {}
+_RAMPS_KEPT = 8  # steps kept: a store's intervals and their close-time runs
+
+
+def _ramp(step: int, values: int) -> np.ndarray[Any, Any]:
+    """0, step, ... step * (values - 1) as int64 (wrapping), one array kept per step and
+    never written: a fill is then one pass over the frame, not two (arange, then add)."""
+    ramp = _RAMPS.get(step)
+    if ramp is None or len(ramp) < values:
+        ramp = np.arange(max(values, 0 if ramp is None else 2 * len(ramp)), dtype=np.int64)
+        ramp *= step  # wraps as int64 arithmetic does; each value is then exact mod 2**64
+        ramp.flags.writeable = False
+        if len(_RAMPS) >= _RAMPS_KEPT:
+            _RAMPS.clear()
+        _RAMPS[step] = ramp
+    return ramp[:values]
+
+
+def _copy_spans(
+    out: Sequence[np.ndarray[Any, Any]], data: pa.Buffer, spans: list[list[tuple[int, int]]]
+) -> None:
+    """Copy each column's PLAIN values (`spans`: offset and values of its pages in `data`)
+    into its array of `out`."""
     for row, found in zip(out, spans, strict=True):
         at = 0
         for offset, values in found:
             row[at : at + values] = np.frombuffer(data, row.dtype, values, offset)
             at += values
-    return True
 
 
 def _into(out: np.ndarray[Any, Any], table: pa.Table, name: str) -> None:
