@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -148,6 +149,44 @@ def test_close_does_not_wait_for_the_control_thread(settings: Settings, queue_id
     assert outcome == [True]
     with Queue(queue_id, settings) as queue:
         assert "finished" in [e.status for e in queue.events()]
+
+
+def test_a_pong_being_handed_over_as_close_begins_goes_out_before_close_returns(
+    settings: Settings, queue_id: str
+) -> None:
+    """A ping answered while the worker closes: its pong is handed to the (real) sender
+    before `close()` flushes it, or not at all; nothing is sent once `close()` returned."""
+    w = Worker(settings, queue_id=queue_id, producer_id="dummy__000003", target="dummy")
+    real_send = w._pongs.send_nowait
+    handing, go = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow_send(pong: Any) -> Any:  # the real send, held at its start until released
+        handing.set()
+        go.wait(10)
+        done = real_send(pong)
+        order.append("pong handed over")
+        return done
+
+    w._pongs.send_nowait = slow_send  # type: ignore[method-assign]
+    w.run(lambda _: None)
+    answers: list[str] = []
+    pinger = threading.Thread(target=lambda: answers.append(_ping(settings, queue_id)))
+    pinger.start()
+    assert handing.wait(30)
+    closing = threading.Thread(target=lambda: (w.close(), order.append("close returned")))
+    closing.start()
+    closing.join(0.5)  # a close that does not wait for the pong being handed over is done
+    go.set()
+    closing.join(30)
+    pinger.join(60)
+    assert order == ["pong handed over", "close returned"]
+    assert answers == ["dummy__000003"]  # flushed by close: the ping got its pong
+
+
+def _ping(settings: Settings, queue_id: str) -> str:
+    with Queue(queue_id, settings) as queue:
+        return queue.ping(timeout=30)[0].producer
 
 
 def test_other_partition_counts_still_work(settings: Settings) -> None:

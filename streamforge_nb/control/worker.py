@@ -97,6 +97,9 @@ class Worker:
         self.summary: Callable[[], str] | None = None
         self.stop_event = threading.Event()
         self._closed = threading.Event()
+        # Held while a pong is handed to its sender, and by `close()` to mark the worker
+        # closed: a pong is then either handed over before the sender's flush, or not at all.
+        self._answering = threading.Lock()
         try:
             self._producer = make_producer(settings, linger_ms=0, acks=1,
                                            enable_idempotence=False)  # fmt: skip
@@ -264,21 +267,22 @@ class Worker:
             self.stop_event.set()
 
     def _answer(self, ping: PingCommand) -> None:
-        if self._closed.is_set():
-            return  # the pong sender is closed or closing: the worker has ended
-        pong = Pong.answer(
-            ping,
-            self.producer_id,
-            **_optional(self.symbol, self.type),
-            records_written=self.records_written,
-        )
-        self.metrics.sent(pong)
-        try:
-            # No wait for the ack: the pong is on its way, and the sender measures the trip.
-            self._pongs.send_nowait(pong)
-        except Exception:
-            log.exception("could not send pong")
-            return
+        with self._answering:
+            if self._closed.is_set():
+                return  # the pong sender is closed or closing: the worker has ended
+            pong = Pong.answer(
+                ping,
+                self.producer_id,
+                **_optional(self.symbol, self.type),
+                records_written=self.records_written,
+            )
+            self.metrics.sent(pong)
+            try:
+                # No wait for the ack: the pong is on its way, and the sender measures the trip.
+                self._pongs.send_nowait(pong)
+            except Exception:
+                log.exception("could not send pong")
+                return
         if self.on_sent is not None:
             self.on_sent(pong)
         if self.on_ping is not None:
@@ -290,9 +294,10 @@ class Worker:
 
         The control thread ends and closes its consumer on its own, within one poll.
         """
-        if self._closed.is_set():
-            return
-        self._closed.set()
+        with self._answering:  # a pong being handed over goes out with the flush below
+            if self._closed.is_set():
+                return
+            self._closed.set()
         self._pongs.close(timeout=10)
         self._producer.flush(timeout=10)
         self._producer.close(timeout=10)
