@@ -162,7 +162,7 @@ def _page(b: memoryview) -> tuple[int, int, int, int, int]:
     """Read the page header at the start of `b`: the page's type, compressed size, values,
     their encoding, and where its body starts."""
     head: dict[int, int] = {}  # PageHeader: 1 type, 2 uncompressed size, 3 compressed size
-    page: dict[int, int] = {}  # DataPageHeader: 1 num_values, 2 encoding
+    page: dict[int, int] = {}  # DataPageHeader: 1 num_values, 2 encoding, 3-4 level encodings
     last, kind, pos = _field(b, 0, 0)
     while kind != _STOP:
         if last in (1, 2, 3) and kind == _I32:
@@ -170,17 +170,21 @@ def _page(b: memoryview) -> tuple[int, int, int, int, int]:
         elif last == 5 and kind == _STRUCT:
             inner, sub, pos = _field(b, pos, 0)
             while sub != _STOP:
-                if inner in (1, 2) and sub == _I32:
+                if inner in (1, 2, 3, 4) and sub == _I32:
                     page[inner], pos = _zigzag(b, pos)
-                else:  # level encodings (a REQUIRED column has no levels), statistics
+                else:  # statistics, fields of later format versions
                     pos = _skip(b, pos, sub, 1)
                 inner, sub, pos = _field(b, pos, inner)
         else:
             pos = _skip(b, pos, kind, 0)
         last, kind, pos = _field(b, pos, last)
-    if head.get(2) != head.get(3):  # a page of an uncompressed chunk keeps its size
+    # Thrift's required fields, as pyarrow's reader requires them: a header without one (or
+    # with one of another type, which Thrift skips) is one pyarrow refuses, so not read here.
+    if len(head) < 3 or (head.get(1) == _DATA_PAGE and len(page) < 4):
+        raise _Bad("a required page header field is missing")
+    if head[2] != head[3]:  # a page of an uncompressed chunk keeps its size
         raise _Bad("page sizes differ in an uncompressed column chunk")
-    return head.get(1, -1), head.get(3, -1), page.get(1, -1), page.get(2, -1), pos
+    return head[1], head[3], page.get(1, -1), page.get(2, -1), pos
 
 
 def _pages(data: memoryview, start: int, size: int, rows: int) -> list[tuple[int, int, int, int]]:
@@ -237,7 +241,14 @@ def _steady(data: memoryview, start: int, size: int, rows: int) -> list[tuple[in
         minis, pos = _varint(data, pos)
         total, pos = _varint(data, pos)
         first, pos = _zigzag(data, pos)
-        if total != values or not minis or block % 128 or block % minis or block // minis % 32:
+        if (
+            total != values
+            or not minis
+            or not block
+            or block % 128
+            or block % minis
+            or (block // minis % 32)
+        ):
             raise _Bad("a delta header this reader does not expect")
         blocks = -(-(values - 1) // block)
         step, after = _zigzag(data, pos) if blocks else (0, pos)
