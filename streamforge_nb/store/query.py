@@ -8,7 +8,7 @@ from the file layout `candles/<SYMBOL>/<interval>/<period>.parquet`, `1mo` read 
 `exchange_empty` (symbol, interval, start, end: windows the exchange confirmed empty).
 Times are TIMESTAMPTZ in UTC. DuckDB aggregates while it scans, so memory follows the result,
 not the input; `open_time` filters skip row groups by their statistics. `resample_many` runs
-DuckDB only where a partition is several files; otherwise `scan.resample` aggregates the
+DuckDB only where a partition is several files; otherwise `store.resample` aggregates the
 decoded tables a load keeps, series by series, with the same results.
 
 Reading while a sink writes: DuckDB opens the files without a database and takes no lock, and
@@ -282,9 +282,9 @@ def resample_many(
     if set(files) == {p for sym, iv in series for p in _plain_files(backend, sym, iv, span)}:
         # Each partition one file, as the sink writes them: a pass over the decoded tables
         # (`store.scan`, kept per file version) instead of DuckDB decoding every file again.
-        from streamforge_nb.store import scan
+        from streamforge_nb.store.resample import resample
 
-        return as_result(scan.resample(backend, series, check_interval(rule), span), result)
+        return as_result(resample(backend, series, check_interval(rule), span), result)
     query = resample_sql(files, interval, rule, newest=partitions < len(files))
     return run_sql(backend, query, bounds, result)
 

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA", "cache_bytes", "clear", "column_chunks", "concat_numpy", "decoded", "read_table",
-    "resample",
 ]  # fmt: skip
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -197,6 +196,14 @@ def _tables(
 ) -> list[pa.Table]:
     """The rows of `files` ((start, end, path) of partitions, by time) in `[start_ms, end_ms)`,
     one table per file: `names` only (None: every column)."""
+    return list(_table_stream(files, start_ms, end_ms, names))
+
+
+def _table_stream(
+    files: list[tuple[int, int, str]], start_ms: int, end_ms: int, names: Sequence[str] | None
+) -> Iterator[pa.Table]:
+    """`_tables`, each file's table given as soon as it and those before it are read: the
+    files not kept are decoded two at a time meanwhile (pyarrow decodes without the GIL)."""
     budget = _budget()
     found: list[pa.Table | None] = []
     misses: list[tuple[int, str, _Key]] = []
@@ -209,29 +216,31 @@ def _tables(
     # A subset of columns is read as such (column pushdown), and kept only as a whole file.
     keep = budget > 0 and names is None
 
-    def miss(item: tuple[int, str, _Key]) -> tuple[int, pa.Table]:
-        i, path, key = item
+    def miss(item: tuple[int, str, _Key]) -> pa.Table:
+        _, path, key = item
         table = _decode(path, names)
         if keep:
             _CACHE.put(path, key, table, budget)
-        return i, table
+        return table
 
-    if len(misses) > 1:
-        with ThreadPoolExecutor(min(_READERS, len(misses))) as pool:
-            decoded = list(pool.map(miss, misses))
-    else:
-        decoded = [miss(m) for m in misses]
-    for i, table in decoded:
-        found[i] = table
-    out = []
-    for (lo, hi, _), table in zip(files, found, strict=True):
-        assert table is not None
-        if lo < start_ms or hi > end_ms:  # a partition the range cuts
-            t = _ms(table.column("open_time"))
-            first, last = np.searchsorted(t, [start_ms, end_ms])
-            table = table.slice(int(first), int(last - first))
-        out.append(table)
-    return out
+    with ExitStack() as stack:
+        if len(misses) > 1:
+            pool = stack.enter_context(ThreadPoolExecutor(min(_READERS, len(misses))))
+            # Cancelled if the reader stops early (an error): none left running for it.
+            futures = {m[0]: pool.submit(miss, m) for m in misses}
+            stack.callback(lambda: [f.cancel() for f in futures.values()])
+        else:
+            futures = {}
+            for m in misses:
+                found[m[0]] = miss(m)
+        for i, (lo, hi, _) in enumerate(files):
+            table = found[i] if i not in futures else futures[i].result()
+            assert table is not None
+            if lo < start_ms or hi > end_ms:  # a partition the range cuts
+                t = _ms(table.column("open_time"))
+                first, last = np.searchsorted(t, [start_ms, end_ms])
+                table = table.slice(int(first), int(last - first))
+            yield table
 
 
 def _ms(column: pa.ChunkedArray | pa.Array) -> np.ndarray[Any, Any]:
@@ -341,119 +350,4 @@ def read_table(
     return pa.concat_tables(tables)
 
 
-# How each field of a longer candle comes from its candles (as `query._AGG` in DuckDB).
-_FIRST, _LAST, _MAX, _MIN = ("open",), ("close",), ("high", "close_time"), ("low",)
-
-
-def resample(
-    backend: LocalBackend, series: list[tuple[str, str]], rule: str, span: tuple[int, int]
-) -> pa.Table:
-    """Aggregate each series' candles in `span` to `rule` candles: one sorted pass per series
-    over the decoded tables (`query.resample_many`'s result, where each partition is one file).
-
-    Rows by symbol, then open time: symbol, open_time, the candle fields, `candles` (merged).
-    """
-    from streamforge_nb.platform.intervals import WEEK_OFFSET_MS, interval_ms
-
-    step = interval_ms(rule)
-    offset = WEEK_OFFSET_MS if rule == "1w" else 0
-
-    def slots_of(times: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        if step is None:  # calendar months
-            months = times.view("M8[ms]").astype("M8[M]").astype("M8[ms]")
-            return np.asarray(months.view(np.int64))
-        slots: np.ndarray[Any, Any] = times - (times - offset) % step  # % floors, as the SQL
-        return slots
-
-    def groups(times: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        """Each non-empty slot of sorted `times` and its first row: found by binary search of
-        the slots' bounds, not a slot computed per row (a year of 1m to 1h: 8,760 searches
-        instead of 525,600 divisions)."""
-        first, last = slots_of(times[[0, -1]]).tolist()
-        if step is None:
-            lo, hi = (np.datetime64(t, "ms").astype("M8[M]") for t in (first, last))
-            months = np.arange(lo, hi + 1)
-            bounds = months.astype("M8[ms]").view(np.int64)
-        elif (last - first) // step < len(times):
-            bounds = np.arange(first, last + 1, step, dtype=np.int64)
-        else:  # fewer rows than slots: per row
-            slots = slots_of(times)
-            starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
-            return slots[starts], starts
-        at = np.searchsorted(times, bounds)
-        filled = at < np.r_[at[1:], len(times)]
-        return bounds[filled], at[filled]
-
-    def one(item: tuple[str, str]) -> pa.Table:
-        sym, iv = item
-        table = read_table(backend, sym, iv, span[0], span[1], SCHEMA.names[1:])
-        batches = [b for b in table.to_batches() if b.num_rows]
-        if not batches:
-            return _empty_resample()
-        # A batch per partition file, views of the decoded tables: aggregated one by one
-        # unless a longer candle spans two files (a week across a month's end).
-        edges = [int(slots_of(_ms(b.column(0))[[0, -1]])[k]) for b in batches for k in (0, 1)]
-        if any(edges[i] == edges[i + 1] for i in range(1, len(edges) - 1, 2)):
-            batches = table.combine_chunks().to_batches()
-        return pa.concat_tables([aggregate(sym, b) for b in batches])
-
-    def aggregate(sym: str, batch: pa.RecordBatch) -> pa.Table:
-        slots, starts = groups(_ms(batch.column(0)))  # rows are sorted by open time
-        ends = np.r_[starts[1:], batch.num_rows]
-        group = np.repeat(np.arange(len(starts)), ends - starts)
-        out: dict[str, Any] = {
-            "symbol": _repeated(sym, len(starts)),
-            "open_time": pa.array(slots * 1000, pa.int64()).view(_US),
-        }
-        for name in SCHEMA.names[1:]:
-            column = batch.column(name)
-            if pa.types.is_timestamp(column.type):
-                column = column.view(pa.int64())
-            values = column.to_numpy(zero_copy_only=False)
-            if name in _FIRST:
-                got = values[starts]
-            elif name in _LAST:
-                got = values[ends - 1]
-            elif name in _MAX:
-                got = np.maximum.reduceat(values, starts)
-            elif name in _MIN:
-                got = np.minimum.reduceat(values, starts)
-            elif values.dtype.kind == "f":  # added in time order one by one, as DuckDB's sum
-                got = np.bincount(group, weights=values, minlength=len(starts))
-            else:
-                got = np.add.reduceat(values, starts)
-            out[name] = pa.array(got * 1000, pa.int64()).view(_US) if name == "close_time" else got
-        out["candles"] = pa.array(ends - starts, pa.int64())
-        return pa.table(out)
-
-    order = sorted(series)  # by symbol, as the SQL orders
-    if len(order) > 1:
-        with ThreadPoolExecutor(_READERS) as pool:
-            parts = list(pool.map(one, order))
-    else:  # one series: its files one after another (two threads took ~20% longer: the
-        # aggregation's Python between numpy calls made each wait for the GIL)
-        parts = [one(s) for s in order]
-    return pa.concat_tables(parts) if parts else _empty_resample()
-
-
-_US = pa.timestamp("us", tz="UTC")
 _MS = pa.timestamp("ms", tz="UTC")
-
-
-def _repeated(text: str, count: int) -> pa.StringArray:
-    """`text` `count` times as an Arrow string array, from its buffers (`pa.array` of a
-    numpy object array: ~45 us a month's hours)."""
-    raw = text.encode()
-    if count * len(raw) >= 2**31:  # past int32 offsets: not a resample's groups, but exact
-        return pa.array([text] * count, pa.string())
-    offsets = np.arange(count + 1, dtype=np.int32) * len(raw)
-    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(raw * count))
-
-
-def _empty_resample() -> pa.Table:
-    """The result of `resample` with no rows."""
-    fields = [pa.field("symbol", pa.string()), pa.field("open_time", _US)]
-    for f in SCHEMA:
-        if f.name != "open_time":
-            fields.append(pa.field(f.name, _US if f.name == "close_time" else f.type))
-    return pa.schema([*fields, pa.field("candles", pa.int64())]).empty_table()
