@@ -145,7 +145,10 @@ def _budget() -> int:
 
 
 def _key(path: str) -> _Key:
-    st = os.stat(path)
+    return _stat_key(os.stat(path))
+
+
+def _stat_key(st: os.stat_result) -> _Key:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 

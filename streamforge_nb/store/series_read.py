@@ -12,6 +12,10 @@ reading thread, which copies the floats from the map, fills the times and has py
 the trades, while this thread plans the next file. Planned in the reading threads, the page
 headers read in Python held the GIL the other thread's copies waited for.
 
+A file's layout (where those pages and runs are) is kept per file version (`store.layouts`),
+checked against a digest of the bytes it was found in, so a later first read of the file
+(its decoded table dropped) maps it and hands it over without reading its headers here.
+
 The read cache (`store.scan`) then keeps, per file, an Arrow view of the frame's rows, and
 through them the frame itself (the "keeper", never handed out). A later load of rows the
 keeper holds (the year again, a month of it) is a slice of it, not a copy.
@@ -39,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamforge_nb.exceptions import store_errors
-from streamforge_nb.store import pages, scan
+from streamforge_nb.store import layouts, pages, scan
 from streamforge_nb.store.frames import COLUMNS, FLOAT_COLUMNS, empty_frame
 
 if TYPE_CHECKING:
@@ -49,7 +53,6 @@ __all__ = ["read_frame"]
 
 _FLOATS = [n for n in COLUMNS if n in FLOAT_COLUMNS]  # the float block's rows, frame order
 _INTS = ["open_time", "close_time", "number_of_trades"]
-_TIMES = ("open_time", "close_time")
 # What `store.pages` may find PLAIN in a file, by physical type: every column (the store's
 # files), else the floats alone (files written before its ints were PLAIN). Ints first: a
 # file of delta ints fails on its first column, before its float pages are read.
@@ -86,6 +89,7 @@ class _File(NamedTuple):
     source: pq.ParquetFile | None  # open, to decode
     mapped: pa.NativeFile | None  # the map `source` reads
     rows: tuple[int, int]  # the rows of the file in range
+    layout: layouts.Layout | None  # where its values are, kept from an earlier read
 
 
 def read_frame(
@@ -97,8 +101,8 @@ def read_frame(
     with store_errors(f"cannot read {symbol} {interval} candles", where), ExitStack() as stack:
         spanned = scan._spanned(backend, symbol, interval, start_ms, end_ms)
         budget = scan._budget()
-        # Each file's identity BEFORE it is opened: a file replaced in between is kept
-        # under the old identity, which no later stat matches (store.scan).
+        # Each file's identity before it is opened, to find what is kept of it; a file read
+        # is kept under the identity of the version opened (`_map_whole`).
         keys = [scan._key(path) for _, _, path in spanned]
         hits = [
             scan._CACHE.entry(p, k) if budget else None
@@ -110,16 +114,27 @@ def read_frame(
             table: pa.Table | None = None if hit is None else hit[0]
             source: pq.ParquetFile | None = None
             mapped: pa.NativeFile | None = None
+            layout: layouts.Layout | None = None
             if table is None:
-                mapped = stack.enter_context(_map_whole(path))
+                # Kept under the version mapped: a replace since the stat above changes
+                # neither what is read nor its key.
+                mapped, key = _map_whole(path)
+                stack.enter_context(mapped)
+                layout = None if cut else layouts.get(path, key)
+                if layout is not None and not layouts.matches(layout, _bytes(mapped)):
+                    layout = None
+            if layout is not None:  # nothing more to read here: its reader parses its footer
+                count = layout.rows
+            elif mapped is not None:
                 source = pq.ParquetFile(mapped, pre_buffer=False)
                 count = source.metadata.num_rows
                 if cut:  # its rows in range are known once its times are
                     table = scan.decoded(source)
             else:
+                assert table is not None
                 count = table.num_rows
             rows = _in_range(table, start_ms, end_ms) if cut else (0, count)
-            files.append(_File(path, key, cut, table, source, mapped, rows))
+            files.append(_File(path, key, cut, table, source, mapped, rows, layout))
         kept = _kept(files, hits)
         if kept is not None:
             return kept
@@ -137,21 +152,30 @@ def read_frame(
     return frame.copy(deep=not _shared())
 
 
-def _map_whole(path: str) -> pa.NativeFile:
-    """Open a partition file as `scan.mapped` does, for a read of all of it: the map is
-    populated as it is made (MAP_POPULATE: one call maps every page; a cold file is read
-    whole). Touched a page at a time instead, the faults of two reading threads serialized
-    on the process's memory map lock, some with the GIL held (page headers read in Python).
-    The map stays while the reader or any buffer read from it lives."""
+def _bytes(mapped: pa.NativeFile) -> memoryview:
+    mapped.seek(0)
+    return memoryview(mapped.read_buffer()).cast("B")  # the map itself, no copy
+
+
+def _map_whole(path: str) -> tuple[pa.NativeFile, scan._Key]:
+    """Open a partition file as `scan.mapped` does, for a read of all of it, and return it
+    with its version's key (`scan._key` of the file opened). The map is populated as it is
+    made (MAP_POPULATE: one call maps every page; a cold file is read whole). Touched a page
+    at a time instead, the faults of two reading threads serialized on the process's memory
+    map lock, some with the GIL held (page headers read in Python); mapped and unmapped on
+    the reading threads, the year took ~5% more wall and more CPU. The map stays while the
+    reader or any buffer read from it lives."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        if not os.fstat(fd).st_size:  # mmap refuses an empty file; Parquet's reader says why
-            return pa.BufferReader(b"")
+        stat = os.fstat(fd)
+        key = scan._stat_key(stat)
+        if not stat.st_size:  # mmap refuses an empty file; Parquet's reader says why
+            return pa.BufferReader(b""), key
         populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux; elsewhere pages fault in
         region = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
-    return pa.BufferReader(pa.py_buffer(region))
+    return pa.BufferReader(pa.py_buffer(region)), key
 
 
 def _in_range(table: pa.Table, start_ms: int, end_ms: int) -> tuple[int, int]:
@@ -161,7 +185,7 @@ def _in_range(table: pa.Table, start_ms: int, end_ms: int) -> tuple[int, int]:
 
 
 def _offsets(files: list[_File]) -> list[int]:
-    sizes = [hi - lo for *_, (lo, hi) in files]
+    sizes = [f.rows[1] - f.rows[0] for f in files]
     return np.r_[0, np.cumsum(sizes)[:-1]].astype(int).tolist() if files else []
 
 
@@ -190,7 +214,7 @@ def _copied(files: list[_File]) -> tuple[pd.DataFrame, list[np.ndarray[Any, Any]
     floats = _fresh((len(_FLOATS), n), np.float64)
     open_ms, close_ms, trades = (_fresh((n,), np.int64) for _ in range(3))
 
-    def copy(item: tuple[_File, int, _Plan | None]) -> None:
+    def copy(item: tuple[_File, int, layouts.Layout | None]) -> None:
         file, at, plan = item
         lo, hi = file.rows
         span = slice(at, at + hi - lo)
@@ -295,39 +319,39 @@ def _plain_into(out: Sequence[np.ndarray[Any, Any]], file: _File, columns: dict[
     return True
 
 
-class _Plan(NamedTuple):
-    """Where a store file's values are: its times as runs (`pages.steady_runs`), its floats'
-    pages (`pages.plain_spans`)."""
-
-    runs: list[list[tuple[int, int, int]]]
-    spans: list[list[tuple[int, int]]]
-
-
-def _plan(file: _File) -> _Plan | None:
-    """The plan of a file (whole, open, not decoded yet) as the store writes it: floats
-    PLAIN, times runs of one step (months without holes), trades delta-encoded; else None."""
-    if file.table is not None or file.source is None or file.mapped is None:
+def _plan(file: _File) -> layouts.Layout | None:
+    """The layout of a file (whole, not decoded yet) if it is as the store writes it (kept,
+    or read from its headers here and kept); else None."""
+    if file.layout is not None or file.table is not None:
+        return file.layout
+    if file.source is None or file.mapped is None:
         return None
-    file.mapped.seek(0)
-    view, metadata = memoryview(file.mapped.read_buffer()), file.source.metadata
-    runs = pages.steady_runs(view, metadata, _TIMES)
-    spans = None if runs is None else pages.plain_spans(view, metadata, _PLAIN_FLOATS)
-    return None if runs is None or spans is None else _Plan(runs, spans)
+    layout = layouts.planned(_bytes(file.mapped), file.source.metadata, _PLAIN_FLOATS)
+    if layout is not None:
+        layouts.put(file.path, file.key, layout)
+    return layout
 
 
 def _planned_into(
-    plan: _Plan, floats: np.ndarray[Any, Any], ints: Sequence[np.ndarray[Any, Any]], file: _File
+    plan: layouts.Layout,
+    floats: np.ndarray[Any, Any],
+    ints: Sequence[np.ndarray[Any, Any]],
+    file: _File,
 ) -> None:
-    """Copy `file` by its plan into `floats` (the float block's rows) and `ints` (open times,
-    close times, trades): floats copied from the map, times filled, trades decoded by
-    pyarrow. (Reading the floats into place with `os.preadv` was measured against the copy
+    """Copy `file` by its layout into `floats` (the float block's rows) and `ints` (open
+    times, close times, trades): floats copied from the map, times filled, trades decoded by
+    pyarrow (for a file whose layout was kept, its footer is parsed here, off the calling
+    thread). (Reading the floats into place with `os.preadv` was measured against the copy
     from the populated map, in turns: no difference beyond the noise.)"""
-    assert file.mapped is not None  # a planned file is open
-    file.mapped.seek(0)
-    _copy_spans(list(floats), file.mapped.read_buffer(), plan.spans)
+    mapped, source = file.mapped, file.source
+    assert mapped is not None  # a file to read is mapped
+    if source is None:
+        source = pq.ParquetFile(mapped, pre_buffer=False)
+    mapped.seek(0)
+    _copy_spans(list(floats), mapped.read_buffer(), plan.spans)
     for out, runs in zip(ints, plan.runs, strict=False):
         _fill(out, runs)
-    _into(ints[2], _decoded(file.source, ["number_of_trades"]), "number_of_trades")
+    _into(ints[2], _decoded(source, ["number_of_trades"]), "number_of_trades")
 
 
 def _fill(out: np.ndarray[Any, Any], runs: list[tuple[int, int, int]]) -> None:
