@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from streamforge_nb.store import footers, scan
+from streamforge_nb.store import footers, layouts, scan
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.store.frames import COLUMNS, frame_from_arrays
 from streamforge_nb.testing import CandleGenerator
@@ -130,11 +130,14 @@ def median_time(
     return Timing.of(times)
 
 
-def cleared(fn: Callable[[], object]) -> Callable[[], object]:
-    """`fn` after dropping the decoded tables `store.scan` keeps: a first read's cost."""
+def cleared(fn: Callable[[], object], shapes: bool = False) -> Callable[[], object]:
+    """`fn` after dropping the decoded tables `store.scan` keeps: a first read's cost (and
+    with `shapes`, the files' layouts `store.layouts` keeps as well)."""
 
     def first() -> object:
         scan.clear()
+        if shapes:
+            layouts.clear()
         return fn()
 
     return first
@@ -223,6 +226,8 @@ def year_case(
          {"read_parquet": t_pq, **_a(arctic, "read")})  # fmt: skip
     c_first = median_time(cleared(lambda: store.load("SYM000USDT", "1m")), runs, time.process_time)
     show("  first load, CPU seconds (all threads)", c_first, _a(arctic, "read_cpu"))
+    t_shapes = median_time(cleared(lambda: store.load("SYM000USDT", "1m"), shapes=True), runs)
+    show("  first load, file layouts dropped too", t_shapes, _a(arctic, "read"))
     t_fresh, cpu = fresh_read(root, runs)
     show(f"  first load in a new process (CPU {cpu * 1000:.0f} ms)", t_fresh,
          {"read_parquet": t_pq, **_a(arctic, "read")})  # fmt: skip
