@@ -31,6 +31,7 @@ from streamforge_nb.kafka.partitions import (
     partition_for,
     queue_start_time,
 )
+from streamforge_nb.kafka.positions import positions as positions_of
 from streamforge_nb.kafka.send import live_reader
 from streamforge_nb.platform.contract import BaseEvent, Pong
 from streamforge_nb.settings import Settings
@@ -39,10 +40,6 @@ __all__ = ["Follower", "PongReply"]
 
 log = logging.getLogger("streamforge_nb.control.queue")
 _POLL_MS = 100
-# kafka-python's `position()` waits without end by default (it may await a leader-epoch
-# validation the broker never answers): bounded, a position not known by then counts as
-# no progress, which the stall watch (`_Stall`) turns into a new consumer, then an error.
-_POSITION_MS = 2_000
 _CONSUMER = {"enable_auto_commit": False, "fetch_max_wait_ms": 100}
 # History readers fetch in small responses: kafka-python parses a response in the network
 # thread every client of the process shares, and a big one delays the live consumers' pongs.
@@ -65,18 +62,6 @@ class _ReadPlan:
 HISTORY_STALL_S = 20.0
 """Seconds a history read may make no progress before its consumer is replaced."""
 HISTORY_RENEWALS = 3
-
-
-def _positions(
-    consumer: KafkaConsumer, partitions: list[TopicPartition], known: dict[TopicPartition, int]
-) -> dict[TopicPartition, int]:
-    """Where `consumer` reads each of `partitions` next, waiting at most `_POSITION_MS` each;
-    one not known by then is where it was last seen (`known`: those positions)."""
-    found = {}
-    for tp in partitions:
-        at = consumer.position(tp, timeout_ms=_POSITION_MS)
-        found[tp] = known[tp] if at is None else at
-    return found
 
 
 class _Stall:
@@ -308,7 +293,7 @@ class Follower:
                                 event = self._decode(record.value, record.key)
                                 if event is not None:
                                     events.append(event)
-                    positions = _positions(consumer, remaining, {**plan.start, **stall.seen})
+                    positions = positions_of(consumer, remaining, {**plan.start, **stall.seen})
                     remaining = [tp for tp in remaining if positions[tp] < plan.end[tp]]
                     if remaining and stall.stalled(positions):
                         # Read it again with a new consumer (below): nothing moved for a while.
@@ -402,7 +387,7 @@ class Follower:
                             yield event
                 if not in_history:
                     continue
-                positions = _positions(consumer, plan.partitions, {**plan.start, **stall.seen})
+                positions = positions_of(consumer, plan.partitions, {**plan.start, **stall.seen})
                 if all(positions[tp] >= plan.end[tp] for tp in plan.partitions):
                     in_history = False
                     yield from _in_order(history, plan)

@@ -39,6 +39,7 @@ from streamforge_nb.control.telemetry import (
 from streamforge_nb.exceptions import kafka_errors
 from streamforge_nb.kafka.clients import make_consumer
 from streamforge_nb.kafka.partitions import START_SLACK_S, offsets_at, partition_for
+from streamforge_nb.kafka.positions import read_to_end
 from streamforge_nb.platform.contract import BaseEvent
 from streamforge_nb.settings import Settings
 
@@ -224,13 +225,15 @@ def _fold_history(
             for tp in remaining:
                 consumer.seek(tp, start[tp])
             needles = {qid.encode(): qid for qid in queue_ids}
-            while remaining:
-                for batch in consumer.poll(timeout_ms=200, max_records=10_000).values():
-                    for record in batch:
-                        event = _event(record.value, record.key, needles)
-                        if event is not None and event.queue_id in queue_ids:
-                            folded[event.queue_id] = fold(folded.get(event.queue_id, {}), event)
-                remaining = [tp for tp in remaining if consumer.position(tp) < end[tp]]
+
+            def handle(batch: list[Any]) -> None:
+                for record in batch:
+                    event = _event(record.value, record.key, needles)
+                    if event is not None and event.queue_id in queue_ids:
+                        folded[event.queue_id] = fold(folded.get(event.queue_id, {}), event)
+
+            ends = {tp: end[tp] for tp in remaining}
+            read_to_end(consumer, ends, handle, what="reading the history of " + topic)
     finally:
         consumer.close()
     return folded
@@ -307,16 +310,17 @@ class HistoryReader:
         if not partitions:
             return
         end = consumer.end_offsets(partitions)
-        remaining = [tp for tp in partitions if consumer.position(tp) < end[tp]]
-        while remaining and (deadline is None or time.monotonic() < deadline):
-            for batch in consumer.poll(timeout_ms=200, max_records=10_000).values():
-                self.records_read += len(batch)
-                for record in batch:
-                    event = _event(record.value, record.key, self._needles)
-                    if event is not None and event.queue_id in self._ids:
-                        folded = self._folded.get(event.queue_id, {})
-                        self._folded[event.queue_id] = fold(folded, event)
-            remaining = [tp for tp in remaining if consumer.position(tp) < end[tp]]
+
+        def handle(batch: list[Any]) -> None:
+            self.records_read += len(batch)
+            for record in batch:
+                event = _event(record.value, record.key, self._needles)
+                if event is not None and event.queue_id in self._ids:
+                    folded = self._folded.get(event.queue_id, {})
+                    self._folded[event.queue_id] = fold(folded, event)
+
+        what = "reading the history of " + topic
+        read_to_end(consumer, end, handle, what=what, deadline=deadline)
 
     def _place(self, consumer: KafkaConsumer, topic: str, new: Mapping[str, float | None]) -> None:
         """Have the partitions of the `new` queues read from their start (as `_fold_history`)."""

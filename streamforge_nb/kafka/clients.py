@@ -27,6 +27,7 @@ from streamforge_nb.exceptions import (
     map_confluent_error,
     map_topic_error,
 )
+from streamforge_nb.kafka.positions import resolved
 from streamforge_nb.logs import guard_secrets
 from streamforge_nb.settings import Settings
 
@@ -229,18 +230,17 @@ def make_assigned_consumer(
     consumer = make_consumer(settings, **options)
     try:
         numbers = topic_partitions(consumer, topic, settings)
+        with kafka_errors("reading " + topic, settings.kafka_bootstrap_servers):
+            partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+            consumer.assign(partitions)
+            if start == "end":
+                consumer.seek_to_end(*partitions)
+                resolved(consumer, partitions, "reading " + topic)
+            else:
+                consumer.seek_to_beginning(*partitions)
     except BaseException:
         consumer.close()
         raise
-    with kafka_errors("reading " + topic, settings.kafka_bootstrap_servers):
-        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
-        consumer.assign(partitions)
-        if start == "end":
-            consumer.seek_to_end(*partitions)
-            for tp in partitions:
-                consumer.position(tp)
-        else:
-            consumer.seek_to_beginning(*partitions)
     return consumer, partitions
 
 

@@ -25,6 +25,7 @@ from streamforge_nb.kafka.clients import (
     make_consumer,
     make_producer,
 )
+from streamforge_nb.kafka.positions import read_to_end
 from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.platform.contract import PingCommand, decode_command, encode, message_key
 from streamforge_nb.settings import Settings
@@ -64,11 +65,12 @@ def read_topic(settings: Settings, topic: str, *, timeout: float = 30.0) -> list
         end = consumer.end_offsets(partitions)
         records: list[Any] = []
         deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} took over {timeout:g} s")
-            for batch in consumer.poll(timeout_ms=200, max_records=50_000).values():
-                records.extend(batch)
+        left = read_to_end(
+            consumer, end, records.extend, what="reading " + topic, deadline=deadline,
+            max_records=50_000,
+        )  # fmt: skip
+        if left:
+            raise TimeoutError(f"reading {topic} took over {timeout:g} s")
         return records
     finally:
         consumer.close()
