@@ -8,8 +8,10 @@ pyarrow's own decode is the reference.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pytest
 from test_store_pages import (  # tests/ is on sys.path (rootdir, no package)
     CANDLES,
     assert_same_bits,
@@ -26,15 +28,35 @@ def kept(path: Path) -> layouts.Layout | None:
     return layouts.get(str(path), scan._key(str(path)))
 
 
-def test_a_layout_kept_from_a_first_load_reads_the_next_one_exactly(tmp_path: Path) -> None:
-    write_as(tmp_path, CANDLES)
+def kept_after_a_first_load(root: Path) -> dict[Path, layouts.Layout]:
+    """Write the two months of CANDLES, load them once; return each file's layout kept."""
+    write_as(root, CANDLES)
     layouts.clear()
-    before = first_load(tmp_path)  # reads the headers, keeps each file's layout
-    files = sorted(series_dir(tmp_path).glob("*.parquet"))
-    assert len(files) == 2 and all(kept(p) is not None for p in files)
+    first_load(root)
+    found = {p: kept(p) for p in sorted(series_dir(root).glob("*.parquet"))}
+    assert len(found) == 2
+    return {p: layout for p, layout in found.items() if layout is not None}
+
+
+def keep_under_its_key(path: Path, layout: layouts.Layout) -> None:
+    layouts.put(str(path), scan._key(str(path)), layout)
+
+
+def test_a_layout_kept_from_a_first_load_reads_the_next_one_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert len(kept_after_a_first_load(tmp_path)) == 2  # headers read, each layout kept
+    read: list[bool] = []
+
+    def read_into(*args: Any) -> bool:
+        read.append(real(*args))
+        return read[-1]
+
+    real = layouts.read_into
+    monkeypatch.setattr(layouts, "read_into", read_into)
     again = first_load(tmp_path)  # decoded tables dropped, layouts kept
+    assert read == [True, True]  # each file read by its layout, not mapped and planned
     assert_same_bits(again, pyarrow_frame(tmp_path))
-    assert_same_bits(again, before)
 
 
 def test_a_rewritten_file_under_a_kept_layouts_key_loads_as_pyarrow_decodes_it(
@@ -42,11 +64,8 @@ def test_a_rewritten_file_under_a_kept_layouts_key_loads_as_pyarrow_decodes_it(
 ) -> None:
     # The same key for other bytes: a rewrite within the clock's tick, of the same size, on
     # the same inode. Forced here by keeping the old layout under the new file's key.
-    write_as(tmp_path, CANDLES)
-    layouts.clear()
-    first_load(tmp_path)
-    files = sorted(series_dir(tmp_path).glob("*.parquet"))
-    old = {p: kept(p) for p in files}
+    old = kept_after_a_first_load(tmp_path)
+    files = sorted(old)
     sizes = {p: p.stat().st_size for p in files}
     # Other close times (still one step: the same bytes but for each page's first value)
     # and other prices; the same sizes, so offsets alone cannot tell the files apart.
@@ -57,11 +76,24 @@ def test_a_rewritten_file_under_a_kept_layouts_key_loads_as_pyarrow_decodes_it(
     write_as(tmp_path, other)
     assert {p: p.stat().st_size for p in files} == sizes
     for path, layout in old.items():
-        assert layout is not None
-        layouts.put(str(path), scan._key(str(path)), layout)
+        keep_under_its_key(path, layout)
     loaded = first_load(tmp_path)
     assert_same_bits(loaded, pyarrow_frame(tmp_path))
     assert (loaded["close_time"] == other["close_time"]).all()
     for path in files:  # the rewrite's own layout replaced the stale one
         now = kept(path)
-        assert now is not None and now.runs != old[path].runs  # type: ignore[union-attr]
+        assert now is not None and now.runs != old[path].runs
+
+
+def test_a_shorter_file_under_a_kept_layouts_key_loads_as_pyarrow_decodes_it(
+    tmp_path: Path,
+) -> None:
+    # A file's layout kept under the key of a file holding less of that month.
+    old = kept_after_a_first_load(tmp_path)
+    for path in old:
+        path.unlink()
+    write_as(tmp_path, CANDLES.iloc[: len(CANDLES) // 3])  # the first month only, cut short
+    (path,) = sorted(series_dir(tmp_path).glob("*.parquet"))
+    assert path.stat().st_size < old[path].size
+    keep_under_its_key(path, old[path])
+    assert_same_bits(first_load(tmp_path), pyarrow_frame(tmp_path))

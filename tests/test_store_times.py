@@ -27,7 +27,7 @@ from test_store_pages import (
     write_as,
 )
 
-from streamforge_nb.store import pages, series_read
+from streamforge_nb.store import layouts, pages
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.store.frames import MAX_MS
 from streamforge_nb.store.local import _WRITE_OPTIONS
@@ -44,7 +44,7 @@ def runs_of(path: Path, names: tuple[str, ...] = TIMES) -> list[list[tuple[int, 
 
 def filled(runs: list[tuple[int, int, int]]) -> np.ndarray:
     out = np.empty(sum(values for *_, values in runs), dtype=np.int64)
-    series_read._fill(out, runs)
+    layouts.fill(out, runs)
     return out
 
 

@@ -6,13 +6,18 @@ its floats are PLAIN pages copied from the file, its times runs of one step fill
 file with the GIL held, which the threads copying other files wait for. The layout of a file
 version never changes (every write replaces a partition with a new file), so it is kept here
 under the version's identity (device, inode, size, mtime), as its decoded table is in
-`store.scan`, and a later first read of the file hands it to a reading thread at once.
+`store.scan`. A later first read of the file hands it to a reading thread at once, which
+reads it by its layout (`read_into`): its float values straight into the frame and its other
+bytes into an image of the file, with one `preadv` (Linux, the BSDs, macOS), so it is neither
+mapped, populated nor unmapped; its times are filled (`fill`), its trades decoded from the
+image by pyarrow.
 
 A key is not proof: a partition rewritten within the clock's tick, the same size, on an inode
 freed by the write before, has the same one. So a layout also keeps a digest of every byte
-its reading looked at (the footer, the time chunks, the float chunks but for their values);
-a file whose bytes there differ is read again. The layout is a function of those bytes
-alone, so one that matches is the layout reading the file again would give.
+finding it looked at (the footer, the time chunks, the float chunks but for their values),
+and `read_into` checks the bytes it read there: a file that differs is read again from its
+bytes. The layout is a function of those bytes alone, so one that matches is the layout
+reading the file's headers again would give.
 
 Dropping the decoded tables (`scan.clear`) keeps the layouts: they are what a reader knows of
 a file's shape, not its values, which are read from the file every time. `clear` drops them.
@@ -21,19 +26,23 @@ a file's shape, not its values, which are read from the file every time. `clear`
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from streamforge_nb.store import pages
 
-__all__ = ["Layout", "clear", "get", "matches", "planned", "put"]
+__all__ = ["Layout", "clear", "drop", "fill", "get", "image", "planned", "put", "read_into"]
 
 _KEPT = 8192  # file versions: a year of 1m for 200 symbols is 2,400; each is ~2 KB
 _DIGEST = 16  # bytes of blake2b: ~10 us a month's file
 _TIMES = ("open_time", "close_time")
+_IOV = 512  # buffers a `preadv` (IOV_MAX is 1024 on Linux)
 
 
 class Layout(NamedTuple):
@@ -46,6 +55,9 @@ class Layout(NamedTuple):
     size: int  # of the file
     read: tuple[tuple[int, int], ...]  # (offset, bytes) of what finding it read
     digest: bytes  # of those bytes, in order
+    # The file from its first column chunk on, in order, as (offset, bytes, float, value):
+    # a float's values (its row in `spans`, its first value) or other bytes (float -1).
+    segments: tuple[tuple[int, int, int, int], ...]
 
 
 def planned(data: memoryview, metadata: pq.FileMetaData, floats: dict[str, str]) -> Layout | None:
@@ -56,12 +68,50 @@ def planned(data: memoryview, metadata: pq.FileMetaData, floats: dict[str, str])
     if runs is None or spans is None:
         return None
     read = _read(data, metadata, list(floats), spans)
-    return Layout(metadata.num_rows, runs, spans, len(data), read, _digest(data, read))
+    segments = _segments(spans, min(offset for offset, _ in read), len(data))
+    return Layout(metadata.num_rows, runs, spans, len(data), read, _digest(data, read), segments)
 
 
-def matches(layout: Layout, data: memoryview) -> bool:
-    """Whether `data` (a file's bytes) is what `layout` was found in, where it was read."""
-    return len(data) == layout.size and _digest(data, layout.read) == layout.digest
+def read_into(fd: int, layout: Layout, rows: Sequence[np.ndarray[Any, Any]], image: Any) -> bool:
+    """Read the file `fd` by `layout`: its float values straight into `rows` (the frame's
+    float rows of this file, `spans` order), every other byte into `image` (a writable
+    buffer of at least the file's size) at its offset, with `preadv` (no map to make, fill
+    or unmap); return whether the bytes `layout` was found in are the same (if not, `rows`
+    hold whatever the file has there)."""
+    out = [row.data.cast("B") for row in rows]
+    place = memoryview(image).cast("B")
+    buffers = [
+        place[offset : offset + n] if row < 0 else out[row][8 * value : 8 * value + n]
+        for offset, n, row, value in layout.segments
+    ]
+    at = layout.segments[0][0] if layout.segments else layout.size
+    for first in range(0, len(buffers), _IOV):
+        part = buffers[first : first + _IOV]
+        want = sum(len(b) for b in part)
+        if os.preadv(fd, part, at) != want:  # the file is shorter than the layout's
+            return False
+        at += want
+    return at == layout.size and _digest(place, layout.read) == layout.digest
+
+
+def _segments(
+    spans: list[list[tuple[int, int]]], start: int, size: int
+) -> tuple[tuple[int, int, int, int], ...]:
+    pages = []
+    for row, found in enumerate(spans):
+        value = 0
+        for offset, values in found:
+            pages.append((offset, 8 * values, row, value))
+            value += values
+    segments, at = [], start
+    for offset, n, row, value in sorted(pages):
+        if offset > at:
+            segments.append((at, offset - at, -1, 0))
+        segments.append((offset, n, row, value))
+        at = offset + n
+    if size > at:
+        segments.append((at, size - at, -1, 0))
+    return tuple(segments)
 
 
 def _read(
@@ -97,6 +147,48 @@ def _digest(data: memoryview, read: tuple[tuple[int, int], ...]) -> bytes:
     return digest.digest()
 
 
+_IMAGES = threading.local()
+_IMAGE_KEPT = 16 * 2**20  # bytes of a reading thread's image kept for its next file
+
+
+def image(size: int) -> np.ndarray[Any, Any]:
+    """A writable buffer of at least `size` bytes, this thread's own: a month of 1m is ~3 MB,
+    kept for the next file (only the pages written are ever touched)."""
+    image: np.ndarray[Any, Any] | None = getattr(_IMAGES, "image", None)
+    if image is None or len(image) < size:
+        image = np.empty(size, dtype=np.uint8)
+        if size <= _IMAGE_KEPT:
+            _IMAGES.image = image
+    return image
+
+
+def fill(out: np.ndarray[Any, Any], runs: list[tuple[int, int, int]]) -> None:
+    """Write each run's `first + step * i` into `out`, one after another."""
+    at = 0
+    for first, step, values in runs:
+        # In int64: wrapping in between is exact, as every value is in range (store.pages).
+        np.add(_ramp(step, values), first, out=out[at : at + values])
+        at += values
+
+
+_RAMPS: dict[int, np.ndarray[Any, Any]] = {}
+_RAMPS_KEPT = 8  # steps kept: a store's intervals and their close-time runs
+
+
+def _ramp(step: int, values: int) -> np.ndarray[Any, Any]:
+    """0, step, ... step * (values - 1) as int64 (wrapping), one array kept per step and
+    never written: a fill is then one pass over the frame, not two (arange, then add)."""
+    ramp = _RAMPS.get(step)
+    if ramp is None or len(ramp) < values:
+        ramp = np.arange(max(values, 0 if ramp is None else 2 * len(ramp)), dtype=np.int64)
+        ramp *= step  # wraps as int64 arithmetic does; each value is then exact mod 2**64
+        ramp.flags.writeable = False
+        if len(_RAMPS) >= _RAMPS_KEPT:
+            _RAMPS.clear()
+        _RAMPS[step] = ramp
+    return ramp[:values]
+
+
 class _Layouts:
     """Layouts per path and file version, least recently used first."""
 
@@ -119,6 +211,10 @@ class _Layouts:
             while len(self._kept) > _KEPT:
                 self._kept.popitem(last=False)
 
+    def drop(self, path: str) -> None:
+        with self._lock:
+            self._kept.pop(path, None)
+
     def clear(self) -> None:
         with self._lock:
             self._kept.clear()
@@ -127,6 +223,7 @@ class _Layouts:
 _LAYOUTS = _Layouts()
 get = _LAYOUTS.get
 put = _LAYOUTS.put
+drop = _LAYOUTS.drop
 
 
 def clear() -> None:

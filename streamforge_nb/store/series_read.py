@@ -13,8 +13,11 @@ the trades, while this thread plans the next file. Planned in the reading thread
 headers read in Python held the GIL the other thread's copies waited for.
 
 A file's layout (where those pages and runs are) is kept per file version (`store.layouts`),
-checked against a digest of the bytes it was found in, so a later first read of the file
-(its decoded table dropped) maps it and hands it over without reading its headers here.
+so a later first read of the file (its decoded table dropped) neither maps it nor reads its
+headers here: this thread opens it and hands it over, and the reader reads its floats into
+place and its other bytes into an image of the file with one `preadv`, checks those bytes
+against the digest the layout keeps (a stale layout is dropped and the load starts again),
+fills the times and has pyarrow decode the trades from the image.
 
 The read cache (`store.scan`) then keeps, per file, an Arrow view of the frame's rows, and
 through them the frame itself (the "keeper", never handed out). A later load of rows the
@@ -33,7 +36,7 @@ import mmap
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -64,6 +67,8 @@ _BLOCKS = (
     np.array([COLUMNS.index("number_of_trades")]),
 )
 _UTC_MS = pd.DatetimeTZDtype("ms", "UTC")
+# Where the OS reads into many buffers at once (Linux, the BSDs, macOS): else files are mapped.
+_PREADV = hasattr(os, "preadv")
 _ROW_BYTES = sum(f.type.bit_width // 8 for f in scan.SCHEMA)  # a row's bytes in a kept view
 _PANDAS_3 = int(pd.__version__.split(".", 1)[0]) >= 3
 
@@ -90,19 +95,34 @@ class _File(NamedTuple):
     mapped: pa.NativeFile | None  # the map `source` reads
     rows: tuple[int, int]  # the rows of the file in range
     layout: layouts.Layout | None  # where its values are, kept from an earlier read
+    fd: int  # the file opened (-1: kept decoded), read by `layouts.read_into` if not mapped
+
+
+class _Stale(Exception):
+    """A kept layout that the file's bytes do not match (it is dropped: read them again)."""
 
 
 def read_frame(
     backend: LocalBackend, symbol: str, interval: str, start_ms: int, end_ms: int
 ) -> pd.DataFrame:
     """Return the candle frame of `[start_ms, end_ms)` of one series (`LocalBackend.read`)."""
+    while True:  # each stale layout is dropped on the way, so this ends
+        try:
+            return _read_frame(backend, symbol, interval, start_ms, end_ms)
+        except _Stale:
+            continue
+
+
+def _read_frame(
+    backend: LocalBackend, symbol: str, interval: str, start_ms: int, end_ms: int
+) -> pd.DataFrame:
     directory = backend.series_dir(symbol, interval)
     where = str(directory)
     with store_errors(f"cannot read {symbol} {interval} candles", where), ExitStack() as stack:
         spanned = scan._spanned(backend, symbol, interval, start_ms, end_ms)
         budget = scan._budget()
         # Each file's identity before it is opened, to find what is kept of it; a file read
-        # is kept under the identity of the version opened (`_map_whole`).
+        # is kept under the identity of the version opened.
         keys = [scan._key(path) for _, _, path in spanned]
         hits = [
             scan._CACHE.entry(p, k) if budget else None
@@ -115,15 +135,17 @@ def read_frame(
             source: pq.ParquetFile | None = None
             mapped: pa.NativeFile | None = None
             layout: layouts.Layout | None = None
+            fd = -1
             if table is None:
-                # Kept under the version mapped: a replace since the stat above changes
+                fd = os.open(path, os.O_RDONLY)
+                stack.callback(os.close, fd)
+                # Kept under the version opened: a replace since the stat above changes
                 # neither what is read nor its key.
-                mapped, key = _map_whole(path)
-                stack.enter_context(mapped)
-                layout = None if cut else layouts.get(path, key)
-                if layout is not None and not layouts.matches(layout, _bytes(mapped)):
-                    layout = None
-            if layout is not None:  # nothing more to read here: its reader parses its footer
+                key = scan._stat_key(os.fstat(fd))
+                layout = layouts.get(path, key) if _PREADV and not cut else None
+                if layout is None:
+                    mapped = stack.enter_context(_map_whole(fd))
+            if layout is not None:  # nothing more to do here: its reader reads it
                 count = layout.rows
             elif mapped is not None:
                 source = pq.ParquetFile(mapped, pre_buffer=False)
@@ -134,7 +156,7 @@ def read_frame(
                 assert table is not None
                 count = table.num_rows
             rows = _in_range(table, start_ms, end_ms) if cut else (0, count)
-            files.append(_File(path, key, cut, table, source, mapped, rows, layout))
+            files.append(_File(path, key, cut, table, source, mapped, rows, layout, fd))
         kept = _kept(files, hits)
         if kept is not None:
             return kept
@@ -157,25 +179,17 @@ def _bytes(mapped: pa.NativeFile) -> memoryview:
     return memoryview(mapped.read_buffer()).cast("B")  # the map itself, no copy
 
 
-def _map_whole(path: str) -> tuple[pa.NativeFile, scan._Key]:
-    """Open a partition file as `scan.mapped` does, for a read of all of it, and return it
-    with its version's key (`scan._key` of the file opened). The map is populated as it is
-    made (MAP_POPULATE: one call maps every page; a cold file is read whole). Touched a page
-    at a time instead, the faults of two reading threads serialized on the process's memory
-    map lock, some with the GIL held (page headers read in Python); mapped and unmapped on
-    the reading threads, the year took ~5% more wall and more CPU. The map stays while the
-    reader or any buffer read from it lives."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        stat = os.fstat(fd)
-        key = scan._stat_key(stat)
-        if not stat.st_size:  # mmap refuses an empty file; Parquet's reader says why
-            return pa.BufferReader(b""), key
-        populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux; elsewhere pages fault in
-        region = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
-    finally:
-        os.close(fd)
-    return pa.BufferReader(pa.py_buffer(region)), key
+def _map_whole(fd: int) -> pa.NativeFile:
+    """Map an open partition file as `scan.mapped` does, for a read of all of it. The map is
+    populated as it is made (MAP_POPULATE: one call maps every page; a cold file is read
+    whole). Touched a page at a time instead, the faults of two reading threads serialized
+    on the process's memory map lock, some with the GIL held (page headers read in Python).
+    The map stays while the reader or any buffer read from it lives."""
+    if not os.fstat(fd).st_size:  # mmap refuses an empty file; Parquet's reader says why
+        return pa.BufferReader(b"")
+    populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux; elsewhere pages fault in
+    region = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
+    return pa.BufferReader(pa.py_buffer(region))
 
 
 def _in_range(table: pa.Table, start_ms: int, end_ms: int) -> tuple[int, int]:
@@ -244,9 +258,16 @@ def _copied(files: list[_File]) -> tuple[pd.DataFrame, list[np.ndarray[Any, Any]
     items = ((file, at, _plan(file)) for file, at in zip(files, offsets, strict=True))
     if len(files) > 1:
         pool = _readers()
-        # Each file planned here, then handed over: the readers copy one while this thread
-        # reads the next one's headers.
-        for future in [pool.submit(copy, item) for item in items]:
+        # Each file planned here (unless its layout is kept), then handed over: the readers
+        # copy one while this thread reads the next one's headers. Every reader ends before
+        # this returns or raises: the files they read close then, and a retry reopens them.
+        futures: list[Future[None]] = []
+        try:
+            for item in items:
+                futures.append(pool.submit(copy, item))
+        finally:
+            wait(futures)
+        for future in futures:
             future.result()
     else:
         copy(next(items))
@@ -340,45 +361,24 @@ def _planned_into(
 ) -> None:
     """Copy `file` by its layout into `floats` (the float block's rows) and `ints` (open
     times, close times, trades): floats copied from the map, times filled, trades decoded by
-    pyarrow (for a file whose layout was kept, its footer is parsed here, off the calling
-    thread). (Reading the floats into place with `os.preadv` was measured against the copy
-    from the populated map, in turns: no difference beyond the noise.)"""
-    mapped, source = file.mapped, file.source
-    assert mapped is not None  # a file to read is mapped
-    if source is None:
-        source = pq.ParquetFile(mapped, pre_buffer=False)
-    mapped.seek(0)
-    _copy_spans(list(floats), mapped.read_buffer(), plan.spans)
+    pyarrow. A file whose layout was kept is not mapped: `layouts.read_into` reads its
+    floats into place and its other bytes into this thread's image of it, which pyarrow
+    then reads the trades from. (Mapped, populating and unmapping 12 files took the calling
+    thread ~3 ms of a year's first load, with the GIL held for the populating.)"""
+    if file.mapped is None:
+        image = layouts.image(plan.size)
+        if not layouts.read_into(file.fd, plan, list(floats), image):
+            layouts.drop(file.path)
+            raise _Stale(file.path)
+        source = pq.ParquetFile(pa.BufferReader(pa.py_buffer(image[: plan.size])))
+    else:
+        assert file.source is not None  # a mapped file is open
+        source = file.source
+        file.mapped.seek(0)
+        _copy_spans(list(floats), file.mapped.read_buffer(), plan.spans)
     for out, runs in zip(ints, plan.runs, strict=False):
-        _fill(out, runs)
+        layouts.fill(out, runs)
     _into(ints[2], _decoded(source, ["number_of_trades"]), "number_of_trades")
-
-
-def _fill(out: np.ndarray[Any, Any], runs: list[tuple[int, int, int]]) -> None:
-    """Write each run's `first + step * i` into `out`, one after another."""
-    at = 0
-    for first, step, values in runs:
-        # In int64: wrapping in between is exact, as every value is in range (store.pages).
-        np.add(_ramp(step, values), first, out=out[at : at + values])
-        at += values
-
-
-_RAMPS: dict[int, np.ndarray[Any, Any]] = {}
-_RAMPS_KEPT = 8  # steps kept: a store's intervals and their close-time runs
-
-
-def _ramp(step: int, values: int) -> np.ndarray[Any, Any]:
-    """0, step, ... step * (values - 1) as int64 (wrapping), one array kept per step and
-    never written: a fill is then one pass over the frame, not two (arange, then add)."""
-    ramp = _RAMPS.get(step)
-    if ramp is None or len(ramp) < values:
-        ramp = np.arange(max(values, 0 if ramp is None else 2 * len(ramp)), dtype=np.int64)
-        ramp *= step  # wraps as int64 arithmetic does; each value is then exact mod 2**64
-        ramp.flags.writeable = False
-        if len(_RAMPS) >= _RAMPS_KEPT:
-            _RAMPS.clear()
-        _RAMPS[step] = ramp
-    return ramp[:values]
 
 
 def _copy_spans(
