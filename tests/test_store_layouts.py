@@ -97,3 +97,22 @@ def test_a_shorter_file_under_a_kept_layouts_key_loads_as_pyarrow_decodes_it(
     assert path.stat().st_size < old[path].size
     keep_under_its_key(path, old[path])
     assert_same_bits(first_load(tmp_path), pyarrow_frame(tmp_path))
+
+
+def test_a_layout_reads_a_file_in_one_pass_only_where_no_bytes_are_placed_twice() -> None:
+    # Two float columns of 2 values, each page after a 4-byte header; a footer of 10 bytes.
+    spans = [[(8, 2)], [(28, 2)]]
+    read = ((4, 4), (24, 4), (44, 10))
+    segments = layouts._segments(spans, read, 54)
+    assert segments == (
+        (4, 4, -1, 0),
+        (8, 16, 0, 0),
+        (24, 4, -1, 0),
+        (28, 16, 1, 0),
+        (44, 10, -1, 0),
+    )
+    # Float pages that overlap (a damaged footer's chunks), or a header read inside a
+    # float's values: no single pass places those bytes; the file is mapped instead.
+    assert layouts._segments([[(8, 2)], [(20, 2)]], read, 54) is None
+    assert layouts._segments(spans, ((4, 4), (12, 4), (44, 10)), 54) is None
+    assert layouts._segments(spans, read, 40) is None  # values past the file's end

@@ -25,6 +25,7 @@ a file's shape, not its values, which are read from the file every time. `clear`
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import threading
@@ -68,7 +69,9 @@ def planned(data: memoryview, metadata: pq.FileMetaData, floats: dict[str, str])
     if runs is None or spans is None:
         return None
     read = _read(data, metadata, list(floats), spans)
-    segments = _segments(spans, min(offset for offset, _ in read), len(data))
+    segments = _segments(spans, read, len(data))
+    if segments is None:
+        return None
     return Layout(metadata.num_rows, runs, spans, len(data), read, _digest(data, read), segments)
 
 
@@ -95,22 +98,36 @@ def read_into(fd: int, layout: Layout, rows: Sequence[np.ndarray[Any, Any]], ima
 
 
 def _segments(
-    spans: list[list[tuple[int, int]]], start: int, size: int
-) -> tuple[tuple[int, int, int, int], ...]:
+    spans: list[list[tuple[int, int]]], read: tuple[tuple[int, int], ...], size: int
+) -> tuple[tuple[int, int, int, int], ...] | None:
+    """`Layout.segments` of a file of `size` bytes, or None if its float values overlap one
+    another or what finding the layout read (a damaged footer's column chunks): one read
+    in file order cannot place such bytes twice. Such a file is mapped and copied page by
+    page, each from its own offset, as pyarrow reads it."""
     pages = []
     for row, found in enumerate(spans):
         value = 0
         for offset, values in found:
             pages.append((offset, 8 * values, row, value))
             value += values
-    segments, at = [], start
-    for offset, n, row, value in sorted(pages):
+    pages.sort()
+    segments, at = [], min(offset for offset, _ in read)
+    for offset, n, row, value in pages:
+        if offset < at:
+            return None
         if offset > at:
             segments.append((at, offset - at, -1, 0))
         segments.append((offset, n, row, value))
         at = offset + n
+    if at > size:
+        return None
     if size > at:
         segments.append((at, size - at, -1, 0))
+    starts = [offset for offset, *_ in segments]
+    for offset, n in read:  # each inside one segment of other bytes, not a float's values
+        i = bisect.bisect_right(starts, offset) - 1
+        if i < 0 or segments[i][2] >= 0 or offset + n > starts[i] + segments[i][1]:
+            return None
     return tuple(segments)
 
 
