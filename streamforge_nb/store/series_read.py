@@ -106,15 +106,14 @@ def read_frame(
     backend: LocalBackend, symbol: str, interval: str, start_ms: int, end_ms: int
 ) -> pd.DataFrame:
     """Return the candle frame of `[start_ms, end_ms)` of one series (`LocalBackend.read`)."""
-    while True:  # each stale layout is dropped on the way, so this ends
-        try:
-            return _read_frame(backend, symbol, interval, start_ms, end_ms)
-        except _Stale:
-            continue
+    try:
+        return _read_frame(backend, symbol, interval, start_ms, end_ms, by_layouts=True)
+    except _Stale:  # read again from every file's headers: this cannot be stale
+        return _read_frame(backend, symbol, interval, start_ms, end_ms, by_layouts=False)
 
 
 def _read_frame(
-    backend: LocalBackend, symbol: str, interval: str, start_ms: int, end_ms: int
+    backend: LocalBackend, symbol: str, interval: str, start_ms: int, end_ms: int, by_layouts: bool
 ) -> pd.DataFrame:
     directory = backend.series_dir(symbol, interval)
     where = str(directory)
@@ -142,7 +141,7 @@ def _read_frame(
                 # Kept under the version opened: a replace since the stat above changes
                 # neither what is read nor its key.
                 key = scan._stat_key(os.fstat(fd))
-                layout = layouts.get(path, key) if _PREADV and not cut else None
+                layout = layouts.get(path, key) if by_layouts and _PREADV and not cut else None
                 if layout is None:
                     mapped = stack.enter_context(_map_whole(fd))
             if layout is not None:  # nothing more to do here: its reader reads it
