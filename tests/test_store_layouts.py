@@ -116,3 +116,14 @@ def test_a_layout_reads_a_file_in_one_pass_only_where_no_bytes_are_placed_twice(
     assert layouts._segments([[(8, 2)], [(20, 2)]], read, 54) is None
     assert layouts._segments(spans, ((4, 4), (12, 4), (44, 10)), 54) is None
     assert layouts._segments(spans, read, 40) is None  # values past the file's end
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc")
+def test_first_loads_by_map_and_by_layout_leave_no_file_open(tmp_path: Path) -> None:
+    write_as(tmp_path, CANDLES)
+    layouts.clear()
+    before = len(list(Path("/proc/self/fd").iterdir()))
+    first_load(tmp_path)  # mapped, headers read
+    first_load(tmp_path)  # read by the kept layouts
+    scan.clear()  # the kept frames hold no file either
+    assert len(list(Path("/proc/self/fd").iterdir())) == before

@@ -137,13 +137,20 @@ def _read_frame(
             fd = -1
             if table is None:
                 fd = os.open(path, os.O_RDONLY)
-                stack.callback(os.close, fd)
-                # Kept under the version opened: a replace since the stat above changes
-                # neither what is read nor its key.
-                key = scan._stat_key(os.fstat(fd))
-                layout = layouts.get(path, key) if by_layouts and _PREADV and not cut else None
-                if layout is None:
-                    mapped = stack.enter_context(_map_whole(fd))
+                try:
+                    # Kept under the version opened: a replace since the stat above changes
+                    # neither what is read nor its key.
+                    key = scan._stat_key(os.fstat(fd))
+                    if by_layouts and _PREADV and not cut:
+                        layout = layouts.get(path, key)
+                    if layout is None:  # mapped (the map holds the file): one fd a file
+                        mapped = stack.enter_context(_map_whole(fd))
+                finally:
+                    if layout is None:
+                        os.close(fd)
+                        fd = -1
+                    else:  # its reader reads it by `fd`, open until the load ends
+                        stack.callback(os.close, fd)
             if layout is not None:  # nothing more to do here: its reader reads it
                 count = layout.rows
             elif mapped is not None:
