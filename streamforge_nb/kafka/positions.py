@@ -67,7 +67,7 @@ def read_to_end(
     Raise `BrokerUnavailable` (`what`: the read, for the message) if no position moved for
     `stall_s` (default `STALL_S`)."""
     stall = STALL_S if stall_s is None else stall_s
-    partitions = list(end)
+    partitions = sorted(end, key=lambda tp: (tp.topic, tp.partition))  # a message in order
     seen = positions(consumer, partitions, dict.fromkeys(partitions, -1))
     remaining = [tp for tp in partitions if seen[tp] < end[tp]]
     since = time.monotonic()
