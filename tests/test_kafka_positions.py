@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kafka import TopicPartition
@@ -38,11 +40,16 @@ def topic_of(settings: Settings, records: int) -> tuple[str, list[TopicPartition
     return topic, [TopicPartition(topic, p) for p in (0, 1)]
 
 
-def placed(settings: Settings, partitions: list[TopicPartition]) -> Any:
+@contextmanager
+def placed(settings: Settings, partitions: list[TopicPartition]) -> Iterator[Any]:
+    """A consumer assigned `partitions`, at their beginning; closed after."""
     consumer = make_consumer(settings, enable_auto_commit=False, fetch_max_wait_ms=100)
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    return consumer
+    try:
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        yield consumer
+    finally:
+        consumer.close()
 
 
 def in_thread(read: Any) -> tuple[list[Any], float]:
@@ -65,15 +72,12 @@ def in_thread(read: Any) -> tuple[list[Any], float]:
 
 def test_a_read_to_the_end_hands_over_every_record_once(settings: Settings) -> None:
     topic, partitions = topic_of(settings, 300)
-    consumer = placed(settings, partitions)
-    try:
+    with placed(settings, partitions) as consumer:
         seen: list[Any] = []
         end = consumer.end_offsets(partitions)
         left = read_to_end(consumer, end, seen.extend, what="reading " + topic)
         assert left == []
         assert sorted(int(r.key) for r in seen) == list(range(300))
-    finally:
-        consumer.close()
 
 
 def test_a_read_whose_positions_stop_moving_ends_with_the_partitions_and_offsets(
@@ -82,8 +86,7 @@ def test_a_read_whose_positions_stop_moving_ends_with_the_partitions_and_offsets
     # An end the log never reaches: what a fetcher that stopped fetching looks like to the
     # loop (its positions stay below the end). Before, such a loop polled forever.
     topic, partitions = topic_of(settings, 10)
-    consumer = placed(settings, partitions)
-    try:
+    with placed(settings, partitions) as consumer:
         end = {tp: at + 7 for tp, at in consumer.end_offsets(partitions).items()}
         out, took = in_thread(
             lambda: read_to_end(consumer, end, lambda _: None, what="reading " + topic, stall_s=1)
@@ -93,23 +96,18 @@ def test_a_read_whose_positions_stop_moving_ends_with_the_partitions_and_offsets
             f"reading {topic} made no progress for 1 s (partition 0: 5 of 12, 1: 5 of 12)"
         )
         assert took < 30
-    finally:
-        consumer.close()
 
 
 def test_a_read_past_its_deadline_returns_the_partitions_not_read_to_their_end(
     settings: Settings,
 ) -> None:
     _, partitions = topic_of(settings, 10)
-    consumer = placed(settings, partitions)
-    try:
+    with placed(settings, partitions) as consumer:
         end = {**consumer.end_offsets(partitions), partitions[1]: 10**6}
         seen: list[Any] = []
         deadline = time.monotonic() + 2
         left = read_to_end(consumer, end, seen.extend, what="reading", deadline=deadline)
         assert left == [partitions[1]] and len(seen) == 10
-    finally:
-        consumer.close()
 
 
 def test_a_consumer_placed_at_the_end_reads_what_is_sent_next(settings: Settings) -> None:
