@@ -51,17 +51,16 @@ _IOV = 512  # buffers a `preadv` (IOV_MAX is 1024 on Linux)
 
 class Layout(NamedTuple):
     """A store file's values: its rows, its times as runs (`pages.steady_runs`: open times,
-    close times), its floats' PLAIN pages (`pages.plain_spans`, in `columns` order)."""
+    close times), where its bytes and its floats' PLAIN values are (`segments`)."""
 
     rows: int
     runs: list[list[tuple[int, int, int]]]
-    spans: list[list[tuple[int, int]]]
     size: int  # of the file
     # Flat int64s, not tuples (with tuples a month's layout took ~13 KB, not ~6):
     read: array[int]  # (offset, bytes) pairs of what finding it read
     digest: bytes  # of those bytes, in order
     # The file from its first column chunk on, in order, as (offset, bytes, float, value)
-    # fours: a float's values (its row in `spans`, its first value) or other bytes (-1).
+    # fours: a float's values (its float column, its first value) or other bytes (-1).
     segments: array[int]
 
 
@@ -77,15 +76,23 @@ def planned(data: memoryview, metadata: pq.FileMetaData, floats: dict[str, str])
     if segments is None:
         return None
     digest = _digest(data, read)
-    return Layout(metadata.num_rows, runs, spans, len(data), _flat(read), digest, _flat(segments))
+    return Layout(metadata.num_rows, runs, len(data), _flat(read), digest, _flat(segments))
+
+
+def copy_from(data: Any, layout: Layout, rows: Sequence[np.ndarray[Any, Any]]) -> None:
+    """Copy the float values of a file's bytes `data` (its map) into `rows` by `layout`."""
+    fours = iter(layout.segments)
+    for offset, n, row, value in zip(fours, fours, fours, fours, strict=True):
+        if row >= 0:
+            rows[row][value : value + n // 8] = np.frombuffer(data, np.float64, n // 8, offset)
 
 
 def read_into(fd: int, layout: Layout, rows: Sequence[np.ndarray[Any, Any]], image: Any) -> bool:
     """Read the file `fd` by `layout`: its float values straight into `rows` (the frame's
-    float rows of this file, `spans` order), every other byte into `image` (a writable
-    buffer of at least the file's size) at its offset, with `preadv` (no map to make, fill
-    or unmap); return whether the bytes `layout` was found in are the same (if not, `rows`
-    hold whatever the file has there)."""
+    float rows of this file, in its float columns' order), every other byte into `image` (a
+    writable buffer of at least the file's size) at its offset, with `preadv` (no map to
+    make, fill or unmap); return whether the bytes `layout` was found in are the same (if
+    not, `rows` hold whatever the file has there)."""
     out = [row.data.cast("B") for row in rows]
     place = memoryview(image).cast("B")
     fours = iter(layout.segments)

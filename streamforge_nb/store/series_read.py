@@ -381,7 +381,7 @@ def _planned_into(
         assert file.source is not None  # a mapped file is open
         source = file.source
         file.mapped.seek(0)
-        _copy_spans(list(floats), file.mapped.read_buffer(), plan.spans)
+        layouts.copy_from(file.mapped.read_buffer(), plan, list(floats))
     for out, runs in zip(ints, plan.runs, strict=False):
         layouts.fill(out, runs)
     _into(ints[2], _decoded(source, ["number_of_trades"]), "number_of_trades")
