@@ -41,8 +41,8 @@ from streamforge_nb.store import pages
 
 __all__ = ["Layout", "clear", "drop", "fill", "get", "image", "planned", "put", "read_into"]
 
-# File versions kept: a year of 1m for 200 symbols is 2,400. A month's layout takes ~6 KB
-# (measured with tracemalloc), so at most ~26 MB.
+# File versions kept: a year of 1m for 200 symbols is 2,400. A month's layout takes ~3.5 KB
+# (measured with tracemalloc), so at most ~14 MB.
 _KEPT = 4096
 _DIGEST = 16  # bytes of blake2b: ~10 us a month's file
 _TIMES = ("open_time", "close_time")
@@ -56,7 +56,7 @@ class Layout(NamedTuple):
     rows: int
     runs: list[list[tuple[int, int, int]]]
     size: int  # of the file
-    # Flat int64s, not tuples (with tuples a month's layout took ~13 KB, not ~6):
+    # Flat int64s, not tuples (with tuples a month's layout took ~13 KB, not ~3.5):
     read: array[int]  # (offset, bytes) pairs of what finding it read
     digest: bytes  # of those bytes, in order
     # The file from its first column chunk on, in order, as (offset, bytes, float, value)
