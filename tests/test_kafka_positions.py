@@ -9,16 +9,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from kafka import TopicPartition
 
 from streamforge_nb.exceptions import BrokerUnavailable
+from streamforge_nb.kafka import positions as positions_module
 from streamforge_nb.kafka.clients import (
     make_admin,
     make_assigned_consumer,
     make_consumer,
     make_producer,
 )
-from streamforge_nb.kafka.positions import read_to_end
+from streamforge_nb.kafka.positions import positions, read_to_end, resolved
 from streamforge_nb.platform.topics import TopicSpec, ensure_topics
 from streamforge_nb.settings import Settings
 from streamforge_nb.testing import unique_name
@@ -124,3 +126,25 @@ def test_a_consumer_placed_at_the_end_reads_what_is_sent_next(settings: Settings
         assert [r.key for r in seen] == [b"after"]
     finally:
         consumer.close()
+
+
+def test_positions_the_broker_never_gives_cost_one_bound_not_one_a_partition(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A topic the broker does not have (it creates none on request): no offset of any of its
+    # partitions ever comes. Before, `positions` waited its bound for each of the 6 (6 s here,
+    # 24 s a poll at the default) before a read to the end could see its stall.
+    monkeypatch.setattr(positions_module, "STALL_S", 1.0)
+    monkeypatch.setattr(positions_module, "POSITION_MS", 1_000)
+    missing = [TopicPartition(unique_name("wf-never-created"), p) for p in range(6)]
+    with placed(settings, missing) as consumer:
+        out, took = in_thread(lambda: resolved(consumer, missing, "reading the missing topic"))
+        assert isinstance(out[0], BrokerUnavailable), out
+        assert str(out[0]) == (
+            "reading the missing topic: the broker gave no offset of partition 0 in 1 s"
+        )
+        assert took < 4, took
+        known = {tp: tp.partition for tp in missing}
+        out, took = in_thread(lambda: positions(consumer, missing, known))
+        assert out == [known]
+        assert took < 4, took

@@ -3,9 +3,10 @@
 kafka-python's `position()` waits without end by default: it may await an offset reset or
 a leader-epoch validation the broker never answers. Its fetcher has also been seen to stop
 fetching a partition the consumer still holds (`control.follower` renews such a consumer).
-A loop "poll until every position reaches the end" then never returns. So a position here
-is waited for at most `POSITION_MS`, and `read_to_end` raises `BrokerUnavailable`, naming
-the partitions and how far each got, once no position moved for `STALL_S`.
+A loop "poll until every position reaches the end" then never returns. So a call's
+positions are waited for at most `POSITION_MS` in all, and `read_to_end` raises
+`BrokerUnavailable`, naming the partitions and how far each got, once no position moved
+for `STALL_S`.
 """
 
 from __future__ import annotations
@@ -32,23 +33,32 @@ def positions(
     partitions: Sequence[TopicPartition],
     known: Mapping[TopicPartition, int],
 ) -> dict[TopicPartition, int]:
-    """Where `consumer` reads each of `partitions` next, waiting at most `POSITION_MS` each;
-    one not known by then is where it was last seen (`known`: those positions)."""
+    """Where `consumer` reads each of `partitions` next, waiting at most `POSITION_MS` in
+    all; one not known by then is where it was last seen (`known`: those positions)."""
+    until = time.monotonic() + POSITION_MS / 1000
     found = {}
     for tp in partitions:
-        at = consumer.position(tp, timeout_ms=POSITION_MS)
+        at = consumer.position(tp, timeout_ms=_left_ms(until))
         found[tp] = known[tp] if at is None else at
     return found
 
 
 def resolved(consumer: KafkaConsumer, partitions: Sequence[TopicPartition], what: str) -> None:
     """Have `consumer` resolve each position now (after a seek to the end: what is sent
-    from then on is read); raise `BrokerUnavailable` if the broker does not tell it."""
+    from then on is read); raise `BrokerUnavailable` if the broker does not tell it
+    within `STALL_S` in all."""
+    until = time.monotonic() + STALL_S
     for tp in partitions:
-        if consumer.position(tp, timeout_ms=STALL_S * 1000) is None:
+        if consumer.position(tp, timeout_ms=_left_ms(until)) is None:
             raise BrokerUnavailable(
                 f"{what}: the broker gave no offset of partition {tp.partition} in {STALL_S:g} s"
             )
+
+
+def _left_ms(until: float) -> int:
+    # One deadline for all partitions: a position call resets every partition that needs
+    # it at once, so a broker that answers none costs the bound once, not once a partition.
+    return max(0, int((until - time.monotonic()) * 1000))
 
 
 def read_to_end(
