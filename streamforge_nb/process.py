@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -52,15 +53,41 @@ _POLL_S = 0.1
 
 # -- ports -----------------------------------------------------------------------------------
 def free_port(host: str = LOOPBACK) -> int:
-    """Return a TCP port nobody listens on now on `host` (IPv4 or IPv6).
+    """Return a TCP port nobody listens on now on `host` (IPv4 or IPv6), chosen below the
+    kernel's ephemeral range where it can.
 
-    Another process may take it before ours binds it: servers started on such a port retry
-    on a clash.
+    Another process may take it before ours binds it. A port from bind(("", 0)) is one of the
+    ephemeral range, which every outgoing connection on the machine also draws its source
+    port from: a busy client took such a port from a broker between the choice and the
+    broker's bind (seen in tests/test_broker.py under two workers). Below that range only
+    a program that asks for the port by number can take it.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    low = min(_ephemeral_low(), _CHOSEN_BELOW)
+    for port in random.sample(range(_CHOSEN_FROM, low), min(_TRIES, max(low - _CHOSEN_FROM, 0))):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+# 20000-29999: above the well-known and registered services most machines run (Kafka's
+# 9092, Jupyter's 8888, the kubelet's 10250), below Kubernetes' NodePorts (30000-32767).
+_CHOSEN_FROM, _CHOSEN_BELOW = 20_000, 30_000
+_TRIES = 50
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:

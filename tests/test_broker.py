@@ -15,6 +15,7 @@ from streamforge_nb.exceptions import LocalBrokerError
 from streamforge_nb.kafka.clients import check_connection, make_admin, make_producer
 from streamforge_nb.local.broker import LocalBroker
 from streamforge_nb.platform.topics import PLATFORM_USER, VIEWER_USER, ensure_queue_topics
+from streamforge_nb.process import free_port
 from streamforge_nb.settings import Settings, read_env_file
 from streamforge_nb.testing import read_topic, topic_exists, unique_name
 
@@ -70,6 +71,19 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         with pytest.raises(LocalBrokerError, match=f"{port} already in use"):
             LocalBroker(tmp_path).up(port=port)
+
+
+def test_free_ports_come_from_below_the_range_outgoing_connections_draw_from() -> None:
+    # A port bind(0) gave was taken by a client's outgoing connection before the broker
+    # bound it ("Address already in use"): a chosen port must not be one a connection can get.
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(20_000 <= port < min(low, 30_000) for port in ports), (ports, low)
+    assert len(ports) > 1  # chosen, not one fixed port
+    for port in ports:
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", port))
+            server.listen()
 
 
 def test_unknown_user_has_no_password(broker: LocalBroker) -> None:
