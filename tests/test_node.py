@@ -108,7 +108,27 @@ def run_pod(
 # --- teardown ----------------------------------------------------------------------------------
 
 
-def test_teardown_leaves_no_process_mount_cgroup_rule_or_file(tmp_path: Path) -> None:
+def test_a_node_directory_too_long_for_its_sockets_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    from streamforge_nb.exceptions import KubeTestError
+    from streamforge_nb.local.cluster.node import local_node
+
+    directory = tmp_path / ("d" * (104 - len(str(tmp_path))))
+    with pytest.raises(KubeTestError) as raised, local_node(directory):
+        pass
+    socket = directory / "containerd" / "containerd.sock.ttrpc"
+    assert str(raised.value) == (
+        f"the node's directory {directory} is too long: containerd's socket {socket} would "
+        f"take {len(str(socket))} bytes, over the 104 a Unix socket's path may; "
+        "use a shorter directory"
+    )
+    assert not directory.exists()
+
+
+def test_teardown_leaves_no_process_mount_cgroup_rule_or_file(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     from kubernetes import client
 
     from streamforge_nb.local.cluster.node import node_unavailable
@@ -118,7 +138,8 @@ def test_teardown_leaves_no_process_mount_cgroup_rule_or_file(tmp_path: Path) ->
     if reason:
         missing_prerequisite(f"no real node here: {reason}")
     before = host_snapshot(CGROUP_ROOT)
-    directory = tmp_path / "node"
+    # Short: containerd's socket path must fit 104 bytes, and xdist adds a level to tmp_path.
+    directory = tmp_path_factory.mktemp("teardown") / "node"
     # No worker image to import: a Pod of the node's own pause image, still running when the
     # node goes down, is what the teardown has to end.
     with local_node(directory) as node:

@@ -49,6 +49,7 @@ from streamforge_nb.local.cluster.parts import (
     NODE_NAME,
     PAUSE_IMAGE,
     RUNC,
+    check_socket_room,
     kubelet_client_pki,
     start_containerd,
     start_controllers,
@@ -297,11 +298,12 @@ def local_node(
     component does not become ready within `timeout` (with its log tail). The Node is Ready
     and labelled `streamforge-worker=true` when this yields.
     """
+    directory = Path(directory).resolve()
+    check_socket_room(directory)
     reason = node_unavailable()
     if reason:
         raise KubeTestError(reason)
     binaries = find_node_binaries()
-    directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     with _machine_lock(timeout), _node(directory, binaries, timeout, images, cgroup_root) as node:
         yield node

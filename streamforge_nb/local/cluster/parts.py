@@ -8,6 +8,7 @@ piece answers, or raises `KubeTestError` with its log tail.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import ssl
 import subprocess
 from pathlib import Path
@@ -63,6 +64,28 @@ def _started(
         raise KubeTestError(str(exc)) from None
 
 
+SOCKET_PATH_MAX = 104
+"""Bytes containerd lets a Unix socket's path take (the kernel's sun_path holds 108)."""
+
+
+def containerd_socket(directory: Path) -> Path:
+    """Where the node under `directory` has containerd listen."""
+    return directory / "containerd" / "containerd.sock"
+
+
+def check_socket_room(directory: Path) -> None:
+    """Raise `KubeTestError` if the node's sockets under `directory` would not fit a Unix
+    socket's path: containerd would fail only after the API server had started."""
+    longest = containerd_socket(directory).with_name("containerd.sock.ttrpc")
+    size = len(os.fsencode(longest))
+    if size > SOCKET_PATH_MAX:
+        raise KubeTestError(
+            f"the node's directory {directory} is too long: containerd's socket {longest} "
+            f"would take {size} bytes, over the {SOCKET_PATH_MAX} a Unix socket's path may; "
+            "use a shorter directory"
+        )
+
+
 def start_containerd(
     binaries: dict[str, Path],
     directory: Path,
@@ -73,7 +96,7 @@ def start_containerd(
     net_d = directory / "cni" / "net.d"
     for path in (base / "root", base / "state", base / "opt", net_d):
         path.mkdir(parents=True, exist_ok=True)
-    socket_path = base / "containerd.sock"
+    socket_path = containerd_socket(directory)
     # The Pod network (podnet.py): a Ready node, and Pods of their own address on the
     # node's bridge; hostNetwork Pods do not use it.
     (net_d / "10-streamforge-pods.conflist").write_text(
