@@ -194,13 +194,20 @@ class CandlePublisher:
         here, outside any callback, delivers it (at once: librdkafka queued it before it
         failed the call, or is about to).
         """
-        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka import KafkaError
 
         error = kafka_error_of(exc)
         if error is None or error.code() != KafkaError._FATAL:
             if error is not None and error.fatal():
                 self._reported(error)  # told by a poll that raised it: the cause for later
             return exc
+        told = self._told_fatal()
+        return exc if told is None else told
+
+    def _told_fatal(self) -> Any:
+        """Return the fatal error librdkafka reported (polling once for it), or None."""
+        from confluent_kafka import KafkaError, KafkaException
+
         if not self._fatal:
             try:
                 self._producer.poll(1)
@@ -209,7 +216,7 @@ class CandlePublisher:
                 told = raised if isinstance(raised, KafkaException) else raised.__cause__
                 if isinstance(told, KafkaException) and isinstance(told.args[0], KafkaError):
                     self._reported(told.args[0])
-        return KafkaException(self._fatal[0]) if self._fatal else exc
+        return KafkaException(self._fatal[0]) if self._fatal else None
 
     def _raise_failed(self) -> None:
         if self._failed:
@@ -231,10 +238,13 @@ class CandlePublisher:
         except SystemError as exc:
             # A fatal error (the user may not write idempotently: no cluster ACL) is raised,
             # then the binding runs a delivery callback with it still set (confluent-kafka
-            # 2.16): the cause is the real error.
-            if not isinstance(exc.__cause__, KafkaException):
+            # 2.16): the cause is the real error. A fatal error during flush's chunked wait
+            # has also ended it with no exception at all ("returned NULL without setting an
+            # exception", seen once in the suite): then the cause is the one error_cb got.
+            if isinstance(exc.__cause__, KafkaException):
+                cause = self._fatal_cause(exc.__cause__)
+            elif (cause := self._told_fatal()) is None:
                 raise
-            cause = self._fatal_cause(exc.__cause__)
             raise map_confluent_error(cause, what=self._what, settings=self.settings) from None
 
 
