@@ -267,13 +267,17 @@ def test_queries_while_a_sink_rewrites_a_month_never_fail_or_see_half_a_file(
     day = generated("BTCUSDT", "1m", AUG1, AUG1 + 86_400_000)
     batch = 60
     store.write(day.iloc[:batch], "BTCUSDT", "1m")
-    done = threading.Event()
+    done, queried = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
     def sink() -> None:
         try:
             for lo in range(batch, len(day), batch):
+                queried.clear()
                 store.write(day.iloc[lo : lo + batch], "BTCUSDT", "1m")
+                # Until a query ended after this write: a busy machine may otherwise run all
+                # the writes before the first query, and the test would see no rewrite.
+                queried.wait(30)
         except BaseException as exc:  # reported by the test, not lost in the thread
             errors.append(exc)
         finally:
@@ -285,6 +289,7 @@ def test_queries_while_a_sink_rewrites_a_month_never_fail_or_see_half_a_file(
     while not done.is_set() or len(seen) < 5:
         got = store.sql("SELECT count(*) AS n, max(open_time) AS t FROM candles")
         seen.append((int(got["n"][0]), got["t"][0]))
+        queried.set()
     writer.join()
     assert not errors
     for n, last in seen:
