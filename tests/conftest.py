@@ -51,6 +51,40 @@ def command_lines() -> Iterator[tuple[int, bytes]]:
                 continue
 
 
+def _on_node(nodeid: str) -> bool:
+    return Path(nodeid.split("::", 1)[0]).name.startswith("test_node")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the real node's tests first: under two workers they are the longest scope.
+    Among them, those that start a node of their own go before the session's node starts
+    (one node a machine: theirs would wait for its lock)."""
+    for item in items:
+        uses_node = item.get_closest_marker("node") is not None or "node" in item.fixturenames
+        if uses_node and not _on_node(item.nodeid):
+            raise pytest.UsageError(
+                f"{item.nodeid} runs on the real node: put it in a tests/test_node*.py file, "
+                "which one worker runs (the machine holds one node)"
+            )
+    items.sort(key=lambda item: (not _on_node(item.nodeid), "node" in item.fixturenames))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Give each test file to one worker (its module fixtures start once) and every
+    tests/test_node*.py file to the same one (the machine holds one node and one image build).
+
+    Not `--dist loadgroup`: its marks name the group by rewriting `item._nodeid`, which
+    pytest 9.2 no longer reads, so every test went its own way.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "the node" if _on_node(nodeid) else nodeid.split("::", 1)[0]
+
+    return ByFile(config, log)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Keep tests away from the user's own ~/.streamforge-nb and environment."""
