@@ -788,3 +788,21 @@ def test_shell_completion_works_as_the_help_says() -> None:
              "COMP_CWORD": "1"},
     )  # fmt: skip
     assert "plain,queues" in words.stdout.splitlines()
+
+
+def test_a_home_too_deep_for_the_clusters_sockets_is_one_line_before_anything_is_made(
+    tmp_path: Path,
+) -> None:
+    # Before, the background service started etcd and the API server, then containerd
+    # refused its socket path, and `up` showed the service's traceback.
+    home = tmp_path / ("h" * max(1, 100 - len(str(tmp_path))))
+    result = run("local", "cluster", "up", env={"STREAMFORGE_HOME": str(home)}, timeout=60)
+    run_dir = home / "cluster" / "run"
+    socket = run_dir / "containerd" / "containerd.sock.ttrpc"
+    assert result.returncode != 0
+    assert result.stderr == (
+        f"streamforge-nb: error: the node's directory {run_dir} is too long: containerd's "
+        f"socket {socket} would take {len(str(socket))} bytes, over the 104 a Unix socket's "
+        "path may; use a shorter directory\n"
+    )
+    assert not (home / "cluster").exists()

@@ -49,15 +49,17 @@ def cluster_up(directory: Path | None = None, *, timeout: float = 300.0) -> Path
     did not start, with its log tail).
     """
     from streamforge_nb.local.cluster.node import node_unavailable
+    from streamforge_nb.local.cluster.parts import check_socket_room
 
     directory = directory or cluster_dir()
     state = _state(directory)
     if state:
         return Path(state["kubeconfig"])
+    run = Path(directory).resolve() / "run"
+    check_socket_room(run)  # here, before anything is made: not in the background's log
     reason = node_unavailable()
     if reason:
         raise StreamForgeError(f"no local cluster: {reason}")
-    run = directory / "run"
     shutil.rmtree(run, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / _STATE).unlink(missing_ok=True)
@@ -147,6 +149,9 @@ def _serve(directory: Path) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "serve":
-        _serve(Path(sys.argv[2]))
+        try:
+            _serve(Path(sys.argv[2]))
+        except StreamForgeError as exc:  # the reason is what `cluster_up` shows: no traceback
+            sys.exit(str(exc))
     else:
         sys.exit("usage: python -m streamforge_nb.local.cluster.service serve <directory>")
