@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_WAIT_S", "Queue", "check_queue_handle_id"]
 
+
 def _epoch(value: float | datetime | Any | None) -> float | None:
     """Return `value` (Unix seconds, a datetime or a pandas Timestamp) as Unix seconds."""
     if value is None:
