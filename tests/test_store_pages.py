@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from test_market import AUG1, MIN, generated  # tests/ is on sys.path (rootdir, no package)
 
 from streamforge_nb.exceptions import StoreError
-from streamforge_nb.store import pages, scan
+from streamforge_nb.store import layouts, pages, scan
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.store.frames import COLUMNS, FLOAT_COLUMNS, MAX_MS, frame_from_arrays
 from streamforge_nb.store.local import _REQUIRED, _WRITE_OPTIONS
@@ -194,13 +194,34 @@ def test_a_damaged_page_header_gives_a_store_error_or_pyarrows_values_never_othe
     tmp_path: Path, damage: str, column: str
 ) -> None:
     write_as(tmp_path, CANDLES, column_encoding=PLAIN)  # every column read from its bytes
-    path = sorted(series_dir(tmp_path).glob("*.parquet"))[0]
+    path = damaged(tmp_path, DAMAGED[column], damage)
+    assert spans_of(path) is None  # not read from its bytes: pyarrow decodes it
+    assert_store_error_or_pyarrows_values(tmp_path)
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_trades_header_in_a_stores_file_gives_a_store_error_or_pyarrows_values(
+    tmp_path: Path, damage: str
+) -> None:
+    # The floats are read by a layout, the trades (their header damaged) decoded by pyarrow.
+    write_as(tmp_path, CANDLES)
+    damaged(tmp_path, DAMAGED["number_of_trades"], damage)
+    layouts.clear()
+    assert_store_error_or_pyarrows_values(tmp_path)
+
+
+def damaged(root: Path, column: int, damage: str) -> Path:
+    """Damage the first page header of `column` in the series' first file."""
+    path = sorted(series_dir(root).glob("*.parquet"))[0]
     raw = bytearray(path.read_bytes())
-    header = first_page_header(path, DAMAGED[column])
+    header = first_page_header(path, column)
     for where, byte in DAMAGES[damage].items():
         raw[header + where] = byte
     path.write_bytes(bytes(raw))
-    assert spans_of(path) is None  # not read from its bytes: pyarrow decodes it
+    return path
+
+
+def assert_store_error_or_pyarrows_values(tmp_path: Path) -> None:
     try:
         want = pyarrow_frame(tmp_path)
     except (OSError, pa.ArrowException):  # pyarrow refuses it: so does the store

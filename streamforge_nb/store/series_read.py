@@ -400,10 +400,15 @@ def _copy_spans(
 
 
 def _into(out: np.ndarray[Any, Any], table: pa.Table, name: str) -> None:
-    """Copy column `name` of `table` into `out`, cast first if not of `scan.SCHEMA`'s type."""
+    """Copy column `name` of `table` into `out`, cast first if not of `scan.SCHEMA`'s type.
+    A column of another length than `out` is refused: pyarrow decoding one column of a
+    damaged file gave no values and no error, which left `out` as it was."""
     want = scan.SCHEMA.field(name).type
+    column = table.column(name)
+    if len(column) != len(out):
+        raise pa.ArrowInvalid(f"{name} has {len(column)} values where the file has {len(out)} rows")
     at = 0
-    for chunk in table.column(name).chunks:
+    for chunk in column.chunks:
         if chunk.type != want:
             chunk = chunk.cast(want)
         if pa.types.is_timestamp(chunk.type):
