@@ -232,10 +232,13 @@ def year_case(
     show(f"  first load in a new process (CPU {cpu * 1000:.0f} ms)", t_fresh,
          {"read_parquet": t_pq, **_a(arctic, "read")})  # fmt: skip
     year_files = sorted((root / "candles/SYM000USDT/1m").glob("2*.parquet"))
-    codec = pq.ParquetFile(year_files[0]).metadata.row_group(0).column(1).compression
+    meta = pq.ParquetFile(year_files[0]).metadata
+    codec = meta.row_group(0).column(1).compression
+    trades = meta.row_group(0).column(meta.schema.names.index("number_of_trades")).encodings
+    trades_as = "PLAIN" if "PLAIN" in trades else "/".join(e for e in trades if e != "RLE")
     year_bytes = sum(f.stat().st_size for f in year_files)
-    print(f"  a year on disk: {year_bytes / 2**20:.1f} MiB in 12 files ({codec}: the files "
-          "of the version that made --cache)", flush=True)  # fmt: skip
+    print(f"  a year on disk: {year_bytes / 2**20:.1f} MiB in 12 files ({codec}, trades "
+          f"{trades_as}: the files of the version that made --cache)", flush=True)  # fmt: skip
     for what, end in (("day", YEAR + DAY), ("month", FEB)):
         t = median_time(partial(store.load, "SYM000USDT", "1m", YEAR, end), runs)
         show(f"one {what} of it: load", t, _a(arctic, f"date_range_{what}"))

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from test_store_pages import (  # tests/ is on sys.path (rootdir, no package)
     CANDLES,
+    DELTA_INTS,
+    FLOATS,
     assert_same_bits,
     first_load,
     pyarrow_frame,
@@ -57,6 +59,23 @@ def test_a_layout_kept_from_a_first_load_reads_the_next_one_exactly(
     again = first_load(tmp_path)  # decoded tables dropped, layouts kept
     assert read == [True, True]  # each file read by its layout, not mapped and planned
     assert_same_bits(again, pyarrow_frame(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("options", "placed"),
+    [({}, ("number_of_trades", *FLOATS)), ({"column_encoding": DELTA_INTS}, tuple(FLOATS))],
+    ids=["the stores files", "trades delta-encoded (the format before)"],
+)
+def test_a_layout_places_the_trades_where_they_are_plain_and_pyarrow_decodes_them_elsewhere(
+    tmp_path: Path, options: dict[str, Any], placed: tuple[str, ...]
+) -> None:
+    write_as(tmp_path, CANDLES, **options)
+    layouts.clear()
+    assert_same_bits(first_load(tmp_path), pyarrow_frame(tmp_path))  # mapped, headers read
+    files = sorted(series_dir(tmp_path).glob("*.parquet"))
+    found = [kept(p) for p in files]
+    assert [layout.columns if layout else None for layout in found] == [placed] * len(files)
+    assert_same_bits(first_load(tmp_path), pyarrow_frame(tmp_path))  # by the kept layouts
 
 
 def test_a_rewritten_file_under_a_kept_layouts_key_loads_as_pyarrow_decodes_it(

@@ -33,6 +33,11 @@ FLOATS = [n for n in COLUMNS if n in FLOAT_COLUMNS]
 INTS = ["open_time", "close_time", "number_of_trades"]
 ALL = {**dict.fromkeys(INTS, "INT64"), **dict.fromkeys(FLOATS, "DOUBLE")}
 FLOAT_TYPES = dict.fromkeys(FLOATS, "DOUBLE")
+COUNTED = {"number_of_trades": "INT64", **FLOAT_TYPES}  # the floats and the trades
+DELTA_INTS = {  # the format before: trades delta-encoded like the times
+    **dict.fromkeys(INTS, "DELTA_BINARY_PACKED"),
+    **dict.fromkeys(FLOATS, "PLAIN"),
+}
 PLAIN = dict.fromkeys(["open_time", *COLUMNS], "PLAIN")  # every column (a format not kept)
 SERIES = ("BTCUSDT", "1m")
 
@@ -75,9 +80,14 @@ def spans_of(path: Path, columns: dict[str, str] = ALL) -> list[list[tuple[int, 
 
 
 def straight(path: Path) -> str:
-    """Which of a file's values a first load copies from its bytes: all, floats, none."""
+    """Which of a file's values a first load copies from its bytes: all, the floats and the
+    trades (by a layout: its times runs of one step), the floats, none."""
     if spans_of(path) is not None:
         return "all"
+    with pa.memory_map(str(path)) as mapped:
+        data = memoryview(mapped.read_buffer())
+        if layouts.planned(data, pq.ParquetFile(path).metadata, COUNTED) is not None:
+            return "floats, trades"
     return "floats" if spans_of(path, FLOAT_TYPES) is not None else "none"
 
 
@@ -104,9 +114,14 @@ CUT = (AUG1 - DAY + 7 * MIN, AUG1 + 90 * MIN)  # cuts both
 # Files as other versions and tools write them: which values are read straight from their
 # bytes (all, the floats, none).
 FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
-    "several pages a column": ("floats", {"data_page_size": 4096}),
-    "page checksums (a header field more)": ("floats", {"write_page_checksum": True}),
-    "page statistics": ("floats", {"write_statistics": True}),
+    "several pages a column": ("floats, trades", {"data_page_size": 4096}),
+    "page checksums (a header field more)": ("floats, trades", {"write_page_checksum": True}),
+    "page statistics": ("floats, trades", {"write_statistics": True}),
+    "trades delta-encoded (the format before)": ("floats", {"column_encoding": DELTA_INTS}),
+    "trades delta-encoded, several pages": (
+        "floats",
+        {"column_encoding": DELTA_INTS, "data_page_size": 4096},
+    ),
     "all PLAIN (ints too)": ("all", {"column_encoding": PLAIN}),
     "all PLAIN, several pages": ("all", {"column_encoding": PLAIN, "data_page_size": 4096}),
     "all PLAIN, page statistics": ("all", {"column_encoding": PLAIN, "write_statistics": True}),
@@ -129,7 +144,7 @@ def test_the_stores_own_files_load_straight_from_their_bytes_as_pyarrow_decodes_
     store.write(CANDLES, *SERIES)
     store.close()
     files = sorted(series_dir(tmp_path).glob("*.parquet"))
-    assert len(files) == 2 and [straight(p) for p in files] == ["floats", "floats"]
+    assert len(files) == 2 and [straight(p) for p in files] == ["floats, trades"] * 2
     for span in ((0, MAX_MS), CUT, (AUG1, MAX_MS)):  # whole files, cut ones, one whole
         assert_same_bits(first_load(tmp_path, *span), pyarrow_frame(tmp_path, *span))
 
@@ -143,7 +158,7 @@ def test_files_of_other_versions_and_tools_load_as_pyarrow_decodes_them(
     files = sorted(series_dir(tmp_path).glob("*.parquet"))
     assert [straight(p) for p in files] == [read] * len(files)
     if "several pages" in name:
-        spans = spans_of(files[0], ALL if read == "all" else FLOAT_TYPES)
+        spans = spans_of(files[0], {"all": ALL, "floats, trades": COUNTED}.get(read, FLOAT_TYPES))
         assert spans is not None and all(len(column) > 1 for column in spans)
     for span in ((0, MAX_MS), CUT):
         assert_same_bits(first_load(tmp_path, *span), pyarrow_frame(tmp_path, *span))
@@ -199,13 +214,15 @@ def test_a_damaged_page_header_gives_a_store_error_or_pyarrows_values_never_othe
     assert_store_error_or_pyarrows_values(tmp_path)
 
 
+@pytest.mark.parametrize("before", [False, True], ids=["the stores files", "the format before"])
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_a_damaged_trades_header_in_a_stores_file_gives_a_store_error_or_pyarrows_values(
-    tmp_path: Path, damage: str
+    tmp_path: Path, damage: str, before: bool
 ) -> None:
     # The floats are read by a layout, the trades (their header damaged) decoded by pyarrow.
-    write_as(tmp_path, CANDLES)
-    damaged(tmp_path, DAMAGED["number_of_trades"], damage)
+    write_as(tmp_path, CANDLES, **({"column_encoding": DELTA_INTS} if before else {}))
+    path = damaged(tmp_path, DAMAGED["number_of_trades"], damage)
+    assert spans_of(path, COUNTED) is None  # its trades not read from its bytes
     layouts.clear()
     assert_store_error_or_pyarrows_values(tmp_path)
 

@@ -1,20 +1,20 @@
 """Where a partition file's values are, kept per file version: its layout.
 
-A file as the store writes it is read without decoding but for its trades (`series_read`):
-its floats are PLAIN pages copied from the file, its times runs of one step filled in place
+A file as the store writes it is read without decoding (`series_read`): its floats and
+trades are PLAIN pages copied from the file, its times runs of one step filled in place
 (`store.pages`). Finding that means reading its footer and page headers in Python, ~0.2 ms a
 file with the GIL held, which the threads copying other files wait for. The layout of a file
 version never changes (every write replaces a partition with a new file), so it is kept here
 under the version's identity (device, inode, size, mtime), as its decoded table is in
 `store.scan`. A later first read of the file hands it to a reading thread at once, which
-reads it by its layout (`read_into`): its float values straight into the frame and its other
+reads it by its layout (`read_into`): its PLAIN values straight into the frame and its other
 bytes into an image of the file, with one `preadv` (Linux, the BSDs, macOS), so it is neither
-mapped, populated nor unmapped; its times are filled (`fill`), its trades decoded from the
-image by pyarrow.
+mapped, populated nor unmapped; its times are filled (`fill`). (Older files' trades are
+delta-encoded: pyarrow decodes them from the image.)
 
 A key is not proof: a partition rewritten within the clock's tick, the same size, on an inode
 freed by the write before, has the same one. So a layout also keeps a digest of every byte
-finding it looked at (the footer, the time chunks, the float chunks but for their values),
+finding it looked at (the footer, the time chunks, the PLAIN chunks but for their values),
 and `read_into` checks the bytes it read there: a file that differs is read again from its
 bytes. The layout is a function of those bytes alone, so one that matches is the layout
 reading the file's headers again would give.
@@ -51,45 +51,51 @@ _IOV = 512  # buffers a `preadv` (IOV_MAX is 1024 on Linux)
 
 class Layout(NamedTuple):
     """A store file's values: its rows, its times as runs (`pages.steady_runs`: open times,
-    close times), where its bytes and its floats' PLAIN values are (`segments`)."""
+    close times), where its bytes and its PLAIN values are (`segments`)."""
 
     rows: int
+    columns: tuple[str, ...]  # placed from the file, in `segments`' row order
     runs: list[list[tuple[int, int, int]]]
     size: int  # of the file
     # Flat int64s, not tuples (with tuples a month's layout took ~13 KB, not ~3.5):
     read: array[int]  # (offset, bytes) pairs of what finding it read
     digest: bytes  # of those bytes, in order
-    # The file from its first column chunk on, in order, as (offset, bytes, float, value)
-    # fours: a float's values (its float column, its first value) or other bytes (-1).
+    # The file from its first column chunk on, in order, as (offset, bytes, column, value)
+    # fours: a PLAIN column's values (its index in `columns`, its first value) or other
+    # bytes (-1).
     segments: array[int]
 
 
-def planned(data: memoryview, metadata: pq.FileMetaData, floats: dict[str, str]) -> Layout | None:
-    """The layout of a file (`data`: all of its bytes) as the store writes it: `floats`
+def planned(data: memoryview, metadata: pq.FileMetaData, plain: dict[str, str]) -> Layout | None:
+    """The layout of a file (`data`: all of its bytes) as the store writes it: `plain`
     (name: physical type) PLAIN, times runs of one step (months without holes); else None."""
     runs = pages.steady_runs(data, metadata, _TIMES)
-    spans = None if runs is None else pages.plain_spans(data, metadata, floats)
+    spans = None if runs is None else pages.plain_spans(data, metadata, plain)
     if runs is None or spans is None:
         return None
-    read = _read(data, metadata, list(floats), spans)
+    read = _read(data, metadata, list(plain), spans)
     segments = _segments(spans, read, len(data))
     if segments is None:
         return None
     digest = _digest(data, read)
-    return Layout(metadata.num_rows, runs, len(data), _flat(read), digest, _flat(segments))
+    return Layout(
+        metadata.num_rows, tuple(plain), runs, len(data), _flat(read), digest, _flat(segments)
+    )
 
 
 def copy_from(data: Any, layout: Layout, rows: Sequence[np.ndarray[Any, Any]]) -> None:
-    """Copy the float values of a file's bytes `data` (its map) into `rows` by `layout`."""
+    """Copy the PLAIN values of a file's bytes `data` (its map) into `rows` (one array of
+    8-byte values a column of `layout.columns`, in order) by `layout`."""
     fours = iter(layout.segments)
     for offset, n, row, value in zip(fours, fours, fours, fours, strict=True):
         if row >= 0:
-            rows[row][value : value + n // 8] = np.frombuffer(data, np.float64, n // 8, offset)
+            out = rows[row]
+            out[value : value + n // 8] = np.frombuffer(data, out.dtype, n // 8, offset)
 
 
 def read_into(fd: int, layout: Layout, rows: Sequence[np.ndarray[Any, Any]], image: Any) -> bool:
-    """Read the file `fd` by `layout`: its float values straight into `rows` (the frame's
-    float rows of this file, in its float columns' order), every other byte into `image` (a
+    """Read the file `fd` by `layout`: its PLAIN values straight into `rows` (the frame's
+    arrays of this file, in `layout.columns`' order), every other byte into `image` (a
     writable buffer of at least the file's size) at its offset, with `preadv` (no map to
     make, fill or unmap); return whether the bytes `layout` was found in are the same (if
     not, `rows` hold whatever the file has there)."""
@@ -118,7 +124,7 @@ def _flat(items: tuple[tuple[int, ...], ...]) -> array[int]:
 def _segments(
     spans: list[list[tuple[int, int]]], read: tuple[tuple[int, int], ...], size: int
 ) -> tuple[tuple[int, int, int, int], ...] | None:
-    """`Layout.segments` of a file of `size` bytes, or None if its float values overlap one
+    """`Layout.segments` of a file of `size` bytes, or None if its PLAIN values overlap one
     another or what finding the layout read (a damaged footer's column chunks): one read
     in file order cannot place such bytes twice. Such a file is mapped and copied page by
     page, each from its own offset, as pyarrow reads it."""
@@ -142,7 +148,7 @@ def _segments(
     if size > at:
         segments.append((at, size - at, -1, 0))
     starts = [offset for offset, *_ in segments]
-    for offset, n in read:  # each inside one segment of other bytes, not a float's values
+    for offset, n in read:  # each inside one segment of other bytes, not a column's values
         i = bisect.bisect_right(starts, offset) - 1
         if i < 0 or segments[i][2] >= 0 or offset + n > starts[i] + segments[i][1]:
             return None
@@ -152,23 +158,23 @@ def _segments(
 def _read(
     data: memoryview,
     metadata: pq.FileMetaData,
-    floats: list[str],
+    plain: list[str],
     spans: list[list[tuple[int, int]]],
 ) -> tuple[tuple[int, int], ...]:
     """The bytes `planned` reads, as (offset, bytes): the footer (and its length and magic),
-    the time chunks, and the float chunks but for their values (their page headers)."""
+    the time chunks, and the PLAIN chunks but for their values (their page headers)."""
     size = len(data)
     footer = int.from_bytes(data[size - 8 : size - 4], "little")
     read = [(size - 8 - footer, footer + 8)]
     group, names = metadata.row_group(0), metadata.schema.names
-    for name in (*_TIMES, *floats):
+    for name in (*_TIMES, *plain):
         chunk = group.column(names.index(name))  # each is there: `pages` found them
         start, end = chunk.data_page_offset, chunk.data_page_offset + chunk.total_compressed_size
         if name in _TIMES:
             read.append((start, end - start))
             continue
         at = start
-        for offset, values in spans[floats.index(name)]:
+        for offset, values in spans[plain.index(name)]:
             read.append((at, offset - at))
             at = offset + 8 * values
         read.append((at, end - at))

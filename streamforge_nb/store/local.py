@@ -36,13 +36,14 @@ project on a 2-vCPU VM; ours: `bench/read.py` on a 2-vCPU VM):
   that dear, so the last `_HOT_PARTITIONS` partitions a backend wrote stay "hot": kept in
   memory (the merge reads nothing while the file is the one this backend wrote: same inode,
   size and mtime).
-- Files are encoded for the read, the hot path (`_WRITE_OPTIONS`): floats PLAIN, times and
-  counts delta-encoded, no codec, columns REQUIRED (no definition levels). A first load
-  copies the float pages from the file into the frame (`store.pages`) and decodes only the
-  times and counts. A year of 1m takes 32.8 MiB (LZ4: 27; zstd: 26; ArcticDB on LMDB: 36;
-  all PLAIN: 44.1, figures at `_WRITE_OPTIONS`). A file is written once in its final form.
-  Files of older versions (LZ4, zstd, all PLAIN; OPTIONAL columns) read as they are:
-  Parquet names its codec and encodings per column chunk.
+- Files are encoded for the read, the hot path (`_WRITE_OPTIONS`): floats and trades PLAIN,
+  times delta-encoded, no codec, columns REQUIRED (no definition levels). A first load
+  copies the float and trades pages from the file into the frame and fills the times
+  (`store.pages`, `store.layouts`): nothing is decoded. A year of 1m takes 36.2 MiB
+  (ArcticDB on LMDB: 35.7; trades delta-encoded, the format before: 32.8; LZ4: 27; zstd:
+  26; all PLAIN: 44.1; figures at `_WRITE_OPTIONS`). A file is written once in its final
+  form. Files of older versions (trades delta-encoded, LZ4, zstd, all PLAIN; OPTIONAL
+  columns) read as they are: Parquet names its codec and encodings per column chunk.
 
 A read spanning partitions is consistent per partition, not across them: a batch crossing a
 month boundary may show in one month before the other.
@@ -99,13 +100,21 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # wall against 11.2/11.5/11.5, CPU 11.9/12.2/12.9 ms against 14.7/15.0/16.1, but 44.1 MiB a
 # year against 32.8 (more than ArcticDB's 35.7) and ~3% fewer rows/s written. Still short
 # of ArcticDB's read either way, so the third more disk (2.2 GiB a year of 200 symbols' 1m)
-# is not paid: ints stay delta-encoded.
+# is not paid: times stay delta-encoded (filled as runs of one step, never decoded).
+# Trades PLAIN: once a file's layout is kept (`store.layouts`), the trades were all a first
+# load still had pyarrow decode, and with them gone the readers call no pyarrow at all.
+# Three `bench/analytics.py --cases read,write --runs 9` runs alternating with the format
+# before (each on a cache it wrote): a first load 0.74/0.78/0.66x ArcticDB `read` against
+# 1.12/1.14/1.31x, CPU 13.8/16.4/16.9 ms against 24.8/25.2/28.8; 36.2 MiB a year against
+# 32.8 (ArcticDB: 35.7). The write, both formats alternating in one process (15 runs each,
+# three times): 0.97/1.01/0.98x the format before's time.
 _WRITE_OPTIONS: dict[str, Any] = {
     "compression": "none",
     "use_dictionary": False,
     "column_encoding": {
         **{f.name: "PLAIN" for f in _SCHEMA if pa.types.is_floating(f.type)},
-        **{f.name: "DELTA_BINARY_PACKED" for f in _SCHEMA if not pa.types.is_floating(f.type)},
+        "number_of_trades": "PLAIN",
+        **dict.fromkeys(["open_time", "close_time"], "DELTA_BINARY_PACKED"),
     },
     "write_statistics": ["open_time"],
 }

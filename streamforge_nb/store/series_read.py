@@ -6,18 +6,19 @@ needs 46 MB of frame, not also 46 MB of decoded tables. In a new process each fr
 zeroed by the kernel before use, and that zeroing was most of a first read's CPU; the frame's
 arrays come from Arrow's pool, which keeps the pages a dropped frame freed for the next one.
 
-A file as the store writes it is not decoded at all but for its trades: this thread plans it
-(`store.pages`: where its float pages are, its times as runs of one step) and hands it to a
-reading thread, which copies the floats from the map, fills the times and has pyarrow decode
-the trades, while this thread plans the next file. Planned in the reading threads, the page
-headers read in Python held the GIL the other thread's copies waited for.
+A file as the store writes it is not decoded at all: this thread plans it (`store.pages`:
+where its float and trades pages are, its times as runs of one step) and hands it to a
+reading thread, which copies the floats and trades from the map and fills the times, while
+this thread plans the next file. Planned in the reading threads, the page headers read in
+Python held the GIL the other thread's copies waited for. Files written before the trades
+were PLAIN (delta-encoded, like the times) have pyarrow decode their trades.
 
 A file's layout (where those pages and runs are) is kept per file version (`store.layouts`),
 so a later first read of the file (its decoded table dropped) neither maps it nor reads its
-headers here: this thread opens it and hands it over, and the reader reads its floats into
-place and its other bytes into an image of the file with one `preadv`, checks those bytes
-against the digest the layout keeps (a stale layout is dropped and the load starts again),
-fills the times and has pyarrow decode the trades from the image.
+headers here: this thread opens it and hands it over, and the reader reads its floats and
+trades into place and its other bytes into an image of the file with one `preadv`, checks
+those bytes against the digest the layout keeps (a stale layout is dropped and the load
+starts again) and fills the times.
 
 The read cache (`store.scan`) then keeps, per file, an Arrow view of the frame's rows, and
 through them the frame itself (the "keeper", never handed out). A later load of rows the
@@ -61,6 +62,9 @@ _INTS = ["open_time", "close_time", "number_of_trades"]
 # file of delta ints fails on its first column, before its float pages are read.
 _PLAIN_ALL = {**dict.fromkeys(_INTS, "INT64"), **dict.fromkeys(_FLOATS, "DOUBLE")}
 _PLAIN_FLOATS = dict.fromkeys(_FLOATS, "DOUBLE")
+# A layout places the trades too where they are PLAIN (the store's files; older ones have
+# them delta-encoded, and pyarrow decodes them). Trades first: an older file fails on them.
+_PLAIN_LAYOUTS = ({"number_of_trades": "INT64", **_PLAIN_FLOATS}, _PLAIN_FLOATS)
 _BLOCKS = (
     np.array([COLUMNS.index(n) for n in _FLOATS]),
     np.array([COLUMNS.index("close_time")]),
@@ -353,10 +357,12 @@ def _plan(file: _File) -> layouts.Layout | None:
         return file.layout
     if file.source is None or file.mapped is None:
         return None
-    layout = layouts.planned(_bytes(file.mapped), file.source.metadata, _PLAIN_FLOATS)
-    if layout is not None:
-        layouts.put(file.path, file.key, layout)
-    return layout
+    for plain in _PLAIN_LAYOUTS:
+        layout = layouts.planned(_bytes(file.mapped), file.source.metadata, plain)
+        if layout is not None:
+            layouts.put(file.path, file.key, layout)
+            return layout
+    return None
 
 
 def _planned_into(
@@ -366,25 +372,30 @@ def _planned_into(
     file: _File,
 ) -> None:
     """Copy `file` by its layout into `floats` (the float block's rows) and `ints` (open
-    times, close times, trades): floats copied from the map, times filled, trades decoded by
-    pyarrow. A file whose layout was kept is not mapped: `layouts.read_into` reads its
-    floats into place and its other bytes into this thread's image of it, which pyarrow
-    then reads the trades from. (Mapped, populating and unmapping 12 files took the calling
-    thread ~3 ms of a year's first load, with the GIL held for the populating.)"""
+    times, close times, trades): floats and trades copied from the map, times filled (trades
+    delta-encoded, in older files: decoded by pyarrow). A file whose layout was kept is not
+    mapped: `layouts.read_into` reads its values into place and its other bytes into this
+    thread's image of it (where pyarrow finds older files' trades). (Mapped, populating and
+    unmapping 12 files took the calling thread ~3 ms of a year's first load, with the GIL
+    held for the populating.)"""
+    arrays = dict(zip(_FLOATS, floats, strict=True))
+    arrays["number_of_trades"] = ints[2]
+    rows = [arrays[name] for name in plan.columns]
     if file.mapped is None:
         image = layouts.image(plan.size)
-        if not layouts.read_into(file.fd, plan, list(floats), image):
+        if not layouts.read_into(file.fd, plan, rows, image):
             layouts.drop(file.path)
             raise _Stale(file.path)
-        source = pq.ParquetFile(pa.BufferReader(pa.py_buffer(image[: plan.size])))
+        data = pa.py_buffer(image[: plan.size])
     else:
-        assert file.source is not None  # a mapped file is open
-        source = file.source
         file.mapped.seek(0)
-        layouts.copy_from(file.mapped.read_buffer(), plan, list(floats))
+        data = file.mapped.read_buffer()
+        layouts.copy_from(data, plan, rows)
     for out, runs in zip(ints, plan.runs, strict=False):
         layouts.fill(out, runs)
-    _into(ints[2], _decoded(source, ["number_of_trades"]), "number_of_trades")
+    if "number_of_trades" not in plan.columns:  # delta-encoded (older files)
+        source = file.source or pq.ParquetFile(pa.BufferReader(data))
+        _into(ints[2], _decoded(source, ["number_of_trades"]), "number_of_trades")
 
 
 def _copy_spans(
