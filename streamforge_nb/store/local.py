@@ -106,8 +106,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Three `bench/analytics.py --cases read,write --runs 9` runs alternating with the format
 # before (each on a cache it wrote): a first load 0.74/0.78/0.66x ArcticDB `read` against
 # 1.12/1.14/1.31x, CPU 13.8/16.4/16.9 ms against 24.8/25.2/28.8; 36.2 MiB a year against
-# 32.8 (ArcticDB: 35.7). The write, both formats alternating in one process (15 runs each,
-# three times): 0.97/1.01/0.98x the format before's time.
+# 32.8 (ArcticDB: 35.7). `bench/store_format.py` (both formats alternating in one process,
+# 3 rounds of 15 runs): the write 1.04/0.98/1.02x the format before's time, a first load
+# 0.68/0.71/0.70x.
 _WRITE_OPTIONS: dict[str, Any] = {
     "compression": "none",
     "use_dictionary": False,
