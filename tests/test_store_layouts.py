@@ -12,10 +12,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from test_market import AUG1
 from test_store_pages import (  # tests/ is on sys.path (rootdir, no package)
     CANDLES,
     DELTA_INTS,
     FLOATS,
+    SERIES,
     assert_same_bits,
     first_load,
     pyarrow_frame,
@@ -24,6 +26,7 @@ from test_store_pages import (  # tests/ is on sys.path (rootdir, no package)
 )
 
 from streamforge_nb.store import layouts, scan
+from streamforge_nb.store.candles import CandleStore
 
 
 def kept(path: Path) -> layouts.Layout | None:
@@ -75,6 +78,24 @@ def test_a_layout_places_the_trades_where_they_are_plain_and_pyarrow_decodes_the
     files = sorted(series_dir(tmp_path).glob("*.parquet"))
     found = [kept(p) for p in files]
     assert [layout.columns if layout else None for layout in found] == [placed] * len(files)
+    assert_same_bits(first_load(tmp_path), pyarrow_frame(tmp_path))  # by the kept layouts
+
+
+def test_a_series_half_in_the_format_before_loads_exactly_after_a_batch_rewrote_one_month(
+    tmp_path: Path,
+) -> None:
+    # A store written before the trades were PLAIN; a sink of this version then adds a batch
+    # to the second month, which rewrites that month in today's format.
+    write_as(tmp_path, CANDLES, column_encoding=DELTA_INTS)
+    second = CANDLES[CANDLES.index >= pd.Timestamp(AUG1, unit="ms", tz="UTC")]
+    store = CandleStore.open(tmp_path)
+    store.write(second.iloc[-10:], *SERIES)
+    store.close()
+    layouts.clear()
+    assert_same_bits(first_load(tmp_path), pyarrow_frame(tmp_path))  # mapped, headers read
+    files = sorted(series_dir(tmp_path).glob("*.parquet"))
+    found = [kept(p) for p in files]
+    assert [len(layout.columns) if layout else None for layout in found] == [8, 9]
     assert_same_bits(first_load(tmp_path), pyarrow_frame(tmp_path))  # by the kept layouts
 
 
