@@ -239,6 +239,9 @@ def year_case(
     year_bytes = sum(f.stat().st_size for f in year_files)
     print(f"  a year on disk: {year_bytes / 2**20:.1f} MiB in 12 files ({codec}, trades "
           f"{trades_as}: the files of the version that made --cache)", flush=True)  # fmt: skip
+    if trades_as != "PLAIN":
+        print(f"  (the store writes the trades PLAIN now: --cache {args.cache} holds an older "
+              "format; a new --cache measures today's)", flush=True)  # fmt: skip
     for what, end in (("day", YEAR + DAY), ("month", FEB)):
         t = median_time(partial(store.load, "SYM000USDT", "1m", YEAR, end), runs)
         show(f"one {what} of it: load", t, _a(arctic, f"date_range_{what}"))
