@@ -6,6 +6,7 @@ data)."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -206,14 +207,37 @@ def duckdb_resample(store: CandleStore, symbols: list[str], rule: str, start: in
     return query.run_sql(backend, sql, bounds, "arrow")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("names", "cache"),
+    [
+        (["ETHUSDT", "BTCUSDT"], "512"),  # series by series, each file as it is read
+        (["BTCUSDT"], "512"),  # one series read whole, as `load` reads it
+        (["BTCUSDT"], "0"),  # no read cache: one series too, each file as it is read
+        (["BTCUSDT"], "0.01"),  # files larger than the read cache: the same
+    ],
+    ids=["two series", "one series", "one series, no read cache", "one series, over the cache"],
+)
 @pytest.mark.parametrize("rule", ["1m", "5m", "1h", "1d", "1w", "1M"])
-def test_resample_many_gives_exactly_what_duckdb_gives(tmp_path: Path, rule: str) -> None:
+def test_resample_many_gives_exactly_what_duckdb_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rule: str, names: list[str], cache: str
+) -> None:
+    monkeypatch.setenv("STREAMFORGE_READ_CACHE_MB", cache)
+    # The module (`streamforge_nb.store.resample` is also a function's name there).
+    resample = importlib.import_module("streamforge_nb.store.resample")
+    read_whole: list[str] = []  # series read whole, as `load` reads them
+
+    def read_frame(backend: Any, symbol: str, *args: Any) -> pd.DataFrame:
+        read_whole.append(symbol)
+        return series_read.read_frame(backend, symbol, *args)
+
+    monkeypatch.setattr(resample, "read_frame", read_frame)
     store = CandleStore.open(tmp_path / "store")
     for sym, a, b in (("BTCUSDT", START, AUG1 + 90 * MIN), ("ETHUSDT", AUG1 - DAY + 7, END)):
         store.write(generated(sym, "1m", a, b), sym, "1m")
     store.write(generated("ETHUSDT", "1m", AUG1 - 3 * MIN, AUG1 + 5 * MIN), "ETHUSDT", "1m")
-    names = ["ETHUSDT", "BTCUSDT"]
-    for lo, hi in ((START, END), (AUG1 - DAY + 11 * MIN, AUG1 + 61 * MIN), (END, END + DAY)):
+    # Whole days of BTCUSDT too: every slot of 5m or 1h the same count (added column-wise).
+    spans = ((START, END), (AUG1 - DAY + 11 * MIN, AUG1 + 61 * MIN), (END, END + DAY))
+    for lo, hi in (*spans, (AUG1 - DAY, AUG1)):
         want = duckdb_resample(store, names, rule, lo, hi)
         got = store.resample_many(names, "1m", rule, lo, hi, backend="arrow")
         assert got.schema.equals(want.schema, check_metadata=False)
@@ -223,6 +247,53 @@ def test_resample_many_gives_exactly_what_duckdb_gives(tmp_path: Path, rule: str
             pd.testing.assert_frame_equal(frame, want.to_pandas(), check_exact=True)
         else:  # weeks span months: DuckDB adds the files' partial sums in its threads' order
             pd.testing.assert_frame_equal(frame, want.to_pandas(), rtol=1e-13)
+    assert bool(read_whole) == (names == ["BTCUSDT"] and cache == "512")
+
+
+def added_one_by_one(values: np.ndarray[Any, Any], starts: np.ndarray[Any, Any]) -> list[float]:
+    """Each slot's sum as DuckDB adds it: from 0.0, each value in time order."""
+    sums = []
+    for lo, hi in zip(starts, [*starts[1:], len(values)], strict=True):
+        total = 0.0
+        for value in values[lo:hi].tolist():
+            total += value
+        sums.append(total)
+    return sums
+
+
+def assert_same_floats(got: np.ndarray[Any, Any], want: list[float]) -> None:
+    """The same values bit for bit (-0.0 apart from 0.0), NaN where NaN."""
+    expected = np.array(want, dtype=np.float64)
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(got), nan)
+    np.testing.assert_array_equal(got[~nan].view(np.int64), expected[~nan].view(np.int64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    k=st.integers(1, 300),
+    slots=st.integers(1, 40),
+    values=st.lists(
+        st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([-0.0, 1e308, 1e-308]),
+        min_size=1,
+        max_size=64,
+    ),
+    cuts=st.lists(st.integers(1, 10**6), max_size=8),
+)
+def test_resamples_sums_are_added_one_by_one_in_time_order(
+    k: int, slots: int, values: list[float], cuts: list[int]
+) -> None:
+    from streamforge_nb.store.resample import _Sums
+
+    data = np.resize(np.array(values, dtype=np.float64), k * slots)
+    starts = np.arange(slots) * k  # every slot k values (a year of 1m to 1h, no holes)
+    want = added_one_by_one(data, starts)
+    for min_slots in (1, 10**9):  # added k times a column, and by bincount
+        assert_same_floats(_Sums(starts, starts + k, min_slots)(data), want)
+    # Slots of other counts (holes), as `cuts` divides the values.
+    starts = np.unique(np.array([0, *(c % len(data) for c in cuts)], dtype=np.int64))
+    ends = np.r_[starts[1:], len(data)]
+    assert_same_floats(_Sums(starts, ends, 1)(data), added_one_by_one(data, starts))
 
 
 def test_sql_returns_an_arrow_table(store: CandleStore) -> None:
