@@ -219,8 +219,8 @@ class _Sums:
 
 
 def _fits(backend: LocalBackend, symbol: str, interval: str, span: tuple[int, int]) -> bool:
-    """Whether a series' files in `span` fit the read cache as one frame (its rows take a
-    fifth more than the files hold), so it is read whole, as `load` reads it; else its files
+    """Whether a series' files in `span` fit the read cache as one frame (a year of 1m: 46
+    MB of frame, 36 MB of files), so it is read whole, as `load` reads it; else its files
     are aggregated one at a time and memory follows a file, not the series."""
     budget = _budget()
     if not budget:
