@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
 from conftest import subprocess_env
 
 from streamforge_nb.control.queue import Queue
@@ -376,6 +378,17 @@ def test_a_refused_publish_names_the_user_and_the_topic(
     # confluent-kafka 2.16 has also ended a flush after this refusal with a SystemError and
     # no exception at all (once, in a suite run on two workers): the user still learns it.
     with pytest.raises(NotAuthorized, match=refused), early._mapped():
+        raise SystemError("<method 'flush'> returned NULL without setting an exception")
+    # ... and so has it with error_cb never told and a poll after it telling nothing (seen
+    # once more): the refusal is then the fatal error librdkafka logged.
+    late = CandlePublisher(viewer_settings, events)
+    deadline = time.monotonic() + 20
+    while not late._fatal_logged and time.monotonic() < deadline:
+        with contextlib.suppress(KafkaException, SystemError):
+            late._producer.poll(0.5)  # serves librdkafka's log lines (and error_cb)
+    assert late._fatal_logged, "librdkafka logged no fatal error within 20 s"
+    late._fatal.clear()  # as if error_cb had never been told
+    with pytest.raises(NotAuthorized, match=refused), late._mapped():
         raise SystemError("<method 'flush'> returned NULL without setting an exception")
 
 

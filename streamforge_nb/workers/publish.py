@@ -85,11 +85,15 @@ class CandlePublisher:
         self._what = f"publishing to {topic}"
         self._failed: list[Any] = []
         self._fatal: list[Any] = []
+        self._fatal_logged: list[str] = []
         self._candles = 0
         options = {
             **PRODUCER_CONFIG,
             "on_delivery": self._delivered,
             "error_cb": self._reported,
+            "logger": _FatalNoted(
+                logging.getLogger("streamforge_nb.librdkafka"), self._fatal_logged
+            ),
             **config,
         }
         self._producer: Any = make_bulk_producer(settings, topic, **options)
@@ -216,7 +220,11 @@ class CandlePublisher:
                 told = raised if isinstance(raised, KafkaException) else raised.__cause__
                 if isinstance(told, KafkaException) and isinstance(told.args[0], KafkaError):
                     self._reported(told.args[0])
-        return KafkaException(self._fatal[0]) if self._fatal else None
+        if self._fatal:
+            return KafkaException(self._fatal[0])
+        if self._fatal_logged:  # logged, never told to error_cb (see `_FatalNoted`)
+            return KafkaException(KafkaError(KafkaError._FATAL, self._fatal_logged[0], fatal=True))
+        return None
 
     def _raise_failed(self) -> None:
         if self._failed:
@@ -240,12 +248,31 @@ class CandlePublisher:
             # then the binding runs a delivery callback with it still set (confluent-kafka
             # 2.16): the cause is the real error. A fatal error during flush's chunked wait
             # has also ended it with no exception at all ("returned NULL without setting an
-            # exception", seen once in the suite): then the cause is the one error_cb got.
+            # exception", seen twice in the suite): then the cause is the one error_cb got,
+            # or the one librdkafka logged (`_FatalNoted`).
             if isinstance(exc.__cause__, KafkaException):
                 cause = self._fatal_cause(exc.__cause__)
             elif (cause := self._told_fatal()) is None:
                 raise
             raise map_confluent_error(cause, what=self._what, settings=self.settings) from None
+
+
+class _FatalNoted:
+    """A producer's librdkafka logger that notes the fatal error librdkafka logs, then logs
+    every line as the logger would. confluent-kafka 2.16 has ended a flush after a fatal
+    error (an idempotent producer refused its id: no cluster ACL) with a SystemError and no
+    exception, `error_cb` never told of it and a poll after it telling nothing either (seen
+    once in a suite run): the log line is then the only word of the refusal."""
+
+    def __init__(self, logger: logging.Logger, noted: list[str]) -> None:
+        self._logger, self._noted = logger, noted
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        # As the binding calls it: log(level, "%s [%s] %s", facility, client, text).
+        if len(args) == 3 and args[0] == "FATAL" and not self._noted:
+            text = str(args[2])
+            self._noted.append(text.split("]: ", 1)[-1])  # without "[thrd:main]: "
+        self._logger.log(level, msg, *args, stacklevel=2)  # at the call that served it
 
 
 CLOSE_TIMEOUT_S = SEND_TIMEOUT_S * 2
