@@ -298,6 +298,11 @@ def resample_case(
     )
     show(f"resample {len(names)} x a month -> 1h: resample_many", t_many50,
          {"loop load + pandas": t_loop50, **_a(arctic, "resample_batch")})  # fmt: skip
+    t_many50_first = median_time(
+        cleared(lambda: store.resample_many(names, "1m", "1h", YEAR, FEB)), runs
+    )
+    show("  first resample (decoded tables dropped)", t_many50_first,
+         _a(arctic, "resample_batch"))  # fmt: skip
 
 
 def coverage_case(store: CandleStore, matrix: int, runs: int) -> None:
