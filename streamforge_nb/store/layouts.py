@@ -38,8 +38,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from streamforge_nb.store import pages
+from streamforge_nb.store.frames import COLUMNS, FLOAT_COLUMNS
 
-__all__ = ["Layout", "clear", "drop", "fill", "get", "image", "planned", "put", "read_into"]
+__all__ = [
+    "Layout", "clear", "drop", "fill", "get", "image", "plan", "planned", "put", "read_into",
+]  # fmt: skip
 
 # File versions kept: a year of 1m for 200 symbols is 2,400. A month's layout takes ~3.5 KB
 # (measured with tracemalloc), so at most ~14 MB.
@@ -81,6 +84,22 @@ def planned(data: memoryview, metadata: pq.FileMetaData, plain: dict[str, str]) 
     return Layout(
         metadata.num_rows, tuple(plain), runs, len(data), _flat(read), digest, _flat(segments)
     )
+
+
+_PLAIN_FLOATS = {name: "DOUBLE" for name in COLUMNS if name in FLOAT_COLUMNS}
+# A layout places the trades too where they are PLAIN (the store's files; older ones have
+# them delta-encoded, and pyarrow decodes them). Trades first: an older file fails on them.
+_PLAIN_WAYS = ({"number_of_trades": "INT64", **_PLAIN_FLOATS}, _PLAIN_FLOATS)
+
+
+def plan(data: memoryview, metadata: pq.FileMetaData) -> Layout | None:
+    """The layout of a file as the store writes it (`planned`: its floats PLAIN, its trades
+    too if they are), or None."""
+    for plain in _PLAIN_WAYS:
+        layout = planned(data, metadata, plain)
+        if layout is not None:
+            return layout
+    return None
 
 
 def copy_from(data: Any, layout: Layout, rows: Sequence[np.ndarray[Any, Any]]) -> None:

@@ -62,9 +62,6 @@ _INTS = ["open_time", "close_time", "number_of_trades"]
 # file of delta ints fails on its first column, before its float pages are read.
 _PLAIN_ALL = {**dict.fromkeys(_INTS, "INT64"), **dict.fromkeys(_FLOATS, "DOUBLE")}
 _PLAIN_FLOATS = dict.fromkeys(_FLOATS, "DOUBLE")
-# A layout places the trades too where they are PLAIN (the store's files; older ones have
-# them delta-encoded, and pyarrow decodes them). Trades first: an older file fails on them.
-_PLAIN_LAYOUTS = ({"number_of_trades": "INT64", **_PLAIN_FLOATS}, _PLAIN_FLOATS)
 _BLOCKS = (
     np.array([COLUMNS.index(n) for n in _FLOATS]),
     np.array([COLUMNS.index("close_time")]),
@@ -357,12 +354,10 @@ def _plan(file: _File) -> layouts.Layout | None:
         return file.layout
     if file.source is None or file.mapped is None:
         return None
-    for plain in _PLAIN_LAYOUTS:
-        layout = layouts.planned(_bytes(file.mapped), file.source.metadata, plain)
-        if layout is not None:
-            layouts.put(file.path, file.key, layout)
-            return layout
-    return None
+    layout = layouts.plan(_bytes(file.mapped), file.source.metadata)
+    if layout is not None:
+        layouts.put(file.path, file.key, layout)
+    return layout
 
 
 def _planned_into(
