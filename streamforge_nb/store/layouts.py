@@ -27,21 +27,24 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import mmap
 import os
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamforge_nb.store import pages
 from streamforge_nb.store.frames import COLUMNS, FLOAT_COLUMNS
 
 __all__ = [
-    "Layout", "clear", "drop", "fill", "get", "image", "plan", "planned", "put", "read_into",
+    "Layout", "clear", "drop", "fill", "get", "image", "map_file", "plan", "planned", "put",
+    "read_into", "read_values",
 ]  # fmt: skip
 
 # File versions kept: a year of 1m for 200 symbols is 2,400. A month's layout takes ~3.5 KB
@@ -100,6 +103,38 @@ def plan(data: memoryview, metadata: pq.FileMetaData) -> Layout | None:
         if layout is not None:
             return layout
     return None
+
+
+def map_file(fd: int) -> pa.Buffer:
+    """An open file of some bytes, mapped and populated as it is made (MAP_POPULATE: one
+    call maps every page; a cold file is read whole). Touched a page at a time instead, the
+    faults of two reading threads serialized on the process's memory map lock. The map stays
+    while the buffer or any buffer read from it lives."""
+    populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux; elsewhere pages fault in
+    region = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
+    return pa.py_buffer(region)
+
+
+def read_values(
+    layout: Layout, arrays: Mapping[str, np.ndarray[Any, Any]], fd: int, mapped: Any
+) -> Any:
+    """Read a file by `layout` into `arrays` (column name: the file's rows of it, 8-byte
+    values): its PLAIN columns copied from `mapped` (its map, if mapped) or read by
+    `read_into` from `fd`, its times filled. Return the file's bytes as read (its map, or
+    this thread's image of it: where pyarrow finds an older file's trades), or None if they
+    are not the bytes the layout was found in (then drop it and read the file again)."""
+    placed = [arrays[name] for name in layout.columns]
+    if mapped is not None:
+        copy_from(mapped, layout, placed)
+        data = mapped
+    else:
+        image_ = image(layout.size)
+        if not read_into(fd, layout, placed, image_):
+            return None
+        data = pa.py_buffer(image_[: layout.size])
+    for name, runs in zip(_TIMES, layout.runs, strict=True):
+        fill(arrays[name], runs)
+    return data
 
 
 def copy_from(data: Any, layout: Layout, rows: Sequence[np.ndarray[Any, Any]]) -> None:

@@ -10,7 +10,6 @@ pyarrow decodes it as before, so a damaged file still gets pyarrow's error.
 
 from __future__ import annotations
 
-import mmap
 import os
 from typing import Any
 
@@ -42,7 +41,7 @@ def read_table(path: str, schema: pa.Schema) -> pa.Table | None:
         if layout is None:
             if not st.st_size:
                 return None
-            mapped = _map(fd)
+            mapped = layouts.map_file(fd)
             try:
                 metadata = pq.ParquetFile(pa.BufferReader(mapped)).metadata
             except (OSError, pa.ArrowException):  # pyarrow's decode says what is wrong
@@ -67,18 +66,10 @@ def _read(
         )
         for f in schema
     }
-    placed = [arrays[name] for name in layout.columns]
-    if mapped is not None:
-        layouts.copy_from(mapped, layout, placed)
-        data = mapped
-    else:
-        image = layouts.image(layout.size)
-        if not layouts.read_into(fd, layout, placed, image):
-            layouts.drop(path)  # not the bytes it was found in: decode the file
-            return None
-        data = pa.py_buffer(image[: layout.size])
-    for name, runs in zip(("open_time", "close_time"), layout.runs, strict=True):
-        layouts.fill(arrays[name], runs)
+    data = layouts.read_values(layout, arrays, fd, mapped)
+    if data is None:
+        layouts.drop(path)  # not the bytes it was found in: decode the file
+        return None
     if "number_of_trades" not in layout.columns:  # delta-encoded (older files)
         file = pq.ParquetFile(pa.BufferReader(data))
         trades = file.read(["number_of_trades"], use_threads=False).column(0)
@@ -87,10 +78,3 @@ def _read(
         arrays["number_of_trades"][:] = trades.cast(pa.int64()).to_numpy()
     columns = [pa.Array.from_buffers(f.type, rows, [None, buffers[f.name]]) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _map(fd: int) -> pa.Buffer:
-    """The open file, mapped and populated at once (one call maps every page)."""
-    populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux; elsewhere pages fault in
-    region = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
-    return pa.py_buffer(region)

@@ -33,7 +33,6 @@ frame returned is writable like any pandas frame (`df.iloc[0, 0] = x`).
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 from collections.abc import Sequence
@@ -187,16 +186,12 @@ def _bytes(mapped: pa.NativeFile) -> memoryview:
 
 
 def _map_whole(fd: int) -> pa.NativeFile:
-    """Map an open partition file as `scan.mapped` does, for a read of all of it. The map is
-    populated as it is made (MAP_POPULATE: one call maps every page; a cold file is read
-    whole). Touched a page at a time instead, the faults of two reading threads serialized
-    on the process's memory map lock, some with the GIL held (page headers read in Python).
-    The map stays while the reader or any buffer read from it lives."""
+    """Map an open partition file as `scan.mapped` does, for a read of all of it, populated
+    at once (`layouts.map_file`: page faults of two reading threads, some with the GIL held,
+    serialized on the memory map lock)."""
     if not os.fstat(fd).st_size:  # mmap refuses an empty file; Parquet's reader says why
         return pa.BufferReader(b"")
-    populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux; elsewhere pages fault in
-    region = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
-    return pa.BufferReader(pa.py_buffer(region))
+    return pa.BufferReader(layouts.map_file(fd))
 
 
 def _in_range(table: pa.Table, start_ms: int, end_ms: int) -> tuple[int, int]:
@@ -374,20 +369,15 @@ def _planned_into(
     unmapping 12 files took the calling thread ~3 ms of a year's first load, with the GIL
     held for the populating.)"""
     arrays = dict(zip(_FLOATS, floats, strict=True))
-    arrays["number_of_trades"] = ints[2]
-    rows = [arrays[name] for name in plan.columns]
-    if file.mapped is None:
-        image = layouts.image(plan.size)
-        if not layouts.read_into(file.fd, plan, rows, image):
-            layouts.drop(file.path)
-            raise _Stale(file.path)
-        data = pa.py_buffer(image[: plan.size])
-    else:
+    arrays.update(zip(_INTS, ints, strict=True))
+    mapped = None
+    if file.mapped is not None:
         file.mapped.seek(0)
-        data = file.mapped.read_buffer()
-        layouts.copy_from(data, plan, rows)
-    for out, runs in zip(ints, plan.runs, strict=False):
-        layouts.fill(out, runs)
+        mapped = file.mapped.read_buffer()
+    data = layouts.read_values(plan, arrays, file.fd, mapped)
+    if data is None:
+        layouts.drop(file.path)
+        raise _Stale(file.path)
     if "number_of_trades" not in plan.columns:  # delta-encoded (older files)
         source = file.source or pq.ParquetFile(pa.BufferReader(data))
         _into(ints[2], _decoded(source, ["number_of_trades"]), "number_of_trades")
