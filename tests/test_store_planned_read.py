@@ -8,15 +8,21 @@ Real Parquet files written with the store's options (and the format before), rea
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from test_store_layouts import keep_under_its_key
 from test_store_pages import (  # tests/ is on sys.path (rootdir, no package)
     CANDLES,
+    CUT,
     DAMAGED,
     DELTA_INTS,
+    FORMATS,
+    MAX_MS,
     PLAIN,
     damaged,
     series_dir,
@@ -24,6 +30,7 @@ from test_store_pages import (  # tests/ is on sys.path (rootdir, no package)
 )
 
 from streamforge_nb.store import layouts, planned_read, scan
+from streamforge_nb.store.planned_read import Scratch
 
 
 def files(root: Path) -> list[Path]:
@@ -32,6 +39,15 @@ def files(root: Path) -> list[Path]:
 
 def pyarrows(path: Path) -> pa.Table:
     return pq.read_table(path).cast(scan.SCHEMA)
+
+
+def assert_arrays_are(arrays: dict[str, np.ndarray[Any, Any]] | None, table: pa.Table) -> None:
+    """`arrays` (`read_arrays`: times as int64 ms) hold `table`'s values, bit for bit."""
+    assert arrays is not None and list(arrays) == table.column_names
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        want = column.cast(pa.int64()) if pa.types.is_timestamp(column.type) else column
+        assert arrays[name].dtype == want.type.to_pandas_dtype()
+        np.testing.assert_array_equal(arrays[name].view(np.int64), want.to_numpy().view(np.int64))
 
 
 @pytest.mark.parametrize(
@@ -50,6 +66,38 @@ def test_a_store_file_read_by_its_layout_is_pyarrows_table(
         again = planned_read.read_table(str(path), scan.SCHEMA)  # by the kept layout
         assert again is not None and again.equals(pyarrows(path))
         assert scan._decode(str(path), None).equals(pyarrows(path))
+        # Into scratch (a resample's read): the same values, as arrays.
+        assert_arrays_are(planned_read.read_arrays(str(path), scan.SCHEMA, Scratch()), first)
+
+
+def test_scratch_is_reused_file_after_file_and_holds_each_files_values(tmp_path: Path) -> None:
+    write_as(tmp_path, CANDLES)
+    paths = files(tmp_path)
+    shorter = tmp_path / "shorter"  # a file of fewer rows read in between
+    write_as(shorter, CANDLES.iloc[:100])
+    paths.insert(1, files(shorter)[0])
+    layouts.clear()
+    scratch = Scratch()
+    held = []
+    for path in [*paths, *paths]:  # found, then by the kept layouts
+        arrays = planned_read.read_arrays(str(path), scan.SCHEMA, scratch)
+        assert_arrays_are(arrays, pyarrows(path))
+        assert arrays is not None
+        held.append(arrays["open_time"].__array_interface__["data"][0])  # its start
+    # One allocation, grown at most once (by the first file, a quarter over its size), is
+    # written by every read after it: nothing new is allocated file after file.
+    assert len(set(held)) == 1
+
+
+def test_scratches_are_kept_for_the_next_read_and_given_out_once(tmp_path: Path) -> None:
+    with planned_read.scratch(2) as pair:
+        pair[0].of(1000)
+        assert len({id(s) for s in pair}) == 2
+        with planned_read.scratch(2) as other:  # a second read meanwhile: others
+            assert not {id(s) for s in other} & {id(s) for s in pair}
+    with planned_read.scratch(2) as again:  # kept, and handed out again
+        assert {id(s) for s in again} & {id(s) for s in pair}
+        assert max(s.nbytes for s in again) >= 1000
 
 
 @pytest.mark.parametrize(
@@ -62,6 +110,7 @@ def test_other_files_are_left_to_pyarrow(tmp_path: Path, options: dict[str, obje
     layouts.clear()
     for path in files(tmp_path):
         assert planned_read.read_table(str(path), scan.SCHEMA) is None
+        assert planned_read.read_arrays(str(path), scan.SCHEMA, Scratch()) is None
         assert scan._decode(str(path), None).equals(pyarrows(path))
 
 
@@ -76,7 +125,7 @@ def test_a_rewritten_file_under_a_kept_layouts_key_is_decoded_by_pyarrow(
     assert old is not None
     write_as(tmp_path, CANDLES.iloc[: len(CANDLES) // 3])  # the first month, cut short
     keep_under_its_key(path, old)  # the old layout under the new file's key
-    assert planned_read.read_table(str(path), scan.SCHEMA) is None
+    assert planned_read.read_arrays(str(path), scan.SCHEMA, Scratch()) is None
     assert layouts.get(str(path), scan._key(str(path))) is None  # dropped
     assert scan._decode(str(path), None).equals(pyarrows(path))
 
@@ -88,5 +137,71 @@ def test_a_damaged_trades_header_is_left_to_pyarrow(tmp_path: Path) -> None:
     path = damaged(tmp_path, DAMAGED["number_of_trades"], "a dictionary page")
     layouts.clear()
     assert planned_read.read_table(str(path), scan.SCHEMA) is None
+    assert planned_read.read_arrays(str(path), scan.SCHEMA, Scratch()) is None
     with pytest.raises(pa.ArrowInvalid, match="number_of_trades"):  # pyarrow's refusal
         scan._decode(str(path), None)
+
+
+def spans_of_files(paths: list[Path]) -> list[tuple[int, int, str]]:
+    """(start, end, path) as `scan` lists partition files (months here)."""
+    out = []
+    for path in paths:
+        start = pd.Timestamp(path.stem + "-01", tz="UTC")
+        out.append(
+            (start.value // 10**6, (start + pd.DateOffset(months=1)).value // 10**6, str(path))
+        )
+    return out
+
+
+def cut(table: pa.Table, lo: int, hi: int) -> pa.Table:
+    times = table.column("open_time").cast(pa.int64()).to_numpy()
+    first, last = np.searchsorted(times, [lo, hi])
+    return table.slice(int(first), int(last - first))
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_a_resamples_reads_are_pyarrows_values_in_every_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    write_as(tmp_path, CANDLES, **FORMATS[name][1])
+    paths = files(tmp_path)
+    listed = spans_of_files(paths)
+    layouts.clear()
+    scan.clear()
+    by_layout: list[str] = []
+    real = planned_read.read_arrays
+
+    def read_arrays(path: str, *args: Any) -> Any:
+        arrays = real(path, *args)
+        if arrays is not None:
+            by_layout.append(path)
+        return arrays
+
+    monkeypatch.setattr(planned_read, "read_arrays", read_arrays)
+    for lo, hi in ((0, MAX_MS), CUT):
+        for arrays, path in zip(scan.file_arrays(listed, lo, hi), paths, strict=True):
+            assert_arrays_are(arrays, cut(pyarrows(path), lo, hi))
+    # The store's own files (and the format before) are read into scratch, never kept.
+    readable = name in ("several pages a column", "page checksums (a header field more)",
+                        "page statistics", "trades delta-encoded (the format before)",
+                        "trades delta-encoded, several pages")  # fmt: skip
+    assert bool(by_layout) == readable
+    assert readable == (scan.cache_bytes() == 0)  # the others decoded and kept, as before
+
+
+def test_a_resample_reads_kept_tables_not_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_as(tmp_path, CANDLES)
+    listed = spans_of_files(files(tmp_path))
+    scan.clear()
+    kept = [scan._decode(p, None) for *_, p in listed]
+    for (*_, path), table in zip(listed, kept, strict=True):
+        scan._CACHE.put(path, scan._key(path), table, 2**30)
+
+    def no_read(*args: Any) -> None:
+        raise AssertionError("a kept table was read again")
+
+    monkeypatch.setattr(planned_read, "read_arrays", no_read)
+    for arrays, table in zip(scan.file_arrays(listed, 0, MAX_MS), kept, strict=True):
+        assert_arrays_are(arrays, table)

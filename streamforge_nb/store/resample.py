@@ -1,7 +1,8 @@
-"""Candles of many series aggregated to a longer interval over the decoded partitions
+"""Candles of many series aggregated to a longer interval over the partitions
 (`query.resample_many`'s result where each partition is one file): one sorted pass per
-series, each file aggregated as it is read where no longer candle spans two files. One
-series that fits the read cache is read whole as `load` reads it and aggregated at once.
+series, each file aggregated as it is read (into scratch, while the next is read) where no
+longer candle spans two files. One series that fits the read cache is read whole as `load`
+reads it and aggregated at once.
 
 Sums are added in time order from 0.0 (`_Sums`), as DuckDB adds them: the result
 is bit for bit the SQL path's (tests/test_store_read.py).
@@ -10,7 +11,7 @@ is bit for bit the SQL path's (tests/test_store_read.py).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from streamforge_nb.store.scan import (
     _budget,
     _ms,
     _spanned,
-    _table_stream,
+    file_arrays,
     read_table,
 )
 from streamforge_nb.store.series_read import read_frame
@@ -36,6 +37,7 @@ __all__ = ["resample"]
 
 # How each field of a longer candle comes from its candles (as `query._AGG` in DuckDB).
 _FIRST, _LAST, _MAX, _MIN = ("open",), ("close",), ("high", "close_time"), ("low",)
+_TIMES = ("open_time", "close_time")
 
 
 def resample(
@@ -80,54 +82,50 @@ def resample(
         filled = at < np.r_[at[1:], len(times)]
         return bounds[filled], at[filled]
 
-    def one(item: tuple[str, str]) -> pa.Table:
-        sym, iv = item
-        if len(order) == 1 and _fits(backend, sym, iv, span):
-            return whole(sym, iv)
-        if aligned:
-            return streamed(sym, iv)
+    def spanning(sym: str, iv: str) -> list[_Part]:
+        """A series whose longer candles may span two files (weeks across a month's end):
+        its decoded files aggregated one by one unless one does."""
         table = read_table(backend, sym, iv, span[0], span[1], SCHEMA.names[1:])
         batches = [b for b in table.to_batches() if b.num_rows]
         if not batches:
-            return _empty_resample()
-        # A batch per partition file, views of the decoded tables: aggregated one by one
-        # unless a longer candle spans two files (a week across a month's end).
+            return []
         edges = [int(slots_of(_ms(b.column(0))[[0, -1]])[k]) for b in batches for k in (0, 1)]
         if any(edges[i] == edges[i + 1] for i in range(1, len(edges) - 1, 2)):
             batches = table.combine_chunks().to_batches()
-        return pa.concat_tables([aggregate(sym, b) for b in batches])
+        return [aggregate(sym, b) for b in batches]
 
-    def streamed(sym: str, iv: str) -> pa.Table:
-        """Each file aggregated as soon as it is read, while the next ones decode: no slot
-        of `rule` spans two partitions (all begin at a UTC midnight)."""
-        directory = backend.series_dir(sym, iv)
-        with store_errors(f"cannot read {sym} {iv} candles", str(directory)):
-            files = _spanned(backend, sym, iv, span[0], span[1])
-            parts = [
-                aggregate(sym, batch)
-                for table in _table_stream(files, span[0], span[1], None)
-                for batch in table.to_batches()
-                if batch.num_rows
-            ]
-        return pa.concat_tables(parts) if parts else _empty_resample()
+    def files_of(sym: str, iv: str) -> list[tuple[int, int, str]]:
+        with store_errors(f"cannot read {sym} {iv} candles", str(backend.series_dir(sym, iv))):
+            return _spanned(backend, sym, iv, span[0], span[1])
 
-    def whole(sym: str, iv: str) -> pa.Table:
+    def by_file(items: list[tuple[str, str, tuple[int, int, str]]]) -> Iterator[_Part]:
+        """Each file's candles aggregated as soon as it is read (`scan.file_arrays`: into
+        scratch, nothing kept): no slot of `rule` spans two partitions (all begin at a UTC
+        midnight)."""
+        read = file_arrays([file for *_, file in items], span[0], span[1])
+        for sym, iv, file in items:
+            with store_errors(f"cannot read {sym} {iv} candles", file[2]):
+                arrays = next(read)
+            if len(arrays["open_time"]):
+                yield aggregate_values(sym, arrays["open_time"], arrays.__getitem__)
+
+    def whole(sym: str, iv: str) -> list[_Part]:
         """One series read as `load` reads it (`store.series_read`: the store's files copied,
         not decoded; kept in the read cache as `load` keeps it) and aggregated in one pass:
         a float sum is then k adds over all of the series' slots (`_Sums`), not
         k for each file's, each a numpy call."""
         frame = read_frame(backend, sym, iv, *span)
         if not len(frame):
-            return _empty_resample()
+            return []
         times = np.asarray(frame.index.asi8)
 
         def values(name: str) -> np.ndarray[Any, Any]:
             array = frame[name].array
             return np.asarray(array.asi8 if name == "close_time" else array)
 
-        return aggregate_values(sym, times, values)
+        return [aggregate_values(sym, times, values)]
 
-    def aggregate(sym: str, batch: pa.RecordBatch) -> pa.Table:
+    def aggregate(sym: str, batch: pa.RecordBatch) -> _Part:
         def values(name: str) -> np.ndarray[Any, Any]:
             column = batch.column(name)
             if pa.types.is_timestamp(column.type):
@@ -138,14 +136,13 @@ def resample(
 
     def aggregate_values(
         sym: str, times: np.ndarray[Any, Any], values_of: Callable[[str], np.ndarray[Any, Any]]
-    ) -> pa.Table:
-        slots, starts = groups(times)  # rows are sorted by open time
+    ) -> _Part:
+        """`sym`'s candles at sorted `times` aggregated: each column of the result by name
+        (times in ms), and the candles merged into each."""
+        slots, starts = groups(times)
         ends = np.r_[starts[1:], len(times)]
         sums = _Sums(starts, ends)
-        out: dict[str, Any] = {
-            "symbol": _repeated(sym, len(starts)),
-            "open_time": pa.array(slots * 1000, pa.int64()).view(_US),
-        }
+        out = {"open_time": slots}
         for name in SCHEMA.names[1:]:
             values = values_of(name)
             if name in _FIRST:
@@ -160,29 +157,53 @@ def resample(
                 got = sums(values)
             else:
                 got = np.add.reduceat(values, starts)
-            out[name] = pa.array(got * 1000, pa.int64()).view(_US) if name == "close_time" else got
-        out["candles"] = pa.array(ends - starts, pa.int64())
-        return pa.table(out)
+            out[name] = got
+        out["candles"] = (ends - starts).astype(np.int64, copy=False)
+        return sym, out
 
     order = sorted(series)  # by symbol, as the SQL orders
-    if len(order) > 1:
+    if len(order) == 1 and _fits(backend, *order[0], span):
+        parts = whole(*order[0])
+    elif aligned:
+        parts = list(by_file([(*item, file) for item in order for file in files_of(*item)]))
+    else:
         with ThreadPoolExecutor(_READERS) as pool:
-            parts = list(pool.map(one, order))
-    else:  # one series: its files one after another (two threads took ~20% longer: the
-        # aggregation's Python between numpy calls made each wait for the GIL)
-        parts = [one(s) for s in order]
-    return pa.concat_tables(parts) if parts else _empty_resample()
+            parts = [
+                part for found in pool.map(lambda item: spanning(*item), order) for part in found
+            ]
+    return _table(parts)
+
+
+# A series' candles aggregated: its symbol, and each column of the result by name (times in
+# ms), the candles merged into each last.
+_Part = tuple[str, dict[str, np.ndarray[Any, Any]]]
+
+
+def _table(parts: list[_Part]) -> pa.Table:
+    """The result of `resample`: `parts` in order, as one table (each column joined once:
+    a table a part cost ~0.2 ms a month of 1m)."""
+    if not parts:
+        return _empty_resample()
+    columns = {name: np.concatenate([p[name] for _, p in parts]) for name in parts[0][1]}
+    counts = [len(p["candles"]) for _, p in parts]
+    out: dict[str, Any] = {"symbol": _repeated([sym for sym, _ in parts], counts)}
+    for name, values in columns.items():
+        if name in _TIMES:
+            out[name] = pa.array(values * 1000, pa.int64()).view(_US)
+        else:
+            out[name] = values
+    return pa.table(out)
 
 
 _US = pa.timestamp("us", tz="UTC")
 _DAY_MS = 86_400_000
-# Slots summed by k numpy adds (`_Sums`): at most this many candles a slot, at
-# least this many slots. Each add is a call holding the GIL: with fewer slots one
-# `bincount` costs less (a month of 1m to 1h, 744 slots: about the same alone, and in the
-# two threads of a many-series resample the adds waited for each other: 50 x a month took
-# ~20% longer).
+# Slots summed by k numpy adds (`_Sums`): at most this many candles a slot, at least this
+# many slots. Each add is a numpy call: with fewer slots one `bincount` costs less. A month
+# of 1m to 1h (744 slots, 60 candles): 48 us a column against bincount's 114; when two
+# threads aggregated at once the adds waited for each other (50 x a month ~20% longer),
+# so one thread aggregates (`scan.file_arrays` reads the next file meanwhile).
 _ROWS_A_LOOP = 256
-_SLOTS_A_LOOP = 2048
+_SLOTS_A_LOOP = 256
 
 
 class _Sums:
@@ -233,14 +254,17 @@ def _fits(backend: LocalBackend, symbol: str, interval: str, span: tuple[int, in
     return 1.25 * size <= budget
 
 
-def _repeated(text: str, count: int) -> pa.StringArray:
-    """`text` `count` times as an Arrow string array, from its buffers (`pa.array` of a
-    numpy object array: ~45 us a month's hours)."""
-    raw = text.encode()
-    if count * len(raw) >= 2**31:  # past int32 offsets: not a resample's groups, but exact
-        return pa.array([text] * count, pa.string())
-    offsets = np.arange(count + 1, dtype=np.int32) * len(raw)
-    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(raw * count))
+def _repeated(texts: list[str], counts: list[int]) -> pa.StringArray:
+    """Each of `texts` its count of times, as an Arrow string array from its buffers (`pa.array`
+    of a numpy object array: ~45 us a month's hours)."""
+    raws = [text.encode() for text in texts]
+    data = b"".join(raw * count for raw, count in zip(raws, counts, strict=True))
+    if len(data) >= 2**31:  # past int32 offsets: not a resample's groups, but exact
+        return pa.array([t for t, n in zip(texts, counts, strict=True) for _ in range(n)])
+    lengths = np.repeat(np.array([len(raw) for raw in raws], np.int32), counts)
+    offsets = np.zeros(len(lengths) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.StringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _empty_resample() -> pa.Table:

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from streamforge_nb.store.local import LocalBackend
 
 __all__ = [
-    "SCHEMA", "cache_bytes", "clear", "column_chunks", "concat_numpy", "decoded", "read_table",
+    "SCHEMA", "cache_bytes", "clear", "column_chunks", "concat_numpy", "decoded", "file_arrays",
+    "read_table",
 ]  # fmt: skip
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -249,6 +250,46 @@ def _table_stream(
                 first, last = np.searchsorted(t, [start_ms, end_ms])
                 table = table.slice(int(first), int(last - first))
             yield table
+
+
+def file_arrays(
+    files: list[tuple[int, int, str]], start_ms: int, end_ms: int
+) -> Iterator[dict[str, np.ndarray[Any, Any]]]:
+    """Each of `files`' rows in `[start_ms, end_ms)` as arrays of every column (times as int64
+    ms), for a read that keeps nothing of its own (a resample), each valid until the next is
+    asked for: a file's kept table where there is one, else the file read by its layout into
+    scratch, else decoded (and kept, as `_tables` does). The next file is read meanwhile, in
+    one other thread: the caller's numpy calls (small, each releasing the GIL) slowed two
+    threads doing both to the pace of one."""
+    budget = _budget()
+
+    def read(i: int) -> dict[str, np.ndarray[Any, Any]]:
+        path = files[i][2]
+        key = _key(path)
+        table = _CACHE.get(path, key) if budget else None
+        if table is None:
+            arrays = planned_read.read_arrays(path, SCHEMA, scratch[i % 2])
+            if arrays is not None:
+                return arrays
+            table = _decode(path, None)
+            if budget:
+                _CACHE.put(path, key, table, budget)
+        return {
+            name: _ms(column) if pa.types.is_timestamp(column.type) else column.to_numpy()
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        }
+
+    with planned_read.scratch(2) as scratch, ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(read, 0) if files else None
+        for i, (lo, hi, _) in enumerate(files):
+            assert ahead is not None
+            arrays = ahead.result()
+            # Into the other scratch: the caller is done with the one it was given before.
+            ahead = pool.submit(read, i + 1) if i + 1 < len(files) else None
+            if lo < start_ms or hi > end_ms:  # a partition the range cuts
+                first, last = np.searchsorted(arrays["open_time"], [start_ms, end_ms])
+                arrays = {name: values[first:last] for name, values in arrays.items()}
+            yield arrays
 
 
 def _ms(column: pa.ChunkedArray | pa.Array) -> np.ndarray[Any, Any]:
