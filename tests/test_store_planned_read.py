@@ -7,6 +7,9 @@ Real Parquet files written with the store's options (and the format before), rea
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +208,28 @@ def test_a_resample_reads_kept_tables_not_the_files(
     monkeypatch.setattr(planned_read, "read_arrays", no_read)
     for arrays, table in zip(scan.file_arrays(listed, 0, MAX_MS), kept, strict=True):
         assert_arrays_are(arrays, table)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_gets_scratch_while_a_parents_thread_held_the_lock() -> None:
+    # A notebook forks (multiprocessing's default on Linux before 3.14) while a resample in
+    # another thread holds the lock of the kept scratches: the child must not wait forever.
+    with planned_read._KEPT_LOCK:
+        pid = os.fork()
+        if not pid:  # the child: exit 0 only if scratch is handed out
+            code = 1
+            try:
+                with planned_read.scratch(2) as pair:
+                    code = 0 if len(pair) == 2 else 1
+            finally:
+                os._exit(code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child waited for a lock its parent's thread held")

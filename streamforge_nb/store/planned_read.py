@@ -89,6 +89,15 @@ _SCRATCH_KEPT = 4  # at most, each up to `_SCRATCH_BYTES`: two reads at once
 _SCRATCH_BYTES = 16 * 2**20  # a day of 1s takes ~8.3 MB
 
 
+def _forget_lock() -> None:
+    """In a forked child: a lock a thread of the parent held then is never released there."""
+    global _KEPT_LOCK
+    _KEPT_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_lock)
+
+
 @contextmanager
 def scratch(count: int) -> Iterator[list[Scratch]]:
     """`count` scratches, kept for the next read when it is done (a resample's new memory
