@@ -5,7 +5,9 @@ of 1m in the two threads of a resample of 50 series. A file as the store writes 
 decode (`store.series_read` reads one series' files so): its PLAIN values are read into new
 buffers and its times filled. `read_table` does that for `scan`, finding the file's layout
 on its first read (and keeping it, as `series_read` does); any other file gives None, and
-pyarrow decodes it as before, so a damaged file still gets pyarrow's error.
+pyarrow decodes it as before, so a damaged file still gets pyarrow's error. `read_arrays`
+reads it into scratch instead, for a resample, which keeps nothing of a file: new memory
+costs its page faults every time, and the scratches (`scratch`) are kept for the next one.
 """
 
 from __future__ import annotations
