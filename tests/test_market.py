@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -258,8 +259,32 @@ def test_resample_many_equals_resample_of_each_load(tmp_path: Path) -> None:
         store.resample_many("*USDT", "1h", "1m")
 
 
+def sql_count(store: CandleStore) -> tuple[int, Any]:
+    got = store.sql(
+        "SELECT count(*) AS n, max(open_time) AS t FROM candles WHERE symbol = 'BTCUSDT'"
+    )
+    return int(got["n"][0]), got["t"][0]
+
+
+def resampled_count(store: CandleStore, symbols: list[str]) -> tuple[int, Any]:
+    """BTCUSDT's candles counted by a resample to 1h, and the last one's open time."""
+    got = store.resample_many(symbols, "1m", "1h")
+    btc = got[got["symbol"] == "BTCUSDT"]
+    last = btc["open_time"].iloc[-1] + (int(btc["candles"].iloc[-1]) - 1) * pd.Timedelta(MIN, "ms")
+    return int(btc["candles"].sum()), last
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        sql_count,
+        lambda s: resampled_count(s, ["BTCUSDT", "ETHUSDT"]),
+        lambda s: resampled_count(s, ["BTCUSDT"]),
+    ],
+    ids=["sql", "resample of two series (files into scratch)", "resample of one (read whole)"],
+)
 def test_queries_while_a_sink_rewrites_a_month_never_fail_or_see_half_a_file(
-    tmp_path: Path,
+    tmp_path: Path, count: Callable[[CandleStore], tuple[int, Any]]
 ) -> None:
     """The writer replaces the August partition of BTCUSDT again and again (adding a batch
     each time); every query must succeed and count one of the sizes the file had."""
@@ -267,6 +292,7 @@ def test_queries_while_a_sink_rewrites_a_month_never_fail_or_see_half_a_file(
     day = generated("BTCUSDT", "1m", AUG1, AUG1 + 86_400_000)
     batch = 60
     store.write(day.iloc[:batch], "BTCUSDT", "1m")
+    store.write(generated("ETHUSDT", "1m", AUG1, AUG1 + 3_600_000), "ETHUSDT", "1m")
     done, queried = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
@@ -287,8 +313,7 @@ def test_queries_while_a_sink_rewrites_a_month_never_fail_or_see_half_a_file(
     writer.start()
     seen = []
     while not done.is_set() or len(seen) < 5:
-        got = store.sql("SELECT count(*) AS n, max(open_time) AS t FROM candles")
-        seen.append((int(got["n"][0]), got["t"][0]))
+        seen.append(count(store))
         queried.set()
     writer.join()
     assert not errors
@@ -296,8 +321,7 @@ def test_queries_while_a_sink_rewrites_a_month_never_fail_or_see_half_a_file(
         assert n % batch == 0 and 0 < n <= len(day)  # whole batches only
         assert last == utc(AUG1 + (n - 1) * MIN)  # count and content from one file version
     assert len({n for n, _ in seen}) > 2  # queries ran between writes
-    final = store.sql("SELECT count(*) AS n FROM candles")
-    assert final["n"].tolist() == [len(day)]
+    assert count(store)[0] == len(day)
 
 
 # --- 3. coverage at a glance -------------------------------------------------------------------
