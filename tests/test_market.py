@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from streamforge_nb.exceptions import ConfigError, InvalidName, StoreCapabilityError, StoreError
+from streamforge_nb.store import planned_read, scan
 from streamforge_nb.store.base import CandleBackend
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.store.frames import COLUMNS, frame_from_arrays
@@ -237,6 +238,47 @@ def test_sql_reads_the_store_and_nothing_else(tmp_path: Path, query: str) -> Non
         store.sql(query.format(outside=outside))
     assert not outside.exists()
     assert store.sql("SELECT count(*) AS n FROM candles")["n"].tolist() == [60]
+
+
+@pytest.mark.parametrize("damage", ["not Parquet at all", "cut short", "gone"])
+def test_a_damaged_file_in_a_many_series_resample_names_its_series(
+    market: CandleStore, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """Each file is read in a reader thread while the one before is aggregated: a file
+    that cannot be read must reach the caller as a StoreError naming its series and file,
+    leave nothing running, and not stop the next resample of the rest."""
+    root: Path = market.backend.root  # type: ignore[attr-defined]
+    (path,) = (root / "candles" / "ETHUSDT" / "1m").glob("*.parquet")
+    scratch_before = len(planned_read._KEPT_SCRATCH)
+    if damage == "not Parquet at all":
+        path.write_bytes(b"not a parquet file" * 100)
+    elif damage == "cut short":
+        path.write_bytes(path.read_bytes()[:-100])
+    else:  # listed, then removed before it is read
+        real = scan._spanned
+
+        def listed_then_gone(*args: Any) -> list[tuple[int, int, str]]:
+            files = real(*args)
+            for *_, name in files:
+                if "ETHUSDT" in name:
+                    os.unlink(name)
+            return files
+
+        monkeypatch.setattr(resample_module(), "_spanned", listed_then_gone)
+    with pytest.raises(StoreError, match=r"ETHUSDT 1m") as caught:
+        market.resample_many(["BTCEUR", "BTCUSDT", "ETHUSDT"], "1m", "5m")
+    assert path.name in str(caught.value)
+    assert not [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+    assert len(planned_read._KEPT_SCRATCH) == max(scratch_before, 2)  # given back
+    path.unlink(missing_ok=True)  # the rest resamples as before
+    got = market.resample_many(["BTCEUR", "BTCUSDT", "ETHUSDT"], "1m", "5m")
+    assert set(got["symbol"]) == {"BTCEUR", "BTCUSDT"}
+
+
+def resample_module() -> Any:
+    import importlib
+
+    return importlib.import_module("streamforge_nb.store.resample")
 
 
 def test_resample_many_equals_resample_of_each_load(tmp_path: Path) -> None:
