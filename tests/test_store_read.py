@@ -208,18 +208,30 @@ def duckdb_resample(store: CandleStore, symbols: list[str], rule: str, start: in
 
 
 @pytest.mark.parametrize(
-    ("names", "cache"),
+    ("names", "cache", "loaded"),
     [
-        (["ETHUSDT", "BTCUSDT"], "512"),  # each file read into scratch, then aggregated
-        (["BTCUSDT"], "512"),  # one series read whole, as `load` reads it
-        (["BTCUSDT"], "0"),  # no read cache: one series too, each file into scratch
-        (["BTCUSDT"], "0.01"),  # files larger than the read cache: the same
+        (["ETHUSDT", "BTCUSDT"], "512", False),  # each file read into scratch, then aggregated
+        (["ETHUSDT", "BTCUSDT"], "512", True),  # what loads kept (frame views, cut files)
+        (["BTCUSDT"], "512", False),  # one series read whole, as `load` reads it
+        (["BTCUSDT"], "0", False),  # no read cache: one series too, each file into scratch
+        (["BTCUSDT"], "0.01", False),  # files larger than the read cache: the same
     ],
-    ids=["two series", "one series", "one series, no read cache", "one series, over the cache"],
+    ids=[
+        "two series",
+        "two series, loaded before",
+        "one series",
+        "one series, no read cache",
+        "one series, over the cache",
+    ],
 )
 @pytest.mark.parametrize("rule", ["1m", "5m", "1h", "1d", "1w", "1M"])
 def test_resample_many_gives_exactly_what_duckdb_gives(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rule: str, names: list[str], cache: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rule: str,
+    names: list[str],
+    cache: str,
+    loaded: bool,
 ) -> None:
     monkeypatch.setenv("STREAMFORGE_READ_CACHE_MB", cache)
     # The module (`streamforge_nb.store.resample` is also a function's name there).
@@ -247,6 +259,8 @@ def test_resample_many_gives_exactly_what_duckdb_gives(
     # Whole days of BTCUSDT too: every slot of 5m or 1h the same count (added column-wise).
     spans = ((START, END), (AUG1 - DAY + 11 * MIN, AUG1 + 61 * MIN), (END, END + DAY))
     for lo, hi in (*spans, (AUG1 - DAY, AUG1)):
+        for sym in names if loaded else ():  # the read cache keeps what each load read
+            store.load(sym, "1m", lo, hi)
         want = duckdb_resample(store, names, rule, lo, hi)
         got = store.resample_many(names, "1m", rule, lo, hi, backend="arrow")
         assert got.schema.equals(want.schema, check_metadata=False)
@@ -258,7 +272,8 @@ def test_resample_many_gives_exactly_what_duckdb_gives(
             pd.testing.assert_frame_equal(frame, want.to_pandas(), rtol=1e-13)
     assert bool(read_whole) == (names == ["BTCUSDT"] and cache == "512")
     # Weeks may span two files: those series are decoded whole (scan.read_table) instead.
-    assert bool(into_scratch) == (not read_whole and rule != "1w")
+    # After loads every file's rows are kept: none is read again.
+    assert bool(into_scratch) == (not read_whole and rule != "1w" and not loaded)
 
 
 def added_one_by_one(values: np.ndarray[Any, Any], starts: np.ndarray[Any, Any]) -> list[float]:
