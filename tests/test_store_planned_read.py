@@ -192,6 +192,28 @@ def test_a_resamples_reads_are_pyarrows_values_in_every_format(
     assert readable == (scan.cache_bytes() == 0)  # the others decoded and kept, as before
 
 
+def test_a_file_without_a_layout_is_looked_at_once_then_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An older store's lz4 files: `read_arrays` finds no layout, pyarrow decodes them; its
+    # headers must not be mapped and read a second time on the way (~0.2 ms a file).
+    write_as(tmp_path, CANDLES, compression="lz4")
+    listed = spans_of_files(files(tmp_path))
+    layouts.clear()
+    scan.clear()
+    looked: list[int] = []
+    real = layouts.plan
+
+    def plan(*args: Any) -> Any:
+        looked.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(layouts, "plan", plan)
+    for arrays, (*_, path) in zip(scan.file_arrays(listed, 0, MAX_MS), listed, strict=True):
+        assert_arrays_are(arrays, pyarrows(Path(path)))
+    assert len(looked) == len(listed)
+
+
 def test_a_resample_reads_kept_tables_not_the_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -177,6 +177,10 @@ def _decode(path: str, names: Sequence[str] | None) -> pa.Table:
     # month of 1m less in a 50-series resample); any other file is decoded by pyarrow.
     if names is None and (table := planned_read.read_table(path, SCHEMA)) is not None:
         return table
+    return _pyarrow_decode(path, names)
+
+
+def _pyarrow_decode(path: str, names: Sequence[str] | None) -> pa.Table:
     # One map opened here: a file replaced meanwhile stays readable through it (POSIX
     # keeps the old inode). The files hold one thread's work each; several decode at once.
     # ParquetFile, not a dataset fragment: 30% less CPU a year (its scanner's overhead).
@@ -271,7 +275,7 @@ def file_arrays(
             arrays = planned_read.read_arrays(path, SCHEMA, scratch[i % 2])
             if arrays is not None:
                 return arrays
-            table = _decode(path, None)
+            table = _pyarrow_decode(path, None)  # no layout: `read_arrays` just looked
             if budget:
                 _CACHE.put(path, key, table, budget)
         return {
