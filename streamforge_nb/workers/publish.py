@@ -261,8 +261,9 @@ class _FatalNoted:
     """A producer's librdkafka logger that notes the fatal error librdkafka logs, then logs
     every line as the logger would. confluent-kafka 2.16 has ended a flush after a fatal
     error (an idempotent producer refused its id: no cluster ACL) with a SystemError and no
-    exception, `error_cb` never told of it and a poll after it telling nothing either (seen
-    once in a suite run): the log line is then the only word of the refusal."""
+    exception, `error_cb` never told of it and a poll after it telling nothing either (one
+    suite run; in another `error_cb` had been told): the log line is then the only word of
+    the refusal."""
 
     def __init__(self, logger: logging.Logger, noted: list[str]) -> None:
         self._logger, self._noted = logger, noted
