@@ -44,7 +44,7 @@ from streamforge_nb.store.frames import COLUMNS, FLOAT_COLUMNS
 
 __all__ = [
     "Layout", "clear", "drop", "fill", "get", "image", "map_file", "plan", "planned", "put",
-    "read_into", "read_values",
+    "read_into", "read_values", "version",
 ]  # fmt: skip
 
 # File versions kept: a year of 1m for 200 symbols is 2,400. A month's layout takes ~3.5 KB
@@ -282,6 +282,12 @@ def _ramp(step: int, values: int) -> np.ndarray[Any, Any]:
             _RAMPS.clear()
         _RAMPS[step] = ramp
     return ramp[:values]
+
+
+def version(st: os.stat_result) -> tuple[int, int, int, int]:
+    """A file version's identity (device, inode, size, mtime ns): what layouts, and the read
+    cache's tables (`store.scan`), are kept under."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class _Layouts:

@@ -130,7 +130,7 @@ def _read(path: str, new: Callable[[int], dict[str, np.ndarray[Any, Any]]]) -> i
     try:
         # The layout is kept under the version opened: a replace since changes nothing here.
         st = os.fstat(fd)
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = layouts.version(st)
         layout = layouts.get(path, key)
         mapped = None
         if layout is None:

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamforge_nb.exceptions import ConfigError, store_errors
-from streamforge_nb.store import planned_read
+from streamforge_nb.store import layouts, planned_read
 from streamforge_nb.store.frames import COLUMNS
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def _key(path: str) -> _Key:
 
 
 def _stat_key(st: os.stat_result) -> _Key:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return layouts.version(st)
 
 
 def _pool() -> pa.MemoryPool:
