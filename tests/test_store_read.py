@@ -314,8 +314,9 @@ def test_resamples_sums_are_added_one_by_one_in_time_order(
     data = np.resize(np.array(values, dtype=np.float64), k * slots)
     starts = np.arange(slots) * k  # every slot k values (a year of 1m to 1h, no holes)
     want = added_one_by_one(data, starts)
-    for min_slots in (1, 10**9):  # added k times a column, and by bincount
-        assert_same_floats(_Sums(starts, starts + k, min_slots)(data), want)
+    # Transposed and reduced (one slot: k adds), added k times a column, and by bincount.
+    for min_slots, transposed in ((1, 2**16), (1, 0), (10**9, 0)):
+        assert_same_floats(_Sums(starts, starts + k, min_slots, transposed)(data), want)
     # Slots of other counts (holes), as `cuts` divides the values.
     starts = np.unique(np.array([0, *(c % len(data) for c in cuts)], dtype=np.int64))
     ends = np.r_[starts[1:], len(data)]

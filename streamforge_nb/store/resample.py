@@ -74,6 +74,11 @@ def resample(
             bounds = months.astype("M8[ms]").view(np.int64)
         elif (last - first) // step < len(times):
             bounds = np.arange(first, last + 1, step, dtype=np.int64)
+            k, extra = divmod(len(times), len(bounds))
+            if not extra and np.array_equal(times[::k], bounds):
+                # Each slot's first candle at its start, k apart (times rise): every slot
+                # holds k candles, a grid without holes. No search (~0.1 ms a month of 1m).
+                return bounds, np.arange(0, len(times), k)
         else:  # fewer rows than slots: per row
             slots = slots_of(times)
             starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
@@ -204,29 +209,46 @@ _DAY_MS = 86_400_000
 # so one thread aggregates (`scan.file_arrays` reads the next file meanwhile).
 _ROWS_A_LOOP = 256
 _SLOTS_A_LOOP = 256
+# At most this many values transposed for a sum (`_Sums`): a month of 1m to 1h (44,640) in
+# 27 us against 48 us of k adds; past ~90k the copy leaves the cache and k adds win (a year
+# to 1h: 0.52 ms against 0.77).
+_TRANSPOSED_MAX = 2**16
 
 
 class _Sums:
     """Each slot's values (rows `starts[i]:ends[i]`, covering the values) added in time order
     from 0.0, one by one, as DuckDB's sum adds them: bit for bit its result (numpy's own sum
     adds pairwise). Where every slot holds the same k candles (a year of 1m to 1h without
-    holes), k adds of one value of every slot each (from `min_slots` slots), ~3x faster
-    than `bincount`. One per aggregation: the slots are looked at once for all its sums."""
+    holes): up to `transposed` values, copied so each slot is a column and reduced down
+    the columns (two numpy calls); more, k adds of one value of every slot each (from
+    `min_slots` slots), ~3x faster than `bincount`. One per aggregation: the slots are
+    looked at once for all its sums."""
 
     def __init__(
         self,
         starts: np.ndarray[Any, Any],
         ends: np.ndarray[Any, Any],
         min_slots: int = _SLOTS_A_LOOP,
+        transposed: int = _TRANSPOSED_MAX,
     ) -> None:
         self._counts = ends - starts
         k = int(self._counts[0])
         many = len(starts) >= min_slots and k <= _ROWS_A_LOOP
-        self._k = k if many and bool((self._counts == k).all()) else 0
+        regular = bool((self._counts == k).all())
+        self._k = k if many and regular else 0
+        # Small enough to transpose in cache: each slot's values down a column of `_rows`,
+        # and numpy's reduce over the outer axis adds row after row (no pairwise sum). Not
+        # one slot: numpy drops an axis of one, and a reduce along the inner axis is pairwise.
+        small = regular and len(starts) > 1 and len(starts) * k <= transposed
+        self._rows = np.empty((k, len(starts))) if small else None
         self._group: np.ndarray[Any, Any] | None = None
 
     def __call__(self, values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         slots = len(self._counts)
+        if self._rows is not None:
+            np.copyto(self._rows, values.reshape(slots, -1).T)
+            with np.errstate(over="ignore", invalid="ignore"):
+                return np.add.reduce(self._rows, axis=0, initial=0.0)  # type: ignore[no-any-return]
         if self._k:
             rows = values.reshape(slots, self._k)
             sums = np.zeros(slots)
