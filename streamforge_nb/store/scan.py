@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -60,6 +60,7 @@ SCHEMA = pa.schema([pa.field("open_time", TS), *map(_field, COLUMNS)])
 _ENV = "STREAMFORGE_READ_CACHE_MB"
 _READERS = 2  # files decoded at once on a miss: pyarrow decodes without the GIL; 2 cores
 _MAX_OPEN = 256  # files `column_chunks` holds open at once (the rest are read whole)
+_AHEAD = 2  # files `file_arrays` reads ahead of its caller, each in its own thread and scratch
 
 _Key = tuple[int, int, int, int]  # device, inode, size, mtime ns
 
@@ -272,7 +273,7 @@ def file_arrays(
         key = _key(path)
         table = _CACHE.get(path, key) if budget else None
         if table is None:
-            arrays = planned_read.read_arrays(path, SCHEMA, scratch[i % 2])
+            arrays = planned_read.read_arrays(path, SCHEMA, scratch[i % (_AHEAD + 1)])
             if arrays is not None:
                 return arrays
             table = _pyarrow_decode(path, None)  # no layout: `read_arrays` just looked
@@ -283,13 +284,13 @@ def file_arrays(
             for name, column in zip(table.column_names, table.columns, strict=True)
         }
 
-    with planned_read.scratch(2) as scratch, ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(read, 0) if files else None
+    with planned_read.scratch(_AHEAD + 1) as scratch, ThreadPoolExecutor(_AHEAD) as pool:
+        ahead = deque(pool.submit(read, i) for i in range(min(_AHEAD, len(files))))
         for i, (lo, hi, _) in enumerate(files):
-            assert ahead is not None
-            arrays = ahead.result()
-            # Into the other scratch: the caller is done with the one it was given before.
-            ahead = pool.submit(read, i + 1) if i + 1 < len(files) else None
+            arrays = ahead.popleft().result()
+            # Into the scratch of the file before: the caller is done with it.
+            if i + _AHEAD < len(files):
+                ahead.append(pool.submit(read, i + _AHEAD))
             if lo < start_ms or hi > end_ms:  # a partition the range cuts
                 first, last = np.searchsorted(arrays["open_time"], [start_ms, end_ms])
                 arrays = {name: values[first:last] for name, values in arrays.items()}
