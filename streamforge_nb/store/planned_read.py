@@ -87,7 +87,7 @@ class Scratch:
 
 _KEPT_SCRATCH: list[Scratch] = []
 _KEPT_LOCK = threading.Lock()
-_SCRATCH_KEPT = 6  # at most, each up to `_SCRATCH_BYTES`: two reads at once
+_SCRATCH_KEPT = 6  # at most, each up to `_SCRATCH_BYTES`: two resamples' three at once
 _SCRATCH_BYTES = 16 * 2**20  # a day of 1s takes ~8.3 MB
 
 

@@ -263,9 +263,9 @@ def file_arrays(
     """Each of `files`' rows in `[start_ms, end_ms)` as arrays of every column (times as int64
     ms), for a read that keeps nothing of its own (a resample), each valid until the next is
     asked for: a file's kept table where there is one, else the file read by its layout into
-    scratch, else decoded (and kept, as `_tables` does). The next file is read meanwhile, in
-    one other thread: the caller's numpy calls (small, each releasing the GIL) slowed two
-    threads doing both to the pace of one."""
+    scratch, else decoded (and kept, as `_tables` does). The next `_AHEAD` files are read
+    meanwhile, each in its own thread and scratch; the caller alone aggregates: its numpy
+    calls (small, each releasing the GIL) slowed two threads doing both to the pace of one."""
     budget = _budget()
 
     def read(i: int) -> dict[str, np.ndarray[Any, Any]]:
