@@ -249,20 +249,6 @@ class CandleStore(MarketQueries):
         empty = self._empty_ms(symbol, interval, start_ms, end_ms) if end_ms > start_ms else []
         return find_gaps(times, interval, start_ms, end_ms, empty)
 
-    def quality(
-        self, symbol: str, interval: str, start: Any = None, end: Any = None
-    ) -> pd.DataFrame:
-        """Return one row per anomaly the stored candles hold: symbol, interval, open_time,
-        kind, detail (kinds in `platform.anomalies`: odd close times, off-grid opens, open or
-        close outside low .. high, zero volume, flat prices). The data is never changed."""
-        from streamforge_nb.store.analysis import find_anomalies
-
-        sym, iv = check_series(symbol, interval)
-        found = find_anomalies(self.load(sym, iv, start, end), iv)
-        return found.assign(symbol=sym, interval=iv)[
-            ["symbol", "interval", "open_time", "kind", "detail"]
-        ]
-
     def write_exchange_empty(
         self, symbol: str, interval: str, ranges: Iterable[tuple[Any, Any]]
     ) -> int:

@@ -28,21 +28,9 @@ def quality_table(
     store: CandleStore, symbols: Any, interval: str, start: Any = None, end: Any = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return every finding of `store.quality` over `symbols` (names or a pattern), and a
-    summary: one row per series, a column per kind of finding (counts), and `candles`."""
-    from streamforge_nb.store import market
-
-    series = market.resolve_series(store.backend, symbols, interval)
-    found, counts = [], []
-    for sym, iv in series:
-        rows = store.quality(sym, iv, start, end)
-        found.append(rows)
-        counts.append({"symbol": sym, "interval": iv, **rows["kind"].value_counts().to_dict()})
-    table = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
-    summary = pd.DataFrame(counts).fillna(0)
-    kinds = [c for c in summary.columns if c not in ("symbol", "interval")]
-    summary[kinds] = summary[kinds].astype(np.int64)
-    summary["findings"] = summary[kinds].sum(axis=1) if kinds else 0
-    return table, summary
+    summary: one row per series, its `candles`, a count per kind and `findings`
+    (`CandleStore.quality_summary` with its default thresholds)."""
+    return store.quality_summary(symbols, interval, start, end)
 
 
 def market_returns(wide: pd.DataFrame, field: str = "close") -> pd.DataFrame:

@@ -11,9 +11,10 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.platform.anomalies import JUMP_SIGMAS, STALE_CANDLES
 from streamforge_nb.platform.intervals import INTERVALS
 from streamforge_nb.store.base import CandleBackend
-from streamforge_nb.store.frames import range_ms
+from streamforge_nb.store.frames import empty_frame, range_ms
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,6 +100,53 @@ class MarketQueries:
         q.resample_sql([], interval, rule)  # the rule checked before any file is listed
         series = market.resolve_series(local, symbols, interval)
         return q.resample_many(local, series, rule, range_ms(start, end), backend)
+
+    def quality(
+        self,
+        symbols: str | Iterable[str],
+        intervals: str | Iterable[str],
+        start: Any = None,
+        end: Any = None,
+        *,
+        jump_sigmas: float = JUMP_SIGMAS,
+        stale_candles: int = STALE_CANDLES,
+    ) -> pd.DataFrame:
+        """Return one row per finding in the stored candles of `symbols` (names or patterns,
+        as `load` takes them) x `intervals`: symbol, interval, open_time, kind, detail. Kinds
+        (`store.quality.KINDS`): a candle's own, as the sink counts them (odd close times,
+        off-grid opens, open or close outside low .. high, zero volume, flat prices), and
+        against its neighbours: a close `jump_sigmas` robust sigmas from the one before, a
+        close the same for `stale_candles` candles in a row. The data is never changed."""
+        return self.quality_summary(symbols, intervals, start, end, jump_sigmas=jump_sigmas,
+                                    stale_candles=stale_candles)[0]  # fmt: skip
+
+    def quality_summary(
+        self,
+        symbols: str | Iterable[str],
+        intervals: str | Iterable[str],
+        start: Any = None,
+        end: Any = None,
+        *,
+        jump_sigmas: float = JUMP_SIGMAS,
+        stale_candles: int = STALE_CANDLES,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Return `quality`'s findings and a summary: one row per series (clean ones too) with
+        its candles, a count per kind and `findings` (all kinds). One series read at a time."""
+        import pandas as pd
+
+        from streamforge_nb.store import market, quality
+
+        sigmas, stale = quality.check_parameters(jump_sigmas, stale_candles)
+        series = market.resolve_series(self._backend, symbols, intervals)
+        span = range_ms(start, end)
+
+        def read(sym: str, iv: str) -> pd.DataFrame:
+            return self._backend.read(sym, iv, *span) if span[0] < span[1] else empty_frame()
+
+        counted = list(quality.quality(read, series, sigmas, stale))
+        found = [f for *_, f in counted]
+        table = pd.concat(found, ignore_index=True) if found else quality.empty_findings()
+        return table, quality.summary(counted)
 
     def stamp(self, manifest: Manifest) -> Manifest:
         """Record `manifest` in the running notebook: a display output whose metadata holds

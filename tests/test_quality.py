@@ -1,0 +1,173 @@
+"""`CandleStore.quality` over many series: a candle's own anomalies, and jumps and stale runs
+against its neighbours, in real Parquet files under tmp_path. GENERATED candles
+(`testing.CandleGenerator`, not market data), with bad ticks and stale runs planted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_market import AUG1, MIN, generated  # tests/ is on sys.path (rootdir, no package)
+
+from streamforge_nb.exceptions import InvalidName
+from streamforge_nb.store.candles import CandleStore
+from streamforge_nb.store.frames import COLUMNS, frame_from_arrays
+from streamforge_nb.store.quality import KINDS, findings
+
+DAY = 1440 * MIN
+
+
+def _price(frame: pd.DataFrame, at: int, close: float) -> None:
+    """Set candle `at`'s close (and its high or low, so the candle stays consistent)."""
+    frame.iloc[at, frame.columns.get_loc("close")] = close
+    frame.iloc[at, frame.columns.get_loc("high")] = max(frame["high"].iloc[at], close)
+    frame.iloc[at, frame.columns.get_loc("low")] = min(frame["low"].iloc[at], close)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> CandleStore:
+    """A day of 1m each: BTCUSDT with a bad tick at minute 500 (x1.3, then back), ETHUSDT
+    with its close unchanged over minutes 100..139 (40 candles) and 300..319 (20), SOLUSDT
+    with a hole at minutes 700..709 after which the price is 40% higher (no jump: not
+    neighbours), BNBUSDT clean; BTCUSDT 1h over the same day."""
+    s = CandleStore.open(tmp_path / "store")
+    btc = generated("BTCUSDT", "1m", AUG1, AUG1 + DAY)
+    _price(btc, 500, float(btc["close"].iloc[499]) * 1.3)
+    s.write(btc, "BTCUSDT", "1m")
+    eth = generated("ETHUSDT", "1m", AUG1, AUG1 + DAY)
+    for lo, hi in ((100, 140), (300, 320)):
+        for i in range(lo, hi):
+            _price(eth, i, float(eth["close"].iloc[lo]))
+    s.write(eth, "ETHUSDT", "1m")
+    sol = generated("SOLUSDT", "1m", AUG1, AUG1 + DAY)
+    for column in ("open", "high", "low", "close"):
+        sol.iloc[710:, sol.columns.get_loc(column)] *= 1.4
+    s.write(sol.drop(sol.index[700:710]), "SOLUSDT", "1m")
+    s.write(generated("BNBUSDT", "1m", AUG1, AUG1 + DAY), "BNBUSDT", "1m")
+    s.write(generated("BTCUSDT", "1h", AUG1, AUG1 + DAY), "BTCUSDT", "1h")
+    return s
+
+
+def _at(minute: int) -> pd.Timestamp:
+    return pd.Timestamp(AUG1 + minute * MIN, unit="ms", tz="UTC")
+
+
+def test_quality_finds_a_bad_tick_and_stale_runs_across_a_market(store: CandleStore) -> None:
+    before = store.load(["*USDT"], "1m")
+    found, summary = store.quality_summary("*USDT", ["1m", "1h"])
+    jumps = found[found["kind"] == "jump"]
+    # Out and back: the tick and the candle after it; and the close that ends ETHUSDT's
+    # 40-minute stale run (the walk moved on meanwhile: 40 minutes of it at once, ~9 sigmas
+    # of a minute). Nothing else in the market, the hole in SOLUSDT included.
+    assert list(zip(jumps["symbol"], jumps["open_time"], strict=True)) == [
+        ("BTCUSDT", _at(500)), ("BTCUSDT", _at(501)), ("ETHUSDT", _at(140))
+    ]  # fmt: skip
+    assert "+30.00%" in jumps["detail"].iloc[0] and "robust sigmas" in jumps["detail"].iloc[0]
+    stale = found[found["kind"] == "stale"]
+    # The 40-candle run (from minute 100, the close it keeps), not the 20-candle one.
+    assert list(zip(stale["symbol"], stale["open_time"], strict=True)) == [("ETHUSDT", _at(100))]
+    assert "for 40 candles, to 2024-08-01T02:19:00" in stale["detail"].iloc[0]
+    # One row per series, clean ones too, with every kind counted.
+    assert list(summary.columns) == ["symbol", "interval", "candles", *KINDS, "findings"]
+    rows = summary.set_index(["symbol", "interval"])
+    assert len(rows) == 5 and rows.loc[("BNBUSDT", "1m"), "findings"] == 0
+    assert rows.loc[("BTCUSDT", "1m"), "jump"] == 2 and rows.loc[("ETHUSDT", "1m"), "stale"] == 1
+    assert rows.loc[("SOLUSDT", "1m"), "jump"] == 0
+    assert rows.loc[("SOLUSDT", "1m"), "candles"] == 1430
+    assert rows.loc[("BTCUSDT", "1h"), "findings"] == 0
+    assert summary["findings"].sum() == len(found)
+    # The findings changed nothing.
+    pd.testing.assert_frame_equal(store.load(["*USDT"], "1m"), before)
+
+
+def test_thresholds_are_the_callers(store: CandleStore) -> None:
+    found = store.quality("ETHUSDT", "1m", stale_candles=20)
+    assert list(found.loc[found["kind"] == "stale", "open_time"]) == [_at(100), _at(300)]
+    # A looser jump threshold finds more; a range leaves the rest out.
+    assert len(store.quality("BTCUSDT", "1m", jump_sigmas=3)) > 2
+    assert store.quality("BTCUSDT", "1m", _at(600), _at(900)).empty
+    # numpy's numbers are numbers (a threshold from a frame's cell).
+    assert (
+        len(store.quality("BTCUSDT", "1m", jump_sigmas=np.float32(3), stale_candles=np.int64(5)))
+        > 2
+    )
+    # The old one-series call reads as it did.
+    assert list(store.quality("BTCUSDT", "1m").columns) == [
+        "symbol", "interval", "open_time", "kind", "detail"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"jump_sigmas": 0}, "jump_sigmas must be a finite number above 0"),
+        ({"jump_sigmas": float("nan")}, "jump_sigmas must be a finite number above 0"),
+        ({"jump_sigmas": "8"}, "jump_sigmas must be a number"),
+        ({"jump_sigmas": True}, "jump_sigmas must be a number"),
+        ({"stale_candles": 1}, "stale_candles must be 2 or more"),
+        ({"stale_candles": 2.5}, "stale_candles must be a whole number"),
+    ],
+)
+def test_unusable_thresholds_are_named_before_anything_is_read(
+    store: CandleStore, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidName, match=message):
+        store.quality("*USDT", "1m", **options)
+
+
+def test_a_pattern_matching_nothing_and_a_reversed_range_are_errors(store: CandleStore) -> None:
+    with pytest.raises(InvalidName, match="no stored series matches"):
+        store.quality("*BUSD", "1m")
+    with pytest.raises(InvalidName):
+        store.quality("BTCUSDT", "1m", _at(900), _at(600))
+    assert store.quality("DOGEUSDT", "1m").empty  # a plain name: nothing stored, no finding
+
+
+_PRICES = st.one_of(
+    st.floats(min_value=1e-8, max_value=1e9),
+    st.sampled_from([0.0, float("nan"), float("inf"), 1.0]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    closes=st.lists(_PRICES, min_size=0, max_size=200),
+    holes=st.lists(st.integers(0, 199), max_size=10),
+    sigmas=st.floats(min_value=0.5, max_value=20),
+    stale=st.integers(2, 50),
+)
+def test_findings_hold_for_any_prices(
+    closes: list[float], holes: list[int], sigmas: float, stale: int
+) -> None:
+    """Zero, NaN, infinite or constant prices, holes anywhere: findings never raise, name
+    only candles of the frame, and leave it as it was."""
+    times = np.array([t for t in range(len(closes)) if t not in set(holes)], np.int64)
+    times = AUG1 + times * MIN
+    price = np.array([closes[(t - AUG1) // MIN] for t in times], np.float64)
+    columns = {n: price.copy() for n in COLUMNS if n not in ("close_time", "number_of_trades")}
+    columns["close_time"] = times + MIN - 1
+    columns["number_of_trades"] = np.ones(len(times), np.int64)
+    frame = frame_from_arrays(times, columns)
+    copy = frame.copy()
+    found = findings(frame, "1m", sigmas, stale)
+    pd.testing.assert_frame_equal(frame, copy)
+    assert set(found["open_time"]) <= set(frame.index)
+    assert set(found["kind"]) <= set(KINDS)
+    order = list(zip(found["open_time"], found["kind"].map(list(KINDS).index), strict=True))
+    assert order == sorted(order)
+    assert found["detail"].map(lambda d: isinstance(d, str) and bool(d)).all()
+    # Stale runs as a loop finds them: equal closes of consecutive minutes, `stale` or more.
+    runs, first, count = [], 0, 1
+    for i in range(1, len(times) + 1):
+        if i < len(times) and times[i] - times[i - 1] == MIN and price[i] == price[i - 1]:
+            count += 1
+            continue
+        if count >= stale:
+            runs.append(pd.Timestamp(int(times[first]), unit="ms", tz="UTC"))
+        first, count = i, 1
+    assert list(found.loc[found["kind"] == "stale", "open_time"]) == runs
