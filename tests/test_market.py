@@ -463,6 +463,19 @@ def test_plot_coverage_draws_series_by_period_with_counts(months: CandleStore) -
         plot_coverage(months.coverage())
 
 
+def test_coverage_by_period_plots_itself_as_the_heatmap(months: CandleStore) -> None:
+    cov = months.coverage(by="month")
+    (heat,) = cov.plot().data
+    assert list(heat.y) == ["BTCUSDT 1m", "BTCUSDT 1d", "ETHUSDT 1h"]
+    assert cov.plot(title="mine").layout.title.text == "mine"
+    # A filter is still coverage: its plot is the heatmap of its rows.
+    (few,) = cov[cov["symbol"] == "ETHUSDT"].plot().data
+    assert list(few.y) == ["ETHUSDT 1h"]
+    # pandas' own plotting stays reachable (its accessor's methods, or its arguments).
+    assert cov.plot.bar.__func__ is pd.plotting.PlotAccessor.bar
+    assert type(months.coverage()).__name__ == "DataFrame"  # the plain listing is unchanged
+
+
 # --- the ArangoDB versions (AQL) -----------------------------------------------------------------
 
 ARANGO_URL = os.environ.get("STREAMFORGE_TEST_ARANGO_URL", "")

@@ -1,8 +1,8 @@
 """Coverage at a glance: per series and period, how many candles were expected, are stored,
 are missing, or lie in windows the exchange confirmed empty.
 
-    store.coverage(symbols="*USDT", intervals=["1m", "1h"], by="month")
-    analysis.plot_coverage(frame)      # a heatmap: series x period, share stored
+    cov = store.coverage(symbols="*USDT", intervals=["1m", "1h"], by="month")
+    cov.plot()                         # a heatmap: series x period, share stored
 
 Counts come from statistics, not candles: each partition file's footer gives its rows and
 its first and last open time. Only a partition that a period cuts (a year file of `1d`
@@ -30,7 +30,7 @@ from streamforge_nb.store.query import all_exchange_empty
 if TYPE_CHECKING:
     from streamforge_nb.store.base import CandleBackend
 
-__all__ = ["BY", "coverage_by", "grid_count"]
+__all__ = ["BY", "CoverageFrame", "coverage_by", "grid_count"]
 
 BY = {"day": "D", "month": "M", "year": "Y"}
 _COLUMNS = ("expected", "stored", "missing", "exchange_empty")
@@ -107,7 +107,7 @@ def coverage_by(
     by: str,
     span: tuple[int, int],
     bounded: tuple[bool, bool],
-) -> pd.DataFrame:
+) -> CoverageFrame:
     """One row per series and period: symbol, interval, period, expected, stored, missing,
     exchange_empty (see the module docstring)."""
     unit = BY.get(by)
@@ -155,7 +155,7 @@ def _is_local(backend: CandleBackend) -> bool:
     )
 
 
-def _frame(columns: list[tuple[tuple[str, str, int], Any, tuple[Any, ...]]]) -> pd.DataFrame:
+def _frame(columns: list[tuple[tuple[str, str, int], Any, tuple[Any, ...]]]) -> CoverageFrame:
     order = {iv: i for i, iv in enumerate(INTERVALS)}
     sizes = [n for (_, _, n), _, _ in columns]
 
@@ -175,9 +175,44 @@ def _frame(columns: list[tuple[tuple[str, str, int], Any, tuple[Any, ...]]]) -> 
         }
     )
     key = frame["interval"].map(order)
-    return (
+    return CoverageFrame(
         frame.assign(_o=key)
         .sort_values(["symbol", "_o", "period"], kind="stable")
         .drop(columns="_o")
         .reset_index(drop=True)
     )
+
+
+class CoverageFrame(pd.DataFrame):  # type: ignore[misc]  # pandas is untyped here
+    """`coverage(by=...)`'s frame: a pandas DataFrame whose `plot()` draws the coverage
+    heatmap (`analysis.plot_coverage`; `plot(title=...)` too). With pandas' arguments
+    (`plot(kind="bar")`, `plot.bar()`) and on a frame without the coverage columns it is
+    pandas' own plot. Filters and slices of it stay coverage frames."""
+
+    @property
+    def _constructor(self) -> type[CoverageFrame]:
+        return CoverageFrame
+
+    @property
+    def plot(self) -> _CoveragePlot:
+        return _CoveragePlot(self)
+
+
+class _CoveragePlot:
+    """`CoverageFrame.plot`: called bare, the heatmap; otherwise pandas' plot accessor."""
+
+    def __init__(self, frame: CoverageFrame) -> None:
+        self._frame = frame
+
+    def __call__(self, *args: Any, title: str | None = None, **kwargs: Any) -> Any:
+        from streamforge_nb.store.analysis import plot_coverage
+
+        heatmap = {"symbol", "interval", "period", *_COLUMNS} <= set(self._frame.columns)
+        if args or kwargs or not heatmap:
+            if title is not None:
+                kwargs["title"] = title
+            return pd.DataFrame(self._frame).plot(*args, **kwargs)
+        return plot_coverage(self._frame, title)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(pd.DataFrame(self._frame).plot, name)
