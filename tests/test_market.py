@@ -463,6 +463,28 @@ def test_plot_coverage_draws_series_by_period_with_counts(months: CandleStore) -
         plot_coverage(months.coverage())
 
 
+def test_coverage_and_gaps_never_count_a_candle_not_closed_yet_as_missing(
+    tmp_path: Path,
+) -> None:
+    """A range ending in the future (or this month, still open) counts expected candles up to
+    the last closed one: the current month is not red, and no backfill of the future is
+    offered. Months (1M): the last closed one changes only as a month begins."""
+    from streamforge_nb.store.update import closed_end_ms
+
+    store = CandleStore.open(tmp_path / "store")
+    now_ms = pd.Timestamp.now(tz="UTC").value // 10**6
+    end = closed_end_ms("1M", now_ms)  # this month's first ms: the last closed month's end
+    first = (pd.Timestamp(end, unit="ms", tz="UTC") - pd.DateOffset(months=3)).value // 10**6
+    store.write(generated("BTCUSDT", "1M", first, end), "BTCUSDT", "1M")
+    cov = store.coverage("BTCUSDT", "1M", by="year", start=utc(first), end="2100-01-01")
+    assert cov["stored"].sum() == 3 and cov["missing"].sum() == 0
+    assert cov["period"].max().year == pd.Timestamp(end - 1, unit="ms").year  # nothing later
+    assert store.gaps("BTCUSDT", "1M", utc(first), "2100-01-01").empty
+    # A range wholly in the future: nothing expected, nothing missing.
+    assert store.coverage("BTCUSDT", "1M", by="year", start="2099-01-01", end="2100-01-01").empty
+    assert store.gaps("BTCUSDT", "1M", "2099-01-01", "2100-01-01").empty
+
+
 def test_coverage_by_period_plots_itself_as_the_heatmap(months: CandleStore) -> None:
     cov = months.coverage(by="month")
     (heat,) = cov.plot().data

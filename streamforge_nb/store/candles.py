@@ -235,9 +235,13 @@ class CandleStore(MarketQueries):
         `kind` is `exchange_empty` where the exchange confirmed it has no candles (recorded
         by the loader, see `exchange_empty`), else `missing`; a gap partly inside such a
         window is split. Without `start`/`end` only holes between the first and last stored
-        candle count.
+        candle count; an `end` past the last closed candle counts up to it (a candle not
+        closed yet is not missing).
         """
+        import time
+
         from streamforge_nb.store.analysis import find_gaps
+        from streamforge_nb.store.update import closed_end_ms
 
         frame = self.load(symbol, interval, start, end)
         start_ms, end_ms = range_ms(start, end)
@@ -246,6 +250,8 @@ class CandleStore(MarketQueries):
             start_ms = int(times[0]) if len(times) else end_ms
         if end is None:
             end_ms = int(times[-1]) + 1 if len(times) else start_ms
+        else:
+            end_ms = min(end_ms, max(closed_end_ms(interval, time.time_ns() // 10**6), start_ms))
         empty = self._empty_ms(symbol, interval, start_ms, end_ms) if end_ms > start_ms else []
         return find_gaps(times, interval, start_ms, end_ms, empty)
 

@@ -8,13 +8,15 @@ Counts come from statistics, not candles: each partition file's footer gives its
 its first and last open time. Only a partition that a period cuts (a year file of `1d`
 candles per month, a month file cut by `start`/`end`, or `by="day"`) has its `open_time`
 column read, never the other fields. Expected candles are the exchange's grid slots in
-`[start, end)`, or without bounds between the series' first and last stored candle (as
-`gaps()` counts). `missing = expected - stored - exchange_empty`, never below 0 (an
-off-grid candle the exchange served counts as stored).
+`[start, end)` up to the last closed candle (one not closed yet is not missing), or without
+bounds between the series' first and last stored candle (as `gaps()` counts).
+`missing = expected - stored - exchange_empty`, never below 0 (an off-grid candle the
+exchange served counts as stored).
 """
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,7 @@ from streamforge_nb.platform.intervals import INTERVALS, WEEK_OFFSET_MS, interva
 from streamforge_nb.store.base import merge_ranges
 from streamforge_nb.store.footers import Part, local_parts
 from streamforge_nb.store.query import all_exchange_empty
+from streamforge_nb.store.update import closed_end_ms
 
 if TYPE_CHECKING:
     from streamforge_nb.store.base import CandleBackend
@@ -121,12 +124,15 @@ def coverage_by(
         if local
         else [_generic_parts(backend, sym, iv) for sym, iv in series]
     )
+    now_ms = time.time_ns() // 1_000_000
     for (symbol, interval), parts in zip(series, every, strict=True):
         lo, hi = span
         if not bounded[0]:
             lo = min((p.first for p in parts), default=hi)
         if not bounded[1]:
             hi = max((p.last + 1 for p in parts), default=lo)
+        else:  # a candle not closed yet is not missing: the current month is not red
+            hi = min(hi, max(closed_end_ms(interval, now_ms), lo))
         if hi <= lo:
             continue
         edges = _periods(unit, lo, hi)
