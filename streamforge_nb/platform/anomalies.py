@@ -16,10 +16,8 @@ the same things in what was stored. One rule table, here, for both.
 | `zero_volume` | no volume traded (the exchange's placeholder for a quiet or halted period) |
 | `flat` | `open == high == low == close` |
 
-`CandleStore.quality()` finds two more, which need the candles around one (`NEIGHBOURS`;
-the sink sees a batch, not a series, so it does not count them): `jump`, a close that moved
-more than `JUMP_SIGMAS` robust sigmas from the one before, and `stale`, a close the same for
-`STALE_CANDLES` candles or more in a row (`store.quality`).
+`CandleStore.quality()` finds two more, which need the candles around one (the sink sees a
+batch, not a series, so it does not count them): `jump` and `stale` (`platform.neighbours`).
 """
 
 from __future__ import annotations
@@ -30,10 +28,7 @@ import numpy as np
 
 from streamforge_nb.platform.intervals import WEEK_OFFSET_MS, interval_ms
 
-__all__ = [
-    "ANOMALIES", "JUMP_SIGMAS", "NEIGHBOURS", "STALE_CANDLES", "anomaly_masks",
-    "expected_close_ms", "grid_floor_ms",
-]  # fmt: skip
+__all__ = ["ANOMALIES", "anomaly_masks", "expected_close_ms", "grid_floor_ms"]
 
 ANOMALIES: dict[str, str] = {
     "close_time": "close_time is not the last ms of the interval",
@@ -43,15 +38,6 @@ ANOMALIES: dict[str, str] = {
     "flat": "open, high, low and close are equal",
 }
 """Anomaly kinds and what each means, in the order findings are listed."""
-
-NEIGHBOURS: dict[str, str] = {
-    "jump": "the close moved more robust sigmas than jump_sigmas from the close before",
-    "stale": "the close is the same for stale_candles candles or more in a row",
-}
-"""Kinds found against a candle's neighbours (`CandleStore.quality` only), listed after
-`ANOMALIES`."""
-JUMP_SIGMAS = 8.0  # Gaussian returns pass 8 sigmas once in ~10**15; real, fat-tailed ones more
-STALE_CANDLES = 30
 
 _Array = np.ndarray[Any, Any]
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from streamforge_nb.exceptions import InvalidName
-from streamforge_nb.platform.anomalies import JUMP_SIGMAS, STALE_CANDLES
 from streamforge_nb.platform.intervals import INTERVALS
+from streamforge_nb.platform.neighbours import JUMP_SIGMAS, STALE_CANDLES
 from streamforge_nb.store.base import CandleBackend
 from streamforge_nb.store.frames import empty_frame, range_ms
 

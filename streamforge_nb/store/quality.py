@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 
 from streamforge_nb.exceptions import InvalidName
-from streamforge_nb.platform.anomalies import ANOMALIES, NEIGHBOURS, grid_floor_ms
+from streamforge_nb.platform.anomalies import ANOMALIES, grid_floor_ms
 from streamforge_nb.platform.intervals import interval_ms
+from streamforge_nb.platform.neighbours import NEIGHBOURS
 from streamforge_nb.store.analysis import _iso, _utc, find_anomalies
 
 __all__ = ["KINDS", "check_parameters", "empty_findings", "findings", "quality", "summary"]
