@@ -129,7 +129,8 @@ def test_a_pattern_matching_nothing_and_a_reversed_range_are_errors(store: Candl
         store.quality("*BUSD", "1m")
     with pytest.raises(InvalidName):
         store.quality("BTCUSDT", "1m", _at(900), _at(600))
-    assert store.quality("DOGEUSDT", "1m").empty  # a plain name: nothing stored, no finding
+    none = store.quality(["DOGEUSDT", "BNBUSDT"], "1m")  # a plain name: nothing stored
+    assert none.empty and str(none["open_time"].dtype) == "datetime64[ms, UTC]"
 
 
 _PRICES = st.one_of(

@@ -46,6 +46,7 @@ KINDS: dict[str, str] = {**ANOMALIES, **NEIGHBOURS}
 _WINDOW = 60  # candles whose returns give a candle's sigma (a block of the series)
 _MAD_SIGMA = 1.4826  # a normal distribution's sigma per median absolute deviation
 _COLUMNS = ["symbol", "interval", "open_time", "kind", "detail"]
+_UTC_MS = "datetime64[ms, UTC]"
 
 
 def check_parameters(jump_sigmas: Any, stale_candles: Any) -> tuple[float, int]:
@@ -165,7 +166,9 @@ def quality(
     for sym, iv in series:
         frame = read(sym, iv)
         found = findings(frame, iv, jump_sigmas, stale_candles)
-        yield sym, iv, len(frame), found.assign(symbol=sym, interval=iv)[_COLUMNS]
+        found = found.assign(symbol=sym, interval=iv)[_COLUMNS]
+        # No candles at all: find_anomalies' empty frame has untyped times.
+        yield sym, iv, len(frame), found.astype({"open_time": _UTC_MS})
 
 
 def summary(counted: list[tuple[str, str, int, pd.DataFrame]]) -> pd.DataFrame:
@@ -185,9 +188,9 @@ def empty_findings() -> pd.DataFrame:
     """The findings table with no rows."""
     return pd.DataFrame(
         {
-            "symbol": pd.Series(dtype=object),
-            "interval": pd.Series(dtype=object),
-            "open_time": pd.Series(dtype="datetime64[ms, UTC]"),
+            "symbol": pd.Series(dtype=str),
+            "interval": pd.Series(dtype=str),
+            "open_time": pd.Series(dtype=_UTC_MS),
             "kind": pd.Series(dtype=object),
             "detail": pd.Series(dtype=object),
         }
