@@ -133,6 +133,21 @@ def test_a_pattern_matching_nothing_and_a_reversed_range_are_errors(store: Candl
     assert none.empty and str(none["open_time"].dtype) == "datetime64[ms, UTC]"
 
 
+def test_a_run_of_zero_volume_is_named_in_each_of_its_findings() -> None:
+    frame = generated("BTCUSDT", "1m", AUG1, AUG1 + 60 * MIN)
+    volume = frame.columns.get_loc("volume")
+    for i in (*range(10, 15), 30, 40, 41, 43):  # a run of 5, one alone, 40-41 | hole | 43
+        frame.iloc[i, volume] = 0.0
+    frame = frame.drop(frame.index[42])
+    found = findings(frame, "1m", 8.0, 30)
+    zero = found[found["kind"] == "zero_volume"]
+    details = dict(zip(zero["open_time"], zero["detail"], strict=True))
+    assert len(details) == 9  # each candle is still a finding, as the sink counts them
+    assert details[_at(12)] == "no volume traded, 1 of 5 in a row from 2024-08-01T00:10:00+00:00"
+    assert details[_at(30)] == details[_at(43)] == "no volume traded"
+    assert details[_at(41)].endswith("1 of 2 in a row from 2024-08-01T00:40:00+00:00")
+
+
 _PRICES = st.one_of(
     st.floats(min_value=1e-8, max_value=1e9),
     st.sampled_from([0.0, float("nan"), float("inf"), 1.0]),

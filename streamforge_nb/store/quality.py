@@ -18,7 +18,8 @@ unknown), measured against the robust sigma (1.4826 x the median absolute return
 stale run would shrink the scale, and the move that ends it would look like a jump); a
 block that never moved takes the whole series' median of the returns that moved. A bad
 tick is a jump out and a jump back, so it shows as two findings. A stale run also needs
-grid neighbours: a hole ends it.
+grid neighbours: a hole ends it. A zero-volume candle's detail names its run (a halted
+market is one run of them, each still a finding, as the sink counts them).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def findings(
     opens = np.asarray(pd.DatetimeIndex(frame.index).as_unit("ms").asi8, dtype=np.int64)
     closes = frame["close"].to_numpy(np.float64)
     after = _neighbours(opens, interval)
+    if len(own) and (own["kind"] == "zero_volume").any():
+        own = _zero_volume_runs(own, opens, frame["volume"].to_numpy(np.float64), after)
     rows = [*_jumps(opens, closes, after, jump_sigmas), *_stale(opens, closes, after,
                                                                 stale_candles)]  # fmt: skip
     if not rows:
@@ -88,6 +91,32 @@ def findings(
     order = both["kind"].map(list(KINDS).index)
     return both.assign(_order=order).sort_values(["open_time", "_order"], kind="stable").drop(
         columns="_order").reset_index(drop=True)  # fmt: skip
+
+
+def _zero_volume_runs(
+    own: pd.DataFrame,
+    opens: np.ndarray[Any, Any],
+    volumes: np.ndarray[Any, Any],
+    after: np.ndarray[Any, Any],
+) -> pd.DataFrame:
+    """`own` with each zero-volume candle's detail naming its run (grid neighbours, all with
+    no volume): a halted market shows as one run, not as unrelated candles."""
+    zero = volumes == 0
+    begins = zero & ~(np.r_[False, zero[:-1]] & after)
+    run = np.cumsum(begins) - 1
+    lengths = np.bincount(run[zero])
+    first = np.flatnonzero(begins)
+    mask = (own["kind"] == "zero_volume").to_numpy()
+    at = np.searchsorted(opens, pd.DatetimeIndex(own["open_time"][mask]).as_unit("ms").asi8)
+    details = [
+        f"no volume traded, 1 of {lengths[r]} in a row from {_iso(int(opens[first[r]]))}"
+        if lengths[r] > 1
+        else "no volume traded"
+        for r in run[at].tolist()
+    ]
+    detail = own["detail"].to_numpy(dtype=object, copy=True)
+    detail[mask] = details
+    return own.assign(detail=detail)
 
 
 def _neighbours(opens: np.ndarray[Any, Any], interval: str) -> np.ndarray[Any, Any]:
