@@ -411,7 +411,12 @@ with workflow.launch("local") as queue:
 start, end = time_range.split(":")
 with CandleStore.open(store) as candles:
     stored = len(candles.load("BTCUSDT", "1m", start, end))
+    found, summary = candles.quality_summary("BTC*", "1m", start, end)
+    coverage = candles.coverage("BTCUSDT", "1m", by="day", start=start, end=end)
 print(json.dumps({
+    "quality": summary[["symbol", "candles"]].values.tolist(),
+    "coverage": coverage[["stored", "missing"]].values.tolist(),
+    "heatmap": type(coverage.plot().data[0]).__name__,
     "queue_id": plan.queue_id,
     "sample": str(SAMPLE_ARCHIVE),
     "status": final["status"].to_dict(),
@@ -439,6 +444,13 @@ def test_a_local_candle_workflow_on_the_shipped_sample_finishes(
     assert Path(result["sample"]).resolve().is_relative_to(installed.venv.resolve())
     assert result["stored"] == SAMPLE_CANDLES
     assert max(result["records_written"].values()) == SAMPLE_CANDLES
+    # The market calls from the installed package: quality, coverage and its heatmap.
+    assert result["quality"] == [["BTCUSDT", SAMPLE_CANDLES]]
+    assert result["coverage"] == [[SAMPLE_CANDLES, 0]] and result["heatmap"] == "Heatmap"
+    cli = installed.venv / "bin" / "streamforge-nb"
+    day = ["--from", "2024-08-01", "--to", "2024-08-02", "--store-url", store, "--json"]
+    out = installed.run(cli, "store", "coverage", "BTCUSDT", "-i", "1m", *day, env=env, timeout=120)
+    assert [json.loads(line)["stored"] for line in out.splitlines()] == [SAMPLE_CANDLES]
     with CandleStore.open(store) as candles:  # the checkout reads what the wheel wrote
         assert len(candles.load("BTCUSDT", "1m", "2024-08-01", "2024-08-02")) == SAMPLE_CANDLES
     executed = home / ".streamforge-nb" / "runs" / result["queue_id"]
