@@ -154,12 +154,11 @@ def _jumps(
         local = np.nanmedian(padded.reshape(blocks, _WINDOW), axis=1) * _MAD_SIGMA
         moved = moves[usable & (moves > 0)]
         overall = float(np.median(moved)) * _MAD_SIGMA if len(moved) else 0.0
+    if not overall:
+        return  # prices that never move: no scale to measure a jump by
     sigma = np.repeat(local, _WINDOW)[: len(moves)]
     sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, overall)
-    if not overall and not (sigma > 0).any():
-        return  # prices that never move: no scale to measure a jump by
-    with np.errstate(divide="ignore", invalid="ignore"):
-        score = np.where(sigma > 0, moves / sigma, 0.0)
+    score = moves / sigma  # NaN where no return: never over the threshold
     for i in np.flatnonzero(usable & (score > sigmas)).tolist():
         change = (closes[i] / closes[i - 1] - 1) * 100
         yield (int(opens[i]), "jump", f"close {closes[i]} after {closes[i - 1]}: "
