@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -416,27 +417,41 @@ def market_case(cache: Path, store: CandleStore, symbols: int) -> None:
             target.mkdir(parents=True)
             for f in source.glob("[0-9]*.parquet"):
                 shutil.copyfile(f, target / f.name)
-    code = (
-        "import json, resource, sys, time\n"
-        "from streamforge_nb.store.candles import CandleStore\n"
-        "store = CandleStore.open(sys.argv[1])\n"
-        "t = time.perf_counter()\n"
-        "got = store.resample_many('MKT*', '1m', '1d')\n"
-        "took = time.perf_counter() - t\n"
-        "rss = int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) * 1024\n"
-        "n = int(got['candles'].sum())\n"
-        "print('RESULT', json.dumps({'s': took, 'rows': len(got), 'rss': rss, 'candles': n}))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
-                          text=True, timeout=3600, check=True)  # fmt: skip
-    # DuckDB may draw its progress bar on stdout: the figures follow the last marker.
-    got = json.loads(done.stdout.rsplit("RESULT ", 1)[1])
+    counted = "int(got['candles'].sum())"
+    got = _market_child(root, "store.resample_many('MKT*', '1m', '1d')", counted)
     print(
-        f"{symbols} symbols x a year of 1m ({got['candles']:,} rows) -> daily OHLCV "
+        f"{symbols} symbols x a year of 1m ({got['n']:,} rows) -> daily OHLCV "
         f"({got['rows']:,} rows): {got['s']:.1f} s (goal 60 s: {got['s'] / 60:.2f}x), "
         f"peak RSS {got['rss'] / 2**30:.2f} GiB (goal 4 GiB: {got['rss'] / 2**32:.2f}x)",
         flush=True,
     )
+    # No goal in the issue: what a quant's first question after a market load costs.
+    got = _market_child(root, "store.quality_summary('MKT*', '1m')[1]", counted)
+    print(
+        f"  quality of the same ({got['rows']} series, {got['n']:,} candles: their own anomalies, "
+        f"jumps, stale runs): {got['s']:.1f} s, peak RSS {got['rss'] / 2**30:.2f} GiB",
+        flush=True,
+    )
+
+
+def _market_child(root: Path, call: str, count: str) -> dict[str, Any]:
+    """Run `got = <call>` over the store at `root` in a fresh interpreter; return its time
+    (s), rows, candles (`count` of `got`) and peak RSS (bytes)."""
+    code = (
+        "import json, sys, time\n"
+        "from streamforge_nb.store.candles import CandleStore\n"
+        "store = CandleStore.open(sys.argv[1])\n"
+        "t = time.perf_counter()\n"
+        f"got = {call}\n"
+        "took = time.perf_counter() - t\n"
+        "rss = int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) * 1024\n"
+        f"print('RESULT', json.dumps({{'s': took, 'rows': len(got), 'rss': rss, 'n': {count}}}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                          text=True, timeout=3600, check=True)  # fmt: skip
+    # DuckDB may draw its progress bar on stdout: the figures follow the last marker.
+    got: dict[str, Any] = json.loads(done.stdout.rsplit("RESULT ", 1)[1])
+    return got
 
 
 def _a(arctic: dict[str, float], key: str) -> dict[str, float]:
