@@ -35,13 +35,16 @@ def _price(frame: pd.DataFrame, at: int, close: float) -> None:
 
 @pytest.fixture
 def store(tmp_path: Path) -> CandleStore:
-    """A day of 1m each: BTCUSDT with a bad tick at minute 500 (x1.3, then back), ETHUSDT
+    """A day of 1m each: BTCUSDT with a bad tick at minute 500 (x1.3, then back) and a low
+    at half the price at minute 800, ETHUSDT
     with its close unchanged over minutes 100..139 (40 candles) and 300..319 (20), SOLUSDT
     with a hole at minutes 700..709 after which the price is 40% higher (no jump: not
     neighbours), BNBUSDT clean; BTCUSDT 1h over the same day."""
     s = CandleStore.open(tmp_path / "store")
     btc = generated("BTCUSDT", "1m", AUG1, AUG1 + DAY)
     _price(btc, 500, float(btc["close"].iloc[499]) * 1.3)
+    # A wick to half the price at minute 800: open and close as they were, inside high .. low.
+    btc.iloc[800, btc.columns.get_loc("low")] = float(btc["close"].iloc[799]) * 0.5
     s.write(btc, "BTCUSDT", "1m")
     eth = generated("ETHUSDT", "1m", AUG1, AUG1 + DAY)
     for lo, hi in ((100, 140), (300, 320)):
@@ -69,9 +72,13 @@ def test_quality_finds_a_bad_tick_and_stale_runs_across_a_market(store: CandleSt
     # 40-minute stale run (the walk moved on meanwhile: 40 minutes of it at once, ~9 sigmas
     # of a minute). Nothing else in the market, the hole in SOLUSDT included.
     assert list(zip(jumps["symbol"], jumps["open_time"], strict=True)) == [
-        ("BTCUSDT", _at(500)), ("BTCUSDT", _at(501)), ("ETHUSDT", _at(140))
+        ("BTCUSDT", _at(500)), ("BTCUSDT", _at(501)), ("BTCUSDT", _at(800)), ("ETHUSDT", _at(140))
     ]  # fmt: skip
-    assert "+30.00%" in jumps["detail"].iloc[0] and "robust sigmas" in jumps["detail"].iloc[0]
+    # One finding a candle, for the price that moved the most sigmas: at 500 the high, the
+    # close's price too (+30%, against the highs' smaller scale), the wick's low at 800.
+    assert jumps["detail"].iloc[0].startswith("high ") and "+30.00%" in jumps["detail"].iloc[0]
+    assert jumps["detail"].iloc[2].startswith("low ") and "-50.00%" in jumps["detail"].iloc[2]
+    assert "robust sigmas" in jumps["detail"].iloc[2]
     stale = found[found["kind"] == "stale"]
     # The 40-candle run (from minute 100, the close it keeps), not the 20-candle one.
     assert list(zip(stale["symbol"], stale["open_time"], strict=True)) == [("ETHUSDT", _at(100))]
@@ -80,7 +87,7 @@ def test_quality_finds_a_bad_tick_and_stale_runs_across_a_market(store: CandleSt
     assert list(summary.columns) == ["symbol", "interval", "candles", *KINDS, "findings"]
     rows = summary.set_index(["symbol", "interval"])
     assert len(rows) == 5 and rows.loc[("BNBUSDT", "1m"), "findings"] == 0
-    assert rows.loc[("BTCUSDT", "1m"), "jump"] == 2 and rows.loc[("ETHUSDT", "1m"), "stale"] == 1
+    assert rows.loc[("BTCUSDT", "1m"), "jump"] == 3 and rows.loc[("ETHUSDT", "1m"), "stale"] == 1
     assert rows.loc[("SOLUSDT", "1m"), "jump"] == 0
     assert rows.loc[("SOLUSDT", "1m"), "candles"] == 1430
     assert rows.loc[("BTCUSDT", "1h"), "findings"] == 0
@@ -94,7 +101,7 @@ def test_thresholds_are_the_callers(store: CandleStore) -> None:
     assert list(found.loc[found["kind"] == "stale", "open_time"]) == [_at(100), _at(300)]
     # A looser jump threshold finds more; a range leaves the rest out.
     assert len(store.quality("BTCUSDT", "1m", jump_sigmas=3)) > 2
-    assert store.quality("BTCUSDT", "1m", _at(600), _at(900)).empty
+    assert store.quality("BTCUSDT", "1m", _at(600), _at(780)).empty
     # numpy's numbers are numbers (a threshold from a frame's cell).
     assert (
         len(store.quality("BTCUSDT", "1m", jump_sigmas=np.float32(3), stale_candles=np.int64(5)))
@@ -131,6 +138,22 @@ def test_a_pattern_matching_nothing_and_a_reversed_range_are_errors(store: Candl
         store.quality("BTCUSDT", "1m", _at(900), _at(600))
     none = store.quality(["DOGEUSDT", "BNBUSDT"], "1m")  # a plain name: nothing stored
     assert none.empty and str(none["open_time"].dtype) == "datetime64[ms, UTC]"
+
+
+def test_a_spike_in_a_quiet_block_is_measured_by_the_series_scale() -> None:
+    """Minutes 120..239 trade at one price but for a 1% spike at 150 (and back at 151): in
+    that block the spike's own moves are all the moves there are, so the series' scale
+    (a walk's minute, ~0.05%) measures it instead, and it is found."""
+    frame = generated("BTCUSDT", "1m", AUG1, AUG1 + 300 * MIN)
+    quiet = float(frame["close"].iloc[119])
+    for i in range(120, 240):
+        price = quiet * 1.01 if i == 150 else quiet
+        for column in ("open", "high", "low", "close"):
+            frame.iloc[i, frame.columns.get_loc(column)] = price
+    found = findings(frame, "1m", 8.0, 30)
+    jumps = found[found["kind"] == "jump"]
+    assert list(jumps["open_time"])[:2] == [_at(150), _at(151)]
+    assert found[found["kind"] == "stale"]["open_time"].tolist() == [_at(119), _at(151)]
 
 
 def test_a_run_of_zero_volume_is_named_in_each_of_its_findings() -> None:

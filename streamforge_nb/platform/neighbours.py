@@ -5,7 +5,7 @@ defaults without loading numpy.
 
 | kind | the candle |
 |---|---|
-| `jump` | its close moved more than `JUMP_SIGMAS` robust sigmas from the close before |
+| `jump` | its close, high or low moved over `JUMP_SIGMAS` robust sigmas from the close before |
 | `stale` | its close starts a run of `STALE_CANDLES` or more candles with that same close |
 
 How each is found: `store.quality`.
@@ -16,7 +16,7 @@ from __future__ import annotations
 __all__ = ["JUMP_SIGMAS", "NEIGHBOURS", "STALE_CANDLES"]
 
 NEIGHBOURS: dict[str, str] = {
-    "jump": "the close moved more robust sigmas than jump_sigmas from the close before",
+    "jump": "the close, high or low moved over jump_sigmas robust sigmas from the close before",
     "stale": "the close is the same for stale_candles candles or more in a row",
 }
 """Kinds found against a candle's neighbours, listed after `platform.anomalies.ANOMALIES`."""

@@ -9,15 +9,19 @@ Two kinds of finding:
 
 | kind | the candle |
 |---|---|
-| `jump` | its close moved more than `jump_sigmas` robust sigmas from the close before |
+| `jump` | its close, high or low moved over `jump_sigmas` robust sigmas from the close before |
 | `stale` | its close starts a run of `stale_candles` or more candles with that same close |
 
-A jump is a log return between grid neighbours (never across a hole: what happened in it is
-unknown), measured against the robust sigma (1.4826 x the median absolute return) of the
-`_WINDOW` candles around it, a block of the series, counting the returns that moved (a
-stale run would shrink the scale, and the move that ends it would look like a jump); a
-block that never moved takes the whole series' median of the returns that moved. A bad
-tick is a jump out and a jump back, so it shows as two findings. A stale run also needs
+A jump is a log return from the close before, between grid neighbours (never across a hole:
+what happened in it is unknown), measured against the robust sigma (1.4826 x the median
+absolute move) of the same price's moves in the `_WINDOW` candles around it, a block of
+the series, counting the moves that moved (a stale run would shrink the scale, and the move
+that ends it would look like a jump); a block where fewer than a quarter moved takes the
+whole series' (a lone spike in a quiet block would be its own scale).
+Highs count upward moves and lows downward ones: a wick to a price the market never traded
+near (a bad tick inside high .. low, which `ohlc` cannot see) is a jump of its high or low.
+A candle is one finding, for the price that moved the most sigmas. A bad tick in the close
+is a jump out and a jump back, so it shows as two findings. A stale run also needs
 grid neighbours: a hole ends it. A zero-volume candle's detail names its run (a halted
 market is one run of them, each still a finding, as the sink counts them).
 """
@@ -26,7 +30,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -76,8 +79,8 @@ def findings(
     after = _neighbours(opens, interval)
     if len(own) and (own["kind"] == "zero_volume").any():
         own = _zero_volume_runs(own, opens, frame["volume"].to_numpy(np.float64), after)
-    rows = [*_jumps(opens, closes, after, jump_sigmas), *_stale(opens, closes, after,
-                                                                stale_candles)]  # fmt: skip
+    rows = [*_jumps(frame, opens, closes, after, jump_sigmas), *_stale(opens, closes, after,
+                                                                       stale_candles)]  # fmt: skip
     if not rows:
         return own
     found = pd.DataFrame(
@@ -132,37 +135,61 @@ def _neighbours(opens: np.ndarray[Any, Any], interval: str) -> np.ndarray[Any, A
 
 
 def _jumps(
+    frame: pd.DataFrame,
     opens: np.ndarray[Any, Any],
     closes: np.ndarray[Any, Any],
     after: np.ndarray[Any, Any],
     sigmas: float,
 ) -> Iterator[tuple[int, str, str]]:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.r_[np.nan, closes[1:] / closes[:-1]]
-        usable = after & np.isfinite(ratio) & (ratio > 0)
-        moves = np.abs(np.log(np.where(usable, ratio, 1.0)))
-    moves[~usable] = np.nan
-    if not usable.any():
-        return
-    # Each candle's sigma from its block of _WINDOW (one median a block, not a rolling one:
-    # a year of 1m in ~10 ms, not ~120).
+    """Candles whose close, high or low moved more than `sigmas` robust sigmas from the
+    close before: one finding a candle, for the price that moved the most sigmas."""
+    before = np.r_[np.nan, closes[:-1]]
+    prices = {"close": closes, "high": frame["high"].to_numpy(np.float64),
+              "low": frame["low"].to_numpy(np.float64)}  # fmt: skip
+    scores = []
+    for name, price in prices.items():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = price / before
+            usable = after & np.isfinite(ratio) & (ratio > 0)
+            logs = np.log(np.where(usable, ratio, 1.0))
+        # A wick is a move one way: a high above the close before, a low below it.
+        way = {"close": np.abs(logs), "high": logs.clip(min=0), "low": (-logs).clip(min=0)}
+        moves = way[name]
+        moves[~usable] = np.nan
+        scores.append(moves / _scale(moves))
+    score = np.vstack(scores)
+    most = np.fmax.reduce(score, axis=0)  # NaN left out; NaN only for a candle with none
+    for i in np.flatnonzero(most > sigmas).tolist():
+        name = list(prices)[int(np.nanargmax(score[:, i]))]
+        price = prices[name][i]
+        change = (price / before[i] - 1) * 100
+        yield (int(opens[i]), "jump", f"{name} {price} after close {before[i]}: "
+               f"{change:+.2f}%, {most[i]:.1f} robust sigmas")  # fmt: skip
+
+
+def _scale(moves: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Each candle's robust sigma of `moves` (NaN: no return): 1.4826 x the median of the
+    moves that moved in its block of `_WINDOW` candles (one median a block, not a rolling
+    one: a year of 1m in ~10 ms, not ~120), or of the whole series' where fewer than a
+    quarter of the block moved; NaN if nothing moved."""
+    moved = moves > 0
+    if not moved.any():
+        return np.full(len(moves), np.nan)
     blocks = -(-len(moves) // _WINDOW)
     padded = np.full(blocks * _WINDOW, np.nan)
-    padded[: len(moves)] = np.where(moves > 0, moves, np.nan)  # a stale run is no scale
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a block of no returns: no sigma
-        local = np.nanmedian(padded.reshape(blocks, _WINDOW), axis=1) * _MAD_SIGMA
-        moved = moves[usable & (moves > 0)]
-        overall = float(np.median(moved)) * _MAD_SIGMA if len(moved) else 0.0
-    if not overall:
-        return  # prices that never move: no scale to measure a jump by
-    sigma = np.repeat(local, _WINDOW)[: len(moves)]
-    sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, overall)
-    score = moves / sigma  # NaN where no return: never over the threshold
-    for i in np.flatnonzero(usable & (score > sigmas)).tolist():
-        change = (closes[i] / closes[i - 1] - 1) * 100
-        yield (int(opens[i]), "jump", f"close {closes[i]} after {closes[i - 1]}: "
-               f"{change:+.2f}%, {score[i]:.1f} robust sigmas")  # fmt: skip
+    padded[: len(moves)] = np.where(moved, moves, np.nan)  # a stale run is no scale
+    # Each block's median of its moves, NaN left out (nanmedian's own way is ~6x slower):
+    # sorted, NaN last, the middle of the ones there are.
+    ordered = np.sort(padded.reshape(blocks, _WINDOW), axis=1)
+    count = np.count_nonzero(~np.isnan(ordered), axis=1)
+    rows = np.arange(blocks)
+    middle = (ordered[rows, np.maximum(count - 1, 0) // 2] + ordered[rows, count // 2]) / 2
+    local = middle * _MAD_SIGMA
+    few = count < _WINDOW // 4  # a block that barely moved: its own spike would be its scale
+    if few.any():  # the whole series' scale instead (~6 ms a year)
+        local[few] = float(np.median(moves[moved])) * _MAD_SIGMA
+    scale: np.ndarray[Any, Any] = np.repeat(local, _WINDOW)[: len(moves)]
+    return scale
 
 
 def _stale(
