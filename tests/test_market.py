@@ -150,6 +150,10 @@ def test_one_series_with_options_keeps_the_time_index(market: CandleStore) -> No
         (("*USDC", "1m"), {}, "no stored series matches '[*]USDC'"),
         ((["BTC-USDT"], "1m"), {}, "BTC-USDT"),
         ((["BTCUSDT"], "7m"), {}, "7m"),
+        ((None, "1m"), {}, "symbols must be a name, a pattern or a list of them, got None"),
+        ((["BTCUSDT", 7], "1m"), {}, "symbols must be .* got \\['BTCUSDT', 7\\]"),
+        (([b"BTCUSDT"], "1m"), {}, "symbols must be"),
+        (("BTCUSDT", 60), {}, "intervals must be a name, a pattern or a list of them, got 60"),
     ],
 )
 def test_bad_arguments_are_library_errors(

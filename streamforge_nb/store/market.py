@@ -24,7 +24,7 @@ extra); arrow and polars wide tables name columns `<field>_<SYMBOL>`.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +95,17 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     return value
 
 
+def _names(what: str, value: Any) -> list[str]:
+    """`value` as a list of names: one string, or an iterable of strings (not bytes)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Iterable) and not isinstance(value, bytes | bytearray | Mapping):
+        items = list(value)
+        if all(isinstance(item, str) for item in items):
+            return items
+    raise InvalidName(f"{what} must be a name, a pattern or a list of them, got {value!r}")
+
+
 def resolve_series(
     backend: CandleBackend,
     symbols: str | Iterable[str],
@@ -107,8 +118,7 @@ def resolve_series(
     is an error, so a typo never reads as an empty market. `stored`: the store's series,
     when the caller has listed them already.
     """
-    names = [symbols] if isinstance(symbols, str) else list(symbols)
-    ivs = [intervals] if isinstance(intervals, str) else list(intervals)
+    names, ivs = _names("symbols", symbols), _names("intervals", intervals)
     if not names or not ivs:
         raise InvalidName("load needs at least one symbol (or pattern) and one interval")
     ivs = list(dict.fromkeys(check_interval(iv) for iv in ivs))
