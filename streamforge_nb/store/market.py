@@ -24,7 +24,7 @@ extra); arrow and polars wide tables name columns `<field>_<SYMBOL>`.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +99,7 @@ def _names(what: str, value: Any) -> list[str]:
     """`value` as a list of names: one string, or an iterable of strings (not bytes)."""
     if isinstance(value, str):
         return [value]
-    if isinstance(value, Iterable) and not isinstance(value, bytes | bytearray | Mapping):
+    if isinstance(value, Iterable) and not isinstance(value, bytes | bytearray):
         items = list(value)
         if all(isinstance(item, str) for item in items):
             return items
