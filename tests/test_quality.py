@@ -36,10 +36,9 @@ def _price(frame: pd.DataFrame, at: int, close: float) -> None:
 @pytest.fixture
 def store(tmp_path: Path) -> CandleStore:
     """A day of 1m each: BTCUSDT with a bad tick at minute 500 (x1.3, then back) and a low
-    at half the price at minute 800, ETHUSDT
-    with its close unchanged over minutes 100..139 (40 candles) and 300..319 (20), SOLUSDT
-    with a hole at minutes 700..709 after which the price is 40% higher (no jump: not
-    neighbours), BNBUSDT clean; BTCUSDT 1h over the same day."""
+    at half the price at minute 800, ETHUSDT with its close unchanged over minutes 100..139
+    (40 candles) and 300..319 (20), SOLUSDT with a hole at minutes 700..709 after which the
+    price is 40% higher (no jump: not neighbours), BNBUSDT clean; BTCUSDT 1h, the same day."""
     s = CandleStore.open(tmp_path / "store")
     btc = generated("BTCUSDT", "1m", AUG1, AUG1 + DAY)
     _price(btc, 500, float(btc["close"].iloc[499]) * 1.3)
@@ -68,7 +67,7 @@ def test_quality_finds_a_bad_tick_and_stale_runs_across_a_market(store: CandleSt
     before = store.load(["*USDT"], "1m")
     found, summary = store.quality_summary("*USDT", ["1m", "1h"])
     jumps = found[found["kind"] == "jump"]
-    # Out and back: the tick and the candle after it; and the close that ends ETHUSDT's
+    # Out and back: the tick and the candle after it; the wick; and the close that ends ETHUSDT's
     # 40-minute stale run (the walk moved on meanwhile: 40 minutes of it at once, ~9 sigmas
     # of a minute). Nothing else in the market, the hole in SOLUSDT included.
     assert list(zip(jumps["symbol"], jumps["open_time"], strict=True)) == [
