@@ -37,10 +37,9 @@ import numpy as np
 import pandas as pd
 
 from streamforge_nb.exceptions import InvalidName
-from streamforge_nb.platform.anomalies import ANOMALIES, grid_floor_ms
-from streamforge_nb.platform.intervals import interval_ms
+from streamforge_nb.platform.anomalies import ANOMALIES
 from streamforge_nb.platform.neighbours import NEIGHBOURS
-from streamforge_nb.store.analysis import _iso, _utc, find_anomalies
+from streamforge_nb.store.analysis import _iso, _slots, _utc, find_anomalies
 
 __all__ = ["KINDS", "check_parameters", "empty_findings", "findings", "quality", "summary"]
 
@@ -123,15 +122,10 @@ def _zero_volume_runs(
 
 
 def _neighbours(opens: np.ndarray[Any, Any], interval: str) -> np.ndarray[Any, Any]:
-    """Whether each candle is the grid slot right after the one before (False for the first)."""
-    slots = grid_floor_ms(opens, interval)
-    step = interval_ms(interval)
-    if step is None:  # months: the next calendar month
-        months = slots.astype("M8[ms]").astype("M8[M]").astype(np.int64)
-        after = np.diff(months) == 1
-    else:
-        after = np.diff(slots) == step
-    return np.concatenate([[False], after])
+    """Whether each candle is the grid slot right after the one before (False for the first):
+    slots as `gaps()` numbers them (an off-grid candle counts for the slot it opens in)."""
+    slots, _ = _slots(opens, interval)
+    return np.concatenate([[False], np.diff(slots) == 1])
 
 
 def _jumps(
@@ -153,8 +147,7 @@ def _jumps(
             usable = after & np.isfinite(ratio) & (ratio > 0)
             logs = np.log(np.where(usable, ratio, 1.0))
         # A wick is a move one way: a high above the close before, a low below it.
-        way = {"close": np.abs(logs), "high": logs.clip(min=0), "low": (-logs).clip(min=0)}
-        moves = way[name]
+        moves = np.abs(logs) if name == "close" else (logs if name == "high" else -logs).clip(0)
         moves[~usable] = np.nan
         scores.append(moves / _scale(moves))
     score = np.vstack(scores)
