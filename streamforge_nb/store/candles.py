@@ -238,10 +238,8 @@ class CandleStore(MarketQueries):
         candle count; an `end` past the last closed candle counts up to it (a candle not
         closed yet is not missing).
         """
-        import time
-
         from streamforge_nb.store.analysis import find_gaps
-        from streamforge_nb.store.update import closed_end_ms
+        from streamforge_nb.store.update import closed_until
 
         frame = self.load(symbol, interval, start, end)
         start_ms, end_ms = range_ms(start, end)
@@ -251,7 +249,7 @@ class CandleStore(MarketQueries):
         if end is None:
             end_ms = int(times[-1]) + 1 if len(times) else start_ms
         else:
-            end_ms = min(end_ms, max(closed_end_ms(interval, time.time_ns() // 10**6), start_ms))
+            end_ms = closed_until(interval, start_ms, end_ms)
         empty = self._empty_ms(symbol, interval, start_ms, end_ms) if end_ms > start_ms else []
         return find_gaps(times, interval, start_ms, end_ms, empty)
 

@@ -16,7 +16,6 @@ exchange served counts as stored).
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ from streamforge_nb.platform.intervals import INTERVALS, WEEK_OFFSET_MS, interva
 from streamforge_nb.store.base import merge_ranges
 from streamforge_nb.store.footers import Part, local_parts
 from streamforge_nb.store.query import all_exchange_empty
-from streamforge_nb.store.update import closed_end_ms
+from streamforge_nb.store.update import closed_until
 
 if TYPE_CHECKING:
     from streamforge_nb.store.base import CandleBackend
@@ -124,7 +123,6 @@ def coverage_by(
         if local
         else [_generic_parts(backend, sym, iv) for sym, iv in series]
     )
-    now_ms = time.time_ns() // 1_000_000
     for (symbol, interval), parts in zip(series, every, strict=True):
         lo, hi = span
         if not bounded[0]:
@@ -132,7 +130,7 @@ def coverage_by(
         if not bounded[1]:
             hi = max((p.last + 1 for p in parts), default=lo)
         else:  # a candle not closed yet is not missing: the current month is not red
-            hi = min(hi, max(closed_end_ms(interval, now_ms), lo))
+            hi = closed_until(interval, lo, hi)
         if hi <= lo:
             continue
         edges = _periods(unit, lo, hi)

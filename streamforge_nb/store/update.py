@@ -12,6 +12,7 @@ the last closed candle at `now`, as `Workflow`'s `<start>:now` does.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,9 @@ from streamforge_nb.platform.intervals import close_time, longest_ms, open_times
 from streamforge_nb.store.base import merge_ranges
 from streamforge_nb.store.frames import check_series, to_ms
 
-__all__ = ["SeriesUpdate", "Updated", "closed_end_ms", "plan_updates", "split_options"]
+__all__ = [
+    "SeriesUpdate", "Updated", "closed_end_ms", "closed_until", "plan_updates", "split_options",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,13 @@ def closed_end_ms(interval: str, now_ms: int) -> int:
     """Return the end (exclusive) of the last closed `interval` candle at `now_ms`."""
     # The open time of the candle still open at now_ms: the last one opening by then.
     return list(open_times(interval, now_ms - longest_ms(interval) + 1, now_ms + 1))[-1]
+
+
+def closed_until(interval: str, start_ms: int, end_ms: int) -> int:
+    """Return `end_ms`, or the end of the last `interval` candle closed by now if sooner (not
+    before `start_ms`): what coverage and gaps may count as expected, since a candle not
+    closed yet is not missing."""
+    return min(end_ms, max(closed_end_ms(interval, time.time_ns() // 10**6), start_ms))
 
 
 def _first_open(interval: str, ms: int) -> int:
