@@ -246,3 +246,14 @@ def test_the_shell_gives_coverage_and_quality(store: CandleStore) -> None:
     assert bad.returncode == 2 and "--jump-sigmas" in bad.stderr
     typo = _cli("store", "coverage", "*BUSD", "-i", "1m", "--store-url", root)
     assert typo.returncode == 2 and "no stored series matches '*BUSD'" in typo.stderr
+
+
+def test_the_shell_keeps_a_store_password_out_of_its_output_even_at_debug() -> None:
+    """A store URL with a password (ArangoDB, nobody listening): the error names the store,
+    never the password, with --debug's logs and traceback too."""
+    url = "http://reader:s3cret-pw@127.0.0.1:9/candles"
+    for command in (["store", "coverage"], ["--debug", "store", "quality"]):
+        done = _cli(*command, "BTCUSDT", "-i", "1m", "--store-url", url)
+        assert done.returncode != 0
+        assert "127.0.0.1:9" in done.stderr
+        assert "s3cret-pw" not in done.stdout + done.stderr
