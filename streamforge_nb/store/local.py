@@ -147,7 +147,19 @@ def _read_file(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
 
 
 def _times(table: pa.Table) -> np.ndarray[Any, Any]:
-    return np.asarray(to_numpy(table.column("open_time").cast(pa.int64())), dtype=np.int64)
+    return _ms_of(table.column("open_time"))
+
+
+def _as(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
+    return column if column.type == kind else column.cast(kind)
+
+
+def _ms_of(column: pa.ChunkedArray | pa.Array) -> np.ndarray[Any, Any]:
+    """Open times as int64 ms: the store's own type is viewed, not cast (a cast is a pyarrow
+    call, ~10 us a column, several a batch on the sink's path)."""
+    if column.type == _TS:
+        return to_numpy(column).view(np.int64)
+    return np.asarray(to_numpy(column.cast(pa.int64())), dtype=np.int64)
 
 
 class LocalBackend(SqliteState, CandleBackend):
@@ -177,12 +189,12 @@ class LocalBackend(SqliteState, CandleBackend):
         columns) as `write_frame` merges a frame; the sink's path, with no pandas on it."""
         if table.num_rows == 0:
             return 0
-        times = np.asarray(to_numpy(table["open_time"].cast(pa.int64())), dtype=np.int64)
+        times = _ms_of(table["open_time"])
         if not np.all(np.diff(times) > 0):
             # Unique over the reversed times keeps the LAST of duplicates, as normalize_frame.
             _, first_in_rev = np.unique(times[::-1], return_index=True)
             table = table.take(from_numpy(len(times) - 1 - first_in_rev))
-        columns = [table[f.name].cast(f.type) for f in _SCHEMA]
+        columns = [_as(table[f.name], f.type) for f in _SCHEMA]
         rows = pa.Table.from_arrays(columns, schema=_SCHEMA)
         return self._write_partitions(symbol, interval, rows)
 
@@ -190,9 +202,13 @@ class LocalBackend(SqliteState, CandleBackend):
         """Merge `table` (sorted, one row per open time) into the partitions it spans."""
         times = _times(table)
         unit = partition_unit(interval)
-        parts = times.view("M8[ms]").astype(f"M8[{unit}]")
-        # Rows come sorted, so each partition is one contiguous slice.
-        cuts = [0, *(np.flatnonzero(parts[1:] != parts[:-1]) + 1).tolist(), len(times)]
+        parts = times[[0, -1]].view("M8[ms]").astype(f"M8[{unit}]")
+        if parts[0] == parts[-1]:  # a sink's usual batch: one partition, no row converted
+            cuts = [0, len(times)]
+        else:
+            parts = times.view("M8[ms]").astype(f"M8[{unit}]")
+            # Rows come sorted, so each partition is one contiguous slice.
+            cuts = [0, *(np.flatnonzero(parts[1:] != parts[:-1]) + 1).tolist(), len(times)]
         directory = self.series_dir(symbol, interval)
         with store_errors(f"cannot write {symbol} {interval} candles", str(directory)):
             self._makedirs(directory)
@@ -425,7 +441,8 @@ def _replace(path: Path, table: pa.Table, options: dict[str, Any]) -> tuple[int,
         # Candles have no nulls: REQUIRED columns carry no definition levels to decode
         # (a year of 1m: ~15% less read CPU). Older files' OPTIONAL ones read the same.
         table = table.cast(_REQUIRED)
-    pq.write_table(table, str(tmp), **options)
+    with pa.OSFile(str(tmp), "wb") as sink:  # a path would be resolved to a file system first
+        pq.write_table(table, sink, **options)
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
