@@ -305,17 +305,19 @@ def assert_same_floats(got: np.ndarray[Any, Any], want: list[float]) -> None:
         max_size=64,
     ),
     cuts=st.lists(st.integers(1, 10**6), max_size=8),
+    chunk=st.integers(1, 2**16),
 )
 def test_resamples_sums_are_added_one_by_one_in_time_order(
-    k: int, slots: int, values: list[float], cuts: list[int]
+    k: int, slots: int, values: list[float], cuts: list[int], chunk: int
 ) -> None:
     from streamforge_nb.store.resample import _Sums
 
     data = np.resize(np.array(values, dtype=np.float64), k * slots)
     starts = np.arange(slots) * k  # every slot k values (a year of 1m to 1h, no holes)
     want = added_one_by_one(data, starts)
-    # Transposed and reduced (one slot: k adds), added k times a column, and by bincount.
-    for min_slots, transposed in ((1, 2**16), (1, 0), (10**9, 0)):
+    # Transposed and reduced a chunk of slots at a time (`chunk` values, at least two
+    # slots; one slot: bincount), added k times a column, and by bincount.
+    for min_slots, transposed in ((10**9, chunk), (10**9, 2**16), (1, 0), (10**9, 0)):
         assert_same_floats(_Sums(starts, starts + k, min_slots, transposed)(data), want)
     # Slots of other counts (holes), as `cuts` divides the values.
     starts = np.unique(np.array([0, *(c % len(data) for c in cuts)], dtype=np.int64))
