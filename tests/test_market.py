@@ -248,9 +248,9 @@ def test_sql_reads_the_store_and_nothing_else(tmp_path: Path, query: str) -> Non
 def test_a_damaged_file_in_a_many_series_resample_names_its_series(
     market: CandleStore, monkeypatch: pytest.MonkeyPatch, damage: str
 ) -> None:
-    """Each file is read in a reader thread while the one before is aggregated: a file
-    that cannot be read must reach the caller as a StoreError naming its series and file,
-    leave nothing running, and not stop the next resample of the rest."""
+    """Each file is mapped and aggregated in turn: a file that cannot be read must reach
+    the caller as a StoreError naming its series and file, give its scratch back, and not
+    stop the next resample of the rest."""
     root: Path = market.backend.root  # type: ignore[attr-defined]
     (path,) = (root / "candles" / "ETHUSDT" / "1m").glob("*.parquet")
     scratch_before = len(planned_read._KEPT_SCRATCH)
@@ -273,7 +273,7 @@ def test_a_damaged_file_in_a_many_series_resample_names_its_series(
         market.resample_many(["BTCEUR", "BTCUSDT", "ETHUSDT"], "1m", "5m")
     assert path.name in str(caught.value)
     assert not [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
-    assert len(planned_read._KEPT_SCRATCH) == max(scratch_before, scan._AHEAD + 1)  # given back
+    assert len(planned_read._KEPT_SCRATCH) == max(scratch_before, 1)  # given back
     path.unlink(missing_ok=True)  # the rest resamples as before
     got = market.resample_many(["BTCEUR", "BTCUSDT", "ETHUSDT"], "1m", "5m")
     assert set(got["symbol"]) == {"BTCEUR", "BTCUSDT"}

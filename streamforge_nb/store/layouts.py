@@ -43,8 +43,8 @@ from streamforge_nb.store import pages
 from streamforge_nb.store.frames import COLUMNS, FLOAT_COLUMNS
 
 __all__ = [
-    "Layout", "clear", "drop", "fill", "get", "image", "map_file", "plan", "planned", "put",
-    "read_into", "read_values", "version",
+    "Layout", "clear", "drop", "fill", "get", "image", "map_file", "matches", "plan", "planned",
+    "put", "read_into", "read_values", "version",
 ]  # fmt: skip
 
 # File versions kept: a year of 1m for 200 symbols is 2,400. A month's layout takes ~3.5 KB
@@ -145,6 +145,14 @@ def copy_from(data: Any, layout: Layout, rows: Sequence[np.ndarray[Any, Any]]) -
         if row >= 0:
             out = rows[row]
             out[value : value + n // 8] = np.frombuffer(data, out.dtype, n // 8, offset)
+
+
+def matches(layout: Layout, data: Any) -> bool:
+    """Whether a file's bytes `data` (its map) are those `layout` was found in."""
+    if len(data) != layout.size:
+        return False
+    pairs = iter(layout.read)
+    return _digest(memoryview(data).cast("B"), zip(pairs, pairs, strict=True)) == layout.digest
 
 
 def read_into(fd: int, layout: Layout, rows: Sequence[np.ndarray[Any, Any]], image: Any) -> bool:

@@ -37,7 +37,8 @@ project on a 2-vCPU VM; ours: `bench/read.py` on a 2-vCPU VM):
   memory (the merge reads nothing while the file is the one this backend wrote: same inode,
   size and mtime).
 - Files are encoded for the read, the hot path (`_WRITE_OPTIONS`): floats and trades PLAIN,
-  times delta-encoded, no codec, columns REQUIRED (no definition levels). A first load
+  times delta-encoded, no codec, columns REQUIRED (no definition levels), each column one
+  page (a resample aggregates the values where they lie in the file's map). A first load
   copies the float and trades pages from the file into the frame and fills the times
   (`store.pages`, `store.layouts`): nothing is decoded. A year of 1m takes 36.2 MiB
   (ArcticDB on LMDB: 35.7; trades delta-encoded, the format before: 32.8; LZ4: 27; zstd:
@@ -51,6 +52,7 @@ month boundary may show in one month before the other.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import threading
@@ -119,6 +121,12 @@ _WRITE_OPTIONS: dict[str, Any] = {
     },
     "write_statistics": ["open_time"],
 }
+# A column one page (up to 2**17 rows: pyarrow's 1 MiB page of 8-byte values; a month of
+# 1m is 44,640, a day of 1s 86,400): a resample aggregates its values where they lie in the
+# file's map (`planned_read.mapped_arrays`), no copy. Newer pyarrow cuts pages at 20,000 rows
+# unless told (apache/arrow#47090, #48101); older ones cut a page by its size alone.
+if "max_rows_per_page" in inspect.signature(pq.ParquetWriter.__init__).parameters:
+    _WRITE_OPTIONS["max_rows_per_page"] = 2**17
 _REQUIRED = pa.schema([field.with_nullable(False) for field in _SCHEMA])
 _HOT_PARTITIONS = 4
 """Partitions a backend keeps in memory: a sink's current one and the one a batch crossed from."""

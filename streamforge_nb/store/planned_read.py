@@ -5,9 +5,11 @@ of 1m in the two threads of a resample of 50 series. A file as the store writes 
 decode (`store.series_read` reads one series' files so): its PLAIN values are read into new
 buffers and its times filled. `read_table` does that for `scan`, finding the file's layout
 on its first read (and keeping it, as `series_read` does); any other file gives None, and
-pyarrow decodes it as before, so a damaged file still gets pyarrow's error. `read_arrays`
-reads it into scratch instead, for a resample, which keeps nothing of a file: new memory
-costs its page faults every time, and the scratches (`scratch`) are kept for the next one.
+pyarrow decodes it as before, so a damaged file still gets pyarrow's error. A resample keeps
+nothing of a file: `mapped_arrays` gives it the file's map by its layout, each column a view
+of the map where it is one page (as the store writes a partition), else copied into a
+scratch (new memory costs its page faults every time, and the scratches, `scratch`, are
+kept for the next one).
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import pyarrow.parquet as pq
 
 from streamforge_nb.store import layouts
 
-__all__ = ["Scratch", "read_arrays", "read_table", "scratch"]
+__all__ = ["Scratch", "mapped_arrays", "read_table", "scratch"]
 
 # Where the OS reads into many buffers at once (`layouts.read_into`); elsewhere pyarrow.
 _PREADV = hasattr(os, "preadv")
 _INTS = ("open_time", "close_time", "number_of_trades")
+_TIMES = ("open_time", "close_time")  # as `Layout.runs` holds them
 
 
 def read_table(path: str, schema: pa.Schema) -> pa.Table | None:
@@ -48,26 +51,81 @@ def read_table(path: str, schema: pa.Schema) -> pa.Table | None:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def read_arrays(
+def mapped_arrays(
     path: str, schema: pa.Schema, scratch: Scratch
 ) -> dict[str, np.ndarray[Any, Any]] | None:
-    """Return the file at `path` as arrays of `schema`'s columns (times as int64 ms), read by
-    its layout into `scratch`, which its next use overwrites; None as `read_table`. For a
-    read that keeps nothing (a resample): new memory would cost more than the read (page
-    faults of fresh pages)."""
+    """Return the file at `path` as arrays of `schema`'s columns (times as int64 ms) from its
+    map, by its layout, or None as `read_table` (no layout: decode it). Where each PLAIN
+    column is one page (as the store writes a partition) those columns are views of the
+    map (read only; no copy: a resample aggregates them where they lie, a year of 1m to 1h
+    in ~11 ms against ~16 copied first); else they are copied into `scratch`. The times
+    are filled into `scratch`, which its next use overwrites. For a read that keeps
+    nothing (a resample): new memory would cost more than the read (page faults)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        if not st.st_size:
+            return None
+        key = layouts.version(st)  # the version opened: a replace since changes nothing here
+        mapped = layouts.map_file(fd)  # holds the file: the arrays' views keep it mapped
+    finally:
+        os.close(fd)
+    layout = layouts.get(path, key)
+    if layout is not None and not layouts.matches(layout, mapped):
+        layout = None  # not the bytes it was found in: found again from these
+    if layout is None:
+        try:
+            metadata = pq.ParquetFile(pa.BufferReader(mapped)).metadata
+        except (OSError, pa.ArrowException):  # pyarrow's decode says what is wrong
+            layouts.drop(path)
+            return None
+        layout = layouts.plan(memoryview(mapped).cast("B"), metadata)
+        if layout is None:
+            layouts.drop(path)
+            return None
+        layouts.put(path, key, layout)
+    rows, pages = layout.rows, _pages(layout)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
-
-    def new(rows: int) -> dict[str, np.ndarray[Any, Any]]:
-        data = scratch.of(8 * rows * len(schema))
-        for i, name in enumerate(schema.names):
-            arrays[name] = data[8 * rows * i : 8 * rows * (i + 1)].view(_dtype(name))
+    if pages is not None:
+        times = scratch.of(16 * rows)
+        for name in schema.names:
+            if name in _TIMES:
+                i = _TIMES.index(name)
+                arrays[name] = times[8 * rows * i : 8 * rows * (i + 1)].view(np.int64)
+                layouts.fill(arrays[name], layout.runs[i])
+            else:
+                arrays[name] = np.frombuffer(mapped, _dtype(name), rows, pages[name])
         return arrays
+    data = scratch.of(8 * rows * len(schema))
+    for i, name in enumerate(schema.names):
+        arrays[name] = data[8 * rows * i : 8 * rows * (i + 1)].view(_dtype(name))
+    layouts.read_values(layout, arrays, -1, mapped)
+    if "number_of_trades" not in layout.columns:  # delta-encoded (older files)
+        file = pq.ParquetFile(pa.BufferReader(mapped))
+        trades = file.read(["number_of_trades"], use_threads=False).column(0)
+        if len(trades) != rows:  # a damaged header pyarrow reads as no values: decode it
+            return None
+        arrays["number_of_trades"][:] = trades.cast(pa.int64()).to_numpy()
+    return arrays
 
-    return None if _read(path, new) is None else arrays
+
+def _pages(layout: layouts.Layout) -> dict[str, int] | None:
+    """Where each PLAIN column's values begin if each is one page of all the file's rows and
+    the trades are among them (then every column but the times is a view); else None."""
+    found: dict[str, int] = {}
+    fours = iter(layout.segments)
+    for offset, n, row, value in zip(fours, fours, fours, fours, strict=True):
+        if row >= 0:
+            name = layout.columns[row]
+            if name in found or value or n != 8 * layout.rows:
+                return None
+            found[name] = offset
+    return found if "number_of_trades" in found else None
 
 
 class Scratch:
-    """Bytes for a file's columns, reused file after file (a month of 1m: ~4.3 MB)."""
+    """Bytes for a file's columns, reused file after file (a month of 1m: ~4.3 MB copied;
+    its times alone, ~0.7 MB, where the other columns are views of the file's map)."""
 
     def __init__(self) -> None:
         self._data = np.empty(0, np.uint8)
@@ -87,7 +145,7 @@ class Scratch:
 
 _KEPT_SCRATCH: list[Scratch] = []
 _KEPT_LOCK = threading.Lock()
-_SCRATCH_KEPT = 6  # at most, each up to `_SCRATCH_BYTES`: two resamples' three at once
+_SCRATCH_KEPT = 4  # at most, each up to `_SCRATCH_BYTES`: four resamples' one at once
 _SCRATCH_BYTES = 16 * 2**20  # a day of 1s takes ~8.3 MB
 
 

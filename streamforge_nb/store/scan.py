@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -60,7 +60,6 @@ SCHEMA = pa.schema([pa.field("open_time", TS), *map(_field, COLUMNS)])
 _ENV = "STREAMFORGE_READ_CACHE_MB"
 _READERS = 2  # files decoded at once on a miss: pyarrow decodes without the GIL; 2 cores
 _MAX_OPEN = 256  # files `column_chunks` holds open at once (the rest are read whole)
-_AHEAD = 2  # files `file_arrays` reads ahead of its caller, each in its own thread and scratch
 
 _Key = tuple[int, int, int, int]  # device, inode, size, mtime ns
 
@@ -262,35 +261,34 @@ def file_arrays(
 ) -> Iterator[dict[str, np.ndarray[Any, Any]]]:
     """Each of `files`' rows in `[start_ms, end_ms)` as arrays of every column (times as int64
     ms), for a read that keeps nothing of its own (a resample), each valid until the next is
-    asked for: a file's kept table where there is one, else the file read by its layout into
-    scratch, else decoded (and kept, as `_tables` does). The next `_AHEAD` files are read
-    meanwhile, each in its own thread and scratch; the caller alone aggregates: its numpy
-    calls (small, each releasing the GIL) slowed two threads doing both to the pace of one."""
+    asked for: a file's kept table where there is one, else the file's map by its layout
+    (`planned_read.mapped_arrays`: its columns views of the map where each is one page, as
+    the store writes a partition, else copied into scratch), else decoded (and kept, as
+    `_tables` does).
+
+    All in the caller's thread. With the next two files read ahead in threads (as before the
+    views), a year of 1m to 1h as views took 17-22 ms against 12-13 (three rounds,
+    `/tmp/rsync2.py`): each unmap then stops both cores (the process's map is shared), and
+    each of the caller's small numpy calls handed the GIL over. Files of a column in pages
+    (the format before), copied into scratch, take 17-21 ms against 16-21 read ahead."""
     budget = _budget()
-
-    def read(i: int) -> dict[str, np.ndarray[Any, Any]]:
-        path = files[i][2]
-        key = _key(path)
-        table = _CACHE.get(path, key) if budget else None
-        if table is None:
-            arrays = planned_read.read_arrays(path, SCHEMA, scratch[i % (_AHEAD + 1)])
-            if arrays is not None:
-                return arrays
-            table = _pyarrow_decode(path, None)  # no layout: `read_arrays` just looked
-            if budget:
-                _CACHE.put(path, key, table, budget)
-        return {
-            name: _ms(column) if pa.types.is_timestamp(column.type) else column.to_numpy()
-            for name, column in zip(table.column_names, table.columns, strict=True)
-        }
-
-    with planned_read.scratch(_AHEAD + 1) as scratch, ThreadPoolExecutor(_AHEAD) as pool:
-        ahead = deque(pool.submit(read, i) for i in range(min(_AHEAD, len(files))))
-        for i, (lo, hi, _) in enumerate(files):
-            arrays = ahead.popleft().result()
-            # Into the scratch of the file before: the caller is done with it.
-            if i + _AHEAD < len(files):
-                ahead.append(pool.submit(read, i + _AHEAD))
+    with planned_read.scratch(1) as (scratch,):
+        for lo, hi, path in files:
+            key = _key(path)
+            table = _CACHE.get(path, key) if budget else None
+            arrays = None
+            if table is None:
+                arrays = planned_read.mapped_arrays(path, SCHEMA, scratch)
+                if arrays is None:
+                    table = _pyarrow_decode(path, None)  # no layout: `mapped_arrays` looked
+                    if budget:
+                        _CACHE.put(path, key, table, budget)
+            if arrays is None:
+                assert table is not None
+                arrays = {
+                    name: _ms(column) if pa.types.is_timestamp(column.type) else column.to_numpy()
+                    for name, column in zip(table.column_names, table.columns, strict=True)
+                }
             if lo < start_ms or hi > end_ms:  # a partition the range cuts
                 first, last = np.searchsorted(arrays["open_time"], [start_ms, end_ms])
                 arrays = {name: values[first:last] for name, values in arrays.items()}
