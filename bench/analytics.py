@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from streamforge_nb.store import footers, layouts, scan
+from streamforge_nb.store import footers, layouts, planned_read, scan
 from streamforge_nb.store.candles import CandleStore
 from streamforge_nb.store.frames import COLUMNS, frame_from_arrays
 from streamforge_nb.testing import CandleGenerator
@@ -243,6 +243,11 @@ def year_case(
     if trades_as != "PLAIN":
         print(f"  (the store writes the trades PLAIN now: --cache {args.cache} holds an older "
               "format; a new --cache measures today's)", flush=True)  # fmt: skip
+    mapped = planned_read.mapped_arrays(str(year_files[0]), scan.SCHEMA, planned_read.Scratch())
+    if mapped is None or mapped["close"].flags.writeable:  # copied, not views of the map
+        print(f"  (the store writes a column as one page now: --cache {args.cache} holds "
+              "columns in pages, which a resample copies; a new --cache measures today's)",
+              flush=True)  # fmt: skip
     for what, end in (("day", YEAR + DAY), ("month", FEB)):
         t = median_time(partial(store.load, "SYM000USDT", "1m", YEAR, end), runs)
         show(f"one {what} of it: load", t, _a(arctic, f"date_range_{what}"))
