@@ -58,7 +58,7 @@ def mapped_arrays(
     map, by its layout, or None as `read_table` (no layout: decode it). Where each PLAIN
     column is one page (as the store writes a partition) those columns are views of the
     map (read only; no copy: a resample aggregates them where they lie, a year of 1m to 1h
-    in ~11 ms against ~16 copied first); else they are copied into `scratch`. The times
+    in ~11 ms against ~18 copied first); else they are copied into `scratch`. The times
     are filled into `scratch`, which its next use overwrites. For a read that keeps
     nothing (a resample): new memory would cost more than the read (page faults)."""
     fd = os.open(path, os.O_RDONLY)
