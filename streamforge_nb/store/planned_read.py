@@ -74,16 +74,10 @@ def mapped_arrays(
     if layout is not None and not layouts.matches(layout, mapped):
         layout = None  # not the bytes it was found in: found again from these
     if layout is None:
-        try:
-            metadata = pq.ParquetFile(pa.BufferReader(mapped)).metadata
-        except (OSError, pa.ArrowException):  # pyarrow's decode says what is wrong
-            layouts.drop(path)
-            return None
-        layout = layouts.plan(memoryview(mapped).cast("B"), metadata)
+        layout = _planned(path, key, mapped)
         if layout is None:
             layouts.drop(path)
             return None
-        layouts.put(path, key, layout)
     rows, pages = layout.rows, _pages(layout)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     if pages is not None:
@@ -100,13 +94,7 @@ def mapped_arrays(
     for i, name in enumerate(schema.names):
         arrays[name] = data[8 * rows * i : 8 * rows * (i + 1)].view(_dtype(name))
     layouts.read_values(layout, arrays, -1, mapped)
-    if "number_of_trades" not in layout.columns:  # delta-encoded (older files)
-        file = pq.ParquetFile(pa.BufferReader(mapped))
-        trades = file.read(["number_of_trades"], use_threads=False).column(0)
-        if len(trades) != rows:  # a damaged header pyarrow reads as no values: decode it
-            return None
-        arrays["number_of_trades"][:] = trades.cast(pa.int64()).to_numpy()
-    return arrays
+    return arrays if _older_trades(layout, mapped, arrays) else None
 
 
 def _pages(layout: layouts.Layout) -> dict[str, int] | None:
@@ -195,26 +183,43 @@ def _read(path: str, new: Callable[[int], dict[str, np.ndarray[Any, Any]]]) -> i
             if not st.st_size:
                 return None
             mapped = layouts.map_file(fd)
-            try:
-                metadata = pq.ParquetFile(pa.BufferReader(mapped)).metadata
-            except (OSError, pa.ArrowException):  # pyarrow's decode says what is wrong
-                return None
-            layout = layouts.plan(memoryview(mapped).cast("B"), metadata)
+            layout = _planned(path, key, mapped)
             if layout is None:
                 return None
-            layouts.put(path, key, layout)
         rows = layout.rows
         arrays = new(rows)
         data = layouts.read_values(layout, arrays, fd, mapped)
         if data is None:
             layouts.drop(path)  # not the bytes it was found in: decode the file
             return None
-        if "number_of_trades" not in layout.columns:  # delta-encoded (older files)
-            file = pq.ParquetFile(pa.BufferReader(data))
-            trades = file.read(["number_of_trades"], use_threads=False).column(0)
-            if len(trades) != rows:  # a damaged header pyarrow reads as no values: decode it
-                return None
-            arrays["number_of_trades"][:] = trades.cast(pa.int64()).to_numpy()
-        return rows
+        return rows if _older_trades(layout, data, arrays) else None
     finally:
         os.close(fd)
+
+
+def _planned(path: str, key: Any, mapped: pa.Buffer) -> layouts.Layout | None:
+    """The layout of a file from its bytes `mapped`, kept under `key`; None if it has none."""
+    try:
+        metadata = pq.ParquetFile(pa.BufferReader(mapped)).metadata
+    except (OSError, pa.ArrowException):  # pyarrow's decode says what is wrong
+        return None
+    layout = layouts.plan(memoryview(mapped).cast("B"), metadata)
+    if layout is not None:
+        layouts.put(path, key, layout)
+    return layout
+
+
+def _older_trades(
+    layout: layouts.Layout, data: Any, arrays: dict[str, np.ndarray[Any, Any]]
+) -> bool:
+    """Decode an older file's delta-encoded trades from its bytes `data` into `arrays` (a
+    layout places PLAIN trades itself); False if pyarrow reads a damaged header as no values
+    (then the file is decoded whole, and pyarrow says what is wrong)."""
+    if "number_of_trades" in layout.columns:
+        return True
+    file = pq.ParquetFile(pa.BufferReader(data))
+    trades = file.read(["number_of_trades"], use_threads=False).column(0)
+    if len(trades) != layout.rows:
+        return False
+    arrays["number_of_trades"][:] = trades.cast(pa.int64()).to_numpy()
+    return True
